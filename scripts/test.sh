@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints, host-target unit tests, the release
+# Wasm build, `envoy --mode validate` on every shipped config, and the
+# end-to-end suites against real Envoy binaries. Installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+
+say "setup"
+scripts/setup.sh
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+say "unit and property tests (host target)"
+cargo test --workspace --quiet
+
+say "release Wasm module"
+scripts/build.sh
+
+say "end-to-end tests (real Envoy)"
+.venv/bin/python -m pytest -q tests
