@@ -17,7 +17,9 @@ Flows, chosen by the first word of the user's text:
 
 Served on one port: JSON-RPC at "/" (1.0 method names, and 0.3 names through
 the SDK's compatibility layer), REST (1.0 routes and the 0.3 "/v1/..." routes),
-the agent card at /.well-known/agent-card.json, and GET /debug/contexts.
+the agent card at /.well-known/agent-card.json, GET /debug/contexts (the
+contexts this replica holds, with turn counts) and GET /debug/requests (what
+this replica received: path, headers of interest, body; DELETE clears it).
 
     .venv/bin/python demo/agent.py --name replica-1 --port 9101 \
         --public-url http://127.0.0.1:10000
@@ -31,9 +33,12 @@ import contextlib
 import logging
 import os
 import sys
+import json
 import time
 
+from collections import deque
 from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
 
@@ -58,6 +63,7 @@ from a2a.types import (
     TaskStatus,
 )
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -67,6 +73,9 @@ log = logging.getLogger('a2a-affinity.agent')
 
 # Shown in the reply; the full list stays in /debug/contexts.
 HISTORY_SHOWN = 8
+# Bounds of the request log behind /debug/requests.
+REQUESTS_KEPT = 5000
+BODY_KEPT = 65536
 
 
 class ConversationMemory:
@@ -92,6 +101,69 @@ class ConversationMemory:
             }
             for ctx, turns in self.turns.items()
         }
+
+
+class RequestLog:
+    """ASGI middleware keeping what this replica received, for tests to check.
+
+    Each entry has the HTTP method, path, the A2A-Version and x-context-id
+    headers, the body as received (up to BODY_KEPT bytes) and, for JSON-RPC,
+    the method name: enough to prove which binding and protocol version a
+    client used, and what a gateway in front inserted.
+    """
+
+    def __init__(self, app: Any, entries: deque[dict[str, Any]]) -> None:
+        self.app = app
+        self.entries = entries
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope['type'] != 'http' or scope['path'].startswith('/debug/'):
+            await self.app(scope, receive, send)
+            return
+        headers = {
+            k.decode('latin-1').lower(): v.decode('latin-1')
+            for k, v in scope.get('headers', [])
+        }
+        entry: dict[str, Any] = {
+            'at': time.time(),
+            'method': scope['method'],
+            'path': scope['path'],
+            'query': scope.get('query_string', b'').decode('latin-1'),
+            'a2a_version': headers.get('a2a-version'),
+            'x_context_id': [
+                v.decode('latin-1')
+                for k, v in scope.get('headers', [])
+                if k.lower() == b'x-context-id'
+            ],
+            'content_length': headers.get('content-length'),
+            'rpc_method': None,
+            'body': '',
+        }
+        self.entries.append(entry)
+        body = bytearray()
+
+        async def recording_receive() -> Any:
+            message = await receive()
+            if message['type'] == 'http.request':
+                room = BODY_KEPT - len(body)
+                if room > 0:
+                    body.extend(message.get('body', b'')[:room])
+                if not message.get('more_body', False):
+                    entry['body'] = body.decode('utf-8', 'replace')
+                    entry['rpc_method'] = _rpc_method(entry['body'])
+            return message
+
+        await self.app(scope, recording_receive, send)
+
+
+def _rpc_method(body: str) -> str | None:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get('method'), str):
+        return doc['method']
+    return None
 
 
 class ReplicaExecutor(AgentExecutor):
@@ -242,6 +314,7 @@ def build_app(
     stream_delay: float = 0.15,
 ) -> Starlette:
     memory = ConversationMemory()
+    received: deque[dict[str, Any]] = deque(maxlen=REQUESTS_KEPT)
     card = build_card(replica, public_url)
     handler = DefaultRequestHandler(
         agent_executor=ReplicaExecutor(
@@ -256,6 +329,11 @@ def build_app(
             {'replica': replica, 'contexts': memory.snapshot()}
         )
 
+    async def debug_requests(request: Request) -> JSONResponse:
+        if request.method == 'DELETE':
+            received.clear()
+        return JSONResponse({'replica': replica, 'requests': list(received)})
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         log.info('%s serving, card url %s', replica, public_url)
@@ -263,11 +341,18 @@ def build_app(
         await handler.aclose()
 
     # Own routes first: the REST routes end with a catch-all "/{tenant}" mount.
-    routes = [Route('/debug/contexts', debug_contexts, methods=['GET'])]
+    routes = [
+        Route('/debug/contexts', debug_contexts, methods=['GET']),
+        Route('/debug/requests', debug_requests, methods=['GET', 'DELETE']),
+    ]
     routes += create_agent_card_routes(card)
     routes += create_jsonrpc_routes(handler, '/', enable_v0_3_compat=True)
     routes += create_rest_routes(handler, enable_v0_3_compat=True)
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(RequestLog, entries=received)],
+    )
     app.state.memory = memory
     return app
 
