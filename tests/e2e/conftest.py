@@ -1,0 +1,83 @@
+"""Fixtures for the end-to-end tests: the release module (never built here:
+scripts/test.sh builds it first), upstream replicas, and Envoy processes
+started from the shipped configurations, stopped at the end of each test
+file, with their log attached to any failing test's report."""
+
+import json
+import time
+
+import pytest
+
+from e2e_harness import REPO, Envoy, Figures, Upstreams, module_path
+
+REPLICAS = ["replica-1", "replica-2", "replica-3"]
+FIGURES_FILE = REPO / "out/e2e-figures.json"
+_figures = Figures()
+# Envoy processes per test file, for the failure report.
+_envoys_by_module = {}
+
+
+@pytest.fixture(scope="session")
+def wasm_module():
+    path = module_path()
+    if not path.is_file():
+        pytest.fail(f"the filter module {path} is missing: run scripts/build.sh "
+                    "(scripts/test.sh builds it before the tests)", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def upstreams(tmp_path_factory):
+    ups = Upstreams(REPLICAS, tmp_path_factory.mktemp("upstreams"))
+    yield ups
+    ups.stop()
+
+
+@pytest.fixture(scope="module")
+def start_envoy(request, upstreams, tmp_path_factory):
+    """start_envoy(config, name=..., binary=..., plugin=..., with_filter=...)
+    starts Envoy once; every Envoy started in a test file is stopped when
+    the file is done."""
+    workdir = tmp_path_factory.mktemp("envoy")
+    started = _envoys_by_module.setdefault(request.module.__name__, [])
+
+    def start(config, *, name, with_filter=True, **kwargs):
+        if with_filter:
+            request.getfixturevalue("wasm_module")
+        envoy = Envoy(config, upstreams, workdir, name=name, with_filter=with_filter, **kwargs)
+        started.append(envoy)
+        return envoy
+
+    yield start
+    for envoy in started:
+        envoy.stop()
+    started.clear()
+
+
+@pytest.fixture(scope="session")
+def figures():
+    """Figures of the full run; written to out/e2e-figures.json at the end."""
+    yield _figures
+    if _figures.runs:
+        FIGURES_FILE.parent.mkdir(exist_ok=True)
+        doc = {"written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "command": ".venv/bin/python -m pytest -q tests/e2e", "runs": _figures.runs}
+        FIGURES_FILE.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        for envoy in _envoys_by_module.get(item.module.__name__, []):
+            rep.sections.append((f"envoy {envoy.name} log (last lines)", envoy.log_tail()))
+
+
+def pytest_terminal_summary(terminalreporter):
+    for key, run in sorted(_figures.runs.items()):
+        if "summary" in run:
+            terminalreporter.write_line(f"e2e {key}: {run['summary']}")
+    if _figures.runs:
+        terminalreporter.write_line(f"e2e figures written to {FIGURES_FILE.relative_to(REPO)}")
+

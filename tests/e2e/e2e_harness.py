@@ -1,0 +1,440 @@
+"""Processes and clients for the end-to-end tests: upstream replicas that
+report what they received, Envoy started from the shipped configurations,
+and HTTP/1.1 (keep-alive, raw chunked) and HTTP/2 (h2c) clients."""
+
+import concurrent.futures
+import copy
+import hashlib
+import http.client
+import itertools
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE = REPO / "target/wasm32-wasip1/release/a2a_affinity.wasm"
+UPSTREAM_SCRIPT = REPO / "envoy/sandbox/upstream.py"
+ENVOY_BINARIES = {
+    "1.40.0": REPO / ".venv/bin/envoy",
+    "1.36.4": REPO / ".venv-envoy-1.36.4/bin/envoy",
+    "1.38.2": REPO / ".venv-envoy-1.38.2/bin/envoy",
+}
+WASM_FILTER = "envoy.filters.http.wasm"
+START_TIMEOUT_SECS = 30
+_base_ids = itertools.count(start=(os.getpid() % 500) * 20 + 10000)
+
+
+def module_path():
+    """The release module the tests load (A2A_AFFINITY_WASM overrides it)."""
+    return Path(os.environ.get("A2A_AFFINITY_WASM", MODULE))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout, what, proc=None, log=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log_tail(log) if log else ""
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}\n{tail}")
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what}: not ready after {timeout} s")
+
+
+def log_tail(path, lines=150):
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def stop_process(proc, grace=10):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(grace)
+
+
+class Upstreams:
+    """Replicas of envoy/sandbox/upstream.py, all in one child process."""
+
+    def __init__(self, names, workdir):
+        self.names = list(names)
+        self.ports = [free_port() for _ in self.names]
+        self.log = Path(workdir) / "upstreams.log"
+        specs = [f"--replica={n}=127.0.0.1:{p}" for n, p in zip(self.names, self.ports)]
+        self._log_file = open(self.log, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(UPSTREAM_SCRIPT), *specs],
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(
+            lambda: "ready" in self.log.read_text().splitlines(),
+            START_TIMEOUT_SECS, "upstream replicas", self.proc, self.log,
+        )
+
+    @property
+    def by_address(self):
+        """Replica name for each host key Envoy hashes ("127.0.0.1:PORT")."""
+        return {f"127.0.0.1:{p}": n for n, p in zip(self.names, self.ports)}
+
+    def stop(self):
+        stop_process(self.proc)
+        self._log_file.close()
+
+
+def load_config(relpath):
+    with open(REPO / relpath) as f:
+        return yaml.safe_load(f)
+
+
+def http_filters(cfg):
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    return hcm["typed_config"]["http_filters"]
+
+
+def wasm_plugin(cfg):
+    for f in http_filters(cfg):
+        if f["name"] == WASM_FILTER:
+            return f["typed_config"]["config"]
+    raise LookupError("no Wasm filter in the configuration")
+
+
+def plugin_settings(cfg):
+    return json.loads(wasm_plugin(cfg)["configuration"]["value"])
+
+
+def rewrite_config(cfg, *, listen_port, admin_port, upstream_ports, module=None,
+                   plugin=None, with_filter=True):
+    """A copy of a shipped configuration with only what a test must change:
+    addresses and ports, the module path, and optionally the plugin config
+    (or no Wasm filter at all, for baseline runs with Envoy alone)."""
+    cfg = copy.deepcopy(cfg)
+    cfg["admin"]["address"]["socket_address"].update(address="127.0.0.1", port_value=admin_port)
+    listener = cfg["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"].update(address="127.0.0.1", port_value=listen_port)
+    cluster = cfg["static_resources"]["clusters"][0]
+    template = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    endpoints = []
+    for port in upstream_ports:
+        ep = copy.deepcopy(template)
+        ep["endpoint"]["address"]["socket_address"].update(address="127.0.0.1", port_value=port)
+        endpoints.append(ep)
+    cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": endpoints}]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    if not with_filter:
+        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != WASM_FILTER]
+        return cfg
+    plugin_cfg = wasm_plugin(cfg)
+    plugin_cfg["vm_config"]["code"]["local"]["filename"] = str(module or module_path())
+    if plugin is not None:
+        plugin_cfg["configuration"]["value"] = json.dumps(plugin)
+    return cfg
+
+
+class Envoy:
+    """One Envoy process on free loopback ports, with its own base id."""
+
+    def __init__(self, cfg_source, upstreams, workdir, *, name, binary=None, plugin=None,
+                 with_filter=True, concurrency=2):
+        self.name = name
+        self.workdir = Path(workdir)
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.upstreams = upstreams
+        cfg = load_config(cfg_source) if isinstance(cfg_source, str) else cfg_source
+        self.config = rewrite_config(
+            cfg, listen_port=self.port, admin_port=self.admin_port,
+            upstream_ports=upstreams.ports, plugin=plugin, with_filter=with_filter,
+        )
+        self.config_path = self.workdir / f"{name}.yaml"
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self.log = self.workdir / f"{name}.log"
+        self.binary = str(binary or ENVOY_BINARIES["1.40.0"])
+        self._log_file = open(self.log, "w")
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.config_path), "--base-id", str(next(_base_ids)),
+             "--concurrency", str(concurrency), "--log-level", "info"],
+            stdout=self._log_file, stderr=subprocess.STDOUT, cwd=REPO,
+        )
+        try:
+            wait_until(self._ready, START_TIMEOUT_SECS, f"envoy {name}", self.proc, self.log)
+        except Exception:
+            self.stop()
+            raise
+
+    def _ready(self):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/ready", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def admin(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as r:
+            return r.read().decode()
+
+    def stats(self):
+        """The filter's counters, keyed by the name after `a2a_affinity.`
+        (Envoy may prefix custom Wasm stats, e.g. `wasmcustom.`)."""
+        counters = {}
+        for line in self.admin("/stats?filter=a2a_affinity").splitlines():
+            m = re.match(r"^(?:.*\.)?a2a_affinity\.([a-z_]+): (\d+)$", line.strip())
+            if m:
+                counters[m.group(1)] = int(m.group(2))
+        return counters
+
+    def stop(self):
+        stop_process(self.proc)
+        self._log_file.close()
+
+    def log_tail(self, lines=150):
+        return log_tail(self.log, lines)
+
+
+def counter_delta(before, after):
+    return {k: after.get(k, 0) - before.get(k, 0) for k in set(before) | set(after)
+            if after.get(k, 0) != before.get(k, 0)}
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+class Exchange:
+    """One request as sent and the upstream's report of what arrived."""
+
+    def __init__(self, *, method="POST", path="/", body=b"", headers=(), context_id=None, tag=None):
+        self.method = method
+        self.path = path
+        self.body = body
+        self.headers = list(headers)
+        self.context_id = context_id
+        self.tag = tag
+        self.status = None
+        self.report = None
+        self.raw = None
+
+    def describe(self):
+        return f"{self.method} {self.path} tag={self.tag} context_id={self.context_id!r}"
+
+    def problems(self, *, expect_context_ids=None, expect_body=True):
+        """What differs from the expectation, as readable strings."""
+        out = []
+        if self.status != 200:
+            return [f"{self.describe()}: status {self.status}, body {self.raw[:200]!r}"]
+        if expect_body and (self.report["body_sha256"], self.report["body_length"]) != (
+                sha256(self.body), len(self.body)):
+            out.append(f"{self.describe()}: body changed: sent {len(self.body)} bytes "
+                       f"{sha256(self.body)[:12]}, upstream got {self.report['body_length']} "
+                       f"bytes {self.report['body_sha256'][:12]}")
+        want = expect_context_ids
+        if want is None:
+            want = [self.context_id] if self.context_id is not None else []
+        if self.report["context_ids"] != want:
+            out.append(f"{self.describe()}: upstream x-context-id {self.report['context_ids']!r}, "
+                       f"expected {want!r}")
+        return out
+
+
+class Client:
+    """HTTP/1.1 keep-alive client for one thread."""
+
+    def __init__(self, port, timeout=30):
+        self.port = port
+        self.timeout = timeout
+        self.conn = None
+
+    def send(self, ex):
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            try:
+                self.conn.putrequest(ex.method, ex.path, skip_accept_encoding=True)
+                names = {n.lower() for n, _ in ex.headers}
+                for n, v in ex.headers:
+                    self.conn.putheader(n, v)
+                if ex.body or ex.method == "POST":
+                    if "content-length" not in names and "transfer-encoding" not in names:
+                        self.conn.putheader("content-length", str(len(ex.body)))
+                self.conn.endheaders(ex.body or None)
+                resp = self.conn.getresponse()
+                ex.raw = resp.read()
+                ex.status = resp.status
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # A keep-alive connection Envoy closed between requests:
+                # reconnect once; a second failure is real.
+                self.close()
+                if attempt:
+                    raise
+        if ex.status == 200 and ex.raw.startswith(b"{"):
+            ex.report = json.loads(ex.raw)
+        return ex
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def send_all(port, exchanges, threads=4):
+    """Send every exchange over `threads` keep-alive connections."""
+    exchanges = list(exchanges)
+    slices = [exchanges[i::threads] for i in range(threads)]
+    errors = []
+
+    def run(batch):
+        client = Client(port)
+        try:
+            for ex in batch:
+                client.send(ex)
+        except Exception as exc:  # surfaced below with the request that failed
+            errors.append(exc)
+        finally:
+            client.close()
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(run, slices))
+    if errors:
+        raise errors[0]
+    return exchanges
+
+
+def send_chunked(port, path, headers, chunks, delay=0.005, trailers=()):
+    """Raw HTTP/1.1 chunked upload, one chunk per write with a pause between,
+    so that Envoy sees the body in several pieces. Returns (status, body)."""
+    head = [f"POST {path} HTTP/1.1", f"host: 127.0.0.1:{port}", "transfer-encoding: chunked",
+            "connection: close"]
+    head += [f"{n}: {v}" for n, v in headers]
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        for chunk in chunks:
+            time.sleep(delay)
+            s.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        time.sleep(delay)
+        s.sendall(b"0\r\n" + b"".join(f"{n}: {v}\r\n".encode() for n, v in trailers) + b"\r\n")
+        data = b""
+        while True:
+            got = s.recv(65536)
+            if not got:
+                break
+            data += got
+    head_raw, _, body = data.partition(b"\r\n\r\n")
+    status = int(head_raw.split(b" ", 2)[1])
+    if b"transfer-encoding: chunked" in head_raw.lower():
+        body = dechunk(body)
+    return status, body
+
+
+def dechunk(data):
+    out = b""
+    while True:
+        size_line, _, rest = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return out
+        out += rest[:size]
+        data = rest[size + 2:]
+
+
+def send_h2(port, path, headers, chunks, trailers=(), delay=0.005):
+    """One HTTP/2 request over h2c with prior knowledge: the body in several
+    DATA frames, then optionally trailers (which end the stream). Returns
+    (status, response body)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        conn.initiate_connection()
+        s.sendall(conn.data_to_send())
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, [(":method", "POST"), (":path", path), (":scheme", "http"),
+                                (":authority", f"127.0.0.1:{port}"), *headers])
+        s.sendall(conn.data_to_send())
+        for i, chunk in enumerate(chunks):
+            time.sleep(delay)
+            last = i == len(chunks) - 1 and not trailers
+            conn.send_data(sid, chunk, end_stream=last)
+            s.sendall(conn.data_to_send())
+        if trailers:
+            time.sleep(delay)
+            conn.send_headers(sid, list(trailers), end_stream=True)
+            s.sendall(conn.data_to_send())
+        status, body, done = None, b"", False
+        while not done:
+            data = s.recv(65536)
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = int(dict(event.headers)[b":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, sid)
+                elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                    done = True
+            s.sendall(conn.data_to_send())
+        return status, body
+
+
+class Figures:
+    """What the full run observed, written under out/ at the end of the session."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.runs = {}
+
+    def record(self, key, value):
+        with self.lock:
+            self.runs[key] = value
+
+
+def affinity(exchanges, replicas):
+    """Where each contextId's requests landed: the fraction of contexts whose
+    requests all reached one replica, and contexts and requests per replica."""
+    seen = {}
+    requests = dict.fromkeys(replicas, 0)
+    for ex in exchanges:
+        if ex.report is None:
+            continue
+        seen.setdefault(ex.context_id, set()).add(ex.report["replica"])
+        requests[ex.report["replica"]] = requests.get(ex.report["replica"], 0) + 1
+    pinned = {ctx: next(iter(r)) for ctx, r in seen.items() if len(r) == 1}
+    spread = dict.fromkeys(replicas, 0)
+    for replica in pinned.values():
+        spread[replica] += 1
+    return {
+        "contexts": len(seen),
+        "requests": sum(requests.values()),
+        "contexts_on_one_replica": len(pinned),
+        "affinity": len(pinned) / len(seen) if seen else 0.0,
+        "contexts_per_replica": spread,
+        "requests_per_replica": requests,
+        "split_contexts": sorted(ctx for ctx, r in seen.items() if len(r) > 1),
+        "replica_of": pinned,
+    }
