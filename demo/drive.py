@@ -489,12 +489,17 @@ async def drive(
     use_card_url: bool = True,
     debug_urls: Sequence[str] = (),
     progress: Callable[[Conversation], None] | None = None,
+    spread: str = 'request',
 ) -> list[Conversation]:
-    """Run the conversations; with several base URLs, each request goes to the next one.
+    """Run the conversations against one or more base URLs.
 
-    Spreading requests over several URLs by hand is what a load balancer
-    without affinity does; with one URL (a gateway) the gateway decides.
+    With one URL (a gateway) the gateway decides where each request goes. With
+    several, spread='request' sends each request to the next URL, as a load
+    balancer without affinity would; spread='conversation' keeps conversation
+    n on URL n mod len(URLs), as perfect affinity would.
     """
+    if spread not in ('request', 'conversation'):
+        raise ValueError("spread is 'request' or 'conversation'")
     if transport not in TRANSPORTS:
         raise ValueError(f'unknown transport {transport!r}; one of {sorted(TRANSPORTS)}')
     if followup not in ('with-context', 'task-only'):
@@ -506,9 +511,11 @@ async def drive(
         gate = asyncio.Semaphore(max(1, concurrency))
 
         async def one(n: int) -> Conversation:
-            rotation = itertools.cycle(
-                endpoints[n % len(endpoints):] + endpoints[: n % len(endpoints)]
-            )
+            start = n % len(endpoints)
+            if spread == 'conversation':
+                rotation = itertools.repeat(endpoints[start])
+            else:
+                rotation = itertools.cycle(endpoints[start:] + endpoints[:start])
             conv = Conversation(number=n + 1, transport=transport)
             async with gate:
                 await ConversationRunner(conv, lambda: next(rotation), followup).run(
@@ -644,6 +651,12 @@ def main(argv: list[str] | None = None) -> int:
         help='the input-required follow-up carries taskId and contextId, or only taskId',
     )
     p.add_argument('--client-context-id', action='store_true', help='first turn carries a client-made contextId')
+    p.add_argument(
+        '--spread',
+        choices=['request', 'conversation'],
+        default='request',
+        help='with several URLs: each request to the next URL, or each conversation on one URL',
+    )
     p.add_argument('--concurrency', type=int, default=4)
     p.add_argument('--timeout', type=float, default=15.0)
     p.add_argument('--ignore-card-url', action='store_true', help='send to the given URL, not the one the agent card advertises')
@@ -678,6 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         use_card_url=not a.ignore_card_url,
         debug_urls=a.debug_url,
         progress=progress,
+        spread=a.spread,
     )
     elapsed = time.monotonic() - started
     s = summarize(results)
