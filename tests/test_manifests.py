@@ -1,0 +1,858 @@
+"""Offline checks of the Kubernetes manifests under deploy/.
+
+Every YAML document is validated against the real CRD schema of its kind
+(<repo>/../shared/crds, the upstream CustomResourceDefinitions of Envoy
+Gateway, Istio, kgateway and the Gateway API), made strict under `spec` the
+way `kubectl --validate=strict` is, so a misspelled field fails. Core kinds get
+structural checks. Then the points the affinity depends on are asserted: every
+hash policy hashes x-context-id, every Wasm filter configuration allows
+pausing in the headers callback and fails open, the filter's JSON
+configuration uses only the fields of its contract, and the names that tie the
+objects together (Envoy Gateway's generated filter and listener names, route
+targets, backends) agree.
+
+Run: .venv/bin/python -m pytest -q tests/test_manifests.py
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import jsonschema
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+DEPLOY = REPO / "deploy"
+CRD_DIR = (REPO / ".." / "shared" / "crds").resolve()
+
+HASH_HEADER = "x-context-id"
+ROOT_ID = "a2a_affinity"
+WASM_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+STRING_VALUE_TYPE = "type.googleapis.com/google.protobuf.StringValue"
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+# Envoy's listener default; Istio and kgateway leave it unchanged.
+ENVOY_DEFAULT_BUFFER_LIMIT = 1024 * 1024
+# Envoy Gateway sets every listener to this unless told otherwise.
+ENVOY_GATEWAY_BUFFER_LIMIT = 32 * 1024
+
+# The filter's plugin configuration (the filter contract): field -> check.
+FILTER_CONFIG_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "header": lambda v: isinstance(v, str) and re.fullmatch(r"[a-z0-9][a-z0-9-]*", v) is not None,
+    "max_value_bytes": lambda v: type(v) is int and v > 0,
+    "max_scan_bytes": lambda v: type(v) is int and v > 0,
+    "client_header": lambda v: v in ("keep", "strip"),
+    "mint_context_id": lambda v: type(v) is bool,
+    "learn_tasks": lambda v: type(v) is bool,
+    "task_capacity": lambda v: type(v) is int and v > 0,
+    "task_ttl_secs": lambda v: type(v) is int and v > 0,
+}
+FILTER_DEFAULT_MAX_SCAN_BYTES = 262144
+
+CORE_KINDS = {("", "v1", "Namespace"), ("", "v1", "Service"), ("apps", "v1", "Deployment")}
+
+# The CRDs are 5.5 MB of YAML: libyaml's loader reads them several times faster.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+# --------------------------------------------------------------------------
+# Loading
+
+
+class Doc:
+    """One YAML document of a file under deploy/."""
+
+    def __init__(self, path: Path, index: int, body: dict[str, Any]):
+        self.path = path
+        self.index = index
+        self.body = body
+
+    @property
+    def where(self) -> str:
+        return f"{self.path.relative_to(REPO)}#{self.index}"
+
+    @property
+    def kind(self) -> str:
+        return str(self.body.get("kind", ""))
+
+    @property
+    def group(self) -> str:
+        api = str(self.body.get("apiVersion", ""))
+        return api.rsplit("/", 1)[0] if "/" in api else ""
+
+    @property
+    def version(self) -> str:
+        return str(self.body.get("apiVersion", "")).rsplit("/", 1)[-1]
+
+    @property
+    def name(self) -> str:
+        return str(self.body.get("metadata", {}).get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body.get("metadata", {}).get("namespace", ""))
+
+    @property
+    def gateway_dir(self) -> str:
+        return self.path.relative_to(DEPLOY).parts[0]
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.body.get("spec") or {}
+
+
+def load_docs() -> list[Doc]:
+    files = sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml"))
+    docs = []
+    for path in files:
+        with path.open(encoding="utf-8") as f:
+            for index, body in enumerate(yaml.load_all(f, Loader=YAML_LOADER)):
+                if body is None:
+                    continue
+                assert isinstance(body, dict), f"{path}#{index}: not a mapping"
+                docs.append(Doc(path, index, body))
+    return docs
+
+
+def require_crd_dir() -> Path:
+    if not CRD_DIR.is_dir():
+        pytest.fail(
+            f"CRD directory {CRD_DIR} is missing: the manifests cannot be checked against the "
+            "real schemas. It must hold the upstream CRDs (see its README.md) at <repo>/../shared/crds."
+        )
+    return CRD_DIR
+
+
+@functools.lru_cache(maxsize=1)
+def load_crds(crd_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(group, kind) -> CRD. Gateway API ships a standard and an experimental
+    CRD per kind; the standard one (a subset) is the stricter check."""
+    found: dict[tuple[str, str], tuple[Path, dict[str, Any]]] = {}
+    for path in sorted(crd_dir.rglob("*.yaml")):
+        with path.open(encoding="utf-8") as f:
+            crd = yaml.load(f, Loader=YAML_LOADER)
+        if not isinstance(crd, dict) or crd.get("kind") != "CustomResourceDefinition":
+            continue
+        key = (crd["spec"]["group"], crd["spec"]["names"]["kind"])
+        if key in found and found[key][0].name.startswith("standard-"):
+            continue
+        found[key] = (path, crd)
+    return {key: crd for key, (_, crd) in found.items()}
+
+
+@pytest.fixture(scope="module")
+def crds() -> dict[tuple[str, str], dict[str, Any]]:
+    crds = load_crds(require_crd_dir())
+    if not crds:
+        pytest.fail(f"no CustomResourceDefinition found under {CRD_DIR}")
+    return crds
+
+
+@pytest.fixture(scope="module")
+def docs() -> list[Doc]:
+    docs = load_docs()
+    assert docs, f"no YAML documents under {DEPLOY}"
+    return docs
+
+
+def find(docs: list[Doc], kind: str, gateway_dir: str | None = None) -> list[Doc]:
+    return [d for d in docs if d.kind == kind and (gateway_dir is None or d.gateway_dir == gateway_dir)]
+
+
+def walk(value: Any) -> Iterator[Any]:
+    yield value
+    if isinstance(value, dict):
+        for child in value.values():
+            yield from walk(child)
+    elif isinstance(value, list):
+        for child in value:
+            yield from walk(child)
+
+
+# --------------------------------------------------------------------------
+# Schema validation
+
+
+def strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """Forbid unknown fields on every object that lists its properties and
+    does not declare extra ones allowed (what --validate=strict does)."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    if "properties" in out:
+        out["properties"] = {k: strict(v) for k, v in out["properties"].items()}
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(out.get(key), dict):
+            out[key] = strict(out[key])
+    for key in ("allOf", "anyOf", "oneOf"):
+        if key in out:
+            out[key] = [strict(s) for s in out[key]]
+    return out
+
+
+def crd_schema(crd: dict[str, Any], version: str) -> dict[str, Any] | None:
+    for v in crd["spec"]["versions"]:
+        if v["name"] == version and v.get("served", False):
+            schema = copy.deepcopy(v["schema"]["openAPIV3Schema"])
+            if "spec" in schema.get("properties", {}):
+                schema["properties"]["spec"] = strict(schema["properties"]["spec"])
+            return schema
+    return None
+
+
+def schema_errors(doc: Doc, crds: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    crd = crds.get((doc.group, doc.kind))
+    if crd is None:
+        return [f"{doc.where}: no CRD for {doc.group}/{doc.kind}"]
+    schema = crd_schema(crd, doc.version)
+    if schema is None:
+        return [f"{doc.where}: CRD {crd['metadata']['name']} serves no version {doc.version}"]
+    validator = jsonschema.Draft7Validator(schema)
+    return [
+        f"{doc.where} ({doc.kind} {doc.name}): {'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(doc.body)
+    ]
+
+
+def core_errors(doc: Doc, docs: list[Doc]) -> list[str]:
+    """Structural checks for the built-in kinds the project ships."""
+    errs: list[str] = []
+    body, spec = doc.body, doc.spec
+    if not doc.name:
+        errs.append(f"{doc.where}: metadata.name missing")
+    if doc.kind == "Namespace":
+        if doc.namespace:
+            errs.append(f"{doc.where}: a Namespace is not namespaced")
+        return errs
+    if not doc.namespace:
+        errs.append(f"{doc.where}: metadata.namespace missing")
+    if doc.kind == "Deployment":
+        known = {"replicas", "selector", "template", "strategy", "minReadySeconds",
+                 "revisionHistoryLimit", "progressDeadlineSeconds", "paused"}
+        errs += [f"{doc.where}: unknown Deployment spec field {k}" for k in set(spec) - known]
+        if type(spec.get("replicas")) is not int or spec["replicas"] < 1:
+            errs.append(f"{doc.where}: spec.replicas must be a positive integer")
+        selector = spec.get("selector", {}).get("matchLabels") or {}
+        labels = spec.get("template", {}).get("metadata", {}).get("labels") or {}
+        if not selector or any(labels.get(k) != v for k, v in selector.items()):
+            errs.append(f"{doc.where}: selector.matchLabels must be non-empty and match the pod labels")
+        containers = spec.get("template", {}).get("spec", {}).get("containers") or []
+        if not containers:
+            errs.append(f"{doc.where}: no containers")
+        known_c = {"name", "image", "imagePullPolicy", "ports", "env", "envFrom", "args", "command",
+                   "readinessProbe", "livenessProbe", "startupProbe", "resources", "volumeMounts",
+                   "securityContext", "lifecycle", "workingDir"}
+        for c in containers:
+            errs += [f"{doc.where}: unknown container field {k}" for k in set(c) - known_c]
+            if not c.get("name") or not c.get("image"):
+                errs.append(f"{doc.where}: container needs name and image")
+            for p in c.get("ports", []):
+                if type(p.get("containerPort")) is not int or not 0 < p["containerPort"] < 65536:
+                    errs.append(f"{doc.where}: bad containerPort {p}")
+                if p.get("protocol", "TCP") not in ("TCP", "UDP", "SCTP"):
+                    errs.append(f"{doc.where}: bad port protocol {p}")
+    elif doc.kind == "Service":
+        known = {"selector", "ports", "type", "clusterIP", "sessionAffinity", "publishNotReadyAddresses",
+                 "internalTrafficPolicy", "ipFamilyPolicy", "trafficDistribution"}
+        errs += [f"{doc.where}: unknown Service spec field {k}" for k in set(spec) - known]
+        ports = spec.get("ports") or []
+        if not ports:
+            errs.append(f"{doc.where}: no ports")
+        selector = spec.get("selector") or {}
+        backing = [
+            d for d in docs
+            if d.kind == "Deployment" and d.namespace == doc.namespace
+            and all((d.spec.get("template", {}).get("metadata", {}).get("labels") or {}).get(k) == v
+                    for k, v in selector.items())
+        ]
+        if not selector or not backing:
+            errs.append(f"{doc.where}: selector {selector} selects no Deployment under deploy/")
+        container_ports = {
+            p.get("name"): p.get("containerPort")
+            for d in backing
+            for c in d.spec["template"]["spec"]["containers"]
+            for p in c.get("ports", [])
+        }
+        for p in ports:
+            if type(p.get("port")) is not int or not 0 < p["port"] < 65536:
+                errs.append(f"{doc.where}: bad port {p}")
+            target = p.get("targetPort", p.get("port"))
+            if isinstance(target, str) and target not in container_ports:
+                errs.append(f"{doc.where}: targetPort {target!r} is no named container port")
+    return errs
+
+
+def test_crd_directory_present() -> None:
+    crd_dir = require_crd_dir()
+    assert load_crds(crd_dir), f"{crd_dir} holds no CustomResourceDefinition"
+
+
+def document_errors(doc: Doc, docs: list[Doc], crds: dict) -> list[str]:
+    if (doc.group, doc.version, doc.kind) in CORE_KINDS:
+        return core_errors(doc, docs)
+    if (doc.group, doc.kind) in crds:
+        return schema_errors(doc, crds)
+    return [f"{doc.where}: kind {doc.body.get('apiVersion')} {doc.kind} has no CRD "
+            f"under {CRD_DIR} and no structural check here"]
+
+
+def test_every_document_is_validated(docs: list[Doc], crds: dict) -> None:
+    errors = [e for doc in docs for e in document_errors(doc, docs, crds)]
+    assert not errors, "\n".join(errors)
+
+
+def test_names_are_unique_and_namespaces_exist(docs: list[Doc]) -> None:
+    seen: dict[tuple[str, str, str], str] = {}
+    namespaces = {d.name for d in find(docs, "Namespace")}
+    cluster_scoped = {"Namespace", "GatewayClass"}
+    for d in docs:
+        key = (d.kind, d.namespace, d.name)
+        assert key not in seen, f"{d.where} duplicates {seen[key]}"
+        seen[key] = d.where
+        if d.kind not in cluster_scoped:
+            assert d.namespace in namespaces, f"{d.where}: namespace {d.namespace!r} is not created under deploy/"
+
+
+# --------------------------------------------------------------------------
+# References between objects
+
+
+def resolve(docs: list[Doc], kind: str, name: str, namespace: str) -> Doc | None:
+    for d in docs:
+        if d.kind == kind and d.name == name and d.namespace == namespace:
+            return d
+    return None
+
+
+def reference_errors(docs: list[Doc]) -> list[str]:
+    errs: list[str] = []
+    for d in docs:
+        refs = list(d.spec.get("targetRefs") or [])
+        if d.spec.get("targetRef"):
+            refs.append(d.spec["targetRef"])
+        for ref in refs:
+            target = resolve(docs, ref["kind"], ref["name"], d.namespace)
+            if target is None:
+                errs.append(f"{d.where}: target {ref['kind']} {ref['name']} is not in deploy/")
+                continue
+            section = ref.get("sectionName")
+            if section and ref["kind"] == "HTTPRoute":
+                if section not in [r.get("name") for r in target.spec.get("rules", [])]:
+                    errs.append(f"{d.where}: HTTPRoute {ref['name']} has no rule {section}")
+        if d.kind == "HTTPRoute":
+            for parent in d.spec.get("parentRefs", []):
+                gw = resolve(docs, "Gateway", parent["name"], parent.get("namespace", d.namespace))
+                if gw is None or gw.gateway_dir != d.gateway_dir:
+                    errs.append(f"{d.where}: parent Gateway {parent['name']} is not in deploy/{d.gateway_dir}")
+            for rule in d.spec.get("rules", []):
+                for backend in rule.get("backendRefs", []):
+                    svc = resolve(docs, "Service", backend["name"], backend.get("namespace", d.namespace))
+                    ports = [p["port"] for p in svc.spec.get("ports", [])] if svc else []
+                    if svc is None or backend.get("port") not in ports:
+                        errs.append(f"{d.where}: backend {backend['name']}:{backend.get('port')} is no Service port")
+        if d.kind == "Gateway":
+            classes = {c.name for c in find(docs, "GatewayClass")}
+            class_name = d.spec.get("gatewayClassName")
+            # Istio and kgateway create their GatewayClass at install time.
+            if class_name not in classes | {"istio", "kgateway"}:
+                errs.append(f"{d.where}: GatewayClass {class_name} is neither shipped nor built in")
+        if d.kind == "DestinationRule":
+            host = d.spec.get("host", "")
+            svc_name, _, rest = host.partition(".")
+            ns = rest.split(".")[0] if rest else d.namespace
+            if resolve(docs, "Service", svc_name, ns) is None:
+                errs.append(f"{d.where}: host {host} is no Service under deploy/")
+    return errs
+
+
+def test_references_resolve(docs: list[Doc]) -> None:
+    errors = reference_errors(docs)
+    assert not errors, "\n".join(errors)
+
+
+# --------------------------------------------------------------------------
+# Hash policies
+
+
+def is_prime(n: int) -> bool:
+    if n < 2:
+        return False
+    i = 2
+    while i * i <= n:
+        if n % i == 0:
+            return False
+        i += 1
+    return True
+
+
+def hash_policy_errors(docs: list[Doc]) -> list[str]:
+    """Every consistent-hash policy must hash exactly x-context-id."""
+    errs: list[str] = []
+    found = {"envoy-gateway": 0, "istio": 0, "kgateway": 0}
+
+    def header_is(where: str, name: Any) -> None:
+        if name != HASH_HEADER:
+            errs.append(f"{where}: hashes {name!r}, not {HASH_HEADER!r}")
+
+    for d in find(docs, "BackendTrafficPolicy"):
+        lb = d.spec.get("loadBalancer")
+        if not lb:
+            continue
+        if lb.get("type") != "ConsistentHash":
+            errs.append(f"{d.where}: loadBalancer.type is {lb.get('type')}, not ConsistentHash")
+            continue
+        ch = lb.get("consistentHash") or {}
+        if ch.get("type") == "Headers":
+            names = [h.get("name") for h in ch.get("headers") or []]
+        elif ch.get("type") == "Header":
+            names = [(ch.get("header") or {}).get("name")]
+        else:
+            errs.append(f"{d.where}: consistentHash.type {ch.get('type')} does not hash a header")
+            continue
+        if len(names) != 1:
+            errs.append(f"{d.where}: hashes {names}, want only {HASH_HEADER}")
+        for name in names:
+            header_is(d.where, name)
+        if "tableSize" in ch and not is_prime(ch["tableSize"]):
+            errs.append(f"{d.where}: Maglev tableSize {ch['tableSize']} is not prime")
+        found[d.gateway_dir] = found.get(d.gateway_dir, 0) + 1
+
+    for d in find(docs, "DestinationRule"):
+        lb = (d.spec.get("trafficPolicy") or {}).get("loadBalancer") or {}
+        ch = lb.get("consistentHash")
+        if ch is None:
+            errs.append(f"{d.where}: no consistentHash")
+            continue
+        if {"httpCookie", "useSourceIp", "httpQueryParameterName"} & set(ch):
+            errs.append(f"{d.where}: consistentHash hashes something besides the header")
+        header_is(d.where, ch.get("httpHeaderName"))
+        if not ("maglev" in ch) ^ ("ringHash" in ch):
+            errs.append(f"{d.where}: set exactly one of maglev and ringHash")
+        table = (ch.get("maglev") or {}).get("tableSize")
+        if table is not None and not is_prime(table):
+            errs.append(f"{d.where}: Maglev tableSize {table} is not prime")
+        found[d.gateway_dir] = found.get(d.gateway_dir, 0) + 1
+
+    for d in find(docs, "BackendConfigPolicy"):
+        lb = d.spec.get("loadBalancer") or {}
+        # The CRD's CEL rules, which jsonschema does not run.
+        algorithms = [a for a in ("leastRequest", "roundRobin", "ringHash", "maglev", "random") if a in lb]
+        if len(algorithms) != 1:
+            errs.append(f"{d.where}: exactly one load balancer algorithm must be set, got {algorithms}")
+            continue
+        if algorithms[0] not in ("ringHash", "maglev"):
+            errs.append(f"{d.where}: {algorithms[0]} is not a consistent hash")
+            continue
+        policies = lb[algorithms[0]].get("hashPolicies") or []
+        if not policies:
+            errs.append(f"{d.where}: no hashPolicies")
+        for p in policies:
+            kinds = [k for k in ("header", "cookie", "sourceIP") if k in p]
+            if kinds != ["header"]:
+                errs.append(f"{d.where}: hash policy {p} must hash the header only")
+                continue
+            header_is(d.where, p["header"].get("name"))
+            if p.get("terminal") is not True:
+                errs.append(f"{d.where}: the header hash policy should be terminal")
+        found[d.gateway_dir] = found.get(d.gateway_dir, 0) + 1
+
+    for gateway_dir, count in found.items():
+        if count == 0:
+            errs.append(f"deploy/{gateway_dir}: no consistent-hash policy")
+    return errs
+
+
+def test_every_hash_policy_hashes_the_context_header(docs: list[Doc]) -> None:
+    errors = hash_policy_errors(docs)
+    assert not errors, "\n".join(errors)
+
+
+# --------------------------------------------------------------------------
+# The Wasm filter's configuration
+
+
+def filter_config_errors(where: str, config: Any) -> list[str]:
+    if not isinstance(config, dict):
+        return [f"{where}: plugin configuration is not a JSON object"]
+    errs = [f"{where}: unknown filter field {k!r}" for k in config if k not in FILTER_CONFIG_FIELDS]
+    errs += [
+        f"{where}: bad value {config[k]!r} for {k}"
+        for k, ok in FILTER_CONFIG_FIELDS.items()
+        if k in config and not ok(config[k])
+    ]
+    if config.get("header", HASH_HEADER) != HASH_HEADER:
+        errs.append(f"{where}: the filter sets {config['header']!r} but the gateways hash {HASH_HEADER!r}")
+    return errs
+
+
+def eg_filter_name(policy: Doc, index: int) -> str:
+    # Envoy Gateway v1.9: wasmFilterName() -> perRouteFilterName(EnvoyFilterWasm,
+    # irConfigNameForWasm(policy, idx)) = "envoy.filters.http.wasm/" +
+    # "<lowercased kind>/<namespace>/<name>/wasm/<idx>".
+    return f"envoy.filters.http.wasm/envoyextensionpolicy/{policy.namespace}/{policy.name}/wasm/{index}"
+
+
+def eg_listener_names(gateway: Doc) -> set[str]:
+    # Default xDS name scheme: <namespace>/<gateway>/<listener>; with the
+    # XDSNameSchemeV2 runtime flag: tcp-<port>.
+    names = set()
+    for listener in gateway.spec.get("listeners", []):
+        names.add(f"{gateway.namespace}/{gateway.name}/{listener['name']}")
+        names.add(f"tcp-{listener['port']}")
+    return names
+
+
+JSONPATH_BY_NAME = re.compile(r"^\.\.http_filters\[\?\(@\.name\s*==\s*'([^']+)'\)\]\.typed_config\.config$")
+
+
+def envoy_gateway_errors(docs: list[Doc]) -> list[str]:
+    """EnvoyExtensionPolicy Wasm entries and the EnvoyPatchPolicy that must
+    set allow_on_headers_stop_iteration on the filter Envoy Gateway generates."""
+    errs: list[str] = []
+    patches = find(docs, "EnvoyPatchPolicy")
+    wasm_policies = [d for d in find(docs, "EnvoyExtensionPolicy") if d.spec.get("wasm")]
+    if not wasm_policies:
+        errs.append("no EnvoyExtensionPolicy loads the Wasm filter")
+    for policy in wasm_policies:
+        for index, wasm in enumerate(policy.spec["wasm"]):
+            where = f"{policy.where} wasm[{index}]"
+            if wasm.get("rootID") != ROOT_ID:
+                errs.append(f"{where}: rootID must be {ROOT_ID}")
+            if wasm.get("failOpen") is not True:
+                errs.append(f"{where}: failOpen must be true")
+            errs += filter_config_errors(where, wasm.get("config", {}))
+            code = wasm.get("code", {})
+            source = code.get(str(code.get("type", "")).lower()) or {}
+            if not re.fullmatch(r"[0-9a-f]{64}", str(source.get("sha256", ""))):
+                errs.append(f"{where}: code needs a sha256 (64 hex digits)")
+
+            filter_name = eg_filter_name(policy, index)
+            gateways = [
+                g for g in find(docs, "Gateway", policy.gateway_dir) if g.namespace == policy.namespace
+            ]
+            flag_set = False
+            buffer_limit = ENVOY_GATEWAY_BUFFER_LIMIT
+            for patch in patches:
+                target = patch.spec.get("targetRef", {})
+                gateway = next((g for g in gateways if g.name == target.get("name")), None)
+                if target.get("kind") != "Gateway" or gateway is None or patch.namespace != gateway.namespace:
+                    continue
+                for jp in patch.spec.get("jsonPatches", []):
+                    op = jp.get("operation", {})
+                    if jp.get("type") != LISTENER_TYPE or jp.get("name") not in eg_listener_names(gateway):
+                        errs.append(f"{patch.where}: patch names listener {jp.get('name')!r}, which "
+                                    f"{gateway.name} does not generate")
+                        continue
+                    if op.get("path") == "/per_connection_buffer_limit_bytes" and op.get("op") in ("add", "replace"):
+                        buffer_limit = op.get("value")
+                    m = JSONPATH_BY_NAME.match(str(op.get("jsonPath", "")))
+                    if m and op.get("path") == "/allow_on_headers_stop_iteration":
+                        if m.group(1) != filter_name:
+                            errs.append(f"{patch.where}: patches filter {m.group(1)!r}, but Envoy Gateway "
+                                        f"names it {filter_name!r}")
+                        elif op.get("op") in ("add", "replace") and op.get("value") is True:
+                            flag_set = True
+            if not flag_set:
+                errs.append(f"{where}: no EnvoyPatchPolicy sets allow_on_headers_stop_iteration: true "
+                            f"on {filter_name}")
+            scan = wasm.get("config", {}).get("max_scan_bytes", FILTER_DEFAULT_MAX_SCAN_BYTES)
+            if not isinstance(buffer_limit, int) or scan >= buffer_limit:
+                errs.append(f"{where}: max_scan_bytes {scan} is not below the listener buffer limit "
+                            f"{buffer_limit}: Envoy would answer 413 before the filter gives up")
+    return errs
+
+
+def test_envoy_gateway_wasm_is_patched_and_fails_open(docs: list[Doc]) -> None:
+    errors = envoy_gateway_errors(docs)
+    assert not errors, "\n".join(errors)
+
+
+def wasm_typed_configs(doc: Doc) -> list[dict[str, Any]]:
+    return [v for v in walk(doc.body) if isinstance(v, dict) and v.get("@type") == WASM_FILTER_TYPE]
+
+
+def envoy_wasm_config_errors(where: str, typed_config: dict[str, Any]) -> list[str]:
+    """A raw Envoy Wasm filter config (as in an EnvoyFilter)."""
+    errs: list[str] = []
+    config = typed_config.get("config") or {}
+    if config.get("allow_on_headers_stop_iteration") is not True:
+        errs.append(f"{where}: allow_on_headers_stop_iteration must be true")
+    if not (config.get("fail_open") is True or config.get("failure_policy") == "FAIL_OPEN"):
+        errs.append(f"{where}: must fail open (failure_policy: FAIL_OPEN or fail_open: true)")
+    if config.get("root_id") != ROOT_ID:
+        errs.append(f"{where}: root_id must be {ROOT_ID}")
+    vm = config.get("vm_config") or {}
+    if vm.get("runtime") != "envoy.wasm.runtime.v8":
+        errs.append(f"{where}: runtime must be envoy.wasm.runtime.v8 (the only Wasm runtime in release Envoy)")
+    remote = (vm.get("code") or {}).get("remote")
+    if remote is not None and not re.fullmatch(r"[0-9a-f]{64}", str(remote.get("sha256", ""))):
+        errs.append(f"{where}: remote code needs a sha256 (64 hex digits)")
+    configuration = config.get("configuration") or {}
+    if configuration.get("@type") != STRING_VALUE_TYPE:
+        errs.append(f"{where}: configuration must be a google.protobuf.StringValue")
+    else:
+        try:
+            plugin = json.loads(configuration.get("value", ""))
+        except json.JSONDecodeError as e:
+            errs.append(f"{where}: plugin configuration is not JSON: {e}")
+        else:
+            errs += filter_config_errors(where, plugin)
+            scan = plugin.get("max_scan_bytes", FILTER_DEFAULT_MAX_SCAN_BYTES)
+            if isinstance(scan, int) and scan >= ENVOY_DEFAULT_BUFFER_LIMIT:
+                errs.append(f"{where}: max_scan_bytes {scan} is not below Envoy's 1 MiB buffer limit")
+    return errs
+
+
+def istio_errors(docs: list[Doc]) -> list[str]:
+    errs: list[str] = []
+    filters = find(docs, "EnvoyFilter")
+    if not filters:
+        errs.append("no EnvoyFilter loads the Wasm filter")
+    for d in filters:
+        configs = wasm_typed_configs(d)
+        if not configs:
+            errs.append(f"{d.where}: no Wasm filter configuration")
+        for c in configs:
+            errs += envoy_wasm_config_errors(d.where, c)
+        patches = d.spec.get("configPatches", [])
+        extension_names = {
+            p["patch"]["value"].get("name")
+            for p in patches
+            if p.get("applyTo") == "EXTENSION_CONFIG" and p["patch"].get("operation") == "ADD"
+        }
+        inserted = [
+            p for p in patches
+            if p.get("applyTo") == "HTTP_FILTER" and p["patch"].get("operation") == "INSERT_BEFORE"
+            and p.get("match", {}).get("listener", {}).get("filterChain", {}).get("filter", {})
+            .get("subFilter", {}).get("name") == "envoy.filters.http.router"
+        ]
+        if not inserted:
+            errs.append(f"{d.where}: the filter must be inserted before envoy.filters.http.router")
+        for p in inserted:
+            value = p["patch"]["value"]
+            if "config_discovery" in value:
+                if value.get("name") not in extension_names:
+                    errs.append(f"{d.where}: HTTP filter {value.get('name')!r} points at no EXTENSION_CONFIG")
+                if WASM_FILTER_TYPE not in value["config_discovery"].get("type_urls", []):
+                    errs.append(f"{d.where}: config_discovery must accept the Wasm type")
+            elif (value.get("typed_config") or {}).get("@type") != WASM_FILTER_TYPE:
+                errs.append(f"{d.where}: inserted filter is not the Wasm filter")
+        for p in patches:
+            context = p.get("match", {}).get("context")
+            if context in ("SIDECAR_INBOUND", None, "ANY"):
+                errs.append(f"{d.where}: context {context}: the hash is chosen by the proxy that "
+                            "sends to the agents (GATEWAY, SIDECAR_OUTBOUND or WAYPOINT)")
+    # WasmPlugin has no allow_on_headers_stop_iteration and cannot be patched.
+    errs += [f"{d.where}: a WasmPlugin cannot set allow_on_headers_stop_iteration" for d in find(docs, "WasmPlugin")]
+    return errs
+
+
+def test_istio_envoyfilter_allows_pause_and_fails_open(docs: list[Doc]) -> None:
+    errors = istio_errors(docs)
+    assert not errors, "\n".join(errors)
+
+
+def test_every_wasm_configuration_in_deploy_is_checked(docs: list[Doc]) -> None:
+    # A Wasm config dropped anywhere else (another EnvoyFilter, a ConfigMap)
+    # must meet the same rules.
+    errors = []
+    for d in docs:
+        for c in wasm_typed_configs(d):
+            errors += envoy_wasm_config_errors(d.where, c)
+    assert not errors, "\n".join(errors)
+
+
+# --------------------------------------------------------------------------
+# kgateway's transformation stand-in
+
+
+def kgateway_errors(docs: list[Doc]) -> list[str]:
+    errs: list[str] = []
+    policies = [d for d in find(docs, "TrafficPolicy", "kgateway") if d.spec.get("transformation")]
+    if not policies:
+        errs.append("deploy/kgateway: no TrafficPolicy transformation sets the header")
+    for d in policies:
+        request = d.spec["transformation"].get("request") or {}
+        if (request.get("body") or {}).get("parseAs") != "AsJson":
+            errs.append(f"{d.where}: body.parseAs must be AsJson to read the contextId")
+        if (request.get("body") or {}).get("value"):
+            errs.append(f"{d.where}: the body must pass through unchanged")
+        sets = [s for s in request.get("set") or [] if s.get("name") == HASH_HEADER]
+        if len(sets) != 1 or request.get("add"):
+            errs.append(f"{d.where}: must set (replace, not add) {HASH_HEADER} exactly once")
+        for s in sets:
+            template = s.get("value", "")
+            for path in ("params.message.contextId", "message.contextId"):
+                if path not in template:
+                    errs.append(f"{d.where}: template does not read {path}")
+            if f'header("{HASH_HEADER}")' not in template:
+                errs.append(f"{d.where}: template must fall back to the client's header (an empty value removes it)")
+            if template.count("{%") != template.count("%}") or template.count("{{") != template.count("}}"):
+                errs.append(f"{d.where}: unbalanced template delimiters")
+        # A body that is empty or not JSON gets 400 from the transformation:
+        # it must only see JSON POSTs.
+        for ref in d.spec.get("targetRefs", []):
+            route = resolve(docs, ref["kind"], ref["name"], d.namespace)
+            rule = next((r for r in (route.spec.get("rules", []) if route else [])
+                         if r.get("name") == ref.get("sectionName")), None)
+            matches = (rule or {}).get("matches") or []
+            json_only = bool(matches) and all(
+                m.get("method") == "POST"
+                and any(h.get("name", "").lower() == "content-type" and "json" in h.get("value", "")
+                        for h in m.get("headers", []))
+                for m in matches
+            )
+            if not json_only:
+                errs.append(f"{d.where}: must target a route rule that matches only JSON POSTs")
+    return errs
+
+
+def test_kgateway_transformation_sets_the_header(docs: list[Doc]) -> None:
+    errors = kgateway_errors(docs)
+    assert not errors, "\n".join(errors)
+
+
+def test_content_type_rule_matches_a2a_media_types(docs: list[Doc]) -> None:
+    # The kgateway rule's regex as Envoy applies it (whole value, RE2; this
+    # pattern uses only syntax Python's re shares).
+    patterns = [
+        h["value"]
+        for route in find(docs, "HTTPRoute", "kgateway")
+        for rule in route.spec.get("rules", [])
+        for m in rule.get("matches") or []
+        for h in m.get("headers") or []
+        if h.get("name", "").lower() == "content-type" and h.get("type") == "RegularExpression"
+    ]
+    assert patterns, "deploy/kgateway: no content-type rule"
+    for pattern in patterns:
+        regex = re.compile(pattern)
+        for ok in ("application/json", "application/a2a+json", "application/json; charset=utf-8",
+                   "Application/JSON", "application/vnd.example+json;v=1"):
+            assert regex.fullmatch(ok), f"{pattern!r} misses {ok!r}"
+        for bad in ("text/plain", "application/jsonp", "multipart/form-data", "application/json-seq"):
+            assert not regex.fullmatch(bad), f"{pattern!r} matches {bad!r}"
+
+
+# --------------------------------------------------------------------------
+# The checks must catch what they are for: broken copies are rejected.
+
+
+def mutated(docs: list[Doc], kind: str, change: Callable[[dict[str, Any]], None]) -> list[Doc]:
+    out = []
+    hit = False
+    for d in docs:
+        body = copy.deepcopy(d.body)
+        if d.kind == kind and not hit:
+            change(body)
+            hit = True
+        out.append(Doc(d.path, d.index, body))
+    assert hit, f"no {kind} to break"
+    return out
+
+
+def test_schema_check_rejects_a_misspelled_field(docs: list[Doc], crds: dict) -> None:
+    def misspell(body: dict[str, Any]) -> None:
+        body["spec"]["loadBalancer"]["consistentHsh"] = body["spec"]["loadBalancer"].pop("consistentHash")
+
+    broken = mutated(docs, "BackendTrafficPolicy", misspell)
+    doc = next(d for d in broken if d.kind == "BackendTrafficPolicy")
+    errors = schema_errors(doc, crds)
+    assert any("consistentHsh" in e for e in errors), errors
+
+
+def test_schema_check_rejects_a_bad_enum_and_type(docs: list[Doc], crds: dict) -> None:
+    def break_it(body: dict[str, Any]) -> None:
+        body["spec"]["trafficPolicy"]["loadBalancer"]["consistentHash"]["maglev"]["tableSize"] = "65537"
+        body["spec"]["trafficPolicy"]["loadBalancer"]["simple"] = "ROUND_ROBBIN"
+
+    doc = next(d for d in mutated(docs, "DestinationRule", break_it) if d.kind == "DestinationRule")
+    errors = schema_errors(doc, crds)
+    assert any("tableSize" in e for e in errors) and any("ROUND_ROBBIN" in e for e in errors), errors
+
+
+def test_unknown_kind_and_broken_core_kind_are_rejected(docs: list[Doc], crds: dict) -> None:
+    pdb = Doc(DEPLOY / "common" / "agent.yaml", 99, {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                                                    "metadata": {"name": "x", "namespace": "agents"}})
+    assert any("no CRD" in e for e in document_errors(pdb, docs, crds))
+
+    def break_deployment(body: dict[str, Any]) -> None:
+        body["spec"]["replicas"] = "3"
+        body["spec"]["template"]["metadata"]["labels"] = {"app": "other"}
+
+    broken = mutated(docs, "Deployment", break_deployment)
+    errors = [e for d in broken for e in document_errors(d, broken, crds)]
+    assert any("replicas" in e for e in errors), errors
+    assert any("matchLabels" in e for e in errors), errors
+    assert any("selects no Deployment" in e for e in errors), errors
+
+
+def test_hash_check_rejects_another_header(docs: list[Doc]) -> None:
+    def other_header(body: dict[str, Any]) -> None:
+        body["spec"]["loadBalancer"]["maglev"]["hashPolicies"][0]["header"]["name"] = "x-session-id"
+
+    errors = hash_policy_errors(mutated(docs, "BackendConfigPolicy", other_header))
+    assert any("x-session-id" in e for e in errors), errors
+
+
+def test_envoy_gateway_check_rejects_a_missing_or_misnamed_patch(docs: list[Doc]) -> None:
+    def flag_false(body: dict[str, Any]) -> None:
+        for jp in body["spec"]["jsonPatches"]:
+            if jp["operation"].get("path") == "/allow_on_headers_stop_iteration":
+                jp["operation"]["value"] = False
+
+    errors = envoy_gateway_errors(mutated(docs, "EnvoyPatchPolicy", flag_false))
+    assert any("allow_on_headers_stop_iteration" in e for e in errors), errors
+
+    def renamed(body: dict[str, Any]) -> None:
+        body["metadata"]["name"] = "a2a-affinity-v2"
+
+    errors = envoy_gateway_errors(mutated(docs, "EnvoyExtensionPolicy", renamed))
+    assert any("names it" in e for e in errors), errors
+
+    def small_buffer(body: dict[str, Any]) -> None:
+        body["spec"]["jsonPatches"] = [
+            jp for jp in body["spec"]["jsonPatches"]
+            if jp["operation"].get("path") != "/per_connection_buffer_limit_bytes"
+        ]
+
+    errors = envoy_gateway_errors(mutated(docs, "EnvoyPatchPolicy", small_buffer))
+    assert any("413" in e for e in errors), errors
+
+
+def test_filter_config_check_rejects_unknown_fields_and_closed_failure(docs: list[Doc]) -> None:
+    def bad_config(body: dict[str, Any]) -> None:
+        wasm = body["spec"]["wasm"][0]
+        wasm["config"]["headerName"] = "x-context-id"
+        wasm["failOpen"] = False
+
+    errors = envoy_gateway_errors(mutated(docs, "EnvoyExtensionPolicy", bad_config))
+    assert any("headerName" in e for e in errors) and any("failOpen" in e for e in errors), errors
+
+    def istio_flag_off(body: dict[str, Any]) -> None:
+        for v in walk(body):
+            if isinstance(v, dict) and v.get("@type") == WASM_FILTER_TYPE:
+                v["config"].pop("allow_on_headers_stop_iteration")
+                v["config"]["configuration"]["value"] = '{"header": "x-context-id", "max_scan_bytes": "big"}'
+
+    errors = istio_errors(mutated(docs, "EnvoyFilter", istio_flag_off))
+    assert any("allow_on_headers_stop_iteration" in e for e in errors), errors
+    assert any("max_scan_bytes" in e for e in errors), errors
+
+
+def test_reference_check_rejects_a_dangling_target(docs: list[Doc]) -> None:
+    def dangling(body: dict[str, Any]) -> None:
+        body["spec"]["targetRefs"][0]["sectionName"] = "no-such-rule"
+
+    errors = reference_errors(mutated(docs, "TrafficPolicy", dangling))
+    assert any("no-such-rule" in e for e in errors), errors
