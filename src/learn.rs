@@ -1,0 +1,347 @@
+//! Learning taskId -> contextId from responses, and the bounded store that
+//! keeps what was learned.
+//!
+//! Task-only calls (`tasks/get`, `CancelTask`, REST `GET /tasks/{id}`, ...)
+//! carry no contextId. Every A2A response that names a task also names its
+//! context, so the filter reads responses as they stream past (JSON bodies
+//! and each SSE `data:` event) and remembers the pair in Envoy's shared data,
+//! which every worker thread of one Envoy process sees.
+
+use crate::host::{Host, HostError};
+use crate::scan::{Event, Flow, Limits, Progress, Scalar, Scanner};
+use crate::stats::Counter;
+
+/// Response paths that name a task and its context, in pairs: path `2i` is
+/// a task id and path `2i + 1` the context id beside it. They cover every
+/// A2A response shape: 0.x JSON-RPC `result` is a Task (`id`) or a
+/// Message/event (`taskId`); 1.0 JSON-RPC nests the object under
+/// `result.task|message|statusUpdate|artifactUpdate`; REST puts the same
+/// objects at the top level, and `GET /tasks/{id}` answers a bare Task.
+const PATHS: &[&[&str]] = &[
+    &["result", "id"],
+    &["result", "contextId"],
+    &["result", "taskId"],
+    &["result", "contextId"],
+    &["result", "task", "id"],
+    &["result", "task", "contextId"],
+    &["result", "message", "taskId"],
+    &["result", "message", "contextId"],
+    &["result", "statusUpdate", "taskId"],
+    &["result", "statusUpdate", "contextId"],
+    &["result", "artifactUpdate", "taskId"],
+    &["result", "artifactUpdate", "contextId"],
+    &["task", "id"],
+    &["task", "contextId"],
+    &["message", "taskId"],
+    &["message", "contextId"],
+    &["statusUpdate", "taskId"],
+    &["statusUpdate", "contextId"],
+    &["artifactUpdate", "taskId"],
+    &["artifactUpdate", "contextId"],
+    &["id"],
+    &["contextId"],
+    &["taskId"],
+    &["contextId"],
+];
+
+/// How the response body is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// One JSON document.
+    Json,
+    /// `text/event-stream`: one JSON document per event's `data:` lines.
+    Sse,
+}
+
+impl Framing {
+    /// The framing of a response content type, if it is one the filter reads.
+    pub fn of(content_type: &str) -> Option<Framing> {
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if essence.eq_ignore_ascii_case("text/event-stream") {
+            Some(Framing::Sse)
+        } else if essence.eq_ignore_ascii_case("application/json")
+            || essence.eq_ignore_ascii_case("application/a2a+json")
+        {
+            Some(Framing::Json)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SseState {
+    /// At the start of a line; `n` bytes of `data:` matched so far.
+    LineStart(u8),
+    /// After `data:`; the optional single space not yet seen.
+    DataColon,
+    /// Inside a data line: bytes go to the scanner.
+    Data,
+    /// Inside a line that is not data (comment, `event:`, `id:`...).
+    Skip,
+}
+
+/// Reads one response as it streams past and yields the (taskId,
+/// contextId) pairs it names. It never holds the response back: the caller
+/// passes each chunk on at once.
+pub struct ResponseLearner {
+    scanner: Scanner<'static>,
+    framing: Framing,
+    sse: SseState,
+    /// A data line was fed in the current event (so the next one needs a
+    /// '\n' separator, as the SSE spec joins data lines).
+    event_has_data: bool,
+    /// This document yielded its pair or failed: skip the rest of it.
+    document_done: bool,
+    /// The last line ended with CR: a following LF belongs to it.
+    skip_lf: bool,
+    slots: Vec<Option<String>>,
+    max_value: usize,
+}
+
+impl ResponseLearner {
+    pub fn new(framing: Framing, max_value_bytes: usize) -> Self {
+        let limits = Limits {
+            max_value_len: max_value_bytes,
+            ..Limits::default()
+        };
+        ResponseLearner {
+            scanner: Scanner::new(PATHS, limits),
+            framing,
+            sse: SseState::LineStart(0),
+            event_has_data: false,
+            document_done: false,
+            skip_lf: false,
+            slots: vec![None; PATHS.len()],
+            max_value: max_value_bytes,
+        }
+    }
+
+    /// Feeds the next response bytes; `learned` receives each pair found.
+    pub fn feed(&mut self, chunk: &[u8], learned: &mut dyn FnMut(&str, &str)) {
+        match self.framing {
+            Framing::Json => self.feed_document(chunk, learned),
+            Framing::Sse => self.feed_sse(chunk, learned),
+        }
+    }
+
+    fn feed_document(&mut self, bytes: &[u8], learned: &mut dyn FnMut(&str, &str)) {
+        if self.document_done || bytes.is_empty() {
+            return;
+        }
+        let slots = &mut self.slots;
+        let max = self.max_value;
+        let mut pair = None;
+        let progress = self.scanner.feed(bytes, &mut |event| {
+            if let Event::Scalar {
+                path,
+                value: Scalar::Str(s),
+            } = event
+            {
+                if !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control) {
+                    if let Some(slot) = slots.get_mut(path) {
+                        if slot.is_none() {
+                            *slot = Some(s.to_string());
+                        }
+                    }
+                    let pair_index = path / 2;
+                    if let (Some(Some(task)), Some(Some(context))) =
+                        (slots.get(pair_index * 2), slots.get(pair_index * 2 + 1))
+                    {
+                        pair = Some((task.clone(), context.clone()));
+                        return Flow::Stop;
+                    }
+                }
+            }
+            Flow::Continue
+        });
+        if let Some((task, context)) = pair {
+            learned(&task, &context);
+            self.document_done = true;
+        } else if matches!(
+            progress,
+            Progress::Failed(_) | Progress::Done | Progress::Stopped
+        ) {
+            self.document_done = true;
+        }
+    }
+
+    fn end_document(&mut self) {
+        self.scanner.reset();
+        self.slots.iter_mut().for_each(|s| *s = None);
+        self.document_done = false;
+        self.event_has_data = false;
+    }
+
+    fn feed_sse(&mut self, chunk: &[u8], learned: &mut dyn FnMut(&str, &str)) {
+        const DATA: &[u8] = b"data:";
+        let mut i = 0;
+        while i < chunk.len() {
+            if self.skip_lf {
+                // The LF of a CR LF line ending.
+                self.skip_lf = false;
+                if chunk.get(i) == Some(&b'\n') {
+                    i += 1;
+                    continue;
+                }
+            }
+            match self.sse {
+                SseState::Data | SseState::Skip => {
+                    let rest = chunk.get(i..).unwrap_or(&[]);
+                    let end = memchr::memchr2(b'\n', b'\r', rest);
+                    let line = rest.get(..end.unwrap_or(rest.len())).unwrap_or(&[]);
+                    if self.sse == SseState::Data {
+                        self.feed_document(line, learned);
+                    }
+                    match end {
+                        Some(end) => {
+                            self.skip_lf = rest.get(end) == Some(&b'\r');
+                            self.sse = SseState::LineStart(0);
+                            i += end + 1;
+                        }
+                        None => i = chunk.len(),
+                    }
+                }
+                SseState::DataColon => {
+                    // One space after the colon is not part of the data.
+                    if chunk.get(i) == Some(&b' ') {
+                        i += 1;
+                    }
+                    if self.event_has_data {
+                        // Data lines of one event are joined with LF.
+                        self.feed_document(b"\n", learned);
+                    }
+                    self.event_has_data = true;
+                    self.sse = SseState::Data;
+                }
+                SseState::LineStart(n) => {
+                    let b = chunk.get(i).copied().unwrap_or(0);
+                    i += 1;
+                    if b == b'\n' || b == b'\r' {
+                        self.skip_lf = b == b'\r';
+                        if n == 0 {
+                            // A blank line ends the event.
+                            self.end_document();
+                        }
+                        self.sse = SseState::LineStart(0);
+                    } else if DATA.get(usize::from(n)) == Some(&b) {
+                        self.sse = if usize::from(n) + 1 == DATA.len() {
+                            SseState::DataColon
+                        } else {
+                            SseState::LineStart(n + 1)
+                        };
+                    } else {
+                        self.sse = SseState::Skip;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How many ways each set of the task store has: a task may sit in any of
+/// them, so two tasks whose ids hash alike do not evict each other while
+/// the set has room.
+const WAYS: u64 = 4;
+
+/// The learned taskId -> contextId pairs, in Envoy shared data: a fixed
+/// number of keys (`capacity` rounded up to whole sets), each holding one
+/// `expiry \t taskId \t contextId` record. Shared data has no delete, so
+/// memory stays bounded by never creating more keys than that; a full set
+/// overwrites its entry that expires first.
+pub struct TaskStore {
+    sets: u64,
+    ttl_secs: u64,
+}
+
+impl TaskStore {
+    pub fn new(capacity: u32, ttl_secs: u64) -> Self {
+        TaskStore {
+            sets: u64::from(capacity).div_ceil(WAYS).max(1),
+            ttl_secs,
+        }
+    }
+
+    fn keys(&self, task_id: &str) -> impl Iterator<Item = String> {
+        let set = fnv1a(task_id.as_bytes()) % self.sets;
+        (0..WAYS).map(move |way| format!("a2a_affinity.task.{}", set * WAYS + way))
+    }
+
+    /// Remembers a task's context; counts an eviction when a live entry of
+    /// another task had to go.
+    pub fn learn(
+        &self,
+        host: &mut dyn Host,
+        task_id: &str,
+        context_id: &str,
+    ) -> Result<(), HostError> {
+        let now = host.now_secs();
+        let mut same = None;
+        let mut free = None;
+        let mut oldest: Option<(String, u64)> = None;
+        for key in self.keys(task_id) {
+            let record = host.shared_get(&key);
+            match record.as_deref().and_then(parse_record) {
+                Some((expiry, t, c)) if t == task_id => {
+                    // Already known and not about to expire: nothing to write.
+                    if c == context_id && expiry > now.saturating_add(self.ttl_secs / 2) {
+                        return Ok(());
+                    }
+                    same = Some(key);
+                    break;
+                }
+                Some((expiry, _, _)) if expiry > now => {
+                    if oldest.as_ref().is_none_or(|(_, e)| expiry < *e) {
+                        oldest = Some((key, expiry));
+                    }
+                }
+                _ => {
+                    if free.is_none() {
+                        free = Some(key);
+                    }
+                }
+            }
+        }
+        let (key, evicts) = match (same, free, oldest) {
+            (Some(key), _, _) | (None, Some(key), _) => (key, false),
+            (None, None, Some((key, _))) => (key, true),
+            (None, None, None) => return Ok(()),
+        };
+        let record = format!(
+            "{}\t{}\t{}",
+            now.saturating_add(self.ttl_secs),
+            task_id,
+            context_id
+        );
+        host.shared_set(&key, record.as_bytes())?;
+        host.count(Counter::TaskLearned);
+        if evicts {
+            host.count(Counter::TaskEvicted);
+        }
+        Ok(())
+    }
+
+    /// The context of a live learned task.
+    pub fn lookup(&self, host: &dyn Host, task_id: &str) -> Option<String> {
+        let now = host.now_secs();
+        self.keys(task_id).find_map(|key| {
+            let record = host.shared_get(&key)?;
+            let (expiry, t, c) = parse_record(&record)?;
+            (t == task_id && expiry > now).then(|| c.to_string())
+        })
+    }
+}
+
+fn parse_record(record: &[u8]) -> Option<(u64, &str, &str)> {
+    let text = std::str::from_utf8(record).ok()?;
+    let mut parts = text.splitn(3, '\t');
+    let expiry = parts.next()?.parse().ok()?;
+    Some((expiry, parts.next()?, parts.next()?))
+}
+
+/// FNV-1a, 64 bits: spreads task ids over the store's sets.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}

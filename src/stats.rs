@@ -1,0 +1,92 @@
+//! The filter's counters, as Envoy shows them at its admin `/stats`.
+//!
+//! Every request the filter inspects ends in exactly one outcome counter
+//! (found, minted, task routed, task unknown, absent, invalid value, invalid
+//! JSON, scan limit); requests it does not inspect count as passthrough.
+//! `client_header_kept`, `task_learned` and `task_evicted` count events
+//! beside those outcomes.
+
+/// One counter. The discriminant indexes the root context's metric ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// The body's contextId was set as the header.
+    ContextFound,
+    /// An A2A body without a contextId, a taskId or anything to mint.
+    ContextAbsent,
+    /// No contextId in the body; the client's own header was left in place.
+    ClientHeaderKept,
+    /// `max_scan_bytes` read without a verdict.
+    ScanLimit,
+    /// The body is not valid JSON.
+    InvalidJson,
+    /// A contextId or taskId that cannot be a header value.
+    InvalidValue,
+    /// Not an A2A request with a JSON body: not inspected.
+    Passthrough,
+    /// A first turn got a fresh contextId.
+    Minted,
+    /// A taskId -> contextId pair was learned from a response.
+    TaskLearned,
+    /// A task-only call was routed by its learned context.
+    TaskRouted,
+    /// A task-only call whose task was never learned (or expired).
+    TaskUnknown,
+    /// A learned task was overwritten to make room.
+    TaskEvicted,
+}
+
+impl Counter {
+    pub const ALL: [Counter; 12] = [
+        Counter::ContextFound,
+        Counter::ContextAbsent,
+        Counter::ClientHeaderKept,
+        Counter::ScanLimit,
+        Counter::InvalidJson,
+        Counter::InvalidValue,
+        Counter::Passthrough,
+        Counter::Minted,
+        Counter::TaskLearned,
+        Counter::TaskRouted,
+        Counter::TaskUnknown,
+        Counter::TaskEvicted,
+    ];
+
+    /// The stat name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::ContextFound => "a2a_affinity.context_found",
+            Counter::ContextAbsent => "a2a_affinity.context_absent",
+            Counter::ClientHeaderKept => "a2a_affinity.client_header_kept",
+            Counter::ScanLimit => "a2a_affinity.scan_limit",
+            Counter::InvalidJson => "a2a_affinity.invalid_json",
+            Counter::InvalidValue => "a2a_affinity.invalid_value",
+            Counter::Passthrough => "a2a_affinity.passthrough",
+            Counter::Minted => "a2a_affinity.minted",
+            Counter::TaskLearned => "a2a_affinity.task_learned",
+            Counter::TaskRouted => "a2a_affinity.task_routed",
+            Counter::TaskUnknown => "a2a_affinity.task_unknown",
+            Counter::TaskEvicted => "a2a_affinity.task_evicted",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_counter_in_index_order_with_unique_names() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i);
+            assert!(c.name().starts_with("a2a_affinity."));
+        }
+        let mut names: Vec<_> = Counter::ALL.iter().map(|c| c.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Counter::ALL.len());
+    }
+}

@@ -1,0 +1,808 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+//! The filter's per-stream decisions, driven through an in-memory host that
+//! behaves like Envoy's: headers, a buffered request body that grows with
+//! each callback, response chunks, counters and shared data.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use a2a_affinity::config::Config;
+use a2a_affinity::host::{Host, HostError, Level};
+use a2a_affinity::request::{Action, Plugin, Stream};
+use a2a_affinity::stats::Counter;
+
+#[derive(Default)]
+struct Shared {
+    data: HashMap<String, Vec<u8>>,
+    counters: HashMap<&'static str, u64>,
+    now: u64,
+    random_seed: u8,
+}
+
+#[derive(Default)]
+struct MockHost {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    response_headers: Vec<(String, String)>,
+    response_chunk: Vec<u8>,
+    shared: Rc<RefCell<Shared>>,
+    logs: RefCell<Vec<(Level, String)>>,
+    fail_header_writes: bool,
+    body_reads: RefCell<Vec<(usize, usize)>>,
+}
+
+impl MockHost {
+    fn new(
+        shared: &Rc<RefCell<Shared>>,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+    ) -> Self {
+        let mut headers = vec![
+            (":method".to_string(), method.to_string()),
+            (":path".to_string(), path.to_string()),
+        ];
+        if let Some(ct) = content_type {
+            headers.push(("content-type".into(), ct.into()));
+        }
+        MockHost {
+            headers,
+            shared: Rc::clone(shared),
+            ..Default::default()
+        }
+    }
+
+    fn header_values(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+impl Host for MockHost {
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_bytes().to_vec())
+    }
+    fn replace_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        if self.fail_header_writes {
+            return Err(HostError("header map not writable"));
+        }
+        self.headers.retain(|(k, _)| k != name);
+        self.headers.push((name.to_string(), value.to_string()));
+        Ok(())
+    }
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        if self.fail_header_writes {
+            return Err(HostError("header map not writable"));
+        }
+        self.headers.retain(|(k, _)| k != name);
+        Ok(())
+    }
+    fn request_body(&self, start: usize, len: usize) -> Result<Vec<u8>, HostError> {
+        self.body_reads.borrow_mut().push((start, len));
+        let end = (start + len).min(self.body.len());
+        Ok(self.body.get(start..end).unwrap_or(&[]).to_vec())
+    }
+    fn replace_request_body(&mut self, buffered: usize, data: &[u8]) -> Result<(), HostError> {
+        assert_eq!(
+            buffered,
+            self.body.len(),
+            "replace must cover the whole buffer"
+        );
+        self.body = data.to_vec();
+        Ok(())
+    }
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.response_headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_bytes().to_vec())
+    }
+    fn response_body(&self, start: usize, len: usize) -> Result<Vec<u8>, HostError> {
+        let end = (start + len).min(self.response_chunk.len());
+        Ok(self.response_chunk.get(start..end).unwrap_or(&[]).to_vec())
+    }
+    fn count(&mut self, counter: Counter) {
+        *self
+            .shared
+            .borrow_mut()
+            .counters
+            .entry(counter.name())
+            .or_default() += 1;
+    }
+    fn log(&self, level: Level, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_string()));
+    }
+    fn random(&mut self, buf: &mut [u8; 16]) -> Result<(), HostError> {
+        let mut shared = self.shared.borrow_mut();
+        shared.random_seed = shared.random_seed.wrapping_add(1);
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = shared.random_seed.wrapping_mul(31).wrapping_add(i as u8);
+        }
+        Ok(())
+    }
+    fn now_secs(&self) -> u64 {
+        self.shared.borrow().now
+    }
+    fn shared_get(&self, key: &str) -> Option<Vec<u8>> {
+        self.shared.borrow().data.get(key).cloned()
+    }
+    fn shared_set(&mut self, key: &str, value: &[u8]) -> Result<(), HostError> {
+        self.shared
+            .borrow_mut()
+            .data
+            .insert(key.to_string(), value.to_vec());
+        Ok(())
+    }
+}
+
+struct Harness {
+    plugin: Rc<Plugin>,
+    shared: Rc<RefCell<Shared>>,
+}
+
+impl Harness {
+    fn new(config: &str) -> Self {
+        let shared = Rc::new(RefCell::new(Shared {
+            now: 1_000_000,
+            ..Default::default()
+        }));
+        Harness {
+            plugin: Rc::new(Plugin::new(Config::parse(config.as_bytes()).unwrap())),
+            shared,
+        }
+    }
+
+    fn counter(&self, c: Counter) -> u64 {
+        self.shared
+            .borrow()
+            .counters
+            .get(c.name())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn host(&self, method: &str, path: &str) -> MockHost {
+        MockHost::new(&self.shared, method, path, Some("application/json"))
+    }
+
+    /// Runs the request side: headers, then the body in `chunks` (each body
+    /// callback sees everything buffered so far, as Envoy does after a
+    /// pause), then optional trailers. Returns the actions taken.
+    fn request(
+        &self,
+        host: &mut MockHost,
+        chunks: &[&[u8]],
+        trailers: bool,
+    ) -> (Stream, Vec<Action>) {
+        let mut stream = Stream::new(Rc::clone(&self.plugin));
+        let mut actions = vec![stream.on_request_headers(host, chunks.is_empty() && !trailers)];
+        let mut forwarded: Vec<u8> = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let last = i + 1 == chunks.len() && !trailers;
+            host.body.extend_from_slice(chunk);
+            let size = host.body.len();
+            let a = stream.on_request_body(host, size, last);
+            actions.push(a);
+            if a == Action::Continue {
+                // Envoy forwards what is buffered; later chunks stream
+                // through, each callback seeing only its own chunk.
+                forwarded.append(&mut host.body);
+            }
+        }
+        if trailers {
+            actions.push(stream.on_request_trailers(host));
+            forwarded.extend_from_slice(&host.body);
+            host.body.clear();
+        }
+        host.body = forwarded;
+        (stream, actions)
+    }
+}
+
+fn rpc03(ctx: &str, text: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":"1","method":"message/send","params":{{"configuration":{{"blocking":true}},"message":{{"contextId":"{ctx}","kind":"message","messageId":"m-1","parts":[{{"kind":"text","text":"{text}"}}],"role":"user"}}}}}}"#
+    )
+}
+
+fn rpc10_first_turn(text: &str) -> String {
+    format!(
+        r#"{{"method":"SendMessage","params":{{"message":{{"messageId":"m-1","role":"ROLE_USER","parts":[{{"text":"{text}"}}]}},"configuration":{{}}}},"id":"7","jsonrpc":"2.0"}}"#
+    )
+}
+
+#[test]
+fn context_id_becomes_the_only_header_and_the_body_is_untouched() {
+    let h = Harness::new("");
+    let body = rpc03("ctx-42", "hello");
+    let mut host = h.host("POST", "/");
+    host.headers
+        .push(("x-context-id".into(), "client-a".into()));
+    host.headers
+        .push(("x-context-id".into(), "client-b".into()));
+    let (_, actions) = h.request(&mut host, &[body.as_bytes()], false);
+    assert_eq!(actions, vec![Action::Pause, Action::Continue]);
+    assert_eq!(host.header_values("x-context-id"), vec!["ctx-42"]);
+    assert_eq!(host.body, body.as_bytes());
+    assert_eq!(h.counter(Counter::ContextFound), 1);
+}
+
+#[test]
+fn every_split_point_gives_the_same_header_and_reads_each_byte_once() {
+    let h = Harness::new("");
+    let body = rpc03(
+        "ctx-split",
+        "a text part that is long enough to span chunks",
+    );
+    let bytes = body.as_bytes();
+    for cut in 1..bytes.len() {
+        let mut host = h.host("POST", "/");
+        let (a, b) = bytes.split_at(cut);
+        let (_, actions) = h.request(&mut host, &[a, b], false);
+        assert_eq!(
+            host.header_values("x-context-id"),
+            vec!["ctx-split"],
+            "cut {cut}"
+        );
+        assert_eq!(host.body, bytes, "cut {cut}");
+        assert_eq!(*actions.last().unwrap(), Action::Continue);
+        // Only new bytes are copied out of the host.
+        let reads = host.body_reads.borrow();
+        let mut next = 0;
+        for (start, len) in reads.iter() {
+            assert_eq!(*start, next, "cut {cut}: re-read from {start}");
+            next = start + len;
+        }
+    }
+}
+
+#[test]
+fn the_request_continues_as_soon_as_the_context_id_is_complete() {
+    let h = Harness::new("");
+    let head =
+        r#"{"method":"message/send","params":{"message":{"contextId":"early","parts":[{"text":""#;
+    let mut host = h.host("POST", "/");
+    let mut stream = Stream::new(Rc::clone(&h.plugin));
+    assert_eq!(stream.on_request_headers(&mut host, false), Action::Pause);
+    host.body.extend_from_slice(head.as_bytes());
+    let size = host.body.len();
+    assert_eq!(
+        stream.on_request_body(&mut host, size, false),
+        Action::Continue
+    );
+    assert_eq!(host.header_values("x-context-id"), vec!["early"]);
+    // Later chunks pass straight through without being read.
+    host.body = b"more text\"}]}}}".to_vec();
+    let reads_before = host.body_reads.borrow().len();
+    assert_eq!(
+        stream.on_request_body(&mut host, 15, true),
+        Action::Continue
+    );
+    assert_eq!(host.body_reads.borrow().len(), reads_before);
+}
+
+#[test]
+fn rest_bindings_and_versions() {
+    let h = Harness::new("");
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "/v1/message:send",
+            r#"{"message":{"messageId":"m","contextId":"c-rest","role":"ROLE_USER","parts":[{"text":"x"}]}}"#,
+            "c-rest",
+        ),
+        (
+            "/message:send",
+            r#"{"configuration":{},"message":{"role":"ROLE_USER","context_id":"c-snake"}}"#,
+            "c-snake",
+        ),
+        (
+            "/tenant-a/message:stream",
+            r#"{"message":{"contextId":"c-tenant"}}"#,
+            "c-tenant",
+        ),
+        (
+            "/v1/message:send",
+            r#"{"request":{"message_id":"m","context_id":"c-03","role":"ROLE_USER","content":[{"text":"x"}]},"configuration":{"blocking":true}}"#,
+            "c-03",
+        ),
+        (
+            "/agent/message",
+            r#"{"message":{"contextId":"c-plain"}}"#,
+            "c-plain",
+        ),
+        (
+            "/",
+            r#"{"jsonrpc":"2.0","id":1,"method":"ListTasks","params":{"contextId":"c-list","pageSize":10}}"#,
+            "c-list",
+        ),
+        (
+            "/",
+            r#"{"params":{"pageSize":1,"contextId":"c-list-late"},"method":"ListTasks","id":1}"#,
+            "c-list-late",
+        ),
+        (
+            "/",
+            r#"{"id":1,"params":{"message":{"parts":[],"contextId":"c-late-method"}},"method":"SendStreamingMessage"}"#,
+            "c-late-method",
+        ),
+    ];
+    for (path, body, want) in cases {
+        let mut host = h.host("POST", path);
+        h.request(&mut host, &[body.as_bytes()], false);
+        assert_eq!(
+            host.header_values("x-context-id"),
+            vec![*want],
+            "{path} {body}"
+        );
+        assert_eq!(host.body, body.as_bytes());
+    }
+}
+
+#[test]
+fn decoys_do_not_count() {
+    let h = Harness::new(r#"{"mint_context_id":false}"#);
+    for body in [
+        r#"{"method":"message/send","params":{"message":{"parts":[{"kind":"text","text":"\"contextId\":\"decoy\""}],"metadata":{"contextId":"decoy"}}}}"#,
+        r#"{"method":"message/send","params":{"message":{"parts":[{"contextId":"decoy"}]},"metadata":{"contextId":"decoy"}}}"#,
+        r#"{"method":"message/send","params":{"contextId":"decoy","message":{"role":"user"}}}"#,
+        r#"{"method":"message/send","contextId":"decoy","params":{"message":{}}}"#,
+    ] {
+        let mut host = h.host("POST", "/");
+        h.request(&mut host, &[body.as_bytes()], false);
+        assert!(host.header_values("x-context-id").is_empty(), "{body}");
+        assert_eq!(host.body, body.as_bytes());
+    }
+    assert_eq!(h.counter(Counter::ContextAbsent), 4);
+}
+
+#[test]
+fn without_a_body_key_the_client_header_is_kept_or_stripped() {
+    let body = r#"{"method":"tasks/list","params":{}}"#;
+    let keep = Harness::new("");
+    let mut host = keep.host("POST", "/");
+    host.headers
+        .push(("x-context-id".into(), "from-client".into()));
+    keep.request(&mut host, &[body.as_bytes()], false);
+    assert_eq!(host.header_values("x-context-id"), vec!["from-client"]);
+    assert_eq!(keep.counter(Counter::ClientHeaderKept), 1);
+    assert_eq!(keep.counter(Counter::ContextAbsent), 1);
+
+    let strip = Harness::new(r#"{"client_header":"strip"}"#);
+    let mut host = strip.host("POST", "/");
+    host.headers
+        .push(("x-context-id".into(), "from-client".into()));
+    strip.request(&mut host, &[body.as_bytes()], false);
+    assert!(host.header_values("x-context-id").is_empty());
+    assert_eq!(strip.counter(Counter::ClientHeaderKept), 0);
+}
+
+#[test]
+fn unusable_values_count_as_absent() {
+    let h = Harness::new(r#"{"max_value_bytes":8}"#);
+    for body in [
+        r#"{"method":"message/send","params":{"message":{"contextId":""}}}"#,
+        r#"{"method":"message/send","params":{"message":{"contextId":"123456789"}}}"#,
+        r#"{"method":"message/send","params":{"message":{"contextId":"a\nb"}}}"#,
+        r#"{"method":"message/send","params":{"message":{"contextId":"a\u0000"}}}"#,
+        r#"{"method":"message/send","params":{"message":{"contextId":42}}}"#,
+        r#"{"method":"message/send","params":{"message":{"contextId":{"x":1}}}}"#,
+    ] {
+        let mut host = h.host("POST", "/");
+        h.request(&mut host, &[body.as_bytes()], false);
+        assert!(host.header_values("x-context-id").is_empty(), "{body}");
+        assert_eq!(host.body, body.as_bytes(), "{body}");
+    }
+    assert_eq!(h.counter(Counter::InvalidValue), 6);
+    assert_eq!(h.counter(Counter::Minted), 0);
+}
+
+#[test]
+fn invalid_json_passes_unchanged() {
+    let h = Harness::new("");
+    for body in [
+        r#"{"method":"message/send","params":{"message":{"role":"user""#,
+        r#"{"method":"message/send","params":{"message":{}}} trailing"#,
+        r#"not json"#,
+        r#"{"method":"message/send","params":{"message":{"parts":[}}}"#,
+    ] {
+        let mut host = h.host("POST", "/");
+        h.request(&mut host, &[body.as_bytes()], false);
+        assert!(host.header_values("x-context-id").is_empty(), "{body}");
+        assert_eq!(host.body, body.as_bytes(), "{body}");
+    }
+    assert_eq!(h.counter(Counter::InvalidJson), 4);
+    assert_eq!(h.counter(Counter::Minted), 0);
+}
+
+#[test]
+fn non_a2a_traffic_is_not_held() {
+    let h = Harness::new("");
+    let mut get = h.host("GET", "/.well-known/agent-card.json");
+    let (_, actions) = h.request(&mut get, &[], false);
+    assert_eq!(actions, vec![Action::Continue]);
+    let mut text = MockHost::new(&h.shared, "POST", "/", Some("text/plain"));
+    let body = rpc03("ctx", "x");
+    let (_, actions) = h.request(&mut text, &[body.as_bytes()], false);
+    assert_eq!(actions, vec![Action::Continue, Action::Continue]);
+    assert!(text.header_values("x-context-id").is_empty());
+    let mut gz = h.host("POST", "/");
+    gz.headers.push(("content-encoding".into(), "gzip".into()));
+    let (_, actions) = h.request(&mut gz, &[b"\x1f\x8b"], false);
+    assert_eq!(actions[0], Action::Continue);
+    assert_eq!(h.counter(Counter::Passthrough), 3);
+}
+
+#[test]
+fn past_the_scan_limit_the_request_continues_without_a_header() {
+    let h = Harness::new(r#"{"max_scan_bytes":64}"#);
+    let body = format!(
+        r#"{{"method":"message/send","params":{{"message":{{"parts":[{{"text":"{}"}}],"contextId":"late"}}}}}}"#,
+        "x".repeat(200)
+    );
+    let bytes = body.as_bytes();
+    let chunks: Vec<&[u8]> = bytes.chunks(40).collect();
+    let mut host = h.host("POST", "/");
+    let (_, actions) = h.request(&mut host, &chunks, false);
+    assert!(host.header_values("x-context-id").is_empty());
+    assert_eq!(host.body, bytes);
+    assert_eq!(h.counter(Counter::ScanLimit), 1);
+    // Held for the first 40 bytes only, then released at 80 >= 64.
+    assert_eq!(
+        &actions[..3],
+        &[Action::Pause, Action::Pause, Action::Continue]
+    );
+    let read: usize = host.body_reads.borrow().iter().map(|(_, l)| l).sum();
+    assert!(read <= 64, "read {read} bytes");
+}
+
+#[test]
+fn trailers_end_the_body() {
+    let h = Harness::new("");
+    let body = rpc10_first_turn("hi");
+    let body_with_ctx = body.replace(
+        r#""messageId":"m-1","#,
+        r#""messageId":"m-1","contextId":"c-h2","#,
+    );
+    let mut host = h.host("POST", "/");
+    let (_, actions) = h.request(&mut host, &[body_with_ctx.as_bytes()], true);
+    // The contextId is complete before the trailers: decided in the body.
+    assert_eq!(actions[..2], [Action::Pause, Action::Continue]);
+    assert_eq!(host.header_values("x-context-id"), vec!["c-h2"]);
+
+    // A first turn is decided once the document is complete; when its
+    // last bytes and the trailers come apart, at the trailers.
+    let mut host = h.host("POST", "/");
+    let cut = body.len() - 1;
+    let (_, actions) = h.request(&mut host, &[&body.as_bytes()[..cut]], true);
+    assert_eq!(
+        actions,
+        vec![Action::Pause, Action::Pause, Action::Continue]
+    );
+    assert!(
+        host.header_values("x-context-id").is_empty(),
+        "truncated body"
+    );
+    assert_eq!(host.body, &body.as_bytes()[..cut]);
+    let mut host = h.host("POST", "/");
+    let (_, actions) = h.request(&mut host, &[body.as_bytes()], true);
+    assert_eq!(
+        actions,
+        vec![Action::Pause, Action::Continue, Action::Continue]
+    );
+    let minted = host.header_values("x-context-id");
+    assert_eq!(minted.len(), 1);
+    let v: serde_json::Value = serde_json::from_slice(&host.body).unwrap();
+    assert_eq!(v["params"]["message"]["contextId"], minted[0].as_str());
+}
+
+#[test]
+fn first_turn_is_minted_into_the_body_and_the_header() {
+    let h = Harness::new("");
+    let body = rpc10_first_turn("hello");
+    let mut host = h.host("POST", "/");
+    host.headers
+        .push(("content-length".into(), body.len().to_string()));
+    let chunks: Vec<&[u8]> = body.as_bytes().chunks(17).collect();
+    h.request(&mut host, &chunks, false);
+    let ctx = host.header_values("x-context-id");
+    assert_eq!(ctx.len(), 1);
+    let ctx = &ctx[0];
+    assert_eq!(ctx.len(), 36);
+    assert_eq!(&ctx[14..15], "4");
+    let sent: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut got: serde_json::Value = serde_json::from_slice(&host.body).unwrap();
+    assert_eq!(got["params"]["message"]["contextId"], ctx.as_str());
+    // Nothing else changed.
+    got["params"]["message"]
+        .as_object_mut()
+        .unwrap()
+        .remove("contextId");
+    assert_eq!(got, sent);
+    assert_eq!(
+        host.header_values("content-length"),
+        vec![host.body.len().to_string()]
+    );
+    assert_eq!(h.counter(Counter::Minted), 1);
+
+    // Two first turns get two different contextIds.
+    let mut other = h.host("POST", "/");
+    h.request(&mut other, &[body.as_bytes()], false);
+    assert_ne!(other.header_values("x-context-id"), vec![ctx.clone()]);
+}
+
+#[test]
+fn rest_first_turns_are_minted_in_their_own_key_style() {
+    let h = Harness::new("");
+    for (path, body, key, wrapper) in [
+        (
+            "/message:send",
+            r#"{"message":{"messageId":"m","role":"ROLE_USER","parts":[{"text":"x"}]},"configuration":{}}"#,
+            "contextId",
+            "message",
+        ),
+        (
+            "/v1/message:send",
+            r#"{"request":{"message_id":"m","role":"ROLE_USER","content":[{"text":"x"}]},"configuration":{"blocking":true}}"#,
+            "context_id",
+            "request",
+        ),
+    ] {
+        let mut host = h.host("POST", path);
+        h.request(&mut host, &[body.as_bytes()], false);
+        let v: serde_json::Value = serde_json::from_slice(&host.body).unwrap();
+        let ctx = host.header_values("x-context-id");
+        assert_eq!(ctx.len(), 1);
+        assert_eq!(v[wrapper][key], ctx[0].as_str(), "{path}");
+    }
+}
+
+#[test]
+fn no_minting_for_follow_ups_non_send_calls_or_when_off() {
+    let h = Harness::new("");
+    for body in [
+        // A follow-up by taskId: minting a contextId would contradict the task's.
+        r#"{"method":"SendMessage","params":{"message":{"taskId":"t-unknown","parts":[]}}}"#,
+        r#"{"method":"tools/call","params":{"message":{}}}"#,
+        r#"{"params":{"message":{}}}"#,
+    ] {
+        let mut host = h.host("POST", "/");
+        h.request(&mut host, &[body.as_bytes()], false);
+        assert!(host.header_values("x-context-id").is_empty(), "{body}");
+        assert_eq!(host.body, body.as_bytes());
+    }
+    let off = Harness::new(r#"{"mint_context_id":false}"#);
+    let body = rpc10_first_turn("x");
+    let mut host = off.host("POST", "/");
+    off.request(&mut host, &[body.as_bytes()], false);
+    assert!(host.header_values("x-context-id").is_empty());
+    assert_eq!(host.body, body.as_bytes());
+    assert_eq!(h.counter(Counter::Minted), 0);
+    assert_eq!(off.counter(Counter::Minted), 0);
+}
+
+#[test]
+fn host_errors_never_stop_the_request() {
+    let h = Harness::new("");
+    let body = rpc03("ctx", "x");
+    let mut host = h.host("POST", "/");
+    host.fail_header_writes = true;
+    let (_, actions) = h.request(&mut host, &[body.as_bytes()], false);
+    assert_eq!(*actions.last().unwrap(), Action::Continue);
+    assert_eq!(host.body, body.as_bytes());
+    assert!(host
+        .logs
+        .borrow()
+        .iter()
+        .any(|(l, m)| *l == Level::Error && m.contains("failed")));
+}
+
+/// Sends a response through the stream in `chunks`.
+fn respond(stream: &mut Stream, host: &mut MockHost, content_type: &str, chunks: &[&[u8]]) {
+    host.response_headers = vec![("content-type".into(), content_type.into())];
+    assert_eq!(stream.on_response_headers(host), Action::Continue);
+    for chunk in chunks {
+        host.response_chunk = chunk.to_vec();
+        assert_eq!(stream.on_response_body(host, chunk.len()), Action::Continue);
+    }
+}
+
+fn task_call(h: &Harness, path: &str, method: &str, body: Option<&str>) -> Vec<String> {
+    let mut host = h.host(method, path);
+    match body {
+        Some(b) => {
+            h.request(&mut host, &[b.as_bytes()], false);
+        }
+        None => {
+            h.request(&mut host, &[], false);
+        }
+    }
+    host.header_values("x-context-id")
+}
+
+#[test]
+fn tasks_learned_from_json_responses_route_task_only_calls() {
+    let h = Harness::new("");
+    let responses = [
+        // 0.3: result is the Task.
+        r#"{"id":"1","jsonrpc":"2.0","result":{"artifacts":[],"contextId":"ctx-a","history":[],"id":"task-a","kind":"task","status":{"state":"input-required"}}}"#,
+        // 1.0: result.task.
+        r#"{"id":"1","jsonrpc":"2.0","result":{"task":{"id":"task-b","contextId":"ctx-b","status":{"state":"TASK_STATE_COMPLETED"}}}}"#,
+        // REST: task at the top level.
+        r#"{"task":{"contextId":"ctx-c","id":"task-c"}}"#,
+    ];
+    for resp in responses {
+        let mut host = h.host("POST", "/");
+        let body = rpc03("x", "y");
+        let (mut stream, _) = h.request(&mut host, &[body.as_bytes()], false);
+        respond(
+            &mut stream,
+            &mut host,
+            "application/json",
+            &[resp.as_bytes()],
+        );
+    }
+    assert_eq!(h.counter(Counter::TaskLearned), 3);
+    assert_eq!(
+        task_call(
+            &h,
+            "/",
+            "POST",
+            Some(r#"{"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"id":"task-a"}}"#)
+        ),
+        vec!["ctx-a"]
+    );
+    assert_eq!(
+        task_call(
+            &h,
+            "/",
+            "POST",
+            Some(r#"{"jsonrpc":"2.0","id":2,"method":"CancelTask","params":{"id":"task-b"}}"#)
+        ),
+        vec!["ctx-b"]
+    );
+    assert_eq!(
+        task_call(&h, "/v1/tasks/task-c", "GET", None),
+        vec!["ctx-c"]
+    );
+    assert_eq!(
+        task_call(&h, "/tasks/task-a:cancel", "POST", None),
+        vec!["ctx-a"]
+    );
+    // A follow-up message that carries only the taskId.
+    assert_eq!(
+        task_call(
+            &h,
+            "/",
+            "POST",
+            Some(
+                r#"{"method":"SendMessage","params":{"message":{"taskId":"task-b","parts":[{"text":"2025-01-01"}]}}}"#
+            )
+        ),
+        vec!["ctx-b"]
+    );
+    // Push config: 1.0 keeps the task in taskId (id is the config).
+    assert_eq!(
+        task_call(
+            &h,
+            "/",
+            "POST",
+            Some(
+                r#"{"method":"GetTaskPushNotificationConfig","params":{"id":"task-a","taskId":"task-c"}}"#
+            )
+        ),
+        vec!["ctx-c"]
+    );
+    assert_eq!(
+        task_call(
+            &h,
+            "/",
+            "POST",
+            Some(r#"{"method":"tasks/pushNotificationConfig/get","params":{"id":"task-a"}}"#)
+        ),
+        vec!["ctx-a"]
+    );
+    assert_eq!(h.counter(Counter::TaskRouted), 7);
+    assert!(task_call(
+        &h,
+        "/",
+        "POST",
+        Some(r#"{"method":"GetTask","params":{"id":"never-seen"}}"#)
+    )
+    .is_empty());
+    assert_eq!(h.counter(Counter::TaskUnknown), 1);
+}
+
+#[test]
+fn tasks_learned_from_sse_events_at_every_split() {
+    let events = concat!(
+        ": keep-alive comment\n\n",
+        "event: message\r\n",
+        "data: {\"jsonrpc\":\"2.0\",\"id\":\"1\",\"result\":{\"statusUpdate\":{\"taskId\":\"t-1\",\"contextId\":\"c-1\",\"status\":{\"state\":\"TASK_STATE_WORKING\"}}}}\r\n",
+        "\r\n",
+        "data: {\"jsonrpc\":\"2.0\",\"id\":\"1\",\n",
+        "data: \"result\":{\"kind\":\"artifact-update\",\"taskId\":\"t-2\",\"contextId\":\"c-2\",\"artifact\":{}}}\n",
+        "\n",
+        "data:{\"result\":{\"kind\":\"task\",\"id\":\"t-3\",\"contextId\":\"c-3\"}}\n\n",
+    );
+    let bytes = events.as_bytes();
+    for cut in 0..bytes.len() {
+        let h = Harness::new("");
+        let mut host = h.host("POST", "/");
+        let body = rpc03("x", "y");
+        let (mut stream, _) = h.request(&mut host, &[body.as_bytes()], false);
+        let (a, b) = bytes.split_at(cut);
+        respond(&mut stream, &mut host, "text/event-stream", &[a, b]);
+        for (task, ctx) in [("t-1", "c-1"), ("t-2", "c-2"), ("t-3", "c-3")] {
+            let got = task_call(&h, &format!("/tasks/{task}"), "GET", None);
+            assert_eq!(got, vec![ctx], "cut {cut}");
+        }
+    }
+}
+
+#[test]
+fn responses_of_non_a2a_calls_are_not_read() {
+    let h = Harness::new("");
+    let mut host = h.host("GET", "/.well-known/agent-card.json");
+    let (mut stream, _) = h.request(&mut host, &[], false);
+    respond(
+        &mut stream,
+        &mut host,
+        "application/json",
+        &[br#"{"task":{"id":"t","contextId":"c"}}"#],
+    );
+    assert_eq!(h.counter(Counter::TaskLearned), 0);
+    let off = Harness::new(r#"{"learn_tasks":false}"#);
+    let mut host = off.host("POST", "/");
+    let (mut stream, _) = off.request(&mut host, &[rpc03("x", "y").as_bytes()], false);
+    respond(
+        &mut stream,
+        &mut host,
+        "application/json",
+        &[br#"{"result":{"task":{"id":"t","contextId":"c"}}}"#],
+    );
+    assert_eq!(off.counter(Counter::TaskLearned), 0);
+    assert!(task_call(&off, "/tasks/t", "GET", None).is_empty());
+}
+
+#[test]
+fn learned_tasks_expire_and_a_full_store_evicts() {
+    let h = Harness::new(r#"{"task_capacity":4,"task_ttl_secs":10}"#);
+    let learn = |task: &str, ctx: &str| {
+        let mut host = h.host("POST", "/");
+        let (mut stream, _) = h.request(&mut host, &[rpc03("x", "y").as_bytes()], false);
+        let resp = format!(r#"{{"result":{{"task":{{"id":"{task}","contextId":"{ctx}"}}}}}}"#);
+        respond(
+            &mut stream,
+            &mut host,
+            "application/json",
+            &[resp.as_bytes()],
+        );
+    };
+    learn("t-0", "c-0");
+    assert_eq!(task_call(&h, "/tasks/t-0", "GET", None), vec!["c-0"]);
+    h.shared.borrow_mut().now += 11;
+    assert!(task_call(&h, "/tasks/t-0", "GET", None).is_empty());
+    for i in 1..=5 {
+        learn(&format!("t-{i}"), &format!("c-{i}"));
+    }
+    assert_eq!(h.counter(Counter::TaskEvicted), 1);
+    // Capacity 4 keeps at most 4 keys in shared data.
+    assert!(h.shared.borrow().data.len() <= 4);
+    let known = (1..=5)
+        .filter(|i| !task_call(&h, &format!("/tasks/t-{i}"), "GET", None).is_empty())
+        .count();
+    assert_eq!(known, 4);
+}
