@@ -15,6 +15,8 @@ cargo fmt --all -- --check
 
 say "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The proxy-wasm glue (src/filter.rs) only compiles for the Wasm target.
+cargo clippy -p a2a-affinity --target wasm32-wasip1 --quiet -- -D warnings
 
 say "unit and property tests (host target)"
 cargo test --workspace --quiet
