@@ -40,7 +40,13 @@ from typing import Any
 
 import httpx
 
-from a2a.client import A2ACardResolver, Client, ClientConfig, ClientFactory
+from a2a.client import (
+    A2ACardResolver,
+    Client,
+    ClientCallContext,
+    ClientConfig,
+    ClientFactory,
+)
 from a2a.types import (
     AgentCard,
     CancelTaskRequest,
@@ -292,10 +298,21 @@ class ConversationRunner:
         conv: Conversation,
         pick: Callable[[], Endpoint],
         followup: str,
+        context_header: str | None = None,
     ) -> None:
         self.conv = conv
         self.pick = pick
         self.followup = followup
+        self.context_header = context_header
+
+    def _call_context(self) -> ClientCallContext | None:
+        # The usual client-side recipe: once the agent has named the context,
+        # send it in a header that the gateway hashes.
+        if self.context_header and self.conv.context_id:
+            return ClientCallContext(
+                service_parameters={self.context_header: self.conv.context_id}
+            )
+        return None
 
     def _message(self, text: str, task_id: str | None, with_context: bool) -> Message:
         msg = Message(
@@ -348,7 +365,7 @@ class ConversationRunner:
             else:
                 assert endpoint.blocking is not None
                 async for event in endpoint.blocking.send_message(
-                    SendMessageRequest(message=msg)
+                    SendMessageRequest(message=msg), context=self._call_context()
                 ):
                     turn.events += 1
                     if event.HasField('task'):
@@ -373,7 +390,7 @@ class ConversationRunner:
         last_sent: float | None = None
         event: StreamResponse
         async for event in endpoint.streaming.send_message(
-            SendMessageRequest(message=msg)
+            SendMessageRequest(message=msg), context=self._call_context()
         ):
             now = time.time()
             turn.events += 1
@@ -416,10 +433,12 @@ class ConversationRunner:
         assert endpoint.blocking is not None
         try:
             if op == 'get':
-                task = await endpoint.blocking.get_task(GetTaskRequest(id=task_id))
+                task = await endpoint.blocking.get_task(
+                    GetTaskRequest(id=task_id), context=self._call_context()
+                )
             else:
                 task = await endpoint.blocking.cancel_task(
-                    CancelTaskRequest(id=task_id)
+                    CancelTaskRequest(id=task_id), context=self._call_context()
                 )
             call.state = _state_name(task.status.state)
             if task.status.HasField('message'):
@@ -490,6 +509,7 @@ async def drive(
     debug_urls: Sequence[str] = (),
     progress: Callable[[Conversation], None] | None = None,
     spread: str = 'request',
+    context_header: str | None = None,
 ) -> list[Conversation]:
     """Run the conversations against one or more base URLs.
 
@@ -497,6 +517,10 @@ async def drive(
     several, spread='request' sends each request to the next URL, as a load
     balancer without affinity would; spread='conversation' keeps conversation
     n on URL n mod len(URLs), as perfect affinity would.
+
+    context_header (e.g. 'x-context-id'): once the agent has returned the
+    contextId, every later request of the conversation carries it in this
+    header, the client half of the usual header-hashing recipe.
     """
     if spread not in ('request', 'conversation'):
         raise ValueError("spread is 'request' or 'conversation'")
@@ -518,7 +542,9 @@ async def drive(
                 rotation = itertools.cycle(endpoints[start:] + endpoints[:start])
             conv = Conversation(number=n + 1, transport=transport)
             async with gate:
-                await ConversationRunner(conv, lambda: next(rotation), followup).run(
+                await ConversationRunner(
+                    conv, lambda: next(rotation), followup, context_header
+                ).run(
                     plain_turns, stream, book, cancel, client_context_id
                 )
             if progress is not None:
@@ -657,6 +683,12 @@ def main(argv: list[str] | None = None) -> int:
         default='request',
         help='with several URLs: each request to the next URL, or each conversation on one URL',
     )
+    p.add_argument(
+        '--context-header',
+        metavar='NAME',
+        help='send the contextId the agent returned in this header on later requests'
+        ' (the client half of the usual header-hashing recipe)',
+    )
     p.add_argument('--concurrency', type=int, default=4)
     p.add_argument('--timeout', type=float, default=15.0)
     p.add_argument('--ignore-card-url', action='store_true', help='send to the given URL, not the one the agent card advertises')
@@ -692,6 +724,7 @@ def main(argv: list[str] | None = None) -> int:
         debug_urls=a.debug_url,
         progress=progress,
         spread=a.spread,
+        context_header=a.context_header,
     )
     elapsed = time.monotonic() - started
     s = summarize(results)
