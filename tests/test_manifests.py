@@ -19,7 +19,9 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -856,3 +858,174 @@ def test_reference_check_rejects_a_dangling_target(docs: list[Doc]) -> None:
 
     errors = reference_errors(mutated(docs, "TrafficPolicy", dangling))
     assert any("no-such-rule" in e for e in errors), errors
+
+
+# --------------------------------------------------------------------------
+# The shipped Wasm configurations, as each gateway hands them to Envoy, must
+# load in a real Envoy with the real module (`envoy --mode validate` creates
+# the VM and runs the filter's on_configure, which rejects unknown fields).
+
+# Envoy Gateway v1.9 ships Envoy 1.39. The 1.38.3 build installed next to
+# these has no V8 runtime ("Envoy was compiled without support for it"), so
+# it cannot load any Wasm module and is not used here.
+ENVOYS = {
+    "1.40": REPO / ".venv" / "bin" / "envoy",
+    "1.36.4": REPO / ".venv-envoy-1.36.4" / "bin" / "envoy",
+}
+
+
+def wasm_module() -> Path | None:
+    """The module scripts/build.sh produced (it honours CARGO_TARGET_DIR)."""
+    dirs = [Path(os.environ["CARGO_TARGET_DIR"])] if os.environ.get("CARGO_TARGET_DIR") else []
+    dirs.append(REPO / "target")
+    for d in dirs:
+        module = d / "wasm32-wasip1" / "release" / "a2a_affinity.wasm"
+        if module.is_file():
+            return module
+    return None
+
+
+def local_code(module: Path) -> dict[str, Any]:
+    return {"local": {"filename": str(module)}}
+
+
+def bootstrap(http_filter: dict[str, Any], route: dict[str, Any], cluster_lb: dict[str, Any],
+              buffer_limit: int | None) -> dict[str, Any]:
+    listener: dict[str, Any] = {
+        "name": "gateway",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 10000}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "gateway",
+                "route_config": {"virtual_hosts": [{"name": "agents", "domains": ["*"], "routes": [route]}]},
+                "http_filters": [http_filter, {
+                    "name": "envoy.filters.http.router",
+                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+                }],
+            },
+        }]}],
+    }
+    if buffer_limit is not None:
+        listener["per_connection_buffer_limit_bytes"] = buffer_limit
+    cluster = {
+        "name": "agents", "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": "agents", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
+            for port in (8081, 8082, 8083)
+        ]}]},
+        **cluster_lb,
+    }
+    return {"static_resources": {"listeners": [listener], "clusters": [cluster]}}
+
+
+def envoy_gateway_bootstrap(docs: list[Doc], module: Path) -> dict[str, Any]:
+    """What Envoy Gateway v1.9 generates (internal/xds/translator/wasm.go):
+    the filter disabled on the HCM and enabled on the route, its
+    configuration the `config` object as a JSON string; then the
+    EnvoyPatchPolicy's operations applied to it."""
+    policy = next(d for d in find(docs, "EnvoyExtensionPolicy") if d.spec.get("wasm"))
+    wasm = policy.spec["wasm"][0]
+    name = eg_filter_name(policy, 0)
+    http_filter = {
+        "name": name,
+        "disabled": True,
+        "typed_config": {"@type": WASM_FILTER_TYPE, "config": {
+            "name": wasm.get("name", name),
+            "root_id": wasm.get("rootID", ""),
+            "fail_open": wasm.get("failOpen", False),
+            "configuration": {"@type": STRING_VALUE_TYPE,
+                              "value": json.dumps(wasm.get("config", {}), separators=(",", ":"))},
+            "vm_config": {"vm_id": name.split("/", 1)[1], "runtime": "envoy.wasm.runtime.v8",
+                          "code": local_code(module)},
+        }},
+    }
+    buffer_limit = ENVOY_GATEWAY_BUFFER_LIMIT
+    for patch in find(docs, "EnvoyPatchPolicy"):
+        for jp in patch.spec.get("jsonPatches", []):
+            op = jp["operation"]
+            m = JSONPATH_BY_NAME.match(str(op.get("jsonPath", "")))
+            if m and m.group(1) == http_filter["name"] and op["op"] in ("add", "replace"):
+                http_filter["typed_config"]["config"][op["path"].lstrip("/")] = op["value"]
+            elif op.get("path") == "/per_connection_buffer_limit_bytes" and op["op"] in ("add", "replace"):
+                buffer_limit = op["value"]
+    btp = next(d for d in find(docs, "BackendTrafficPolicy") if d.spec.get("loadBalancer"))
+    ch = btp.spec["loadBalancer"]["consistentHash"]
+    route = {
+        "match": {"prefix": "/"},
+        "route": {"cluster": "agents", "timeout": "0s",
+                  "hash_policy": [{"header": {"header_name": h["name"]}} for h in ch["headers"]]},
+        "typed_per_filter_config": {name: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                                           "config": {}}},
+    }
+    lb = {"lb_policy": "MAGLEV", "maglev_lb_config": {"table_size": ch.get("tableSize", 65537)}}
+    return bootstrap(http_filter, route, lb, buffer_limit)
+
+
+def istio_bootstrap(docs: list[Doc], module: Path) -> dict[str, Any]:
+    """The EnvoyFilter's ECDS resource inlined where its HTTP filter points,
+    with the module istio-agent would have downloaded; the DestinationRule's
+    hash policy and Maglev table."""
+    envoy_filter = find(docs, "EnvoyFilter")[0]
+    extension = next(p["patch"]["value"] for p in envoy_filter.spec["configPatches"]
+                     if p["applyTo"] == "EXTENSION_CONFIG")
+    typed_config = copy.deepcopy(extension["typed_config"])
+    typed_config["config"]["vm_config"]["code"] = local_code(module)
+    http_filter = {"name": extension["name"], "typed_config": typed_config}
+    ch = find(docs, "DestinationRule")[0].spec["trafficPolicy"]["loadBalancer"]["consistentHash"]
+    route = {"match": {"prefix": "/"},
+             "route": {"cluster": "agents", "hash_policy": [{"header": {"header_name": ch["httpHeaderName"]}}]}}
+    if "maglev" in ch:
+        lb = {"lb_policy": "MAGLEV", "maglev_lb_config": {"table_size": ch["maglev"].get("tableSize", 65537)}}
+    else:
+        lb = {"lb_policy": "RING_HASH",
+              "ring_hash_lb_config": {"minimum_ring_size": ch["ringHash"].get("minimumRingSize", 1024)}}
+    return bootstrap(http_filter, route, lb, None)
+
+
+BOOTSTRAPS = {"envoy-gateway": envoy_gateway_bootstrap, "istio": istio_bootstrap}
+
+
+def envoy_validate(envoy: Path, config: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "envoy.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return subprocess.run(
+        [str(envoy), "--mode", "validate", "-c", str(path), "--log-level", "warn"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def needs_envoy_and_module(version: str) -> tuple[Path, Path]:
+    envoy = ENVOYS[version]
+    if not envoy.is_file():
+        pytest.skip(f"Envoy {version} is not installed at {envoy} (scripts/setup.sh installs it)")
+    module = wasm_module()
+    if module is None:
+        pytest.skip("the Wasm module is not built: run scripts/build.sh")
+    return envoy, module
+
+
+@pytest.mark.parametrize("version", sorted(ENVOYS))
+@pytest.mark.parametrize("gateway", sorted(BOOTSTRAPS))
+def test_wasm_configuration_loads_in_envoy(docs: list[Doc], gateway: str, version: str, tmp_path: Path) -> None:
+    envoy, module = needs_envoy_and_module(version)
+    config = BOOTSTRAPS[gateway](docs, module)
+    wasm = next(v for v in walk(config) if isinstance(v, dict) and v.get("@type") == WASM_FILTER_TYPE)
+    assert wasm["config"].get("allow_on_headers_stop_iteration") is True, wasm
+    result = envoy_validate(envoy, config, tmp_path)
+    assert result.returncode == 0, (
+        f"Envoy {version} rejects the {gateway} Wasm config with module {module} "
+        f"({module.stat().st_size} bytes):\n{result.stdout}{result.stderr}"
+    )
+
+
+def test_envoy_validation_rejects_an_unknown_filter_field(docs: list[Doc], tmp_path: Path) -> None:
+    envoy, module = needs_envoy_and_module("1.40")
+
+    def unknown_field(body: dict[str, Any]) -> None:
+        body["spec"]["wasm"][0]["config"]["headerName"] = "x-context-id"
+
+    config = envoy_gateway_bootstrap(mutated(docs, "EnvoyExtensionPolicy", unknown_field), module)
+    result = envoy_validate(envoy, config, tmp_path)
+    assert result.returncode != 0, "Envoy accepted a filter configuration with an unknown field"
