@@ -19,7 +19,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo clippy -p a2a-affinity --target wasm32-wasip1 --quiet -- -D warnings
 
 say "unit and property tests (host target)"
-cargo test --workspace --quiet
+cargo test --workspace --quiet -- --include-ignored
 
 say "release Wasm module"
 scripts/build.sh
