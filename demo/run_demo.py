@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""The demo: three agent replicas behind Envoy, with and without the filter.
+
+Starts three replicas of demo/agent.py on loopback, then Envoy from the
+shipped configuration (envoy/envoy.yaml: RING_HASH; --maglev:
+envoy/envoy-maglev.yaml) with the a2a_affinity filter, and drives multi-turn
+conversations through it with the a2a-sdk client (demo/drive.py). Then the
+same run through the same Envoy configuration without the filter. Prints a
+table per conversation and a summary of both runs. Every process it starts
+is stopped at the end, also on Ctrl-C.
+
+Without the filter the client does what the usual recipe asks of it: it
+copies the contextId of the first answer into `x-context-id` on every later
+request (--baseline plain: it sends no header at all, and Envoy falls back to
+hashing the source address).
+
+scripts/demo.sh installs what is missing, builds the module and runs this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from demo import drive  # noqa: E402
+from demo.replicas import free_port, running_replicas  # noqa: E402
+
+
+ENVOY = REPO / '.venv/bin/envoy'
+MODULE = REPO / 'target/wasm32-wasip1/release/a2a_affinity.wasm'
+WASM_FILTER = 'envoy.filters.http.wasm'
+TRANSPORTS = ['jsonrpc', 'jsonrpc-0.3', 'rest', 'rest-0.3']
+
+
+def say(text: str) -> None:
+    print(f'==> {text}', flush=True)
+
+
+def envoy_config(
+    source: Path, listen_port: int, admin_port: int, upstream_ports: list[int], with_filter: bool
+) -> dict[str, Any]:
+    """The shipped configuration with this run's ports, and the filter kept or removed."""
+    cfg = copy.deepcopy(yaml.safe_load(source.read_text()))
+    cfg['admin']['address']['socket_address']['port_value'] = admin_port
+    listener = cfg['static_resources']['listeners'][0]
+    listener['address']['socket_address']['port_value'] = listen_port
+    hcm = listener['filter_chains'][0]['filters'][0]['typed_config']
+    filters = hcm['http_filters']
+    if with_filter:
+        for f in filters:
+            if f['name'] == WASM_FILTER:
+                f['typed_config']['config']['vm_config']['code']['local']['filename'] = str(MODULE)
+    else:
+        hcm['http_filters'] = [f for f in filters if f['name'] != WASM_FILTER]
+    cluster = cfg['static_resources']['clusters'][0]
+    endpoints = cluster['load_assignment']['endpoints'][0]['lb_endpoints']
+    if len(endpoints) != len(upstream_ports):
+        raise SystemExit(f'{source} has {len(endpoints)} endpoints, the demo runs {len(upstream_ports)}')
+    for ep, port in zip(endpoints, upstream_ports):
+        ep['endpoint']['address']['socket_address']['port_value'] = port
+    return cfg
+
+
+class EnvoyProcess:
+    def __init__(self, cfg: dict[str, Any], admin_port: int, workdir: Path, name: str) -> None:
+        self.admin = f'http://127.0.0.1:{admin_port}'
+        self.cfg_path = workdir / f'{name}.yaml'
+        self.cfg_path.write_text(yaml.safe_dump(cfg))
+        self.log_path = workdir / f'{name}.log'
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        with open(self.log_path, 'wb') as log:
+            self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
+                [str(ENVOY), '-c', str(self.cfg_path), '--use-dynamic-base-id', '-l', 'warning'],
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f'envoy exited with {self.proc.returncode}:\n{self.log_tail()}')
+            try:
+                with urllib.request.urlopen(f'{self.admin}/ready', timeout=1) as r:  # noqa: S310
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        raise SystemExit(f'envoy not ready after {timeout}s:\n{self.log_tail()}')
+
+    def stats(self, needle: str) -> list[str]:
+        try:
+            with urllib.request.urlopen(f'{self.admin}/stats', timeout=5) as r:  # noqa: S310
+                text = r.read().decode()
+        except (urllib.error.URLError, OSError):
+            return []
+        return [line for line in text.splitlines() if needle in line]
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return '\n'.join(self.log_path.read_text(errors='replace').splitlines()[-lines:])
+        except OSError:
+            return ''
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def run_conversations(
+    url: str, transports: list[str], per_transport: int, context_header: str | None,
+    debug_urls: list[str],
+) -> list[drive.Conversation]:
+    results: list[drive.Conversation] = []
+
+    def progress(conv: drive.Conversation) -> None:
+        mark = 'history intact' if conv.history_intact else 'history LOST'
+        print(
+            f'    {conv.transport:<11} conversation {conv.number:>2}: {len(conv.turns)} turns on'
+            f" {','.join(conv.replicas) or '-'}: {mark}",
+            flush=True,
+        )
+
+    for transport in transports:
+        batch = drive.drive_sync(
+            [url],
+            transport=transport,
+            conversations=per_transport,
+            context_header=context_header,
+            debug_urls=debug_urls,
+            progress=progress,
+        )
+        results.extend(batch)
+    for i, conv in enumerate(results, 1):
+        conv.number = i
+    return results
+
+
+def table(results: list[drive.Conversation]) -> str:
+    rows = [('#', 'transport', 'turns', 'replicas seen', 'history', 'follow-up', 'get', 'cancel', 'held by (turns)')]
+    for c in results:
+        rows.append((
+            str(c.number), c.transport, str(len(c.turns)), ','.join(c.replicas) or '-',
+            'intact' if c.history_intact else 'LOST',
+            drive._ratio(c.followups), drive._ratio(c.gets), drive._ratio(c.cancels),
+            ' '.join(f'{k}:{v}' for k, v in sorted((c.holders or {}).items())) or '-',
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return '\n'.join('  '.join(x.ljust(w) for x, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def summary_line(label: str, results: list[drive.Conversation]) -> str:
+    s = drive.summarize(results)
+    used = sorted({r for c in results for r in c.replicas})
+    return (
+        f'{label:<24} continuity {s["history_intact"]}/{s["conversations"]}'
+        f' ({s["continuity_percent"]} %)   follow-ups {drive._ratio(s["followups_ok"])}'
+        f'   get {drive._ratio(s["gets_ok"])}   cancel {drive._ratio(s["cancels_ok"])}'
+        f'   replicas used {len(used)}'
+    )
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description='Envoy + a2a_affinity in front of three A2A agent replicas.')
+    p.add_argument('--maglev', action='store_true', help='MAGLEV (envoy/envoy-maglev.yaml) instead of RING_HASH')
+    p.add_argument('--conversations', type=int, default=5, help='conversations per transport (default 5)')
+    p.add_argument('--transport', action='append', choices=TRANSPORTS,
+                   help='repeatable; default: all four (JSON-RPC and REST, A2A 1.0 and 0.3)')
+    p.add_argument('--baseline', choices=['header', 'plain'], default='header',
+                   help='client without the filter: copies the contextId into x-context-id (default), or sends nothing')
+    p.add_argument('--listen-port', type=int, default=0, help='Envoy listener port (default: a free one)')
+    a = p.parse_args(argv)
+
+    # Ctrl-C and SIGTERM both unwind through the finally blocks below.
+    signal.signal(signal.SIGTERM, _interrupt)
+    transports = a.transport or TRANSPORTS
+    source = REPO / ('envoy/envoy-maglev.yaml' if a.maglev else 'envoy/envoy.yaml')
+    if not MODULE.is_file() or MODULE.stat().st_size < 1024:
+        raise SystemExit(f'{MODULE} is missing: run scripts/build.sh (scripts/demo.sh does)')
+    listen_port = a.listen_port or free_port()
+    admin_port = free_port()
+    url = f'http://127.0.0.1:{listen_port}'
+    started = time.monotonic()
+    runs: dict[str, list[drive.Conversation]] = {}
+    stats: list[str] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix='a2a-demo-') as tmp, \
+                running_replicas(3, public_url=url) as replicas:
+            workdir = Path(tmp)
+            ports = [r.port for r in replicas]
+            debug = [r.url for r in replicas]
+            say(f'3 agent replicas on 127.0.0.1:{",".join(map(str, ports))}; Envoy listens on {url}'
+                f' ({"MAGLEV" if a.maglev else "RING_HASH"}, {source.relative_to(REPO)})')
+            for label, with_filter, header in [
+                ('with the filter', True, None),
+                ('without the filter', False, 'x-context-id' if a.baseline == 'header' else None),
+            ]:
+                envoy = EnvoyProcess(
+                    envoy_config(source, listen_port, admin_port, ports, with_filter),
+                    admin_port, workdir, 'with-filter' if with_filter else 'without-filter')
+                how = 'client sends no header' if header is None else f'client copies the contextId into {header}'
+                say(f'{label}: {len(transports) * a.conversations} conversations ({how})')
+                try:
+                    envoy.start()
+                    runs[label] = run_conversations(url, transports, a.conversations, header, debug)
+                    if with_filter:
+                        stats = envoy.stats('a2a_affinity')
+                finally:
+                    envoy.stop()
+    except KeyboardInterrupt:
+        print('\ninterrupted: every process the demo started is stopped', file=sys.stderr)
+        return 130
+
+    for label, results in runs.items():
+        print(f'\n{label}:')
+        print(table(results))
+    if stats:
+        print('\nfilter counters (Envoy admin /stats, run with the filter):')
+        for line in stats:
+            print(f'  {line}')
+    print()
+    for label, results in runs.items():
+        print(summary_line(label, results))
+    print(f'({time.monotonic() - started:.1f} s)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

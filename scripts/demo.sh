@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The demo: Envoy 1.40 with the a2a_affinity filter (RING_HASH; --maglev for
+# MAGLEV) in front of three A2A agent replicas on loopback, multi-turn
+# conversations from the a2a-sdk client, then the same run without the filter.
+# Installs what is missing and builds the module first. Options go to
+# demo/run_demo.py (--help lists them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+printf '==> %s\n' "setup (installs only what is missing)"
+scripts/setup.sh
+printf '==> %s\n' "building the filter"
+scripts/build.sh
+exec .venv/bin/python demo/run_demo.py "$@"
