@@ -29,6 +29,13 @@ EXPECTED_WIRE = {
 }
 
 
+def compact(s):
+    return (
+        f"history intact {s['historyIntact']}/{s['conversations']}, follow-ups {s['followupsOk'][0]}/{s['followupsOk'][1]},"
+        f" get {s['getsOk'][0]}/{s['getsOk'][1]}, cancel {s['cancelsOk'][0]}/{s['cancelsOk'][1]}, errors {s['errors'] or 'none'}"
+    )
+
+
 def wire_ops(entries):
     versions, ops = set(), set()
     for e in entries:
@@ -44,7 +51,7 @@ def test_js_client_keeps_history_on_one_replica(one_replica, js_client, transpor
     one_replica.clear_requests()
     out = js_client([one_replica.url], transport, '--conversations', '2', '--followup', 'task-only')
     s = out['summary']
-    figures(f'JS client, one replica, {transport}', str(s))
+    figures(f'JS client, one replica, {transport}', compact(s))
 
     assert s['client'] == '@a2a-js/sdk'
     assert s['historyIntact'] == 2, out
@@ -72,7 +79,7 @@ def test_js_client_round_robin_over_three_replicas_loses_history(three_replicas,
     urls = [r.url for r in three_replicas]
     out = js_client(urls, transport, '--conversations', '3')
     s = out['summary']
-    figures(f'JS client, 3 replicas round-robin per request, {transport}', str(s))
+    figures(f'JS client, 3 replicas round-robin per request, {transport}', compact(s))
 
     assert s['historyIntact'] == 0, out
     assert s['followupsOk'] == [0, 3]

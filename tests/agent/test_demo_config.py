@@ -1,0 +1,59 @@
+"""The demo's Envoy configurations are the shipped ones with only the ports
+(and, for the baseline, the filter) changed, so the demo measures what a user
+of envoy/envoy.yaml gets."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from demo import run_demo
+
+
+SHIPPED = ['envoy/envoy.yaml', 'envoy/envoy-maglev.yaml']
+
+
+def filter_names(cfg):
+    hcm = cfg['static_resources']['listeners'][0]['filter_chains'][0]['filters'][0]['typed_config']
+    return [f['name'] for f in hcm['http_filters']]
+
+
+def without_ports(cfg):
+    """The configuration with every port and the module path blanked."""
+    cfg = copy.deepcopy(cfg)
+    cfg['admin']['address']['socket_address']['port_value'] = 0
+    cfg['static_resources']['listeners'][0]['address']['socket_address']['port_value'] = 0
+    for ep in cfg['static_resources']['clusters'][0]['load_assignment']['endpoints'][0]['lb_endpoints']:
+        ep['endpoint']['address']['socket_address']['port_value'] = 0
+    hcm = cfg['static_resources']['listeners'][0]['filter_chains'][0]['filters'][0]['typed_config']
+    for f in hcm['http_filters']:
+        if f['name'] == run_demo.WASM_FILTER:
+            f['typed_config']['config']['vm_config']['code']['local']['filename'] = ''
+    return cfg
+
+
+@pytest.mark.parametrize('shipped', SHIPPED)
+def test_demo_config_changes_only_ports_and_filter(shipped):
+    source = run_demo.REPO / shipped
+    original = yaml.safe_load(source.read_text())
+    with_filter = run_demo.envoy_config(source, 20000, 20001, [20011, 20012, 20013], True)
+    baseline = run_demo.envoy_config(source, 20000, 20001, [20011, 20012, 20013], False)
+
+    assert without_ports(with_filter) == without_ports(original)
+    assert run_demo.WASM_FILTER in filter_names(with_filter)
+    assert run_demo.WASM_FILTER not in filter_names(baseline)
+    assert filter_names(baseline) == [n for n in filter_names(original) if n != run_demo.WASM_FILTER]
+    cluster = baseline['static_resources']['clusters'][0]
+    assert cluster['lb_policy'] == original['static_resources']['clusters'][0]['lb_policy']
+    ports = [
+        ep['endpoint']['address']['socket_address']['port_value']
+        for ep in cluster['load_assignment']['endpoints'][0]['lb_endpoints']
+    ]
+    assert ports == [20011, 20012, 20013]
+    listener = with_filter['static_resources']['listeners'][0]
+    assert listener['address']['socket_address']['port_value'] == 20000
+    hcm = listener['filter_chains'][0]['filters'][0]['typed_config']
+    wasm = next(f for f in hcm['http_filters'] if f['name'] == run_demo.WASM_FILTER)
+    assert wasm['typed_config']['config']['vm_config']['code']['local']['filename'] == str(run_demo.MODULE)
