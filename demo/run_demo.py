@@ -54,7 +54,12 @@ def say(text: str) -> None:
 
 
 def envoy_config(
-    source: Path, listen_port: int, admin_port: int, upstream_ports: list[int], with_filter: bool
+    source: Path,
+    listen_port: int,
+    admin_port: int,
+    upstream_ports: list[int],
+    with_filter: bool,
+    module: Path = MODULE,
 ) -> dict[str, Any]:
     """The shipped configuration with this run's ports, and the filter kept or removed."""
     cfg = copy.deepcopy(yaml.safe_load(source.read_text()))
@@ -66,7 +71,7 @@ def envoy_config(
     if with_filter:
         for f in filters:
             if f['name'] == WASM_FILTER:
-                f['typed_config']['config']['vm_config']['code']['local']['filename'] = str(MODULE)
+                f['typed_config']['config']['vm_config']['code']['local']['filename'] = str(module)
     else:
         hcm['http_filters'] = [f for f in filters if f['name'] != WASM_FILTER]
     cluster = cfg['static_resources']['clusters'][0]
@@ -79,7 +84,10 @@ def envoy_config(
 
 
 class EnvoyProcess:
-    def __init__(self, cfg: dict[str, Any], admin_port: int, workdir: Path, name: str) -> None:
+    def __init__(
+        self, cfg: dict[str, Any], admin_port: int, workdir: Path, name: str, binary: Path = ENVOY
+    ) -> None:
+        self.binary = binary
         self.admin = f'http://127.0.0.1:{admin_port}'
         self.cfg_path = workdir / f'{name}.yaml'
         self.cfg_path.write_text(yaml.safe_dump(cfg))
@@ -89,7 +97,7 @@ class EnvoyProcess:
     def start(self, timeout: float = 30.0) -> None:
         with open(self.log_path, 'wb') as log:
             self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
-                [str(ENVOY), '-c', str(self.cfg_path), '--use-dynamic-base-id', '-l', 'warning'],
+                [str(self.binary), '-c', str(self.cfg_path), '--use-dynamic-base-id', '-l', 'warning'],
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -200,14 +208,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--baseline', choices=['header', 'plain'], default='header',
                    help='client without the filter: copies the contextId into x-context-id (default), or sends nothing')
     p.add_argument('--listen-port', type=int, default=0, help='Envoy listener port (default: a free one)')
+    p.add_argument('--module', type=Path, default=MODULE, help=f'the filter module (default {MODULE.relative_to(REPO)})')
+    p.add_argument('--envoy', type=Path, default=ENVOY, help=f'the Envoy binary (default {ENVOY.relative_to(REPO)})')
     a = p.parse_args(argv)
 
     # Ctrl-C and SIGTERM both unwind through the finally blocks below.
     signal.signal(signal.SIGTERM, _interrupt)
     transports = a.transport or TRANSPORTS
     source = REPO / ('envoy/envoy-maglev.yaml' if a.maglev else 'envoy/envoy.yaml')
-    if not MODULE.is_file() or MODULE.stat().st_size < 1024:
-        raise SystemExit(f'{MODULE} is missing: run scripts/build.sh (scripts/demo.sh does)')
+    module = a.module.resolve()
+    if not module.is_file() or module.stat().st_size < 1024:
+        raise SystemExit(f'{module} is missing or not built: run scripts/build.sh (scripts/demo.sh does)')
     listen_port = a.listen_port or free_port()
     admin_port = free_port()
     url = f'http://127.0.0.1:{listen_port}'
@@ -227,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                 ('without the filter', False, 'x-context-id' if a.baseline == 'header' else None),
             ]:
                 envoy = EnvoyProcess(
-                    envoy_config(source, listen_port, admin_port, ports, with_filter),
-                    admin_port, workdir, 'with-filter' if with_filter else 'without-filter')
+                    envoy_config(source, listen_port, admin_port, ports, with_filter, module),
+                    admin_port, workdir, 'with-filter' if with_filter else 'without-filter', a.envoy)
                 how = 'client sends no header' if header is None else f'client copies the contextId into {header}'
                 say(f'{label}: {len(transports) * a.conversations} conversations ({how})')
                 try:
