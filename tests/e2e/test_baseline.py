@@ -3,12 +3,13 @@ conversation on one replica when the client sets `x-context-id` itself, and
 a contextId that is only in the body is not seen (every request falls back
 to the source-address hash). This pins what the filter adds."""
 
+import json
 import random
 
 import pytest
 
 from a2a_bodies import context_ids, exchange
-from e2e_harness import affinity, send_all
+from e2e_harness import affinity, send_all, send_chunked, send_h2, sha256
 
 CONFIGS = {"ring": "envoy/envoy.yaml", "maglev": "envoy/envoy-maglev.yaml"}
 CONTEXTS = 300
@@ -44,3 +45,19 @@ def test_body_only_context_is_invisible_to_envoy_alone(envoy_alone, upstreams):
     # to one replica, whatever their contextId.
     landed = {ex.report["replica"] for ex in sent}
     assert len(landed) == 1, landed
+
+
+def test_raw_clients_deliver_the_body_intact(envoy_alone):
+    # The chunked and h2c clients the filter tests rely on, checked without
+    # the filter: pieces, trailers and the client header arrive unchanged.
+    body = b'{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"message":{"contextId":"c-raw"}}}'
+    pieces = [body[i:i + 5] for i in range(0, len(body), 5)]
+    headers = [("content-type", "application/json"), ("x-context-id", "c-raw")]
+    status, raw = send_chunked(envoy_alone.port, "/", headers, pieces, delay=0.001)
+    got = json.loads(raw)
+    assert status == 200
+    assert (got["body_sha256"], got["context_ids"], got["chunked"]) == (sha256(body), ["c-raw"], True)
+    status, raw = send_h2(envoy_alone.port, "/", headers, pieces, trailers=[("x-trailer", "t")])
+    got = json.loads(raw)
+    assert status == 200
+    assert (got["body_sha256"], got["context_ids"]) == (sha256(body), ["c-raw"])

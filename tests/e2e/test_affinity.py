@@ -1,0 +1,229 @@
+"""The filter in Envoy 1.40 with the shipped configurations, unchanged but for
+addresses, ports and the module path: every A2A binding keeps a conversation
+on one replica under RING_HASH and MAGLEV, the load spreads over the
+replicas, and the upstream receives the body byte for byte with exactly one
+`x-context-id`. Also uploads in many pieces (HTTP/1.1 chunked, HTTP/2 with
+trailers), SSE responses, a body far over the scan limit, and minting."""
+
+import json
+import os
+import random
+
+import pytest
+
+from a2a_bodies import BINDINGS, context_ids, exchange
+from e2e_harness import Exchange, affinity, counter_delta, send_all, send_chunked, send_h2, sha256
+
+CONFIGS = {"ring": "envoy/envoy.yaml", "maglev": "envoy/envoy-maglev.yaml"}
+CONTEXTS = int(os.environ.get("E2E_CONTEXTS", "1000"))
+ROUNDS = 2
+
+
+@pytest.fixture(scope="module")
+def envoys(start_envoy):
+    return {lb: start_envoy(path, name=f"filter-{lb}") for lb, path in CONFIGS.items()}
+
+
+@pytest.fixture(scope="module")
+def ring(envoys):
+    return envoys["ring"]
+
+
+def where(envoy, ctx):
+    """The replica a plain JSON-RPC request with this contextId reaches."""
+    ex = send_all(envoy.port, [exchange(random.Random(ctx), "jsonrpc-1.0 SendMessage", ctx)], 1)[0]
+    assert ex.problems() == []
+    return ex.report["replica"]
+
+
+def assert_clean(exchanges, **expect):
+    problems = [p for ex in exchanges for p in ex.problems(**expect)]
+    assert not problems, f"{len(problems)} problems, first ones:\n" + "\n".join(problems[:20])
+
+
+@pytest.mark.parametrize("lb", sorted(CONFIGS))
+def test_every_binding_keeps_each_context_on_one_replica(envoys, upstreams, figures, lb):
+    envoy = envoys[lb]
+    rng = random.Random(f"bindings-{lb}")
+    ctxs = context_ids(rng, CONTEXTS)
+    sent = []
+    for _ in range(ROUNDS):
+        round_ = [exchange(rng, binding, ctx) for binding in BINDINGS for ctx in ctxs]
+        rng.shuffle(round_)
+        sent += round_
+    before = envoy.stats()
+    send_all(envoy.port, sent)
+    delta = counter_delta(before, envoy.stats())
+
+    # Byte-for-byte body and exactly one x-context-id equal to the contextId.
+    assert_clean(sent)
+    seen = affinity(sent, upstreams.names)
+    assert seen["contexts"] == CONTEXTS
+    # Every request of a contextId, over all six bindings and both rounds,
+    # reached the same replica.
+    assert seen["split_contexts"] == [], seen["split_contexts"][:10]
+    # The conversations spread over all replicas (a third each is ideal).
+    spread = seen["contexts_per_replica"]
+    assert min(spread.values()) >= 0.15 * CONTEXTS, spread
+    assert delta.get("context_found") == len(sent), delta
+
+    figures.record(f"affinity-{lb}", {
+        "envoy": "1.40.0",
+        "lb_policy": {"ring": "RING_HASH", "maglev": "MAGLEV"}[lb],
+        "bindings": list(BINDINGS),
+        "contexts": seen["contexts"],
+        "requests": seen["requests"],
+        "requests_per_context": ROUNDS * len(BINDINGS),
+        "fraction_with_affinity": seen["affinity"],
+        "contexts_per_replica": spread,
+        "requests_per_replica": seen["requests_per_replica"],
+        "counters": delta,
+        "summary": (f"{lb}: {seen['contexts']} contexts, {seen['requests']} requests, "
+                    f"{100 * seen['affinity']:.1f}% of contexts on one replica, contexts per "
+                    "replica " + "/".join(str(spread[n]) for n in upstreams.names)),
+    })
+
+
+def _late_context_body(ctx, filler_bytes):
+    # The contextId after a long text part: it arrives in the last pieces.
+    doc = {"jsonrpc": "2.0", "id": 1, "method": "message/send",
+           "params": {"message": {"kind": "message", "messageId": "m-late", "role": "user",
+                                  "parts": [{"kind": "text", "text": "a" * filler_bytes}],
+                                  "contextId": ctx}}}
+    return json.dumps(doc).encode()
+
+
+def _report(status, raw):
+    assert status == 200, raw[:300]
+    return json.loads(raw)
+
+
+def test_context_in_a_late_chunk_of_a_chunked_upload(ring):
+    ctx = "late-chunk-7f3a"
+    body = _late_context_body(ctx, 100_000)
+    chunks = [body[i:i + 4096] for i in range(0, len(body), 4096)]
+    status, raw = send_chunked(ring.port, "/", [("content-type", "application/json")], chunks,
+                               delay=0.002)
+    got = _report(status, raw)
+    assert (got["body_sha256"], got["body_length"]) == (sha256(body), len(body))
+    assert got["context_ids"] == [ctx]
+    assert got["replica"] == where(ring, ctx)
+
+
+@pytest.mark.parametrize("binding", ["jsonrpc-0.3 message/send", "rest-0.3 /v1/message:send request"])
+def test_context_split_across_chunk_boundaries(ring, binding):
+    ctx = f"split-{binding[:8]}-0042"
+    ex = exchange(random.Random(3), binding, ctx)
+    body = ex.body
+    key = b'"context_id"' if b'"context_id"' in body else b'"contextId"'
+    start = body.index(key)
+    end = body.index(ctx.encode()) + len(ctx) + 1
+    home = where(ring, ctx)
+    failures = []
+    # A cut at every byte of the key and the value, then tiny pieces.
+    for cut in range(start, end + 1):
+        status, raw = send_chunked(ring.port, ex.path, ex.headers, [body[:cut], body[cut:]],
+                                   delay=0.003)
+        got = json.loads(raw) if status == 200 else {"status": status}
+        if (got.get("context_ids"), got.get("body_sha256"), got.get("replica")) != (
+                [ctx], sha256(body), home):
+            failures.append(f"cut at byte {cut}: {got}")
+    pieces = [body[i:i + 3] for i in range(0, len(body), 3)]
+    status, raw = send_chunked(ring.port, ex.path, ex.headers, pieces, delay=0.001)
+    got = _report(status, raw)
+    if (got["context_ids"], got["body_sha256"]) != ([ctx], sha256(body)):
+        failures.append(f"3-byte pieces: {got}")
+    assert not failures, "\n".join(failures[:10])
+
+
+def test_http2_body_with_trailers(ring):
+    ctx = "h2-trailers-91bc"
+    body = _late_context_body(ctx, 30_000)
+    chunks = [body[i:i + 8192] for i in range(0, len(body), 8192)]
+    status, raw = send_h2(ring.port, "/", [("content-type", "application/json")], chunks,
+                          trailers=[("x-trailer", "done")])
+    got = _report(status, raw)
+    assert (got["body_sha256"], got["body_length"]) == (sha256(body), len(body))
+    assert got["context_ids"] == [ctx]
+    assert got["replica"] == where(ring, ctx)
+
+
+def test_http2_body_without_context_id_finishes_in_trailers(ring):
+    # A follow-up that names only its task: no contextId, nothing to mint,
+    # so the filter reaches the end of the body, which over HTTP/2 with
+    # trailers is the trailers callback, and must let the request go.
+    doc = {"jsonrpc": "2.0", "id": 2, "method": "SendMessage",
+           "params": {"message": {"messageId": "m-h2", "taskId": "task-never-seen",
+                                  "role": "ROLE_USER", "parts": [{"text": "b" * 20_000}]}}}
+    body = json.dumps(doc).encode()
+    chunks = [body[i:i + 8192] for i in range(0, len(body), 8192)]
+    status, raw = send_h2(ring.port, "/", [("content-type", "application/json"),
+                                           ("x-context-id", "client-h2")], chunks,
+                          trailers=[("x-trailer", "done")])
+    got = _report(status, raw)
+    assert (got["body_sha256"], got["body_length"]) == (sha256(body), len(body))
+    assert got["context_ids"] == ["client-h2"]
+
+
+def test_http2_without_trailers(ring):
+    ctx = "h2-plain-33aa"
+    body = _late_context_body(ctx, 2_000)
+    status, raw = send_h2(ring.port, "/a2a", [("content-type", "application/json")],
+                          [body[:700], body[700:1500], body[1500:]])
+    got = _report(status, raw)
+    assert (got["body_sha256"], got["context_ids"]) == (sha256(body), [ctx])
+
+
+def test_streaming_response_passes_through(ring):
+    ctx = "sse-5e1d"
+    doc = {"jsonrpc": "2.0", "id": 3, "method": "message/stream",
+           "params": {"message": {"kind": "message", "messageId": "m-sse", "role": "user",
+                                  "contextId": ctx, "parts": [{"kind": "text", "text": "hi"}]}}}
+    ex = Exchange(path="/", body=json.dumps(doc).encode(), context_id=ctx,
+                  headers=[("content-type", "application/json"), ("accept", "text/event-stream")])
+    send_all(ring.port, [ex], 1)
+    assert ex.status == 200
+    events = [json.loads(line[6:]) for line in ex.raw.decode().splitlines()
+              if line.startswith("data: ")]
+    assert [e["event"] for e in events] == [0, 1, 2]
+    assert {tuple(e["context_ids"]) for e in events} == {(ctx,)}
+    assert events[0]["body_sha256"] == sha256(ex.body)
+
+
+def test_body_far_over_the_scan_limit_is_never_413(ring):
+    # 1.5 MiB, more than the listener's 1 MiB buffer limit: the filter must
+    # stop holding the body at max_scan_bytes (256 KiB by default), or Envoy
+    # would answer 413. The contextId at the end is never seen.
+    ctx = "beyond-scan-limit"
+    body = _late_context_body(ctx, 1_500_000)
+    ex = Exchange(path="/", body=body, headers=[("content-type", "application/json")])
+    before = ring.stats()
+    send_all(ring.port, [ex], 1)
+    delta = counter_delta(before, ring.stats())
+    assert ex.problems(expect_context_ids=[]) == []
+    assert delta.get("scan_limit") == 1, delta
+
+
+def test_first_turn_gets_a_minted_context_id(ring):
+    # The shipped config mints: a first turn (no contextId, no taskId) gets a
+    # UUID v4 contextId inserted into its message, and the same value as
+    # the header; the rest of the body is unchanged.
+    doc = {"jsonrpc": "2.0", "id": 4, "method": "SendMessage",
+           "params": {"message": {"messageId": "m-first", "role": "ROLE_USER",
+                                  "parts": [{"text": "hello"}]}, "configuration": {}}}
+    body = json.dumps(doc).encode()
+    ex = Exchange(path="/", body=body, headers=[("content-type", "application/json"),
+                                                ("x-echo-body", "1")])
+    before = ring.stats()
+    send_all(ring.port, [ex], 1)
+    delta = counter_delta(before, ring.stats())
+    assert ex.status == 200, ex.raw[:300]
+    got = ex.report
+    arrived = json.loads(got["body"])
+    minted = arrived["params"]["message"].pop("contextId", None)
+    assert minted is not None, got["body"]
+    assert got["context_ids"] == [minted]
+    assert len(minted) == 36 and minted[14] == "4", minted
+    assert arrived == doc
+    assert got["body_length"] == len(got["body"].encode())
+    assert delta.get("minted") == 1, delta
