@@ -438,3 +438,27 @@ def affinity(exchanges, replicas):
         "split_contexts": sorted(ctx for ctx, r in seen.items() if len(r) > 1),
         "replica_of": pinned,
     }
+
+
+def predict_hosts(envoy, keys):
+    """The host crates/envoy-lb predicts for each key, from the cluster
+    settings of the configuration this Envoy runs."""
+    cluster = envoy.config["static_resources"]["clusters"][0]
+    hosts = ",".join(f"127.0.0.1:{p}" for p in envoy.upstreams.ports)
+    if cluster["lb_policy"] == "RING_HASH":
+        ring = cluster.get("ring_hash_lb_config", {})
+        lb = ["--lb", "ring", "--min-ring-size", str(ring.get("minimum_ring_size", 1024)),
+              "--max-ring-size", str(ring.get("maximum_ring_size", 8388608)),
+              "--hash-function", {"XX_HASH": "xx", "MURMUR_HASH_2": "murmur"}[
+                  ring.get("hash_function", "XX_HASH")]]
+    else:
+        lb = ["--lb", "maglev", "--table-size",
+              str(cluster.get("maglev_lb_config", {}).get("table_size", 65537))]
+    out = subprocess.run(
+        ["cargo", "run", "-q", "-p", "envoy-lb", "--", "route", "--json", *lb, "--hosts", hosts,
+         "--", *keys],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"envoy-lb route failed ({out.returncode}): {out.stderr[-2000:]}")
+    return {row["key"]: row["host"] for row in json.loads(out.stdout)}

@@ -12,7 +12,8 @@ import random
 import pytest
 
 from a2a_bodies import BINDINGS, context_ids, exchange
-from e2e_harness import Exchange, affinity, counter_delta, send_all, send_chunked, send_h2, sha256
+from e2e_harness import (Exchange, affinity, counter_delta, predict_hosts, send_all, send_chunked,
+                         send_h2, sha256)
 
 CONFIGS = {"ring": "envoy/envoy.yaml", "maglev": "envoy/envoy-maglev.yaml"}
 CONTEXTS = int(os.environ.get("E2E_CONTEXTS", "1000"))
@@ -66,6 +67,14 @@ def test_every_binding_keeps_each_context_on_one_replica(envoys, upstreams, figu
     spread = seen["contexts_per_replica"]
     assert min(spread.values()) >= 0.15 * CONTEXTS, spread
     assert delta.get("context_found") == len(sent), delta
+    # Every context reached exactly the replica that the offline model of
+    # Envoy's ring / Maglev table (crates/envoy-lb) predicts for it.
+    predicted = predict_hosts(envoy, ctxs)
+    names = upstreams.by_address
+    wrong = [(ctx, seen["replica_of"][ctx], names.get(predicted.get(ctx)))
+             for ctx in ctxs if seen["replica_of"][ctx] != names.get(predicted.get(ctx))]
+    assert not wrong, f"{len(wrong)} contexts not where envoy-lb predicts " \
+                      f"(context, observed, predicted): {wrong[:10]}"
 
     figures.record(f"affinity-{lb}", {
         "envoy": "1.40.0",
@@ -78,9 +87,11 @@ def test_every_binding_keeps_each_context_on_one_replica(envoys, upstreams, figu
         "contexts_per_replica": spread,
         "requests_per_replica": seen["requests_per_replica"],
         "counters": delta,
+        "contexts_where_envoy_lb_predicts": len(ctxs) - len(wrong),
         "summary": (f"{lb}: {seen['contexts']} contexts, {seen['requests']} requests, "
                     f"{100 * seen['affinity']:.1f}% of contexts on one replica, contexts per "
-                    "replica " + "/".join(str(spread[n]) for n in upstreams.names)),
+                    "replica " + "/".join(str(spread[n]) for n in upstreams.names)
+                    + f", {len(ctxs) - len(wrong)}/{len(ctxs)} where envoy-lb predicts"),
     })
 
 
