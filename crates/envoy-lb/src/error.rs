@@ -20,6 +20,8 @@ pub enum LbError {
     WeightSumOverflow { priority: u32 },
     /// A host address that is neither `ip:port` nor a pipe/internal address.
     BadAddress { address: String },
+    /// Maglev stores host indices as 32-bit numbers.
+    TooManyHosts,
     /// Overprovisioning factor must be positive.
     BadOverprovisioningFactor,
 }
@@ -50,6 +52,7 @@ impl fmt::Display for LbError {
                 f,
                 "'{address}' is not an address Envoy would print (ip:port, [ipv6]:port, a pipe path or envoy://...)"
             ),
+            Self::TooManyHosts => write!(f, "too many hosts for one table (at most 4294967294)"),
             Self::BadOverprovisioningFactor => write!(f, "overprovisioning factor must be > 0"),
         }
     }

@@ -1,5 +1,7 @@
 //! Ring hash (`source/extensions/load_balancing_policies/ring_hash/ring_hash_lb.cc`).
 
+use std::io::Write as _;
+
 use crate::error::LbError;
 use crate::hash::HashFunction;
 use crate::host::{HostSet, NormalizedWeights};
@@ -106,7 +108,8 @@ impl Ring {
             let mut i: u64 = 0;
             while current_hashes < target_hashes {
                 key.truncate(prefix);
-                key.extend_from_slice(i.to_string().as_bytes());
+                // `absl::StrCat("", i)`: plain decimal. Writing into a Vec cannot fail.
+                let _ = write!(key, "{i}");
                 ring.entries.push(RingEntry {
                     hash: config.hash_function.hash(&key),
                     host: weighted.index,
