@@ -18,10 +18,15 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import http.client
 import json
 import os
 import re
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -1035,3 +1040,190 @@ def test_envoy_validation_rejects_an_unknown_filter_field(docs: list[Doc], tmp_p
     config = envoy_gateway_bootstrap(mutated(docs, "EnvoyExtensionPolicy", unknown_field), module)
     result = envoy_validate(envoy, config, tmp_path)
     assert result.returncode != 0, "Envoy accepted a filter configuration with an unknown field"
+
+
+# --------------------------------------------------------------------------
+# Traffic through the configuration Envoy Gateway would generate from these
+# manifests: the filter disabled on the listener and enabled on the route, the
+# EnvoyPatchPolicy applied, Maglev on x-context-id. Three upstream replicas
+# (envoy/sandbox/upstream.py) report what reached them.
+
+REPLICAS = ("replica-1", "replica-2", "replica-3")
+# Bigger than Envoy Gateway's 32 KiB listener buffer, smaller than the
+# filter's max_scan_bytes: the contextId comes after this much text.
+LARGE_TEXT_BYTES = 100 * 1024
+START_TIMEOUT_SECS = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], what: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} not ready after {START_TIMEOUT_SECS} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def admin_get(port: int, path: str) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(errors="replace")
+    except OSError:
+        return 0, ""
+    finally:
+        conn.close()
+
+
+class Gateway:
+    """An Envoy running one generated bootstrap on loopback ports."""
+
+    def __init__(self, envoy: Path, config: dict[str, Any], upstream_ports: list[int], workdir: Path, name: str):
+        config = copy.deepcopy(config)
+        self.port, self.admin_port = free_port(), free_port()
+        config["admin"] = {"address": {"socket_address": {"address": "127.0.0.1", "port_value": self.admin_port}}}
+        listener = config["static_resources"]["listeners"][0]
+        listener["address"]["socket_address"]["port_value"] = self.port
+        cluster = config["static_resources"]["clusters"][0]
+        cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}
+            for p in upstream_ports
+        ]
+        path = workdir / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        self.log = workdir / f"{name}.log"
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen(
+                [str(envoy), "-c", str(path), "--concurrency", "1", "--log-level", "warn",
+                 "--base-id", str(40000 + os.getpid() % 10000 + len(name))],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for(lambda: admin_get(self.admin_port, "/ready")[0] == 200, f"envoy {name}", self.proc, self.log)
+        except Exception:
+            stop(self.proc)
+            raise
+
+    def post(self, body: bytes) -> tuple[int, dict[str, Any] | None]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request("POST", "/", body=body, headers={"content-type": "application/json"})
+            resp = conn.getresponse()
+            raw = resp.read()
+            return resp.status, json.loads(raw) if resp.status == 200 else None
+        finally:
+            conn.close()
+
+    def counters(self) -> dict[str, int]:
+        out = {}
+        for line in admin_get(self.admin_port, "/stats?filter=a2a_affinity")[1].splitlines():
+            m = re.match(r"^(?:.*\.)?a2a_affinity\.([a-z_]+): (\d+)$", line.strip())
+            if m:
+                out[m.group(1)] = int(m.group(2))
+        return out
+
+
+def send_message(context_id: str | None, text: str, seq: int) -> bytes:
+    message: dict[str, Any] = {"role": "user", "messageId": f"m-{seq}", "parts": [{"kind": "text", "text": text}]}
+    if context_id is not None:
+        message["contextId"] = context_id  # after the parts: the filter must read past them
+    return json.dumps({"jsonrpc": "2.0", "id": seq, "method": "message/send",
+                       "params": {"message": message}}).encode()
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[int], dict[str, str]]]:
+    workdir = tmp_path_factory.mktemp("upstreams")
+    ports = [free_port() for _ in REPLICAS]
+    log = workdir / "upstreams.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "envoy" / "sandbox" / "upstream.py"),
+             *[f"--replica={n}=127.0.0.1:{p}" for n, p in zip(REPLICAS, ports)]],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "ready" in log.read_text().splitlines(), "upstream replicas", proc, log)
+        yield ports, {f"127.0.0.1:{p}": n for n, p in zip(REPLICAS, ports)}
+    finally:
+        stop(proc)
+
+
+def test_envoy_gateway_config_keeps_each_conversation_on_one_replica(
+        docs: list[Doc], replicas: tuple[list[int], dict[str, str]], tmp_path: Path) -> None:
+    envoy, module = needs_envoy_and_module("1.40")
+    ports, _ = replicas
+    gateway = Gateway(envoy, envoy_gateway_bootstrap(docs, module), ports, tmp_path, "eg")
+    try:
+        large = "x" * LARGE_TEXT_BYTES
+        landed: dict[str, set[str]] = {}
+        seq = 0
+        for conversation in range(6):
+            context_id = f"ctx-{conversation}-{'ab' * conversation}"
+            for turn in range(2):
+                seq += 1
+                body = send_message(context_id, large if turn == 0 else f"turn {turn}", seq)
+                status, report = gateway.post(body)
+                assert status == 200 and report is not None, (status, gateway.log.read_text()[-2000:])
+                assert report["context_ids"] == [context_id], report["context_ids"]
+                assert (report["body_length"], report["body_sha256"]) == (
+                    len(body), hashlib.sha256(body).hexdigest()), "the body changed on the way"
+                landed.setdefault(context_id, set()).add(report["replica"])
+        assert all(len(r) == 1 for r in landed.values()), landed
+        assert len(set().union(*landed.values())) > 1, f"every conversation on one replica: {landed}"
+
+        # First turn without a contextId: the filter mints one into the body
+        # and the header; the follow-up with that id goes to the same replica.
+        seq += 1
+        status, first = gateway.post(send_message(None, "hello", seq))
+        assert status == 200 and first is not None
+        assert len(first["context_ids"]) == 1, first["context_ids"]
+        minted = first["context_ids"][0]
+        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", minted), minted
+        seq += 1
+        status, follow_up = gateway.post(send_message(minted, "and then", seq))
+        assert status == 200 and follow_up is not None
+        assert follow_up["replica"] == first["replica"], (first["replica"], follow_up["replica"])
+
+        counters = gateway.counters()
+        assert counters.get("context_found", 0) >= 13 and counters.get("minted", 0) == 1, counters
+    finally:
+        stop(gateway.proc)
+
+
+def test_without_the_buffer_patch_envoy_gateway_answers_413(
+        docs: list[Doc], replicas: tuple[list[int], dict[str, str]], tmp_path: Path) -> None:
+    # Why envoypatchpolicy.yaml raises the listener buffer: with Envoy
+    # Gateway's 32 KiB, a body whose contextId comes after 100 KiB of text
+    # never reaches the agents.
+    envoy, module = needs_envoy_and_module("1.40")
+    ports, _ = replicas
+    config = envoy_gateway_bootstrap(docs, module)
+    config["static_resources"]["listeners"][0]["per_connection_buffer_limit_bytes"] = ENVOY_GATEWAY_BUFFER_LIMIT
+    gateway = Gateway(envoy, config, ports, tmp_path, "eg-32k")
+    try:
+        status, _ = gateway.post(send_message("ctx-large", "x" * LARGE_TEXT_BYTES, 1))
+        assert status == 413, status
+        status, report = gateway.post(send_message("ctx-small", "small", 2))
+        assert status == 200 and report is not None and report["context_ids"] == ["ctx-small"]
+    finally:
+        stop(gateway.proc)
