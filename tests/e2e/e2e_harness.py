@@ -135,10 +135,12 @@ def rewrite_config(cfg, *, listen_port, admin_port, upstream_ports, module=None,
     listener = cfg["static_resources"]["listeners"][0]
     listener["address"]["socket_address"].update(address="127.0.0.1", port_value=listen_port)
     cluster = cfg["static_resources"]["clusters"][0]
-    template = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    shipped = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
     endpoints = []
-    for port in upstream_ports:
-        ep = copy.deepcopy(template)
+    for i, port in enumerate(upstream_ports):
+        # Keep each shipped endpoint (and its metadata, e.g. a hash_key) when
+        # the counts match; extra replicas copy the first one.
+        ep = copy.deepcopy(shipped[i] if len(shipped) == len(upstream_ports) else shipped[0])
         ep["endpoint"]["address"]["socket_address"].update(address="127.0.0.1", port_value=port)
         endpoints.append(ep)
     cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": endpoints}]

