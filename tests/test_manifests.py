@@ -1227,3 +1227,48 @@ def test_without_the_buffer_patch_envoy_gateway_answers_413(
         assert status == 200 and report is not None and report["context_ids"] == ["ctx-small"]
     finally:
         stop(gateway.proc)
+
+
+def istio_ecds_bootstrap(docs: list[Doc], module: Path, workdir: Path) -> dict[str, Any]:
+    """The Istio shape as Envoy receives it: patch 2's filter fetching patch
+    1's configuration by ECDS. istiod serves it over ADS; here a file source
+    stands in for ADS, everything else is the EnvoyFilter's own text."""
+    envoy_filter = find(docs, "EnvoyFilter")[0]
+    patches = envoy_filter.spec["configPatches"]
+    extension = copy.deepcopy(next(p["patch"]["value"] for p in patches if p["applyTo"] == "EXTENSION_CONFIG"))
+    extension["typed_config"]["config"]["vm_config"]["code"] = local_code(module)
+    ecds = workdir / "ecds.yaml"
+    ecds.write_text(yaml.safe_dump({"version_info": "1", "resources": [
+        {"@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig", **extension}]}), encoding="utf-8")
+    http_filter = copy.deepcopy(next(p["patch"]["value"] for p in patches if p["applyTo"] == "HTTP_FILTER"))
+    source = http_filter["config_discovery"]["config_source"]
+    source.pop("ads")
+    source["path_config_source"] = {"path": str(ecds)}
+    source["resource_api_version"] = "V3"
+    config = istio_bootstrap(docs, module)
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["http_filters"][0] = http_filter
+    # A file subscription, like any xDS one, needs a node identity.
+    config["node"] = {"id": "a2a-istio-gateway", "cluster": "a2a-istio-istio.agents"}
+    return config
+
+
+def test_istio_config_by_ecds_keeps_each_conversation_on_one_replica(
+        docs: list[Doc], replicas: tuple[list[int], dict[str, str]], tmp_path: Path) -> None:
+    envoy, module = needs_envoy_and_module("1.40")
+    ports, _ = replicas
+    gateway = Gateway(envoy, istio_ecds_bootstrap(docs, module, tmp_path), ports, tmp_path, "istio")
+    try:
+        landed: dict[str, set[str]] = {}
+        for seq in range(12):
+            context_id = f"istio-ctx-{seq % 6}"
+            body = send_message(context_id, "x" * (LARGE_TEXT_BYTES if seq < 6 else 10), seq)
+            status, report = gateway.post(body)
+            assert status == 200 and report is not None, (status, gateway.log.read_text()[-2000:])
+            assert report["context_ids"] == [context_id], report["context_ids"]
+            assert report["body_sha256"] == hashlib.sha256(body).hexdigest(), "the body changed on the way"
+            landed.setdefault(context_id, set()).add(report["replica"])
+        assert all(len(r) == 1 for r in landed.values()), landed
+        assert gateway.counters().get("context_found", 0) >= 12, gateway.counters()
+    finally:
+        stop(gateway.proc)
