@@ -36,33 +36,38 @@ for _ in $(seq 1 120); do
 done
 curl -sf "$ADMIN_URL/ready" >/dev/null || fail "Envoy is not ready"
 
-# POST a body, print "<contextId> <answer text>" from the task in the answer.
-turn() { # path body
+# POST a body with an A2A-Version, print "<contextId> <answer text>" from the
+# task in the answer (1.0: result.task / task; 0.3: result).
+turn() { # a2a-version path body
   local answer
   answer=$(curl -sS --fail-with-body -H 'content-type: application/json' \
-    --data-binary "$2" "$ENVOY_URL$1") || fail "POST $1 answered: $answer"
+    -H "a2a-version: $1" --data-binary "$3" "$ENVOY_URL$2") || fail "POST $2 answered: $answer"
   printf '%s' "$answer" | python3 -c '
 import json, sys
-doc = json.load(sys.stdin)
-task = doc.get("result", doc)
-task = task.get("task", task)
-print(task["contextId"], task["status"]["message"]["parts"][0]["text"])'
+raw = sys.stdin.read()
+try:
+    doc = json.loads(raw)
+    task = doc.get("result", doc)
+    task = task.get("task", task)
+    print(task["contextId"], task["status"]["message"]["parts"][0]["text"])
+except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+    sys.exit("FAIL: unexpected answer: " + raw[:500])'
 }
 
 declare -A conversations_on
 for i in $(seq 1 "$CONVERSATIONS"); do
-  read -r ctx text < <(turn / '{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{"message":
+  read -r ctx text < <(turn 1.0 / '{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{"message":
     {"messageId":"m-'"$i"'-1","role":"ROLE_USER","parts":[{"text":"hello"}]}}}')
   replica=${text%%:*}
   [[ $text == "$replica: turn 1 of context"* ]] || fail "conversation $i turn 1: $text"
 
-  read -r ctx2 text < <(turn /message:send '{"message":{"messageId":"m-'"$i"'-2","contextId":"'"$ctx"'",
+  read -r ctx2 text < <(turn 1.0 /message:send '{"message":{"messageId":"m-'"$i"'-2","contextId":"'"$ctx"'",
     "role":"ROLE_USER","parts":[{"text":"and again"}]}}')
   [ "$ctx2" = "$ctx" ] || fail "conversation $i turn 2 changed context: $ctx -> $ctx2"
   [[ $text == "$replica: turn 2 of context"* ]] \
     || fail "conversation $i turn 2 expected $replica, turn 2; got: $text"
 
-  read -r ctx3 text < <(turn / '{"jsonrpc":"2.0","id":3,"method":"message/send","params":{"message":
+  read -r ctx3 text < <(turn 0.3 / '{"jsonrpc":"2.0","id":3,"method":"message/send","params":{"message":
     {"kind":"message","messageId":"m-'"$i"'-3","contextId":"'"$ctx"'","role":"user",
      "parts":[{"kind":"text","text":"last one"}]}}}')
   [ "$ctx3" = "$ctx" ] || fail "conversation $i turn 3 changed context: $ctx -> $ctx3"

@@ -1,0 +1,63 @@
+"""The sandbox's verify.sh against the sandbox's own envoy.yaml (service
+names and container ports replaced by loopback ports) in front of three real
+demo agents, without Docker: it passes with the filter, and fails without it,
+so its checks are real."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from e2e_harness import REPO
+
+sys.path.insert(0, str(REPO / "demo"))
+from replicas import running_replicas  # noqa: E402  (demo/replicas.py)
+
+VERIFY = REPO / "envoy/sandbox/verify.sh"
+
+
+class Agents:
+    def __init__(self, replicas):
+        self.names = [r.name for r in replicas]
+        self.ports = [r.port for r in replicas]
+
+
+@pytest.fixture(scope="module")
+def agents():
+    with running_replicas(3) as replicas:
+        yield Agents(replicas)
+
+
+def run_verify(envoy):
+    env = {**os.environ, "SANDBOX_NO_COMPOSE": "1", "CONVERSATIONS": "12",
+           "ENVOY_URL": f"http://127.0.0.1:{envoy.port}",
+           "ADMIN_URL": f"http://127.0.0.1:{envoy.admin_port}"}
+    return subprocess.run(["bash", str(VERIFY)], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_verify_passes_with_the_filter(agents, wasm_module, tmp_path):
+    from e2e_harness import Envoy
+
+    envoy = Envoy("envoy/sandbox/envoy.yaml", agents, tmp_path, name="sandbox")
+    try:
+        out = run_verify(envoy)
+    finally:
+        envoy.stop()
+    assert out.returncode == 0, out.stdout + out.stderr + envoy.log_tail(40)
+    assert "OK: 12 conversations" in out.stdout
+    assert out.stdout.count("3 turns on replica-") == 12
+
+
+def test_verify_fails_without_the_filter(agents, tmp_path):
+    from e2e_harness import Envoy
+
+    envoy = Envoy("envoy/sandbox/envoy.yaml", agents, tmp_path, name="sandbox-alone",
+                  with_filter=False)
+    try:
+        out = run_verify(envoy)
+    finally:
+        envoy.stop()
+    assert out.returncode != 0, out.stdout
+    assert "FAIL:" in out.stderr
