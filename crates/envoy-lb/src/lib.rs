@@ -5,6 +5,22 @@
 //! Pipeline (Envoy's `ThreadAwareLoadBalancerBase::LoadBalancerImpl::chooseHost`):
 //! request → [`policy::HashPolicy::generate_hash`] → [`priority::PriorityLoads::choose_priority`]
 //! → that priority's [`ring::Ring`] or [`maglev::MaglevTable`] → retry attempts.
+//!
+//! ```
+//! use envoy_lb::{ClusterConfig, HashingLoadBalancer, Host, HashPolicy, LbPolicy, MaglevConfig, Request};
+//! # fn main() -> Result<(), envoy_lb::LbError> {
+//!
+//! let hosts = ["10.0.0.1:8080", "10.0.0.2:8080", "10.0.0.3:8080"]
+//!     .iter().map(|a| Host::new(a)).collect::<Result<Vec<_>, _>>()?;
+//! let lb = HashingLoadBalancer::with_hosts(
+//!     ClusterConfig::new(LbPolicy::Maglev(MaglevConfig::default())), hosts)?;
+//! let hash = HashPolicy::header("x-context-id")
+//!     .generate_hash(&Request::default().with_header("x-context-id", "user-42"));
+//! let host = hash.and_then(|h| lb.choose_host(h)).map(|c| &c.host.address); // 10.0.0.3:8080
+//! assert_eq!(host.map(String::as_str), Some("10.0.0.3:8080"));
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod error;
 pub mod hash;
