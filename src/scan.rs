@@ -590,27 +590,7 @@ impl<'p> Scanner<'p> {
         while let Some(&b) = chunk.get(i) {
             match self.state {
                 State::Str => {
-                    // The hot path: message text is skipped a span at a time.
-                    let rest = chunk.get(i..).unwrap_or_default();
-                    let end = memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
-                    let span = rest.get(..end).unwrap_or_default();
-                    if has_control(span) {
-                        let bad = span.iter().position(|&c| c < 0x20).unwrap_or(0);
-                        return Err(Halt::Syntax(i + bad));
-                    }
-                    self.push_raw(span);
-                    i += end;
-                    match chunk.get(i) {
-                        Some(b'"') => {
-                            self.string_done(i, sink)?;
-                            i += 1;
-                        }
-                        Some(_) => {
-                            self.state = State::Esc;
-                            i += 1;
-                        }
-                        None => {}
-                    }
+                    i = self.string_run(chunk, i, sink)?;
                     continue;
                 }
                 State::Value => match b {
@@ -746,6 +726,53 @@ impl<'p> Scanner<'p> {
         Ok(())
     }
 
+    /// The hot path: reads string contents from `at` (inside a string, no
+    /// escape pending) as far as the chunk allows; returns where it stopped.
+    /// Message text is skipped a span at a time, and the escapes that fit in
+    /// the chunk are decoded here instead of one byte per trip through `run`.
+    #[inline]
+    fn string_run<F: FnMut(Event<'_>) -> Flow>(
+        &mut self,
+        chunk: &[u8],
+        at: usize,
+        sink: &mut F,
+    ) -> Result<usize, Halt> {
+        let mut i = at;
+        loop {
+            let rest = chunk.get(i..).unwrap_or_default();
+            let end = find_special(rest);
+            self.push_raw(rest.get(..end).unwrap_or_default());
+            i += end;
+            match chunk.get(i) {
+                None => return Ok(i),
+                Some(b'"') => {
+                    self.string_done(i, sink)?;
+                    return Ok(i + 1);
+                }
+                Some(b'\\') => {
+                    let decoded = match chunk.get(i + 1) {
+                        Some(&c @ (b'"' | b'\\' | b'/')) => c,
+                        Some(b'b') => 0x08,
+                        Some(b'f') => 0x0c,
+                        Some(b'n') => b'\n',
+                        Some(b'r') => b'\r',
+                        Some(b't') => b'\t',
+                        // `\u`, an invalid escape, or the end of the chunk:
+                        // the byte-wise states take it from here.
+                        _ => {
+                            self.state = State::Esc;
+                            return Ok(i + 1);
+                        }
+                    };
+                    self.push_raw(&[decoded]);
+                    i += 2;
+                }
+                // A control character: JSON requires it escaped.
+                Some(_) => return Err(Halt::Syntax(i)),
+            }
+        }
+    }
+
     /// The fourth hex digit of `\uXXXX` (UTF-16 code unit `unit`) is at `at`.
     /// Surrogates must pair up, as serde_json requires for UTF-8 strings.
     fn code_unit(&mut self, unit: u16, at: usize) -> Result<(), Halt> {
@@ -790,9 +817,47 @@ fn emit_each<'a, F: FnMut(Event<'_>) -> Flow>(
     false
 }
 
-/// Whether `span` holds a byte that JSON forbids raw inside a string.
-/// Branch-free so that it compiles to a vector loop.
+/// Index of the first byte in `bytes` that ends a run of plain string
+/// content: `"`, `\\` or a control character (below 0x20), or `bytes.len()`.
+///
+/// Keys, ids and text between escapes are short, so the first 64 bytes are
+/// checked a word at a time; only longer runs (long prose, base64 file
+/// parts) go to `memchr2`, whose vector loop wins once it has enough to chew
+/// on, followed by a branch-free minimum over the span for control
+/// characters, which compiles to vector code too. Measured on this kind of
+/// host with the bodies of `benches/scan.rs`: the word loop alone was no
+/// faster, `memchr2` alone 12% slower with an escape every 33 bytes, and on
+/// runs of several KiB `memchr2` is 2-3x faster than the word loop.
 #[inline]
-fn has_control(span: &[u8]) -> bool {
-    span.iter().fold(0xffu8, |min, &c| min.min(c)) < 0x20
+fn find_special(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    let mut skipped = 0;
+    for word in bytes.chunks_exact(8).take(8) {
+        let mut array = [0u8; 8];
+        array.copy_from_slice(word);
+        let w = u64::from_le_bytes(array);
+        // A byte's high bit is set when subtracting borrows out of it: the
+        // byte is below 0x20, or equal to the quote or the backslash. Borrows
+        // only travel upwards, so the lowest flagged byte is a true match.
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        let flagged = ((w.wrapping_sub(ONES * 0x20) & !w)
+            | (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash))
+            & HIGH;
+        if flagged != 0 {
+            return skipped + (flagged.trailing_zeros() / 8) as usize;
+        }
+        skipped += 8;
+    }
+    let rest = bytes.get(skipped..).unwrap_or_default();
+    let end = memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+    let span = rest.get(..end).unwrap_or_default();
+    let run = if span.iter().fold(0xff, |min: u8, &c| min.min(c)) < 0x20 {
+        span.iter().position(|&c| c < 0x20).unwrap_or(end)
+    } else {
+        end
+    };
+    skipped + run
 }
