@@ -37,7 +37,9 @@ def test_quick_affinity_on_older_envoy(start_envoy, upstreams, figures, version,
     assert not problems, "\n".join(problems[:20])
     seen = affinity(sent, upstreams.names)
     assert seen["split_contexts"] == []
-    assert min(seen["contexts_per_replica"].values()) >= 0.15 * CONTEXTS, seen
+    # Only 100 contexts and a ring that moves with the random ports: ask for
+    # a share on every replica, not an even one.
+    assert min(seen["contexts_per_replica"].values()) >= 0.05 * CONTEXTS, seen
     assert delta.get("context_found") == len(sent), delta
     predicted = predict_hosts(envoy, ctxs)
     wrong = [c for c in ctxs if seen["replica_of"][c] != upstreams.by_address.get(predicted[c])]
