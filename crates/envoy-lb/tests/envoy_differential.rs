@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use envoy_lb::hash::HashFunction;
-use envoy_lb::policy::{HashPolicy, Request};
+use envoy_lb::policy::{HashMethod, HashPolicy, Request};
 use envoy_lb::{
     ClusterConfig, HashingLoadBalancer, Health, Host, HostSet, LbPolicy, Locality, MaglevConfig,
     RingHashConfig,
@@ -94,6 +94,8 @@ struct Scenario {
     endpoints: Vec<Endpoint>,
     /// Also check the CLI against this Envoy through `--from-admin http://...`.
     cli_flags: Option<Vec<&'static str>>,
+    /// Also send requests through the multi-policy `/policy` route.
+    policy_route: bool,
 }
 
 fn ring(min: u64, f: HashFunction) -> ClusterConfig {
@@ -170,6 +172,7 @@ fn scenarios() -> Vec<Scenario> {
             config: ring(1024, HashFunction::XxHash),
             endpoints: plain(3),
             cli_flags: Some(vec!["--lb", "ring"]),
+            policy_route: false,
         },
         Scenario {
             name: "ring, 5 hosts, min ring 12",
@@ -177,6 +180,7 @@ fn scenarios() -> Vec<Scenario> {
             config: ring(12, HashFunction::XxHash),
             endpoints: plain(5),
             cli_flags: Some(vec!["--lb", "ring", "--min-ring-size", "12"]),
+            policy_route: false,
         },
         Scenario {
             name: "ring, 17 hosts, unequal weights",
@@ -184,6 +188,7 @@ fn scenarios() -> Vec<Scenario> {
             config: ring(1024, HashFunction::XxHash),
             endpoints: weighted(17),
             cli_flags: None,
+            policy_route: true,
         },
         Scenario {
             name: "ring, 5 hosts, hash_key metadata",
@@ -191,6 +196,7 @@ fn scenarios() -> Vec<Scenario> {
             config: ring(1024, HashFunction::XxHash),
             endpoints: keyed(5),
             cli_flags: None,
+            policy_route: false,
         },
         Scenario {
             name: "ring, 5 hosts, use_hostname_for_hashing, min ring 12",
@@ -204,6 +210,7 @@ fn scenarios() -> Vec<Scenario> {
                 "12",
                 "--use-hostname",
             ]),
+            policy_route: false,
         },
         Scenario {
             name: "ring, 5 hosts, MURMUR_HASH_2, min ring 64",
@@ -211,6 +218,7 @@ fn scenarios() -> Vec<Scenario> {
             config: ring(64, HashFunction::MurmurHash2),
             endpoints: weighted(5),
             cli_flags: None,
+            policy_route: false,
         },
         Scenario {
             name: "ring, 2 priorities, failover 46/54",
@@ -218,6 +226,7 @@ fn scenarios() -> Vec<Scenario> {
             config: ring(1024, HashFunction::XxHash),
             endpoints: failover.clone(),
             cli_flags: Some(vec!["--lb", "ring"]),
+            policy_route: false,
         },
         Scenario {
             name: "ring, localities weighted 1:2:0",
@@ -225,6 +234,7 @@ fn scenarios() -> Vec<Scenario> {
             config: locality(ring(12, HashFunction::XxHash)),
             endpoints: zones.clone(),
             cli_flags: None,
+            policy_route: false,
         },
         Scenario {
             name: "maglev 65537, 3 hosts",
@@ -232,6 +242,7 @@ fn scenarios() -> Vec<Scenario> {
             config: maglev(65537),
             endpoints: plain(3),
             cli_flags: Some(vec!["--lb", "maglev"]),
+            policy_route: false,
         },
         Scenario {
             name: "maglev 65537, 17 hosts, unequal weights",
@@ -239,6 +250,7 @@ fn scenarios() -> Vec<Scenario> {
             config: maglev(65537),
             endpoints: weighted(17),
             cli_flags: None,
+            policy_route: true,
         },
         Scenario {
             name: "maglev 13, 5 hosts, unequal weights",
@@ -246,6 +258,7 @@ fn scenarios() -> Vec<Scenario> {
             config: maglev(13),
             endpoints: weighted(5),
             cli_flags: Some(vec!["--lb", "maglev", "--table-size", "13"]),
+            policy_route: false,
         },
         Scenario {
             name: "maglev 65537, 5 hosts, hash_key metadata",
@@ -253,6 +266,7 @@ fn scenarios() -> Vec<Scenario> {
             config: maglev(65537),
             endpoints: keyed(5),
             cli_flags: None,
+            policy_route: false,
         },
         Scenario {
             name: "maglev 65537, 17 hosts, use_hostname_for_hashing",
@@ -262,6 +276,7 @@ fn scenarios() -> Vec<Scenario> {
             config: hostname(maglev(65537)),
             endpoints: named(17),
             cli_flags: Some(vec!["--lb", "maglev", "--use-hostname"]),
+            policy_route: false,
         },
         Scenario {
             name: "maglev 65537, 2 priorities, P0 in panic 29/71",
@@ -269,6 +284,7 @@ fn scenarios() -> Vec<Scenario> {
             config: maglev(65537),
             endpoints: panic,
             cli_flags: Some(vec!["--lb", "maglev"]),
+            policy_route: false,
         },
         Scenario {
             name: "maglev 17, localities weighted 1:2:0",
@@ -276,6 +292,7 @@ fn scenarios() -> Vec<Scenario> {
             config: locality(maglev(17)),
             endpoints: zones,
             cli_flags: None,
+            policy_route: false,
         },
     ]
 }
@@ -350,7 +367,7 @@ fn health_name(h: Health) -> &'static str {
     }
 }
 
-fn hcm(stat_prefix: &str, route: &str) -> String {
+fn hcm(stat_prefix: &str, routes: &str) -> String {
     format!(
         r#"      - name: envoy.filters.network.http_connection_manager
         typed_config:
@@ -364,8 +381,7 @@ fn hcm(stat_prefix: &str, route: &str) -> String {
             - name: all
               domains: ["*"]
               routes:
-              - match: {{prefix: "/"}}
-{route}
+{routes}
 "#
     )
 }
@@ -452,18 +468,32 @@ fn envoy_config(scenario: &Scenario, front: u16, admin: u16, upstreams: &[u16]) 
         "admin:\n  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}\n\
          static_resources:\n  listeners:\n"
     );
-    let front_route = format!(
-        "                route:\n                  cluster: replicas\n                  hash_policy: [{{header: {{header_name: {CONTEXT_HEADER}}}}}]"
+    // `/policy` exercises a multi-policy hash (see `policy_model`); everything else hashes
+    // x-context-id alone, as the project's routes do.
+    let front_routes = format!(
+        r#"              - match: {{prefix: "/policy"}}
+                route:
+                  cluster: replicas
+                  hash_policy:
+                  - cookie: {{name: session}}
+                  - header: {{header_name: {CONTEXT_HEADER}}}
+                    terminal: true
+                  - query_parameter: {{name: tenant}}
+                  - connection_properties: {{source_ip: true}}
+              - match: {{prefix: "/"}}
+                route:
+                  cluster: replicas
+                  hash_policy: [{{header: {{header_name: {CONTEXT_HEADER}}}}}]"#
     );
     let _ = write!(
         yaml,
         "  - name: front\n    address: {{socket_address: {{address: 127.0.0.1, port_value: {front}}}}}\n    filter_chains:\n    - filters:\n{}",
-        hcm("front", &front_route)
+        hcm("front", &front_routes)
     );
     for (i, port) in upstreams.iter().enumerate() {
         // Each replica names itself in the body and echoes the key it received.
         let route = format!(
-            "                direct_response: {{status: 200, body: {{inline_string: \"replica-{i}\"}}}}\n                response_headers_to_add:\n                - header: {{key: x-received-context-id, value: \"%REQ({CONTEXT_HEADER})%\"}}"
+            "              - match: {{prefix: \"/\"}}\n                direct_response: {{status: 200, body: {{inline_string: \"replica-{i}\"}}}}\n                response_headers_to_add:\n                - header: {{key: x-received-context-id, value: \"%REQ({CONTEXT_HEADER})%\"}}\n                - header: {{key: x-received-path, value: \"%REQ(:PATH)%\"}}"
         );
         let _ = write!(
             yaml,
@@ -623,15 +653,31 @@ impl Client {
         }
     }
 
-    /// Sends `key` as `x-context-id`; returns (replica body, echoed key).
+    /// Sends `key` as `x-context-id` to `/`; returns (replica body, echoed key).
     fn send(&mut self, key: &str) -> (String, String) {
-        let request = format!("GET / HTTP/1.1\r\nHost: front\r\n{CONTEXT_HEADER}: {key}\r\n\r\n");
+        let reply = self.get("/", &[(CONTEXT_HEADER, key)]);
+        assert_eq!(
+            reply.path, "/",
+            "the replica must receive the path unchanged"
+        );
+        (reply.body, reply.context_id)
+    }
+
+    fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = format!("GET {path} HTTP/1.1\r\nHost: front\r\n");
+        for (name, value) in headers {
+            let _ = write!(request, "{name}: {value}\r\n");
+        }
+        request.push_str("\r\n");
         self.reader.get_mut().write_all(request.as_bytes()).unwrap();
         let mut status = String::new();
         self.reader.read_line(&mut status).unwrap();
-        assert!(status.starts_with("HTTP/1.1 200"), "key {key}: {status}");
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "{path} {headers:?}: {status}"
+        );
         let mut length = 0usize;
-        let mut echoed = String::new();
+        let mut reply = Reply::default();
         loop {
             let mut line = String::new();
             self.reader.read_line(&mut line).unwrap();
@@ -642,15 +688,113 @@ impl Client {
             if let Some((name, value)) = line.split_once(':') {
                 match name.to_ascii_lowercase().as_str() {
                     "content-length" => length = value.trim().parse().unwrap(),
-                    "x-received-context-id" => echoed = value.trim().to_string(),
+                    "x-received-context-id" => reply.context_id = value.trim().to_string(),
+                    "x-received-path" => reply.path = value.trim().to_string(),
                     _ => {}
                 }
             }
         }
         let mut body = vec![0u8; length];
         self.reader.read_exact(&mut body).unwrap();
-        (String::from_utf8(body).unwrap(), echoed)
+        reply.body = String::from_utf8(body).unwrap();
+        reply
     }
+
+    fn local_address(&self) -> std::net::SocketAddr {
+        self.reader.get_ref().local_addr().unwrap()
+    }
+}
+
+#[derive(Default)]
+struct Reply {
+    body: String,
+    context_id: String,
+    path: String,
+}
+
+/// The `/policy` route's hash policy, in the same order as the Envoy config.
+fn policy_model() -> HashPolicy {
+    HashPolicy::default()
+        .then(HashMethod::Cookie {
+            name: "session".into(),
+            ttl_seconds: None,
+        })
+        .then_terminal(HashMethod::Header {
+            name: CONTEXT_HEADER.into(),
+        })
+        .then(HashMethod::QueryParameter {
+            name: "tenant".into(),
+        })
+        .then(HashMethod::SourceIp)
+}
+
+/// Requests that reach each policy branch: header only, two header entries (sorted and
+/// chained), cookie then terminal header, query parameter plus source IP, a cookie with the
+/// terminal header absent (stops on the accumulated hash), and source IP alone.
+fn policy_request(i: usize, key: &str) -> (String, Vec<(String, String)>) {
+    let h = |n: &str, v: String| (n.to_string(), v);
+    match i % 6 {
+        0 => ("/policy".into(), vec![h(CONTEXT_HEADER, key.into())]),
+        1 => (
+            "/policy/a".into(),
+            vec![
+                h(CONTEXT_HEADER, format!("{key}-b")),
+                h(CONTEXT_HEADER, key.into()),
+            ],
+        ),
+        2 => (
+            "/policy".into(),
+            vec![
+                h("cookie", format!("a=1; session={key}")),
+                h(CONTEXT_HEADER, "fixed".into()),
+            ],
+        ),
+        3 => (format!("/policy?x=1&tenant={key}&tenant=other"), vec![]),
+        4 => (
+            format!("/policy?tenant={key}"),
+            vec![h("cookie", format!("session=\"{key}\""))],
+        ),
+        _ => ("/policy".into(), vec![]),
+    }
+}
+
+/// Sends `count` `/policy` requests; returns how many landed where the model says.
+fn check_policy_route(
+    client: &mut Client,
+    model: &HashingLoadBalancer,
+    replica_of: &BTreeMap<String, String>,
+    keys: &[String],
+) -> usize {
+    let policy = policy_model();
+    let remote = client.local_address();
+    let mut agree = 0;
+    for (i, key) in keys.iter().enumerate() {
+        let (path, headers) = policy_request(i, key);
+        let borrowed: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let reply = client.get(&path, &borrowed);
+        assert_eq!(
+            reply.path, path,
+            "the replica must receive the path unchanged"
+        );
+        let mut request = Request {
+            remote_address: Some(remote),
+            ..Request::default()
+        };
+        request.headers.push((":path".into(), path.clone()));
+        request.headers.extend(headers.iter().cloned());
+        let hash = policy.generate_hash(&request).unwrap();
+        let predicted = model.choose_host(hash).map(|c| c.host.address.clone());
+        let actual = replica_of.get(&reply.body).cloned();
+        assert_eq!(
+            predicted, actual,
+            "/policy request {i} ({path} {headers:?})"
+        );
+        agree += 1;
+    }
+    agree
 }
 
 /// UUID-shaped keys plus short ones, deterministic per scenario.
@@ -679,6 +823,10 @@ fn keys(seed: u64) -> Vec<String> {
             }
         })
         .collect()
+}
+
+fn observed_keys(observed: &[(String, String)]) -> Vec<String> {
+    observed.iter().take(1200).map(|(k, _)| k.clone()).collect()
 }
 
 /// Runs the CLI against the live admin endpoint and compares with what Envoy chose.
@@ -767,16 +915,24 @@ fn envoy_agrees_with_the_model_for_every_key() {
         );
         assert!(mismatches.is_empty(), "{line}\n{}", mismatches.join("\n"));
         assert_eq!(agree, KEYS_PER_SCENARIO);
+        let policy_checked = if scenario.policy_route {
+            check_policy_route(&mut client, &model, &replica_of, &observed_keys(&observed))
+        } else {
+            0
+        };
         let cli_checked = scenario
             .cli_flags
             .as_ref()
             .map_or(0, |flags| check_cli(flags, admin, &observed));
         drop(envoy);
-        if cli_checked > 0 {
-            println!("{line}; CLI --from-admin agrees on {cli_checked} keys");
-        } else {
-            println!("{line}");
+        let mut line = line;
+        if policy_checked > 0 {
+            let _ = write!(line, "; /policy route agrees on {policy_checked} requests");
         }
+        if cli_checked > 0 {
+            let _ = write!(line, "; CLI --from-admin agrees on {cli_checked} keys");
+        }
+        println!("{line}");
         summary.push(agree);
     }
     println!(
