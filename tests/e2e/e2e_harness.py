@@ -159,7 +159,7 @@ class Envoy:
     """One Envoy process on free loopback ports, with its own base id."""
 
     def __init__(self, cfg_source, upstreams, workdir, *, name, binary=None, plugin=None,
-                 with_filter=True, concurrency=2):
+                 with_filter=True, concurrency=2, extra_args=()):
         self.name = name
         self.workdir = Path(workdir)
         self.port = free_port()
@@ -177,7 +177,7 @@ class Envoy:
         self._log_file = open(self.log, "w")
         self.proc = subprocess.Popen(
             [self.binary, "-c", str(self.config_path), "--base-id", str(next(_base_ids)),
-             "--concurrency", str(concurrency), "--log-level", "info"],
+             "--concurrency", str(concurrency), "--log-level", "info", *extra_args],
             stdout=self._log_file, stderr=subprocess.STDOUT, cwd=REPO,
         )
         try:
