@@ -200,3 +200,21 @@ def test_other_shapes_the_contract_names(envoy, path, doc, ctx):
                   headers=[("content-type", "application/a2a+json; charset=utf-8")], context_id=ctx)
     run(envoy, ex)
     assert ex.problems() == []
+
+
+@pytest.fixture(scope="module")
+def strip_envoy(start_envoy):
+    return start_envoy("envoy/envoy.yaml", name="behaviour-strip",
+                       plugin={"client_header": "strip", "mint_context_id": False})
+
+
+def test_strip_removes_the_client_header_when_the_body_has_none(strip_envoy):
+    without = Exchange(body=jsonrpc({"messageId": "m", "parts": [{"text": "hi"}]}),
+                       headers=[JSON, ("x-context-id", "client-a"), ("x-context-id", "client-b")])
+    with_ctx = Exchange(body=jsonrpc({"contextId": "body-ctx"}),
+                        headers=[JSON, ("x-context-id", "client-c")], context_id="body-ctx")
+    delta = run(strip_envoy, without, with_ctx)
+    assert without.problems(expect_context_ids=[]) == []
+    assert with_ctx.problems() == []
+    assert "client_header_kept" not in delta, delta
+    assert delta.get("context_found") == 1, delta
