@@ -10,8 +10,6 @@ pub enum LbError {
     MaglevTableNotPrime { table_size: u64 },
     /// `ring_hash.proto`: both sizes are at most 8M.
     RingSizeTooLarge { field: &'static str, value: u64 },
-    /// `ring_hash.proto`: `minimum_ring_size` must be at least 1.
-    RingSizeZero,
     /// `ring_hash_lb.cc`: "ring hash: minimum_ring_size (..) > maximum_ring_size (..)".
     RingSizeInverted { minimum: u64, maximum: u64 },
     /// `LbEndpoint.load_balancing_weight` must be at least 1.
@@ -38,7 +36,6 @@ impl fmt::Display for LbError {
             Self::RingSizeTooLarge { field, value } => {
                 write!(f, "{field} {value} exceeds the maximum 8388608")
             }
-            Self::RingSizeZero => write!(f, "minimum ring size must be at least 1"),
             Self::RingSizeInverted { minimum, maximum } => write!(
                 f,
                 "minimum ring size ({minimum}) > maximum ring size ({maximum})"

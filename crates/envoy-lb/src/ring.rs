@@ -38,9 +38,6 @@ impl RingHashConfig {
                 return Err(LbError::RingSizeTooLarge { field, value });
             }
         }
-        if self.minimum_ring_size == 0 {
-            return Err(LbError::RingSizeZero);
-        }
         if self.minimum_ring_size > self.maximum_ring_size {
             return Err(LbError::RingSizeInverted {
                 minimum: self.minimum_ring_size,
@@ -594,12 +591,21 @@ mod tests {
                 maximum: 6
             })
         );
-        assert_eq!(bad(0, 6), Err(LbError::RingSizeZero));
+        // Envoy 1.40 accepts 0 and builds an empty ring: every request gets a 503.
+        assert_eq!(bad(0, 6), Ok(()));
         assert!(matches!(
             bad(1, DEFAULT_MAX_RING_SIZE + 1),
             Err(LbError::RingSizeTooLarge { .. })
         ));
         assert_eq!(bad(DEFAULT_MAX_RING_SIZE, DEFAULT_MAX_RING_SIZE), Ok(()));
+    }
+
+    #[test]
+    fn minimum_ring_size_zero_builds_an_empty_ring() {
+        let set = hosts(90..=92);
+        let ring = ring_of(&set, 0, DEFAULT_MAX_RING_SIZE, HashFunction::XxHash, false);
+        assert!(ring.entries().is_empty());
+        assert_eq!(ring.choose(0, 0), None);
     }
 
     #[test]

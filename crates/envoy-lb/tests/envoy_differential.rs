@@ -96,6 +96,26 @@ struct Scenario {
     cli_flags: Option<Vec<&'static str>>,
     /// Also send requests through the multi-policy `/policy` route.
     policy_route: bool,
+    /// Replicas listen on `::1`, so host keys look like `[::1]:port`.
+    ipv6: bool,
+}
+
+impl Scenario {
+    fn upstream_ip(&self) -> &'static str {
+        if self.ipv6 {
+            "::1"
+        } else {
+            "127.0.0.1"
+        }
+    }
+
+    fn upstream_address(&self, port: u16) -> String {
+        if self.ipv6 {
+            format!("[::1]:{port}")
+        } else {
+            format!("127.0.0.1:{port}")
+        }
+    }
 }
 
 fn ring(min: u64, f: HashFunction) -> ClusterConfig {
@@ -173,6 +193,7 @@ fn scenarios() -> Vec<Scenario> {
             endpoints: plain(3),
             cli_flags: Some(vec!["--lb", "ring"]),
             policy_route: false,
+            ipv6: false,
         },
         Scenario {
             name: "ring, 5 hosts, min ring 12",
@@ -181,6 +202,7 @@ fn scenarios() -> Vec<Scenario> {
             endpoints: plain(5),
             cli_flags: Some(vec!["--lb", "ring", "--min-ring-size", "12"]),
             policy_route: false,
+            ipv6: false,
         },
         Scenario {
             name: "ring, 17 hosts, unequal weights",
@@ -189,6 +211,7 @@ fn scenarios() -> Vec<Scenario> {
             endpoints: weighted(17),
             cli_flags: None,
             policy_route: true,
+            ipv6: false,
         },
         Scenario {
             name: "ring, 5 hosts, hash_key metadata",
@@ -197,6 +220,7 @@ fn scenarios() -> Vec<Scenario> {
             endpoints: keyed(5),
             cli_flags: None,
             policy_route: false,
+            ipv6: false,
         },
         Scenario {
             name: "ring, 5 hosts, use_hostname_for_hashing, min ring 12",
@@ -211,6 +235,7 @@ fn scenarios() -> Vec<Scenario> {
                 "--use-hostname",
             ]),
             policy_route: false,
+            ipv6: false,
         },
         Scenario {
             name: "ring, 5 hosts, MURMUR_HASH_2, min ring 64",
@@ -219,6 +244,7 @@ fn scenarios() -> Vec<Scenario> {
             endpoints: weighted(5),
             cli_flags: None,
             policy_route: false,
+            ipv6: false,
         },
         Scenario {
             name: "ring, 2 priorities, failover 46/54",
@@ -227,6 +253,7 @@ fn scenarios() -> Vec<Scenario> {
             endpoints: failover.clone(),
             cli_flags: Some(vec!["--lb", "ring"]),
             policy_route: false,
+            ipv6: false,
         },
         Scenario {
             name: "ring, localities weighted 1:2:0",
@@ -235,6 +262,7 @@ fn scenarios() -> Vec<Scenario> {
             endpoints: zones.clone(),
             cli_flags: None,
             policy_route: false,
+            ipv6: false,
         },
         Scenario {
             name: "maglev 65537, 3 hosts",
@@ -243,6 +271,7 @@ fn scenarios() -> Vec<Scenario> {
             endpoints: plain(3),
             cli_flags: Some(vec!["--lb", "maglev"]),
             policy_route: false,
+            ipv6: false,
         },
         Scenario {
             name: "maglev 65537, 17 hosts, unequal weights",
@@ -251,6 +280,7 @@ fn scenarios() -> Vec<Scenario> {
             endpoints: weighted(17),
             cli_flags: None,
             policy_route: true,
+            ipv6: false,
         },
         Scenario {
             name: "maglev 13, 5 hosts, unequal weights",
@@ -259,6 +289,25 @@ fn scenarios() -> Vec<Scenario> {
             endpoints: weighted(5),
             cli_flags: Some(vec!["--lb", "maglev", "--table-size", "13"]),
             policy_route: false,
+            ipv6: false,
+        },
+        Scenario {
+            name: "ring, 5 hosts on [::1], min ring 12",
+            form: Form::Typed,
+            config: ring(12, HashFunction::XxHash),
+            endpoints: weighted(5),
+            cli_flags: Some(vec!["--lb", "ring", "--min-ring-size", "12"]),
+            policy_route: false,
+            ipv6: true,
+        },
+        Scenario {
+            name: "maglev 65537, 5 hosts on [::1]",
+            form: Form::Legacy,
+            config: maglev(65537),
+            endpoints: plain(5),
+            cli_flags: Some(vec!["--lb", "maglev"]),
+            policy_route: false,
+            ipv6: true,
         },
         Scenario {
             name: "maglev 65537, 5 hosts, hash_key metadata",
@@ -267,6 +316,7 @@ fn scenarios() -> Vec<Scenario> {
             endpoints: keyed(5),
             cli_flags: None,
             policy_route: false,
+            ipv6: false,
         },
         Scenario {
             name: "maglev 65537, 17 hosts, use_hostname_for_hashing",
@@ -277,6 +327,7 @@ fn scenarios() -> Vec<Scenario> {
             endpoints: named(17),
             cli_flags: Some(vec!["--lb", "maglev", "--use-hostname"]),
             policy_route: false,
+            ipv6: false,
         },
         Scenario {
             name: "maglev 65537, 2 priorities, P0 in panic 29/71",
@@ -285,6 +336,7 @@ fn scenarios() -> Vec<Scenario> {
             endpoints: panic,
             cli_flags: Some(vec!["--lb", "maglev"]),
             policy_route: false,
+            ipv6: false,
         },
         Scenario {
             name: "maglev 17, localities weighted 1:2:0",
@@ -293,6 +345,7 @@ fn scenarios() -> Vec<Scenario> {
             endpoints: zones,
             cli_flags: None,
             policy_route: false,
+            ipv6: false,
         },
     ]
 }
@@ -305,9 +358,9 @@ fn envoy_bin() -> PathBuf {
 }
 
 /// Ports the kernel hands out for port 0, released just before Envoy binds them.
-fn free_ports(n: usize) -> Vec<u16> {
+fn free_ports(ip: &str, n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .map(|_| TcpListener::bind((ip, 0)).unwrap())
         .collect();
     listeners
         .iter()
@@ -319,7 +372,7 @@ fn free_ports(n: usize) -> Vec<u16> {
 fn host_sets(scenario: &Scenario, ports: &[u16]) -> Vec<HostSet> {
     let mut sets: Vec<HostSet> = Vec::new();
     for (e, port) in ordered(&scenario.endpoints).into_iter().zip(ports) {
-        let mut host = Host::new(&format!("127.0.0.1:{port}"))
+        let mut host = Host::new(&scenario.upstream_address(*port))
             .unwrap()
             .with_weight(e.weight)
             .with_health(e.health);
@@ -497,7 +550,8 @@ fn envoy_config(scenario: &Scenario, front: u16, admin: u16, upstreams: &[u16]) 
         );
         let _ = write!(
             yaml,
-            "  - name: replica-{i}\n    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}\n    filter_chains:\n    - filters:\n{}",
+            "  - name: replica-{i}\n    address: {{socket_address: {{address: \"{}\", port_value: {port}}}}}\n    filter_chains:\n    - filters:\n{}",
+            scenario.upstream_ip(),
             hcm(&format!("replica_{i}"), &route)
         );
     }
@@ -534,7 +588,8 @@ fn envoy_config(scenario: &Scenario, front: u16, admin: u16, upstreams: &[u16]) 
                 .unwrap_or_default();
             let _ = writeln!(
                 yaml,
-                "        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}{hostname}}}",
+                "        - endpoint: {{address: {{socket_address: {{address: \"{}\", port_value: {}}}}}{hostname}}}",
+                scenario.upstream_ip(),
                 upstreams[i]
             );
             let _ = writeln!(yaml, "          load_balancing_weight: {}", e.weight);
@@ -871,8 +926,9 @@ fn envoy_agrees_with_the_model_for_every_key() {
     let started = Instant::now();
     let mut summary = Vec::new();
     for (index, scenario) in scenarios().iter().enumerate() {
-        let ports = free_ports(scenario.endpoints.len() + 2);
-        let (front, admin, upstreams) = (ports[0], ports[1], &ports[2..]);
+        let ports = free_ports("127.0.0.1", 2);
+        let (front, admin) = (ports[0], ports[1]);
+        let upstreams = &free_ports(scenario.upstream_ip(), scenario.endpoints.len());
         let yaml = envoy_config(scenario, front, admin, upstreams);
         let envoy = Envoy::start(scenario.name, &yaml, admin);
         let sets = host_sets(scenario, upstreams);
@@ -880,7 +936,7 @@ fn envoy_agrees_with_the_model_for_every_key() {
         let replica_of: BTreeMap<String, String> = upstreams
             .iter()
             .enumerate()
-            .map(|(i, p)| (format!("replica-{i}"), format!("127.0.0.1:{p}")))
+            .map(|(i, p)| (format!("replica-{i}"), scenario.upstream_address(*p)))
             .collect();
 
         let mut client = Client::connect(front);
