@@ -464,3 +464,52 @@ def predict_hosts(envoy, keys):
     if out.returncode != 0:
         raise RuntimeError(f"envoy-lb route failed ({out.returncode}): {out.stderr[-2000:]}")
     return {row["key"]: row["host"] for row in json.loads(out.stdout)}
+
+
+def send_h2_interleaved(port, requests, piece=16):
+    """Several requests on one h2c connection at once, their bodies cut in
+    `piece`-byte DATA frames sent round-robin across the streams, each stream
+    ended by trailers when it has some. requests: (path, headers, body,
+    trailers). Returns [(status, body)] in request order."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        conn.initiate_connection()
+        sids = []
+        for path, headers, _, _ in requests:
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(sid, [(":method", "POST"), (":path", path), (":scheme", "http"),
+                                    (":authority", f"127.0.0.1:{port}"), *headers])
+            sids.append(sid)
+        s.sendall(conn.data_to_send())
+        offsets = [0] * len(requests)
+        while any(off < len(r[2]) for off, r in zip(offsets, requests)):
+            for i, (sid, (_, _, body, trailers)) in enumerate(zip(sids, requests)):
+                if offsets[i] >= len(body):
+                    continue
+                chunk = body[offsets[i]:offsets[i] + piece]
+                offsets[i] += len(chunk)
+                conn.send_data(sid, chunk, end_stream=offsets[i] >= len(body) and not trailers)
+                if offsets[i] >= len(body) and trailers:
+                    conn.send_headers(sid, list(trailers), end_stream=True)
+            s.sendall(conn.data_to_send())
+            time.sleep(0.001)
+        results = {sid: [None, b""] for sid in sids}
+        open_streams = set(sids)
+        while open_streams:
+            data = s.recv(65536)
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    results[event.stream_id][0] = int(dict(event.headers)[b":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    results[event.stream_id][1] += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                    open_streams.discard(event.stream_id)
+            s.sendall(conn.data_to_send())
+        return [tuple(results[sid]) for sid in sids]

@@ -13,7 +13,7 @@ import pytest
 
 from a2a_bodies import BINDINGS, context_ids, exchange
 from e2e_harness import (Exchange, affinity, counter_delta, predict_hosts, send_all, send_chunked,
-                         send_h2, sha256)
+                         send_h2, send_h2_interleaved, sha256)
 
 CONFIGS = {"ring": "envoy/envoy.yaml", "maglev": "envoy/envoy-maglev.yaml"}
 CONTEXTS = int(os.environ.get("E2E_CONTEXTS", "1000"))
@@ -183,6 +183,26 @@ def test_http2_without_trailers(ring):
                           [body[:700], body[700:1500], body[1500:]])
     got = _report(status, raw)
     assert (got["body_sha256"], got["context_ids"]) == (sha256(body), [ctx])
+
+
+def test_http2_streams_interleaved_on_one_connection(ring):
+    # Twenty requests paused at once on one connection, their bodies
+    # arriving interleaved in 16-byte frames: each stream keeps its own
+    # scan state and gets its own contextId.
+    rng = random.Random(21)
+    bindings = list(BINDINGS)
+    sent = [exchange(rng, bindings[i % len(bindings)], f"h2-multi-{i:02d}") for i in range(20)]
+    requests = [(ex.path, ex.headers, ex.body, [("x-trailer", "t")] if i % 2 else [])
+                for i, ex in enumerate(sent)]
+    answers = send_h2_interleaved(ring.port, requests)
+    problems = []
+    for ex, (status, raw) in zip(sent, answers):
+        ex.status, ex.raw = status, raw
+        ex.report = json.loads(raw) if status == 200 else None
+        problems += ex.problems()
+        if ex.report and ex.report["replica"] != where(ring, ex.context_id):
+            problems.append(f"{ex.describe()}: landed on {ex.report['replica']}")
+    assert not problems, "\n".join(problems)
 
 
 def test_streaming_response_passes_through(ring):
