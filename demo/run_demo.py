@@ -144,7 +144,7 @@ class EnvoyProcess:
 
 def run_conversations(
     url: str, transports: list[str], per_transport: int, context_header: str | None,
-    debug_urls: list[str],
+    debug_urls: list[str], followup: str = 'with-context',
 ) -> list[drive.Conversation]:
     results: list[drive.Conversation] = []
 
@@ -164,6 +164,7 @@ def run_conversations(
             context_header=context_header,
             debug_urls=debug_urls,
             progress=progress,
+            followup=followup,
         )
         results.extend(batch)
     for i, conv in enumerate(results, 1):
@@ -191,6 +192,7 @@ def summary_line(label: str, results: list[drive.Conversation]) -> str:
         f'{label:<24} continuity {s["history_intact"]}/{s["conversations"]}'
         f' ({s["continuity_percent"]} %)   follow-ups {drive._ratio(s["followups_ok"])}'
         f'   get {drive._ratio(s["gets_ok"])}   cancel {drive._ratio(s["cancels_ok"])}'
+        f'   stream early {drive._ratio(s["streams_first_event_early"])}'
         f'   replicas used {len(used)}'
     )
 
@@ -207,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                    help='repeatable; default: all four (JSON-RPC and REST, A2A 1.0 and 0.3)')
     p.add_argument('--baseline', choices=['header', 'plain'], default='header',
                    help='client without the filter: copies the contextId into x-context-id (default), or sends nothing')
+    p.add_argument('--followup', choices=['with-context', 'task-only'], default='with-context',
+                   help='the input-required follow-up carries taskId and contextId, or only the taskId')
     p.add_argument('--listen-port', type=int, default=0, help='Envoy listener port (default: a free one)')
     p.add_argument('--module', type=Path, default=MODULE, help=f'the filter module (default {MODULE.relative_to(REPO)})')
     p.add_argument('--envoy', type=Path, default=ENVOY, help=f'the Envoy binary (default {ENVOY.relative_to(REPO)})')
@@ -244,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                 say(f'{label}: {len(transports) * a.conversations} conversations ({how})')
                 try:
                     envoy.start()
-                    runs[label] = run_conversations(url, transports, a.conversations, header, debug)
+                    runs[label] = run_conversations(
+                        url, transports, a.conversations, header, debug, a.followup)
                     if with_filter:
                         stats = envoy.stats('a2a_affinity')
                 finally:
