@@ -258,3 +258,38 @@ def test_first_turn_gets_a_minted_context_id(ring):
     assert arrived == doc
     assert got["body_length"] == len(got["body"].encode())
     assert delta.get("minted") == 1, delta
+
+
+@pytest.mark.parametrize("transport", ["chunked", "h2", "h2-trailers"])
+def test_minting_over_chunked_and_h2_uploads(ring, transport):
+    # The minted contextId changes the body's length: over chunked HTTP/1.1
+    # and HTTP/2 (with and without trailers) the upstream must still get a
+    # complete, valid document with the contextId in the message.
+    doc = {"jsonrpc": "2.0", "id": 5, "method": "message/send",
+           "params": {"message": {"kind": "message", "messageId": f"m-{transport}", "role": "user",
+                                  "parts": [{"kind": "text", "text": "first turn " * 50}]}}}
+    body = json.dumps(doc).encode()
+    pieces = [body[i:i + 100] for i in range(0, len(body), 100)]
+    headers = [("content-type", "application/json"), ("x-echo-body", "1")]
+    if transport == "chunked":
+        status, raw = send_chunked(ring.port, "/", headers, pieces)
+    else:
+        trailers = [("x-trailer", "t")] if transport == "h2-trailers" else []
+        status, raw = send_h2(ring.port, "/", headers, pieces, trailers=trailers)
+    got = _report(status, raw)
+    arrived = json.loads(got["body"])
+    minted = arrived["params"]["message"].pop("contextId", None)
+    assert minted is not None and got["context_ids"] == [minted], got
+    assert arrived == doc
+    assert got["body_length"] == len(got["body"].encode())
+
+
+def test_http2_duplicate_client_headers_collapse_to_the_body_value(ring):
+    ctx = "h2-dup-headers"
+    body = _late_context_body(ctx, 500)
+    status, raw = send_h2(ring.port, "/", [("content-type", "application/json"),
+                                           ("x-context-id", "one"), ("x-context-id", "two")],
+                          [body[:300], body[300:]])
+    got = _report(status, raw)
+    assert (got["context_ids"], got["body_sha256"]) == ([ctx], sha256(body))
+    assert got["replica"] == where(ring, ctx)
