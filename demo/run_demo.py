@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import os
 import signal
 import subprocess
 import sys
@@ -44,7 +45,11 @@ from demo.replicas import free_port, running_replicas  # noqa: E402
 
 
 ENVOY = REPO / '.venv/bin/envoy'
-MODULE = REPO / 'target/wasm32-wasip1/release/a2a_affinity.wasm'
+# Where scripts/build.sh (cargo) puts the module, CARGO_TARGET_DIR included.
+MODULE = (
+    Path(os.environ.get('CARGO_TARGET_DIR') or REPO / 'target')
+    / 'wasm32-wasip1/release/a2a_affinity.wasm'
+)
 WASM_FILTER = 'envoy.filters.http.wasm'
 TRANSPORTS = ['jsonrpc', 'jsonrpc-0.3', 'rest', 'rest-0.3']
 
@@ -212,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--followup', choices=['with-context', 'task-only'], default='with-context',
                    help='the input-required follow-up carries taskId and contextId, or only the taskId')
     p.add_argument('--listen-port', type=int, default=0, help='Envoy listener port (default: a free one)')
-    p.add_argument('--module', type=Path, default=MODULE, help=f'the filter module (default {MODULE.relative_to(REPO)})')
+    p.add_argument('--module', type=Path, default=MODULE, help=f'the filter module (default {MODULE})')
     p.add_argument('--envoy', type=Path, default=ENVOY, help=f'the Envoy binary (default {ENVOY.relative_to(REPO)})')
     a = p.parse_args(argv)
 
