@@ -30,6 +30,7 @@ import asyncio
 import dataclasses
 import itertools
 import json
+import logging
 import re
 import sys
 import time
@@ -72,6 +73,7 @@ TRANSPORTS: dict[str, tuple[str, str]] = {
 }
 
 PLAIN_TEXTS = ('hello', 'how are you', 'tell me more', 'and then?', 'go on')
+log = logging.getLogger('a2a-affinity.drive')
 REPLY = re.compile(r'^(?P<replica>[^:\s]+): turn (?P<turn>\d+) of context')
 
 
@@ -267,6 +269,15 @@ class Endpoint:
         self.card_url = chosen[0].url.rstrip('/')
         if self.use_card_url:
             self.url = self.card_url
+            if self.card_url != self.base_url:
+                # Clients send to the card's URL: an agent started without
+                # --public-url behind a gateway makes them bypass the gateway.
+                log.warning(
+                    '%s: the agent card points to %s; sending there'
+                    ' (--ignore-card-url to send to the given URL)',
+                    self.base_url,
+                    self.card_url,
+                )
         narrowed = AgentCard()
         narrowed.CopyFrom(card)
         del narrowed.supported_interfaces[:]
