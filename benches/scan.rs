@@ -1,0 +1,131 @@
+//! Scanner throughput on A2A JSON-RPC `message/send` bodies with one long
+//! text part, against serde_json deserializing only params.message.contextId.
+//!
+//! Run: `cargo bench --bench scan -- --warm-up-time 1 --measurement-time 3`
+
+// Bench set-up code may panic on a broken fixture; the filter never does.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use a2a_affinity::scan::{Event, Flow, Limits, Progress, Scalar, Scanner};
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use serde::Deserialize;
+
+const CONTEXT_ID: &str = "9f1c2e4a-5b6d-4c8e-a0f1-23456789abcd";
+
+/// Message text as JSON carries it. `Dense` has an escape every ~33 bytes
+/// (quotes and line breaks), a pessimistic case for span skipping; `Prose`
+/// has paragraphs of ~450 bytes with one quoted phrase and a blank line.
+#[derive(Clone, Copy)]
+enum Text {
+    Dense,
+    Prose,
+}
+
+fn text_of_len(kind: Text, len: usize) -> String {
+    let unit = match kind {
+        Text::Dense => r#"The agent should summarise the \"quarterly report\" and list open questions for the next turn.\n"#,
+        Text::Prose => concat!(
+            "Before we continue, please check the figures in the attached summary against the ",
+            "ledger export from last month. The totals for the northern region looked too high ",
+            "to me, in particular the line marked \\\"adjustments\\\", which nobody could explain in the ",
+            "review meeting. If the difference comes from currency conversion, say so and show ",
+            "the rate you used; otherwise list the entries that account for it.\\n\\n"
+        ),
+    };
+    let mut text = String::with_capacity(len + unit.len());
+    while text.len() < len {
+        text.push_str(unit);
+    }
+    // Cut on an ASCII boundary that does not split an escape.
+    let mut cut = len.min(text.len());
+    while text[..cut].ends_with('\\') {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text
+}
+
+/// A JSON-RPC 0.3 `message/send` body of about `size` bytes.
+fn body(size: usize, kind: Text, context_first: bool) -> Vec<u8> {
+    let envelope = |text: &str| {
+        let (before, after) = if context_first {
+            (format!(r#""contextId":"{CONTEXT_ID}","#), String::new())
+        } else {
+            (String::new(), format!(r#","contextId":"{CONTEXT_ID}""#))
+        };
+        format!(
+            r#"{{"jsonrpc":"2.0","id":"b7d5","method":"message/send","params":{{"configuration":{{"blocking":true,"acceptedOutputModes":["text/plain"]}},"message":{{{before}"kind":"message","messageId":"1c0e","role":"user","parts":[{{"kind":"text","text":"{text}"}}]{after}}}}}}}"#
+        )
+    };
+    let overhead = envelope("").len();
+    let doc = envelope(&text_of_len(kind, size.saturating_sub(overhead)));
+    assert!(serde_json::from_str::<serde_json::Value>(&doc).is_ok());
+    doc.into_bytes()
+}
+
+const PATHS: &[&[&str]] = &[&["params", "message", "contextId"]];
+
+fn scan(scanner: &mut Scanner<'_>, body: &[u8]) -> usize {
+    scanner.reset();
+    let mut found = 0;
+    let progress = scanner.feed(body, &mut |event: Event<'_>| match event {
+        Event::Scalar {
+            value: Scalar::Str(s),
+            ..
+        } => {
+            found = s.len();
+            Flow::Stop
+        }
+        _ => Flow::Continue,
+    });
+    assert_eq!(progress, Progress::Stopped);
+    found
+}
+
+#[derive(Deserialize)]
+struct Request {
+    params: Params,
+}
+
+#[derive(Deserialize)]
+struct Params {
+    message: Message,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    #[serde(rename = "contextId")]
+    context_id: Option<String>,
+}
+
+fn serde(body: &[u8]) -> usize {
+    let request: Request = serde_json::from_slice(body).unwrap();
+    request.params.message.context_id.map_or(0, |c| c.len())
+}
+
+fn throughput(c: &mut Criterion) {
+    let mut group = c.benchmark_group("scan");
+    let sizes = [("1KiB", 1024), ("64KiB", 64 * 1024), ("512KiB", 512 * 1024)];
+    for (label, size) in sizes {
+        for (text, kind) in [("dense", Text::Dense), ("prose", Text::Prose)] {
+            for (position, context_first) in [("first", true), ("last", false)] {
+                let body = body(size, kind, context_first);
+                let id = format!("{label}/{text}/context-{position}");
+                group.throughput(Throughput::Bytes(body.len() as u64));
+                let mut scanner = Scanner::new(PATHS, Limits::default());
+                assert_eq!(scan(&mut scanner, &body), CONTEXT_ID.len());
+                assert_eq!(serde(&body), CONTEXT_ID.len());
+                group.bench_with_input(BenchmarkId::new("scanner", &id), &body, |b, body| {
+                    b.iter(|| scan(&mut scanner, black_box(body)))
+                });
+                group.bench_with_input(BenchmarkId::new("serde_json", &id), &body, |b, body| {
+                    b.iter(|| serde(black_box(body)))
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, throughput);
+criterion_main!(benches);
