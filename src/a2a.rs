@@ -20,6 +20,8 @@ pub enum Classification {
     /// REST call on one task (`/tasks/{id}`, `:cancel`, `:subscribe`,
     /// push-notification configs): the task id is in the path.
     RestTask { task_id: String },
+    /// An A2A gRPC call with protobuf messages (see `grpc`).
+    Grpc(crate::grpc::Call),
 }
 
 /// Why a request is not inspected.
@@ -41,6 +43,13 @@ pub fn classify(
     content_type: Option<&str>,
     content_encoding: Option<&str>,
 ) -> Classification {
+    if let Some(call) = crate::grpc::classify(method, path, content_type) {
+        return Classification::Grpc(call);
+    }
+    // `application/grpc+json` frames are length-prefixed, not JSON documents.
+    if content_type.is_some_and(crate::grpc::is_grpc) {
+        return Classification::Pass(PassReason::ContentType);
+    }
     let path = path.split(['?', '#']).next().unwrap_or("");
     if let Some(task_id) = rest_task_id(method, path) {
         return Classification::RestTask { task_id };

@@ -21,6 +21,8 @@ pub enum Verdict {
     Task(String),
     /// A first-turn message with neither contextId nor taskId.
     Mint(MintSite),
+    /// A gRPC first turn: the Message gets a `context_id` field.
+    MintGrpc(crate::grpc::MintSite),
     /// The body names no context and no task.
     Absent,
     /// A contextId or taskId is present but unusable as a header value
@@ -49,6 +51,17 @@ pub enum Step {
     Decided(Verdict),
     /// The body is not valid JSON.
     InvalidJson(ScanError),
+    /// The gRPC body is compressed or not valid protobuf.
+    InvalidGrpc(crate::grpc::Invalid),
+}
+
+/// A request body reader of one binding: JSON (`Extractor`) or gRPC
+/// (`grpc::RequestExtractor`).
+pub trait BodyReader {
+    /// Feeds the next body bytes.
+    fn feed(&mut self, chunk: &[u8]) -> Step;
+    /// The body ended: decide with what was read.
+    fn finish(&mut self) -> Step;
 }
 
 /// Which body shape is being read.
@@ -159,6 +172,16 @@ impl Extractor {
                     .unwrap_or(Verdict::Absent),
             ),
         }
+    }
+}
+
+impl BodyReader for Extractor {
+    fn feed(&mut self, chunk: &[u8]) -> Step {
+        Extractor::feed(self, chunk)
+    }
+
+    fn finish(&mut self) -> Step {
+        Extractor::finish(self)
     }
 }
 

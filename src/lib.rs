@@ -9,6 +9,7 @@
 pub mod a2a;
 pub mod config;
 pub mod extract;
+pub mod grpc;
 pub mod host;
 pub mod learn;
 pub mod mint;

@@ -15,11 +15,16 @@ use std::rc::Rc;
 
 use crate::a2a::{classify, Classification};
 use crate::config::{ClientHeader, Config};
-use crate::extract::{BodyKind, Extractor, MintSite, Step, Verdict};
+use crate::extract::{BodyKind, BodyReader, Extractor, Step, Verdict};
+use crate::grpc;
 use crate::host::{Host, Level};
 use crate::learn::{Framing, ResponseLearner, TaskStore};
 use crate::mint;
 use crate::stats::Counter;
+
+/// Writes a contextId into a buffered request body, in the binding's
+/// encoding; `None` leaves the body alone.
+type InsertContextId = dyn Fn(&[u8], &str) -> Option<Vec<u8>>;
 
 /// What a callback tells Envoy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +52,7 @@ enum RequestState {
     /// Not inspected, or already decided.
     Done,
     /// Headers held; reading the body.
-    Scanning(Box<Extractor>),
+    Scanning(Box<dyn BodyReader>),
 }
 
 pub struct Stream {
@@ -58,6 +63,9 @@ pub struct Stream {
     /// The request is an A2A call whose response may name tasks.
     a2a: bool,
     learner: Option<Box<ResponseLearner>>,
+    /// The request is an A2A gRPC call.
+    grpc: Option<grpc::Call>,
+    grpc_learner: Option<Box<grpc::ResponseLearner>>,
 }
 
 impl Stream {
@@ -68,6 +76,8 @@ impl Stream {
             fed: 0,
             a2a: false,
             learner: None,
+            grpc: None,
+            grpc_learner: None,
         }
     }
 
@@ -80,7 +90,8 @@ impl Stream {
         let path = text(":path").unwrap_or_default();
         let content_type = text("content-type");
         let content_encoding = text("content-encoding");
-        let kind = match classify(
+        let max_value = self.plugin.config.max_value_bytes;
+        let reader: Box<dyn BodyReader> = match classify(
             &method,
             &path,
             content_type.as_deref(),
@@ -95,8 +106,22 @@ impl Stream {
                 self.route_task(host, &task_id);
                 return Action::Continue;
             }
-            Classification::JsonRpc => BodyKind::JsonRpc,
-            Classification::RestSend { .. } => BodyKind::RestSend,
+            Classification::JsonRpc => Box::new(Extractor::new(BodyKind::JsonRpc, max_value)),
+            Classification::RestSend { .. } => {
+                Box::new(Extractor::new(BodyKind::RestSend, max_value))
+            }
+            Classification::Grpc(call) => {
+                self.grpc = Some(call);
+                match grpc::RequestExtractor::new(call, max_value) {
+                    Some(extractor) => Box::new(extractor),
+                    None => {
+                        // An agent-card call names no context or task.
+                        self.a2a = true;
+                        self.without_body_key(host, Counter::ContextAbsent);
+                        return Action::Continue;
+                    }
+                }
+            }
         };
         self.a2a = true;
         if end_of_stream {
@@ -104,10 +129,7 @@ impl Stream {
             self.without_body_key(host, Counter::ContextAbsent);
             return Action::Continue;
         }
-        self.request = RequestState::Scanning(Box::new(Extractor::new(
-            kind,
-            self.plugin.config.max_value_bytes,
-        )));
+        self.request = RequestState::Scanning(reader);
         Action::Pause
     }
 
@@ -186,11 +208,18 @@ impl Stream {
             }
             Step::Decided(Verdict::Task(task_id)) => self.route_task(host, &task_id),
             Step::Decided(Verdict::Mint(site)) if self.plugin.config.mint_context_id => {
-                if !self.mint(host, &site, buffered) {
+                let insert = move |body: &[u8], id: &str| mint::insert_context_id(body, &site, id);
+                if !self.mint(host, &insert, buffered) {
                     self.without_body_key(host, Counter::ContextAbsent);
                 }
             }
-            Step::Decided(Verdict::Mint(_) | Verdict::Absent) => {
+            Step::Decided(Verdict::MintGrpc(site)) if self.plugin.config.mint_context_id => {
+                let insert = move |body: &[u8], id: &str| grpc::insert_context_id(body, &site, id);
+                if !self.mint(host, &insert, buffered) {
+                    self.without_body_key(host, Counter::ContextAbsent);
+                }
+            }
+            Step::Decided(Verdict::Mint(_) | Verdict::MintGrpc(_) | Verdict::Absent) => {
                 host.log(Level::Debug, "the body names no contextId");
                 self.without_body_key(host, Counter::ContextAbsent);
             }
@@ -205,6 +234,15 @@ impl Stream {
                 host.log(
                     Level::Info,
                     &format!("request body is not valid JSON ({e:?}); passed on unchanged"),
+                );
+                self.without_body_key(host, Counter::InvalidJson);
+            }
+            Step::InvalidGrpc(why) => {
+                // Counted with unreadable JSON: either way the body could
+                // not be read and passes on unchanged.
+                host.log(
+                    Level::Info,
+                    &format!("gRPC request is compressed or not valid protobuf ({why:?}); passed on unchanged"),
                 );
                 self.without_body_key(host, Counter::InvalidJson);
             }
@@ -266,7 +304,7 @@ impl Stream {
 
     /// Writes a fresh contextId into the message and the header. Any host
     /// error leaves the body as it was.
-    fn mint(&self, host: &mut dyn Host, site: &MintSite, buffered: usize) -> bool {
+    fn mint(&self, host: &mut dyn Host, insert: &InsertContextId, buffered: usize) -> bool {
         let mut random = [0u8; 16];
         if let Err(e) = host.random(&mut random) {
             host.log(
@@ -280,7 +318,7 @@ impl Stream {
             Ok(body) if body.len() == buffered => body,
             _ => return false,
         };
-        let Some(new_body) = mint::insert_context_id(&body, site, &context_id) else {
+        let Some(new_body) = insert(&body, &context_id) else {
             return false;
         };
         let content_length = host
@@ -320,29 +358,40 @@ impl Stream {
                 self.plugin.config.max_value_bytes,
             )));
         }
+        let grpc_body = host
+            .response_header("content-type")
+            .and_then(|v| String::from_utf8(v).ok())
+            .is_some_and(|ct| grpc::is_grpc_proto(&ct));
+        if let (Some(call), true) = (self.grpc, grpc_body) {
+            self.grpc_learner =
+                grpc::ResponseLearner::new(call, self.plugin.config.max_value_bytes).map(Box::new);
+        }
         Action::Continue
     }
 
     /// `chunk_size`: the bytes of this chunk (the response is never held, so
     /// Envoy hands over one chunk at a time).
     pub fn on_response_body(&mut self, host: &mut dyn Host, chunk_size: usize) -> Action {
-        let Some(learner) = self.learner.as_mut() else {
-            return Action::Continue;
-        };
-        if chunk_size == 0 {
+        if chunk_size == 0 || (self.learner.is_none() && self.grpc_learner.is_none()) {
             return Action::Continue;
         }
         let chunk = match host.response_body(0, chunk_size) {
             Ok(chunk) => chunk,
             Err(_) => {
                 self.learner = None;
+                self.grpc_learner = None;
                 return Action::Continue;
             }
         };
         let mut pairs: Vec<(String, String)> = Vec::new();
-        learner.feed(&chunk, &mut |task, context| {
-            pairs.push((task.to_string(), context.to_string()))
-        });
+        let mut learned =
+            |task: &str, context: &str| pairs.push((task.to_string(), context.to_string()));
+        if let Some(learner) = self.learner.as_mut() {
+            learner.feed(&chunk, &mut learned);
+        }
+        if let Some(learner) = self.grpc_learner.as_mut() {
+            learner.feed(&chunk, &mut learned);
+        }
         for (task, context) in pairs {
             if let Err(e) = self.plugin.tasks.learn(host, &task, &context) {
                 host.log(

@@ -1,0 +1,215 @@
+//! An in-memory host that behaves like Envoy's for the filter's
+//! per-stream decisions: headers, a buffered request body that grows with
+//! each callback, response chunks, counters and shared data. Shared by the
+//! flow tests of every binding.
+
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use a2a_affinity::config::Config;
+use a2a_affinity::host::{Host, HostError, Level};
+use a2a_affinity::request::{Action, Plugin, Stream};
+use a2a_affinity::stats::Counter;
+
+#[derive(Default)]
+pub struct Shared {
+    pub data: HashMap<String, Vec<u8>>,
+    pub counters: HashMap<&'static str, u64>,
+    pub now: u64,
+    pub random_seed: u8,
+}
+
+#[derive(Default)]
+pub struct MockHost {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub response_headers: Vec<(String, String)>,
+    pub response_chunk: Vec<u8>,
+    pub shared: Rc<RefCell<Shared>>,
+    pub logs: RefCell<Vec<(Level, String)>>,
+    pub fail_header_writes: bool,
+    pub body_reads: RefCell<Vec<(usize, usize)>>,
+}
+
+impl MockHost {
+    pub fn new(
+        shared: &Rc<RefCell<Shared>>,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+    ) -> Self {
+        let mut headers = vec![
+            (":method".to_string(), method.to_string()),
+            (":path".to_string(), path.to_string()),
+        ];
+        if let Some(ct) = content_type {
+            headers.push(("content-type".into(), ct.into()));
+        }
+        MockHost {
+            headers,
+            shared: Rc::clone(shared),
+            ..Default::default()
+        }
+    }
+
+    pub fn header_values(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+impl Host for MockHost {
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_bytes().to_vec())
+    }
+    fn replace_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        if self.fail_header_writes {
+            return Err(HostError("header map not writable"));
+        }
+        self.headers.retain(|(k, _)| k != name);
+        self.headers.push((name.to_string(), value.to_string()));
+        Ok(())
+    }
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        if self.fail_header_writes {
+            return Err(HostError("header map not writable"));
+        }
+        self.headers.retain(|(k, _)| k != name);
+        Ok(())
+    }
+    fn request_body(&self, start: usize, len: usize) -> Result<Vec<u8>, HostError> {
+        self.body_reads.borrow_mut().push((start, len));
+        let end = (start + len).min(self.body.len());
+        Ok(self.body.get(start..end).unwrap_or(&[]).to_vec())
+    }
+    fn replace_request_body(&mut self, buffered: usize, data: &[u8]) -> Result<(), HostError> {
+        assert_eq!(
+            buffered,
+            self.body.len(),
+            "replace must cover the whole buffer"
+        );
+        self.body = data.to_vec();
+        Ok(())
+    }
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.response_headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_bytes().to_vec())
+    }
+    fn response_body(&self, start: usize, len: usize) -> Result<Vec<u8>, HostError> {
+        let end = (start + len).min(self.response_chunk.len());
+        Ok(self.response_chunk.get(start..end).unwrap_or(&[]).to_vec())
+    }
+    fn count(&mut self, counter: Counter) {
+        *self
+            .shared
+            .borrow_mut()
+            .counters
+            .entry(counter.name())
+            .or_default() += 1;
+    }
+    fn log(&self, level: Level, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_string()));
+    }
+    fn random(&mut self, buf: &mut [u8; 16]) -> Result<(), HostError> {
+        let mut shared = self.shared.borrow_mut();
+        shared.random_seed = shared.random_seed.wrapping_add(1);
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = shared.random_seed.wrapping_mul(31).wrapping_add(i as u8);
+        }
+        Ok(())
+    }
+    fn now_secs(&self) -> u64 {
+        self.shared.borrow().now
+    }
+    fn shared_get(&self, key: &str) -> Option<Vec<u8>> {
+        self.shared.borrow().data.get(key).cloned()
+    }
+    fn shared_set(&mut self, key: &str, value: &[u8]) -> Result<(), HostError> {
+        self.shared
+            .borrow_mut()
+            .data
+            .insert(key.to_string(), value.to_vec());
+        Ok(())
+    }
+}
+
+pub struct Harness {
+    pub plugin: Rc<Plugin>,
+    pub shared: Rc<RefCell<Shared>>,
+}
+
+impl Harness {
+    pub fn new(config: &str) -> Self {
+        let shared = Rc::new(RefCell::new(Shared {
+            now: 1_000_000,
+            ..Default::default()
+        }));
+        Harness {
+            plugin: Rc::new(Plugin::new(Config::parse(config.as_bytes()).unwrap())),
+            shared,
+        }
+    }
+
+    pub fn counter(&self, c: Counter) -> u64 {
+        self.shared
+            .borrow()
+            .counters
+            .get(c.name())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn host(&self, method: &str, path: &str) -> MockHost {
+        MockHost::new(&self.shared, method, path, Some("application/json"))
+    }
+
+    /// Runs the request side: headers, then the body in `chunks` (each body
+    /// callback sees everything buffered so far, as Envoy does after a
+    /// pause), then optional trailers. Returns the actions taken.
+    pub fn request(
+        &self,
+        host: &mut MockHost,
+        chunks: &[&[u8]],
+        trailers: bool,
+    ) -> (Stream, Vec<Action>) {
+        let mut stream = Stream::new(Rc::clone(&self.plugin));
+        let mut actions = vec![stream.on_request_headers(host, chunks.is_empty() && !trailers)];
+        let mut forwarded: Vec<u8> = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let last = i + 1 == chunks.len() && !trailers;
+            host.body.extend_from_slice(chunk);
+            let size = host.body.len();
+            let a = stream.on_request_body(host, size, last);
+            actions.push(a);
+            if a == Action::Continue {
+                // Envoy forwards what is buffered; later chunks stream
+                // through, each callback seeing only its own chunk.
+                forwarded.append(&mut host.body);
+            }
+        }
+        if trailers {
+            actions.push(stream.on_request_trailers(host));
+            forwarded.extend_from_slice(&host.body);
+            host.body.clear();
+        }
+        host.body = forwarded;
+        (stream, actions)
+    }
+}
