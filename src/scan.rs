@@ -738,6 +738,9 @@ impl<'p> Scanner<'p> {
         sink: &mut F,
     ) -> Result<usize, Halt> {
         let mut i = at;
+        if !self.capturing {
+            i = skip_plain(chunk, i);
+        }
         loop {
             let rest = chunk.get(i..).unwrap_or_default();
             let end = find_special(rest);
@@ -817,6 +820,25 @@ fn emit_each<'a, F: FnMut(Event<'_>) -> Flow>(
     false
 }
 
+/// Skips string contents that are not kept, from `at`: runs of plain bytes
+/// and two-byte escapes. Returns the index of the first byte it leaves to the
+/// caller: a quote, a control character, a backslash starting `\\u` or an
+/// invalid escape or cut by the chunk's end, or the chunk's end.
+#[inline]
+fn skip_plain(chunk: &[u8], at: usize) -> usize {
+    let mut i = at;
+    loop {
+        i += find_special(chunk.get(i..).unwrap_or_default());
+        match chunk.get(i) {
+            Some(b'\\') => match chunk.get(i + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                _ => return i,
+            },
+            _ => return i,
+        }
+    }
+}
+
 /// Index of the first byte in `bytes` that ends a run of plain string
 /// content: `"`, `\\` or a control character (below 0x20), or `bytes.len()`.
 ///
@@ -860,4 +882,59 @@ fn find_special(bytes: &[u8]) -> usize {
         end
     };
     skipped + run
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{find_special, skip_plain};
+
+    fn special(c: u8) -> bool {
+        c == b'"' || c == b'\\' || c < 0x20
+    }
+
+    #[test]
+    fn find_special_finds_the_first_special_byte_at_every_position() {
+        // Every byte value at every position across the word loop, the switch
+        // to memchr2 and the tail, after a neighbour that could leak a borrow.
+        for len in [1usize, 7, 8, 9, 63, 64, 65, 100, 200] {
+            for at in 0..len {
+                for c in 0..=255u8 {
+                    for before in [b'a', 0xff, 0x80, 0x20, 0x21, 0x5d] {
+                        let mut bytes = vec![b'a'; len];
+                        if at > 0 {
+                            bytes[at - 1] = before;
+                        }
+                        bytes[at] = c;
+                        let want = bytes.iter().position(|&b| special(b)).unwrap_or(len);
+                        assert_eq!(
+                            find_special(&bytes),
+                            want,
+                            "len {len} at {at} byte {c:#x} after {before:#x}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn skip_plain_stops_where_the_byte_states_must_take_over() {
+        let cases: &[(&[u8], usize)] = &[
+            (br#"abc\n\"\\\/\b\f\r\tdef"x"#, 22),
+            (br#"ab\u0041"#, 2),
+            (br#"ab\x"#, 2),
+            (br#"ab\"#, 2),
+            (b"ab\x01", 2),
+            (b"plain", 5),
+            (b"", 0),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(
+                skip_plain(bytes, 0),
+                *want,
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
 }
