@@ -429,9 +429,21 @@ impl Reader {
                                         }
                                     }
                                 }
+                                // An empty value is complete at once: it may
+                                // end its message, where no byte follows.
+                                (Some(target), false) if value == 0 => {
+                                    if sink(Event::Str {
+                                        target,
+                                        value: Some(""),
+                                    }) == Flow::Stop
+                                    {
+                                        return Progress::Stopped;
+                                    }
+                                }
                                 (Some(target), false) => {
                                     self.token = Token::Capture { target, end };
                                 }
+                                _ if value == 0 => {}
                                 _ => self.token = Token::Skip { end },
                             }
                         }
@@ -1063,6 +1075,30 @@ mod tests {
             Step::Decided(Verdict::Absent),
             "v0.3 body on the v1.0 service"
         );
+    }
+
+    #[test]
+    fn empty_fields_at_the_end_of_a_message_or_frame() {
+        // An empty configuration closes the frame (as a2a-sdk sends it), an
+        // empty unknown field closes the Message.
+        let body = frame(&[len(2, &[len(1, b"m"), len(9, b"")].concat()), len(3, b"")].concat());
+        assert!(matches!(
+            verdict(V1, &body),
+            Step::Decided(Verdict::MintGrpc(_))
+        ));
+        // An empty task_id ends the Message: unusable.
+        let body = frame(&len(2, &[len(1, b"m"), len(3, b"")].concat()));
+        assert_eq!(verdict(V1, &body), Step::Decided(Verdict::InvalidValue));
+        // An empty task id ends the frame.
+        let body = frame(&[uint(3, 1), len(2, b"")].concat());
+        assert_eq!(
+            verdict(call(Version::V1, Operation::GetTask), &body),
+            Step::Decided(Verdict::InvalidValue)
+        );
+        // Empty frames and empty trailing fields between response frames.
+        let task = len(1, &[len(1, b"t"), len(2, b"c"), len(4, b"")].concat());
+        let body = [frame(b""), frame(&[task, len(9, b"")].concat()), frame(b"")].concat();
+        assert_eq!(learned_at_every_split(V1, &body), vec![pair("t", "c")]);
     }
 
     #[test]

@@ -67,13 +67,12 @@ fn message(context: Option<&str>, task: Option<&str>, text: &str) -> Vec<u8> {
 }
 
 /// SendMessageRequest: v0.3 `request` = 1, v1.0 `tenant` = 1, `message` = 2;
-/// configuration after it.
+/// an empty configuration after it, last in the frame, as a2a-sdk sends it.
 fn send(service: &str, msg: &[u8]) -> Vec<u8> {
-    let config = uint(3, 1);
     if service == V0 {
-        frame(&[len(1, msg), len(2, &config)].concat())
+        frame(&[len(1, msg), len(2, b"")].concat())
     } else {
-        frame(&[len(2, msg), len(3, &config)].concat())
+        frame(&[len(2, msg), len(3, b"")].concat())
     }
 }
 
