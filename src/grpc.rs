@@ -1077,6 +1077,43 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any bytes, any split: no panic, the same outcome as in one piece.
+        #[test]
+        fn arbitrary_bytes_at_any_split(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            at in 0usize..200,
+            v1 in proptest::prelude::any::<bool>(),
+        ) {
+            let c = if v1 { V1 } else { V0 };
+            let at = at.min(body.len());
+            let (a, b) = body.split_at(at);
+            proptest::prop_assert_eq!(run(c, &[a, b]), run(c, &[&body]));
+            proptest::prop_assert_eq!(learn(c, &[a, b]), learn(c, &[&body]));
+        }
+
+        /// Arbitrary bytes inside a well-formed frame header and Message.
+        #[test]
+        fn arbitrary_message_bytes_at_any_split(
+            inner in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+            at in 0usize..140,
+        ) {
+            let body = frame(&len(2, &inner));
+            let at = at.min(body.len());
+            let (a, b) = body.split_at(at);
+            let whole = run(V1, &[&body]);
+            proptest::prop_assert_eq!(run(V1, &[a, b]), whole.clone());
+            if let Step::Decided(Verdict::MintGrpc(site)) = whole {
+                let out = insert_context_id(&body, &site, "c-1");
+                proptest::prop_assert!(out.is_some());
+                proptest::prop_assert_eq!(
+                    run(V1, &[&out.unwrap_or_default()]),
+                    Step::Decided(Verdict::Context("c-1".into()))
+                );
+            }
+        }
+    }
+
     #[test]
     fn empty_fields_at_the_end_of_a_message_or_frame() {
         // An empty configuration closes the frame (as a2a-sdk sends it), an
