@@ -596,6 +596,10 @@ struct Found {
 /// Message that ends with only a task_id asks for the learned context; a
 /// first turn is minted only once the whole first frame has been read and
 /// is valid.
+///
+/// A field repeated in one message is read first-wins, like a duplicate JSON
+/// key, although protobuf parsers keep the last: serializers write each
+/// field once, so only a hand-made frame can tell the two apart.
 pub struct RequestExtractor {
     reader: Reader,
     reading: Reading,
