@@ -513,3 +513,41 @@ def send_h2_interleaved(port, requests, piece=16):
                     open_streams.discard(event.stream_id)
             s.sendall(conn.data_to_send())
         return [tuple(results[sid]) for sid in sids]
+
+
+def post_in_a_burst(envoy, body, first, headers=(("content-type", "application/json"),)):
+    """POST with a fixed length: `first` bytes, then (Envoy stopped with
+    SIGSTOP) as much of the rest as the kernel's socket buffers take, then
+    Envoy resumed. Envoy then reads a burst far larger than its usual reads,
+    as it does when it falls behind a fast client. Returns (status, body)."""
+    head = [f"POST / HTTP/1.1", "host: 127.0.0.1", f"content-length: {len(body)}",
+            "connection: close", *(f"{n}: {v}" for n, v in headers)]
+    with socket.create_connection(("127.0.0.1", envoy.port), timeout=30) as s:
+        s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body[:first])
+        time.sleep(0.3)  # Envoy has read the head and the first bytes
+        sent = first
+        envoy.proc.send_signal(signal.SIGSTOP)
+        try:
+            s.setblocking(False)
+            deadline = time.monotonic() + 2
+            while sent < len(body) and time.monotonic() < deadline:
+                try:
+                    sent += s.send(body[sent:sent + 65536])
+                except BlockingIOError:
+                    time.sleep(0.01)
+        finally:
+            envoy.proc.send_signal(signal.SIGCONT)
+        s.setblocking(True)
+        data = b""
+        try:
+            s.sendall(body[sent:])
+            while True:
+                got = s.recv(65536)
+                if not got:
+                    break
+                data += got
+        except ConnectionResetError:
+            # Envoy answered early (e.g. 413) and closed while we still sent.
+            pass
+    head_raw, _, rest = data.partition(b"\r\n\r\n")
+    return int(head_raw.split(b" ", 2)[1]) if head_raw else None, rest

@@ -12,8 +12,8 @@ import random
 import pytest
 
 from a2a_bodies import BINDINGS, context_ids, exchange
-from e2e_harness import (Exchange, affinity, counter_delta, predict_hosts, send_all, send_chunked,
-                         send_h2, send_h2_interleaved, sha256)
+from e2e_harness import (Exchange, affinity, counter_delta, post_in_a_burst, predict_hosts,
+                         send_all, send_chunked, send_h2, send_h2_interleaved, sha256)
 
 CONFIGS = {"ring": "envoy/envoy.yaml", "maglev": "envoy/envoy-maglev.yaml"}
 CONTEXTS = int(os.environ.get("E2E_CONTEXTS", "1000"))
@@ -222,17 +222,33 @@ def test_streaming_response_passes_through(ring):
 
 
 def test_body_far_over_the_scan_limit_is_never_413(ring):
-    # 1.5 MiB, more than the listener's 1 MiB buffer limit: the filter must
-    # stop holding the body at max_scan_bytes (256 KiB by default), or Envoy
-    # would answer 413. The contextId at the end is never seen.
+    # 3 MiB, more than the route's 2 MiB request_body_buffer_limit: the
+    # filter must stop holding the body at max_scan_bytes (256 KiB by
+    # default), or Envoy would answer 413. The contextId at the end is
+    # never seen.
     ctx = "beyond-scan-limit"
-    body = _late_context_body(ctx, 1_500_000)
+    body = _late_context_body(ctx, 3 << 20)
     ex = Exchange(path="/", body=body, headers=[("content-type", "application/json")])
     before = ring.stats()
     send_all(ring.port, [ex], 1)
     delta = counter_delta(before, ring.stats())
     assert ex.problems(expect_context_ids=[]) == []
     assert delta.get("scan_limit") == 1, delta
+
+
+@pytest.mark.parametrize("first", [1_000, 200_000])
+def test_a_burst_over_the_buffer_limit_is_never_413(ring, first):
+    # While the filter holds the first bytes, Envoy reads the rest in one
+    # burst (it had fallen behind the client). Envoy adds a burst to what
+    # the filter holds before the filter sees it, so the listener's read
+    # size, not only max_scan_bytes, decides whether that passes the limit.
+    ctx = "burst-past-the-buffer"
+    body = _late_context_body(ctx, 1_500_000)
+    status, raw = post_in_a_burst(ring, body, first)
+    assert status == 200, raw[:200]
+    got = json.loads(raw)
+    assert (got["body_sha256"], got["body_length"], got["context_ids"]) == (
+        sha256(body), len(body), [])
 
 
 def test_first_turn_gets_a_minted_context_id(ring):
