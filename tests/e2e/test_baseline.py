@@ -9,7 +9,7 @@ import random
 import pytest
 
 from a2a_bodies import context_ids, exchange
-from e2e_harness import affinity, send_all, send_chunked, send_h2, sha256
+from e2e_harness import affinity, predict_hosts, send_all, send_chunked, send_h2, sha256
 
 CONFIGS = {"ring": "envoy/envoy.yaml", "maglev": "envoy/envoy-maglev.yaml"}
 CONTEXTS = 300
@@ -33,6 +33,8 @@ def test_client_header_keeps_each_context_on_one_replica(envoy_alone, upstreams)
     assert seen["split_contexts"] == []
     # Each of the three replicas holds a fair part of the conversations.
     assert min(seen["contexts_per_replica"].values()) >= CONTEXTS * 0.15, seen["contexts_per_replica"]
+    predicted = predict_hosts(envoy_alone, ctxs)
+    assert {c: upstreams.by_address[predicted[c]] for c in ctxs} == seen["replica_of"]
 
 
 def test_body_only_context_is_invisible_to_envoy_alone(envoy_alone, upstreams):

@@ -3,7 +3,9 @@ names and container ports replaced by loopback ports) in front of three real
 demo agents, without Docker: it passes with the filter, and fails without it,
 so its checks are real."""
 
+import json
 import os
+import re
 import subprocess
 import sys
 
@@ -47,7 +49,19 @@ def test_verify_passes_with_the_filter(agents, wasm_module, tmp_path):
         envoy.stop()
     assert out.returncode == 0, out.stdout + out.stderr + envoy.log_tail(40)
     assert "OK: 12 conversations" in out.stdout
-    assert out.stdout.count("3 turns on replica-") == 12
+    landed = dict(re.findall(r"context (\S+)\s+3 turns on (replica-\d)", out.stdout))
+    assert len(landed) == 12, out.stdout
+    # The sandbox hashes each replica's hash_key (its service name), not its
+    # address: envoy-lb, told only the hash keys, predicts every landing.
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"127.0.0.1:{port} hash_key={name}\n"
+                             for name, port in zip(agents.names, agents.ports)))
+    by_port = {f"127.0.0.1:{p}": n for n, p in zip(agents.names, agents.ports)}
+    predicted = subprocess.run(
+        ["cargo", "run", "-q", "-p", "envoy-lb", "--", "route", "--json", "--lb", "ring",
+         "--hosts-file", str(hosts), "--", *landed],
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=True)
+    assert {row["key"]: by_port[row["host"]] for row in json.loads(predicted.stdout)} == landed
 
 
 def test_verify_fails_without_the_filter(agents, tmp_path):
