@@ -207,6 +207,12 @@ class Envoy:
                 counters[m.group(1)] = int(m.group(2))
         return counters
 
+    def gauge(self, name):
+        for line in self.admin(f"/stats?filter=^{re.escape(name)}$").splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split(":")[1])
+        return 0
+
     def stop(self):
         stop_process(self.proc)
         self._log_file.close()
@@ -524,7 +530,11 @@ def post_in_a_burst(envoy, body, first, headers=(("content-type", "application/j
             "connection: close", *(f"{n}: {v}" for n, v in headers)]
     with socket.create_connection(("127.0.0.1", envoy.port), timeout=30) as s:
         s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body[:first])
-        time.sleep(0.3)  # Envoy has read the head and the first bytes
+        # The request is active once Envoy has read the head (and with it,
+        # in the same read, the first bytes), which the filter now holds.
+        wait_until(lambda: envoy.gauge("http.a2a_ingress.downstream_rq_active") >= 1, 10,
+                   "request seen by Envoy")
+        time.sleep(0.05)
         sent = first
         envoy.proc.send_signal(signal.SIGSTOP)
         try:
