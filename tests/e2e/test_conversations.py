@@ -17,7 +17,10 @@ The same conversations run three ways, to show both holes the filter closes:
 - the filter as shipped: every turn, follow-up, get and cancel on one replica.
 """
 
+import contextlib
 import json
+import shutil
+import subprocess
 import sys
 
 import pytest
@@ -45,17 +48,17 @@ def with_plugin(cfg, settings):
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    """Three agent replicas and a function that runs the conversations
-    through a fresh Envoy in a given mode."""
+    """Three agent replicas and `gateway(name, ...)`: a context manager that
+    runs a fresh Envoy in front of them in the given mode and yields
+    (url, replicas, counters), counters read when the block ends."""
     listen_port = free_port()
     url = f"http://127.0.0.1:{listen_port}"
     workdir = tmp_path_factory.mktemp("conversations")
     with running_replicas(3, public_url=url) as replicas:
         ports = [r.port for r in replicas]
-        debug = [r.url for r in replicas]
 
-        def run(name, *, source="envoy/envoy.yaml", with_filter=True, plugin=None,
-                header=None):
+        @contextlib.contextmanager
+        def run(name, *, source="envoy/envoy.yaml", with_filter=True, plugin=None):
             admin_port = free_port()
             cfg = run_demo.envoy_config(REPO / source, listen_port, admin_port, ports,
                                         with_filter, module_path().resolve())
@@ -63,21 +66,28 @@ def gateway(tmp_path_factory):
                 cfg = with_plugin(cfg, plugin)
             envoy = run_demo.EnvoyProcess(cfg, admin_port, workdir, name)
             envoy.start()
+            counters = {}
             try:
-                results = []
-                for transport in TRANSPORTS:
-                    results += drive.drive_sync(
-                        [url], transport=transport, conversations=PER_TRANSPORT,
-                        context_header=header, debug_urls=debug, followup="task-only")
-                counters = {
-                    line.split(":")[0].rsplit(".", 1)[-1]: int(line.split(":")[1])
-                    for line in envoy.stats("wasmcustom.a2a_affinity")
-                }
-                return results, counters
+                yield url, replicas, counters
+                counters.update(
+                    (line.split(":")[0].rsplit(".", 1)[-1], int(line.split(":")[1]))
+                    for line in envoy.stats("wasmcustom.a2a_affinity"))
             finally:
                 envoy.stop()
 
         yield run
+
+
+def converse(gateway, name, header=None, **mode):
+    """The a2a-sdk client's conversations on every transport, through Envoy."""
+    with gateway(name, **mode) as (url, replicas, counters):
+        results = []
+        for transport in TRANSPORTS:
+            results += drive.drive_sync(
+                [url], transport=transport, conversations=PER_TRANSPORT,
+                context_header=header, debug_urls=[r.url for r in replicas],
+                followup="task-only")
+    return results, counters
 
 
 def figures_of(results):
@@ -100,7 +110,7 @@ def all_ok(pair):
 
 @pytest.mark.parametrize("source", ["envoy/envoy.yaml", "envoy/envoy-maglev.yaml"])
 def test_every_turn_follow_up_get_and_cancel_on_one_replica(gateway, figures, source):
-    results, counters = gateway(f"filter-{source.split('/')[-1]}", source=source)
+    results, counters = converse(gateway, f"filter-{source.split('/')[-1]}", source=source)
     f = figures_of(results)
     figures.record(f"conversations with the filter ({source})", f)
     assert f["conversations"] == len(TRANSPORTS) * PER_TRANSPORT
@@ -121,7 +131,7 @@ def test_every_turn_follow_up_get_and_cancel_on_one_replica(gateway, figures, so
 
 
 def test_without_the_filter_conversations_lose_history(gateway, figures):
-    results, _ = gateway("no-filter", with_filter=False, header="x-context-id")
+    results, _ = converse(gateway, "no-filter", with_filter=False, header="x-context-id")
     f = figures_of(results)
     figures.record("conversations without a body filter (client copies the contextId)", f)
     # A first turn lands on one replica in three by chance, so twenty
@@ -132,8 +142,8 @@ def test_without_the_filter_conversations_lose_history(gateway, figures):
 
 
 def test_copying_the_context_id_alone_leaves_both_holes(gateway, figures):
-    results, counters = gateway(
-        "copy-only", plugin={"mint_context_id": False, "learn_tasks": False})
+    results, counters = converse(
+        gateway, "copy-only", plugin={"mint_context_id": False, "learn_tasks": False})
     f = figures_of(results)
     figures.record("conversations with a copy-only filter (no minting, no task learning)", f)
     assert counters["minted"] == 0 and counters["task_routed"] == 0, counters
@@ -142,3 +152,37 @@ def test_copying_the_context_id_alone_leaves_both_holes(gateway, figures):
     # contextId and land at random: some of them find no task.
     failed = sum(t - ok for ok, t in (f["followups_ok"], f["gets_ok"], f["cancels_ok"]))
     assert failed > 0, f
+
+
+def js_converse(url, transport, conversations):
+    """The second, independent client: @a2a-js/sdk (tests/js/converse.mjs)."""
+    node = shutil.which("node")
+    js_dir = REPO / "tests/js"
+    if node is None or not (js_dir / "node_modules/@a2a-js/sdk").is_dir():
+        pytest.fail("the JS client needs Node.js and `npm ci` in tests/js: run scripts/setup.sh",
+                    pytrace=False)
+    cmd = [node, "converse.mjs", "--transport", transport, "--conversations",
+           str(conversations), "--followup", "task-only", url]
+    done = subprocess.run(cmd, cwd=js_dir, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_the_js_client_keeps_every_conversation_on_one_replica(gateway, figures):
+    with gateway("filter-js") as (url, replicas, counters):
+        outs = {t: js_converse(url, t, 3) for t in TRANSPORTS}
+        held = {r.name: r.contexts() for r in replicas}
+    summary = {t: out["summary"] for t, out in outs.items()}
+    figures.record("conversations with the filter, @a2a-js/sdk client", summary)
+    for transport, out in outs.items():
+        s = out["summary"]
+        assert s["client"] == "@a2a-js/sdk"
+        assert s["historyIntact"] == s["conversations"] == 3, (transport, s)
+        for key in ("followupsOk", "getsOk", "cancelsOk"):
+            assert s[key][0] == s[key][1] > 0, (transport, key, s)
+        for conv in out["conversations"]:
+            assert len(conv["replicas"]) == 1, (transport, conv["replicas"])
+            holders = [name for name, ctxs in held.items() if conv["contextId"] in ctxs]
+            assert holders == conv["replicas"], (transport, conv["contextId"], holders)
+    assert counters["minted"] >= 12 and counters["task_unknown"] == 0, counters
