@@ -45,20 +45,20 @@ def test_quick_affinity_on_older_envoy(start_envoy, upstreams, figures, version,
     predicted = predict_hosts(envoy, ctxs)
     wrong = [c for c in ctxs if seen["replica_of"][c] != upstreams.by_address.get(predicted[c])]
     assert not wrong, wrong[:10]
-    # A 1.5 MiB body, uploaded normally, passes on every version; read by
-    # Envoy in one burst while the filter holds its start, it passes where
-    # the route's request_body_buffer_limit is honoured (1.37 and later).
-    # 1.36.4 keeps the listener's 1 MiB for the stream and answers 413: the
-    # limitation envoy/README.md states, pinned here so a change shows.
-    body = b'{"method":"SendMessage","params":{"message":{"parts":[{"text":"' + b"b" * 1_500_000 \
-        + b'"}],"contextId":"late"}}}'
-    plain = Exchange(body=body, headers=[("content-type", "application/json")])
-    send_all(envoy.port, [plain], 1)
-    assert plain.problems(expect_context_ids=[]) == []
-    status, raw = post_in_a_burst(envoy, body, 1_000)
-    if version == "1.36.4":
-        assert status == 413, raw[:200]
-    else:
+    # A 1.5 MiB body passes, also when Envoy reads most of it in one burst
+    # while the filter holds its start, where the route's
+    # request_body_buffer_limit is honoured (1.37 and later). 1.36.4 keeps
+    # the listener's 1 MiB for the stream, and whether a large body gets 413
+    # there depends on how much Envoy happens to read at once (seen both
+    # ways, plain uploads included), so nothing is asserted for it; see
+    # envoy/README.md.
+    if version != "1.36.4":
+        body = b'{"method":"SendMessage","params":{"message":{"parts":[{"text":"' \
+            + b"b" * 1_500_000 + b'"}],"contextId":"late"}}}'
+        plain = Exchange(body=body, headers=[("content-type", "application/json")])
+        send_all(envoy.port, [plain], 1)
+        assert plain.problems(expect_context_ids=[]) == []
+        status, raw = post_in_a_burst(envoy, body, 1_000)
         assert status == 200 and sha256(body) in raw.decode(), (status, raw[:200])
     figures.record(f"matrix-{version}-{lb}", {
         "envoy": version, "contexts": seen["contexts"], "requests": seen["requests"],
