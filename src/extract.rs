@@ -71,8 +71,9 @@ pub enum BodyKind {
     RestSend,
 }
 
+/// A contextId or taskId as read so far from one place in the body.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-enum Candidate {
+pub(crate) enum Candidate {
     #[default]
     Missing,
     Valid(String),
@@ -82,7 +83,7 @@ enum Candidate {
 impl Candidate {
     /// The first usable value wins; an unusable one is remembered only so
     /// that the request is counted as carrying an invalid value.
-    fn offer(&mut self, value: Result<String, ()>) {
+    pub(crate) fn offer(&mut self, value: Result<String, ()>) {
         match (&*self, value) {
             (Candidate::Valid(_), _) => {}
             (_, Ok(v)) => *self = Candidate::Valid(v),
@@ -195,14 +196,17 @@ fn field_of(kind: BodyKind, path: usize) -> Option<(Field, bool)> {
     Some((field, snake))
 }
 
-/// A usable header value: a non-empty string of at most `max` bytes with no
-/// control character (Envoy would reject CR/LF/NUL; the others make
-/// unreadable logs and keys).
+/// Whether a contextId or taskId can be a header value: a non-empty string
+/// of at most `max` bytes with no control character (Envoy would reject
+/// CR/LF/NUL; the others make unreadable logs and keys). Every binding and
+/// the response learner use this one rule.
+pub(crate) fn usable_value(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
+}
+
 fn header_value(value: Scalar<'_>, max: usize) -> Result<String, ()> {
     match value {
-        Scalar::Str(s) if !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control) => {
-            Ok(s.to_string())
-        }
+        Scalar::Str(s) if usable_value(s, max) => Ok(s.to_string()),
         _ => Err(()),
     }
 }

@@ -11,7 +11,7 @@
 //! field 2 and `task_id` at field 3 of the Message.
 
 use crate::a2a::{Operation, Version};
-use crate::extract::{BodyReader, Step, Verdict};
+use crate::extract::{usable_value, BodyReader, Candidate, Step, Verdict};
 
 /// Deepest nesting any watched field path needs.
 const MAX_DEPTH: usize = 3;
@@ -485,30 +485,12 @@ impl Reader {
     }
 }
 
-/// A usable header value, by the same rule as the JSON side: non-empty, at
-/// most the value limit, no control character.
+/// A usable header value, by the JSON side's rule (the reader has already
+/// turned a value over the length limit into `None`).
 fn header_value(value: Option<&str>) -> Result<String, ()> {
     match value {
-        Some(s) if !s.is_empty() && !s.chars().any(char::is_control) => Ok(s.to_string()),
+        Some(s) if usable_value(s, usize::MAX) => Ok(s.to_string()),
         _ => Err(()),
-    }
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-enum Candidate {
-    #[default]
-    Missing,
-    Valid(String),
-    Invalid,
-}
-
-impl Candidate {
-    fn offer(&mut self, value: Result<String, ()>) {
-        match (&*self, value) {
-            (Candidate::Valid(_), _) => {}
-            (_, Ok(v)) => *self = Candidate::Valid(v),
-            (_, Err(())) => *self = Candidate::Invalid,
-        }
     }
 }
 

@@ -138,7 +138,7 @@ impl ResponseLearner {
                 value: Scalar::Str(s),
             } = event
             {
-                if !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control) {
+                if crate::extract::usable_value(s, max) {
                     if let Some(slot) = slots.get_mut(path) {
                         if slot.is_none() {
                             *slot = Some(s.to_string());
