@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --target wasm32-wasip1 --quiet -p a2a-affinity
-wasm=target/wasm32-wasip1/release/a2a_affinity.wasm
+wasm=${CARGO_TARGET_DIR:-target}/wasm32-wasip1/release/a2a_affinity.wasm
 printf '%s (%s bytes)\n' "$wasm" "$(stat -c %s "$wasm")"
