@@ -156,8 +156,9 @@ impl Host for WasmHost {
     }
 
     fn replace_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
-        abi::remove_header(abi::MAP_REQUEST_HEADERS, name)?;
-        abi::add_header(abi::MAP_REQUEST_HEADERS, name, value.as_bytes())
+        // Envoy's replace drops every other value of the header (checked by
+        // the end-to-end test that sends two client values), in one call.
+        abi::replace_header(abi::MAP_REQUEST_HEADERS, name, value.as_bytes())
     }
 
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
@@ -239,14 +240,14 @@ mod abi {
             value: *mut *mut u8,
             value_size: *mut usize,
         ) -> u32;
-        fn proxy_add_header_map_value(
+        fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
+        fn proxy_replace_header_map_value(
             map: u32,
             key: *const u8,
             key_size: usize,
             value: *const u8,
             value_size: usize,
         ) -> u32;
-        fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
         fn proxy_get_buffer_bytes(
             buffer: u32,
             start: usize,
@@ -340,11 +341,11 @@ mod abi {
         }
     }
 
-    pub fn add_header(map: u32, key: &str, value: &[u8]) -> Result<(), HostError> {
+    pub fn replace_header(map: u32, key: &str, value: &[u8]) -> Result<(), HostError> {
         // SAFETY: valid key and value slices.
         status(
             unsafe {
-                proxy_add_header_map_value(
+                proxy_replace_header_map_value(
                     map,
                     key.as_ptr(),
                     key.len(),
@@ -352,7 +353,7 @@ mod abi {
                     value.len(),
                 )
             },
-            "add_header_map_value",
+            "replace_header_map_value",
         )
     }
 
