@@ -117,6 +117,12 @@ impl ResponseLearner {
         }
     }
 
+    /// A JSON response whose pair is learned, or that cannot yield one: the
+    /// rest of it need not be read. (An event stream is never finished.)
+    pub fn finished(&self) -> bool {
+        self.framing == Framing::Json && self.document_done
+    }
+
     /// Feeds the next response bytes; `learned` receives each pair found.
     pub fn feed(&mut self, chunk: &[u8], learned: &mut dyn FnMut(&str, &str)) {
         match self.framing {

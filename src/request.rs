@@ -26,6 +26,11 @@ use crate::stats::Counter;
 /// encoding; `None` leaves the body alone.
 type InsertContextId = dyn Fn(&[u8], &str) -> Option<Vec<u8>>;
 
+/// The first body read copies at most this much; each later one twice the
+/// last, up to `MAX_READ_WINDOW`.
+const FIRST_READ_WINDOW: usize = 2048;
+const MAX_READ_WINDOW: usize = 64 * 1024;
+
 /// What a callback tells Envoy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -60,6 +65,8 @@ pub struct Stream {
     request: RequestState,
     /// Body bytes already handed to the extractor.
     fed: usize,
+    /// Bytes to copy out of Envoy in the next body read.
+    window: usize,
     /// The request is an A2A call whose response may name tasks.
     a2a: bool,
     learner: Option<Box<ResponseLearner>>,
@@ -74,6 +81,7 @@ impl Stream {
             plugin,
             request: RequestState::Done,
             fed: 0,
+            window: FIRST_READ_WINDOW,
             a2a: false,
             learner: None,
             grpc: None,
@@ -146,12 +154,20 @@ impl Stream {
         let limit = usize::try_from(self.plugin.config.max_scan_bytes).unwrap_or(usize::MAX);
         let readable = body_size.min(limit);
         let mut step = Step::NeedMore;
-        if readable > self.fed {
-            match host.request_body(self.fed, readable - self.fed) {
-                Ok(chunk) => {
+        // Copy the new bytes out of Envoy in growing windows, not all at
+        // once: Envoy may have buffered a whole connection read (up to 1 MiB)
+        // by the first callback, and the contextId usually sits in the first
+        // few hundred bytes. Doubling keeps the number of host calls small
+        // when it comes last.
+        while readable > self.fed && step == Step::NeedMore {
+            let len = (readable - self.fed).min(self.window);
+            match host.request_body(self.fed, len) {
+                Ok(chunk) if !chunk.is_empty() => {
                     self.fed += chunk.len();
                     step = extractor.feed(&chunk);
+                    self.window = (self.window * 2).min(MAX_READ_WINDOW);
                 }
+                Ok(_) => break,
                 Err(e) => {
                     host.log(Level::Error, &format!("reading the request body failed ({}); request continues without a hash key", e.0));
                     self.request = RequestState::Done;
@@ -345,26 +361,29 @@ impl Stream {
         if !self.a2a || !self.plugin.config.learn_tasks {
             return Action::Continue;
         }
-        let framing = host
+        let Some(content_type) = host
             .response_header("content-type")
             .and_then(|v| String::from_utf8(v).ok())
-            .and_then(|ct| Framing::of(&ct));
-        let encoded = host
-            .response_header("content-encoding")
-            .is_some_and(|v| !v.eq_ignore_ascii_case(b"identity"));
-        if let (Some(framing), false) = (framing, encoded) {
-            self.learner = Some(Box::new(ResponseLearner::new(
-                framing,
-                self.plugin.config.max_value_bytes,
-            )));
+        else {
+            return Action::Continue;
+        };
+        let grpc_body = grpc::is_grpc_proto(&content_type);
+        let framing = Framing::of(&content_type);
+        if !grpc_body && framing.is_none() {
+            return Action::Continue;
         }
-        let grpc_body = host
-            .response_header("content-type")
-            .and_then(|v| String::from_utf8(v).ok())
-            .is_some_and(|ct| grpc::is_grpc_proto(&ct));
+        if host
+            .response_header("content-encoding")
+            .is_some_and(|v| !v.eq_ignore_ascii_case(b"identity"))
+        {
+            return Action::Continue;
+        }
+        let max_value = self.plugin.config.max_value_bytes;
+        if let Some(framing) = framing {
+            self.learner = Some(Box::new(ResponseLearner::new(framing, max_value)));
+        }
         if let (Some(call), true) = (self.grpc, grpc_body) {
-            self.grpc_learner =
-                grpc::ResponseLearner::new(call, self.plugin.config.max_value_bytes).map(Box::new);
+            self.grpc_learner = grpc::ResponseLearner::new(call, max_value).map(Box::new);
         }
         Action::Continue
     }
@@ -388,6 +407,10 @@ impl Stream {
             |task: &str, context: &str| pairs.push((task.to_string(), context.to_string()));
         if let Some(learner) = self.learner.as_mut() {
             learner.feed(&chunk, &mut learned);
+            if learner.finished() {
+                // Nothing more to learn: later chunks are not copied out.
+                self.learner = None;
+            }
         }
         if let Some(learner) = self.grpc_learner.as_mut() {
             learner.feed(&chunk, &mut learned);

@@ -612,3 +612,55 @@ fn learned_tasks_expire_and_a_full_store_evicts() {
         .count();
     assert_eq!(known, 4);
 }
+
+#[test]
+fn a_large_first_read_is_copied_out_only_as_far_as_the_context_id() {
+    let h = Harness::new("");
+    let text = "y".repeat(200 * 1024);
+    let first = format!(
+        r#"{{"method":"message/send","params":{{"message":{{"contextId":"ctx-first","parts":[{{"text":"{text}"}}]}}}}}}"#
+    );
+    let mut host = h.host("POST", "/");
+    // Envoy has the whole body buffered by the first callback.
+    h.request(&mut host, &[first.as_bytes()], false);
+    assert_eq!(host.header_values("x-context-id"), vec!["ctx-first"]);
+    assert_eq!(host.body, first.as_bytes());
+    let copied: usize = host.body_reads.borrow().iter().map(|(_, l)| l).sum();
+    assert!(
+        copied <= 2048,
+        "copied {copied} bytes for a contextId in the first 100"
+    );
+
+    let last = format!(
+        r#"{{"method":"message/send","params":{{"message":{{"parts":[{{"text":"{text}"}}],"contextId":"ctx-last"}}}}}}"#
+    );
+    let mut host = h.host("POST", "/");
+    h.request(&mut host, &[last.as_bytes()], false);
+    assert_eq!(host.header_values("x-context-id"), vec!["ctx-last"]);
+    // Growing windows, contiguous, each byte once, few host calls.
+    let reads = host.body_reads.borrow();
+    let mut next = 0;
+    for (start, len) in reads.iter() {
+        assert_eq!(*start, next);
+        next = start + len;
+    }
+    assert_eq!(next, last.len());
+    assert!(reads.len() <= 10, "{} reads", reads.len());
+}
+
+#[test]
+fn a_json_response_is_not_copied_out_after_its_task_is_learned() {
+    let h = Harness::new("");
+    let mut host = h.host("POST", "/");
+    let (mut stream, _) = h.request(&mut host, &[rpc03("x", "y").as_bytes()], false);
+    let head = br#"{"jsonrpc":"2.0","id":1,"result":{"id":"t-9","contextId":"c-9","artifacts":[{"parts":[{"text":""#;
+    let tail = br#"long artifact text"}]}]}}"#;
+    respond(
+        &mut stream,
+        &mut host,
+        "application/json",
+        &[head, tail, tail],
+    );
+    assert_eq!(host.response_reads.borrow().as_slice(), &[head.len()]);
+    assert_eq!(task_call(&h, "/tasks/t-9", "GET", None), vec!["c-9"]);
+}

@@ -38,6 +38,8 @@ pub struct MockHost {
     pub logs: RefCell<Vec<(Level, String)>>,
     pub fail_header_writes: bool,
     pub body_reads: RefCell<Vec<(usize, usize)>>,
+    /// Response body bytes copied out, per call.
+    pub response_reads: RefCell<Vec<usize>>,
 }
 
 impl MockHost {
@@ -114,7 +116,9 @@ impl Host for MockHost {
     }
     fn response_body(&self, start: usize, len: usize) -> Result<Vec<u8>, HostError> {
         let end = (start + len).min(self.response_chunk.len());
-        Ok(self.response_chunk.get(start..end).unwrap_or(&[]).to_vec())
+        let chunk = self.response_chunk.get(start..end).unwrap_or(&[]).to_vec();
+        self.response_reads.borrow_mut().push(chunk.len());
+        Ok(chunk)
     }
     fn count(&mut self, counter: Counter) {
         *self
