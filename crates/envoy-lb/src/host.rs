@@ -262,6 +262,30 @@ impl NormalizedWeights {
     }
 }
 
+/// Envoy's "lopsided" test fixture (ring_hash_lb_test.cc
+/// `LopsidedWeightSmallScale`, maglev_lb_test.cc `LocalityWeightedLopsided`):
+/// `127.0.0.1:0` alone in a locality of weight 127, `127.0.0.1:1` ..
+/// `127.0.0.1:1023` in one of weight 1.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn lopsided_host_set() -> crate::HostSet {
+    let mut set = crate::HostSet::default();
+    let heavy = Locality::parse("heavy");
+    let light = Locality::parse("light");
+    set.locality_weights.insert(heavy.clone(), 127);
+    set.locality_weights.insert(light.clone(), 1);
+    set.hosts
+        .push(Host::new("127.0.0.1:0").unwrap().with_locality(heavy));
+    for port in 1..1024 {
+        set.hosts.push(
+            Host::new(&format!("127.0.0.1:{port}"))
+                .unwrap()
+                .with_locality(light.clone()),
+        );
+    }
+    set
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -394,20 +394,7 @@ mod tests {
     // maglev_lb_test.cc: LocalityWeightedLopsided
     #[test]
     fn locality_weighted_lopsided() {
-        let mut set = HostSet::default();
-        let heavy = Locality::parse("heavy");
-        let light = Locality::parse("light");
-        set.locality_weights.insert(heavy.clone(), 127);
-        set.locality_weights.insert(light.clone(), 1);
-        set.hosts
-            .push(Host::new("127.0.0.1:0").unwrap().with_locality(heavy));
-        for port in 1..1024 {
-            set.hosts.push(
-                Host::new(&format!("127.0.0.1:{port}"))
-                    .unwrap()
-                    .with_locality(light.clone()),
-            );
-        }
+        let set = crate::host::lopsided_host_set();
         let table = build(&set, DEFAULT_TABLE_SIZE, false, true);
         let mut counts = vec![0u64; set.hosts.len()];
         for (host, count) in table.entries_per_host() {

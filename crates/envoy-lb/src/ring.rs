@@ -499,20 +499,7 @@ mod tests {
     // ring_hash_lb_test.cc: LopsidedWeightSmallScale
     #[test]
     fn lopsided_weight_small_scale() {
-        let mut set = HostSet::default();
-        let heavy = Locality::parse("heavy");
-        let light = Locality::parse("light");
-        set.locality_weights.insert(heavy.clone(), 127);
-        set.locality_weights.insert(light.clone(), 1);
-        set.hosts
-            .push(Host::new("127.0.0.1:0").unwrap().with_locality(heavy));
-        for port in 1..1024 {
-            set.hosts.push(
-                Host::new(&format!("127.0.0.1:{port}"))
-                    .unwrap()
-                    .with_locality(light.clone()),
-            );
-        }
+        let set = crate::host::lopsided_host_set();
         let ring = locality_ring(&set, 1024, 1024);
         let mut per_host = vec![0usize; set.hosts.len()];
         for e in ring.entries() {

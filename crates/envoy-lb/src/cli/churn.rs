@@ -9,7 +9,7 @@ use envoy_lb::host::Host;
 use envoy_lb::lb::HashingLoadBalancer;
 use envoy_lb::HostSet;
 
-use super::{key_hash, to_json, CliError, HostArgs, LbKind, SizeArgs};
+use super::{key_hash, share_table, to_json, CliError, HostArgs, LbKind, SizeArgs};
 
 #[derive(Debug, Clone, Args)]
 pub struct ChurnArgs {
@@ -324,28 +324,13 @@ fn render(report: &ChurnReport) -> String {
     for r in &report.results {
         let _ = writeln!(out);
         let _ = writeln!(out, "{} load after:", r.lb);
-        let width = r
-            .load_after
-            .iter()
-            .map(|h| h.host.len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        let _ = writeln!(
-            out,
-            "  {:width$}  {:>8}  {:>7}  {:>7}",
-            "host", "keys", "share", "ideal"
+        share_table(
+            &mut out,
+            "keys",
+            r.load_after
+                .iter()
+                .map(|h| (h.host.as_str(), h.keys, h.share, h.ideal_share)),
         );
-        for h in &r.load_after {
-            let _ = writeln!(
-                out,
-                "  {:width$}  {:>8}  {:>6.2}%  {:>6.2}%",
-                h.host,
-                h.keys,
-                h.share * 100.0,
-                h.ideal_share * 100.0
-            );
-        }
         if r.unrouted_after > 0 {
             let _ = writeln!(
                 out,

@@ -351,30 +351,46 @@ fn table(balancer: &HashingLoadBalancer, json: bool) -> Result<String, CliError>
             "  {} {unit} (size {}), entries per host min {} max {}",
             p.entries, p.size, p.min_entries_per_host, p.max_entries_per_host
         );
-        let width = p
-            .hosts
-            .iter()
-            .map(|h| h.host.len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        let _ = writeln!(
-            out,
-            "  {:width$}  {:>8}  {:>7}  {:>7}",
-            "host", "entries", "share", "ideal"
+        share_table(
+            &mut out,
+            "entries",
+            p.hosts
+                .iter()
+                .map(|h| (h.host, h.entries, h.share, h.ideal_share)),
         );
-        for h in &p.hosts {
-            let _ = writeln!(
-                out,
-                "  {:width$}  {:>8}  {:>6.2}%  {:>6.2}%",
-                h.host,
-                h.entries,
-                h.share * 100.0,
-                h.ideal_share * 100.0
-            );
-        }
     }
     Ok(out)
+}
+
+/// Writes the per-host table of `table` and `churn`: host, a count
+/// (`count_label`), its share and the ideal share, aligned on the longest
+/// host name.
+pub fn share_table<'a, N: fmt::Display>(
+    out: &mut String,
+    count_label: &str,
+    rows: impl Iterator<Item = (&'a str, N, f64, f64)> + Clone,
+) {
+    let width = rows
+        .clone()
+        .map(|(host, ..)| host.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        out,
+        "  {:width$}  {:>8}  {:>7}  {:>7}",
+        "host", count_label, "share", "ideal"
+    );
+    for (host, count, share, ideal) in rows {
+        let _ = writeln!(
+            out,
+            "  {:width$}  {:>8}  {:>6.2}%  {:>6.2}%",
+            host,
+            count,
+            share * 100.0,
+            ideal * 100.0
+        );
+    }
 }
 
 pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String, CliError> {
