@@ -31,6 +31,9 @@ pub struct Config {
     /// Learn taskId -> contextId from responses and route task-only calls.
     pub learn_tasks: bool,
     /// Learned tasks kept at most (fixed capacity, oldest overwritten).
+    /// The default holds 100,000 live tasks with under 2 % of them pushed
+    /// out early by 4-way set collisions (131,072 would push out 11 %;
+    /// tests/task_store.rs).
     pub task_capacity: u32,
     /// Seconds a learned task stays usable.
     pub task_ttl_secs: u64,
@@ -50,7 +53,7 @@ impl Default for Config {
             client_header: ClientHeader::Keep,
             mint_context_id: true,
             learn_tasks: true,
-            task_capacity: 131_072,
+            task_capacity: 262_144,
             task_ttl_secs: 3600,
         }
     }
