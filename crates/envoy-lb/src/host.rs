@@ -262,6 +262,19 @@ impl NormalizedWeights {
     }
 }
 
+/// `127.0.0.1:PORT` hosts of weight 1, in the given order, as Envoy's ring
+/// and Maglev unit tests build them.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_hosts(ports: impl IntoIterator<Item = u16>) -> crate::HostSet {
+    crate::HostSet::new(
+        ports
+            .into_iter()
+            .map(|p| Host::new(&format!("127.0.0.1:{p}")).unwrap())
+            .collect(),
+    )
+}
+
 /// Envoy's "lopsided" test fixture (ring_hash_lb_test.cc
 /// `LopsidedWeightSmallScale`, maglev_lb_test.cc `LocalityWeightedLopsided`):
 /// `127.0.0.1:0` alone in a locality of weight 127, `127.0.0.1:1` ..

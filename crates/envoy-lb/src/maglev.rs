@@ -245,16 +245,7 @@ impl MaglevTable {
 mod tests {
     use super::*;
     use crate::hash::xx_hash64;
-    use crate::host::{Host, Locality};
-
-    fn hosts(ports: impl IntoIterator<Item = u16>) -> HostSet {
-        HostSet::new(
-            ports
-                .into_iter()
-                .map(|p| Host::new(&format!("127.0.0.1:{p}")).unwrap())
-                .collect(),
-        )
-    }
+    use crate::host::{test_hosts as hosts, Host, Locality};
 
     fn build(set: &HostSet, m: u64, hostname: bool, locality: bool) -> MaglevTable {
         let weights = NormalizedWeights::compute(set, false, locality);

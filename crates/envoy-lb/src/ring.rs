@@ -160,16 +160,7 @@ impl Ring {
 mod tests {
     use super::*;
     use crate::hash::xx_hash64;
-    use crate::host::{Host, Locality};
-
-    fn hosts(ports: impl IntoIterator<Item = u16>) -> HostSet {
-        HostSet::new(
-            ports
-                .into_iter()
-                .map(|p| Host::new(&format!("127.0.0.1:{p}")).unwrap())
-                .collect(),
-        )
-    }
+    use crate::host::{test_hosts as hosts, Host, Locality};
 
     fn ring_of(set: &HostSet, min: u64, max: u64, f: HashFunction, hostname: bool) -> Ring {
         let weights = NormalizedWeights::compute(set, false, false);
