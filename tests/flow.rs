@@ -18,6 +18,15 @@ use a2a_affinity::stats::Counter;
 mod common;
 use common::{Harness, MockHost};
 
+/// POSTs `body` as JSON-RPC and checks that the upstream gets it unchanged
+/// and without a hash-key header.
+fn assert_passes_without_key(h: &Harness, body: &str) {
+    let mut host = h.host("POST", "/");
+    h.request(&mut host, &[body.as_bytes()], false);
+    assert!(host.header_values("x-context-id").is_empty(), "{body}");
+    assert_eq!(host.body, body.as_bytes(), "{body}");
+}
+
 fn rpc03(ctx: &str, text: &str) -> String {
     format!(
         r#"{{"jsonrpc":"2.0","id":"1","method":"message/send","params":{{"configuration":{{"blocking":true}},"message":{{"contextId":"{ctx}","kind":"message","messageId":"m-1","parts":[{{"kind":"text","text":"{text}"}}],"role":"user"}}}}}}"#
@@ -166,10 +175,7 @@ fn decoys_do_not_count() {
         r#"{"method":"message/send","params":{"contextId":"decoy","message":{"role":"user"}}}"#,
         r#"{"method":"message/send","contextId":"decoy","params":{"message":{}}}"#,
     ] {
-        let mut host = h.host("POST", "/");
-        h.request(&mut host, &[body.as_bytes()], false);
-        assert!(host.header_values("x-context-id").is_empty(), "{body}");
-        assert_eq!(host.body, body.as_bytes());
+        assert_passes_without_key(&h, body);
     }
     assert_eq!(h.counter(Counter::ContextAbsent), 4);
 }
@@ -206,10 +212,7 @@ fn unusable_values_count_as_absent() {
         r#"{"method":"message/send","params":{"message":{"contextId":42}}}"#,
         r#"{"method":"message/send","params":{"message":{"contextId":{"x":1}}}}"#,
     ] {
-        let mut host = h.host("POST", "/");
-        h.request(&mut host, &[body.as_bytes()], false);
-        assert!(host.header_values("x-context-id").is_empty(), "{body}");
-        assert_eq!(host.body, body.as_bytes(), "{body}");
+        assert_passes_without_key(&h, body);
     }
     assert_eq!(h.counter(Counter::InvalidValue), 6);
     assert_eq!(h.counter(Counter::Minted), 0);
@@ -224,10 +227,7 @@ fn invalid_json_passes_unchanged() {
         r#"not json"#,
         r#"{"method":"message/send","params":{"message":{"parts":[}}}"#,
     ] {
-        let mut host = h.host("POST", "/");
-        h.request(&mut host, &[body.as_bytes()], false);
-        assert!(host.header_values("x-context-id").is_empty(), "{body}");
-        assert_eq!(host.body, body.as_bytes(), "{body}");
+        assert_passes_without_key(&h, body);
     }
     assert_eq!(h.counter(Counter::InvalidJson), 4);
     assert_eq!(h.counter(Counter::Minted), 0);
@@ -384,10 +384,7 @@ fn no_minting_for_follow_ups_non_send_calls_or_when_off() {
         r#"{"method":"tools/call","params":{"message":{}}}"#,
         r#"{"params":{"message":{}}}"#,
     ] {
-        let mut host = h.host("POST", "/");
-        h.request(&mut host, &[body.as_bytes()], false);
-        assert!(host.header_values("x-context-id").is_empty(), "{body}");
-        assert_eq!(host.body, body.as_bytes());
+        assert_passes_without_key(&h, body);
     }
     let off = Harness::new(r#"{"mint_context_id":false}"#);
     let body = rpc10_first_turn("x");
