@@ -16,58 +16,9 @@ use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 
-const CONTEXT_ID: &str = "9f1c2e4a-5b6d-4c8e-a0f1-23456789abcd";
-
-/// Message text as JSON carries it. `Dense` has an escape every ~33 bytes
-/// (quotes and line breaks), a pessimistic case for span skipping; `Prose`
-/// has paragraphs of ~450 bytes with one quoted phrase and a blank line.
-#[derive(Clone, Copy)]
-enum Text {
-    Dense,
-    Prose,
-}
-
-fn text_of_len(kind: Text, len: usize) -> String {
-    let unit = match kind {
-        Text::Dense => r#"The agent should summarise the \"quarterly report\" and list open questions for the next turn.\n"#,
-        Text::Prose => concat!(
-            "Before we continue, please check the figures in the attached summary against the ",
-            "ledger export from last month. The totals for the northern region looked too high ",
-            "to me, in particular the line marked \\\"adjustments\\\", which nobody could explain in the ",
-            "review meeting. If the difference comes from currency conversion, say so and show ",
-            "the rate you used; otherwise list the entries that account for it.\\n\\n"
-        ),
-    };
-    let mut text = String::with_capacity(len + unit.len());
-    while text.len() < len {
-        text.push_str(unit);
-    }
-    // Cut on an ASCII boundary that does not split an escape.
-    let mut cut = len.min(text.len());
-    while text[..cut].ends_with('\\') {
-        cut -= 1;
-    }
-    text.truncate(cut);
-    text
-}
-
-/// A JSON-RPC 0.3 `message/send` body of about `size` bytes.
-fn body(size: usize, kind: Text, context_first: bool) -> Vec<u8> {
-    let envelope = |text: &str| {
-        let (before, after) = if context_first {
-            (format!(r#""contextId":"{CONTEXT_ID}","#), String::new())
-        } else {
-            (String::new(), format!(r#","contextId":"{CONTEXT_ID}""#))
-        };
-        format!(
-            r#"{{"jsonrpc":"2.0","id":"b7d5","method":"message/send","params":{{"configuration":{{"blocking":true,"acceptedOutputModes":["text/plain"]}},"message":{{{before}"kind":"message","messageId":"1c0e","role":"user","parts":[{{"kind":"text","text":"{text}"}}]{after}}}}}}}"#
-        )
-    };
-    let overhead = envelope("").len();
-    let doc = envelope(&text_of_len(kind, size.saturating_sub(overhead)));
-    assert!(serde_json::from_str::<serde_json::Value>(&doc).is_ok());
-    doc.into_bytes()
-}
+#[path = "bodies.rs"]
+mod bodies;
+use bodies::{body, Text, CONTEXT_ID};
 
 const PATHS: &[&[&str]] = &[&["params", "message", "contextId"]];
 

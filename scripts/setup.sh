@@ -38,6 +38,13 @@ for v in 1.36.4 1.38.2; do
   fi
 done
 
+# Node runs the JavaScript A2A client and, through its WASI, the extractor
+# check inside V8 (bench/wasm_scan.mjs).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  say "installing Node.js (Debian packages nodejs, npm)"
+  apt-get update -qq && apt-get install -y -qq nodejs npm
+fi
+
 # The JavaScript A2A client (@a2a-js/sdk) used by the second-client tests.
 if [ -f tests/js/package.json ] && [ ! -d tests/js/node_modules ]; then
   say "installing @a2a-js/sdk (npm ci in tests/js)"

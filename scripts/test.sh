@@ -24,5 +24,10 @@ cargo test --workspace --quiet -- --include-ignored
 say "release Wasm module"
 scripts/build.sh
 
+say "extractor check inside V8 (the module's SIMD string skip; bench/wasm-scan)"
+cargo build --release --target wasm32-wasip1 --quiet -p wasm-scan
+node --no-warnings bench/wasm_scan.mjs \
+  "${CARGO_TARGET_DIR:-target}/wasm32-wasip1/release/wasm-scan.wasm" --check
+
 say "end-to-end tests (real Envoy)"
 .venv/bin/python -m pytest -q tests
