@@ -155,6 +155,11 @@ impl Host for WasmHost {
             .flatten()
     }
 
+    fn request_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>> {
+        let map = abi::get_header_pairs(abi::MAP_REQUEST_HEADERS).unwrap_or_default();
+        crate::host::first_values(&map, names)
+    }
+
     fn replace_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
         // Envoy's replace drops every other value of the header (checked by
         // the end-to-end test that sends two client values), in one call.
@@ -179,6 +184,11 @@ impl Host for WasmHost {
         abi::get_header(abi::MAP_RESPONSE_HEADERS, name)
             .ok()
             .flatten()
+    }
+
+    fn response_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>> {
+        let map = abi::get_header_pairs(abi::MAP_RESPONSE_HEADERS).unwrap_or_default();
+        crate::host::first_values(&map, names)
     }
 
     fn response_body(&self, start: usize, len: usize) -> Result<Vec<u8>, HostError> {
@@ -240,6 +250,7 @@ mod abi {
             value: *mut *mut u8,
             value_size: *mut usize,
         ) -> u32;
+        fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
         fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
         fn proxy_replace_header_map_value(
             map: u32,
@@ -338,6 +349,19 @@ mod abi {
             OK => Ok(Some(unsafe { take(data, size) })),
             NOT_FOUND => Ok(None),
             _ => Err(HostError("get_header_map_value")),
+        }
+    }
+
+    /// Every pair of a header map, serialized (see `host::first_values`).
+    pub fn get_header_pairs(map: u32) -> Result<Vec<u8>, HostError> {
+        let mut data = std::ptr::null_mut();
+        let mut size = 0usize;
+        // SAFETY: out-pointers to locals.
+        let code = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
+        match code {
+            // SAFETY: a successful call returned a host-allocated block.
+            OK => Ok(unsafe { take(data, size) }),
+            _ => Err(HostError("get_header_map_pairs")),
         }
     }
 

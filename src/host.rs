@@ -22,6 +22,13 @@ pub enum Level {
 pub trait Host {
     /// The first value of a request header, if any.
     fn request_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// The first value of each of several request headers. Envoy's host
+    /// answers this in one call (all pairs at once) where one call per name
+    /// would enter the VM twice each: once for the call, once to allocate
+    /// the answer.
+    fn request_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>> {
+        names.iter().map(|name| self.request_header(name)).collect()
+    }
     /// Removes every value of a request header, then adds `value`: Envoy
     /// hashes all values of a repeated header, so appending would let a
     /// client-sent value change the hash.
@@ -33,6 +40,14 @@ pub trait Host {
     fn replace_request_body(&mut self, buffered: usize, data: &[u8]) -> Result<(), HostError>;
     /// The first value of a response header, if any.
     fn response_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// The first value of each of several response headers (see
+    /// `request_headers`).
+    fn response_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>> {
+        names
+            .iter()
+            .map(|name| self.response_header(name))
+            .collect()
+    }
     /// `len` bytes of the response body chunk from `start`.
     fn response_body(&self, start: usize, len: usize) -> Result<Vec<u8>, HostError>;
     fn count(&mut self, counter: Counter);
@@ -43,4 +58,150 @@ pub trait Host {
     /// A value in the store every worker of this Envoy shares.
     fn shared_get(&self, key: &str) -> Option<Vec<u8>>;
     fn shared_set(&mut self, key: &str, value: &[u8]) -> Result<(), HostError>;
+}
+
+/// The first value of each of `names` in a header map as the proxy-wasm ABI
+/// serializes it (`proxy_get_header_map_pairs`): a little-endian u32 pair
+/// count, then a u32 name length and a u32 value length per pair, then each
+/// name and value followed by a NUL. A map that does not parse yields `None`
+/// for every name, as if no header were there.
+pub fn first_values(map: &[u8], names: &[&str]) -> Vec<Option<Vec<u8>>> {
+    let mut found = vec![None; names.len()];
+    let _ = fill_first_values(map, names, &mut found);
+    found
+}
+
+fn fill_first_values(map: &[u8], names: &[&str], found: &mut [Option<Vec<u8>>]) -> Option<()> {
+    let u32_at = |at: usize| -> Option<usize> {
+        let bytes: [u8; 4] = map.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(bytes)).ok()
+    };
+    let count = u32_at(0)?;
+    let mut sizes = 4usize;
+    let mut data = count.checked_mul(8)?.checked_add(4)?;
+    if data > map.len() {
+        return None;
+    }
+    let mut parsed: Vec<Option<Vec<u8>>> = vec![None; names.len()];
+    for _ in 0..count {
+        let name_len = u32_at(sizes)?;
+        let value_len = u32_at(sizes + 4)?;
+        sizes += 8;
+        let name = map.get(data..data.checked_add(name_len)?)?;
+        data += name_len;
+        if map.get(data) != Some(&0) {
+            return None;
+        }
+        data += 1;
+        let value = map.get(data..data.checked_add(value_len)?)?;
+        data += value_len;
+        if map.get(data) != Some(&0) {
+            return None;
+        }
+        data += 1;
+        for (want, slot) in names.iter().zip(parsed.iter_mut()) {
+            if slot.is_none() && want.as_bytes() == name {
+                *slot = Some(value.to_vec());
+            }
+        }
+    }
+    // Only a map that parses to its end counts.
+    (data == map.len()).then(|| {
+        for (slot, value) in found.iter_mut().zip(parsed) {
+            *slot = value;
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_values;
+
+    fn serialize(pairs: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (name, value) in pairs {
+            out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        }
+        for (name, value) in pairs {
+            out.extend_from_slice(name.as_bytes());
+            out.push(0);
+            out.extend_from_slice(value);
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn finds_the_first_value_of_each_name() {
+        let map = serialize(&[
+            (":method", b"POST"),
+            (":path", b"/"),
+            ("content-type", b"application/json"),
+            ("x-context-id", b"one"),
+            ("x-context-id", b"two"),
+            ("empty", b""),
+        ]);
+        assert_eq!(
+            first_values(
+                &map,
+                &[
+                    ":path",
+                    "x-context-id",
+                    "content-encoding",
+                    "empty",
+                    ":method"
+                ]
+            ),
+            vec![
+                Some(b"/".to_vec()),
+                Some(b"one".to_vec()),
+                None,
+                Some(Vec::new()),
+                Some(b"POST".to_vec())
+            ]
+        );
+        assert_eq!(first_values(&serialize(&[]), &[":path"]), vec![None]);
+    }
+
+    #[test]
+    fn a_map_that_does_not_parse_has_no_headers() {
+        let map = serialize(&[(":method", b"POST"), (":path", b"/a")]);
+        let names = [":method", ":path"];
+        // Every truncation, every single-byte change to a length or a NUL,
+        // and trailing bytes: no panic, and either the true values or none.
+        for cut in 0..map.len() {
+            assert_eq!(
+                first_values(&map[..cut], &names),
+                vec![None, None],
+                "cut {cut}"
+            );
+        }
+        let mut longer = map.clone();
+        longer.push(0);
+        assert_eq!(first_values(&longer, &names), vec![None, None]);
+        for at in 0..map.len() {
+            for byte in [0u8, 1, 0x7f, 0xff] {
+                let mut bad = map.clone();
+                if bad[at] == byte {
+                    continue;
+                }
+                bad[at] = byte;
+                let got = first_values(&bad, &names);
+                let truth = first_values(&map, &names);
+                for (g, t) in got.iter().zip(&truth) {
+                    // A changed value byte changes that value; anything
+                    // else must be rejected as a whole.
+                    assert!(
+                        g.is_none() || g.as_ref().map(Vec::len) == t.as_ref().map(Vec::len),
+                        "byte {at} = {byte:#x}: {got:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            first_values(&u32::MAX.to_le_bytes(), &names),
+            vec![None, None]
+        );
+    }
 }

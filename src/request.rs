@@ -90,14 +90,13 @@ impl Stream {
     }
 
     pub fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
-        let text = |name: &str| {
-            host.request_header(name)
-                .and_then(|v| String::from_utf8(v).ok())
-        };
-        let method = text(":method").unwrap_or_default();
-        let path = text(":path").unwrap_or_default();
-        let content_type = text("content-type");
-        let content_encoding = text("content-encoding");
+        let values: [Option<Vec<u8>>; 4] = host
+            .request_headers(&[":method", ":path", "content-type", "content-encoding"])
+            .try_into()
+            .unwrap_or_default();
+        let [method, path, content_type, content_encoding] =
+            values.map(|v| v.and_then(|v| String::from_utf8(v).ok()));
+        let (method, path) = (method.unwrap_or_default(), path.unwrap_or_default());
         let max_value = self.plugin.config.max_value_bytes;
         let reader: Box<dyn BodyReader> = match classify(
             &method,
@@ -361,10 +360,11 @@ impl Stream {
         if !self.a2a || !self.plugin.config.learn_tasks {
             return Action::Continue;
         }
-        let Some(content_type) = host
-            .response_header("content-type")
-            .and_then(|v| String::from_utf8(v).ok())
-        else {
+        let [content_type, content_encoding]: [Option<Vec<u8>>; 2] = host
+            .response_headers(&["content-type", "content-encoding"])
+            .try_into()
+            .unwrap_or_default();
+        let Some(content_type) = content_type.and_then(|v| String::from_utf8(v).ok()) else {
             return Action::Continue;
         };
         let grpc_body = grpc::is_grpc_proto(&content_type);
@@ -372,10 +372,7 @@ impl Stream {
         if !grpc_body && framing.is_none() {
             return Action::Continue;
         }
-        if host
-            .response_header("content-encoding")
-            .is_some_and(|v| !v.eq_ignore_ascii_case(b"identity"))
-        {
+        if content_encoding.is_some_and(|v| !v.eq_ignore_ascii_case(b"identity")) {
             return Action::Continue;
         }
         let max_value = self.plugin.config.max_value_bytes;
