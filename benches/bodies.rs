@@ -8,7 +8,7 @@ pub const CONTEXT_ID: &str = "9f1c2e4a-5b6d-4c8e-a0f1-23456789abcd";
 /// (quotes and line breaks), a pessimistic case for span skipping; `Prose`
 /// has paragraphs of ~450 bytes with one quoted phrase and a blank line.
 #[derive(Clone, Copy)]
-pub enum Text {
+enum Text {
     Dense,
     Prose,
 }
@@ -38,7 +38,7 @@ fn text_of_len(kind: Text, len: usize) -> String {
 }
 
 /// A JSON-RPC 0.3 `message/send` body of about `size` bytes.
-pub fn body(size: usize, kind: Text, context_first: bool) -> Vec<u8> {
+fn body(size: usize, kind: Text, context_first: bool) -> Vec<u8> {
     let envelope = |text: &str| {
         let (before, after) = if context_first {
             (format!(r#""contextId":"{CONTEXT_ID}","#), String::new())
@@ -53,4 +53,32 @@ pub fn body(size: usize, kind: Text, context_first: bool) -> Vec<u8> {
     let doc = envelope(&text_of_len(kind, size.saturating_sub(overhead)));
     assert!(serde_json::from_str::<serde_json::Value>(&doc).is_ok());
     doc.into_bytes()
+}
+
+/// One body of the benchmarks' grid, with its labels.
+pub struct Case {
+    pub size: &'static str,
+    pub text: &'static str,
+    pub position: &'static str,
+    pub body: Vec<u8>,
+}
+
+/// Every body the benchmarks time: 1, 64 and 512 KiB, dense and prose text,
+/// the contextId first and last.
+pub fn cases() -> Vec<Case> {
+    let mut all = Vec::new();
+    for (size, bytes) in [("1KiB", 1024), ("64KiB", 64 * 1024), ("512KiB", 512 * 1024)] {
+        for (text, kind) in [("dense", Text::Dense), ("prose", Text::Prose)] {
+            for (position, context_first) in [("first", true), ("last", false)] {
+                let body = body(bytes, kind, context_first);
+                all.push(Case {
+                    size,
+                    text,
+                    position,
+                    body,
+                });
+            }
+        }
+    }
+    all
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 #[path = "bodies.rs"]
 mod bodies;
-use bodies::{body, Text, CONTEXT_ID};
+use bodies::{cases, CONTEXT_ID};
 
 const PATHS: &[&[&str]] = &[&["params", "message", "contextId"]];
 
@@ -62,24 +62,19 @@ fn serde(body: &[u8]) -> usize {
 
 fn throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("scan");
-    let sizes = [("1KiB", 1024), ("64KiB", 64 * 1024), ("512KiB", 512 * 1024)];
-    for (label, size) in sizes {
-        for (text, kind) in [("dense", Text::Dense), ("prose", Text::Prose)] {
-            for (position, context_first) in [("first", true), ("last", false)] {
-                let body = body(size, kind, context_first);
-                let id = format!("{label}/{text}/context-{position}");
-                group.throughput(Throughput::Bytes(body.len() as u64));
-                let mut scanner = Scanner::new(PATHS, Limits::default());
-                assert_eq!(scan(&mut scanner, &body), CONTEXT_ID.len());
-                assert_eq!(serde(&body), CONTEXT_ID.len());
-                group.bench_with_input(BenchmarkId::new("scanner", &id), &body, |b, body| {
-                    b.iter(|| scan(&mut scanner, black_box(body)))
-                });
-                group.bench_with_input(BenchmarkId::new("serde_json", &id), &body, |b, body| {
-                    b.iter(|| serde(black_box(body)))
-                });
-            }
-        }
+    for case in cases() {
+        let (label, text, position, body) = (case.size, case.text, case.position, case.body);
+        let id = format!("{label}/{text}/context-{position}");
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        let mut scanner = Scanner::new(PATHS, Limits::default());
+        assert_eq!(scan(&mut scanner, &body), CONTEXT_ID.len());
+        assert_eq!(serde(&body), CONTEXT_ID.len());
+        group.bench_with_input(BenchmarkId::new("scanner", &id), &body, |b, body| {
+            b.iter(|| scan(&mut scanner, black_box(body)))
+        });
+        group.bench_with_input(BenchmarkId::new("serde_json", &id), &body, |b, body| {
+            b.iter(|| serde(black_box(body)))
+        });
     }
     group.finish();
 }
@@ -89,34 +84,29 @@ fn throughput(c: &mut Criterion) {
 fn interleaved() {
     println!("| body | text | contextId | scanner GB/s | serde_json GB/s |");
     println!("|---|---|---|---|---|");
-    let sizes = [("1KiB", 1024), ("64KiB", 64 * 1024), ("512KiB", 512 * 1024)];
-    for (label, size) in sizes {
-        for (text, kind) in [("dense", Text::Dense), ("prose", Text::Prose)] {
-            for (position, context_first) in [("first", true), ("last", false)] {
-                let body = body(size, kind, context_first);
-                let reps = (4 << 20) / body.len();
-                let mut scanner = Scanner::new(PATHS, Limits::default());
-                let (mut best_scanner, mut best_serde) = (Duration::MAX, Duration::MAX);
-                for _ in 0..40 {
-                    let start = Instant::now();
-                    for _ in 0..reps {
-                        black_box(scan(&mut scanner, black_box(&body)));
-                    }
-                    best_scanner = best_scanner.min(start.elapsed());
-                    let start = Instant::now();
-                    for _ in 0..reps {
-                        black_box(serde(black_box(&body)));
-                    }
-                    best_serde = best_serde.min(start.elapsed());
-                }
-                let gbps = |t: Duration| (reps * body.len()) as f64 / t.as_secs_f64() / 1e9;
-                println!(
-                    "| {label} | {text} | {position} | {:.2} | {:.2} |",
-                    gbps(best_scanner),
-                    gbps(best_serde)
-                );
+    for case in cases() {
+        let (label, text, position, body) = (case.size, case.text, case.position, case.body);
+        let reps = (4 << 20) / body.len();
+        let mut scanner = Scanner::new(PATHS, Limits::default());
+        let (mut best_scanner, mut best_serde) = (Duration::MAX, Duration::MAX);
+        for _ in 0..40 {
+            let start = Instant::now();
+            for _ in 0..reps {
+                black_box(scan(&mut scanner, black_box(&body)));
             }
+            best_scanner = best_scanner.min(start.elapsed());
+            let start = Instant::now();
+            for _ in 0..reps {
+                black_box(serde(black_box(&body)));
+            }
+            best_serde = best_serde.min(start.elapsed());
         }
+        let gbps = |t: Duration| (reps * body.len()) as f64 / t.as_secs_f64() / 1e9;
+        println!(
+            "| {label} | {text} | {position} | {:.2} | {:.2} |",
+            gbps(best_scanner),
+            gbps(best_serde)
+        );
     }
 }
 

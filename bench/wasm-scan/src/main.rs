@@ -26,7 +26,7 @@
 mod bodies;
 
 use a2a_affinity::extract::{BodyKind, Extractor, Step, Verdict};
-use bodies::{body, Text, CONTEXT_ID};
+use bodies::{cases, CONTEXT_ID};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -178,28 +178,23 @@ fn main() {
     println!();
     println!("| body | text | contextId | µs per body | GB/s |");
     println!("|---|---|---|---|---|");
-    let sizes = [("1KiB", 1024), ("64KiB", 64 * 1024), ("512KiB", 512 * 1024)];
-    for (label, size) in sizes {
-        for (text, kind) in [("dense", Text::Dense), ("prose", Text::Prose)] {
-            for (position, context_first) in [("first", true), ("last", false)] {
-                let body = body(size, kind, context_first);
-                assert_eq!(extract(&body), CONTEXT_ID.len());
-                let reps = (8 << 20) / body.len();
-                let mut best = Duration::MAX;
-                for _ in 0..20 {
-                    let start = Instant::now();
-                    for _ in 0..reps {
-                        black_box(extract(black_box(&body)));
-                    }
-                    best = best.min(start.elapsed());
-                }
-                let per_body = best.as_secs_f64() / reps as f64;
-                println!(
-                    "| {label} | {text} | {position} | {:.2} | {:.2} |",
-                    per_body * 1e6,
-                    body.len() as f64 / per_body / 1e9
-                );
+    for case in cases() {
+        let (label, text, position, body) = (case.size, case.text, case.position, case.body);
+        assert_eq!(extract(&body), CONTEXT_ID.len());
+        let reps = (8 << 20) / body.len();
+        let mut best = Duration::MAX;
+        for _ in 0..20 {
+            let start = Instant::now();
+            for _ in 0..reps {
+                black_box(extract(black_box(&body)));
             }
+            best = best.min(start.elapsed());
         }
+        let per_body = best.as_secs_f64() / reps as f64;
+        println!(
+            "| {label} | {text} | {position} | {:.2} | {:.2} |",
+            per_body * 1e6,
+            body.len() as f64 / per_body / 1e9
+        );
     }
 }
