@@ -16,7 +16,7 @@ use a2a_affinity::request::{Action, Stream};
 use a2a_affinity::stats::Counter;
 
 mod common;
-use common::{Harness, MockHost};
+use common::{respond, Harness, MockHost};
 
 /// POSTs `body` as JSON-RPC and checks that the upstream gets it unchanged
 /// and without a hash-key header.
@@ -410,16 +410,6 @@ fn host_errors_never_stop_the_request() {
         .borrow()
         .iter()
         .any(|(l, m)| *l == Level::Error && m.contains("failed")));
-}
-
-/// Sends a response through the stream in `chunks`.
-fn respond(stream: &mut Stream, host: &mut MockHost, content_type: &str, chunks: &[&[u8]]) {
-    host.response_headers = vec![("content-type".into(), content_type.into())];
-    assert_eq!(stream.on_response_headers(host), Action::Continue);
-    for chunk in chunks {
-        host.response_chunk = chunk.to_vec();
-        assert_eq!(stream.on_response_body(host, chunk.len()), Action::Continue);
-    }
 }
 
 fn task_call(h: &Harness, path: &str, method: &str, body: Option<&str>) -> Vec<String> {

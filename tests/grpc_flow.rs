@@ -15,7 +15,7 @@ use a2a_affinity::request::{Action, Stream};
 use a2a_affinity::stats::Counter;
 
 mod common;
-use common::{Harness, MockHost};
+use common::{respond, Harness, MockHost};
 
 const V1: &str = "/lf.a2a.v1.A2AService";
 const V0: &str = "/a2a.v1.A2AService";
@@ -78,15 +78,6 @@ fn send(service: &str, msg: &[u8]) -> Vec<u8> {
 
 fn grpc_host(h: &Harness, path: &str) -> MockHost {
     MockHost::new(&h.shared, "POST", path, Some("application/grpc"))
-}
-
-fn respond(stream: &mut Stream, host: &mut MockHost, content_type: &str, chunks: &[&[u8]]) {
-    host.response_headers = vec![("content-type".into(), content_type.into())];
-    assert_eq!(stream.on_response_headers(host), Action::Continue);
-    for chunk in chunks {
-        host.response_chunk = chunk.to_vec();
-        assert_eq!(stream.on_response_body(host, chunk.len()), Action::Continue);
-    }
 }
 
 /// Reads the context_id the upstream got in the Message of a send frame,

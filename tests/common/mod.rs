@@ -217,3 +217,14 @@ impl Harness {
         (stream, actions)
     }
 }
+
+/// Sends a response with `content_type` through the stream in `chunks`; the
+/// filter must let every callback continue.
+pub fn respond(stream: &mut Stream, host: &mut MockHost, content_type: &str, chunks: &[&[u8]]) {
+    host.response_headers = vec![("content-type".into(), content_type.into())];
+    assert_eq!(stream.on_response_headers(host), Action::Continue);
+    for chunk in chunks {
+        host.response_chunk = chunk.to_vec();
+        assert_eq!(stream.on_response_body(host, chunk.len()), Action::Continue);
+    }
+}
