@@ -65,6 +65,11 @@ pub struct Stream {
     request: RequestState,
     /// Body bytes already handed to the extractor.
     fed: usize,
+    /// The request arrived with the configured hash header (from the
+    /// client); read with the other request headers.
+    client_header: bool,
+    /// The request's `content-length`, if it had a valid one.
+    content_length: Option<u64>,
     /// Bytes to copy out of Envoy in the next body read.
     window: usize,
     /// The request is an A2A call whose response may name tasks.
@@ -81,6 +86,8 @@ impl Stream {
             plugin,
             request: RequestState::Done,
             fed: 0,
+            client_header: false,
+            content_length: None,
             window: FIRST_READ_WINDOW,
             a2a: false,
             learner: None,
@@ -90,12 +97,25 @@ impl Stream {
     }
 
     pub fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
-        let values: [Option<Vec<u8>>; 4] = host
-            .request_headers(&[":method", ":path", "content-type", "content-encoding"])
+        // Every request header the stream needs, in one host call: the
+        // hash header and the length are used only on some paths, later.
+        let plugin = Rc::clone(&self.plugin);
+        let values: [Option<Vec<u8>>; 6] = host
+            .request_headers(&[
+                ":method",
+                ":path",
+                "content-type",
+                "content-encoding",
+                &plugin.config.header,
+                "content-length",
+            ])
             .try_into()
             .unwrap_or_default();
-        let [method, path, content_type, content_encoding] =
+        // Any value counts as a client header, UTF-8 or not.
+        self.client_header = values[4].is_some();
+        let [method, path, content_type, content_encoding, _, content_length] =
             values.map(|v| v.and_then(|v| String::from_utf8(v).ok()));
+        self.content_length = content_length.and_then(|v| v.trim().parse::<u64>().ok());
         let (method, path) = (method.unwrap_or_default(), path.unwrap_or_default());
         let max_value = self.plugin.config.max_value_bytes;
         let reader: Box<dyn BodyReader> = match classify(
@@ -285,7 +305,7 @@ impl Stream {
     fn without_body_key(&self, host: &mut dyn Host, outcome: Counter) {
         host.count(outcome);
         let header = &self.plugin.config.header;
-        if host.request_header(header).is_none() {
+        if !self.client_header {
             return;
         }
         match self.plugin.config.client_header {
@@ -336,9 +356,7 @@ impl Stream {
         let Some(new_body) = insert(&body, &context_id) else {
             return false;
         };
-        let content_length = host
-            .request_header("content-length")
-            .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<u64>().ok());
+        let content_length = self.content_length;
         if host.replace_request_body(buffered, &new_body).is_err() {
             return false;
         }
