@@ -149,12 +149,6 @@ struct WasmHost {
 }
 
 impl Host for WasmHost {
-    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-        abi::get_header(abi::MAP_REQUEST_HEADERS, name)
-            .ok()
-            .flatten()
-    }
-
     fn request_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>> {
         let map = abi::get_header_pairs(abi::MAP_REQUEST_HEADERS).unwrap_or_default();
         crate::host::first_values(&map, names)
@@ -178,12 +172,6 @@ impl Host for WasmHost {
         // Envoy's buffer setter only prepends, appends, or replaces all
         // (start 0, size >= buffered).
         abi::set_buffer(abi::BUFFER_REQUEST_BODY, 0, buffered, data)
-    }
-
-    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
-        abi::get_header(abi::MAP_RESPONSE_HEADERS, name)
-            .ok()
-            .flatten()
     }
 
     fn response_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>> {
@@ -243,13 +231,6 @@ mod abi {
     extern "C" {
         fn proxy_log(level: u32, data: *const u8, size: usize) -> u32;
         fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
-        fn proxy_get_header_map_value(
-            map: u32,
-            key: *const u8,
-            key_size: usize,
-            value: *mut *mut u8,
-            value_size: *mut usize,
-        ) -> u32;
         fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
         fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
         fn proxy_replace_header_map_value(
@@ -335,21 +316,6 @@ mod abi {
             "get_current_time",
         )?;
         Ok(t)
-    }
-
-    pub fn get_header(map: u32, key: &str) -> Result<Option<Vec<u8>>, HostError> {
-        let mut data = std::ptr::null_mut();
-        let mut size = 0usize;
-        // SAFETY: valid key slice; out-pointers to locals.
-        let code = unsafe {
-            proxy_get_header_map_value(map, key.as_ptr(), key.len(), &mut data, &mut size)
-        };
-        match code {
-            // SAFETY: a successful call returned a host-allocated block.
-            OK => Ok(Some(unsafe { take(data, size) })),
-            NOT_FOUND => Ok(None),
-            _ => Err(HostError("get_header_map_value")),
-        }
     }
 
     /// Every pair of a header map, serialized (see `host::first_values`).

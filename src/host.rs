@@ -20,15 +20,11 @@ pub enum Level {
 }
 
 pub trait Host {
-    /// The first value of a request header, if any.
-    fn request_header(&self, name: &str) -> Option<Vec<u8>>;
-    /// The first value of each of several request headers. Envoy's host
-    /// answers this in one call (all pairs at once) where one call per name
-    /// would enter the VM twice each: once for the call, once to allocate
-    /// the answer.
-    fn request_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>> {
-        names.iter().map(|name| self.request_header(name)).collect()
-    }
+    /// The first value of each of `names` among the request headers, in
+    /// one host call: Envoy hands over all pairs at once, where a call per
+    /// name would enter the VM twice each (once for the call, once to
+    /// allocate the answer).
+    fn request_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>>;
     /// Removes every value of a request header, then adds `value`: Envoy
     /// hashes all values of a repeated header, so appending would let a
     /// client-sent value change the hash.
@@ -38,16 +34,9 @@ pub trait Host {
     fn request_body(&self, start: usize, len: usize) -> Result<Vec<u8>, HostError>;
     /// Replaces the `buffered` bytes held so far with `data`.
     fn replace_request_body(&mut self, buffered: usize, data: &[u8]) -> Result<(), HostError>;
-    /// The first value of a response header, if any.
-    fn response_header(&self, name: &str) -> Option<Vec<u8>>;
-    /// The first value of each of several response headers (see
-    /// `request_headers`).
-    fn response_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>> {
-        names
-            .iter()
-            .map(|name| self.response_header(name))
-            .collect()
-    }
+    /// The first value of each of `names` among the response headers, in
+    /// one host call (see `request_headers`).
+    fn response_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>>;
     /// `len` bytes of the response body chunk from `start`.
     fn response_body(&self, start: usize, len: usize) -> Result<Vec<u8>, HostError>;
     fn count(&mut self, counter: Counter);

@@ -72,12 +72,22 @@ impl MockHost {
     }
 }
 
+/// The first value of each of `names` in a header list.
+fn first_values(headers: &[(String, String)], names: &[&str]) -> Vec<Option<Vec<u8>>> {
+    names
+        .iter()
+        .map(|name| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_bytes().to_vec())
+        })
+        .collect()
+}
+
 impl Host for MockHost {
-    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_bytes().to_vec())
+    fn request_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>> {
+        first_values(&self.headers, names)
     }
     fn replace_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
         if self.fail_header_writes {
@@ -108,11 +118,8 @@ impl Host for MockHost {
         self.body = data.to_vec();
         Ok(())
     }
-    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
-        self.response_headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_bytes().to_vec())
+    fn response_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>> {
+        first_values(&self.response_headers, names)
     }
     fn response_body(&self, start: usize, len: usize) -> Result<Vec<u8>, HostError> {
         let end = (start + len).min(self.response_chunk.len());
