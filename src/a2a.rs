@@ -92,10 +92,23 @@ fn is_json_media_type(content_type: &str) -> bool {
 /// `POST .../tasks/{id}:cancel`, `GET|POST .../tasks/{id}:subscribe`, and
 /// `.../tasks/{id}/pushNotificationConfigs[/{configId}]`.
 fn rest_task_id(method: &str, path: &str) -> Option<String> {
-    let segments: Vec<&str> = path.split('/').collect();
-    let tasks_at = segments.iter().rposition(|s| *s == "tasks")?;
-    let rest = segments.get(tasks_at + 1..)?;
-    let (raw_id, verb_ok) = match rest {
+    // The segments after the last `tasks` segment, gathered from the end:
+    // every route has one to three of them. (No allocation: this runs on
+    // every request.)
+    let mut after = [""; 3];
+    let mut count = 0;
+    let mut segments = path.rsplit('/');
+    loop {
+        let segment = segments.next()?;
+        if segment == "tasks" {
+            break;
+        }
+        *after.get_mut(count)? = segment;
+        count += 1;
+    }
+    let after = after.get_mut(..count)?;
+    after.reverse();
+    let (raw_id, verb_ok) = match &*after {
         [id] => match id.rsplit_once(':') {
             Some((id, "cancel")) => (id, method.eq_ignore_ascii_case("POST")),
             Some((id, "subscribe")) => (

@@ -133,6 +133,17 @@ impl Extractor {
         }
     }
 
+    /// Ready for the next body, as if new (the scanner keeps its
+    /// allocations).
+    pub fn reset(&mut self) {
+        self.scanner.reset();
+        self.found = Found::default();
+    }
+
+    pub fn kind(&self) -> BodyKind {
+        self.kind
+    }
+
     /// Body bytes read so far.
     pub fn offset(&self) -> u64 {
         self.scanner.offset()
@@ -245,7 +256,7 @@ impl Found {
             return;
         };
         // A container where a string belongs is as unusable as a bad string.
-        let value = match scalar {
+        let value = || match scalar {
             Some(s) => header_value(s, max),
             None => Err(()),
         };
@@ -258,11 +269,11 @@ impl Found {
                     });
                 }
             }
-            Field::MessageContextId => self.message_context.offer(value),
-            Field::MessageTaskId => self.message_task.offer(value),
-            Field::ParamsContextId => self.params_context.offer(value),
-            Field::ParamsId => self.params_id.offer(value),
-            Field::ParamsTaskId => self.params_task_id.offer(value),
+            Field::MessageContextId => self.message_context.offer(value()),
+            Field::MessageTaskId => self.message_task.offer(value()),
+            Field::ParamsContextId => self.params_context.offer(value()),
+            Field::ParamsId => self.params_id.offer(value()),
+            Field::ParamsTaskId => self.params_task_id.offer(value()),
             Field::Params | Field::Message => {}
         }
     }

@@ -149,9 +149,8 @@ struct WasmHost {
 }
 
 impl Host for WasmHost {
-    fn request_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>> {
-        let map = abi::get_header_pairs(abi::MAP_REQUEST_HEADERS).unwrap_or_default();
-        crate::host::first_values(&map, names)
+    fn request_header_map(&self) -> Vec<u8> {
+        abi::get_header_pairs(abi::MAP_REQUEST_HEADERS).unwrap_or_default()
     }
 
     fn replace_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
@@ -174,9 +173,8 @@ impl Host for WasmHost {
         abi::set_buffer(abi::BUFFER_REQUEST_BODY, 0, buffered, data)
     }
 
-    fn response_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>> {
-        let map = abi::get_header_pairs(abi::MAP_RESPONSE_HEADERS).unwrap_or_default();
-        crate::host::first_values(&map, names)
+    fn response_header_map(&self) -> Vec<u8> {
+        abi::get_header_pairs(abi::MAP_RESPONSE_HEADERS).unwrap_or_default()
     }
 
     fn response_body(&self, start: usize, len: usize) -> Result<Vec<u8>, HostError> {

@@ -20,11 +20,12 @@ pub enum Level {
 }
 
 pub trait Host {
-    /// The first value of each of `names` among the request headers, in
-    /// one host call: Envoy hands over all pairs at once, where a call per
-    /// name would enter the VM twice each (once for the call, once to
-    /// allocate the answer).
-    fn request_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>>;
+    /// Every request header, serialized as Envoy hands the map over
+    /// (`proxy_get_header_map_pairs`, read with [`first_values`]); empty if
+    /// the host could not. One host call for all names: a call per name
+    /// would enter the VM twice each (once for the call, once to allocate
+    /// the answer).
+    fn request_header_map(&self) -> Vec<u8>;
     /// Removes every value of a request header, then adds `value`: Envoy
     /// hashes all values of a repeated header, so appending would let a
     /// client-sent value change the hash.
@@ -34,9 +35,8 @@ pub trait Host {
     fn request_body(&self, start: usize, len: usize) -> Result<Vec<u8>, HostError>;
     /// Replaces the `buffered` bytes held so far with `data`.
     fn replace_request_body(&mut self, buffered: usize, data: &[u8]) -> Result<(), HostError>;
-    /// The first value of each of `names` among the response headers, in
-    /// one host call (see `request_headers`).
-    fn response_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>>;
+    /// Every response header, serialized (see `request_header_map`).
+    fn response_header_map(&self) -> Vec<u8>;
     /// `len` bytes of the response body chunk from `start`.
     fn response_body(&self, start: usize, len: usize) -> Result<Vec<u8>, HostError>;
     fn count(&mut self, counter: Counter);
@@ -53,14 +53,16 @@ pub trait Host {
 /// serializes it (`proxy_get_header_map_pairs`): a little-endian u32 pair
 /// count, then a u32 name length and a u32 value length per pair, then each
 /// name and value followed by a NUL. A map that does not parse yields `None`
-/// for every name, as if no header were there.
-pub fn first_values(map: &[u8], names: &[&str]) -> Vec<Option<Vec<u8>>> {
-    let mut found = vec![None; names.len()];
-    let _ = fill_first_values(map, names, &mut found);
-    found
+/// for every name, as if no header were there. The values borrow from the
+/// map: reading headers allocates nothing.
+pub fn first_values<'m, const N: usize>(map: &'m [u8], names: [&str; N]) -> [Option<&'m [u8]>; N] {
+    parse_first_values(map, names).unwrap_or([None; N])
 }
 
-fn fill_first_values(map: &[u8], names: &[&str], found: &mut [Option<Vec<u8>>]) -> Option<()> {
+fn parse_first_values<'m, const N: usize>(
+    map: &'m [u8],
+    names: [&str; N],
+) -> Option<[Option<&'m [u8]>; N]> {
     let u32_at = |at: usize| -> Option<usize> {
         let bytes: [u8; 4] = map.get(at..at.checked_add(4)?)?.try_into().ok()?;
         usize::try_from(u32::from_le_bytes(bytes)).ok()
@@ -71,7 +73,7 @@ fn fill_first_values(map: &[u8], names: &[&str], found: &mut [Option<Vec<u8>>]) 
     if data > map.len() {
         return None;
     }
-    let mut parsed: Vec<Option<Vec<u8>>> = vec![None; names.len()];
+    let mut found = [None; N];
     for _ in 0..count {
         let name_len = u32_at(sizes)?;
         let value_len = u32_at(sizes + 4)?;
@@ -88,37 +90,54 @@ fn fill_first_values(map: &[u8], names: &[&str], found: &mut [Option<Vec<u8>>]) 
             return None;
         }
         data += 1;
-        for (want, slot) in names.iter().zip(parsed.iter_mut()) {
+        for (want, slot) in names.iter().zip(found.iter_mut()) {
             if slot.is_none() && want.as_bytes() == name {
-                *slot = Some(value.to_vec());
+                *slot = Some(value);
             }
         }
     }
     // Only a map that parses to its end counts.
-    (data == map.len()).then(|| {
-        for (slot, value) in found.iter_mut().zip(parsed) {
-            *slot = value;
-        }
-    })
+    (data == map.len()).then_some(found)
+}
+
+/// Serializes header pairs the way Envoy does for
+/// `proxy_get_header_map_pairs`: what in-memory hosts hand the filter.
+pub fn serialize_pairs<'a>(
+    pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])> + Clone,
+) -> Vec<u8> {
+    let count = pairs.clone().into_iter().count();
+    let mut out = Vec::new();
+    out.extend_from_slice(&u32::try_from(count).unwrap_or(u32::MAX).to_le_bytes());
+    for (name, value) in pairs.clone() {
+        out.extend_from_slice(&u32::try_from(name.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_le_bytes());
+    }
+    for (name, value) in pairs {
+        out.extend_from_slice(name);
+        out.push(0);
+        out.extend_from_slice(value);
+        out.push(0);
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::first_values;
+    use super::{first_values, serialize_pairs};
 
     fn serialize(pairs: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-        for (name, value) in pairs {
-            out.extend_from_slice(&(name.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        serialize_pairs(pairs.iter().map(|(n, v)| (n.as_bytes(), *v)))
+    }
+
+    #[test]
+    fn serializes_as_envoy_does() {
+        let map = serialize(&[("ab", b"c"), ("d", b"")]);
+        let mut want = 2u32.to_le_bytes().to_vec();
+        for n in [2u32, 1, 1, 0] {
+            want.extend_from_slice(&n.to_le_bytes());
         }
-        for (name, value) in pairs {
-            out.extend_from_slice(name.as_bytes());
-            out.push(0);
-            out.extend_from_slice(value);
-            out.push(0);
-        }
-        out
+        want.extend_from_slice(b"ab\0c\0d\0\0");
+        assert_eq!(map, want);
     }
 
     #[test]
@@ -134,7 +153,7 @@ mod tests {
         assert_eq!(
             first_values(
                 &map,
-                &[
+                [
                     ":path",
                     "x-context-id",
                     "content-encoding",
@@ -142,15 +161,15 @@ mod tests {
                     ":method"
                 ]
             ),
-            vec![
-                Some(b"/".to_vec()),
-                Some(b"one".to_vec()),
+            [
+                Some(&b"/"[..]),
+                Some(&b"one"[..]),
                 None,
-                Some(Vec::new()),
-                Some(b"POST".to_vec())
+                Some(&b""[..]),
+                Some(&b"POST"[..])
             ]
         );
-        assert_eq!(first_values(&serialize(&[]), &[":path"]), vec![None]);
+        assert_eq!(first_values(&serialize(&[]), [":path"]), [None]);
     }
 
     #[test]
@@ -160,15 +179,12 @@ mod tests {
         // Every truncation, every single-byte change to a length or a NUL,
         // and trailing bytes: no panic, and either the true values or none.
         for cut in 0..map.len() {
-            assert_eq!(
-                first_values(&map[..cut], &names),
-                vec![None, None],
-                "cut {cut}"
-            );
+            assert_eq!(first_values(&map[..cut], names), [None, None], "cut {cut}");
         }
         let mut longer = map.clone();
         longer.push(0);
-        assert_eq!(first_values(&longer, &names), vec![None, None]);
+        assert_eq!(first_values(&longer, names), [None, None]);
+        let truth = first_values(&map, names);
         for at in 0..map.len() {
             for byte in [0u8, 1, 0x7f, 0xff] {
                 let mut bad = map.clone();
@@ -176,21 +192,17 @@ mod tests {
                     continue;
                 }
                 bad[at] = byte;
-                let got = first_values(&bad, &names);
-                let truth = first_values(&map, &names);
+                let got = first_values(&bad, names);
                 for (g, t) in got.iter().zip(&truth) {
                     // A changed value byte changes that value; anything
                     // else must be rejected as a whole.
                     assert!(
-                        g.is_none() || g.as_ref().map(Vec::len) == t.as_ref().map(Vec::len),
+                        g.is_none() || g.map(<[u8]>::len) == t.map(<[u8]>::len),
                         "byte {at} = {byte:#x}: {got:?}"
                     );
                 }
             }
         }
-        assert_eq!(
-            first_values(&u32::MAX.to_le_bytes(), &names),
-            vec![None, None]
-        );
+        assert_eq!(first_values(&u32::MAX.to_le_bytes(), names), [None, None]);
     }
 }

@@ -95,8 +95,16 @@ pub struct ResponseLearner {
     document_done: bool,
     /// The last line ended with CR: a following LF belongs to it.
     skip_lf: bool,
-    slots: Vec<Option<String>>,
+    /// The value read at each path of `PATHS` in the current document;
+    /// cleared, not freed, between documents.
+    slots: Vec<Slot>,
     max_value: usize,
+}
+
+#[derive(Clone, Default)]
+struct Slot {
+    filled: bool,
+    value: String,
 }
 
 impl ResponseLearner {
@@ -112,9 +120,20 @@ impl ResponseLearner {
             event_has_data: false,
             document_done: false,
             skip_lf: false,
-            slots: vec![None; PATHS.len()],
+            slots: vec![Slot::default(); PATHS.len()],
             max_value: max_value_bytes,
         }
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Ready for the next response, as if new (allocations are kept).
+    pub fn reset(&mut self) {
+        self.end_document();
+        self.sse = SseState::LineStart(0);
+        self.skip_lf = false;
     }
 
     /// A JSON response whose pair is learned, or that cannot yield one: the
@@ -146,23 +165,27 @@ impl ResponseLearner {
             {
                 if crate::extract::usable_value(s, max) {
                     if let Some(slot) = slots.get_mut(path) {
-                        if slot.is_none() {
-                            *slot = Some(s.to_string());
+                        if !slot.filled {
+                            slot.filled = true;
+                            slot.value.clear();
+                            slot.value.push_str(s);
                         }
                     }
-                    let pair_index = path / 2;
-                    if let (Some(Some(task)), Some(Some(context))) =
-                        (slots.get(pair_index * 2), slots.get(pair_index * 2 + 1))
+                    let task = path / 2 * 2;
+                    if slots.get(task).is_some_and(|s| s.filled)
+                        && slots.get(task + 1).is_some_and(|s| s.filled)
                     {
-                        pair = Some((task.clone(), context.clone()));
+                        pair = Some(task);
                         return Flow::Stop;
                     }
                 }
             }
             Flow::Continue
         });
-        if let Some((task, context)) = pair {
-            learned(&task, &context);
+        if let Some(task) = pair {
+            if let (Some(task), Some(context)) = (self.slots.get(task), self.slots.get(task + 1)) {
+                learned(&task.value, &context.value);
+            }
             self.document_done = true;
         } else if matches!(
             progress,
@@ -174,7 +197,7 @@ impl ResponseLearner {
 
     fn end_document(&mut self) {
         self.scanner.reset();
-        self.slots.iter_mut().for_each(|s| *s = None);
+        self.slots.iter_mut().for_each(|s| s.filled = false);
         self.document_done = false;
         self.event_has_data = false;
     }

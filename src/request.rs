@@ -11,13 +11,14 @@
 //! Response side: for A2A calls, pass every chunk on at once and learn the
 //! task -> context pairs it names.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::a2a::{classify, Classification};
 use crate::config::{ClientHeader, Config};
 use crate::extract::{BodyKind, BodyReader, Extractor, Step, Verdict};
 use crate::grpc;
-use crate::host::{Host, Level};
+use crate::host::{first_values, Host, Level};
 use crate::learn::{Framing, ResponseLearner, TaskStore};
 use crate::mint;
 use crate::stats::Counter;
@@ -44,12 +45,115 @@ pub enum Action {
 pub struct Plugin {
     pub config: Config,
     pub tasks: TaskStore,
+    /// JSON readers that finished their stream, ready for the next one.
+    spare: RefCell<Spare>,
+}
+
+/// Readers kept per kind, at most this many each: enough for the streams
+/// one worker has in flight at a time, bounded so a burst does not hold its
+/// peak memory for ever.
+const SPARE_READERS: usize = 64;
+
+/// The JSON readers of finished streams, kept so that the next stream
+/// reuses their scanner state instead of allocating it: a reader is reset
+/// when it is put back and starts the next stream exactly as a new one.
+// Boxed: a reader moves between a stream and this list as one pointer, and
+// the stream's state stays small while it holds none.
+#[allow(clippy::vec_box)]
+#[derive(Default)]
+struct Spare {
+    json_rpc: Vec<Box<Extractor>>,
+    rest_send: Vec<Box<Extractor>>,
+    json: Vec<Box<ResponseLearner>>,
+    sse: Vec<Box<ResponseLearner>>,
+}
+
+#[allow(clippy::vec_box)]
+impl Spare {
+    fn extractors(&mut self, kind: BodyKind) -> &mut Vec<Box<Extractor>> {
+        match kind {
+            BodyKind::JsonRpc => &mut self.json_rpc,
+            BodyKind::RestSend => &mut self.rest_send,
+        }
+    }
+
+    fn learners(&mut self, framing: Framing) -> &mut Vec<Box<ResponseLearner>> {
+        match framing {
+            Framing::Json => &mut self.json,
+            Framing::Sse => &mut self.sse,
+        }
+    }
 }
 
 impl Plugin {
     pub fn new(config: Config) -> Self {
         let tasks = TaskStore::new(config.task_capacity, config.task_ttl_secs);
-        Plugin { config, tasks }
+        Plugin {
+            config,
+            tasks,
+            spare: RefCell::default(),
+        }
+    }
+
+    fn extractor(&self, kind: BodyKind) -> Box<Extractor> {
+        let spare = self
+            .spare
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut spare| spare.extractors(kind).pop());
+        spare.unwrap_or_else(|| Box::new(Extractor::new(kind, self.config.max_value_bytes)))
+    }
+
+    fn put_back_extractor(&self, mut extractor: Box<Extractor>) {
+        if let Ok(mut spare) = self.spare.try_borrow_mut() {
+            let kept = spare.extractors(extractor.kind());
+            if kept.len() < SPARE_READERS {
+                extractor.reset();
+                kept.push(extractor);
+            }
+        }
+    }
+
+    fn learner(&self, framing: Framing) -> Box<ResponseLearner> {
+        let spare = self
+            .spare
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut spare| spare.learners(framing).pop());
+        spare
+            .unwrap_or_else(|| Box::new(ResponseLearner::new(framing, self.config.max_value_bytes)))
+    }
+
+    fn put_back_learner(&self, mut learner: Box<ResponseLearner>) {
+        if let Ok(mut spare) = self.spare.try_borrow_mut() {
+            let kept = spare.learners(learner.framing());
+            if kept.len() < SPARE_READERS {
+                learner.reset();
+                kept.push(learner);
+            }
+        }
+    }
+}
+
+/// The request body reader of one binding.
+enum Reader {
+    Json(Box<Extractor>),
+    Grpc(Box<grpc::RequestExtractor>),
+}
+
+impl Reader {
+    fn feed(&mut self, chunk: &[u8]) -> Step {
+        match self {
+            Reader::Json(extractor) => extractor.feed(chunk),
+            Reader::Grpc(extractor) => extractor.feed(chunk),
+        }
+    }
+
+    fn finish(&mut self) -> Step {
+        match self {
+            Reader::Json(extractor) => extractor.finish(),
+            Reader::Grpc(extractor) => extractor.finish(),
+        }
     }
 }
 
@@ -57,7 +161,7 @@ enum RequestState {
     /// Not inspected, or already decided.
     Done,
     /// Headers held; reading the body.
-    Scanning(Box<dyn BodyReader>),
+    Scanning(Reader),
 }
 
 pub struct Stream {
@@ -100,29 +204,29 @@ impl Stream {
         // Every request header the stream needs, in one host call: the
         // hash header and the length are used only on some paths, later.
         let plugin = Rc::clone(&self.plugin);
-        let values: [Option<Vec<u8>>; 6] = host
-            .request_headers(&[
+        let map = host.request_header_map();
+        let values = first_values(
+            &map,
+            [
                 ":method",
                 ":path",
                 "content-type",
                 "content-encoding",
                 &plugin.config.header,
                 "content-length",
-            ])
-            .try_into()
-            .unwrap_or_default();
+            ],
+        );
         // Any value counts as a client header, UTF-8 or not.
         self.client_header = values[4].is_some();
         let [method, path, content_type, content_encoding, _, content_length] =
-            values.map(|v| v.and_then(|v| String::from_utf8(v).ok()));
+            values.map(|v| v.and_then(|v| std::str::from_utf8(v).ok()));
         self.content_length = content_length.and_then(|v| v.trim().parse::<u64>().ok());
-        let (method, path) = (method.unwrap_or_default(), path.unwrap_or_default());
         let max_value = self.plugin.config.max_value_bytes;
-        let reader: Box<dyn BodyReader> = match classify(
-            &method,
-            &path,
-            content_type.as_deref(),
-            content_encoding.as_deref(),
+        let reader = match classify(
+            method.unwrap_or_default(),
+            path.unwrap_or_default(),
+            content_type,
+            content_encoding,
         ) {
             Classification::Pass(_) => {
                 host.count(Counter::Passthrough);
@@ -133,14 +237,12 @@ impl Stream {
                 self.route_task(host, &task_id);
                 return Action::Continue;
             }
-            Classification::JsonRpc => Box::new(Extractor::new(BodyKind::JsonRpc, max_value)),
-            Classification::RestSend { .. } => {
-                Box::new(Extractor::new(BodyKind::RestSend, max_value))
-            }
+            Classification::JsonRpc => Reader::Json(plugin.extractor(BodyKind::JsonRpc)),
+            Classification::RestSend { .. } => Reader::Json(plugin.extractor(BodyKind::RestSend)),
             Classification::Grpc(call) => {
                 self.grpc = Some(call);
                 match grpc::RequestExtractor::new(call, max_value) {
-                    Some(extractor) => Box::new(extractor),
+                    Some(extractor) => Reader::Grpc(Box::new(extractor)),
                     None => {
                         // An agent-card call names no context or task.
                         self.a2a = true;
@@ -153,11 +255,28 @@ impl Stream {
         self.a2a = true;
         if end_of_stream {
             // A POST without a body: nothing to read.
+            self.put_back(reader);
             self.without_body_key(host, Counter::ContextAbsent);
             return Action::Continue;
         }
         self.request = RequestState::Scanning(reader);
         Action::Pause
+    }
+
+    /// The request body is no longer read: its reader goes back to the
+    /// plugin for the next stream.
+    fn stop_reading(&mut self) {
+        if let RequestState::Scanning(reader) =
+            std::mem::replace(&mut self.request, RequestState::Done)
+        {
+            self.put_back(reader);
+        }
+    }
+
+    fn put_back(&self, reader: Reader) {
+        if let Reader::Json(extractor) = reader {
+            self.plugin.put_back_extractor(extractor);
+        }
     }
 
     /// `body_size` is everything Envoy has buffered for this request so far.
@@ -167,7 +286,7 @@ impl Stream {
         body_size: usize,
         end_of_stream: bool,
     ) -> Action {
-        let RequestState::Scanning(extractor) = &mut self.request else {
+        let RequestState::Scanning(reader) = &mut self.request else {
             return Action::Continue;
         };
         let limit = usize::try_from(self.plugin.config.max_scan_bytes).unwrap_or(usize::MAX);
@@ -183,33 +302,33 @@ impl Stream {
             match host.request_body(self.fed, len) {
                 Ok(chunk) if !chunk.is_empty() => {
                     self.fed += chunk.len();
-                    step = extractor.feed(&chunk);
+                    step = reader.feed(&chunk);
                     self.window = (self.window * 2).min(MAX_READ_WINDOW);
                 }
                 Ok(_) => break,
                 Err(e) => {
                     host.log(Level::Error, &format!("reading the request body failed ({}); request continues without a hash key", e.0));
-                    self.request = RequestState::Done;
+                    self.stop_reading();
                     return Action::Continue;
                 }
             }
         }
         if step == Step::NeedMore {
             if end_of_stream && body_size <= limit {
-                step = extractor.finish();
+                step = reader.finish();
             } else if self.fed >= limit {
                 host.log(
                     Level::Debug,
                     &format!("no verdict in the first {limit} body bytes (max_scan_bytes); request continues without a hash key from the body"),
                 );
-                self.request = RequestState::Done;
+                self.stop_reading();
                 self.without_body_key(host, Counter::ScanLimit);
                 return Action::Continue;
             } else {
                 return Action::Pause;
             }
         }
-        self.request = RequestState::Done;
+        self.stop_reading();
         self.apply(host, step, body_size);
         Action::Continue
     }
@@ -217,17 +336,17 @@ impl Stream {
     /// HTTP/2 and chunked HTTP/1.1 with trailers never mark a body callback
     /// as the end of the stream: the body ends here.
     pub fn on_request_trailers(&mut self, host: &mut dyn Host) -> Action {
-        let RequestState::Scanning(extractor) = &mut self.request else {
+        let RequestState::Scanning(reader) = &mut self.request else {
             return Action::Continue;
         };
         let limit = usize::try_from(self.plugin.config.max_scan_bytes).unwrap_or(usize::MAX);
         let step = if self.fed >= limit {
             None
         } else {
-            Some(extractor.finish())
+            Some(reader.finish())
         };
         let buffered = self.fed;
-        self.request = RequestState::Done;
+        self.stop_reading();
         match step {
             Some(step) => self.apply(host, step, buffered),
             None => self.without_body_key(host, Counter::ScanLimit),
@@ -378,26 +497,25 @@ impl Stream {
         if !self.a2a || !self.plugin.config.learn_tasks {
             return Action::Continue;
         }
-        let [content_type, content_encoding]: [Option<Vec<u8>>; 2] = host
-            .response_headers(&["content-type", "content-encoding"])
-            .try_into()
-            .unwrap_or_default();
-        let Some(content_type) = content_type.and_then(|v| String::from_utf8(v).ok()) else {
+        let map = host.response_header_map();
+        let [content_type, content_encoding] =
+            first_values(&map, ["content-type", "content-encoding"]);
+        let Some(content_type) = content_type.and_then(|v| std::str::from_utf8(v).ok()) else {
             return Action::Continue;
         };
-        let grpc_body = grpc::is_grpc_proto(&content_type);
-        let framing = Framing::of(&content_type);
+        let grpc_body = grpc::is_grpc_proto(content_type);
+        let framing = Framing::of(content_type);
         if !grpc_body && framing.is_none() {
             return Action::Continue;
         }
         if content_encoding.is_some_and(|v| !v.eq_ignore_ascii_case(b"identity")) {
             return Action::Continue;
         }
-        let max_value = self.plugin.config.max_value_bytes;
         if let Some(framing) = framing {
-            self.learner = Some(Box::new(ResponseLearner::new(framing, max_value)));
+            self.learner = Some(self.plugin.learner(framing));
         }
         if let (Some(call), true) = (self.grpc, grpc_body) {
+            let max_value = self.plugin.config.max_value_bytes;
             self.grpc_learner = grpc::ResponseLearner::new(call, max_value).map(Box::new);
         }
         Action::Continue
@@ -412,32 +530,47 @@ impl Stream {
         let chunk = match host.response_body(0, chunk_size) {
             Ok(chunk) => chunk,
             Err(_) => {
-                self.learner = None;
-                self.grpc_learner = None;
+                self.stop_learning();
                 return Action::Continue;
             }
         };
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        let mut learned =
-            |task: &str, context: &str| pairs.push((task.to_string(), context.to_string()));
-        if let Some(learner) = self.learner.as_mut() {
-            learner.feed(&chunk, &mut learned);
-            if learner.finished() {
-                // Nothing more to learn: later chunks are not copied out.
-                self.learner = None;
-            }
-        }
-        if let Some(learner) = self.grpc_learner.as_mut() {
-            learner.feed(&chunk, &mut learned);
-        }
-        for (task, context) in pairs {
-            if let Err(e) = self.plugin.tasks.learn(host, &task, &context) {
+        let plugin = Rc::clone(&self.plugin);
+        let mut learned = |task: &str, context: &str| {
+            if let Err(e) = plugin.tasks.learn(host, task, context) {
                 host.log(
                     Level::Warn,
                     &format!("storing a learned task failed ({})", e.0),
                 );
             }
+        };
+        if let Some(learner) = self.learner.as_mut() {
+            learner.feed(&chunk, &mut learned);
+            if learner.finished() {
+                // Nothing more to learn: later chunks are not copied out.
+                if let Some(learner) = self.learner.take() {
+                    plugin.put_back_learner(learner);
+                }
+            }
+        }
+        if let Some(learner) = self.grpc_learner.as_mut() {
+            learner.feed(&chunk, &mut learned);
         }
         Action::Continue
+    }
+
+    fn stop_learning(&mut self) {
+        if let Some(learner) = self.learner.take() {
+            self.plugin.put_back_learner(learner);
+        }
+        self.grpc_learner = None;
+    }
+}
+
+impl Drop for Stream {
+    /// A stream that ends (or is reset) while a reader is still in use
+    /// hands it back like one that finished reading.
+    fn drop(&mut self) {
+        self.stop_reading();
+        self.stop_learning();
     }
 }

@@ -651,3 +651,130 @@ fn a_json_response_is_not_copied_out_after_its_task_is_learned() {
     assert_eq!(host.response_reads.borrow().as_slice(), &[head.len()]);
     assert_eq!(task_call(&h, "/tasks/t-9", "GET", None), vec!["c-9"]);
 }
+
+/// How a stream leaves its request reader behind.
+#[derive(Clone, Copy, Debug)]
+enum Left {
+    /// Dropped after this many body bytes (client reset, timeout).
+    Cut(usize),
+    /// The body is not JSON.
+    NotJson,
+    /// The contextId lies past `max_scan_bytes`.
+    PastLimit,
+}
+
+/// Readers are reused from one stream to the next: one left mid-body or
+/// mid-response by a stream that ends early (client reset, upstream gone),
+/// failed, or gave up at the scan limit must start the next stream as a new
+/// one would.
+#[test]
+fn a_stream_after_an_abandoned_one_reads_only_its_own_bytes() {
+    let config = r#"{"mint_context_id":false,"max_scan_bytes":4096}"#;
+    let reused = Harness::new(config);
+    // The contextId after a long text part, so that a cut anywhere leaves
+    // the reader in a different state.
+    let context_last = |ctx: &str, text: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":"1","method":"message/send","params":{{"message":{{"kind":"message","messageId":"m-1","parts":[{{"kind":"text","text":"{text}"}}],"role":"user","contextId":"{ctx}"}}}}}}"#
+        )
+    };
+    let left = context_last(
+        "ctx-left-behind",
+        &r#"a text part with \"quotes\" "#.repeat(6),
+    );
+    let far = context_last("ctx-too-far", &"x".repeat(5000));
+    let task_only = r#"{"jsonrpc":"2.0","id":"2","method":"message/send","params":{"message":{"kind":"message","messageId":"m-2","parts":[{"kind":"text","text":"hi"}],"role":"user","taskId":"t-next"}}}"#;
+    let first_turn = r#"{"jsonrpc":"2.0","id":"3","method":"message/send","params":{"message":{"kind":"message","messageId":"m-3","parts":[{"kind":"text","text":"hi"}],"role":"user"}}}"#;
+    let named = rpc03("ctx-next", "hi");
+    let mut ways: Vec<Left> = (1..left.len()).step_by(5).map(Left::Cut).collect();
+    ways.extend([Left::NotJson, Left::PastLimit]);
+    for way in ways {
+        for (body, want) in [
+            (named.as_str(), vec!["ctx-next"]),
+            (first_turn, vec![]),
+            (task_only, vec![]),
+            (left.as_str(), vec!["ctx-left-behind"]),
+        ] {
+            let mut host = reused.host("POST", "/");
+            match way {
+                Left::Cut(cut) => {
+                    let mut stream = Stream::new(Rc::clone(&reused.plugin));
+                    assert_eq!(stream.on_request_headers(&mut host, false), Action::Pause);
+                    host.body.extend_from_slice(&left.as_bytes()[..cut]);
+                    let size = host.body.len();
+                    stream.on_request_body(&mut host, size, false);
+                }
+                Left::NotJson => {
+                    h_request(
+                        &reused,
+                        &mut host,
+                        r#"{"method":"message/send","params":{"message":{"contextId":}}}"#,
+                    );
+                    assert!(host.header_values("x-context-id").is_empty());
+                }
+                Left::PastLimit => {
+                    h_request(&reused, &mut host, &far);
+                    assert!(host.header_values("x-context-id").is_empty());
+                }
+            }
+            let mut host = reused.host("POST", "/");
+            h_request(&reused, &mut host, body);
+            assert_eq!(host.header_values("x-context-id"), want, "{way:?}: {body}");
+            assert_eq!(host.body, body.as_bytes(), "{way:?}");
+            // The same verdict and counts as a plugin that never reused a
+            // reader.
+            let fresh = Harness::new(config);
+            let mut fresh_host = fresh.host("POST", "/");
+            h_request(&fresh, &mut fresh_host, body);
+            assert_eq!(
+                host.header_values("x-context-id"),
+                fresh_host.header_values("x-context-id"),
+                "{way:?}: {body}"
+            );
+        }
+    }
+    // Response learners: an event stream cut anywhere, with half a pair
+    // read, then a response that names another task.
+    let events = "data: {\"result\":{\"kind\":\"status-update\",\"taskId\":\"t-half\",\"contextId\":\"c-half\"}}\n\n";
+    for cut in 0..events.len() {
+        let h = Harness::new("");
+        let mut host = h.host("POST", "/");
+        let (mut stream, _) = h.request(&mut host, &[named.as_bytes()], false);
+        respond(
+            &mut stream,
+            &mut host,
+            "text/event-stream",
+            &[&events.as_bytes()[..cut]],
+        );
+        drop(stream);
+        let learned_before = h.counter(Counter::TaskLearned);
+        let mut host = h.host("POST", "/");
+        let (mut stream, _) = h.request(&mut host, &[named.as_bytes()], false);
+        respond(
+            &mut stream,
+            &mut host,
+            "text/event-stream",
+            &[b"data: {\"result\":{\"kind\":\"status-update\",\"contextId\":\"c-own\",\"taskId\":\"t-own\"}}\n\n"],
+        );
+        assert_eq!(
+            h.counter(Counter::TaskLearned),
+            learned_before + 1,
+            "cut {cut}"
+        );
+        assert_eq!(
+            task_call(&h, "/tasks/t-own", "GET", None),
+            vec!["c-own"],
+            "cut {cut}"
+        );
+        let half = task_call(&h, "/tasks/t-half", "GET", None);
+        assert!(
+            half.is_empty() || half == vec!["c-half"],
+            "cut {cut}: {half:?}"
+        );
+    }
+}
+
+fn h_request(h: &Harness, host: &mut MockHost, body: &str) {
+    let (_, actions) = h.request(host, &[body.as_bytes()], false);
+    assert_eq!(*actions.last().unwrap(), Action::Continue);
+}

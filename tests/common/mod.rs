@@ -72,22 +72,18 @@ impl MockHost {
     }
 }
 
-/// The first value of each of `names` in a header list.
-fn first_values(headers: &[(String, String)], names: &[&str]) -> Vec<Option<Vec<u8>>> {
-    names
-        .iter()
-        .map(|name| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_bytes().to_vec())
-        })
-        .collect()
+/// A header list as Envoy serializes it for the filter.
+fn serialize(headers: &[(String, String)]) -> Vec<u8> {
+    a2a_affinity::host::serialize_pairs(
+        headers
+            .iter()
+            .map(|(name, value)| (name.as_bytes(), value.as_bytes())),
+    )
 }
 
 impl Host for MockHost {
-    fn request_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>> {
-        first_values(&self.headers, names)
+    fn request_header_map(&self) -> Vec<u8> {
+        serialize(&self.headers)
     }
     fn replace_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
         if self.fail_header_writes {
@@ -118,8 +114,8 @@ impl Host for MockHost {
         self.body = data.to_vec();
         Ok(())
     }
-    fn response_headers(&self, names: &[&str]) -> Vec<Option<Vec<u8>>> {
-        first_values(&self.response_headers, names)
+    fn response_header_map(&self) -> Vec<u8> {
+        serialize(&self.response_headers)
     }
     fn response_body(&self, start: usize, len: usize) -> Result<Vec<u8>, HostError> {
         let end = (start + len).min(self.response_chunk.len());
