@@ -190,6 +190,14 @@ struct Frame {
     seen: u64,
 }
 
+/// One distinct key of the watched paths at one level.
+#[derive(Clone, Copy, Debug)]
+struct KeyAt<'p> {
+    level: usize,
+    key: &'p [u8],
+    paths: u64,
+}
+
 /// Why [`Scanner::run`] left its loop early; the index is into the chunk.
 enum Halt {
     Syntax(usize),
@@ -200,7 +208,6 @@ enum Halt {
 
 /// Streaming scanner for one JSON document at a time.
 pub struct Scanner<'p> {
-    paths: &'p [&'p [&'p str]],
     limits: Limits,
     /// Every watched path.
     all: u64,
@@ -208,6 +215,10 @@ pub struct Scanner<'p> {
     ends_at: Vec<u64>,
     /// `key_cap[n]`: longest watched key at index `n` of any path.
     key_cap: Vec<usize>,
+    /// Every distinct (index, key) of the watched paths, with the paths
+    /// that have that key at that index: a key read is compared once with
+    /// each distinct watched key of its level, not once per path.
+    keys: Vec<KeyAt<'p>>,
     frames: Vec<Frame>,
     /// Kind of every open container (`true` = object); its length is the
     /// current depth.
@@ -244,6 +255,7 @@ impl<'p> Scanner<'p> {
         let longest = watched.iter().map(|p| p.len()).max().unwrap_or(0);
         let mut ends_at = vec![0u64; longest + 1];
         let mut key_cap = vec![0usize; longest];
+        let mut keys: Vec<KeyAt<'p>> = Vec::new();
         for (index, path) in watched.iter().enumerate() {
             if let Some(mask) = ends_at.get_mut(path.len()) {
                 *mask |= 1u64 << index;
@@ -251,6 +263,15 @@ impl<'p> Scanner<'p> {
             for (level, key) in path.iter().enumerate() {
                 if let Some(cap) = key_cap.get_mut(level) {
                     *cap = (*cap).max(key.len());
+                }
+                let key = key.as_bytes();
+                match keys.iter_mut().find(|k| k.level == level && k.key == key) {
+                    Some(known) => known.paths |= 1u64 << index,
+                    None => keys.push(KeyAt {
+                        level,
+                        key,
+                        paths: 1u64 << index,
+                    }),
                 }
             }
         }
@@ -260,11 +281,11 @@ impl<'p> Scanner<'p> {
         let buf_cap = longest_key.max(limits.max_value_len.min(4096));
         let depth_cap = usize::try_from(limits.max_depth.min(128)).unwrap_or(128);
         Scanner {
-            paths: watched,
             limits,
             all,
             ends_at,
             key_cap,
+            keys,
             frames: Vec::with_capacity(longest + 1),
             objects: Vec::with_capacity(depth_cap),
             slot: all,
@@ -438,16 +459,12 @@ impl<'p> Scanner<'p> {
         let Some(frame) = self.frames.last_mut() else {
             return;
         };
-        let mut matched = 0u64;
-        let mut rest = frame.descend;
-        while rest != 0 {
-            let index = rest.trailing_zeros() as usize;
-            rest &= rest - 1;
-            let key = self.paths.get(index).and_then(|p| p.get(level));
-            if key.is_some_and(|k| k.as_bytes() == self.buf.as_slice()) {
-                matched |= 1u64 << index;
-            }
-        }
+        let read = self.buf.as_slice();
+        let matched = self
+            .keys
+            .iter()
+            .find(|k| k.level == level && k.paths & frame.descend != 0 && k.key == read)
+            .map_or(0, |k| k.paths & frame.descend);
         self.slot = matched & !frame.seen;
         frame.seen |= matched;
     }
