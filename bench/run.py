@@ -38,6 +38,9 @@ import bodies
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("client_header", "wasm", "lua", "json_metadata", "a2a_native", "wasm_floor")
+# Run only when asked for: (b) from another build, to compare two builds of
+# the filter in one run (--module-b).
+EXTRA_VARIANTS = ("wasm_b",)
 # Variants whose client sends x-context-id itself (no body is read).
 HEADER_VARIANTS = ("client_header", "wasm_floor")
 LABELS = {
@@ -47,6 +50,7 @@ LABELS = {
     "json_metadata": "(d) json_to_metadata",
     "a2a_native": "(e) native a2a",
     "wasm_floor": "(f) empty Wasm + client header",
+    "wasm_b": "(b') a2a_affinity Wasm, --module-b",
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONTEXTS_PER_CASE = 8
@@ -400,7 +404,9 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
              f"load average before {meta['loadavg_before']}, after {meta['loadavg_after']}.",
              f"Module: `{meta['module']}` ({meta['module_bytes']} bytes, sha256 {meta['module_sha256'][:12]}), "
              f"commit {meta['git_commit'][:10]}."
-             + (f" (f) module work: `{meta['floor_config'] or 'none'}`." if "wasm_floor" in variants else ""),
+             + (f" (f) module work: `{meta['floor_config'] or 'none'}`." if "wasm_floor" in variants else "")
+             + (f" (b') module: `{meta['module_b']}` ({meta['module_b_bytes']} bytes, sha256 "
+                f"{meta['module_b_sha256'][:12]})." if "wasm_b" in variants else ""),
              ""]
     if summary:
         head = "| body | contextId | " + " | ".join(LABELS[v] for v in variants) + " |"
@@ -585,6 +591,7 @@ def main():
     ap.add_argument("--profile", action="store_true",
                     help="also run the Wasm variant under perf once per body case and split its CPU by DSO")
     ap.add_argument("--module", default=str(ROOT / "target/wasm32-wasip1/release/a2a_affinity.wasm"))
+    ap.add_argument("--module-b", help="the module of variant wasm_b (default: --module), for an A/B of two builds")
     ap.add_argument("--floor-module", default=str(ROOT / "target/wasm32-wasip1/release/wasm_floor.wasm"),
                     help="the (f) module: bench/wasm-floor, every callback returns Continue at once")
     ap.add_argument("--floor-config", default="", metavar="ITEMS",
@@ -616,15 +623,18 @@ def main():
     rounds = args.rounds or (1 if args.quick else 5)
     duration = args.duration or (3 if args.quick else 5)
     variants = [v for v in args.variants.split(",") if v]
-    unknown = set(variants) - set(VARIANTS)
+    unknown = set(variants) - set(VARIANTS + EXTRA_VARIANTS)
     if unknown or "client_header" not in variants:
-        raise BenchError(f"variants must include client_header and come from {VARIANTS}")
+        raise BenchError(f"variants must include client_header and come from {VARIANTS + EXTRA_VARIANTS}")
     sizes = [s for s in args.sizes.split(",") if s]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     module = Path(args.module).resolve()
     if not module.is_file():
         raise BenchError(f"{module} missing: run scripts/build.sh")
+    module_b = Path(args.module_b).resolve() if args.module_b else module
+    if not module_b.is_file():
+        raise BenchError(f"{module_b} missing")
     if not re.fullmatch(r"[a-z0-9=,-]*", args.floor_config):
         raise BenchError(f"--floor-config {args.floor_config!r}: items are pause, copy, value-reads=N, size-calls=N")
     floor_module = Path(args.floor_module).resolve()
@@ -632,11 +642,11 @@ def main():
         raise BenchError(f"{floor_module} missing: cargo build --release --target wasm32-wasip1 -p wasm-floor")
     binary = envoy_binary(args.envoy)
 
-    ports = {v: free_port() for v in VARIANTS}
+    ports = {v: free_port() for v in VARIANTS + EXTRA_VARIANTS}
     values = {f"port_{v}": p for v, p in ports.items()}
     values.update(front_admin_port=free_port(), upstream_admin_port=free_port(),
                   upstream_port_1=free_port(), upstream_port_2=free_port(), upstream_port_3=free_port(),
-                  wasm_module=str(module), floor_module=str(floor_module), floor_config=args.floor_config)
+                  wasm_module=str(module), wasm_module_b=str(module_b), floor_module=str(floor_module), floor_config=args.floor_config)
     front_cfg = render(ROOT / "envoy/bench/envoy-bench.yaml", values, out / "envoy-bench.yaml")
     up_cfg = render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml")
 
@@ -652,6 +662,8 @@ def main():
         "loadavg_before": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "module": os.path.relpath(module, ROOT), "module_bytes": module.stat().st_size,
         "module_sha256": hashlib.sha256(module.read_bytes()).hexdigest(),
+        "module_b": os.path.relpath(module_b, ROOT), "module_b_bytes": module_b.stat().st_size,
+        "module_b_sha256": hashlib.sha256(module_b.read_bytes()).hexdigest(),
         "git_commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                                      text=True).stdout.strip(),
         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip(),
@@ -695,12 +707,13 @@ def main():
                         if sum(cell["errors"].values()):
                             failed.append(f"{variant} {case}: {cell['errors']}")
                 say(f"round {r + 1}/{rounds} done")
-            wasm_requests = sum(c["requests"] for c in cells if c["variant"] == "wasm")
+            # Both builds of the filter count into the same counter name.
+            wasm_requests = sum(c["requests"] for c in cells if c["variant"] in ("wasm", "wasm_b"))
             found = sum(front.counters("a2a_affinity.context_found").values()) - found_before
             meta["wasm_context_found"] = found
             meta["wasm_requests_measured"] = wasm_requests
             # Warm-up requests are counted too; found must cover every measured one.
-            if "wasm" in variants and found < wasm_requests:
+            if found < wasm_requests:
                 failed.append(f"wasm: context_found grew by {found}, fewer than the {wasm_requests} requests")
             summary = summarise(cells, variants, cases)
             target_rows = targets(summary) if set(variants) == set(VARIANTS) and len(cases) == 6 else []

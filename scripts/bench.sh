@@ -4,6 +4,10 @@
 # in one front Envoy; writes out/bench/results.{md,json,png}.
 # Usage: scripts/bench.sh [--quick] [--memory SECONDS] [other bench/run.py options]
 #        scripts/bench.sh --wasm-scan   (the extractor alone, inside V8)
+#        scripts/bench.sh --wasm-stream [MODULE.wasm]
+#                                       (whole streams through the release
+#                                       module inside V8, against the empty
+#                                       module; MODULE: another build beside it)
 #        scripts/bench.sh --help
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +21,25 @@ if [ "${1:-}" = "--wasm-scan" ]; then
   cargo build --release --target wasm32-wasip1 --quiet -p wasm-scan
   exec node --no-warnings bench/wasm_scan.mjs \
     "${CARGO_TARGET_DIR:-target}/wasm32-wasip1/release/wasm-scan.wasm"
+fi
+
+# --wasm-stream: whole streams (headers, body, response) through the release
+# module inside V8 (Node) with an in-process proxy-wasm host, next to the
+# empty module (f) bare and with the least work of a body-reading filter; no
+# Envoy. An optional second module (an earlier build) runs in the same
+# process, so the two are compared under the same conditions.
+if [ "${1:-}" = "--wasm-stream" ]; then
+  say "building the release module (scripts/build.sh) and the empty (f) module"
+  env -u CARGO_TARGET_DIR scripts/build.sh >/dev/null
+  env -u CARGO_TARGET_DIR cargo build --release --target wasm32-wasip1 --quiet -p wasm-floor
+  release=target/wasm32-wasip1/release
+  config='{"max_scan_bytes":1048576}'
+  modules=("floor=$release/wasm_floor.wasm" "floor-pause-copy=$release/wasm_floor.wasm@pause,copy"
+    "filter=$release/a2a_affinity.wasm@$config")
+  if [ -n "${2:-}" ]; then
+    modules+=("other=$2@$config")
+  fi
+  exec node --no-warnings bench/wasm_stream.mjs "${modules[@]}"
 fi
 
 if ! command -v wrk >/dev/null; then

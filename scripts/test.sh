@@ -29,5 +29,9 @@ cargo build --release --target wasm32-wasip1 --quiet -p wasm-scan
 node --no-warnings bench/wasm_scan.mjs \
   "${CARGO_TARGET_DIR:-target}/wasm32-wasip1/release/wasm-scan.wasm" --check
 
+say "whole streams through the release module inside V8 (bench/wasm_stream.mjs --check)"
+node --no-warnings bench/wasm_stream.mjs --check \
+  "filter=${CARGO_TARGET_DIR:-target}/wasm32-wasip1/release/a2a_affinity.wasm@{\"max_scan_bytes\":1048576}"
+
 say "end-to-end tests (real Envoy)"
 .venv/bin/python -m pytest -q tests
