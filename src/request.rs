@@ -96,40 +96,63 @@ impl Plugin {
     }
 
     fn extractor(&self, kind: BodyKind) -> Box<Extractor> {
-        let spare = self
-            .spare
-            .try_borrow_mut()
-            .ok()
-            .and_then(|mut spare| spare.extractors(kind).pop());
-        spare.unwrap_or_else(|| Box::new(Extractor::new(kind, self.config.max_value_bytes)))
+        let max_value = self.config.max_value_bytes;
+        self.reuse(
+            |spare| spare.extractors(kind),
+            || Extractor::new(kind, max_value),
+        )
     }
 
-    fn put_back_extractor(&self, mut extractor: Box<Extractor>) {
-        if let Ok(mut spare) = self.spare.try_borrow_mut() {
-            let kept = spare.extractors(extractor.kind());
-            if kept.len() < SPARE_READERS {
-                extractor.reset();
-                kept.push(extractor);
-            }
-        }
+    fn put_back_extractor(&self, extractor: Box<Extractor>) {
+        let kind = extractor.kind();
+        self.keep(|spare| spare.extractors(kind), extractor, Extractor::reset);
     }
 
     fn learner(&self, framing: Framing) -> Box<ResponseLearner> {
-        let spare = self
+        let max_value = self.config.max_value_bytes;
+        self.reuse(
+            |spare| spare.learners(framing),
+            || ResponseLearner::new(framing, max_value),
+        )
+    }
+
+    fn put_back_learner(&self, learner: Box<ResponseLearner>) {
+        let framing = learner.framing();
+        self.keep(
+            |spare| spare.learners(framing),
+            learner,
+            ResponseLearner::reset,
+        );
+    }
+
+    /// A kept reader from the list `pick` chooses, or a new one.
+    #[allow(clippy::vec_box)]
+    fn reuse<T>(
+        &self,
+        pick: impl FnOnce(&mut Spare) -> &mut Vec<Box<T>>,
+        new: impl FnOnce() -> T,
+    ) -> Box<T> {
+        let kept = self
             .spare
             .try_borrow_mut()
             .ok()
-            .and_then(|mut spare| spare.learners(framing).pop());
-        spare
-            .unwrap_or_else(|| Box::new(ResponseLearner::new(framing, self.config.max_value_bytes)))
+            .and_then(|mut spare| pick(&mut spare).pop());
+        kept.unwrap_or_else(|| Box::new(new()))
     }
 
-    fn put_back_learner(&self, mut learner: Box<ResponseLearner>) {
+    /// Keeps a reader for the next stream, reset, unless its list is full.
+    #[allow(clippy::vec_box)]
+    fn keep<T>(
+        &self,
+        pick: impl FnOnce(&mut Spare) -> &mut Vec<Box<T>>,
+        mut reader: Box<T>,
+        reset: impl FnOnce(&mut T),
+    ) {
         if let Ok(mut spare) = self.spare.try_borrow_mut() {
-            let kept = spare.learners(learner.framing());
+            let kept = pick(&mut spare);
             if kept.len() < SPARE_READERS {
-                learner.reset();
-                kept.push(learner);
+                reset(&mut reader);
+                kept.push(reader);
             }
         }
     }

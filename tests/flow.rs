@@ -736,26 +736,17 @@ fn a_stream_after_an_abandoned_one_reads_only_its_own_bytes() {
     // Response learners: an event stream cut anywhere, with half a pair
     // read, then a response that names another task.
     let events = "data: {\"result\":{\"kind\":\"status-update\",\"taskId\":\"t-half\",\"contextId\":\"c-half\"}}\n\n";
+    let own: &[u8] = b"data: {\"result\":{\"kind\":\"status-update\",\"contextId\":\"c-own\",\"taskId\":\"t-own\"}}\n\n";
+    let exchange = |h: &Harness, response: &[u8]| {
+        let mut host = h.host("POST", "/");
+        let (mut stream, _) = h.request(&mut host, &[named.as_bytes()], false);
+        respond(&mut stream, &mut host, "text/event-stream", &[response]);
+    };
     for cut in 0..events.len() {
         let h = Harness::new("");
-        let mut host = h.host("POST", "/");
-        let (mut stream, _) = h.request(&mut host, &[named.as_bytes()], false);
-        respond(
-            &mut stream,
-            &mut host,
-            "text/event-stream",
-            &[&events.as_bytes()[..cut]],
-        );
-        drop(stream);
+        exchange(&h, &events.as_bytes()[..cut]);
         let learned_before = h.counter(Counter::TaskLearned);
-        let mut host = h.host("POST", "/");
-        let (mut stream, _) = h.request(&mut host, &[named.as_bytes()], false);
-        respond(
-            &mut stream,
-            &mut host,
-            "text/event-stream",
-            &[b"data: {\"result\":{\"kind\":\"status-update\",\"contextId\":\"c-own\",\"taskId\":\"t-own\"}}\n\n"],
-        );
+        exchange(&h, own);
         assert_eq!(
             h.counter(Counter::TaskLearned),
             learned_before + 1,
