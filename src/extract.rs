@@ -133,10 +133,11 @@ impl Extractor {
         }
     }
 
-    /// Ready for the next body, as if new (the scanner keeps its
-    /// allocations).
+    /// Ready for the next body, as if new (the scanner keeps what a new
+    /// one would reserve).
     pub fn reset(&mut self) {
         self.scanner.reset();
+        self.scanner.release_excess();
         self.found = Found::default();
     }
 

@@ -101,6 +101,10 @@ pub struct ResponseLearner {
     max_value: usize,
 }
 
+/// Slot capacity a reset learner keeps: room for the ids agents use (a
+/// UUID is 36 bytes) and then some.
+const KEPT_SLOT_BYTES: usize = 64;
+
 #[derive(Clone, Default)]
 struct Slot {
     filled: bool,
@@ -129,11 +133,19 @@ impl ResponseLearner {
         self.framing
     }
 
-    /// Ready for the next response, as if new (allocations are kept).
+    /// Ready for the next response, as if new. Allocations are kept, but
+    /// not one grown by an unusually long id: a kept learner holds about
+    /// what a new one does.
     pub fn reset(&mut self) {
         self.end_document();
         self.sse = SseState::LineStart(0);
         self.skip_lf = false;
+        for slot in &mut self.slots {
+            if slot.value.capacity() > KEPT_SLOT_BYTES {
+                slot.value = String::new();
+            }
+        }
+        self.scanner.release_excess();
     }
 
     /// A JSON response whose pair is learned, or that cannot yield one: the
@@ -373,4 +385,33 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    #[test]
+    fn a_reset_learner_gives_back_what_long_ids_grew() {
+        let mut learner = ResponseLearner::new(Framing::Json, 8192);
+        let long = "t".repeat(5000);
+        let body = format!(r#"{{"result":{{"id":"{long}","contextId":"{long}"}}}}"#);
+        let mut pairs = Vec::new();
+        learner.feed(body.as_bytes(), &mut |t, c| pairs.push((t.len(), c.len())));
+        assert_eq!(pairs, vec![(5000, 5000)]);
+        learner.reset();
+        assert!(learner
+            .slots
+            .iter()
+            .all(|s| !s.filled && s.value.capacity() <= KEPT_SLOT_BYTES));
+        // And it reads the next response as a new learner would.
+        let mut pairs = Vec::new();
+        learner.feed(
+            br#"{"result":{"id":"t-2","contextId":"c-2"}}"#,
+            &mut |t, c| pairs.push((t.to_string(), c.to_string())),
+        );
+        assert_eq!(pairs, vec![("t-2".to_string(), "c-2".to_string())]);
+    }
 }

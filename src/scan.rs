@@ -113,6 +113,9 @@ pub enum Progress {
 /// bit masks, which keeps matching branch-light and allocation-free.
 const MAX_PATHS: usize = 64;
 
+/// Value bytes a scanner reserves at most before a value needs more.
+const RESERVED_VALUE_BYTES: usize = 4096;
+
 const LITERALS: [&[u8]; 3] = [b"true", b"false", b"null"];
 
 /// Position inside a number, following the grammar of RFC 8259 §6.
@@ -278,7 +281,7 @@ impl<'p> Scanner<'p> {
         let longest_key = key_cap.iter().copied().max().unwrap_or(0);
         // Reserve what a normal document needs up front; an unusually large
         // `max_value_len` grows the buffer only when such a value arrives.
-        let buf_cap = longest_key.max(limits.max_value_len.min(4096));
+        let buf_cap = longest_key.max(limits.max_value_len.min(RESERVED_VALUE_BYTES));
         let depth_cap = usize::try_from(limits.max_depth.min(128)).unwrap_or(128);
         Scanner {
             limits,
@@ -380,6 +383,17 @@ impl<'p> Scanner<'p> {
         self.buf.clear();
         self.high = 0;
         self.base = 0;
+    }
+
+    /// Gives back the capacity a value longer than a new scanner reserves
+    /// made its buffer grow to (only with `max_value_len` over 4096).
+    pub fn release_excess(&mut self) {
+        self.buf
+            .shrink_to(RESERVED_VALUE_BYTES.max(self.longest_key()));
+    }
+
+    fn longest_key(&self) -> usize {
+        self.key_cap.iter().copied().max().unwrap_or(0)
     }
 
     /// Paths that end at the value in `slot`: those with as many keys as
@@ -1029,7 +1043,38 @@ fn find_special_words(bytes: &[u8], words: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{find_special, find_special_words, skip_plain};
+    use super::{
+        find_special, find_special_words, skip_plain, Event, Flow, Limits, Progress, Scalar,
+        Scanner, RESERVED_VALUE_BYTES,
+    };
+
+    #[test]
+    fn release_excess_gives_back_what_a_long_value_grew() {
+        let limits = Limits {
+            max_value_len: 8192,
+            ..Limits::default()
+        };
+        let mut scanner = Scanner::new(&[&["id"]], limits);
+        let reserved = scanner.buf.capacity();
+        let body = format!(r#"{{"id":"{}"}}"#, "x".repeat(6000));
+        let mut longest = 0;
+        let progress = scanner.feed(body.as_bytes(), &mut |event| {
+            if let Event::Scalar {
+                value: Scalar::Str(s),
+                ..
+            } = event
+            {
+                longest = s.len();
+            }
+            Flow::Continue
+        });
+        assert_eq!((progress, longest), (Progress::Done, 6000));
+        assert!(scanner.buf.capacity() >= 6000);
+        scanner.reset();
+        scanner.release_excess();
+        assert!(scanner.buf.capacity() <= RESERVED_VALUE_BYTES);
+        assert_eq!(reserved, RESERVED_VALUE_BYTES);
+    }
 
     fn special(c: u8) -> bool {
         c == b'"' || c == b'\\' || c < 0x20
