@@ -25,8 +25,8 @@
 // keep its linear memory from growing over thousands of streams once warm.
 // It exits 1 on any failure.
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -68,6 +68,13 @@ for (let i = 2; i < process.argv.length; i++) {
 if (modules.length === 0) usage("no module given");
 for (const key of ["rounds", "chunk"]) {
   if (!Number.isInteger(options[key]) || options[key] < 1) usage(`--${key} must be a positive integer`);
+}
+if (!Number.isInteger(options.streams) || options.streams < 0) usage("--streams must be a whole number (0: by body size)");
+for (const size of options.sizes) {
+  if (!["1k", "64k", "512k"].includes(size)) usage(`--sizes: ${size} is not one of 1k, 64k, 512k`);
+}
+for (const m of modules) {
+  if (!existsSync(m.path)) usage(`${m.label}: ${m.path} does not exist`);
 }
 
 // The bench's bodies, from the same generator as the Envoy bench.
