@@ -137,7 +137,6 @@ impl Extractor {
     /// one would reserve).
     pub fn reset(&mut self) {
         self.scanner.reset();
-        self.scanner.release_excess();
         self.found = Found::default();
     }
 

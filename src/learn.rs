@@ -145,7 +145,6 @@ impl ResponseLearner {
                 slot.value = String::new();
             }
         }
-        self.scanner.release_excess();
     }
 
     /// A JSON response whose pair is learned, or that cannot yield one: the

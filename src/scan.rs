@@ -239,6 +239,9 @@ pub struct Scanner<'p> {
     overflow: bool,
     cap: usize,
     buf: Vec<u8>,
+    /// What `buf` reserves when the scanner is made; `reset` gives back
+    /// anything a longer value made it grow beyond that.
+    reserved: usize,
     /// Leading surrogate waiting for its trailing half.
     high: u16,
     /// Absolute offset of the next byte to be fed.
@@ -299,6 +302,7 @@ impl<'p> Scanner<'p> {
             overflow: false,
             cap: 0,
             buf: Vec::with_capacity(buf_cap),
+            reserved: buf_cap,
             high: 0,
             base: 0,
         }
@@ -368,8 +372,9 @@ impl<'p> Scanner<'p> {
         self.base
     }
 
-    /// Ready for a new document, keeping allocations (used per SSE event on
-    /// responses). Offsets start again from 0.
+    /// Ready for a new document, keeping the allocations a new scanner
+    /// makes (used per SSE event on responses, and when a reader is kept
+    /// for the next stream). Offsets start again from 0.
     pub fn reset(&mut self) {
         self.frames.clear();
         self.objects.clear();
@@ -381,19 +386,9 @@ impl<'p> Scanner<'p> {
         self.overflow = false;
         self.cap = 0;
         self.buf.clear();
+        self.buf.shrink_to(self.reserved);
         self.high = 0;
         self.base = 0;
-    }
-
-    /// Gives back the capacity a value longer than a new scanner reserves
-    /// made its buffer grow to (only with `max_value_len` over 4096).
-    pub fn release_excess(&mut self) {
-        self.buf
-            .shrink_to(RESERVED_VALUE_BYTES.max(self.longest_key()));
-    }
-
-    fn longest_key(&self) -> usize {
-        self.key_cap.iter().copied().max().unwrap_or(0)
     }
 
     /// Paths that end at the value in `slot`: those with as many keys as
@@ -1049,7 +1044,7 @@ mod tests {
     };
 
     #[test]
-    fn release_excess_gives_back_what_a_long_value_grew() {
+    fn reset_gives_back_what_a_long_value_grew() {
         let limits = Limits {
             max_value_len: 8192,
             ..Limits::default()
@@ -1071,7 +1066,6 @@ mod tests {
         assert_eq!((progress, longest), (Progress::Done, 6000));
         assert!(scanner.buf.capacity() >= 6000);
         scanner.reset();
-        scanner.release_excess();
         assert!(scanner.buf.capacity() <= RESERVED_VALUE_BYTES);
         assert_eq!(reserved, RESERVED_VALUE_BYTES);
     }
