@@ -14,6 +14,15 @@ cd "$(dirname "$0")/.."
 
 say() { printf '==> %s\n' "$*"; }
 
+# The modules every Envoy and V8 run loads: the release filter, which
+# scripts/build.sh reports and which lives under the default target
+# directory, and the empty (f) module beside it.
+build_modules() {
+  say "building the release module (scripts/build.sh) and the empty (f) module"
+  env -u CARGO_TARGET_DIR scripts/build.sh
+  env -u CARGO_TARGET_DIR cargo build --release --target wasm32-wasip1 --quiet -p wasm-floor
+}
+
 # --wasm-scan: time the filter's body extractor inside V8 (Node's WASI), no
 # Envoy, no load generator.
 if [ "${1:-}" = "--wasm-scan" ]; then
@@ -29,9 +38,7 @@ fi
 # Envoy. An optional second module (an earlier build) runs in the same
 # process, so the two are compared under the same conditions.
 if [ "${1:-}" = "--wasm-stream" ]; then
-  say "building the release module (scripts/build.sh) and the empty (f) module"
-  env -u CARGO_TARGET_DIR scripts/build.sh >/dev/null
-  env -u CARGO_TARGET_DIR cargo build --release --target wasm32-wasip1 --quiet -p wasm-floor
+  build_modules
   release=target/wasm32-wasip1/release
   config='{"max_scan_bytes":1048576}'
   modules=("floor=$release/wasm_floor.wasm" "floor-pause-copy=$release/wasm_floor.wasm@pause,copy"
@@ -47,11 +54,7 @@ if ! command -v wrk >/dev/null; then
   scripts/setup.sh --bench
 fi
 
-# The module the benchmark loads is the one scripts/build.sh reports, which
-# lives under the default target directory.
-say "building the release module (scripts/build.sh) and the empty (f) module"
-env -u CARGO_TARGET_DIR scripts/build.sh
-env -u CARGO_TARGET_DIR cargo build --release --target wasm32-wasip1 --quiet -p wasm-floor
+build_modules
 
 say "running bench/run.py $*"
 exec .venv/bin/python bench/run.py "$@"
