@@ -22,7 +22,8 @@
 // the body's contextId, copy no request body byte out twice, never write
 // the body, make no more host calls that return data than the four a
 // body-reading filter needs at 1 KiB (both header maps, both bodies), and
-// keep its linear memory from growing over thousands of streams once warm.
+// keep its linear memory from growing over thousands of streams once warm;
+// and it must export no callback the filter does not act on.
 // It exits 1 on any failure.
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -387,10 +388,24 @@ const setHeader = (stream) => stream.requestHeaders.filter(([k]) => k === "x-con
 const DATA_CALLS = ["proxy_get_header_map_pairs", "proxy_get_header_map_value", "proxy_get_buffer_bytes",
   "proxy_get_shared_data", "proxy_get_property"];
 
+// The functions the filter exports. Envoy enters the VM once per stream for
+// every optional callback a module exports (proxy_on_log, proxy_on_done,
+// response trailers, ...), used or not; the filter exports none it does not
+// act on.
+const FILTER_EXPORTS = new Set(["_initialize", "proxy_abi_version_0_2_1", "proxy_on_memory_allocate",
+  "proxy_on_vm_start", "proxy_on_configure", "proxy_on_context_create", "proxy_on_request_headers",
+  "proxy_on_request_body", "proxy_on_request_trailers", "proxy_on_response_headers",
+  "proxy_on_response_body", "proxy_on_delete"]);
+
 function check() {
   const failures = [];
   for (const m of modules) {
     const module = load(m.path);
+    for (const e of WebAssembly.Module.exports(module)) {
+      if (e.kind === "function" && !FILTER_EXPORTS.has(e.name)) {
+        failures.push(`${m.label}: exports ${e.name}, a callback the filter does not act on`);
+      }
+    }
     for (const size of options.sizes) {
       for (const position of ["first", "last"]) {
         const cases = bodies(size, position, 8);

@@ -1,43 +1,47 @@
-//! The proxy-wasm glue: root and HTTP contexts that hand every callback to
-//! `request::Stream` through a `Host` backed by Envoy's host calls.
+//! The proxy-wasm glue: the ABI 0.2.1 functions Envoy calls, each handed to
+//! the `request::Stream` of its HTTP context through a `Host` backed by
+//! Envoy's host calls.
 //!
-//! The SDK's own `hostcalls` functions panic on any status they do not
-//! expect (a header map that is no longer writable answers `BadArgument`),
-//! and a panic kills the VM for every later request on the worker. So the
-//! few host calls the filter makes are bound in `abi` below, returning the
-//! status as a value; the SDK is used only to dispatch callbacks.
+//! The module speaks the ABI itself rather than through the Rust SDK:
+//!
+//! - Envoy enters the VM once per stream for every optional callback a
+//!   module exports, whether or not the module does anything there, and
+//!   each entry costs Envoy CPU (BENCHMARKS.md prices them). The SDK
+//!   exports them all (`proxy_on_log`, `proxy_on_done`, response trailers,
+//!   ...); this module exports only the callbacks the filter acts on, and
+//!   `proxy_on_delete` to free a stream's state.
+//! - The SDK's host-call wrappers panic on any status they do not expect (a
+//!   header map that is no longer writable answers `BadArgument`), and a
+//!   panic kills the VM for every later request on the worker. The host
+//!   calls are bound in `abi` below, returning the status as a value.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
-
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action as WasmAction, ContextType};
 
 use crate::config::Config;
 use crate::host::{Host, HostError, Level};
 use crate::request::{Action, Plugin, Stream};
 use crate::stats::Counter;
 
-// The SDK's entry macro runs the WASI constructors in an unsafe block.
-#[allow(unsafe_code)]
-mod entry {
-    use super::{abi, Root};
-    use crate::host::Level;
-    use proxy_wasm::traits::RootContext;
-    use proxy_wasm::types::LogLevel;
+/// The ABI's answers to a header, body or trailer callback.
+const CONTINUE: u32 = 0;
+/// Headers: stop iteration. Body: buffer and wait for more.
+const PAUSE: u32 = 1;
 
-    proxy_wasm::main! {{
-        proxy_wasm::set_log_level(LogLevel::Trace);
-        // With panic = "abort" the VM dies after this hook; the log line is
-        // the only trace of why every later request on the worker fails.
-        std::panic::set_hook(Box::new(|info| {
-            abi::log(Level::Critical, &format!("panic: {info}"));
-        }));
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
-    }}
+fn action_code(action: Action) -> u32 {
+    match action {
+        Action::Continue => CONTINUE,
+        Action::Pause => PAUSE,
+    }
 }
 
+/// One plugin instance (a root context) of this VM: several filter
+/// configurations may share one VM through a common `vm_id`.
 #[derive(Default)]
 struct Root {
+    /// Set once its configuration is accepted.
     plugin: Option<Rc<Plugin>>,
     metrics: Rc<Metrics>,
 }
@@ -49,98 +53,227 @@ struct Metrics {
     ids: [u32; Counter::ALL.len()],
 }
 
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        match Config::parse(&raw) {
-            Ok(config) => {
-                let mut metrics = Metrics::default();
-                for counter in Counter::ALL {
-                    if let Some(slot) = metrics.ids.get_mut(counter.index()) {
-                        *slot = abi::define_counter(counter.name()).unwrap_or(0);
-                    }
-                }
-                abi::log(
-                    Level::Info,
-                    &format!(
-                        "configured: header={} max_scan_bytes={} mint_context_id={} learn_tasks={}",
-                        config.header,
-                        config.max_scan_bytes,
-                        config.mint_context_id,
-                        config.learn_tasks
-                    ),
-                );
-                self.metrics = Rc::new(metrics);
-                self.plugin = Some(Rc::new(Plugin::new(config)));
-                true
-            }
-            Err(e) => {
-                // Returning false makes Envoy reject the configuration.
-                abi::log(Level::Error, &format!("{e}"));
-                false
-            }
-        }
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let plugin = self.plugin.clone()?;
-        Some(Box::new(Http {
-            stream: Stream::new(plugin),
-            host: WasmHost {
-                metrics: Rc::clone(&self.metrics),
-            },
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-}
-
+/// One HTTP stream (an HTTP context).
 struct Http {
     stream: Stream,
     host: WasmHost,
 }
 
-fn wasm_action(action: Action) -> WasmAction {
-    match action {
-        Action::Continue => WasmAction::Continue,
-        Action::Pause => WasmAction::Pause,
+/// Hashes context ids, which Envoy hands out in sequence: one multiply
+/// spreads them over the table's high bits; SipHash is not needed for keys
+/// no client chooses.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        self.0 = u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
-impl Context for Http {}
+/// Everything the VM keeps between callbacks.
+#[derive(Default)]
+struct Vm {
+    roots: Vec<(u32, Root)>,
+    streams: HashMap<u32, Http, BuildHasherDefault<IdHasher>>,
+}
 
-impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> WasmAction {
-        wasm_action(
-            self.stream
-                .on_request_headers(&mut self.host, end_of_stream),
-        )
+thread_local! {
+    static VM: RefCell<Vm> = RefCell::new(Vm::default());
+}
+
+/// Runs `f` on the VM's state. `None` if the state is in use (a host call
+/// that re-entered the module with a callback): the caller then answers
+/// as if the filter were not there, never panicking.
+fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> Option<R> {
+    VM.try_with(|vm| vm.try_borrow_mut().ok().map(|mut vm| f(&mut vm)))
+        .ok()
+        .flatten()
+}
+
+/// A stream callback: `Continue` for a context the filter does not know.
+fn on_stream(context: u32, f: impl FnOnce(&mut Stream, &mut WasmHost) -> Action) -> u32 {
+    with_vm(|vm| {
+        vm.streams
+            .get_mut(&context)
+            .map(|http| f(&mut http.stream, &mut http.host))
+    })
+    .flatten()
+    .map_or(CONTINUE, action_code)
+}
+
+fn create_context(context: u32, parent: u32) {
+    with_vm(|vm| {
+        if parent == 0 {
+            vm.roots.retain(|(id, _)| *id != context);
+            vm.roots.push((context, Root::default()));
+            return;
+        }
+        // A root without an accepted configuration gets no streams: Envoy
+        // refuses such a plugin, so this is only a guard.
+        let Some((plugin, metrics)) = vm
+            .roots
+            .iter()
+            .find(|(id, _)| *id == parent)
+            .and_then(|(_, root)| Some((root.plugin.clone()?, Rc::clone(&root.metrics))))
+        else {
+            return;
+        };
+        vm.streams.insert(
+            context,
+            Http {
+                stream: Stream::new(plugin),
+                host: WasmHost { metrics },
+            },
+        );
+    });
+}
+
+fn delete_context(context: u32) {
+    with_vm(|vm| {
+        if vm.streams.remove(&context).is_none() {
+            vm.roots.retain(|(id, _)| *id != context);
+        }
+    });
+}
+
+/// Reads, checks and installs the plugin configuration of root `root`;
+/// `false` makes Envoy reject it.
+fn configure(root: u32) -> bool {
+    let raw = abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let config = match Config::parse(&raw) {
+        Ok(config) => config,
+        Err(e) => {
+            abi::log(Level::Error, &format!("{e}"));
+            return false;
+        }
+    };
+    let mut metrics = Metrics::default();
+    for counter in Counter::ALL {
+        if let Some(slot) = metrics.ids.get_mut(counter.index()) {
+            *slot = abi::define_counter(counter.name()).unwrap_or(0);
+        }
+    }
+    abi::log(
+        Level::Info,
+        &format!(
+            "configured: header={} max_scan_bytes={} mint_context_id={} learn_tasks={}",
+            config.header, config.max_scan_bytes, config.mint_context_id, config.learn_tasks
+        ),
+    );
+    let configured = Root {
+        plugin: Some(Rc::new(Plugin::new(config))),
+        metrics: Rc::new(metrics),
+    };
+    with_vm(|vm| match vm.roots.iter_mut().find(|(id, _)| *id == root) {
+        Some((_, slot)) => *slot = configured,
+        None => vm.roots.push((root, configured)),
+    })
+    .is_some()
+}
+
+/// The exported functions of the ABI, and nothing else: see the module
+/// comment for why the optional ones the filter has no use for are absent.
+// `no_mangle` exports and the WASI constructor call are what the ABI is
+// made of.
+#[allow(unsafe_code)]
+mod exports {
+    use super::{abi, configure, create_context, delete_context, on_stream};
+    use crate::host::Level;
+
+    #[no_mangle]
+    pub extern "C" fn proxy_abi_version_0_2_1() {}
+
+    #[cfg(target_os = "wasi")]
+    extern "C" {
+        fn __wasm_call_ctors();
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> WasmAction {
-        wasm_action(
-            self.stream
-                .on_request_body(&mut self.host, body_size, end_of_stream),
-        )
+    /// Called once, before any other export.
+    #[no_mangle]
+    pub extern "C" fn _initialize() {
+        #[cfg(target_os = "wasi")]
+        // SAFETY: a WASI reactor runs its constructors once, here, before
+        // anything else in the module.
+        unsafe {
+            __wasm_call_ctors();
+        }
+        // With panic = "abort" the VM dies after this hook; the log line is
+        // the only trace of why every later request on the worker fails.
+        std::panic::set_hook(Box::new(|info| {
+            abi::log(Level::Critical, &format!("panic: {info}"));
+        }));
     }
 
-    fn on_http_request_trailers(&mut self, _trailers: usize) -> WasmAction {
-        wasm_action(self.stream.on_request_trailers(&mut self.host))
+    /// Envoy allocates every block it hands the module (header maps,
+    /// buffers, shared data) through this; `abi::take` frees it.
+    #[no_mangle]
+    pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
+        Box::into_raw(Box::<[u8]>::new_uninit_slice(size)).cast::<u8>()
     }
 
-    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> WasmAction {
-        wasm_action(self.stream.on_response_headers(&mut self.host))
+    #[no_mangle]
+    pub extern "C" fn proxy_on_vm_start(_root: u32, _vm_configuration_size: usize) -> u32 {
+        1
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> WasmAction {
-        wasm_action(self.stream.on_response_body(&mut self.host, body_size))
+    #[no_mangle]
+    pub extern "C" fn proxy_on_configure(root: u32, _configuration_size: usize) -> u32 {
+        u32::from(configure(root))
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_context_create(context: u32, parent: u32) {
+        create_context(context, parent);
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_request_headers(context: u32, _headers: usize, end: u32) -> u32 {
+        on_stream(context, |stream, host| {
+            stream.on_request_headers(host, end != 0)
+        })
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_request_body(context: u32, size: usize, end: u32) -> u32 {
+        on_stream(context, |stream, host| {
+            stream.on_request_body(host, size, end != 0)
+        })
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_request_trailers(context: u32, _trailers: usize) -> u32 {
+        on_stream(context, |stream, host| stream.on_request_trailers(host))
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_response_headers(context: u32, _headers: usize, _end: u32) -> u32 {
+        on_stream(context, |stream, host| stream.on_response_headers(host))
+    }
+
+    #[no_mangle]
+    pub extern "C" fn proxy_on_response_body(context: u32, size: usize, _end: u32) -> u32 {
+        on_stream(context, |stream, host| stream.on_response_body(host, size))
+    }
+
+    /// The end of a stream (or of a plugin instance): its state goes, and
+    /// a stream's readers go back to its plugin for the next one.
+    #[no_mangle]
+    pub extern "C" fn proxy_on_delete(context: u32) {
+        delete_context(context);
     }
 }
 
@@ -279,8 +412,8 @@ mod abi {
     }
 
     /// Takes ownership of a host-returned block. The host allocates it
-    /// through the SDK's `proxy_on_memory_allocate`, which hands out a
-    /// leaked `Vec<u8>` of exactly `size` bytes of capacity.
+    /// through `proxy_on_memory_allocate`, which hands out a leaked boxed
+    /// slice of exactly `size` bytes.
     ///
     /// # Safety
     /// `data`/`size` must come from a successful host call that returned a
