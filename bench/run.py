@@ -92,6 +92,16 @@ def envoy_version(binary):
     return found.group(1) if found else text.strip()
 
 
+def filter_config():
+    """The filter's plugin configuration in the bench (the Envoy listeners
+    and the V8 runs of scripts/bench.sh and scripts/test.sh share it)."""
+    text = (ROOT / "bench/filter-config.json").read_text().strip()
+    json.loads(text)  # fails the run early on a broken file
+    if "'" in text:
+        raise BenchError("bench/filter-config.json: no single quotes (the YAML template quotes it with them)")
+    return text
+
+
 def render(template, values, dest):
     text = Template(template.read_text()).substitute(values)
     doc = yaml.safe_load(text)
@@ -646,7 +656,8 @@ def main():
     values = {f"port_{v}": p for v, p in ports.items()}
     values.update(front_admin_port=free_port(), upstream_admin_port=free_port(),
                   upstream_port_1=free_port(), upstream_port_2=free_port(), upstream_port_3=free_port(),
-                  wasm_module=str(module), wasm_module_b=str(module_b), floor_module=str(floor_module), floor_config=args.floor_config)
+                  wasm_module=str(module), wasm_module_b=str(module_b), floor_module=str(floor_module), floor_config=args.floor_config,
+                  filter_config=filter_config())
     front_cfg = render(ROOT / "envoy/bench/envoy-bench.yaml", values, out / "envoy-bench.yaml")
     up_cfg = render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml")
 

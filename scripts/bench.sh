@@ -40,7 +40,7 @@ fi
 if [ "${1:-}" = "--wasm-stream" ]; then
   build_modules
   release=target/wasm32-wasip1/release
-  config='{"max_scan_bytes":1048576}'
+  config=$(cat bench/filter-config.json)
   modules=("floor=$release/wasm_floor.wasm" "floor-pause-copy=$release/wasm_floor.wasm@pause,copy"
     "filter=$release/a2a_affinity.wasm@$config")
   if [ -n "${2:-}" ]; then

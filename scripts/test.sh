@@ -31,7 +31,7 @@ node --no-warnings bench/wasm_scan.mjs \
 
 say "whole streams through the release module inside V8 (bench/wasm_stream.mjs --check)"
 node --no-warnings bench/wasm_stream.mjs --check \
-  "filter=${CARGO_TARGET_DIR:-target}/wasm32-wasip1/release/a2a_affinity.wasm@{\"max_scan_bytes\":1048576}"
+  "filter=${CARGO_TARGET_DIR:-target}/wasm32-wasip1/release/a2a_affinity.wasm@$(cat bench/filter-config.json)"
 
 say "end-to-end tests (real Envoy)"
 .venv/bin/python -m pytest -q tests
