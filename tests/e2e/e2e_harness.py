@@ -159,7 +159,7 @@ class Envoy:
     """One Envoy process on free loopback ports, with its own base id."""
 
     def __init__(self, cfg_source, upstreams, workdir, *, name, binary=None, plugin=None,
-                 with_filter=True, concurrency=2, extra_args=()):
+                 with_filter=True, concurrency=2, extra_args=(), transform=None):
         self.name = name
         self.workdir = Path(workdir)
         self.port = free_port()
@@ -170,6 +170,10 @@ class Envoy:
             cfg, listen_port=self.port, admin_port=self.admin_port,
             upstream_ports=upstreams.ports, plugin=plugin, with_filter=with_filter,
         )
+        if transform is not None:
+            # Last changes a test makes to the rewritten config (ports and
+            # module path already set), e.g. moving the listener to LDS.
+            self.config = transform(self.config)
         self.config_path = self.workdir / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
         self.log = self.workdir / f"{name}.log"

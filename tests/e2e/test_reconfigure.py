@@ -1,0 +1,146 @@
+"""A new filter configuration while traffic flows, as a control plane pushes
+one: envoy/envoy.yaml with its listener served from a file (LDS), then that
+file replaced by the same listener with another plugin configuration (a
+different header name). Envoy keeps the module's VMs, gives the new
+configuration a root context of its own and deletes the old one once the old
+connections are done. New connections must get the new configuration; a
+request already held by the filter when the change lands must finish under
+the old one, body intact; nothing may fail in between."""
+
+import hashlib
+import http.client
+import json
+import os
+import time
+
+import pytest
+import yaml
+
+from e2e_harness import WASM_FILTER, Exchange, send_all
+
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+NEW_HEADER = "x-conversation"
+JSON = ("content-type", "application/json")
+
+
+def write_lds(folder, listener, version):
+    doc = {"version_info": str(version), "resources": [{"@type": LISTENER_TYPE, **listener}]}
+    staged = folder / "lds.yaml.next"
+    staged.write_text(yaml.safe_dump(doc, sort_keys=False))
+    # Envoy watches the directory for a file moved into place.
+    os.replace(staged, folder / "lds.yaml")
+
+
+def plugin_of(listener):
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return next(f for f in hcm["http_filters"] if f["name"] == WASM_FILTER)["typed_config"]["config"]
+
+
+@pytest.fixture(scope="module")
+def envoy(start_envoy, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lds")
+    served = {}
+
+    def listener_from_a_file(cfg):
+        listener = cfg["static_resources"].pop("listeners")[0]
+        served["listener"] = listener
+        write_lds(folder, listener, 1)
+        # A dynamic resource needs a node identity, as under a control plane.
+        cfg["node"] = {"id": "a2a-affinity-test", "cluster": "a2a-affinity-test"}
+        cfg["dynamic_resources"] = {"lds_config": {
+            "resource_api_version": "V3",
+            "path_config_source": {"path": str(folder / "lds.yaml"),
+                                   "watched_directory": {"path": str(folder)}},
+        }}
+        return cfg
+
+    envoy = start_envoy("envoy/envoy.yaml", name="reconfigure", plugin={"mint_context_id": False},
+                        transform=listener_from_a_file)
+    envoy.lds_folder = folder
+    envoy.listener = served["listener"]
+    return envoy
+
+
+def message(ctx, text="hello"):
+    """A message/send whose contextId comes after its text part."""
+    msg = {"messageId": "m-1", "role": "user", "parts": [{"kind": "text", "text": text}],
+           "contextId": ctx}
+    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "message/send",
+                       "params": {"message": msg}}).encode()
+
+
+def headers_of(ex, name):
+    return [v for n, v in ex.report["headers"] if n == name]
+
+
+def counter(envoy, name):
+    for line in envoy.admin(f"/stats?filter=^{name}$").splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split(":")[1])
+    return 0
+
+
+def test_new_connections_get_the_new_configuration_and_a_held_request_the_old(envoy):
+    fresh = [Exchange(body=message(f"before-{i}"), headers=[JSON], context_id=f"before-{i}")
+             for i in range(6)]
+    send_all(envoy.port, fresh, 2)
+    assert [p for ex in fresh for p in ex.problems()] == []
+    assert all(headers_of(ex, NEW_HEADER) == [] for ex in fresh)
+    vms = envoy.gauge("wasm.envoy.wasm.runtime.v8.active")
+    updates = counter(envoy, "listener_manager.lds.update_success")
+
+    # A request the filter is holding: headers and the first half of a body
+    # whose contextId comes at its end.
+    held_body = message("held-across-the-change", "x" * 40_000)
+    held = http.client.HTTPConnection("127.0.0.1", envoy.port, timeout=30)
+    held.putrequest("POST", "/", skip_accept_encoding=True)
+    held.putheader("content-type", "application/json")
+    held.putheader("content-length", str(len(held_body)))
+    held.endheaders()
+    half = len(held_body) // 2
+    held.send(held_body[:half])
+    time.sleep(0.3)
+
+    listener = json.loads(json.dumps(envoy.listener))
+    plugin = plugin_of(listener)
+    settings = json.loads(plugin["configuration"]["value"])
+    settings["header"] = NEW_HEADER
+    plugin["configuration"]["value"] = json.dumps(settings)
+    write_lds(envoy.lds_folder, listener, 2)
+
+    deadline = time.monotonic() + 20
+    while counter(envoy, "listener_manager.lds.update_success") <= updates:
+        assert time.monotonic() < deadline, "Envoy did not take the new listener"
+        time.sleep(0.1)
+    # Probe on new connections until the new configuration answers; every
+    # probe, whichever configuration served it, must arrive whole and
+    # carrying its own contextId in exactly one of the two headers.
+    probes = []
+    while True:
+        ex = Exchange(body=message(f"probe-{len(probes)}"), headers=[JSON])
+        send_all(envoy.port, [ex], 1)
+        probes.append(ex)
+        assert ex.problems(expect_context_ids=ex.report["context_ids"]) == []
+        both = ex.report["context_ids"] + headers_of(ex, NEW_HEADER)
+        assert both == [f"probe-{len(probes) - 1}"], ex.report
+        if headers_of(ex, NEW_HEADER):
+            break
+        assert time.monotonic() < deadline, "new connections still get the old configuration"
+        time.sleep(0.1)
+
+    held.send(held_body[half:])
+    response = held.getresponse()
+    report = json.loads(response.read())
+    held.close()
+    assert response.status == 200
+    assert (report["body_length"], report["body_sha256"]) == (
+        len(held_body), hashlib.sha256(held_body).hexdigest())
+    assert report["context_ids"] == ["held-across-the-change"]
+    assert [v for n, v in report["headers"] if n == NEW_HEADER] == []
+
+    after = [Exchange(body=message(f"after-{i}"), headers=[JSON]) for i in range(6)]
+    send_all(envoy.port, after, 2)
+    assert [p for ex in after for p in ex.problems(expect_context_ids=[])] == []
+    assert [headers_of(ex, NEW_HEADER) for ex in after] == [[f"after-{i}"] for i in range(6)]
+    # The same VMs serve the new configuration.
+    assert envoy.gauge("wasm.envoy.wasm.runtime.v8.active") == vms
