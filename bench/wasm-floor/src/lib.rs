@@ -23,7 +23,9 @@
 //! Items are separated by commas; an empty configuration is the bare floor.
 //! Exports follow the proxy-wasm ABI 0.2.1; Envoy calls an optional callback
 //! only when the module exports it, so only what loading a module needs and
-//! the four HTTP callbacks are exported.
+//! the four HTTP callbacks are exported. The filter exports two more:
+//! request trailers (the bench sends none, so Envoy never calls it) and
+//! `proxy_on_delete`, which frees a stream's state; this module keeps none.
 
 // `#[no_mangle]` exports and the host imports are what the ABI is made of.
 #![allow(unsafe_code)]
