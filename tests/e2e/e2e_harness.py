@@ -211,7 +211,8 @@ class Envoy:
                 counters[m.group(1)] = int(m.group(2))
         return counters
 
-    def gauge(self, name):
+    def stat(self, name):
+        """One counter or gauge of the admin interface, by its full name (0 if absent)."""
         for line in self.admin(f"/stats?filter=^{re.escape(name)}$").splitlines():
             if line.startswith(name + ":"):
                 return int(line.split(":")[1])
@@ -536,7 +537,7 @@ def post_in_a_burst(envoy, body, first, headers=(("content-type", "application/j
         s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body[:first])
         # The request is active once Envoy has read the head (and with it,
         # in the same read, the first bytes), which the filter now holds.
-        wait_until(lambda: envoy.gauge("http.a2a_ingress.downstream_rq_active") >= 1, 10,
+        wait_until(lambda: envoy.stat("http.a2a_ingress.downstream_rq_active") >= 1, 10,
                    "request seen by Envoy")
         time.sleep(0.05)
         sent = first

@@ -50,7 +50,7 @@ def test_one_vm_serves_both_instances(envoy, start_envoy):
     # runs in the same VMs (one per thread), not in VMs of its own.
     alone = start_envoy("envoy/envoy.yaml", name="one-instance")
     gauge = "wasm.envoy.wasm.runtime.v8.active"
-    assert envoy.gauge(gauge) == alone.gauge(gauge) > 0
+    assert envoy.stat(gauge) == alone.stat(gauge) > 0
 
 
 def test_each_instance_sets_its_own_header_from_the_body(envoy):

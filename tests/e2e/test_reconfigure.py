@@ -73,21 +73,14 @@ def headers_of(ex, name):
     return [v for n, v in ex.report["headers"] if n == name]
 
 
-def counter(envoy, name):
-    for line in envoy.admin(f"/stats?filter=^{name}$").splitlines():
-        if line.startswith(name + ":"):
-            return int(line.split(":")[1])
-    return 0
-
-
 def test_new_connections_get_the_new_configuration_and_a_held_request_the_old(envoy):
     fresh = [Exchange(body=message(f"before-{i}"), headers=[JSON], context_id=f"before-{i}")
              for i in range(6)]
     send_all(envoy.port, fresh, 2)
     assert [p for ex in fresh for p in ex.problems()] == []
     assert all(headers_of(ex, NEW_HEADER) == [] for ex in fresh)
-    vms = envoy.gauge("wasm.envoy.wasm.runtime.v8.active")
-    updates = counter(envoy, "listener_manager.lds.update_success")
+    vms = envoy.stat("wasm.envoy.wasm.runtime.v8.active")
+    updates = envoy.stat("listener_manager.lds.update_success")
 
     # A request the filter is holding: headers and the first half of a body
     # whose contextId comes at its end.
@@ -109,7 +102,7 @@ def test_new_connections_get_the_new_configuration_and_a_held_request_the_old(en
     write_lds(envoy.lds_folder, listener, 2)
 
     deadline = time.monotonic() + 20
-    while counter(envoy, "listener_manager.lds.update_success") <= updates:
+    while envoy.stat("listener_manager.lds.update_success") <= updates:
         assert time.monotonic() < deadline, "Envoy did not take the new listener"
         time.sleep(0.1)
     # Probe on new connections until the new configuration answers; every
@@ -143,4 +136,4 @@ def test_new_connections_get_the_new_configuration_and_a_held_request_the_old(en
     assert [p for ex in after for p in ex.problems(expect_context_ids=[])] == []
     assert [headers_of(ex, NEW_HEADER) for ex in after] == [[f"after-{i}"] for i in range(6)]
     # The same VMs serve the new configuration.
-    assert envoy.gauge("wasm.envoy.wasm.runtime.v8.active") == vms
+    assert envoy.stat("wasm.envoy.wasm.runtime.v8.active") == vms
