@@ -769,3 +769,99 @@ fn h_request(h: &Harness, host: &mut MockHost, body: &str) {
     let (_, actions) = h.request(host, &[body.as_bytes()], false);
     assert_eq!(*actions.last().unwrap(), Action::Continue);
 }
+
+/// A message whose contextId (if any) follows a text part of `text_len`
+/// bytes.
+fn late_context_body(ctx: Option<&str>, text_len: usize) -> Vec<u8> {
+    let text = "z".repeat(text_len);
+    let tail = ctx.map_or(String::new(), |c| format!(r#","contextId":"{c}""#));
+    format!(
+        r#"{{"jsonrpc":"2.0","id":"1","method":"message/send","params":{{"message":{{"messageId":"m-1","role":"user","parts":[{{"kind":"text","text":"{text}"}}]{tail}}}}}}}"#
+    )
+    .into_bytes()
+}
+
+/// Checks the body reads: contiguous from 0, each byte once, up to `end`;
+/// returns them.
+fn contiguous_reads(host: &MockHost, end: usize) -> Vec<(usize, usize)> {
+    let reads = host.body_reads.borrow().clone();
+    let mut next = 0;
+    for (start, len) in &reads {
+        assert_eq!(*start, next, "re-read or gap at {start}: {reads:?}");
+        next = start + len;
+    }
+    assert_eq!(next, end, "{reads:?}");
+    reads
+}
+
+#[test]
+fn a_large_body_with_trailers_is_held_until_its_last_piece() {
+    // HTTP/2 and chunked uploads with trailers: no body callback says the
+    // body ended, and the contextId comes in the last piece.
+    let h = Harness::new("");
+    let body = late_context_body(Some("ctx-trailers"), 100 * 1024);
+    let pieces: Vec<&[u8]> = body.chunks(16 * 1024).collect();
+    let mut host = h.host("POST", "/");
+    let (_, actions) = h.request(&mut host, &pieces, true);
+    // Held through every piece before the one that completes the
+    // contextId (the last), then let go; the trailers pass.
+    let n = pieces.len();
+    assert!(
+        actions[1..n].iter().all(|a| *a == Action::Pause),
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions[n..],
+        [Action::Continue, Action::Continue],
+        "{actions:?}"
+    );
+    assert_eq!(host.header_values("x-context-id"), vec!["ctx-trailers"]);
+    assert_eq!(host.body, body);
+    contiguous_reads(&host, body.len());
+    assert_eq!(h.counter(Counter::ContextFound), 1);
+}
+
+#[test]
+fn minting_after_trailers_replaces_the_whole_buffered_body() {
+    // A long first turn ended by trailers: the minted contextId goes into
+    // the whole body (the host refuses a replacement that does not cover
+    // everything buffered).
+    let h = Harness::new(r#"{"mint_context_id":true}"#);
+    let body = late_context_body(None, 90 * 1024);
+    let pieces: Vec<&[u8]> = body.chunks(16 * 1024).collect();
+    let mut host = h.host("POST", "/");
+    h.request(&mut host, &pieces, true);
+    let minted = host.header_values("x-context-id");
+    assert_eq!(minted.len(), 1, "{minted:?}");
+    let sent: serde_json::Value = serde_json::from_slice(&host.body).unwrap();
+    assert_eq!(sent["params"]["message"]["contextId"], minted[0].as_str());
+    assert_eq!(
+        sent["params"]["message"]["parts"][0]["text"]
+            .as_str()
+            .map(str::len),
+        Some(90 * 1024)
+    );
+    assert_eq!(h.counter(Counter::Minted), 1);
+}
+
+#[test]
+fn a_large_body_is_let_go_at_the_piece_that_completes_the_context_id() {
+    // Every piece is read as it arrives, so the request goes on at the
+    // piece that completes the value, however much body follows.
+    let h = Harness::new("");
+    let head = late_context_body(Some("ctx-early-piece"), 12 * 1024);
+    let mut body = head[..head.len() - 3].to_vec(); // still inside the message
+    body.extend_from_slice(br#","metadata":{"pad":""#);
+    body.extend_from_slice("p".repeat(200 * 1024).as_bytes());
+    body.extend_from_slice(br#""}}}}"#);
+    let pieces: Vec<&[u8]> = body.chunks(4 * 1024).collect();
+    let mut host = h.host("POST", "/");
+    let (_, actions) = h.request(&mut host, &pieces, false);
+    assert_eq!(host.header_values("x-context-id"), vec!["ctx-early-piece"]);
+    let completing = (head.len() - 3) / (4 * 1024);
+    let released = actions[1..]
+        .iter()
+        .position(|a| *a == Action::Continue)
+        .unwrap();
+    assert_eq!(released, completing, "{actions:?}");
+}

@@ -375,14 +375,32 @@ def dechunk(data):
 
 def send_h2(port, path, headers, chunks, trailers=(), delay=0.005):
     """One HTTP/2 request over h2c with prior knowledge: the body in several
-    DATA frames, then optionally trailers (which end the stream). Returns
+    DATA frames (each waiting for flow-control window as a real client
+    does), then optionally trailers (which end the stream). Returns
     (status, response body)."""
     import h2.config
     import h2.connection
     import h2.events
 
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    answer = {"status": None, "body": b"", "done": False}
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+
+        def receive():
+            data = s.recv(65536)
+            if not data:
+                answer["done"] = True
+                return
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    answer["status"] = int(dict(event.headers)[b":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    answer["body"] += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, sid)
+                elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                    answer["done"] = True
+            s.sendall(conn.data_to_send())
+
         conn.initiate_connection()
         s.sendall(conn.data_to_send())
         sid = conn.get_next_available_stream_id()
@@ -392,27 +410,23 @@ def send_h2(port, path, headers, chunks, trailers=(), delay=0.005):
         for i, chunk in enumerate(chunks):
             time.sleep(delay)
             last = i == len(chunks) - 1 and not trailers
-            conn.send_data(sid, chunk, end_stream=last)
-            s.sendall(conn.data_to_send())
-        if trailers:
+            while chunk and not answer["done"]:
+                window = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+                if window <= 0:
+                    receive()
+                    continue
+                piece, chunk = chunk[:window], chunk[window:]
+                conn.send_data(sid, piece, end_stream=last and not chunk)
+                s.sendall(conn.data_to_send())
+            if answer["done"]:
+                break
+        if trailers and not answer["done"]:
             time.sleep(delay)
             conn.send_headers(sid, list(trailers), end_stream=True)
             s.sendall(conn.data_to_send())
-        status, body, done = None, b"", False
-        while not done:
-            data = s.recv(65536)
-            if not data:
-                break
-            for event in conn.receive_data(data):
-                if isinstance(event, h2.events.ResponseReceived):
-                    status = int(dict(event.headers)[b":status"])
-                elif isinstance(event, h2.events.DataReceived):
-                    body += event.data
-                    conn.acknowledge_received_data(event.flow_controlled_length, sid)
-                elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
-                    done = True
-            s.sendall(conn.data_to_send())
-        return status, body
+        while not answer["done"]:
+            receive()
+        return answer["status"], answer["body"]
 
 
 class Figures:

@@ -147,12 +147,20 @@ def test_context_split_across_chunk_boundaries(ring, binding):
     assert not failures, "\n".join(failures[:10])
 
 
-def test_http2_body_with_trailers(ring):
-    ctx = "h2-trailers-91bc"
-    body = _late_context_body(ctx, 30_000)
+@pytest.mark.parametrize("transport", ["h2", "chunked"])
+@pytest.mark.parametrize("text_bytes", [30_000, 200_000])
+def test_body_ended_by_trailers(ring, transport, text_bytes):
+    # No body callback marks the end of the body: the document ends in the
+    # trailers callback, also when it is long.
+    ctx = f"{transport}-trailers-{text_bytes}"
+    body = _late_context_body(ctx, text_bytes)
     chunks = [body[i:i + 8192] for i in range(0, len(body), 8192)]
-    status, raw = send_h2(ring.port, "/", [("content-type", "application/json")], chunks,
-                          trailers=[("x-trailer", "done")])
+    headers = [("content-type", "application/json")]
+    trailers = [("x-trailer", "done")]
+    if transport == "h2":
+        status, raw = send_h2(ring.port, "/", headers, chunks, trailers=trailers)
+    else:
+        status, raw = send_chunked(ring.port, "/", headers, chunks, delay=0.001, trailers=trailers)
     got = _report(status, raw)
     assert (got["body_sha256"], got["body_length"]) == (sha256(body), len(body))
     assert got["context_ids"] == [ctx]
@@ -276,7 +284,7 @@ def test_first_turn_gets_a_minted_context_id(ring):
     assert delta.get("minted") == 1, delta
 
 
-@pytest.mark.parametrize("transport", ["chunked", "h2", "h2-trailers"])
+@pytest.mark.parametrize("transport", ["chunked", "h2", "h2-trailers", "h2-trailers-large"])
 def test_minting_over_chunked_and_h2_uploads(ring, transport):
     # The minted contextId changes the body's length: over chunked HTTP/1.1
     # and HTTP/2 (with and without trailers) the upstream must still get a
@@ -284,13 +292,17 @@ def test_minting_over_chunked_and_h2_uploads(ring, transport):
     doc = {"jsonrpc": "2.0", "id": 5, "method": "message/send",
            "params": {"message": {"kind": "message", "messageId": f"m-{transport}", "role": "user",
                                   "parts": [{"kind": "text", "text": "first turn " * 50}]}}}
+    if transport == "h2-trailers-large":
+        # A long first turn in 8 KiB frames, ended by trailers.
+        doc["params"]["message"]["parts"][0]["text"] = "first turn " * 6000
     body = json.dumps(doc).encode()
-    pieces = [body[i:i + 100] for i in range(0, len(body), 100)]
+    piece = 8192 if transport == "h2-trailers-large" else 100
+    pieces = [body[i:i + piece] for i in range(0, len(body), piece)]
     headers = [("content-type", "application/json"), ("x-echo-body", "1")]
     if transport == "chunked":
         status, raw = send_chunked(ring.port, "/", headers, pieces)
     else:
-        trailers = [("x-trailer", "t")] if transport == "h2-trailers" else []
+        trailers = [("x-trailer", "t")] if transport.startswith("h2-trailers") else []
         status, raw = send_h2(ring.port, "/", headers, pieces, trailers=trailers)
     got = _report(status, raw)
     arrived = json.loads(got["body"])
