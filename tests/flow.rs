@@ -781,17 +781,15 @@ fn late_context_body(ctx: Option<&str>, text_len: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Checks the body reads: contiguous from 0, each byte once, up to `end`;
-/// returns them.
-fn contiguous_reads(host: &MockHost, end: usize) -> Vec<(usize, usize)> {
-    let reads = host.body_reads.borrow().clone();
+/// Checks the body reads: contiguous from 0, each byte once, up to `end`.
+fn contiguous_reads(host: &MockHost, end: usize) {
+    let reads = host.body_reads.borrow();
     let mut next = 0;
-    for (start, len) in &reads {
+    for (start, len) in reads.iter() {
         assert_eq!(*start, next, "re-read or gap at {start}: {reads:?}");
         next = start + len;
     }
     assert_eq!(next, end, "{reads:?}");
-    reads
 }
 
 #[test]

@@ -150,8 +150,8 @@ def test_context_split_across_chunk_boundaries(ring, binding):
 @pytest.mark.parametrize("transport", ["h2", "chunked"])
 @pytest.mark.parametrize("text_bytes", [30_000, 200_000])
 def test_body_ended_by_trailers(ring, transport, text_bytes):
-    # No body callback marks the end of the body: the document ends in the
-    # trailers callback, also when it is long.
+    # No body callback marks the end of the body (the trailers end it); the
+    # contextId in the last pieces must still route it, also when it is long.
     ctx = f"{transport}-trailers-{text_bytes}"
     body = _late_context_body(ctx, text_bytes)
     chunks = [body[i:i + 8192] for i in range(0, len(body), 8192)]
