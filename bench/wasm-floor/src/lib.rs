@@ -11,9 +11,15 @@
 //!
 //! - `pause`: hold the request headers until the body arrives, as every
 //!   body-reading filter must (`allow_on_headers_stop_iteration`);
-//! - `copy`: copy the header maps and bodies out of Envoy as the filter does
-//!   (one `proxy_get_header_map_pairs` per header callback, one
-//!   `proxy_get_buffer_bytes` per body callback);
+//! - `hold`: with `pause`, keep holding the request until its last body
+//!   callback (Envoy buffers the body meanwhile), as a filter must when the
+//!   key comes at the end of the body;
+//! - `copy`: copy the header maps and bodies out of Envoy as the filter does:
+//!   one `proxy_get_header_map_pairs` per header callback, one
+//!   `proxy_get_buffer_bytes` per response body callback, and of the request
+//!   body only what a filter reads before it lets the request go: under
+//!   `hold`, each callback's new bytes; otherwise the first 2 KiB (the
+//!   filter's first read, which holds the contextId when it comes first);
 //! - `value-reads=N`: N `proxy_get_header_map_value` calls per header
 //!   callback (each returns data, which Envoy allocates by calling back
 //!   into the module);
@@ -30,19 +36,24 @@
 // `#[no_mangle]` exports and the host imports are what the ABI is made of.
 #![allow(unsafe_code)]
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 const CONTINUE: u32 = 0;
 const STOP_ITERATION: u32 = 1;
+const STOP_ITERATION_AND_BUFFER: u32 = 1;
 const MAP_REQUEST_HEADERS: u32 = 0;
 const MAP_RESPONSE_HEADERS: u32 = 2;
 const BUFFER_REQUEST_BODY: u32 = 0;
 const BUFFER_RESPONSE_BODY: u32 = 1;
 const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
+/// Request body bytes copied when not holding: the filter's first read.
+const FIRST_READ: usize = 2048;
 
 #[derive(Clone, Copy, Default)]
 struct Work {
     pause: bool,
+    hold: bool,
     copy: bool,
     value_reads: u32,
     size_calls: u32,
@@ -50,6 +61,12 @@ struct Work {
 
 thread_local! {
     static WORK: Cell<Work> = Cell::new(Work::default());
+    /// Under `copy`: how many request body bytes each stream still reading
+    /// its body has copied out so far, by context id. An entry comes with
+    /// the request headers and goes when the stream stops reading (no
+    /// `proxy_on_delete` here: the bench sends a body with every request
+    /// and resets no stream mid-body).
+    static COPIED: RefCell<HashMap<u32, usize>> = RefCell::new(HashMap::new());
 }
 
 fn parse(config: &str) -> Option<Work> {
@@ -57,13 +74,15 @@ fn parse(config: &str) -> Option<Work> {
     for item in config.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         match item.split_once('=') {
             None if item == "pause" => work.pause = true,
+            None if item == "hold" => work.hold = true,
             None if item == "copy" => work.copy = true,
             Some(("value-reads", n)) => work.value_reads = n.parse().ok()?,
             Some(("size-calls", n)) => work.size_calls = n.parse().ok()?,
             _ => return None,
         }
     }
-    Some(work)
+    // Holding the body means nothing unless the headers are held too.
+    (work.pause || !work.hold).then_some(work)
 }
 
 #[link(wasm_import_module = "env")]
@@ -97,10 +116,10 @@ fn release(data: *mut u8, size: usize) -> usize {
     size
 }
 
-fn buffer(kind: u32, size: usize) -> usize {
+fn buffer(kind: u32, start: usize, size: usize) -> usize {
     let (mut data, mut len) = (std::ptr::null_mut(), 0);
     // SAFETY: out-pointers to locals.
-    unsafe { proxy_get_buffer_bytes(kind, 0, size, &mut data, &mut len) };
+    unsafe { proxy_get_buffer_bytes(kind, start, size, &mut data, &mut len) };
     release(data, len)
 }
 
@@ -167,8 +186,11 @@ pub extern "C" fn proxy_on_configure(_root_context: u32, size: usize) -> u32 {
 pub extern "C" fn proxy_on_context_create(_context: u32, _parent: u32) {}
 
 #[no_mangle]
-pub extern "C" fn proxy_on_request_headers(_context: u32, _headers: usize, end: u32) -> u32 {
+pub extern "C" fn proxy_on_request_headers(context: u32, _headers: usize, end: u32) -> u32 {
     header_callback(MAP_REQUEST_HEADERS, ":path");
+    if WORK.get().copy && end == 0 {
+        COPIED.with_borrow_mut(|copied| copied.insert(context, 0));
+    }
     if WORK.get().pause && end == 0 {
         STOP_ITERATION
     } else {
@@ -177,11 +199,35 @@ pub extern "C" fn proxy_on_request_headers(_context: u32, _headers: usize, end: 
 }
 
 #[no_mangle]
-pub extern "C" fn proxy_on_request_body(_context: u32, size: usize, _end: u32) -> u32 {
-    if WORK.get().copy {
-        buffer(BUFFER_REQUEST_BODY, size);
+pub extern "C" fn proxy_on_request_body(context: u32, size: usize, end: u32) -> u32 {
+    let work = WORK.get();
+    let held = work.hold && end == 0;
+    if work.copy {
+        // While held, `size` counts every byte Envoy has buffered for the
+        // stream; otherwise it is this callback's bytes.
+        let seen = COPIED.with_borrow_mut(|copied| {
+            if held {
+                copied
+                    .get_mut(&context)
+                    .map(|seen| std::mem::replace(seen, size))
+            } else {
+                copied.remove(&context)
+            }
+        });
+        let until = if work.hold {
+            size
+        } else {
+            size.min(FIRST_READ)
+        };
+        if let Some(seen) = seen.filter(|&seen| until > seen) {
+            buffer(BUFFER_REQUEST_BODY, seen, until - seen);
+        }
     }
-    CONTINUE
+    if held {
+        STOP_ITERATION_AND_BUFFER
+    } else {
+        CONTINUE
+    }
 }
 
 #[no_mangle]
@@ -193,7 +239,7 @@ pub extern "C" fn proxy_on_response_headers(_context: u32, _headers: usize, _end
 #[no_mangle]
 pub extern "C" fn proxy_on_response_body(_context: u32, size: usize, _end: u32) -> u32 {
     if WORK.get().copy {
-        buffer(BUFFER_RESPONSE_BODY, size);
+        buffer(BUFFER_RESPONSE_BODY, 0, size);
     }
     CONTINUE
 }
