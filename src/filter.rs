@@ -24,11 +24,7 @@ use crate::config::Config;
 use crate::host::{Host, HostError, Level};
 use crate::request::{Action, Plugin, Stream};
 use crate::stats::Counter;
-
-/// The ABI's answers to a header, body or trailer callback.
-const CONTINUE: u32 = 0;
-/// Headers: stop iteration. Body: buffer and wait for more.
-const PAUSE: u32 = 1;
+use proxy_abi::{CONTINUE, PAUSE};
 
 fn action_code(action: Action) -> u32 {
     match action {
@@ -348,60 +344,16 @@ impl Host for WasmHost {
 mod abi {
     use crate::host::{HostError, Level};
 
-    pub const MAP_REQUEST_HEADERS: u32 = 0;
-    pub const MAP_RESPONSE_HEADERS: u32 = 2;
-    pub const BUFFER_REQUEST_BODY: u32 = 0;
-    pub const BUFFER_RESPONSE_BODY: u32 = 1;
-    pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
-
-    const OK: u32 = 0;
-    const NOT_FOUND: u32 = 1;
-    const METRIC_COUNTER: u32 = 0;
-
-    #[link(wasm_import_module = "env")]
-    extern "C" {
-        fn proxy_log(level: u32, data: *const u8, size: usize) -> u32;
-        fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
-        fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
-        fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
-        fn proxy_replace_header_map_value(
-            map: u32,
-            key: *const u8,
-            key_size: usize,
-            value: *const u8,
-            value_size: usize,
-        ) -> u32;
-        fn proxy_get_buffer_bytes(
-            buffer: u32,
-            start: usize,
-            max_size: usize,
-            data: *mut *mut u8,
-            size: *mut usize,
-        ) -> u32;
-        fn proxy_set_buffer_bytes(
-            buffer: u32,
-            start: usize,
-            size: usize,
-            data: *const u8,
-            data_size: usize,
-        ) -> u32;
-        fn proxy_get_shared_data(
-            key: *const u8,
-            key_size: usize,
-            value: *mut *mut u8,
-            value_size: *mut usize,
-            cas: *mut u32,
-        ) -> u32;
-        fn proxy_set_shared_data(
-            key: *const u8,
-            key_size: usize,
-            value: *const u8,
-            value_size: usize,
-            cas: u32,
-        ) -> u32;
-        fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
-        fn proxy_increment_metric(id: u32, offset: i64) -> u32;
-    }
+    use proxy_abi::{
+        proxy_define_metric, proxy_get_buffer_bytes, proxy_get_current_time_nanoseconds,
+        proxy_get_header_map_pairs, proxy_get_shared_data, proxy_increment_metric, proxy_log,
+        proxy_remove_header_map_value, proxy_replace_header_map_value, proxy_set_buffer_bytes,
+        proxy_set_shared_data, METRIC_COUNTER, NOT_FOUND, OK,
+    };
+    pub use proxy_abi::{
+        BUFFER_PLUGIN_CONFIGURATION, BUFFER_REQUEST_BODY, BUFFER_RESPONSE_BODY,
+        MAP_REQUEST_HEADERS, MAP_RESPONSE_HEADERS,
+    };
 
     fn status(code: u32, call: &'static str) -> Result<(), HostError> {
         if code == OK {

@@ -29,26 +29,28 @@
 //!   (a host call that returns no data).
 //!
 //! Items are separated by commas; an empty configuration is the bare floor.
-//! Exports follow the proxy-wasm ABI 0.2.1; Envoy calls an optional callback
-//! only when the module exports it, so only what loading a module needs and
-//! the four HTTP callbacks are exported. The filter exports two more:
-//! request trailers (the bench sends none, so Envoy never calls it) and
-//! `proxy_on_delete`, which frees a stream's state; this module keeps none.
+//! Exports follow the proxy-wasm ABI 0.2.1 (its host functions and codes
+//! come from `crates/proxy-abi`, as the filter's do); Envoy calls an
+//! optional callback only when the module exports it, so only what loading
+//! a module needs and the four HTTP callbacks are exported. The filter
+//! exports two more: request trailers (the bench sends none, so Envoy never
+//! calls it) and `proxy_on_delete`, which frees a stream's state. This
+//! module keeps a stream's state only under `copy`, `hold` or `set-header`,
+//! and drops it at the body callback that lets the stream go.
 
-// `#[no_mangle]` exports and the host imports are what the ABI is made of.
+// `#[no_mangle]` exports and the host calls are what the ABI is made of.
 #![allow(unsafe_code)]
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-const CONTINUE: u32 = 0;
-const STOP_ITERATION: u32 = 1;
-const STOP_ITERATION_AND_BUFFER: u32 = 1;
-const MAP_REQUEST_HEADERS: u32 = 0;
-const MAP_RESPONSE_HEADERS: u32 = 2;
-const BUFFER_REQUEST_BODY: u32 = 0;
-const BUFFER_RESPONSE_BODY: u32 = 1;
-const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
+use proxy_abi::{
+    proxy_get_buffer_bytes, proxy_get_header_map_pairs, proxy_get_header_map_size,
+    proxy_get_header_map_value, proxy_replace_header_map_value, BUFFER_PLUGIN_CONFIGURATION,
+    BUFFER_REQUEST_BODY, BUFFER_RESPONSE_BODY, CONTINUE, MAP_REQUEST_HEADERS, MAP_RESPONSE_HEADERS,
+    PAUSE,
+};
+
 /// Request body bytes copied when not holding: the filter's first read.
 const FIRST_READ: usize = 2048;
 
@@ -89,33 +91,6 @@ fn parse(config: &str) -> Option<Work> {
     // Holding the body, or writing a header from it, means nothing unless
     // the headers are held too.
     (work.pause || !(work.hold || work.set_header)).then_some(work)
-}
-
-#[link(wasm_import_module = "env")]
-extern "C" {
-    fn proxy_get_buffer_bytes(
-        buffer: u32,
-        start: usize,
-        max_size: usize,
-        data: *mut *mut u8,
-        size: *mut usize,
-    ) -> u32;
-    fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
-    fn proxy_get_header_map_value(
-        map: u32,
-        key: *const u8,
-        key_size: usize,
-        value: *mut *mut u8,
-        value_size: *mut usize,
-    ) -> u32;
-    fn proxy_get_header_map_size(map: u32, size: *mut usize) -> u32;
-    fn proxy_replace_header_map_value(
-        map: u32,
-        key: *const u8,
-        key_size: usize,
-        value: *const u8,
-        value_size: usize,
-    ) -> u32;
 }
 
 /// Frees a block the host allocated through `proxy_on_memory_allocate`.
@@ -206,7 +181,7 @@ pub extern "C" fn proxy_on_request_headers(context: u32, _headers: usize, end: u
         COPIED.with_borrow_mut(|copied| copied.insert(context, 0));
     }
     if work.pause && end == 0 {
-        STOP_ITERATION
+        PAUSE
     } else {
         CONTINUE
     }
@@ -243,7 +218,7 @@ pub extern "C" fn proxy_on_request_body(context: u32, size: usize, end: u32) -> 
         buffer(BUFFER_REQUEST_BODY, seen, until - seen);
     }
     if held {
-        return STOP_ITERATION_AND_BUFFER;
+        return PAUSE;
     }
     if work.set_header {
         let (key, value) = ("x-floor", "1");
