@@ -1,5 +1,5 @@
 //! The proxy-wasm glue: the ABI 0.2.1 functions Envoy calls, each handed to
-//! the `request::Stream` of its HTTP context through a `Host` backed by
+//! the `stream::Stream` of its HTTP context through a `Host` backed by
 //! Envoy's host calls.
 //!
 //! The module speaks the ABI itself rather than through the Rust SDK:
@@ -20,10 +20,12 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
-use crate::config::Config;
-use crate::host::{Host, HostError, Level};
-use crate::request::{Action, Plugin, Stream};
-use crate::stats::Counter;
+use a2a_affinity_core::config::Config;
+use a2a_affinity_core::stats::Counter;
+
+use crate::host::{Host, HostError};
+use crate::logger::{ProxyLevel, ProxyLogger};
+use crate::stream::{Action, Plugin, Stream};
 use proxy_abi::{CONTINUE, PAUSE};
 
 fn action_code(action: Action) -> u32 {
@@ -136,10 +138,10 @@ fn create_context(context: u32, parent: u32) {
 }
 
 fn delete_context(context: u32) {
-    with_vm(|vm| {
-        if vm.streams.remove(&context).is_none() {
-            vm.roots.retain(|(id, _)| *id != context);
-        }
+    with_vm(|vm| match vm.streams.remove(&context) {
+        // A request still undecided when its stream ends is counted.
+        Some(mut http) => http.stream.on_delete(&mut http.host),
+        None => vm.roots.retain(|(id, _)| *id != context),
     });
 }
 
@@ -153,7 +155,7 @@ fn configure(root: u32) -> bool {
     let config = match Config::parse(&raw) {
         Ok(config) => config,
         Err(e) => {
-            abi::log(Level::Error, &format!("{e}"));
+            abi::log(ProxyLevel::Error, &format!("{e}"));
             return false;
         }
     };
@@ -164,7 +166,7 @@ fn configure(root: u32) -> bool {
         }
     }
     abi::log(
-        Level::Info,
+        ProxyLevel::Info,
         &format!(
             "configured: header={} max_scan_bytes={} mint_context_id={} learn_tasks={}",
             config.header, config.max_scan_bytes, config.mint_context_id, config.learn_tasks
@@ -187,8 +189,8 @@ fn configure(root: u32) -> bool {
 // made of.
 #[allow(unsafe_code)]
 mod exports {
-    use super::{abi, configure, create_context, delete_context, on_stream};
-    use crate::host::Level;
+    use super::{abi, configure, create_context, delete_context, on_stream, LOGGER};
+    use crate::logger::ProxyLevel;
 
     #[no_mangle]
     pub extern "C" fn proxy_abi_version_0_2_1() {}
@@ -210,8 +212,12 @@ mod exports {
         // With panic = "abort" the VM dies after this hook; the log line is
         // the only trace of why every later request on the worker fails.
         std::panic::set_hook(Box::new(|info| {
-            abi::log(Level::Critical, &format!("panic: {info}"));
+            abi::log(ProxyLevel::Critical, &format!("panic: {info}"));
         }));
+        // The core logs through `log`; Envoy filters by its own level.
+        if log::set_logger(&LOGGER).is_ok() {
+            log::set_max_level(log::LevelFilter::Debug);
+        }
     }
 
     /// Envoy allocates every block it hands the module (header maps,
@@ -273,6 +279,9 @@ mod exports {
     }
 }
 
+/// The `log` backend: one `proxy_log` call per record.
+static LOGGER: ProxyLogger = ProxyLogger { write: abi::log };
+
 struct WasmHost {
     metrics: Rc<Metrics>,
 }
@@ -316,10 +325,6 @@ impl Host for WasmHost {
         }
     }
 
-    fn log(&self, level: Level, message: &str) {
-        abi::log(level, message);
-    }
-
     fn random(&mut self, buf: &mut [u8; 16]) -> Result<(), HostError> {
         // WASI random_get: fresh bytes on every call under Envoy's V8.
         getrandom::fill(buf).map_err(|_| HostError("random_get"))
@@ -342,7 +347,8 @@ impl Host for WasmHost {
 /// uses, returning the host's status instead of panicking on it.
 #[allow(unsafe_code)]
 mod abi {
-    use crate::host::{HostError, Level};
+    use crate::host::HostError;
+    use crate::logger::ProxyLevel;
 
     use proxy_abi::{
         proxy_define_metric, proxy_get_buffer_bytes, proxy_get_current_time_nanoseconds,
@@ -379,14 +385,8 @@ mod abi {
         }
     }
 
-    pub fn log(level: Level, message: &str) {
-        let level = match level {
-            Level::Debug => 1,
-            Level::Info => 2,
-            Level::Warn => 3,
-            Level::Error => 4,
-            Level::Critical => 5,
-        };
+    pub fn log(level: ProxyLevel, message: &str) {
+        let level = level as u32;
         // SAFETY: pointer and length of a live &str.
         let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
     }

@@ -1,23 +1,15 @@
-//! The filter's only view of Envoy. `filter` implements it over proxy-wasm
-//! host calls; tests implement it in memory, so every decision the filter
-//! makes runs on the host target.
+//! The Wasm shell's view of Envoy, in proxy-wasm's terms: serialized header
+//! maps, bodies read by offset from Envoy's buffer and replaced whole,
+//! shared data. `filter` implements it over the proxy-wasm host calls;
+//! tests implement it in memory (the testkit's `wasm::MockHost`), so the
+//! shell's own logic (read windows, header maps, the shared-data store)
+//! runs on the host target too.
 
-use crate::stats::Counter;
+use a2a_affinity_core::stats::Counter;
 
 /// A host call failed (Envoy answered with a status other than Ok).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostError(pub &'static str);
-
-/// Log levels, as proxy-wasm defines them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Debug,
-    Info,
-    Warn,
-    Error,
-    /// Only for a panic, just before the VM aborts.
-    Critical,
-}
 
 pub trait Host {
     /// Every request header, serialized as Envoy hands the map over
@@ -40,7 +32,6 @@ pub trait Host {
     /// `len` bytes of the response body chunk from `start`.
     fn response_body(&self, start: usize, len: usize) -> Result<Vec<u8>, HostError>;
     fn count(&mut self, counter: Counter);
-    fn log(&self, level: Level, message: &str);
     fn random(&mut self, buf: &mut [u8; 16]) -> Result<(), HostError>;
     /// Seconds since the Unix epoch.
     fn now_secs(&self) -> u64;

@@ -1,21 +1,17 @@
-//! a2a-affinity: route every turn of an A2A conversation to the same replica.
+//! a2a-affinity as a proxy-wasm module: route every turn of an A2A
+//! conversation to the same replica.
 //!
-//! The filter reads the A2A request body as it streams in, finds the
-//! contextId for the binding and protocol version in use, and sets a header
-//! that Envoy's RING_HASH or MAGLEV load balancer hashes. Everything but
-//! `filter` (the proxy-wasm glue) is plain Rust that runs and is tested on
-//! the host target.
+//! The decisions are `a2a_affinity_core`'s; this crate is the shell that
+//! runs them inside Envoy's Wasm VM: `filter` speaks the proxy-wasm ABI
+//! (and only compiles for wasm32), `host` is its view of Envoy, `stream`
+//! turns each callback into a call on the core, `shared_store` keeps the
+//! learned tasks in Envoy's shared data, `logger` sends the core's log
+//! lines to `proxy_log`.
 
-pub mod a2a;
-pub mod config;
-pub mod extract;
-pub mod grpc;
 pub mod host;
-pub mod learn;
-pub mod mint;
-pub mod request;
-pub mod scan;
-pub mod stats;
+pub mod logger;
+pub mod shared_store;
+pub mod stream;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -18,61 +18,17 @@
     clippy::indexing_slicing
 )]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::rc::Rc;
 
-use a2a_affinity::config::Config;
-use a2a_affinity::host::{Host, HostError, Level};
-use a2a_affinity::request::{Action, Plugin, Stream};
-use a2a_affinity::stats::Counter;
-
-struct Counting;
-
-thread_local! {
-    /// Allocations made on this thread while counting is on.
-    static COUNT: Cell<Option<u64>> = const { Cell::new(None) };
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        bump();
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        bump();
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        bump();
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-fn bump() {
-    // `try_with`: the thread-local may be gone while a thread shuts down.
-    let _ = COUNT.try_with(|c| c.set(c.get().map(|n| n + 1)));
-}
+use a2a_affinity::host::{Host, HostError};
+use a2a_affinity::stream::{Action, Plugin, Stream};
+use a2a_affinity_core::config::Config;
+use a2a_affinity_core::stats::Counter;
+use a2a_affinity_testkit::alloc::{allocations, Counting};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-/// Allocations made by `f` on this thread.
-fn allocations<T>(f: impl FnOnce() -> T) -> (T, u64) {
-    COUNT.with(|c| c.set(Some(0)));
-    let out = f();
-    let n = COUNT.with(|c| c.replace(None)).unwrap_or(0);
-    (out, n)
-}
 
 fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
     a2a_affinity::host::serialize_pairs(pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
@@ -132,7 +88,6 @@ impl Host for LeanHost {
             self.found += 1;
         }
     }
-    fn log(&self, _level: Level, _message: &str) {}
     fn random(&mut self, _buf: &mut [u8; 16]) -> Result<(), HostError> {
         panic!("these bodies name their context")
     }

@@ -11,12 +11,13 @@
 
 use std::rc::Rc;
 
-use a2a_affinity::host::Level;
-use a2a_affinity::request::{Action, Stream};
-use a2a_affinity::stats::Counter;
+use a2a_affinity::stream::{Action, Stream};
+use a2a_affinity_core::stats::Counter;
+use a2a_affinity_testkit::bodies::{rpc03, rpc10_first_turn};
+use a2a_affinity_testkit::logs;
+use log::Level;
 
-mod common;
-use common::{respond, Harness, MockHost};
+use a2a_affinity_testkit::wasm::{respond, Harness, MockHost};
 
 /// POSTs `body` as JSON-RPC and checks that the upstream gets it unchanged
 /// and without a hash-key header.
@@ -25,18 +26,6 @@ fn assert_passes_without_key(h: &Harness, body: &str) {
     h.request(&mut host, &[body.as_bytes()], false);
     assert!(host.header_values("x-context-id").is_empty(), "{body}");
     assert_eq!(host.body, body.as_bytes(), "{body}");
-}
-
-fn rpc03(ctx: &str, text: &str) -> String {
-    format!(
-        r#"{{"jsonrpc":"2.0","id":"1","method":"message/send","params":{{"configuration":{{"blocking":true}},"message":{{"contextId":"{ctx}","kind":"message","messageId":"m-1","parts":[{{"kind":"text","text":"{text}"}}],"role":"user"}}}}}}"#
-    )
-}
-
-fn rpc10_first_turn(text: &str) -> String {
-    format!(
-        r#"{{"method":"SendMessage","params":{{"message":{{"messageId":"m-1","role":"ROLE_USER","parts":[{{"text":"{text}"}}]}},"configuration":{{}}}},"id":"7","jsonrpc":"2.0"}}"#
-    )
 }
 
 #[test]
@@ -398,6 +387,8 @@ fn no_minting_for_follow_ups_non_send_calls_or_when_off() {
 
 #[test]
 fn host_errors_never_stop_the_request() {
+    logs::capture();
+    let _ = logs::take();
     let h = Harness::new("");
     let body = rpc03("ctx", "x");
     let mut host = h.host("POST", "/");
@@ -405,9 +396,7 @@ fn host_errors_never_stop_the_request() {
     let (_, actions) = h.request(&mut host, &[body.as_bytes()], false);
     assert_eq!(*actions.last().unwrap(), Action::Continue);
     assert_eq!(host.body, body.as_bytes());
-    assert!(host
-        .logs
-        .borrow()
+    assert!(logs::take()
         .iter()
         .any(|(l, m)| *l == Level::Error && m.contains("failed")));
 }

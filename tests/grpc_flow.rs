@@ -11,118 +11,18 @@
 
 use std::rc::Rc;
 
-use a2a_affinity::request::{Action, Stream};
-use a2a_affinity::stats::Counter;
+use a2a_affinity::stream::{Action, Stream};
+use a2a_affinity_core::stats::Counter;
+use a2a_affinity_testkit::proto::{frame, len, message, send, send_context, uint, V0, V1};
 
-mod common;
-use common::{respond, Harness, MockHost};
-
-const V1: &str = "/lf.a2a.v1.A2AService";
-const V0: &str = "/a2a.v1.A2AService";
-
-// A small protobuf encoder.
-fn varint(mut v: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return out;
-        }
-        out.push(b | 0x80);
-    }
-}
-fn len(field: u64, bytes: &[u8]) -> Vec<u8> {
-    [
-        varint(field << 3 | 2),
-        varint(bytes.len() as u64),
-        bytes.to_vec(),
-    ]
-    .concat()
-}
-fn uint(field: u64, v: u64) -> Vec<u8> {
-    [varint(field << 3), varint(v)].concat()
-}
-fn frame(message: &[u8]) -> Vec<u8> {
-    [
-        vec![0],
-        (message.len() as u32).to_be_bytes().to_vec(),
-        message.to_vec(),
-    ]
-    .concat()
-}
-
-/// A Message: message_id = 1, context_id = 2, task_id = 3, role = 4,
-/// parts/content = 5 (one text part).
-fn message(context: Option<&str>, task: Option<&str>, text: &str) -> Vec<u8> {
-    [
-        len(1, b"m-1"),
-        context.map(|c| len(2, c.as_bytes())).unwrap_or_default(),
-        task.map(|t| len(3, t.as_bytes())).unwrap_or_default(),
-        uint(4, 1),
-        len(5, &len(1, text.as_bytes())),
-    ]
-    .concat()
-}
-
-/// SendMessageRequest: v0.3 `request` = 1, v1.0 `tenant` = 1, `message` = 2;
-/// an empty configuration after it, last in the frame, as a2a-sdk sends it.
-fn send(service: &str, msg: &[u8]) -> Vec<u8> {
-    if service == V0 {
-        frame(&[len(1, msg), len(2, b"")].concat())
-    } else {
-        frame(&[len(2, msg), len(3, b"")].concat())
-    }
-}
+use a2a_affinity_testkit::wasm::{respond, Harness, MockHost};
 
 fn grpc_host(h: &Harness, path: &str) -> MockHost {
     MockHost::new(&h.shared, "POST", path, Some("application/grpc"))
 }
 
-/// Reads the context_id the upstream got in the Message of a send frame,
-/// checking the frame length against the bytes.
 fn upstream_context(service: &str, body: &[u8]) -> Option<String> {
-    assert_eq!(body[0], 0);
-    let n = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
-    assert_eq!(body.len(), 5 + n, "frame length matches the bytes sent");
-    let message_field = if service == V0 { 1 } else { 2 };
-    let msg = field(&body[5..], message_field)?;
-    field(&msg, 2).map(|c| String::from_utf8(c).unwrap())
-}
-
-/// The first LEN field `number` of a message (fields of other wire types
-/// skipped).
-fn field(mut m: &[u8], number: u64) -> Option<Vec<u8>> {
-    fn take(m: &mut &[u8]) -> u64 {
-        let (mut v, mut s) = (0, 0);
-        loop {
-            let b = m[0];
-            *m = &m[1..];
-            v |= u64::from(b & 0x7f) << s;
-            s += 7;
-            if b & 0x80 == 0 {
-                return v;
-            }
-        }
-    }
-    while !m.is_empty() {
-        let tag = take(&mut m);
-        match tag & 7 {
-            0 => {
-                take(&mut m);
-            }
-            2 => {
-                let n = take(&mut m) as usize;
-                if tag >> 3 == number {
-                    return Some(m[..n].to_vec());
-                }
-                m = &m[n..];
-            }
-            w => panic!("wire type {w}"),
-        }
-    }
-    None
+    send_context(service, body)
 }
 
 #[test]

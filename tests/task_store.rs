@@ -9,12 +9,10 @@
 //! tasks it keeps. Run with `cargo test --test task_store -- --nocapture`
 //! to see the figures the README quotes.
 
-mod common;
-
-use a2a_affinity::config::Config;
-use a2a_affinity::learn::TaskStore;
-use a2a_affinity::stats::Counter;
-use common::{Harness, MockHost};
+use a2a_affinity::shared_store::SharedStore;
+use a2a_affinity_core::config::Config;
+use a2a_affinity_core::store::{Learned, Lookup, TaskStore};
+use a2a_affinity_testkit::wasm::{Harness, MockHost};
 
 /// Deterministic UUID-shaped task ids (xorshift64*), as agents mint them.
 fn task_ids(n: usize) -> Vec<String> {
@@ -44,18 +42,25 @@ fn task_ids(n: usize) -> Vec<String> {
 /// be looked up.
 fn kept(capacity: u32, n: usize) -> (usize, u64) {
     let h = Harness::new(&format!(r#"{{"task_capacity":{capacity}}}"#));
-    let store = TaskStore::new(capacity, 3600);
+    let store = SharedStore::new(capacity, 3600);
     let mut host: MockHost = h.host("POST", "/");
+    let now = 1_000_000;
+    let mut tasks = store.with(&mut host);
     let ids = task_ids(n);
+    let mut evicted = 0;
     for (i, id) in ids.iter().enumerate() {
-        store.learn(&mut host, id, &format!("ctx-{i}")).unwrap();
+        match tasks.learn(id, &format!("ctx-{i}"), now) {
+            Learned::Evicted => evicted += 1,
+            Learned::Stored => {}
+            other => panic!("{other:?}"),
+        }
     }
     let found = ids
         .iter()
         .enumerate()
-        .filter(|(i, id)| store.lookup(&host, id) == Some(format!("ctx-{i}")))
+        .filter(|(i, id)| tasks.lookup(id, now) == Lookup::Found(format!("ctx-{i}")))
         .count();
-    (found, h.counter(Counter::TaskEvicted))
+    (found, evicted)
 }
 
 #[test]
@@ -82,10 +87,14 @@ fn the_default_capacity_keeps_a_hundred_thousand_live_tasks() {
 #[test]
 fn the_store_never_holds_more_keys_than_its_capacity() {
     let h = Harness::new("");
-    let store = TaskStore::new(1000, 3600);
+    let store = SharedStore::new(1000, 3600);
     let mut host: MockHost = h.host("POST", "/");
+    let mut tasks = store.with(&mut host);
     for (i, id) in task_ids(5_000).iter().enumerate() {
-        store.learn(&mut host, id, &format!("ctx-{i}")).unwrap();
+        assert_ne!(
+            tasks.learn(id, &format!("ctx-{i}"), 1_000_000),
+            Learned::NotStored
+        );
     }
     let keys = h.shared.borrow().data.len();
     assert!(keys <= 1000, "{keys} keys");

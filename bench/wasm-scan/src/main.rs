@@ -1,6 +1,6 @@
 //! The filter's request-body extractor, timed where it runs in production:
 //! compiled to wasm32-wasip1 and run by V8 (Node's WASI), fed the same
-//! bodies as `benches/scan.rs` in the windows the filter copies out of Envoy
+//! bodies as `bench/benches/scan.rs` in the windows the filter copies out of Envoy
 //! (2 KiB, doubling to 64 KiB).
 //!
 //! Run: `scripts/bench.sh --wasm-scan` (builds this crate for
@@ -22,11 +22,9 @@
     clippy::indexing_slicing
 )]
 
-#[path = "../../../benches/bodies.rs"]
-mod bodies;
-
-use a2a_affinity::extract::{BodyKind, Extractor, Step, Verdict};
-use bodies::{cases, CONTEXT_ID};
+use a2a_affinity_core::json::request::{BodyKind, Extractor};
+use a2a_affinity_core::verdict::{Step, Verdict};
+use a2a_affinity_testkit::bodies::{cases, CONTEXT_ID};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

@@ -1,15 +1,14 @@
-//! Learning taskId -> contextId from responses, and the bounded store that
-//! keeps what was learned.
+//! Learning taskId -> contextId from JSON responses (one document, or one
+//! per SSE event).
 //!
 //! Task-only calls (`tasks/get`, `CancelTask`, REST `GET /tasks/{id}`, ...)
 //! carry no contextId. Every A2A response that names a task also names its
 //! context, so the filter reads responses as they stream past (JSON bodies
-//! and each SSE `data:` event) and remembers the pair in Envoy's shared data,
-//! which every worker thread of one Envoy process sees.
+//! and each SSE `data:` event) and hands each pair to the host's task store
+//! (`store::TaskStore`).
 
-use crate::host::{Host, HostError};
-use crate::scan::{Event, Flow, Limits, Progress, Scalar, Scanner};
-use crate::stats::Counter;
+use super::scan::{Event, Flow, Limits, Progress, Scalar, Scanner};
+use crate::verdict::usable_value;
 
 /// Response paths that name a task and its context, in pairs: path `2i` is
 /// a task id and path `2i + 1` the context id beside it. They cover every
@@ -174,7 +173,7 @@ impl ResponseLearner {
                 value: Scalar::Str(s),
             } = event
             {
-                if crate::extract::usable_value(s, max) {
+                if usable_value(s, max) {
                     if let Some(slot) = slots.get_mut(path) {
                         if !slot.filled {
                             slot.filled = true;
@@ -277,113 +276,6 @@ impl ResponseLearner {
             }
         }
     }
-}
-
-/// How many ways each set of the task store has: a task may sit in any of
-/// them, so two tasks whose ids hash alike do not evict each other while
-/// the set has room.
-const WAYS: u64 = 4;
-
-/// The learned taskId -> contextId pairs, in Envoy shared data: a fixed
-/// number of keys (`capacity` rounded up to whole sets), each holding one
-/// `expiry \t taskId \t contextId` record. Shared data has no delete, so
-/// memory stays bounded by never creating more keys than that; a full set
-/// overwrites its entry that expires first.
-pub struct TaskStore {
-    sets: u64,
-    ttl_secs: u64,
-}
-
-impl TaskStore {
-    pub fn new(capacity: u32, ttl_secs: u64) -> Self {
-        TaskStore {
-            sets: u64::from(capacity).div_ceil(WAYS).max(1),
-            ttl_secs,
-        }
-    }
-
-    fn keys(&self, task_id: &str) -> impl Iterator<Item = String> {
-        let set = fnv1a(task_id.as_bytes()) % self.sets;
-        (0..WAYS).map(move |way| format!("a2a_affinity.task.{}", set * WAYS + way))
-    }
-
-    /// Remembers a task's context; counts an eviction when a live entry of
-    /// another task had to go.
-    pub fn learn(
-        &self,
-        host: &mut dyn Host,
-        task_id: &str,
-        context_id: &str,
-    ) -> Result<(), HostError> {
-        let now = host.now_secs();
-        let mut same = None;
-        let mut free = None;
-        let mut oldest: Option<(String, u64)> = None;
-        for key in self.keys(task_id) {
-            let record = host.shared_get(&key);
-            match record.as_deref().and_then(parse_record) {
-                Some((expiry, t, c)) if t == task_id => {
-                    // Already known and not about to expire: nothing to write.
-                    if c == context_id && expiry > now.saturating_add(self.ttl_secs / 2) {
-                        return Ok(());
-                    }
-                    same = Some(key);
-                    break;
-                }
-                Some((expiry, _, _)) if expiry > now => {
-                    if oldest.as_ref().is_none_or(|(_, e)| expiry < *e) {
-                        oldest = Some((key, expiry));
-                    }
-                }
-                _ => {
-                    if free.is_none() {
-                        free = Some(key);
-                    }
-                }
-            }
-        }
-        let (key, evicts) = match (same, free, oldest) {
-            (Some(key), _, _) | (None, Some(key), _) => (key, false),
-            (None, None, Some((key, _))) => (key, true),
-            (None, None, None) => return Ok(()),
-        };
-        let record = format!(
-            "{}\t{}\t{}",
-            now.saturating_add(self.ttl_secs),
-            task_id,
-            context_id
-        );
-        host.shared_set(&key, record.as_bytes())?;
-        host.count(Counter::TaskLearned);
-        if evicts {
-            host.count(Counter::TaskEvicted);
-        }
-        Ok(())
-    }
-
-    /// The context of a live learned task.
-    pub fn lookup(&self, host: &dyn Host, task_id: &str) -> Option<String> {
-        let now = host.now_secs();
-        self.keys(task_id).find_map(|key| {
-            let record = host.shared_get(&key)?;
-            let (expiry, t, c) = parse_record(&record)?;
-            (t == task_id && expiry > now).then(|| c.to_string())
-        })
-    }
-}
-
-fn parse_record(record: &[u8]) -> Option<(u64, &str, &str)> {
-    let text = std::str::from_utf8(record).ok()?;
-    let mut parts = text.splitn(3, '\t');
-    let expiry = parts.next()?.parse().ok()?;
-    Some((expiry, parts.next()?, parts.next()?))
-}
-
-/// FNV-1a, 64 bits: spreads task ids over the store's sets.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! Every request the filter inspects ends in exactly one outcome counter
 //! (found, minted, task routed, task unknown, absent, invalid value, invalid
-//! JSON, scan limit); requests it does not inspect count as passthrough.
+//! JSON, scan limit, aborted); requests it does not inspect count as
+//! passthrough.
 //! `client_header_kept`, `task_learned` and `task_evicted` count events
 //! beside those outcomes.
 
@@ -33,10 +34,12 @@ pub enum Counter {
     TaskUnknown,
     /// A learned task was overwritten to make room.
     TaskEvicted,
+    /// The stream ended (client gone, reset) before the body was decided.
+    Aborted,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 12] = [
+    pub const ALL: [Counter; 13] = [
         Counter::ContextFound,
         Counter::ContextAbsent,
         Counter::ClientHeaderKept,
@@ -49,6 +52,7 @@ impl Counter {
         Counter::TaskRouted,
         Counter::TaskUnknown,
         Counter::TaskEvicted,
+        Counter::Aborted,
     ];
 
     /// The stat name.
@@ -66,11 +70,45 @@ impl Counter {
             Counter::TaskRouted => "a2a_affinity.task_routed",
             Counter::TaskUnknown => "a2a_affinity.task_unknown",
             Counter::TaskEvicted => "a2a_affinity.task_evicted",
+            Counter::Aborted => "a2a_affinity.aborted",
         }
     }
 
     pub fn index(self) -> usize {
         self as usize
+    }
+}
+
+/// How an inspected request ended, or that it was not inspected: each
+/// request gets exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    ContextFound,
+    Minted,
+    TaskRouted,
+    TaskUnknown,
+    ContextAbsent,
+    InvalidValue,
+    InvalidJson,
+    ScanLimit,
+    Aborted,
+    Passthrough,
+}
+
+impl Outcome {
+    pub fn counter(self) -> Counter {
+        match self {
+            Outcome::ContextFound => Counter::ContextFound,
+            Outcome::Minted => Counter::Minted,
+            Outcome::TaskRouted => Counter::TaskRouted,
+            Outcome::TaskUnknown => Counter::TaskUnknown,
+            Outcome::ContextAbsent => Counter::ContextAbsent,
+            Outcome::InvalidValue => Counter::InvalidValue,
+            Outcome::InvalidJson => Counter::InvalidJson,
+            Outcome::ScanLimit => Counter::ScanLimit,
+            Outcome::Aborted => Counter::Aborted,
+            Outcome::Passthrough => Counter::Passthrough,
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 // exempts the test functions themselves).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
-use a2a_affinity::scan::{Event, Flow, Limits, Progress, Scalar, Scanner};
+use a2a_affinity_core::json::scan::{Event, Flow, Limits, Progress, Scalar, Scanner};
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use serde_json::Value;
@@ -420,7 +420,7 @@ fn scan(doc: &[u8], cuts: &[usize], limits: Limits) -> (Vec<Vec<Seen>>, Progress
                 offset,
                 object,
             } => (path, Seen::Open { offset, object }),
-            Event::Close { path, offset } => (path, Seen::Close { offset }),
+            Event::Close { path, offset, .. } => (path, Seen::Close { offset }),
             Event::Scalar {
                 path,
                 value: Scalar::Str(s),

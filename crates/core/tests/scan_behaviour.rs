@@ -5,7 +5,7 @@
 // exempts the test functions themselves).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
-use a2a_affinity::scan::{Event, Flow, Limits, Progress, Scalar, ScanError, Scanner};
+use a2a_affinity_core::json::scan::{Event, Flow, Limits, Progress, Scalar, ScanError, Scanner};
 
 /// An owned copy of an [`Event`], so that events can outlive the scanner's buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +42,7 @@ fn own(event: Event<'_>) -> Seen {
             offset,
             object,
         },
-        Event::Close { path, offset } => Seen::Close { path, offset },
+        Event::Close { path, offset, .. } => Seen::Close { path, offset },
         Event::Scalar {
             path,
             value: Scalar::Str(s),

@@ -1,7 +1,7 @@
 //! Scanner throughput on A2A JSON-RPC `message/send` bodies with one long
 //! text part, against serde_json deserializing only params.message.contextId.
 //!
-//! Run: `cargo bench --bench scan -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p a2a-affinity-bench --bench scan -- --warm-up-time 1 --measurement-time 3`
 //!
 //! On a busy shared machine criterion's figures swing with the neighbours'
 //! load; `SCAN_BENCH_INTERLEAVED=1 cargo bench --bench scan` instead runs the
@@ -11,14 +11,12 @@
 // Bench set-up code may panic on a broken fixture; the filter never does.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use a2a_affinity::scan::{Event, Flow, Limits, Progress, Scalar, Scanner};
+use a2a_affinity_core::json::scan::{Event, Flow, Limits, Progress, Scalar, Scanner};
 use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 
-#[path = "bodies.rs"]
-mod bodies;
-use bodies::{cases, CONTEXT_ID};
+use a2a_affinity_testkit::bodies::{cases, CONTEXT_ID};
 
 const PATHS: &[&[&str]] = &[&["params", "message", "contextId"]];
 

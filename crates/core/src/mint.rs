@@ -7,7 +7,7 @@
 //! client-supplied contextId (a2a-wire reference, section 1.4; spec 1.0
 //! section 3.4.1: agents MAY accept it).
 
-use crate::extract::MintSite;
+use crate::verdict::MintSite;
 
 /// Formats 16 random bytes as an RFC 9562 version 4 UUID.
 pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
@@ -25,34 +25,110 @@ pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
     out
 }
 
-/// The body with `"<key>":"<context_id>"` inserted as the first member of
-/// the message object at `site`. `None` when `body` does not have the
-/// message where the scanner saw it (the caller then leaves the body alone).
-/// `context_id` must need no JSON escaping (a UUID does not).
+/// One change to a buffered body: the `remove` bytes at offset `at`, as the
+/// core read them there, become `insert`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Splice {
+    pub at: u64,
+    pub remove: Vec<u8>,
+    pub insert: Vec<u8>,
+}
+
+/// What the host must do to the request body it holds to give a first
+/// turn its contextId: splices in ascending, non-overlapping order, and
+/// the `content-length` to set when the request had one.
+///
+/// The host applies it to the bytes it has buffered, all of which the core
+/// has read (a first turn is minted only once the whole document, or the
+/// whole first gRPC frame, is known to be valid). `apply` checks every
+/// removed byte against the body, so a body that is not the one the core
+/// read is never edited.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BodyEdit {
+    pub splices: Vec<Splice>,
+    /// The new `content-length`, if the request carried one.
+    pub content_length: Option<u64>,
+}
+
+impl BodyEdit {
+    /// How many bytes the body grows by.
+    pub fn growth(&self) -> u64 {
+        self.splices
+            .iter()
+            .map(|s| s.insert.len() as u64)
+            .sum::<u64>()
+            .saturating_sub(self.splices.iter().map(|s| s.remove.len() as u64).sum())
+    }
+
+    /// The offset past the last byte the edit touches: the host must hold
+    /// at least this much of the body.
+    pub fn end(&self) -> u64 {
+        self.splices
+            .iter()
+            .map(|s| s.at + s.remove.len() as u64)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The edited body; `None` when `body` does not hold the removed bytes
+    /// where the core read them (the caller then leaves the body alone).
+    pub fn apply(&self, body: &[u8]) -> Option<Vec<u8>> {
+        let growth = usize::try_from(self.growth()).ok()?;
+        let mut out = Vec::with_capacity(body.len().checked_add(growth)?);
+        let mut from = 0usize;
+        for splice in &self.splices {
+            let at = usize::try_from(splice.at).ok()?;
+            let end = at.checked_add(splice.remove.len())?;
+            if at < from || body.get(at..end)? != splice.remove.as_slice() {
+                return None;
+            }
+            out.extend_from_slice(body.get(from..at)?);
+            out.extend_from_slice(&splice.insert);
+            from = end;
+        }
+        out.extend_from_slice(body.get(from..)?);
+        Some(out)
+    }
+}
+
+/// The edit that writes `"<key>":"<context_id>"` as the first member of the
+/// JSON message object at `site`. `context_id` must need no JSON escaping
+/// (a minted UUID does not).
+pub fn json_edit(site: &MintSite, context_id: &str) -> BodyEdit {
+    let mut insert = Vec::with_capacity(site.key.len() + context_id.len() + 7);
+    insert.extend_from_slice(b"{\"");
+    insert.extend_from_slice(site.key.as_bytes());
+    insert.extend_from_slice(b"\":\"");
+    insert.extend_from_slice(context_id.as_bytes());
+    insert.push(b'"');
+    if !site.empty {
+        insert.push(b',');
+    }
+    BodyEdit {
+        splices: vec![
+            Splice {
+                at: site.open.saturating_sub(1),
+                remove: b"{".to_vec(),
+                insert,
+            },
+            // Changes nothing: checks that the message ends where it was read.
+            Splice {
+                at: site.close,
+                remove: b"}".to_vec(),
+                insert: b"}".to_vec(),
+            },
+        ],
+        content_length: None,
+    }
+}
+
+/// The body with the contextId inserted (see `json_edit`); `None` when the
+/// body does not have the message where the scanner saw it.
 pub fn insert_context_id(body: &[u8], site: &MintSite, context_id: &str) -> Option<Vec<u8>> {
-    let open = usize::try_from(site.open).ok()?;
-    let close = usize::try_from(site.close).ok()?;
-    if open == 0
-        || open > close
-        || body.get(open - 1) != Some(&b'{')
-        || body.get(close) != Some(&b'}')
-    {
+    if site.open == 0 || site.open > site.close {
         return None;
     }
-    let empty = body.get(open..close)?.iter().all(u8::is_ascii_whitespace);
-    let (head, tail) = body.split_at(open);
-    let mut out = Vec::with_capacity(body.len() + site.key.len() + context_id.len() + 6);
-    out.extend_from_slice(head);
-    out.push(b'"');
-    out.extend_from_slice(site.key.as_bytes());
-    out.extend_from_slice(b"\":\"");
-    out.extend_from_slice(context_id.as_bytes());
-    out.push(b'"');
-    if !empty {
-        out.push(b',');
-    }
-    out.extend_from_slice(tail);
-    Some(out)
+    json_edit(site, context_id).apply(body)
 }
 
 #[cfg(test)]
@@ -84,6 +160,7 @@ mod tests {
         MintSite {
             open: open as u64,
             close: close as u64,
+            empty: body[open..close].trim().is_empty(),
             key,
         }
     }
@@ -135,6 +212,7 @@ mod tests {
         let good = MintSite {
             open: 12,
             close: 17,
+            empty: false,
             key: "contextId",
         };
         assert!(insert_context_id(body, &good, "c").is_some());

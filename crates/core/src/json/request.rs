@@ -1,68 +1,83 @@
 //! From scanner events to a routing verdict.
 //!
-//! The extractor watches the body paths of one binding (see `a2a`) and
+//! The extractor watches the body paths of one binding (the tables below) and
 //! decides as early as the bytes allow: a valid contextId in the message
 //! ends the scan at once; a message that closes with only a taskId asks for
 //! the learned context of that task; a first-turn message (neither id) is
 //! minted only once the whole document is known to be valid JSON, so that a
 //! body the upstream would reject is never altered.
 
-use crate::a2a::{
-    Field, Operation, TaskIdField, Version, REST_FIELDS, REST_PATHS, RPC_FIELDS, RPC_PATHS,
-};
-use crate::scan::{Event, Flow, Limits, Progress, Scalar, ScanError, Scanner};
+use super::scan::{Event, Flow, Limits, Progress, Scalar, Scanner};
+use crate::a2a::{Operation, TaskIdField, Version};
+use crate::verdict::{usable_value, BodyReader, Candidate, MintSite, Step, Verdict};
 
-/// What the body says about routing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// The message (or a 1.0 `ListTasks`) names its context.
-    Context(String),
-    /// Only a task id: route to where that task's context lives.
-    Task(String),
-    /// A first-turn message with neither contextId nor taskId.
-    Mint(MintSite),
-    /// A gRPC first turn: the Message gets a `context_id` field.
-    MintGrpc(crate::grpc::MintSite),
-    /// The body names no context and no task.
-    Absent,
-    /// A contextId or taskId is present but unusable as a header value
-    /// (empty, too long, a control character, not a string).
-    InvalidValue,
-}
-
-/// Where a minted contextId goes: inside the message object.
+/// A body field the extractor watches; each has one or more JSON paths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MintSite {
-    /// Absolute body offset just after the message's `{`.
-    pub open: u64,
-    /// Absolute body offset of the message's `}`.
-    pub close: u64,
-    /// Key spelling matching the message: `context_id` for the 0.3 REST
-    /// `request` form (snake_case fields), `contextId` everywhere else.
-    pub key: &'static str,
+pub enum Field {
+    Method,
+    Params,
+    Message,
+    MessageContextId,
+    MessageTaskId,
+    ParamsContextId,
+    ParamsId,
+    ParamsTaskId,
 }
 
-/// Where the extractor stands after a chunk.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// No verdict yet: send more body.
-    NeedMore,
-    /// Decided; the rest of the body is not needed.
-    Decided(Verdict),
-    /// The body is not valid JSON.
-    InvalidJson(ScanError),
-    /// The gRPC body is compressed or not valid protobuf.
-    InvalidGrpc(crate::grpc::Invalid),
-}
+/// JSON-RPC paths and the field each one is. `context_id`/`task_id` are
+/// accepted because ProtoJSON parsers (a2a-python 1.x) accept them.
+pub const RPC_PATHS: &[&[&str]] = &[
+    &["method"],
+    &["params"],
+    &["params", "message"],
+    &["params", "message", "contextId"],
+    &["params", "message", "context_id"],
+    &["params", "message", "taskId"],
+    &["params", "message", "task_id"],
+    &["params", "contextId"],
+    &["params", "id"],
+    &["params", "taskId"],
+];
+pub const RPC_FIELDS: &[Field] = &[
+    Field::Method,
+    Field::Params,
+    Field::Message,
+    Field::MessageContextId,
+    Field::MessageContextId,
+    Field::MessageTaskId,
+    Field::MessageTaskId,
+    Field::ParamsContextId,
+    Field::ParamsId,
+    Field::ParamsTaskId,
+];
 
-/// A request body reader of one binding: JSON (`Extractor`) or gRPC
-/// (`grpc::RequestExtractor`).
-pub trait BodyReader {
-    /// Feeds the next body bytes.
-    fn feed(&mut self, chunk: &[u8]) -> Step;
-    /// The body ended: decide with what was read.
-    fn finish(&mut self) -> Step;
-}
+/// REST send paths: the message is `message` (1.0, 0.3 proto json_name) or
+/// `request` (the 0.3 field name, which a2a-sdk's 0.3 REST client sends,
+/// with snake_case fields).
+pub const REST_PATHS: &[&[&str]] = &[
+    &["message"],
+    &["message", "contextId"],
+    &["message", "context_id"],
+    &["message", "taskId"],
+    &["message", "task_id"],
+    &["request"],
+    &["request", "contextId"],
+    &["request", "context_id"],
+    &["request", "taskId"],
+    &["request", "task_id"],
+];
+pub const REST_FIELDS: &[Field] = &[
+    Field::Message,
+    Field::MessageContextId,
+    Field::MessageContextId,
+    Field::MessageTaskId,
+    Field::MessageTaskId,
+    Field::Message,
+    Field::MessageContextId,
+    Field::MessageContextId,
+    Field::MessageTaskId,
+    Field::MessageTaskId,
+];
 
 /// Which body shape is being read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,34 +86,14 @@ pub enum BodyKind {
     RestSend,
 }
 
-/// A contextId or taskId as read so far from one place in the body.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Candidate {
-    #[default]
-    Missing,
-    Valid(String),
-    Invalid,
-}
-
-impl Candidate {
-    /// The first usable value wins; an unusable one is remembered only so
-    /// that the request is counted as carrying an invalid value.
-    pub(crate) fn offer(&mut self, value: Result<String, ()>) {
-        match (&*self, value) {
-            (Candidate::Valid(_), _) => {}
-            (_, Ok(v)) => *self = Candidate::Valid(v),
-            (_, Err(())) => *self = Candidate::Invalid,
-        }
-    }
-}
-
 #[derive(Debug, Default)]
 struct Found {
     /// `None`: no `method` key yet; `Some(None)`: not an A2A method.
     method: Option<Option<(Operation, Version)>>,
     params_closed: bool,
     message_open: Option<u64>,
-    message_close: Option<u64>,
+    /// The message's `}` offset, and whether it had no member.
+    message_close: Option<(u64, bool)>,
     message_snake_case: bool,
     message_context: Candidate,
     message_task: Candidate,
@@ -207,14 +202,6 @@ fn field_of(kind: BodyKind, path: usize) -> Option<(Field, bool)> {
     Some((field, snake))
 }
 
-/// Whether a contextId or taskId can be a header value: a non-empty string
-/// of at most `max` bytes with no control character (Envoy would reject
-/// CR/LF/NUL; the others make unreadable logs and keys). Every binding and
-/// the response learner use this one rule.
-pub(crate) fn usable_value(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
-}
-
 fn header_value(value: Scalar<'_>, max: usize) -> Result<String, ()> {
     match value {
         Scalar::Str(s) if usable_value(s, max) => Ok(s.to_string()),
@@ -239,12 +226,16 @@ impl Found {
                 }
                 (path, None)
             }
-            Event::Close { path, offset } => {
+            Event::Close {
+                path,
+                offset,
+                empty,
+            } => {
                 match field_of(kind, path) {
                     Some((Field::Message, _))
                         if self.message_close.is_none() && self.message_open.is_some() =>
                     {
-                        self.message_close = Some(offset);
+                        self.message_close = Some((offset, empty));
                     }
                     Some((Field::Params, _)) => self.params_closed = true,
                     _ => {}
@@ -289,7 +280,7 @@ impl Found {
             return Some(Verdict::Context(c.clone()));
         }
         let params_done = end || self.params_closed;
-        if let Some(close) = self.message_close {
+        if let Some((close, empty)) = self.message_close {
             if self.message_context == Candidate::Invalid {
                 return Some(Verdict::InvalidValue);
             }
@@ -310,6 +301,7 @@ impl Found {
                     return Some(Verdict::Mint(MintSite {
                         open: self.message_open.unwrap_or(close),
                         close,
+                        empty,
                         key: if self.message_snake_case {
                             "context_id"
                         } else {
@@ -354,5 +346,16 @@ impl Found {
             return Some(Verdict::Absent);
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_tables_line_up() {
+        assert_eq!(RPC_PATHS.len(), RPC_FIELDS.len());
+        assert_eq!(REST_PATHS.len(), REST_FIELDS.len());
     }
 }

@@ -1,24 +1,15 @@
-//! An in-memory host that behaves like Envoy's for the filter's
-//! per-stream decisions: headers, a buffered request body that grows with
-//! each callback, response chunks, counters and shared data. Shared by the
-//! flow tests of every binding.
-
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+//! An in-memory proxy-wasm host that behaves like Envoy's for the Wasm
+//! shell's per-stream work: headers, a buffered request body that grows with
+//! each callback, response chunks, counters and shared data.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use a2a_affinity::config::Config;
-use a2a_affinity::host::{Host, HostError, Level};
-use a2a_affinity::request::{Action, Plugin, Stream};
-use a2a_affinity::stats::Counter;
+use a2a_affinity::host::{Host, HostError};
+use a2a_affinity::stream::{Action, Plugin, Stream};
+use a2a_affinity_core::config::Config;
+use a2a_affinity_core::stats::Counter;
 
 #[derive(Default)]
 pub struct Shared {
@@ -35,7 +26,6 @@ pub struct MockHost {
     pub response_headers: Vec<(String, String)>,
     pub response_chunk: Vec<u8>,
     pub shared: Rc<RefCell<Shared>>,
-    pub logs: RefCell<Vec<(Level, String)>>,
     pub fail_header_writes: bool,
     pub body_reads: RefCell<Vec<(usize, usize)>>,
     /// Response body bytes copied out, per call.
@@ -130,9 +120,6 @@ impl Host for MockHost {
             .counters
             .entry(counter.name())
             .or_default() += 1;
-    }
-    fn log(&self, level: Level, message: &str) {
-        self.logs.borrow_mut().push((level, message.to_string()));
     }
     fn random(&mut self, buf: &mut [u8; 16]) -> Result<(), HostError> {
         let mut shared = self.shared.borrow_mut();

@@ -1,6 +1,5 @@
-//! A2A JSON-RPC `message/send` bodies for the scanner benchmarks, shared by
-//! `benches/scan.rs` (host target) and `examples/scan_wasm.rs` (the same
-//! scanner compiled to Wasm and run by V8).
+//! A2A JSON bodies: the benchmark grid (1, 64 and 512 KiB `message/send`
+//! bodies, the contextId first or last) and the small bodies tests send.
 
 pub const CONTEXT_ID: &str = "9f1c2e4a-5b6d-4c8e-a0f1-23456789abcd";
 
@@ -8,7 +7,7 @@ pub const CONTEXT_ID: &str = "9f1c2e4a-5b6d-4c8e-a0f1-23456789abcd";
 /// (quotes and line breaks), a pessimistic case for span skipping; `Prose`
 /// has paragraphs of ~450 bytes with one quoted phrase and a blank line.
 #[derive(Clone, Copy)]
-enum Text {
+pub enum Text {
     Dense,
     Prose,
 }
@@ -38,7 +37,7 @@ fn text_of_len(kind: Text, len: usize) -> String {
 }
 
 /// A JSON-RPC 0.3 `message/send` body of about `size` bytes.
-fn body(size: usize, kind: Text, context_first: bool) -> Vec<u8> {
+pub fn body(size: usize, kind: Text, context_first: bool) -> Vec<u8> {
     let envelope = |text: &str| {
         let (before, after) = if context_first {
             (format!(r#""contextId":"{CONTEXT_ID}","#), String::new())
@@ -51,7 +50,6 @@ fn body(size: usize, kind: Text, context_first: bool) -> Vec<u8> {
     };
     let overhead = envelope("").len();
     let doc = envelope(&text_of_len(kind, size.saturating_sub(overhead)));
-    assert!(serde_json::from_str::<serde_json::Value>(&doc).is_ok());
     doc.into_bytes()
 }
 
@@ -81,4 +79,29 @@ pub fn cases() -> Vec<Case> {
         }
     }
     all
+}
+
+/// A JSON-RPC 0.3 `message/send` naming context `ctx`.
+pub fn rpc03(ctx: &str, text: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":"1","method":"message/send","params":{{"configuration":{{"blocking":true}},"message":{{"contextId":"{ctx}","kind":"message","messageId":"m-1","parts":[{{"kind":"text","text":"{text}"}}],"role":"user"}}}}}}"#
+    )
+}
+
+/// A JSON-RPC 1.0 `SendMessage` first turn: neither contextId nor taskId.
+pub fn rpc10_first_turn(text: &str) -> String {
+    format!(
+        r#"{{"method":"SendMessage","params":{{"message":{{"messageId":"m-1","role":"ROLE_USER","parts":[{{"text":"{text}"}}]}},"configuration":{{}}}},"id":"7","jsonrpc":"2.0"}}"#
+    )
+}
+
+/// A JSON-RPC `message/send` body with one text part and a contextId, both
+/// given as the raw bytes between their quotes.
+pub fn raw_message(text: &[u8], context_id: &[u8]) -> Vec<u8> {
+    let mut body = br#"{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"message":{"parts":[{"kind":"text","text":""#.to_vec();
+    body.extend_from_slice(text);
+    body.extend_from_slice(br#""}],"role":"user","contextId":""#);
+    body.extend_from_slice(context_id);
+    body.extend_from_slice(br#""}}}"#);
+    body
 }
