@@ -1,0 +1,1 @@
+//! a2a-affinity as an Envoy dynamic module.
