@@ -14,7 +14,7 @@ use a2a_affinity_core::config::Config;
 use a2a_affinity_core::json::request::{BodyKind, Extractor};
 use a2a_affinity_core::json::response::{Framing, ResponseLearner};
 use a2a_affinity_core::stats::{Counter, Outcome};
-use a2a_affinity_core::store::{NoStore, TaskStore};
+use a2a_affinity_core::store::TaskStore;
 use a2a_affinity_core::stream::{
     Decision, Env, HeaderOp, LearnTally, Next, RequestHead, ResponseHead, Stream as Core,
 };
@@ -125,35 +125,18 @@ impl Plugin {
 
 /// The core's view of this shell for one callback: the host's clock and
 /// randomness, the shared-data store, and the plugin's kept readers.
-struct ShellEnv<'a, S> {
+struct ShellEnv<'a> {
     plugin: &'a Plugin,
-    store: S,
+    store: SharedTasks<'a>,
 }
 
-/// The host behind a `ShellEnv`, when it has one.
-trait HostStore: TaskStore {
-    fn host(&mut self) -> Option<&mut dyn Host>;
-}
-
-impl HostStore for SharedTasks<'_> {
-    fn host(&mut self) -> Option<&mut dyn Host> {
-        Some(&mut *self.host)
-    }
-}
-
-impl HostStore for NoStore {
-    fn host(&mut self) -> Option<&mut dyn Host> {
-        None
-    }
-}
-
-impl<S: HostStore> Env for ShellEnv<'_, S> {
+impl Env for ShellEnv<'_> {
     fn now_secs(&mut self) -> u64 {
-        self.store.host().map_or(0, |h| h.now_secs())
+        self.store.host.now_secs()
     }
 
     fn random(&mut self, out: &mut [u8; 16]) -> bool {
-        self.store.host().is_some_and(|h| h.random(out).is_ok())
+        self.store.host.random(out).is_ok()
     }
 
     fn tasks(&mut self) -> &mut dyn TaskStore {
@@ -216,7 +199,7 @@ impl Stream {
     fn with_env<R>(
         plugin: &Plugin,
         host: &mut dyn Host,
-        f: impl FnOnce(&mut ShellEnv<'_, SharedTasks<'_>>) -> R,
+        f: impl FnOnce(&mut ShellEnv<'_>) -> R,
     ) -> R {
         let mut env = ShellEnv {
             plugin,
@@ -458,16 +441,5 @@ fn count_tally(host: &mut dyn Host, tally: LearnTally) {
     }
     for _ in 0..tally.evicted {
         host.count(Counter::TaskEvicted);
-    }
-}
-
-impl Drop for Stream {
-    /// A stream dropped without `on_delete` still hands its readers back.
-    fn drop(&mut self) {
-        let mut env = ShellEnv {
-            plugin: &self.plugin,
-            store: NoStore,
-        };
-        let _ = self.core.on_stream_end(&mut env);
     }
 }

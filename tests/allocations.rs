@@ -164,7 +164,7 @@ fn stream_allocations(plugin: &Rc<Plugin>, host: &mut LeanHost) -> u64 {
             stream.on_response_body(host, response_len),
             Action::Continue
         );
-        drop(stream);
+        stream.on_delete(host);
     });
     n - host.blocks.get()
 }

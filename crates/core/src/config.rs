@@ -1,14 +1,19 @@
-//! Plugin configuration: the JSON object Envoy passes as the Wasm plugin's
-//! `configuration`, parsed in two steps (serde shape, then meaning) so that a
-//! bad value is rejected at load time instead of surfacing per request.
+//! The filter's configuration: the JSON object every shell takes (the Wasm
+//! plugin's `configuration`, the dynamic module's `filter_config`, the
+//! ext_proc server's `--config` file), parsed in two steps (shape, then
+//! meaning) so that a bad value is rejected at load time instead of
+//! surfacing per request.
+//!
+//! The object is flat and small, so it is read by the few lines of strict
+//! JSON below rather than a general deserializer: a generic JSON library
+//! was about a seventh of the Wasm module for a parse that runs once per
+//! plugin load.
 
-use serde::Deserialize;
 use std::fmt;
 
 /// What to do with a header of the configured name that the client sent
 /// itself, when the body carries no contextId.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientHeader {
     /// Keep it: clients that already set the header keep working.
     Keep,
@@ -57,19 +62,6 @@ impl Default for Config {
             task_ttl_secs: 3600,
         }
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    header: Option<String>,
-    max_value_bytes: Option<usize>,
-    max_scan_bytes: Option<u64>,
-    client_header: Option<ClientHeader>,
-    mint_context_id: Option<bool>,
-    learn_tasks: Option<bool>,
-    task_capacity: Option<u32>,
-    task_ttl_secs: Option<u64>,
 }
 
 /// Why a configuration was rejected.
@@ -124,19 +116,68 @@ impl Config {
         if trimmed.is_empty() {
             return Ok(Config::default());
         }
-        let raw: RawConfig =
-            serde_json::from_slice(trimmed).map_err(|e| ConfigError::Json(e.to_string()))?;
-        let d = Config::default();
-        let config = Config {
-            header: raw.header.unwrap_or(d.header).to_ascii_lowercase(),
-            max_value_bytes: raw.max_value_bytes.unwrap_or(d.max_value_bytes),
-            max_scan_bytes: raw.max_scan_bytes.unwrap_or(d.max_scan_bytes),
-            client_header: raw.client_header.unwrap_or(d.client_header),
-            mint_context_id: raw.mint_context_id.unwrap_or(d.mint_context_id),
-            learn_tasks: raw.learn_tasks.unwrap_or(d.learn_tasks),
-            task_capacity: raw.task_capacity.unwrap_or(d.task_capacity),
-            task_ttl_secs: raw.task_ttl_secs.unwrap_or(d.task_ttl_secs),
+        let mut config = Config::default();
+        let mut seen = [false; FIELDS.len()];
+        let mut p = Json {
+            bytes: trimmed,
+            at: 0,
         };
+        p.object(|name, value| {
+            let index = FIELDS.iter().position(|f| *f == name).ok_or_else(|| {
+                format!(
+                    "unknown field `{name}`, expected one of {}",
+                    FIELDS.join(", ")
+                )
+            })?;
+            let field = FIELDS.get(index).copied().unwrap_or_default();
+            if let Some(seen) = seen.get_mut(index) {
+                if *seen {
+                    return Err(format!("duplicate field `{field}`"));
+                }
+                *seen = true;
+            }
+            if value == Value::Null {
+                return Ok(());
+            }
+            let kind = |want: &str| format!("{field}: expected {want}, found {}", value.kind());
+            let int = |v: &Value| match v {
+                Value::Int(n) => Ok(*n),
+                _ => Err(kind("a non-negative integer")),
+            };
+            let boolean = |v: &Value| match v {
+                Value::Bool(b) => Ok(*b),
+                _ => Err(kind("a boolean")),
+            };
+            let too_big = || format!("{field}: integer out of range");
+            match field {
+                "header" => match &value {
+                    Value::Str(h) => config.header = h.to_ascii_lowercase(),
+                    _ => return Err(kind("a string")),
+                },
+                "max_value_bytes" => {
+                    config.max_value_bytes = usize::try_from(int(&value)?).map_err(|_| too_big())?
+                }
+                "max_scan_bytes" => config.max_scan_bytes = int(&value)?,
+                "client_header" => match &value {
+                    Value::Str(v) if v == "keep" => config.client_header = ClientHeader::Keep,
+                    Value::Str(v) if v == "strip" => config.client_header = ClientHeader::Strip,
+                    Value::Str(v) => {
+                        return Err(format!(
+                            "client_header: unknown variant `{v}`, expected `keep` or `strip`"
+                        ))
+                    }
+                    _ => return Err(kind("a string")),
+                },
+                "mint_context_id" => config.mint_context_id = boolean(&value)?,
+                "learn_tasks" => config.learn_tasks = boolean(&value)?,
+                "task_capacity" => {
+                    config.task_capacity = u32::try_from(int(&value)?).map_err(|_| too_big())?
+                }
+                _ => config.task_ttl_secs = int(&value)?,
+            }
+            Ok(())
+        })
+        .map_err(ConfigError::Json)?;
         config.validate()?;
         Ok(config)
     }
@@ -170,6 +211,281 @@ impl Config {
             return invalid("task_ttl_secs", "must be at least 1");
         }
         Ok(())
+    }
+}
+
+/// The configuration's fields, in the order of the README's table.
+const FIELDS: [&str; 8] = [
+    "header",
+    "max_value_bytes",
+    "max_scan_bytes",
+    "client_header",
+    "mint_context_id",
+    "learn_tasks",
+    "task_capacity",
+    "task_ttl_secs",
+];
+
+/// A configuration value: the JSON types a field can have, and what any
+/// other value was (for the error).
+#[derive(Debug, PartialEq, Eq)]
+enum Value {
+    Str(String),
+    Int(u64),
+    Bool(bool),
+    Null,
+    Other(&'static str),
+}
+
+impl Value {
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "a string",
+            Value::Int(_) => "an integer",
+            Value::Bool(_) => "a boolean",
+            Value::Null => "null",
+            Value::Other(what) => what,
+        }
+    }
+}
+
+/// A strict reader for one flat JSON object (RFC 8259): members whose
+/// values are strings, numbers, booleans or null. Nested values are read
+/// and reported by kind, so that a wrong type names its field.
+struct Json<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Json<'_> {
+    fn fail<T>(&self, what: &str) -> Result<T, String> {
+        Err(format!("{what} at byte {}", self.at))
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        self.skip_ws();
+        let hit = self.peek() == Some(byte);
+        if hit {
+            self.at += 1;
+        }
+        hit
+    }
+
+    /// The whole document: one object, calling `member` for each member.
+    fn object(
+        &mut self,
+        mut member: impl FnMut(&str, Value) -> Result<(), String>,
+    ) -> Result<(), String> {
+        if !self.eat(b'{') {
+            return self.fail("expected a JSON object");
+        }
+        if !self.eat(b'}') {
+            loop {
+                self.skip_ws();
+                let name = self.string()?;
+                if !self.eat(b':') {
+                    return self.fail("expected `:`");
+                }
+                let value = self.value(0)?;
+                member(&name, value)?;
+                if self.eat(b'}') {
+                    break;
+                }
+                if !self.eat(b',') {
+                    return self.fail("expected `,` or `}`");
+                }
+            }
+        }
+        self.skip_ws();
+        if self.at != self.bytes.len() {
+            return self.fail("trailing characters");
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, depth: u32) -> Result<Value, String> {
+        if depth > 64 {
+            return self.fail("nested too deep");
+        }
+        self.skip_ws();
+        match self.peek() {
+            Some(b'"') => Ok(Value::Str(self.string()?)),
+            Some(b't') => self.literal("true", Value::Bool(true)),
+            Some(b'f') => self.literal("false", Value::Bool(false)),
+            Some(b'n') => self.literal("null", Value::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(open @ (b'{' | b'[')) => {
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.at += 1;
+                if !self.eat(close) {
+                    loop {
+                        if open == b'{' {
+                            self.skip_ws();
+                            self.string()?;
+                            if !self.eat(b':') {
+                                return self.fail("expected `:`");
+                            }
+                        }
+                        self.value(depth + 1)?;
+                        if self.eat(close) {
+                            break;
+                        }
+                        if !self.eat(b',') {
+                            return self.fail("expected `,`");
+                        }
+                    }
+                }
+                Ok(Value::Other(if open == b'{' {
+                    "an object"
+                } else {
+                    "an array"
+                }))
+            }
+            _ => self.fail("expected a value"),
+        }
+    }
+
+    fn literal(&mut self, word: &str, value: Value) -> Result<Value, String> {
+        let end = self.at + word.len();
+        if self.bytes.get(self.at..end) != Some(word.as_bytes()) {
+            return self.fail("invalid literal");
+        }
+        self.at = end;
+        Ok(value)
+    }
+
+    fn number(&mut self) -> Result<Value, String> {
+        let start = self.at;
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.at += 1;
+        }
+        let digits = |p: &mut Self| {
+            let from = p.at;
+            while matches!(p.peek(), Some(b'0'..=b'9')) {
+                p.at += 1;
+            }
+            p.at - from
+        };
+        let int_start = self.at;
+        let int_digits = digits(self);
+        if int_digits == 0 || (int_digits > 1 && self.bytes.get(int_start) == Some(&b'0')) {
+            return self.fail("invalid number");
+        }
+        let mut integer = !negative;
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            integer = false;
+            if digits(self) == 0 {
+                return self.fail("invalid number");
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.at += 1;
+            integer = false;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            if digits(self) == 0 {
+                return self.fail("invalid number");
+            }
+        }
+        if !integer {
+            return Ok(Value::Other("a number that is not a non-negative integer"));
+        }
+        let text = self.bytes.get(start..self.at).unwrap_or_default();
+        std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .map(Value::Int)
+            .ok_or_else(|| format!("integer out of range at byte {start}"))
+    }
+
+    /// A string at the cursor, escapes decoded.
+    fn string(&mut self) -> Result<String, String> {
+        if self.peek() != Some(b'"') {
+            return self.fail("expected a string");
+        }
+        self.at += 1;
+        let mut out = Vec::new();
+        loop {
+            let Some(byte) = self.peek() else {
+                return self.fail("unterminated string");
+            };
+            self.at += 1;
+            match byte {
+                b'"' => break,
+                b'\\' => {
+                    let Some(escape) = self.peek() else {
+                        return self.fail("unterminated string");
+                    };
+                    self.at += 1;
+                    let simple = match escape {
+                        b'"' => b'"',
+                        b'\\' => b'\\',
+                        b'/' => b'/',
+                        b'b' => 8,
+                        b'f' => 12,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'u' => {
+                            let c = self.unicode_escape()?;
+                            let mut buf = [0u8; 4];
+                            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                            continue;
+                        }
+                        _ => return self.fail("invalid escape"),
+                    };
+                    out.push(simple);
+                }
+                0..=0x1f => return self.fail("control character in string"),
+                _ => out.push(byte),
+            }
+        }
+        String::from_utf8(out).or_else(|_| self.fail("string is not UTF-8"))
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let text = self
+            .bytes
+            .get(self.at..self.at + 4)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+        let Some(value) = text.and_then(|h| u32::from_str_radix(h, 16).ok()) else {
+            return self.fail("invalid \\u escape");
+        };
+        self.at += 4;
+        Ok(value)
+    }
+
+    /// After `\\u`: one code point, a surrogate pair taken whole.
+    fn unicode_escape(&mut self) -> Result<char, String> {
+        let high = self.hex4()?;
+        let code = if (0xd800..0xdc00).contains(&high) {
+            if self.bytes.get(self.at..self.at + 2) != Some(b"\\u") {
+                return self.fail("unpaired surrogate");
+            }
+            self.at += 2;
+            let low = self.hex4()?;
+            if !(0xdc00..0xe000).contains(&low) {
+                return self.fail("unpaired surrogate");
+            }
+            0x10000 + ((high - 0xd800) << 10) + (low - 0xdc00)
+        } else {
+            high
+        };
+        char::from_u32(code).map_or_else(|| self.fail("unpaired surrogate"), Ok)
     }
 }
 
@@ -256,5 +572,56 @@ mod tests {
         assert!(e.starts_with("invalid plugin configuration: "), "{e}");
         assert!(e.contains("nope"), "{e}");
         assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn the_reader_agrees_with_serde_json_on_what_is_json() {
+        let docs: &[&[u8]] = &[
+            br#"{"header":"x-a\u0062c"}"#,
+            br#"{"header":"\ud83d\ude00"}"#,
+            br#"{"header":"\ud83d"}"#,
+            br#"{"header":"a\qb"}"#,
+            br#"{"max_scan_bytes":01}"#,
+            br#"{"max_scan_bytes":1.5}"#,
+            br#"{"max_scan_bytes":1e3}"#,
+            br#"{"max_scan_bytes":18446744073709551616}"#,
+            br#"{"header":null}"#,
+            br#"{"mint_context_id":true,}"#,
+            br#"{"mint_context_id":true} x"#,
+            br#"{"learn_tasks":tru}"#,
+            br#"{"header":{"a":[1,2,{}]}}"#,
+            b"{\"header\":\"a\tb\"}",
+            br#"{"header":"x","header":"y"}"#,
+        ];
+        for doc in docs {
+            // Every document that is not JSON is rejected as such.
+            if serde_json::from_slice::<serde_json::Value>(doc).is_err() {
+                assert!(
+                    matches!(Config::parse(doc), Err(ConfigError::Json(_))),
+                    "{}",
+                    String::from_utf8_lossy(doc)
+                );
+            }
+        }
+        assert_eq!(
+            Config::parse(br#"{"header":"x-a\u0062c"}"#).unwrap().header,
+            "x-abc"
+        );
+        assert!(Config::parse(br#"{"header":null}"#).is_ok());
+    }
+
+    #[test]
+    fn wrong_types_name_their_field() {
+        for (bad, field) in [
+            (&br#"{"max_scan_bytes":"big"}"#[..], "max_scan_bytes"),
+            (br#"{"learn_tasks":1}"#, "learn_tasks"),
+            (br#"{"header":[]}"#, "header"),
+            (br#"{"task_capacity":4294967296}"#, "task_capacity"),
+            (br#"{"client_header":"drop"}"#, "client_header"),
+            (br#"{"headr":"x"}"#, "headr"),
+        ] {
+            let e = Config::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
     }
 }

@@ -240,10 +240,11 @@ pub fn mint_edit(site: &MintSite, context_id: &str) -> Option<BodyEdit> {
     let frame_len = u32::try_from(u64::from(site.frame_len) + grown).ok()?;
     Some(BodyEdit {
         splices: vec![
+            // The uncompressed flag stays; the length after it grows.
             Splice {
-                at: site.frame_at,
-                remove: [[0u8].as_slice(), &site.frame_len.to_be_bytes()].concat(),
-                insert: [[0u8].as_slice(), &frame_len.to_be_bytes()].concat(),
+                at: site.frame_at + 1,
+                remove: site.frame_len.to_be_bytes().to_vec(),
+                insert: frame_len.to_be_bytes().to_vec(),
             },
             Splice {
                 at: site.len_at,

@@ -12,7 +12,17 @@ pub use a2a_affinity_testkit::proto::{fixed32, fixed64, frame, len, tag, uint, v
 
 #[test]
 fn the_encoder_matches_the_test_encoder() {
-    for v in [0, 1, 127, 128, 300, 16_383, 16_384, u64::from(u32::MAX), u64::MAX] {
+    for v in [
+        0,
+        1,
+        127,
+        128,
+        300,
+        16_383,
+        16_384,
+        u64::from(u32::MAX),
+        u64::MAX,
+    ] {
         let mut out = Vec::new();
         encode_varint(&mut out, v);
         assert_eq!(out, varint(v), "{v}");
