@@ -61,3 +61,13 @@ def body(size, context_id, position):
     if parsed["params"]["message"]["contextId"] != context_id:
         raise AssertionError("contextId lost")
     return data
+
+
+if __name__ == "__main__":
+    # python3 bench/bodies.py SIZE POSITION COUNT: a JSON list of COUNT bodies
+    # (the V8 bench, bench/wasm_stream.mjs, takes the same bytes from here).
+    import sys
+
+    size_name, position, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    print(json.dumps([body(SIZES[size_name], ctx, position).decode()
+                      for ctx in context_ids(count)]))

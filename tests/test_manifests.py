@@ -1,9 +1,10 @@
 """Offline checks of the Kubernetes manifests under deploy/.
 
 Every YAML document is validated against the real CRD schema of its kind
-(<repo>/../shared/crds, the upstream CustomResourceDefinitions of Envoy
-Gateway, Istio, kgateway and the Gateway API), made strict under `spec` the
-way `kubectl --validate=strict` is, so a misspelled field fails. Core kinds get
+(deploy/schemas/, the schemas of the upstream CustomResourceDefinitions of
+Envoy Gateway, Istio, kgateway and the Gateway API, extracted by
+scripts/vendor-crds.py), made strict under `spec` the way
+`kubectl --validate=strict` is, so a misspelled field fails. Core kinds get
 structural checks. Then the points the affinity depends on are asserted: every
 hash policy hashes x-context-id, every Wasm filter configuration allows
 pausing in the headers callback and fails open, the filter's JSON
@@ -36,7 +37,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
-CRD_DIR = (REPO / ".." / "shared" / "crds").resolve()
+SCHEMA_DIR = DEPLOY / "schemas"
+SCHEMA_MANIFEST = SCHEMA_DIR / "sources.json"
 
 HASH_HEADER = "x-context-id"
 ROOT_ID = "a2a_affinity"
@@ -63,7 +65,7 @@ FILTER_DEFAULT_MAX_SCAN_BYTES = 262144
 
 CORE_KINDS = {("", "v1", "Namespace"), ("", "v1", "Service"), ("apps", "v1", "Deployment")}
 
-# The CRDs are 5.5 MB of YAML: libyaml's loader reads them several times faster.
+# libyaml's loader is several times faster than the pure-Python one.
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -126,37 +128,40 @@ def load_docs() -> list[Doc]:
     return docs
 
 
-def require_crd_dir() -> Path:
-    if not CRD_DIR.is_dir():
+def schema_manifest() -> list[dict[str, Any]]:
+    """The entries of deploy/schemas/sources.json, one per extracted CRD."""
+    if not SCHEMA_MANIFEST.is_file():
         pytest.fail(
-            f"CRD directory {CRD_DIR} is missing: the manifests cannot be checked against the "
-            "real schemas. It must hold the upstream CRDs (see its README.md) at <repo>/../shared/crds."
+            f"{SCHEMA_MANIFEST.relative_to(REPO)} is missing: the manifests cannot be checked against "
+            "the CRD schemas (see deploy/schemas/README.md; scripts/vendor-crds.py writes them)."
         )
-    return CRD_DIR
+    return json.loads(SCHEMA_MANIFEST.read_text(encoding="utf-8"))["files"]
 
 
 @functools.lru_cache(maxsize=1)
-def load_crds(crd_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """(group, kind) -> CRD. Gateway API ships a standard and an experimental
-    CRD per kind; the standard one (a subset) is the stricter check."""
-    found: dict[tuple[str, str], tuple[Path, dict[str, Any]]] = {}
-    for path in sorted(crd_dir.rglob("*.yaml")):
-        with path.open(encoding="utf-8") as f:
-            crd = yaml.load(f, Loader=YAML_LOADER)
-        if not isinstance(crd, dict) or crd.get("kind") != "CustomResourceDefinition":
+def load_crds() -> dict[tuple[str, str], dict[str, Any]]:
+    """(group, kind) -> extracted CRD (name, group, kind, names, scope and the
+    schema of each served version). Gateway API ships a standard and an
+    experimental CRD per kind; the standard one (a subset) is the stricter
+    check."""
+    found: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+    for entry in schema_manifest():
+        raw = (SCHEMA_DIR / entry["file"]).read_bytes()
+        if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
+            pytest.fail(f"deploy/schemas/{entry['file']} differs from its sha256 in sources.json")
+        crd = json.loads(raw)
+        key = (crd["group"], crd["kind"])
+        if key in found and found[key][0].get("channel") == "standard":
             continue
-        key = (crd["spec"]["group"], crd["spec"]["names"]["kind"])
-        if key in found and found[key][0].name.startswith("standard-"):
-            continue
-        found[key] = (path, crd)
+        found[key] = (entry, crd)
     return {key: crd for key, (_, crd) in found.items()}
 
 
 @pytest.fixture(scope="module")
 def crds() -> dict[tuple[str, str], dict[str, Any]]:
-    crds = load_crds(require_crd_dir())
+    crds = load_crds()
     if not crds:
-        pytest.fail(f"no CustomResourceDefinition found under {CRD_DIR}")
+        pytest.fail(f"no CRD schema listed in {SCHEMA_MANIFEST.relative_to(REPO)}")
     return crds
 
 
@@ -209,9 +214,10 @@ def strict(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def crd_schema(crd: dict[str, Any], version: str) -> dict[str, Any] | None:
-    for v in crd["spec"]["versions"]:
-        if v["name"] == version and v.get("served", False):
-            schema = copy.deepcopy(v["schema"]["openAPIV3Schema"])
+    # deploy/schemas/ holds the served versions only.
+    for v in crd["versions"]:
+        if v["name"] == version:
+            schema = copy.deepcopy(v["openAPIV3Schema"])
             if "spec" in schema.get("properties", {}):
                 schema["properties"]["spec"] = strict(schema["properties"]["spec"])
             return schema
@@ -224,7 +230,7 @@ def schema_errors(doc: Doc, crds: dict[tuple[str, str], dict[str, Any]]) -> list
         return [f"{doc.where}: no CRD for {doc.group}/{doc.kind}"]
     schema = crd_schema(crd, doc.version)
     if schema is None:
-        return [f"{doc.where}: CRD {crd['metadata']['name']} serves no version {doc.version}"]
+        return [f"{doc.where}: CRD {crd['name']} serves no version {doc.version}"]
     validator = jsonschema.Draft7Validator(schema)
     return [
         f"{doc.where} ({doc.kind} {doc.name}): {'/'.join(map(str, e.absolute_path))}: {e.message}"
@@ -300,9 +306,15 @@ def core_errors(doc: Doc, docs: list[Doc]) -> list[str]:
     return errs
 
 
-def test_crd_directory_present() -> None:
-    crd_dir = require_crd_dir()
-    assert load_crds(crd_dir), f"{crd_dir} holds no CustomResourceDefinition"
+def test_schema_directory_matches_its_manifest() -> None:
+    listed = {entry["file"] for entry in schema_manifest()}
+    present = {p.relative_to(SCHEMA_DIR).as_posix() for p in SCHEMA_DIR.rglob("*.json")} - {SCHEMA_MANIFEST.name}
+    assert listed == present, (
+        f"sources.json and deploy/schemas/ disagree: unlisted {sorted(present - listed)}, "
+        f"missing {sorted(listed - present)}"
+    )
+    assert all(e["source_sha256"] and e["upstream_path"] and e["release"] for e in schema_manifest())
+    assert load_crds(), "deploy/schemas/ holds no CRD schema"
 
 
 def document_errors(doc: Doc, docs: list[Doc], crds: dict) -> list[str]:
@@ -311,7 +323,7 @@ def document_errors(doc: Doc, docs: list[Doc], crds: dict) -> list[str]:
     if (doc.group, doc.kind) in crds:
         return schema_errors(doc, crds)
     return [f"{doc.where}: kind {doc.body.get('apiVersion')} {doc.kind} has no CRD "
-            f"under {CRD_DIR} and no structural check here"]
+            "schema under deploy/schemas/ and no structural check here"]
 
 
 def test_every_document_is_validated(docs: list[Doc], crds: dict) -> None:
@@ -1009,7 +1021,8 @@ def needs_envoy_and_module(version: str) -> tuple[Path, Path]:
         pytest.skip("the Wasm module is not built: run scripts/build.sh")
     # scripts/test.sh builds right before the tests; a module older than the
     # filter's sources is a leftover, not the filter these manifests ship.
-    sources = [REPO / "Cargo.toml", REPO / "Cargo.lock", *sorted((REPO / "src").rglob("*.rs"))]
+    sources = [REPO / "Cargo.toml", REPO / "Cargo.lock", *sorted((REPO / "src").rglob("*.rs")),
+               *sorted((REPO / "crates" / "core" / "src").rglob("*.rs"))]
     newest = max((s.stat().st_mtime for s in sources if s.is_file()), default=0.0)
     if module.stat().st_mtime < newest:
         pytest.skip(f"{module} is older than the filter's sources: run scripts/build.sh")

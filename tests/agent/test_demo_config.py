@@ -9,6 +9,8 @@ import copy
 import pytest
 import yaml
 
+from a2a_harness import REPO, WASM_FILTER
+
 from demo import run_demo
 
 
@@ -29,22 +31,22 @@ def without_ports(cfg):
         ep['endpoint']['address']['socket_address']['port_value'] = 0
     hcm = cfg['static_resources']['listeners'][0]['filter_chains'][0]['filters'][0]['typed_config']
     for f in hcm['http_filters']:
-        if f['name'] == run_demo.WASM_FILTER:
+        if f['name'] == WASM_FILTER:
             f['typed_config']['config']['vm_config']['code']['local']['filename'] = ''
     return cfg
 
 
 @pytest.mark.parametrize('shipped', SHIPPED)
 def test_demo_config_changes_only_ports_and_filter(shipped):
-    source = run_demo.REPO / shipped
+    source = REPO / shipped
     original = yaml.safe_load(source.read_text())
     with_filter = run_demo.envoy_config(source, 20000, 20001, [20011, 20012, 20013], True)
     baseline = run_demo.envoy_config(source, 20000, 20001, [20011, 20012, 20013], False)
 
     assert without_ports(with_filter) == without_ports(original)
-    assert run_demo.WASM_FILTER in filter_names(with_filter)
-    assert run_demo.WASM_FILTER not in filter_names(baseline)
-    assert filter_names(baseline) == [n for n in filter_names(original) if n != run_demo.WASM_FILTER]
+    assert WASM_FILTER in filter_names(with_filter)
+    assert WASM_FILTER not in filter_names(baseline)
+    assert filter_names(baseline) == [n for n in filter_names(original) if n != WASM_FILTER]
     cluster = baseline['static_resources']['clusters'][0]
     assert cluster['lb_policy'] == original['static_resources']['clusters'][0]['lb_policy']
     ports = [
@@ -55,5 +57,5 @@ def test_demo_config_changes_only_ports_and_filter(shipped):
     listener = with_filter['static_resources']['listeners'][0]
     assert listener['address']['socket_address']['port_value'] == 20000
     hcm = listener['filter_chains'][0]['filters'][0]['typed_config']
-    wasm = next(f for f in hcm['http_filters'] if f['name'] == run_demo.WASM_FILTER)
+    wasm = next(f for f in hcm['http_filters'] if f['name'] == WASM_FILTER)
     assert wasm['typed_config']['config']['vm_config']['code']['local']['filename'] == str(run_demo.MODULE)

@@ -1,5 +1,5 @@
 """A2A request bodies for every binding the filter reads, shaped as the
-a2a-sdk clients send them (see shared reference a2a-wire.md), with key order,
+a2a-sdk clients send them (see the README table "What it reads"), with key order,
 whitespace, content type and text varied per request from a seeded RNG."""
 
 import json

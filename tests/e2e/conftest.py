@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from e2e_harness import REPO, Envoy, Figures, Upstreams, module_path
+from a2a_harness import REPO, module_path
+from e2e_harness import Envoy, Figures, Upstreams
 
 REPLICAS = ["replica-1", "replica-2", "replica-3"]
 FIGURES_FILE = REPO / "out/e2e-figures.json"

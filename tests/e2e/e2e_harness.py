@@ -1,78 +1,25 @@
 """Processes and clients for the end-to-end tests: upstream replicas that
-report what they received, Envoy started from the shipped configurations,
-and HTTP/1.1 (keep-alive, raw chunked) and HTTP/2 (h2c) clients."""
+report what they received, Envoy started from the shipped configurations
+(through a2a_harness.Envoy), and HTTP/1.1 (keep-alive, raw chunked) and
+HTTP/2 (h2c) clients."""
 
 import concurrent.futures
-import copy
 import hashlib
 import http.client
-import itertools
 import json
-import os
-import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
-import yaml
+import a2a_harness
+from a2a_harness import REPO, free_port, load_config, rewrite_config, stop_process, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
-MODULE = REPO / "target/wasm32-wasip1/release/a2a_affinity.wasm"
 UPSTREAM_SCRIPT = REPO / "envoy/sandbox/upstream.py"
-ENVOY_BINARIES = {
-    "1.40.0": REPO / ".venv/bin/envoy",
-    "1.36.4": REPO / ".venv-envoy-1.36.4/bin/envoy",
-    "1.38.2": REPO / ".venv-envoy-1.38.2/bin/envoy",
-}
-WASM_FILTER = "envoy.filters.http.wasm"
 START_TIMEOUT_SECS = 30
-_base_ids = itertools.count(start=(os.getpid() % 500) * 20 + 10000)
-
-
-def module_path():
-    """The release module the tests load (A2A_AFFINITY_WASM overrides it)."""
-    return Path(os.environ.get("A2A_AFFINITY_WASM", MODULE))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout, what, proc=None, log=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            tail = log_tail(log) if log else ""
-            raise RuntimeError(f"{what}: process exited with {proc.returncode}\n{tail}")
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what}: not ready after {timeout} s")
-
-
-def log_tail(path, lines=150):
-    try:
-        text = Path(path).read_text(errors="replace").splitlines()
-    except OSError:
-        return ""
-    return "\n".join(text[-lines:])
-
-
-def stop_process(proc, grace=10):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(grace)
 
 
 class Upstreams:
@@ -104,126 +51,26 @@ class Upstreams:
         self._log_file.close()
 
 
-def load_config(relpath):
-    with open(REPO / relpath) as f:
-        return yaml.safe_load(f)
-
-
-def http_filters(cfg):
-    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-    return hcm["typed_config"]["http_filters"]
-
-
-def wasm_plugin(cfg):
-    for f in http_filters(cfg):
-        if f["name"] == WASM_FILTER:
-            return f["typed_config"]["config"]
-    raise LookupError("no Wasm filter in the configuration")
-
-
-def plugin_settings(cfg):
-    return json.loads(wasm_plugin(cfg)["configuration"]["value"])
-
-
-def rewrite_config(cfg, *, listen_port, admin_port, upstream_ports, module=None,
-                   plugin=None, with_filter=True):
-    """A copy of a shipped configuration with only what a test must change:
-    addresses and ports, the module path, and optionally the plugin config
-    (or no Wasm filter at all, for baseline runs with Envoy alone)."""
-    cfg = copy.deepcopy(cfg)
-    cfg["admin"]["address"]["socket_address"].update(address="127.0.0.1", port_value=admin_port)
-    listener = cfg["static_resources"]["listeners"][0]
-    listener["address"]["socket_address"].update(address="127.0.0.1", port_value=listen_port)
-    cluster = cfg["static_resources"]["clusters"][0]
-    shipped = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
-    endpoints = []
-    for i, port in enumerate(upstream_ports):
-        # Keep each shipped endpoint (and its metadata, e.g. a hash_key) when
-        # the counts match; extra replicas copy the first one.
-        ep = copy.deepcopy(shipped[i] if len(shipped) == len(upstream_ports) else shipped[0])
-        ep["endpoint"]["address"]["socket_address"].update(address="127.0.0.1", port_value=port)
-        endpoints.append(ep)
-    cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": endpoints}]
-    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    if not with_filter:
-        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != WASM_FILTER]
-        return cfg
-    plugin_cfg = wasm_plugin(cfg)
-    plugin_cfg["vm_config"]["code"]["local"]["filename"] = str(module or module_path())
-    if plugin is not None:
-        plugin_cfg["configuration"]["value"] = json.dumps(plugin)
-    return cfg
-
-
-class Envoy:
-    """One Envoy process on free loopback ports, with its own base id."""
+class Envoy(a2a_harness.Envoy):
+    """A shipped configuration (a path relative to the repository, or a
+    loaded one) rewritten for `upstreams` on free loopback ports, run with
+    its own base id and `--concurrency 2`; `transform` makes last changes to
+    the rewritten config (ports and module path already set), e.g. moving
+    the listener to LDS."""
 
     def __init__(self, cfg_source, upstreams, workdir, *, name, binary=None, plugin=None,
                  with_filter=True, concurrency=2, extra_args=(), transform=None):
-        self.name = name
-        self.workdir = Path(workdir)
-        self.port = free_port()
-        self.admin_port = free_port()
         self.upstreams = upstreams
+        port, admin_port = free_port(), free_port()
         cfg = load_config(cfg_source) if isinstance(cfg_source, str) else cfg_source
-        self.config = rewrite_config(
-            cfg, listen_port=self.port, admin_port=self.admin_port,
-            upstream_ports=upstreams.ports, plugin=plugin, with_filter=with_filter,
-        )
+        cfg = rewrite_config(cfg, listen_port=port, admin_port=admin_port,
+                             upstream_ports=upstreams.ports, plugin=plugin,
+                             with_filter=with_filter)
         if transform is not None:
-            # Last changes a test makes to the rewritten config (ports and
-            # module path already set), e.g. moving the listener to LDS.
-            self.config = transform(self.config)
-        self.config_path = self.workdir / f"{name}.yaml"
-        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        self.log = self.workdir / f"{name}.log"
-        self.binary = str(binary or ENVOY_BINARIES["1.40.0"])
-        self._log_file = open(self.log, "w")
-        self.proc = subprocess.Popen(
-            [self.binary, "-c", str(self.config_path), "--base-id", str(next(_base_ids)),
-             "--concurrency", str(concurrency), "--log-level", "info", *extra_args],
-            stdout=self._log_file, stderr=subprocess.STDOUT, cwd=REPO,
-        )
-        try:
-            wait_until(self._ready, START_TIMEOUT_SECS, f"envoy {name}", self.proc, self.log)
-        except Exception:
-            self.stop()
-            raise
-
-    def _ready(self):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/ready", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def admin(self, path):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as r:
-            return r.read().decode()
-
-    def stats(self):
-        """The filter's counters, keyed by the name after `a2a_affinity.`
-        (Envoy may prefix custom Wasm stats, e.g. `wasmcustom.`)."""
-        counters = {}
-        for line in self.admin("/stats?filter=a2a_affinity").splitlines():
-            m = re.match(r"^(?:.*\.)?a2a_affinity\.([a-z_]+): (\d+)$", line.strip())
-            if m:
-                counters[m.group(1)] = int(m.group(2))
-        return counters
-
-    def stat(self, name):
-        """One counter or gauge of the admin interface, by its full name (0 if absent)."""
-        for line in self.admin(f"/stats?filter=^{re.escape(name)}$").splitlines():
-            if line.startswith(name + ":"):
-                return int(line.split(":")[1])
-        return 0
-
-    def stop(self):
-        stop_process(self.proc)
-        self._log_file.close()
-
-    def log_tail(self, lines=150):
-        return log_tail(self.log, lines)
+            cfg = transform(cfg)
+        super().__init__(cfg, workdir=workdir, name=name, binary=binary, concurrency=concurrency,
+                         log_level="info", extra_args=extra_args)
+        self.port = port
 
 
 def counter_delta(before, after):
@@ -481,9 +328,14 @@ def predict_hosts(envoy, keys):
     else:
         lb = ["--lb", "maglev", "--table-size",
               str(cluster.get("maglev_lb_config", {}).get("table_size", 65537))]
+    return envoy_lb_route(*lb, "--hosts", hosts, keys=keys)
+
+
+def envoy_lb_route(*args, keys):
+    """`envoy-lb route --json ARGS -- KEYS` (built from crates/envoy-lb): the
+    host each key lands on."""
     out = subprocess.run(
-        ["cargo", "run", "-q", "-p", "envoy-lb", "--", "route", "--json", *lb, "--hosts", hosts,
-         "--", *keys],
+        ["cargo", "run", "-q", "-p", "envoy-lb", "--", "route", "--json", *args, "--", *keys],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     if out.returncode != 0:

@@ -12,33 +12,22 @@ of the test process and are stopped by `stop()`."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import sys
 import threading
-from pathlib import Path
 
 import grpc
 import grpc.aio
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from a2a.compat.v0_3 import a2a_v0_3_pb2_grpc
+from a2a.compat.v0_3.grpc_handler import CompatGrpcHandler
+from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.request_handlers.grpc_handler import GrpcHandler
+from a2a.server.tasks import InMemoryTaskStore
+from a2a.types import a2a_pb2_grpc
+from a2a_harness import free_port
 
-from a2a.compat.v0_3 import a2a_v0_3_pb2_grpc  # noqa: E402
-from a2a.compat.v0_3.grpc_handler import CompatGrpcHandler  # noqa: E402
-from a2a.server.request_handlers import DefaultRequestHandler  # noqa: E402
-from a2a.server.request_handlers.grpc_handler import GrpcHandler  # noqa: E402
-from a2a.server.tasks import InMemoryTaskStore  # noqa: E402
-from a2a.types import a2a_pb2_grpc  # noqa: E402
-
-from demo.agent import ConversationMemory, ReplicaExecutor, build_card  # noqa: E402
+from demo.agent import ConversationMemory, ReplicaExecutor, build_card
 
 START_TIMEOUT_SECS = 30
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Recorder(grpc.aio.ServerInterceptor):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from e2e_harness import ENVOY_BINARIES, REPO, load_config, wasm_plugin
+from a2a_harness import ENVOY_BINARIES, REPO, load_config, wasm_plugin
 
 # envoy/bench/ holds templates that bench/run.py fills in; it validates them.
 SHIPPED = ["envoy/envoy.yaml", "envoy/envoy-maglev.yaml", "envoy/sandbox/envoy.yaml"]

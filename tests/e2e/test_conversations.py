@@ -19,31 +19,15 @@ The same conversations run three ways, to show both holes the filter closes:
 
 import contextlib
 import json
-import shutil
-import subprocess
-import sys
 
 import pytest
 
-from e2e_harness import REPO, module_path
+from a2a_harness import REPO, free_port, js_client, module_path, running_replicas, wasm_plugin
 
-sys.path.insert(0, str(REPO))
-
-from demo import drive, run_demo  # noqa: E402
-from demo.replicas import free_port, running_replicas  # noqa: E402
+from demo import drive, run_demo
 
 TRANSPORTS = ["jsonrpc", "jsonrpc-0.3", "rest", "rest-0.3"]
 PER_TRANSPORT = 5
-
-
-def with_plugin(cfg, settings):
-    """The config with the filter's plugin configuration replaced."""
-    for f in cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
-        "typed_config"
-    ]["http_filters"]:
-        if f["name"] == run_demo.WASM_FILTER:
-            f["typed_config"]["config"]["configuration"]["value"] = json.dumps(settings)
-    return cfg
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +47,11 @@ def gateway(tmp_path_factory):
             cfg = run_demo.envoy_config(REPO / source, listen_port, admin_port, ports,
                                         with_filter, module_path().resolve())
             if plugin is not None:
-                cfg = with_plugin(cfg, plugin)
-            envoy = run_demo.EnvoyProcess(cfg, admin_port, workdir, name)
-            envoy.start()
-            counters = {}
-            try:
+                wasm_plugin(cfg)["configuration"]["value"] = json.dumps(plugin)
+            with run_demo.start_envoy(cfg, workdir, name) as envoy:
+                counters = {}
                 yield url, replicas, counters
-                counters.update(
-                    (line.split(":")[0].rsplit(".", 1)[-1], int(line.split(":")[1]))
-                    for line in envoy.stats("wasmcustom.a2a_affinity"))
-            finally:
-                envoy.stop()
+                counters.update(envoy.stats())
 
         yield run
 
@@ -156,17 +134,11 @@ def test_copying_the_context_id_alone_leaves_both_holes(gateway, figures):
 
 def js_converse(url, transport, conversations):
     """The second, independent client: @a2a-js/sdk (tests/js/converse.mjs)."""
-    node = shutil.which("node")
-    js_dir = REPO / "tests/js"
-    if node is None or not (js_dir / "node_modules/@a2a-js/sdk").is_dir():
-        pytest.fail("the JS client needs Node.js and `npm ci` in tests/js: run scripts/setup.sh",
-                    pytrace=False)
-    cmd = [node, "converse.mjs", "--transport", transport, "--conversations",
-           str(conversations), "--followup", "task-only", url]
-    done = subprocess.run(cmd, cwd=js_dir, capture_output=True, text=True, timeout=120,
-                          check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout)
+    try:
+        return js_client.converse([url], transport, "--conversations", str(conversations),
+                                  "--followup", "task-only")
+    except js_client.JsClientMissing as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 def test_the_js_client_keeps_every_conversation_on_one_replica(gateway, figures):

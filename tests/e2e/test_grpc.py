@@ -23,7 +23,8 @@ from a2a.compat.v0_3 import a2a_v0_3_pb2 as pb03
 from a2a.compat.v0_3.grpc_transport import CompatGrpcTransport
 from a2a.types import a2a_pb2 as pb
 
-from e2e_harness import Envoy, counter_delta, load_config
+from a2a_harness import load_config
+from e2e_harness import Envoy, counter_delta
 from grpc_agent import GrpcReplicas
 
 REPLICAS = ["replica-1", "replica-2", "replica-3"]

@@ -9,8 +9,8 @@ import random
 import pytest
 
 from a2a_bodies import context_ids, exchange
-from e2e_harness import (ENVOY_BINARIES, Exchange, affinity, counter_delta, post_in_a_burst, predict_hosts,
-                         send_all, sha256)
+from a2a_harness import ENVOY_BINARIES
+from e2e_harness import Exchange, affinity, counter_delta, post_in_a_burst, predict_hosts, send_all, sha256
 
 VERSIONS = ["1.36.4", "1.38.2"]
 CONFIGS = {"ring": "envoy/envoy.yaml", "maglev": "envoy/envoy-maglev.yaml"}

@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from e2e_harness import WASM_FILTER, Exchange, counter_delta, http_filters, load_config, send_all
+from a2a_harness import WASM_FILTER, http_filters, load_config
+from e2e_harness import Exchange, counter_delta, send_all
 
 SECOND_HEADER = "x-conversation"
 JSON = ("content-type", "application/json")

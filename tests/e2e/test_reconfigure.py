@@ -16,7 +16,8 @@ import time
 import pytest
 import yaml
 
-from e2e_harness import WASM_FILTER, Exchange, send_all
+from a2a_harness import WASM_FILTER
+from e2e_harness import Exchange, send_all
 
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 NEW_HEADER = "x-conversation"

@@ -3,18 +3,14 @@ names and container ports replaced by loopback ports) in front of three real
 demo agents, without Docker: it passes with the filter, and fails without it,
 so its checks are real."""
 
-import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
-from e2e_harness import REPO
-
-sys.path.insert(0, str(REPO / "demo"))
-from replicas import running_replicas  # noqa: E402  (demo/replicas.py)
+from a2a_harness import REPO, running_replicas
+from e2e_harness import Envoy, envoy_lb_route
 
 VERIFY = REPO / "envoy/sandbox/verify.sh"
 
@@ -40,8 +36,6 @@ def run_verify(envoy):
 
 
 def test_verify_passes_with_the_filter(agents, wasm_module, tmp_path):
-    from e2e_harness import Envoy
-
     envoy = Envoy("envoy/sandbox/envoy.yaml", agents, tmp_path, name="sandbox")
     try:
         out = run_verify(envoy)
@@ -57,16 +51,11 @@ def test_verify_passes_with_the_filter(agents, wasm_module, tmp_path):
     hosts.write_text("".join(f"127.0.0.1:{port} hash_key={name}\n"
                              for name, port in zip(agents.names, agents.ports)))
     by_port = {f"127.0.0.1:{p}": n for n, p in zip(agents.names, agents.ports)}
-    predicted = subprocess.run(
-        ["cargo", "run", "-q", "-p", "envoy-lb", "--", "route", "--json", "--lb", "ring",
-         "--hosts-file", str(hosts), "--", *landed],
-        cwd=REPO, capture_output=True, text=True, timeout=600, check=True)
-    assert {row["key"]: by_port[row["host"]] for row in json.loads(predicted.stdout)} == landed
+    predicted = envoy_lb_route("--lb", "ring", "--hosts-file", str(hosts), keys=list(landed))
+    assert {key: by_port[host] for key, host in predicted.items()} == landed
 
 
 def test_verify_fails_without_the_filter(agents, tmp_path):
-    from e2e_harness import Envoy
-
     envoy = Envoy("envoy/sandbox/envoy.yaml", agents, tmp_path, name="sandbox-alone",
                   with_filter=False)
     try:

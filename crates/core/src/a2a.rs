@@ -7,7 +7,7 @@
 //! at `message.contextId` (0.3 also accepts the alias `request`, and
 //! ProtoJSON parsers accept `context_id`); 1.0 `ListTasks` at
 //! `params.contextId`; task-only calls carry a task id in `params.id`,
-//! `params.taskId` or the URL path (a2a-wire reference, sections 1.1-1.2).
+//! `params.taskId` or the URL path (A2A specification 1.0, sections 9-11, and the 0.3 JSON-RPC binding).
 
 /// A2A protocol generation a JSON-RPC method name belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,8 +4,7 @@
 //! has no key to hash and the agent replica it lands on mints one that hashes
 //! elsewhere. Giving the message a contextId before routing makes the first
 //! turn land where every later turn will. All four official A2A SDKs adopt a
-//! client-supplied contextId (a2a-wire reference, section 1.4; spec 1.0
-//! section 3.4.1: agents MAY accept it).
+//! client-supplied contextId (A2A 1.0 section 3.4.1: agents MAY accept it).
 
 use crate::verdict::MintSite;
 

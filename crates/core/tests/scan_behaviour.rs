@@ -814,3 +814,37 @@ fn failed_stays_failed() {
     assert_eq!(scanner.finish(), failed);
     assert_eq!(scanner.offset(), 1);
 }
+
+#[test]
+fn close_says_whether_the_container_had_a_member() {
+    let cases: &[(&[u8], bool)] = &[
+        (br#"{"m":{}}"#, true),
+        (b"{\"m\":{ \n\t }}", true),
+        (br#"{"m":{"a":1}}"#, false),
+        (br#"{"m":[]}"#, true),
+        (br#"{"m":[ ]}"#, true),
+        (br#"{"m":[0]}"#, false),
+        (br#"{"m":{"a":{}}}"#, false),
+    ];
+    for (doc, want) in cases {
+        for at in 0..=doc.len() {
+            let mut scanner = Scanner::new(&[&["m"]], Limits::default());
+            let mut empty = None;
+            let mut sink = |event: Event<'_>| {
+                if let Event::Close { empty: e, .. } = event {
+                    empty = Some(e);
+                }
+                Flow::Continue
+            };
+            let (a, b) = doc.split_at(at);
+            scanner.feed(a, &mut sink);
+            scanner.feed(b, &mut sink);
+            assert_eq!(
+                empty,
+                Some(*want),
+                "{} split at {at}",
+                String::from_utf8_lossy(doc)
+            );
+        }
+    }
+}

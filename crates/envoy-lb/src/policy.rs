@@ -309,7 +309,7 @@ mod tests {
         assert_eq!(policy.generate_hash(&r), Some(xx("v")));
     }
 
-    // reference §3.7
+    // Envoy's HashPolicyImpl folds each further key in as rotl(h, 1) ^ key.
     #[test]
     fn rotate_xor_combination() {
         let r = from_ip("4.3.2.1").with_header("foo_header", "bar");

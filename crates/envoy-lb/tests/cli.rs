@@ -59,7 +59,7 @@ fn route_prints_the_model_choice_per_key() {
             .collect();
         assert_eq!(out, expected, "{lb}");
     }
-    // Reference §9.2: user-42 lands on .3 under both algorithms with three hosts.
+    // user-42 lands on .3 under both algorithms with three hosts.
     let out = stdout(&run(&[
         "route", "--lb", "maglev", "--hosts", HOSTS, "user-42",
     ]));

@@ -6,7 +6,7 @@
 //! A gRPC message travels as a length-prefixed frame: one flag byte
 //! (1 = compressed), a 4-byte big-endian length, then the protobuf bytes
 //! (gRPC over HTTP/2, "Length-Prefixed-Message"). The ids are strings a
-//! field or two deep (a2a-wire reference, section 1.3): the v0.3 service
+//! field or two deep (the A2A protos, `a2a.proto` of 0.3 and 1.0): the v0.3 service
 //! `a2a.v1.A2AService` puts the Message of a send at field 1, the v1.0
 //! service `lf.a2a.v1.A2AService` at field 2, and both keep `context_id` at
 //! field 2 and `task_id` at field 3 of the Message.

@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,15 +28,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .paths import REPO
+from .procs import free_port, stop_process
 
-AGENT = Path(__file__).resolve().parent / 'agent.py'
 
-
-def free_port(host: str = '127.0.0.1') -> int:
-    """A port the kernel had free a moment ago (the agent binds it right after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+AGENT = REPO / 'demo/agent.py'
 
 
 def _get_json(url: str, timeout: float = 5.0, method: str = 'GET') -> Any:
@@ -117,13 +111,7 @@ class AgentReplica:
 
     def stop(self, timeout: float = 5.0) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout)
+        stop_process(proc, timeout)
         self._log.close()
 
     def contexts(self) -> dict[str, dict[str, Any]]:

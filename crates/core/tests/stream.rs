@@ -1,0 +1,375 @@
+//! The core's stream state machine with no shell at all: an in-memory host
+//! (`testkit::env`) pushes heads and body bytes in and applies what comes
+//! out, as any shell must.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use a2a_affinity_core::config::Config;
+use a2a_affinity_core::stats::{Counter, Outcome};
+use a2a_affinity_core::stream::{Decision, HeaderOp, Next, RequestHead, ResponseHead, Stream};
+use a2a_affinity_testkit::bodies::{rpc03, rpc10_first_turn};
+use a2a_affinity_testkit::env::{HeldRequest, MockEnv};
+use a2a_affinity_testkit::proto::{self, V1};
+use a2a_affinity_testkit::splits;
+
+const OUTCOMES: [Counter; 9] = [
+    Counter::ContextFound,
+    Counter::Minted,
+    Counter::TaskRouted,
+    Counter::TaskUnknown,
+    Counter::ContextAbsent,
+    Counter::InvalidValue,
+    Counter::InvalidJson,
+    Counter::ScanLimit,
+    Counter::Aborted,
+];
+
+fn config(json: &str) -> Config {
+    Config::parse(json.as_bytes()).unwrap()
+}
+
+fn head<'a>(
+    method: &'a str,
+    path: &'a str,
+    content_type: &'a str,
+    length: usize,
+) -> RequestHead<'a> {
+    RequestHead {
+        method,
+        path,
+        content_type: Some(content_type),
+        content_encoding: None,
+        content_length: Some(length as u64),
+        client_header: false,
+    }
+}
+
+/// One request through a fresh stream: the head, then `chunks`, each
+/// decision applied to the held request. Returns the stream (for the
+/// response side), the held request as the upstream would get it and the
+/// last decision's `next`.
+fn run(
+    config: &Config,
+    env: &mut MockEnv,
+    head: &RequestHead<'_>,
+    chunks: &[&[u8]],
+) -> (Stream, HeldRequest, Next) {
+    let mut stream = Stream::new();
+    let mut held = HeldRequest {
+        headers: vec![],
+        body: vec![],
+    };
+    if let Some(n) = head.content_length {
+        held.headers.push(("content-length".into(), n.to_string()));
+    }
+    if head.client_header {
+        held.headers
+            .push((config.header.clone(), "from-client".into()));
+    }
+    let decision = stream.on_request_headers(config, head, chunks.is_empty(), env);
+    let mut next = held.apply(config, decision, env);
+    let mut forwarded = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let last = i + 1 == chunks.len();
+        held.body.extend_from_slice(chunk);
+        if next == Next::NeedBody {
+            let decision = stream.on_request_body(config, chunk, last, env);
+            next = held.apply(config, decision, env);
+        }
+        if next == Next::Continue {
+            // Once let go, the held bytes leave and later ones stream past.
+            forwarded.append(&mut held.body);
+        }
+    }
+    forwarded.append(&mut held.body);
+    held.body = forwarded;
+    (stream, held, next)
+}
+
+fn outcomes(env: &MockEnv) -> u64 {
+    OUTCOMES.iter().map(|c| env.counter(*c)).sum()
+}
+
+#[test]
+fn a_context_id_is_set_at_every_split_and_the_body_is_untouched() {
+    let config = config("");
+    let body = rpc03("ctx-1", "hello \\\"there\\\"");
+    for [a, b] in splits::every_two(body.as_bytes()) {
+        let mut env = MockEnv::default();
+        let h = head("POST", "/", "application/json", body.len());
+        let (_, held, next) = run(&config, &mut env, &h, &[a, b]);
+        assert_eq!(next, Next::Continue);
+        assert_eq!(held.header_values("x-context-id"), ["ctx-1"]);
+        assert_eq!(held.body, body.as_bytes());
+        assert_eq!(env.counter(Counter::ContextFound), 1);
+        assert_eq!(outcomes(&env), 1);
+    }
+}
+
+#[test]
+fn a_json_first_turn_gets_a_context_id_in_body_header_and_length() {
+    let config = config("");
+    let body = rpc10_first_turn("plan a trip");
+    for [a, b] in splits::every_two(body.as_bytes()) {
+        let mut env = MockEnv::default();
+        let h = head("POST", "/", "application/json", body.len());
+        let (_, held, _) = run(&config, &mut env, &h, &[a, b]);
+        let minted = held.header_values("x-context-id");
+        assert_eq!(minted.len(), 1);
+        assert_eq!(minted[0].len(), 36);
+        let v: serde_json::Value = serde_json::from_slice(&held.body).unwrap();
+        assert_eq!(v["params"]["message"]["contextId"], minted[0].as_str());
+        assert_eq!(
+            held.header_values("content-length"),
+            [held.body.len().to_string()]
+        );
+        // Nothing but the inserted member changed.
+        let inserted = format!(r#""contextId":"{}","#, minted[0]);
+        assert_eq!(
+            String::from_utf8(held.body.clone())
+                .unwrap()
+                .replacen(&inserted, "", 1),
+            body
+        );
+        assert_eq!(env.counter(Counter::Minted), 1);
+        assert_eq!(outcomes(&env), 1);
+    }
+}
+
+#[test]
+fn an_empty_message_is_minted_without_a_trailing_comma() {
+    let config = config("");
+    let body = r#"{"message":{ }}"#;
+    let mut env = MockEnv::default();
+    let h = head("POST", "/v1/message:send", "application/json", body.len());
+    let (_, held, _) = run(&config, &mut env, &h, &[body.as_bytes()]);
+    let v: serde_json::Value = serde_json::from_slice(&held.body).unwrap();
+    assert_eq!(
+        v["message"]["contextId"].as_str(),
+        held.header_values("x-context-id")
+            .first()
+            .map(String::as_str)
+    );
+}
+
+#[test]
+fn a_grpc_first_turn_gets_a_context_id_field_and_right_lengths() {
+    let config = config("");
+    let body = proto::send(V1, &proto::message(None, None, &"x".repeat(200)));
+    for [a, b] in splits::every_two(&body) {
+        let mut env = MockEnv::default();
+        let path = format!("{V1}/SendMessage");
+        let mut h = head("POST", &path, "application/grpc", 0);
+        h.content_length = None;
+        let (_, held, _) = run(&config, &mut env, &h, &[a, b]);
+        let minted = held.header_values("x-context-id");
+        assert_eq!(minted.len(), 1);
+        assert_eq!(proto::send_context(V1, &held.body), Some(minted[0].clone()));
+        assert_eq!(env.counter(Counter::Minted), 1);
+    }
+}
+
+#[test]
+fn tasks_learned_from_responses_route_task_calls() {
+    let config = config("");
+    let mut env = MockEnv::default();
+    let body = rpc03("ctx-9", "hi");
+    let h = head("POST", "/", "application/json", body.len());
+    let (mut stream, _, _) = run(&config, &mut env, &h, &[body.as_bytes()]);
+    stream.on_response_headers(
+        &config,
+        &ResponseHead {
+            content_type: Some("text/event-stream"),
+            content_encoding: None,
+        },
+        &mut env,
+    );
+    let sse = b"data: {\"jsonrpc\":\"2.0\",\"id\":\"1\",\"result\":{\"kind\":\"task\",\"id\":\"task-9\",\"contextId\":\"ctx-9\"}}\n\n";
+    for chunk in splits::chunks(sse, 7) {
+        let tally = stream.on_response_body(chunk, &mut env);
+        env.count_tally(tally);
+    }
+    assert_eq!(env.counter(Counter::TaskLearned), 1);
+    // JSON-RPC tasks/get and the REST task route both find it.
+    let get = r#"{"jsonrpc":"2.0","id":"2","method":"tasks/get","params":{"id":"task-9"}}"#;
+    let h = head("POST", "/", "application/json", get.len());
+    let (_, held, _) = run(&config, &mut env, &h, &[get.as_bytes()]);
+    assert_eq!(held.header_values("x-context-id"), ["ctx-9"]);
+    let mut h = head("GET", "/v1/tasks/task-9", "application/json", 0);
+    h.content_length = None;
+    let (_, held, _) = run(&config, &mut env, &h, &[]);
+    assert_eq!(held.header_values("x-context-id"), ["ctx-9"]);
+    assert_eq!(env.counter(Counter::TaskRouted), 2);
+    // A task never seen is unknown, after its time to live too.
+    env.now += 7200;
+    let (_, held, _) = run(&config, &mut env, &h, &[]);
+    assert!(held.header_values("x-context-id").is_empty());
+    assert_eq!(env.counter(Counter::TaskUnknown), 1);
+}
+
+#[test]
+fn a_deferred_lookup_holds_the_request_until_it_is_resolved() {
+    let config = config("");
+    for found in [Some("ctx-d"), None] {
+        let mut env = MockEnv::default();
+        env.store.defer = true;
+        let mut stream = Stream::new();
+        let mut h = head("GET", "/tasks/t-1", "application/json", 0);
+        h.content_length = None;
+        let d = stream.on_request_headers(&config, &h, true, &mut env);
+        assert_eq!(d.next, Next::LookupTask("t-1".into()));
+        assert_eq!(d.outcome, None);
+        let d = stream.task_resolved(&config, found);
+        assert_eq!(d.next, Next::Continue);
+        match found {
+            Some(c) => {
+                assert_eq!(d.header, HeaderOp::Set(c.into()));
+                assert_eq!(d.outcome, Some(Outcome::TaskRouted));
+            }
+            None => assert_eq!(d.outcome, Some(Outcome::TaskUnknown)),
+        }
+        // A second answer changes nothing.
+        assert_eq!(stream.task_resolved(&config, found).outcome, None);
+    }
+}
+
+#[test]
+fn a_stream_that_ends_undecided_is_counted_once_as_aborted() {
+    let config = config("");
+    let body = rpc03("ctx", "x");
+    let (first, _) = body.as_bytes().split_at(20);
+    let mut env = MockEnv::default();
+    let mut stream = Stream::new();
+    let h = head("POST", "/", "application/json", body.len());
+    let d = stream.on_request_headers(&config, &h, false, &mut env);
+    assert_eq!(d.next, Next::NeedBody);
+    let d = stream.on_request_body(&config, first, false, &mut env);
+    assert_eq!(d.next, Next::NeedBody);
+    assert_eq!(stream.on_stream_end(&mut env), Some(Outcome::Aborted));
+    assert_eq!(stream.on_stream_end(&mut env), None);
+    // A decided stream ends with nothing more to count.
+    let mut env = MockEnv::default();
+    let (mut stream, _, _) = run(&config, &mut env, &h, &[body.as_bytes()]);
+    assert_eq!(stream.on_stream_end(&mut env), None);
+}
+
+#[test]
+fn the_scan_limit_ends_reading_whatever_the_chunking() {
+    let config = config(r#"{"max_scan_bytes":64}"#);
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":"1","method":"message/send","params":{{"message":{{"parts":[{{"text":"{}"}}],"contextId":"late"}}}}}}"#,
+        "x".repeat(100)
+    );
+    for size in [1, 10, 64, 65, body.len()] {
+        let mut env = MockEnv::default();
+        let h = head("POST", "/", "application/json", body.len());
+        let (_, held, next) = run(
+            &config,
+            &mut env,
+            &h,
+            &splits::chunks(body.as_bytes(), size),
+        );
+        assert_eq!(next, Next::Continue);
+        assert!(held.header_values("x-context-id").is_empty());
+        assert_eq!(held.body, body.as_bytes());
+        assert_eq!(env.counter(Counter::ScanLimit), 1, "chunks of {size}");
+        assert_eq!(outcomes(&env), 1);
+    }
+    // A body of exactly the limit is read to its end.
+    let exact = rpc03("c", "");
+    let config = Config {
+        max_scan_bytes: exact.len() as u64,
+        ..Config::default()
+    };
+    let mut env = MockEnv::default();
+    let h = head("POST", "/", "application/json", exact.len());
+    let (_, held, _) = run(&config, &mut env, &h, &[exact.as_bytes()]);
+    assert_eq!(held.header_values("x-context-id"), ["c"]);
+}
+
+#[test]
+fn without_a_body_key_the_client_header_is_kept_or_removed() {
+    let body = r#"{"jsonrpc":"2.0","id":"1","method":"tasks/list","params":{}}"#;
+    for (json, kept) in [("", true), (r#"{"client_header":"strip"}"#, false)] {
+        let config = config(json);
+        let mut env = MockEnv::default();
+        let mut h = head("POST", "/", "application/json", body.len());
+        h.client_header = true;
+        let (_, held, _) = run(&config, &mut env, &h, &[body.as_bytes()]);
+        assert_eq!(held.header_values("x-context-id").len(), usize::from(kept));
+        assert_eq!(env.counter(Counter::ClientHeaderKept), u64::from(kept));
+        assert_eq!(env.counter(Counter::ContextAbsent), 1);
+    }
+}
+
+#[test]
+fn a_mint_the_host_cannot_write_falls_back_to_no_key() {
+    let config = config(r#"{"client_header":"strip"}"#);
+    let body = rpc10_first_turn("x");
+    let mut env = MockEnv::default();
+    let mut stream = Stream::new();
+    let mut h = head("POST", "/", "application/json", body.len());
+    h.client_header = true;
+    stream.on_request_headers(&config, &h, false, &mut env);
+    let d = stream.on_request_body(&config, body.as_bytes(), true, &mut env);
+    assert!(d.body.is_some());
+    assert_eq!(d.outcome, Some(Outcome::Minted));
+    let fallback: Decision = stream.mint_failed(&config);
+    assert_eq!(fallback.body, None);
+    assert_eq!(fallback.header, HeaderOp::Remove);
+    assert_eq!(fallback.outcome, Some(Outcome::ContextAbsent));
+    // No random bytes: no mint, the request goes on.
+    let mut env = MockEnv {
+        no_random: true,
+        ..MockEnv::default()
+    };
+    let h = head("POST", "/", "application/json", body.len());
+    let (_, held, _) = run(&config, &mut env, &h, &[body.as_bytes()]);
+    assert_eq!(held.body, body.as_bytes());
+    assert_eq!(env.counter(Counter::ContextAbsent), 1);
+}
+
+#[test]
+fn every_inspected_request_ends_in_exactly_one_outcome() {
+    let config = config(r#"{"max_scan_bytes":300}"#);
+    let bodies = [
+        rpc03("c", "x"),
+        rpc10_first_turn("y"),
+        r#"{"method":"message/send","params":{"message":{"taskId":"t"}}}"#.to_string(),
+        r#"{"method":"message/send","params":{"message":{"contextId":""}}}"#.to_string(),
+        r#"{"method":"message/send","params":{"#.to_string(),
+        "not json".to_string(),
+        format!(
+            r#"{{"method":"message/send","params":{{"message":{{"text":"{}"}}}}}}"#,
+            "z".repeat(400)
+        ),
+    ];
+    for body in &bodies {
+        for size in [1, 3, 50, body.len()] {
+            let mut env = MockEnv::default();
+            let h = head("POST", "/", "application/json", body.len());
+            let (_, held, _) = run(
+                &config,
+                &mut env,
+                &h,
+                &splits::chunks(body.as_bytes(), size),
+            );
+            assert_eq!(outcomes(&env), 1, "{body} in chunks of {size}");
+            // Only a minted first turn changes the body.
+            if env.counter(Counter::Minted) == 0 {
+                assert_eq!(held.body, body.as_bytes());
+            }
+        }
+    }
+    // Not inspected: counted as passthrough, nothing held.
+    let mut env = MockEnv::default();
+    let h = head("GET", "/.well-known/agent-card.json", "application/json", 0);
+    let (_, _, next) = run(&config, &mut env, &h, &[]);
+    assert_eq!(next, Next::Continue);
+    assert_eq!(env.counter(Counter::Passthrough), 1);
+}
