@@ -8,11 +8,27 @@ import time
 
 import pytest
 
-from a2a_harness import REPO, module_path
+from a2a_harness import REPO, current_shell, module_path
 from e2e_harness import Envoy, Figures, Upstreams
 
 REPLICAS = ["replica-1", "replica-2", "replica-3"]
-FIGURES_FILE = REPO / "out/e2e-figures.json"
+SHELL = current_shell()
+FIGURES_FILE = REPO / ("out/e2e-figures.json" if SHELL == "wasm" else f"out/e2e-figures-{SHELL}.json")
+# Suites about the proxy-wasm module itself (its VM, its callbacks, the
+# Envoy versions that load it, the shipped Wasm configs) or about Envoy
+# without any filter: they run once, with A2A_SHELL=wasm.
+WASM_ONLY = {"test_baseline", "test_configs", "test_matrix", "test_plugin_instances",
+             "test_reconfigure", "test_sandbox", "test_streaming"}
+
+
+def pytest_collection_modifyitems(config, items):
+    if SHELL == "wasm":
+        return
+    skip = pytest.mark.skip(reason=f"about the Wasm module or Envoy alone: runs with A2A_SHELL=wasm, "
+                                   f"not {SHELL}")
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in WASM_ONLY:
+            item.add_marker(skip)
 _figures = Figures()
 # Envoy processes per test file, for the failure report.
 _envoys_by_module = {}
@@ -62,7 +78,8 @@ def figures():
     if _figures.runs:
         FIGURES_FILE.parent.mkdir(exist_ok=True)
         doc = {"written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "command": ".venv/bin/python -m pytest -q tests/e2e", "runs": _figures.runs}
+               "command": f"A2A_SHELL={SHELL} .venv/bin/python -m pytest -q tests/e2e",
+               "shell": SHELL, "runs": _figures.runs}
         FIGURES_FILE.write_text(json.dumps(doc, indent=2) + "\n")
 
 
@@ -78,7 +95,7 @@ def pytest_runtest_makereport(item, call):
 def pytest_terminal_summary(terminalreporter):
     for key, run in sorted(_figures.runs.items()):
         if "summary" in run:
-            terminalreporter.write_line(f"e2e {key}: {run['summary']}")
+            terminalreporter.write_line(f"e2e [{SHELL}] {key}: {run['summary']}")
     if _figures.runs:
         terminalreporter.write_line(f"e2e figures written to {FIGURES_FILE.relative_to(REPO)}")
 

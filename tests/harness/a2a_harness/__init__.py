@@ -9,11 +9,14 @@ from .paths import (DEFAULT_TARGET_DIR, ENVOY_BINARIES, REPO, envoy_binary, modu
                     release_wasm, target_dir, wheel_envoy_binary)
 from .procs import free_port, log_tail, stop_process, wait_until
 from .replicas import AgentReplica, running_replicas
+from .shells import (SHELLS, ExtProcServer, current_shell, dynamic_module_path, ext_proc_binary,
+                     plugin_of, to_shell)
 
 __all__ = [
     "DEFAULT_TARGET_DIR", "ENVOY_BINARIES", "REPO", "WASM_FILTER", "AgentReplica", "Envoy",
     "EnvoyError", "envoy_binary", "free_port", "http_filters", "load_config", "log_tail",
     "module_path", "plugin_settings", "release_wasm", "render_config", "rewrite_config",
     "running_replicas", "stop_process", "target_dir", "wait_until", "wasm_plugin",
-    "wheel_envoy_binary",
+    "wheel_envoy_binary", "SHELLS", "ExtProcServer", "current_shell", "dynamic_module_path",
+    "ext_proc_binary", "plugin_of", "to_shell",
 ]

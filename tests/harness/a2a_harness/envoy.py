@@ -21,6 +21,7 @@ import yaml
 
 from .paths import REPO, envoy_binary, module_path
 from .procs import log_tail, stop_process
+from .shells import ExtProcServer, current_shell, envoy_environment, to_shell
 
 WASM_FILTER = "envoy.filters.http.wasm"
 START_TIMEOUT_SECS = 30
@@ -116,10 +117,30 @@ class Envoy:
 
     def __init__(self, config, *, workdir, name="envoy", binary=None, substitutions=None,
                  concurrency=None, base_id=None, log_level="info", extra_args=(),
-                 new_session=False, timeout=START_TIMEOUT_SECS):
+                 new_session=False, timeout=START_TIMEOUT_SECS, shell=None, task_store=None):
         self.name = name
         self.workdir = Path(workdir)
         self.binary = str(binary or envoy_binary())
+        # The shell that runs the filter ($A2A_SHELL by default): a config
+        # written for the Wasm filter is turned into that shell's; ext-proc
+        # also starts its server, stopped with Envoy.
+        self.shell = shell or current_shell()
+        self.ext_proc = None
+        env = None
+        if self.shell != "wasm":
+            if isinstance(config, os.PathLike) and substitutions is None:
+                config = yaml.safe_load(Path(config).read_text())
+            elif not isinstance(config, dict):
+                config = (render_config(config, substitutions) if substitutions is not None
+                          else yaml.safe_load(config))
+                substitutions = None
+            _, plugin = to_shell(config, "wasm")
+            if plugin is not None and self.shell == "ext-proc":
+                self.ext_proc = ExtProcServer(plugin, workdir=self.workdir, name=f"{name}-ext-proc",
+                                              task_store=task_store)
+            config, _ = to_shell(config, self.shell,
+                                 ext_proc_port=self.ext_proc.port if self.ext_proc else None)
+            env = {**os.environ, **envoy_environment(self.shell)}
         if isinstance(config, os.PathLike) and substitutions is None:
             self.config_path = Path(config)
             self.config = yaml.safe_load(self.config_path.read_text())
@@ -143,7 +164,7 @@ class Envoy:
         args += list(extra_args)
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                         start_new_session=new_session)
+                                         start_new_session=new_session, env=env)
         try:
             self._wait_ready(timeout)
         except BaseException:
@@ -174,9 +195,14 @@ class Envoy:
 
     def stop(self, grace=10):
         stop_process(self.proc, grace)
+        if self.ext_proc is not None:
+            self.ext_proc.stop(grace)
 
     def log_tail(self, lines=150):
-        return log_tail(self.log, lines)
+        tail = log_tail(self.log, lines)
+        if self.ext_proc is not None:
+            tail += f"\n--- {self.ext_proc.name} ---\n" + self.ext_proc.log_tail(lines)
+        return tail
 
     # Admin interface.
 
@@ -205,7 +231,10 @@ class Envoy:
 
     def stats(self, prefix="a2a_affinity"):
         """The filter's counters, keyed by the name after `<prefix>.`
-        (Envoy may prefix custom Wasm stats, e.g. `wasmcustom.`)."""
+        (Envoy may prefix custom Wasm stats, e.g. `wasmcustom.`); for the
+        ext_proc shell, the server's."""
+        if self.ext_proc is not None:
+            return self.ext_proc.stats(prefix)
         counters = {}
         for line in self.admin(f"/stats?filter={prefix}").splitlines():
             m = re.match(rf"^(?:.*\.)?{re.escape(prefix)}\.([a-z_]+): (\d+)$", line.strip())
