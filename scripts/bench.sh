@@ -19,7 +19,7 @@ say() { printf '==> %s\n' "$*"; }
 # directory, and the empty (f) module beside it.
 build_modules() {
   say "building the release module (scripts/build.sh) and the empty (f) module"
-  env -u CARGO_TARGET_DIR scripts/build.sh
+  env -u CARGO_TARGET_DIR scripts/build.sh --wasm-only
   env -u CARGO_TARGET_DIR cargo build --release --target wasm32-wasip1 --quiet -p wasm-floor
 }
 

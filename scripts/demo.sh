@@ -10,5 +10,5 @@ cd "$(dirname "$0")/.."
 printf '==> %s\n' "setup (installs only what is missing)"
 scripts/setup.sh
 printf '==> %s\n' "building the filter"
-scripts/build.sh
+scripts/build.sh --wasm-only
 exec .venv/bin/python -m demo.run_demo "$@"

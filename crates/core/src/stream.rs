@@ -329,6 +329,17 @@ impl Stream {
         self.decide(config, step, env)
     }
 
+    /// The host will show no more of the body although it goes on (an
+    /// ext_proc server gets one partial body message): the request goes on
+    /// as at `max_scan_bytes`, without a key from the body.
+    pub fn on_body_cut(&mut self, config: &Config, env: &mut dyn Env) -> Decision {
+        if !self.reading_body() {
+            return Decision::next(Next::Continue);
+        }
+        self.stop_reading(env);
+        self.without_body_key(config, Outcome::ScanLimit)
+    }
+
     /// The answer to `Next::LookupTask`: the task's context, if the store
     /// knows it.
     pub fn task_resolved(&mut self, config: &Config, context_id: Option<&str>) -> Decision {

@@ -293,6 +293,24 @@ fn the_scan_limit_ends_reading_whatever_the_chunking() {
 }
 
 #[test]
+fn a_body_cut_short_by_the_host_ends_like_the_scan_limit() {
+    let config = config(r#"{"client_header":"strip"}"#);
+    let body = rpc03("late", "x");
+    let mut env = MockEnv::default();
+    let mut stream = Stream::new();
+    let mut h = head("POST", "/", "application/json", body.len());
+    h.client_header = true;
+    stream.on_request_headers(&config, &h, false, &mut env);
+    let d = stream.on_request_body(&config, &body.as_bytes()[..30], false, &mut env);
+    assert_eq!(d.next, Next::NeedBody);
+    let d = stream.on_body_cut(&config, &mut env);
+    assert_eq!(d.next, Next::Continue);
+    assert_eq!(d.outcome, Some(Outcome::ScanLimit));
+    assert_eq!(d.header, HeaderOp::Remove);
+    assert_eq!(stream.on_body_cut(&config, &mut env).outcome, None);
+}
+
+#[test]
 fn without_a_body_key_the_client_header_is_kept_or_removed() {
     let body = r#"{"jsonrpc":"2.0","id":"1","method":"tasks/list","params":{}}"#;
     for (json, kept) in [("", true), (r#"{"client_header":"strip"}"#, false)] {
