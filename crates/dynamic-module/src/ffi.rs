@@ -1,0 +1,836 @@
+//! The Envoy dynamic-module ABI, by hand: the types and callbacks of
+//! Envoy's `source/extensions/dynamic_modules/abi/abi.h` that this filter
+//! uses, and the event hooks Envoy requires of an HTTP filter module.
+//!
+//! Envoy checks no signature: it looks the hooks up by name (a missing
+//! required hook fails the load) and calls them, and the module calls
+//! Envoy's exported callbacks by name. A wrong signature is therefore a
+//! crash, not an error. Every declaration below was read from the header
+//! (ABI v0.1.0 at Envoy commit 0199da4a, which says v0.1.y stays compatible
+//! with v0.2.x) and checked against the Envoy 1.40.0 binary: each callback
+//! is in its dynamic symbol table, and the disassembly of each shows the
+//! arguments used as declared here (see the crate README).
+//!
+//! Safety rules of this module:
+//! - every pointer Envoy hands over is checked for null before use;
+//! - a filter's module pointer is a `Box<Stream>` this module made in
+//!   `on_http_filter_new` and frees in `on_http_filter_destroy`; a config's
+//!   is a `Box<ConfigHandle>` made in `on_http_filter_config_new` and freed
+//!   in `on_http_filter_config_destroy`. Envoy calls a filter's hooks on one
+//!   worker thread, one at a time, so the `&mut` taken in a hook is unique;
+//! - memory Envoy lends (header values, body chunks, the configuration) is
+//!   read only during the hook that received it and before any callback
+//!   that may change it;
+//! - every exported hook runs inside `catch_unwind`: a panic is logged and
+//!   the hook answers as if the filter were not there (Continue). The
+//!   workspace's release profile builds with `panic = "abort"`, under which
+//!   no panic can be caught: build the module with `panic = "unwind"` (crate
+//!   README) so that this holds.
+
+use std::ffi::{c_char, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::Arc;
+
+use a2a_affinity_core::stats::Counter;
+use log::{error, info, warn};
+
+use crate::filter::{Action, Filter, FilterConfig};
+use crate::host::{Body, Headers, Host};
+use crate::logger::{EnvoyLevel, EnvoyLogger, PREFIX};
+
+/// The ABI version this module is written against, returned by
+/// `envoy_dynamic_module_on_program_init`. Envoy 1.40's is `v0.2.0`; Envoy
+/// only logs a warning when they differ (1.39 is `v0.1.0`), and a NULL
+/// would fail the load.
+pub const ABI_VERSION: &std::ffi::CStr = c"v0.2.0";
+
+/// The one filter this module provides (`filter_name` in Envoy's config).
+pub const FILTER_NAME: &str = "a2a_affinity";
+
+// ---------------------------------------------------------------------------
+// Types (abi.h)
+// ---------------------------------------------------------------------------
+
+/// `envoy_dynamic_module_type_envoy_buffer`: memory Envoy owns.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EnvoyBuffer {
+    pub ptr: *const c_char,
+    pub length: usize,
+}
+
+impl EnvoyBuffer {
+    pub const EMPTY: EnvoyBuffer = EnvoyBuffer {
+        ptr: ptr::null(),
+        length: 0,
+    };
+}
+
+/// `envoy_dynamic_module_type_module_buffer`: memory the module owns, lent
+/// to Envoy for the duration of one callback.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ModuleBuffer {
+    pub ptr: *const c_char,
+    pub length: usize,
+}
+
+impl ModuleBuffer {
+    fn of(bytes: &[u8]) -> Self {
+        ModuleBuffer {
+            ptr: bytes.as_ptr().cast(),
+            length: bytes.len(),
+        }
+    }
+
+    /// The null buffer: to `http_set_header`, "remove the header".
+    const NULL: ModuleBuffer = ModuleBuffer {
+        ptr: ptr::null(),
+        length: 0,
+    };
+}
+
+/// `envoy_dynamic_module_type_envoy_http_header` (in the signatures of the
+/// callout hooks this module exports but never uses).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EnvoyHttpHeader {
+    pub key_ptr: *const c_char,
+    pub key_length: usize,
+    pub value_ptr: *const c_char,
+    pub value_length: usize,
+}
+
+/// `envoy_dynamic_module_type_http_header_type`.
+pub mod header_type {
+    pub const REQUEST_HEADER: u32 = 0;
+    pub const REQUEST_TRAILER: u32 = 1;
+    pub const RESPONSE_HEADER: u32 = 2;
+    pub const RESPONSE_TRAILER: u32 = 3;
+}
+
+/// `envoy_dynamic_module_type_http_body_type`.
+pub mod body_type {
+    pub const RECEIVED_REQUEST: u32 = 0;
+    pub const BUFFERED_REQUEST: u32 = 1;
+    pub const RECEIVED_RESPONSE: u32 = 2;
+    pub const BUFFERED_RESPONSE: u32 = 3;
+}
+
+/// The hooks' status enums (`envoy_dynamic_module_type_on_http_filter_*_status`),
+/// Envoy's `FilterHeadersStatus`, `FilterDataStatus`, `FilterTrailersStatus`.
+pub mod status {
+    /// Every status enum: `Continue`.
+    pub const CONTINUE: u32 = 0;
+    /// Headers: `StopIteration`.
+    pub const HEADERS_STOP_ITERATION: u32 = 1;
+    /// Body: `StopIterationAndBuffer`.
+    pub const BODY_STOP_AND_BUFFER: u32 = 1;
+    /// Body: `StopIterationAndWatermark`.
+    pub const BODY_STOP_AND_WATERMARK: u32 = 2;
+}
+
+/// `envoy_dynamic_module_type_metrics_result_Success`.
+pub const METRICS_SUCCESS: u32 = 0;
+
+// ---------------------------------------------------------------------------
+// Callbacks (exported by Envoy)
+// ---------------------------------------------------------------------------
+
+extern "C" {
+    fn envoy_dynamic_module_callback_log(level: u32, message: ModuleBuffer);
+    fn envoy_dynamic_module_callback_log_enabled(level: u32) -> bool;
+
+    fn envoy_dynamic_module_callback_http_get_header(
+        filter_envoy_ptr: *mut c_void,
+        header_type: u32,
+        key: ModuleBuffer,
+        result_buffer: *mut EnvoyBuffer,
+        index: usize,
+        optional_size: *mut usize,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_set_header(
+        filter_envoy_ptr: *mut c_void,
+        header_type: u32,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
+
+    fn envoy_dynamic_module_callback_http_get_body_size(
+        filter_envoy_ptr: *mut c_void,
+        body_type: u32,
+    ) -> usize;
+    fn envoy_dynamic_module_callback_http_get_body_chunks_size(
+        filter_envoy_ptr: *mut c_void,
+        body_type: u32,
+    ) -> usize;
+    fn envoy_dynamic_module_callback_http_get_body_chunks(
+        filter_envoy_ptr: *mut c_void,
+        body_type: u32,
+        result_buffer_vector: *mut EnvoyBuffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_append_body(
+        filter_envoy_ptr: *mut c_void,
+        body_type: u32,
+        data: ModuleBuffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_drain_body(
+        filter_envoy_ptr: *mut c_void,
+        body_type: u32,
+        number_of_bytes: usize,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_received_buffered_request_body(
+        filter_envoy_ptr: *mut c_void,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_received_buffered_response_body(
+        filter_envoy_ptr: *mut c_void,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_get_buffer_limit(filter_envoy_ptr: *mut c_void) -> u64;
+
+    fn envoy_dynamic_module_callback_http_filter_config_define_counter(
+        filter_config_envoy_ptr: *mut c_void,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_length: usize,
+        counter_id_ptr: *mut usize,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_increment_counter(
+        filter_envoy_ptr: *mut c_void,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+}
+
+/// Borrows an Envoy buffer: empty for a null pointer of length 0, `None`
+/// for a null pointer with a length.
+///
+/// # Safety
+/// A non-null `buffer.ptr` must point at `buffer.length` readable bytes that
+/// stay valid and unchanged for `'a`.
+unsafe fn envoy_bytes<'a>(buffer: EnvoyBuffer) -> Option<&'a [u8]> {
+    if buffer.ptr.is_null() {
+        return (buffer.length == 0).then_some(&[][..]);
+    }
+    // SAFETY: non-null, and the caller vouches for the length and lifetime.
+    Some(unsafe { std::slice::from_raw_parts(buffer.ptr.cast::<u8>(), buffer.length) })
+}
+
+// ---------------------------------------------------------------------------
+// Logging
+// ---------------------------------------------------------------------------
+
+fn log_enabled(level: EnvoyLevel) -> bool {
+    // SAFETY: a plain function of Envoy's taking a level by value.
+    unsafe { envoy_dynamic_module_callback_log_enabled(level as u32) }
+}
+
+fn log_write(level: EnvoyLevel, line: &str) {
+    // SAFETY: the buffer borrows `line` for the duration of the call; Envoy
+    // copies it into its log sink.
+    unsafe { envoy_dynamic_module_callback_log(level as u32, ModuleBuffer::of(line.as_bytes())) }
+}
+
+static LOGGER: EnvoyLogger = EnvoyLogger {
+    enabled: log_enabled,
+    write: log_write,
+};
+
+// ---------------------------------------------------------------------------
+// The host of one stream, over Envoy's callbacks
+// ---------------------------------------------------------------------------
+
+/// Envoy, as the shell sees it for one hook of one stream.
+pub(crate) struct EnvoyHost {
+    /// The stream's `DynamicModuleHttpFilter` (never null).
+    filter: *mut c_void,
+    metric_ids: [Option<usize>; Counter::ALL.len()],
+}
+
+fn header_map(map: Headers) -> u32 {
+    match map {
+        Headers::Request => header_type::REQUEST_HEADER,
+        Headers::Response => header_type::RESPONSE_HEADER,
+    }
+}
+
+fn body_code(body: Body) -> u32 {
+    match body {
+        Body::ReceivedRequest => body_type::RECEIVED_REQUEST,
+        Body::BufferedRequest => body_type::BUFFERED_REQUEST,
+        Body::ReceivedResponse => body_type::RECEIVED_RESPONSE,
+        Body::BufferedResponse => body_type::BUFFERED_RESPONSE,
+    }
+}
+
+impl Host for EnvoyHost {
+    fn header(&self, map: Headers, name: &str) -> Option<&[u8]> {
+        let mut value = EnvoyBuffer::EMPTY;
+        // SAFETY: `self.filter` is the live filter of this hook; `name` is
+        // borrowed for the call; `value` is a valid out-pointer; the count
+        // out-pointer may be null (documented as optional).
+        let found = unsafe {
+            envoy_dynamic_module_callback_http_get_header(
+                self.filter,
+                header_map(map),
+                ModuleBuffer::of(name.as_bytes()),
+                &mut value,
+                0,
+                ptr::null_mut(),
+            )
+        };
+        if !found {
+            return None;
+        }
+        // SAFETY: Envoy's header value stays valid until the end of this hook
+        // or the next header write, which needs `&mut self` and so ends this
+        // borrow.
+        unsafe { envoy_bytes(value) }
+    }
+
+    fn set_request_header(&mut self, name: &str, value: &[u8]) -> bool {
+        if value.is_empty() {
+            // An empty value would remove the header instead.
+            return false;
+        }
+        // SAFETY: live filter; both buffers borrow memory valid for the call
+        // (Envoy copies them into the header map).
+        unsafe {
+            envoy_dynamic_module_callback_http_set_header(
+                self.filter,
+                header_type::REQUEST_HEADER,
+                ModuleBuffer::of(name.as_bytes()),
+                ModuleBuffer::of(value),
+            )
+        }
+    }
+
+    fn remove_request_header(&mut self, name: &str) -> bool {
+        // SAFETY: live filter; a null value buffer means "remove".
+        unsafe {
+            envoy_dynamic_module_callback_http_set_header(
+                self.filter,
+                header_type::REQUEST_HEADER,
+                ModuleBuffer::of(name.as_bytes()),
+                ModuleBuffer::NULL,
+            )
+        }
+    }
+
+    fn body_chunks(&self, body: Body) -> Option<Vec<&[u8]>> {
+        let code = body_code(body);
+        // SAFETY: live filter.
+        let count =
+            unsafe { envoy_dynamic_module_callback_http_get_body_chunks_size(self.filter, code) };
+        if count == 0 {
+            return Some(Vec::new());
+        }
+        let mut raw = vec![EnvoyBuffer::EMPTY; count];
+        // SAFETY: `raw` has room for the `count` entries Envoy reported for
+        // this body, which nothing has changed since (same hook, no write).
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_get_body_chunks(self.filter, code, raw.as_mut_ptr())
+        };
+        if !ok {
+            // Envoy counted chunks it then could not hand over.
+            return None;
+        }
+        raw.into_iter()
+            // SAFETY: each entry is a slice of Envoy's buffer, valid until the
+            // end of this hook or the next body write (`&mut self`).
+            .map(|chunk| unsafe { envoy_bytes(chunk) })
+            .collect()
+    }
+
+    fn body_size(&self, body: Body) -> usize {
+        // SAFETY: live filter.
+        unsafe { envoy_dynamic_module_callback_http_get_body_size(self.filter, body_code(body)) }
+    }
+
+    fn received_is_buffered(&self, request: bool) -> bool {
+        // SAFETY: live filter.
+        unsafe {
+            if request {
+                envoy_dynamic_module_callback_http_received_buffered_request_body(self.filter)
+            } else {
+                envoy_dynamic_module_callback_http_received_buffered_response_body(self.filter)
+            }
+        }
+    }
+
+    fn append_body(&mut self, body: Body, data: &[u8]) -> bool {
+        // SAFETY: live filter; `data` is borrowed for the call (Envoy copies).
+        unsafe {
+            envoy_dynamic_module_callback_http_append_body(
+                self.filter,
+                body_code(body),
+                ModuleBuffer::of(data),
+            )
+        }
+    }
+
+    fn drain_body(&mut self, body: Body, len: usize) -> bool {
+        // SAFETY: live filter.
+        unsafe { envoy_dynamic_module_callback_http_drain_body(self.filter, body_code(body), len) }
+    }
+
+    fn buffer_limit(&self) -> u64 {
+        // SAFETY: live filter.
+        unsafe { envoy_dynamic_module_callback_http_get_buffer_limit(self.filter) }
+    }
+
+    fn count(&mut self, counter: Counter) {
+        let Some(id) = self.metric_ids.get(counter.index()).copied().flatten() else {
+            return;
+        };
+        // SAFETY: live filter of the configuration that defined `id`; no
+        // labels (null, 0), as defined.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_increment_counter(
+                self.filter,
+                id,
+                ptr::null_mut(),
+                0,
+                1,
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Module state behind Envoy's pointers
+// ---------------------------------------------------------------------------
+
+/// What `on_http_filter_config_new` returns (boxed).
+pub struct ConfigHandle {
+    config: Arc<FilterConfig>,
+}
+
+/// What `on_http_filter_new` returns (boxed): the stream's filter, `None`
+/// when it could not be made (the stream then passes through untouched).
+pub struct Stream {
+    filter: Option<Filter>,
+    /// A hook of this stream panicked: every later hook continues at once.
+    failed: bool,
+}
+
+/// Runs `f`, turning a panic into `fallback` and one error line.
+fn guard<R>(hook: &str, fallback: R, f: impl FnOnce() -> R) -> R {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(_) => {
+            error!("{hook}: unexpected failure (panic); failing open");
+            fallback
+        }
+    }
+}
+
+/// Runs a stream hook on the filter behind `module`: `Continue` (as
+/// `Action`) for null pointers, a filter that could not be made or failed
+/// before, and a panic (after which the stream is left alone).
+pub(crate) fn on_stream(
+    hook: &str,
+    envoy: *mut c_void,
+    module: *const c_void,
+    f: impl FnOnce(&mut Filter, &mut EnvoyHost) -> Action,
+) -> Action {
+    if envoy.is_null() || module.is_null() {
+        return Action::Continue;
+    }
+    // SAFETY: `module` is the `Box<Stream>` made by `on_http_filter_new` for
+    // this stream, alive until `on_http_filter_destroy`; Envoy runs one hook
+    // of a stream at a time, on one thread, so this borrow is unique.
+    let stream = unsafe { &mut *module.cast::<Stream>().cast_mut() };
+    if stream.failed {
+        return Action::Continue;
+    }
+    let Some(filter) = stream.filter.as_mut() else {
+        return Action::Continue;
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let mut host = EnvoyHost {
+            filter: envoy,
+            metric_ids: filter.config().metric_ids,
+        };
+        f(filter, &mut host)
+    }));
+    match result {
+        Ok(action) => action,
+        Err(_) => {
+            stream.failed = true;
+            if let Some(filter) = stream.filter.as_mut() {
+                let _ = catch_unwind(AssertUnwindSafe(|| filter.abandon()));
+            }
+            error!("{hook}: unexpected failure (panic); this request continues unchanged");
+            Action::Continue
+        }
+    }
+}
+
+fn headers_status(action: Action) -> u32 {
+    match action {
+        Action::Continue => status::CONTINUE,
+        Action::Stop => status::HEADERS_STOP_ITERATION,
+    }
+}
+
+fn body_status(action: Action) -> u32 {
+    match action {
+        Action::Continue => status::CONTINUE,
+        // Hold the chunk. Watermark rather than Buffer: should the held body
+        // pass the stream's buffer limit when the filter lets it go, Envoy
+        // applies flow control instead of answering 413 (the scan itself
+        // stops at the limit, so the filter never waits on a paused
+        // connection).
+        Action::Stop => status::BODY_STOP_AND_WATERMARK,
+    }
+}
+
+fn panic_line(info: &std::panic::PanicHookInfo<'_>) -> String {
+    format!("{PREFIX}panic: {info}")
+}
+
+// ---------------------------------------------------------------------------
+// Event hooks (exported to Envoy)
+// ---------------------------------------------------------------------------
+
+/// Called once when Envoy loads the module: installs the logger and a panic
+/// hook that reports panics through Envoy's log, and returns the ABI
+/// version (never NULL).
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
+    let _ = catch_unwind(|| {
+        install_logger();
+        std::panic::set_hook(Box::new(|info| {
+            log_write(EnvoyLevel::Critical, &panic_line(info));
+        }));
+    });
+    ABI_VERSION.as_ptr()
+}
+
+/// Sends the `log` records of this module to Envoy's log.
+pub(crate) fn install_logger() {
+    crate::logger::install(&LOGGER);
+}
+
+/// A filter configuration: `filter_name` must be `a2a_affinity` (or empty)
+/// and `filter_config` the filter's JSON configuration. NULL (Envoy then rejects
+/// the configuration) for anything else, after one log line saying why.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+    filter_config_envoy_ptr: *mut c_void,
+    name: EnvoyBuffer,
+    config: EnvoyBuffer,
+) -> *const c_void {
+    guard("on_http_filter_config_new", ptr::null(), || {
+        if filter_config_envoy_ptr.is_null() {
+            error!("no Envoy filter configuration to define counters on; configuration rejected");
+            return ptr::null();
+        }
+        // SAFETY: Envoy lends the name and configuration for this call.
+        let (name, raw) = unsafe { (envoy_bytes(name), envoy_bytes(config)) };
+        let name = name.and_then(|n| std::str::from_utf8(n).ok()).unwrap_or("");
+        // An empty name selects the module's only filter (Envoy Gateway's
+        // `filterName` defaults to "").
+        if !name.is_empty() && name != FILTER_NAME {
+            error!("unknown filter_name {name:?}: this module provides one filter, {FILTER_NAME:?}; configuration rejected");
+            return ptr::null();
+        }
+        let Some(raw) = raw else {
+            error!("unreadable filter_config; configuration rejected");
+            return ptr::null();
+        };
+        let mut filter_config = match FilterConfig::parse(raw) {
+            Ok(config) => config,
+            Err(e) => {
+                error!("{e}");
+                return ptr::null();
+            }
+        };
+        define_counters(filter_config_envoy_ptr, &mut filter_config);
+        if cfg!(panic = "abort") {
+            warn!("built with panic = \"abort\": an unexpected failure would stop Envoy instead of failing open; build with panic = \"unwind\" (see the crate README)");
+        }
+        let c = &filter_config.config;
+        info!(
+            "configured: header={} max_scan_bytes={} client_header={:?} mint_context_id={} learn_tasks={} task_capacity={} task_ttl_secs={}",
+            c.header,
+            c.max_scan_bytes,
+            c.client_header,
+            c.mint_context_id,
+            c.learn_tasks,
+            c.task_capacity,
+            c.task_ttl_secs
+        );
+        let handle = Box::new(ConfigHandle {
+            config: Arc::new(filter_config),
+        });
+        Box::into_raw(handle).cast_const().cast()
+    })
+}
+
+/// Defines the filter's counters (no labels) on Envoy's configuration.
+fn define_counters(envoy_config: *mut c_void, config: &mut FilterConfig) {
+    for counter in Counter::ALL {
+        let name = counter.name();
+        let mut id = 0usize;
+        // SAFETY: `envoy_config` is the non-null configuration of this call;
+        // the name is borrowed for the call (Envoy interns it); no labels;
+        // `id` is a valid out-pointer.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_define_counter(
+                envoy_config,
+                ModuleBuffer::of(name.as_bytes()),
+                ptr::null_mut(),
+                0,
+                &mut id,
+            )
+        };
+        if result == METRICS_SUCCESS {
+            if let Some(slot) = config.metric_ids.get_mut(counter.index()) {
+                *slot = Some(id);
+            }
+        } else {
+            warn!("defining counter {name} failed (result {result}); it will not count");
+        }
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
+    filter_config_ptr: *const c_void,
+) {
+    guard("on_http_filter_config_destroy", (), || {
+        if filter_config_ptr.is_null() {
+            return;
+        }
+        // SAFETY: made by `Box::into_raw` in `on_http_filter_config_new`;
+        // Envoy destroys each configuration once, after its last filter.
+        // Filters hold their own `Arc`, so none is left dangling either way.
+        drop(unsafe { Box::from_raw(filter_config_ptr.cast::<ConfigHandle>().cast_mut()) });
+    });
+}
+
+/// A new stream. Never NULL (Envoy would close the stream): a stream the
+/// filter cannot serve passes through untouched.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
+    filter_config_ptr: *const c_void,
+    filter_envoy_ptr: *mut c_void,
+) -> *const c_void {
+    let filter = guard("on_http_filter_new", None, || {
+        if filter_config_ptr.is_null() || filter_envoy_ptr.is_null() {
+            return None;
+        }
+        // SAFETY: the live `ConfigHandle` made by `on_http_filter_config_new`
+        // (Envoy keeps the configuration alive while it makes filters);
+        // only read.
+        let handle = unsafe { &*filter_config_ptr.cast::<ConfigHandle>() };
+        Some(Filter::new(Arc::clone(&handle.config)))
+    });
+    let stream = Box::new(Stream {
+        filter,
+        failed: false,
+    });
+    Box::into_raw(stream).cast_const().cast()
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+    filter_envoy_ptr: *mut c_void,
+    filter_module_ptr: *const c_void,
+    end_of_stream: bool,
+) -> u32 {
+    headers_status(on_stream(
+        "on_http_filter_request_headers",
+        filter_envoy_ptr,
+        filter_module_ptr,
+        |filter, host| filter.on_request_headers(host, end_of_stream),
+    ))
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+    filter_envoy_ptr: *mut c_void,
+    filter_module_ptr: *const c_void,
+    end_of_stream: bool,
+) -> u32 {
+    body_status(on_stream(
+        "on_http_filter_request_body",
+        filter_envoy_ptr,
+        filter_module_ptr,
+        |filter, host| filter.on_request_body(host, end_of_stream),
+    ))
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    filter_envoy_ptr: *mut c_void,
+    filter_module_ptr: *const c_void,
+) -> u32 {
+    // The trailers status has only Continue and StopIteration; the filter
+    // always continues here.
+    let _ = on_stream(
+        "on_http_filter_request_trailers",
+        filter_envoy_ptr,
+        filter_module_ptr,
+        |filter, host| filter.on_request_trailers(host),
+    );
+    status::CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+    filter_envoy_ptr: *mut c_void,
+    filter_module_ptr: *const c_void,
+    _end_of_stream: bool,
+) -> u32 {
+    let _ = on_stream(
+        "on_http_filter_response_headers",
+        filter_envoy_ptr,
+        filter_module_ptr,
+        |filter, host| filter.on_response_headers(host),
+    );
+    status::CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
+    filter_envoy_ptr: *mut c_void,
+    filter_module_ptr: *const c_void,
+    end_of_stream: bool,
+) -> u32 {
+    let _ = on_stream(
+        "on_http_filter_response_body",
+        filter_envoy_ptr,
+        filter_module_ptr,
+        |filter, host| filter.on_response_body(host, end_of_stream),
+    );
+    status::CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+) -> u32 {
+    status::CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
+    filter_envoy_ptr: *mut c_void,
+    filter_module_ptr: *const c_void,
+) {
+    let _ = on_stream(
+        "on_http_filter_stream_complete",
+        filter_envoy_ptr,
+        filter_module_ptr,
+        |filter, host| {
+            filter.on_stream_complete(host);
+            Action::Continue
+        },
+    );
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module_ptr: *const c_void) {
+    guard("on_http_filter_destroy", (), || {
+        if filter_module_ptr.is_null() {
+            return;
+        }
+        // SAFETY: made by `Box::into_raw` in `on_http_filter_new`; Envoy
+        // destroys each filter once and calls none of its hooks afterwards.
+        drop(unsafe { Box::from_raw(filter_module_ptr.cast::<Stream>().cast_mut()) });
+    });
+}
+
+// Hooks Envoy requires of every HTTP filter module even when, as here, the
+// module starts no callout, stream or scheduled event: Envoy never calls
+// them for this filter.
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+    _callout_id: u64,
+    _result: u32,
+    _headers: *mut EnvoyHttpHeader,
+    _headers_size: usize,
+    _body_chunks: *mut EnvoyBuffer,
+    _body_chunks_size: usize,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+    _stream_id: u64,
+    _headers: *mut EnvoyHttpHeader,
+    _headers_size: usize,
+    _end_stream: bool,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+    _stream_id: u64,
+    _data: *const EnvoyBuffer,
+    _data_count: usize,
+    _end_stream: bool,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+    _stream_id: u64,
+    _trailers: *mut EnvoyHttpHeader,
+    _trailers_size: usize,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+    _stream_id: u64,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+    _stream_id: u64,
+    _reason: u32,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+    _event_id: u64,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
+    _filter_envoy_ptr: *mut c_void,
+    _filter_module_ptr: *const c_void,
+) {
+}

@@ -1,0 +1,511 @@
+//! One HTTP stream in the dynamic-module shell: each Envoy hook turned into
+//! a call on the core's `Stream`, and the core's decision applied through
+//! the [`Host`].
+//!
+//! What is this host's and so lives here:
+//! - the request body is held by answering Envoy "stop" (headers:
+//!   `StopIteration`; body: `StopIterationAndWatermark`), and each body
+//!   callback hands the core only the bytes it has not seen: Envoy moves
+//!   every held chunk into the *buffered* body, and shows the new one as the
+//!   *received* body (or, for the last chunk of a held body, appends it to
+//!   the buffered body before the callback), so the new bytes are those past
+//!   the count already read in "buffered, then received";
+//! - the hash header is set from the body callback while the headers are
+//!   still held, then the request continues: plain native-filter behaviour;
+//! - a first turn's `BodyEdit` is applied to the held body (the new body
+//!   appended, the old bytes drained) and `content-length` set to match;
+//! - the scan stops at half the stream's buffer limit when that is below
+//!   `max_scan_bytes`, so the held body stays under the limit even with the
+//!   chunk that ends the stream appended;
+//! - the task store is the process-wide [`ShardedStore`], the clock is the
+//!   system's, random bytes come from the OS (`getrandom`).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use a2a_affinity_core::config::{Config, ConfigError};
+use a2a_affinity_core::mint::BodyEdit;
+use a2a_affinity_core::stats::{Counter, Outcome};
+use a2a_affinity_core::store::TaskStore;
+use a2a_affinity_core::stream::{
+    Decision, Env, HeaderOp, LearnTally, Next, RequestHead, ResponseHead, Stream as Core,
+};
+use log::{debug, error};
+
+use crate::host::{Body, Headers, Host};
+use crate::store::{self, ShardedStore, StoreRef};
+
+/// What a hook tells Envoy, before it is mapped to the hook's own status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    /// Headers: `StopIteration`. Body: `StopIterationAndWatermark` (hold the
+    /// chunk; past the buffer limit Envoy applies flow control rather than
+    /// answering 413).
+    Stop,
+}
+
+/// One filter configuration (`filter_config` of one
+/// `envoy.filters.http.dynamic_modules` filter), shared by every worker.
+pub struct FilterConfig {
+    pub config: Config,
+    pub store: Arc<ShardedStore>,
+    /// Envoy's ids of the counters, in `Counter::ALL` order; `None` where
+    /// defining one failed (that counter then stays silent).
+    pub metric_ids: [Option<usize>; Counter::ALL.len()],
+}
+
+impl FilterConfig {
+    /// Parses and checks the filter's JSON configuration (the same fields,
+    /// defaults and validation as the Wasm filter's).
+    pub fn parse(raw: &[u8]) -> Result<Self, ConfigError> {
+        let config = Config::parse(raw)?;
+        let store = store::shared(config.task_capacity, config.task_ttl_secs);
+        Ok(FilterConfig {
+            config,
+            store,
+            metric_ids: [None; Counter::ALL.len()],
+        })
+    }
+
+    pub fn metric_id(&self, counter: Counter) -> Option<usize> {
+        self.metric_ids.get(counter.index()).copied().flatten()
+    }
+}
+
+/// The core's view of this shell for one hook.
+struct ShellEnv<'a> {
+    store: StoreRef<'a>,
+}
+
+impl<'a> ShellEnv<'a> {
+    fn new(store: &'a ShardedStore) -> Self {
+        ShellEnv {
+            store: StoreRef(store),
+        }
+    }
+}
+
+impl Env for ShellEnv<'_> {
+    fn now_secs(&mut self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    fn random(&mut self, out: &mut [u8; 16]) -> bool {
+        getrandom::fill(out).is_ok()
+    }
+
+    fn tasks(&mut self) -> &mut dyn TaskStore {
+        &mut self.store
+    }
+}
+
+/// What one request body callback found.
+enum Read {
+    Decided(Decision),
+    /// The core needs more body.
+    Waiting,
+    /// A chunk could not be read.
+    Failed,
+}
+
+/// Where a decision is applied: the received body exists only in a body
+/// callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Headers,
+    Body,
+    Trailers,
+}
+
+/// One HTTP stream.
+pub struct Filter {
+    config: Arc<FilterConfig>,
+    core: Core,
+    /// The configuration with `max_scan_bytes` lowered to half the stream's
+    /// buffer limit, when that is smaller.
+    clamped: Option<Box<Config>>,
+    /// Request body bytes handed to the core (counted in "buffered, then
+    /// received").
+    seen: u64,
+    /// Response body bytes handed to the core.
+    response_seen: u64,
+    /// The request's outcome has been counted.
+    counted: bool,
+}
+
+impl Filter {
+    pub fn new(config: Arc<FilterConfig>) -> Self {
+        Filter {
+            config,
+            core: Core::new(),
+            clamped: None,
+            seen: 0,
+            response_seen: 0,
+            counted: false,
+        }
+    }
+
+    pub fn config(&self) -> &FilterConfig {
+        &self.config
+    }
+
+    /// Whether the request is held while its body is read.
+    pub fn reading_body(&self) -> bool {
+        self.core.reading_body()
+    }
+
+    pub fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
+        let shared = Arc::clone(&self.config);
+        let config = &shared.config;
+        let decision = {
+            let host: &dyn Host = host;
+            let value = |name: &str| host.header(Headers::Request, name);
+            let head = RequestHead {
+                method: text(value(":method")).unwrap_or_default(),
+                path: text(value(":path")).unwrap_or_default(),
+                content_type: text(value("content-type")),
+                content_encoding: value("content-encoding").map(coding),
+                content_length: text(value("content-length"))
+                    .and_then(|v| v.trim().parse::<u64>().ok()),
+                // Any value counts as a client header, UTF-8 or not.
+                client_header: value(&config.header).is_some(),
+            };
+            let mut env = ShellEnv::new(&shared.store);
+            self.core
+                .on_request_headers(config, &head, end_of_stream, &mut env)
+        };
+        if decision.next == Next::NeedBody {
+            // Keep the held body under half the stream's buffer limit: Envoy
+            // appends a chunk that ends the stream (an HTTP/2 DATA frame with
+            // END_STREAM, up to 16 KiB by default) to the held body *before*
+            // the filter sees it, and answers 413 itself if that passes the
+            // limit. Every other chunk arrives while the filter can still let
+            // the request go.
+            let limit = host.buffer_limit();
+            let hold = (limit / 2).max(1);
+            if limit > 0 && hold < config.max_scan_bytes {
+                debug!(
+                    "the stream's buffer limit is {limit} bytes: the body is read up to {hold} bytes (max_scan_bytes {})",
+                    config.max_scan_bytes
+                );
+                self.clamped = Some(Box::new(Config {
+                    max_scan_bytes: hold,
+                    ..config.clone()
+                }));
+            }
+        }
+        self.apply(host, decision, Phase::Headers)
+    }
+
+    pub fn on_request_body(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
+        if !self.core.reading_body() {
+            return Action::Continue;
+        }
+        let shared = Arc::clone(&self.config);
+        let scan_config: &Config = self.clamped.as_deref().unwrap_or(&shared.config);
+        let mut env = ShellEnv::new(&shared.store);
+        let read = {
+            let host: &dyn Host = host;
+            match request_body(host, true) {
+                None => Read::Failed,
+                Some(held) => {
+                    let fresh = unseen(&held, self.seen);
+                    let mut read = Read::Waiting;
+                    for (i, part) in fresh.iter().enumerate() {
+                        self.seen += part.len() as u64;
+                        let last = end_of_stream && i + 1 == fresh.len();
+                        let d = self.core.on_request_body(scan_config, part, last, &mut env);
+                        if d.next != Next::NeedBody {
+                            read = Read::Decided(d);
+                            break;
+                        }
+                    }
+                    if matches!(read, Read::Waiting) && end_of_stream {
+                        // The body ended, with no new bytes in this callback
+                        // (or, should the reader still want more, without
+                        // them): decide now, as at the trailers. Holding
+                        // after the last chunk would hold the request for
+                        // ever.
+                        let d = if fresh.is_empty() {
+                            self.core.on_request_body(scan_config, &[], true, &mut env)
+                        } else {
+                            self.core.on_request_trailers(scan_config, &mut env)
+                        };
+                        read = Read::Decided(d);
+                    }
+                    read
+                }
+            }
+        };
+        match read {
+            Read::Decided(decision) => self.apply(host, decision, Phase::Body),
+            Read::Waiting => Action::Stop,
+            Read::Failed => {
+                error!("a request body chunk could not be read; request continues without a hash key from the body");
+                let outcome = self.core.host_failed(&mut env);
+                self.count_outcome(host, outcome);
+                Action::Continue
+            }
+        }
+    }
+
+    /// Request trailers: HTTP/2 and chunked HTTP/1.1 with trailers never mark
+    /// a body chunk as the last, so the body ends here.
+    pub fn on_request_trailers(&mut self, host: &mut dyn Host) -> Action {
+        if !self.core.reading_body() {
+            return Action::Continue;
+        }
+        let shared = Arc::clone(&self.config);
+        let scan_config: &Config = self.clamped.as_deref().unwrap_or(&shared.config);
+        let mut env = ShellEnv::new(&shared.store);
+        let decision = self.core.on_request_trailers(scan_config, &mut env);
+        self.apply(host, decision, Phase::Trailers)
+    }
+
+    /// Carries out a decision.
+    fn apply(&mut self, host: &mut dyn Host, decision: Decision, phase: Phase) -> Action {
+        let shared = Arc::clone(&self.config);
+        let config = &shared.config;
+        let mut decision = decision;
+        if let Some(edit) = decision.body.take() {
+            if !write_body(host, &edit, phase) {
+                decision = self.core.mint_failed(config);
+            }
+        }
+        let header = &config.header;
+        match &decision.header {
+            HeaderOp::Keep => {}
+            HeaderOp::Set(value) => {
+                if !host.set_request_header(header, value.as_bytes()) {
+                    error!("setting {header} failed; request continues without it");
+                }
+            }
+            HeaderOp::Remove => {
+                if !host.remove_request_header(header) {
+                    error!("removing the client's {header} failed");
+                }
+            }
+        }
+        self.count_outcome(host, decision.outcome);
+        if decision.client_header_kept {
+            host.count(Counter::ClientHeaderKept);
+        }
+        match decision.next {
+            Next::Continue => Action::Continue,
+            Next::NeedBody => Action::Stop,
+            // The native store answers at once: a lookup is never deferred.
+            Next::LookupTask(_) => {
+                let decision = self.core.task_resolved(config, None);
+                self.apply(host, decision, phase)
+            }
+        }
+    }
+
+    fn count_outcome(&mut self, host: &mut dyn Host, outcome: Option<Outcome>) {
+        if let Some(outcome) = outcome {
+            if !self.counted {
+                self.counted = true;
+                host.count(outcome.counter());
+            }
+        }
+    }
+
+    pub fn on_response_headers(&mut self, host: &mut dyn Host) -> Action {
+        let shared = Arc::clone(&self.config);
+        if !shared.config.learn_tasks {
+            return Action::Continue;
+        }
+        let host: &dyn Host = host;
+        let head = ResponseHead {
+            content_type: text(host.header(Headers::Response, "content-type")),
+            content_encoding: host
+                .header(Headers::Response, "content-encoding")
+                .map(coding),
+        };
+        let mut env = ShellEnv::new(&shared.store);
+        self.core
+            .on_response_headers(&shared.config, &head, &mut env);
+        Action::Continue
+    }
+
+    /// A response chunk, passed on at once: the response is never held.
+    pub fn on_response_body(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
+        if !self.core.reading_response() {
+            return Action::Continue;
+        }
+        let shared = Arc::clone(&self.config);
+        let mut env = ShellEnv::new(&shared.store);
+        let tally = {
+            let host: &dyn Host = host;
+            let chunks = match response_chunk(host, end_of_stream, self.response_seen) {
+                Some(chunks) => chunks,
+                None => {
+                    debug!("response chunk not readable here; stops learning from this response");
+                    self.core.stop_learning(&mut env);
+                    return Action::Continue;
+                }
+            };
+            let mut tally = LearnTally::default();
+            for chunk in chunks {
+                self.response_seen += chunk.len() as u64;
+                let t = self.core.on_response_body(chunk, &mut env);
+                tally.learned += t.learned;
+                tally.evicted += t.evicted;
+            }
+            tally
+        };
+        for _ in 0..tally.learned {
+            host.count(Counter::TaskLearned);
+        }
+        for _ in 0..tally.evicted {
+            host.count(Counter::TaskEvicted);
+        }
+        Action::Continue
+    }
+
+    /// The stream is over: a request still undecided is counted as aborted.
+    pub fn on_stream_complete(&mut self, host: &mut dyn Host) {
+        let shared = Arc::clone(&self.config);
+        let mut env = ShellEnv::new(&shared.store);
+        let outcome = self.core.on_stream_end(&mut env);
+        self.count_outcome(host, outcome);
+    }
+
+    /// A hook failed (a panic was caught): the request goes on unchanged
+    /// and this stream is not looked at again.
+    pub fn abandon(&mut self) {
+        let shared = Arc::clone(&self.config);
+        let mut env = ShellEnv::new(&shared.store);
+        let _ = self.core.on_stream_end(&mut env);
+        // Nothing is counted for it any more.
+        self.counted = true;
+    }
+}
+
+/// The held request body as Envoy shows it in this callback: the buffered
+/// chunks, then this callback's received chunks unless they are the
+/// buffered ones. `None` if a chunk is unreadable.
+fn request_body(host: &dyn Host, in_body_callback: bool) -> Option<Vec<&[u8]>> {
+    let mut chunks = host.body_chunks(Body::BufferedRequest)?;
+    if in_body_callback && !host.received_is_buffered(true) {
+        chunks.extend(host.body_chunks(Body::ReceivedRequest)?);
+    }
+    Some(chunks)
+}
+
+/// The parts of `chunks` past the first `seen` bytes.
+fn unseen<'a>(chunks: &[&'a [u8]], seen: u64) -> Vec<&'a [u8]> {
+    let mut skip = seen;
+    let mut out = Vec::with_capacity(chunks.len());
+    for &chunk in chunks {
+        let len = chunk.len() as u64;
+        if skip >= len {
+            skip -= len;
+            continue;
+        }
+        let from = usize::try_from(skip).unwrap_or(usize::MAX);
+        skip = 0;
+        if let Some(part) = chunk.get(from..).filter(|p| !p.is_empty()) {
+            out.push(part);
+        }
+    }
+    out
+}
+
+/// This callback's response bytes. Normally the received chunk; at the end
+/// of a stream for which Envoy keeps a buffered response body, Envoy has
+/// appended the last chunk to that buffer instead, which then holds only new
+/// bytes if none were seen before. `None` when the new bytes cannot be told
+/// apart from bytes already seen.
+fn response_chunk(host: &dyn Host, end_of_stream: bool, seen: u64) -> Option<Vec<&[u8]>> {
+    let received = host.body_chunks(Body::ReceivedResponse)?;
+    if host.received_is_buffered(false) || !end_of_stream || received.iter().any(|c| !c.is_empty())
+    {
+        return Some(received);
+    }
+    let buffered = host.body_chunks(Body::BufferedResponse)?;
+    if buffered.iter().all(|c| c.is_empty()) {
+        return Some(Vec::new());
+    }
+    (seen == 0).then_some(buffered)
+}
+
+/// Writes a first turn's contextId into the held request body and fixes
+/// `content-length`. On `false` nothing has changed.
+fn write_body(host: &mut dyn Host, edit: &BodyEdit, phase: Phase) -> bool {
+    if phase == Phase::Headers {
+        return false;
+    }
+    let in_body = phase == Phase::Body;
+    // The held body is the buffered body, plus the received chunk when it is
+    // a separate buffer (the chunk of this callback, which Envoy moves into
+    // the buffered body once the filter continues).
+    let separate =
+        in_body && !host.received_is_buffered(true) && host.body_size(Body::ReceivedRequest) > 0;
+    let buffered_len = host.body_size(Body::BufferedRequest);
+    let received_len = if separate {
+        host.body_size(Body::ReceivedRequest)
+    } else {
+        0
+    };
+    let new_body = {
+        let host: &dyn Host = host;
+        let Some(chunks) = request_body(host, separate) else {
+            return false;
+        };
+        let body = chunks.concat();
+        if Some(body.len()) != buffered_len.checked_add(received_len) {
+            return false;
+        }
+        let Some(new_body) = edit.apply(&body) else {
+            return false;
+        };
+        new_body
+    };
+    let old_length = host
+        .header(Headers::Request, "content-length")
+        .map(<[u8]>::to_vec);
+    if let Some(length) = edit.content_length {
+        if !host.set_request_header("content-length", length.to_string().as_bytes()) {
+            return false;
+        }
+    }
+    let target = if separate {
+        Body::ReceivedRequest
+    } else {
+        Body::BufferedRequest
+    };
+    if !host.append_body(target, &new_body) {
+        // Body and length must agree: put the length back.
+        if edit.content_length.is_some() {
+            match &old_length {
+                Some(old) => host.set_request_header("content-length", old),
+                None => host.remove_request_header("content-length"),
+            };
+        }
+        return false;
+    }
+    // The new body sits behind the old bytes: drain those.
+    let drained = if separate {
+        (buffered_len == 0 || host.drain_body(Body::BufferedRequest, buffered_len))
+            && host.drain_body(Body::ReceivedRequest, received_len)
+    } else {
+        host.drain_body(Body::BufferedRequest, buffered_len)
+    };
+    if !drained {
+        error!("draining the original request body after writing the minted contextId failed");
+    }
+    drained
+}
+
+fn text(value: Option<&[u8]>) -> Option<&str> {
+    value.and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// A content-coding value; one that is not UTF-8 is not `identity` either.
+fn coding(value: &[u8]) -> &str {
+    std::str::from_utf8(value).unwrap_or("?")
+}

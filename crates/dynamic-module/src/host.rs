@@ -1,0 +1,55 @@
+//! The shell's view of Envoy for one HTTP stream, in the terms of the
+//! dynamic-module ABI: headers read and written by name, bodies as lists of
+//! chunks that Envoy owns, the two kinds of body (what arrived in this
+//! callback, and what the filter chain holds), counters.
+//!
+//! `ffi` implements it over Envoy's callbacks; the values it returns borrow
+//! Envoy's memory and so live only as long as the `&self` they come from:
+//! any write (`&mut self`) ends them, as the ABI requires.
+
+use a2a_affinity_core::stats::Counter;
+
+/// Which body a body call reads or changes (the ABI's
+/// `envoy_dynamic_module_type_http_body_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// The request bytes that arrived with this body callback.
+    ReceivedRequest,
+    /// The request bytes the filter chain holds (what earlier callbacks
+    /// answered with "stop and buffer").
+    BufferedRequest,
+    ReceivedResponse,
+    BufferedResponse,
+}
+
+/// Which header map a header call uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Headers {
+    Request,
+    Response,
+}
+
+pub trait Host {
+    /// The first value of header `name` (lower case), if present.
+    fn header(&self, map: Headers, name: &str) -> Option<&[u8]>;
+    /// Replaces every value of the request header `name` with `value`.
+    fn set_request_header(&mut self, name: &str, value: &[u8]) -> bool;
+    /// Removes every value of the request header `name`.
+    fn remove_request_header(&mut self, name: &str) -> bool;
+    /// The chunks of a body, in order; empty when Envoy has no such body
+    /// now (no buffer yet, or a received body outside a body callback).
+    /// `None` if Envoy handed over a chunk that cannot be read.
+    fn body_chunks(&self, body: Body) -> Option<Vec<&[u8]>>;
+    /// The bytes in a body (0 if Envoy has none).
+    fn body_size(&self, body: Body) -> usize;
+    /// Whether the received request body of this callback *is* the buffered
+    /// one (a filter before this one held the body and let it go at once),
+    /// so reading both would see the same bytes twice.
+    fn received_is_buffered(&self, request: bool) -> bool;
+    fn append_body(&mut self, body: Body, data: &[u8]) -> bool;
+    /// Removes `len` bytes from the front of a body.
+    fn drain_body(&mut self, body: Body, len: usize) -> bool;
+    /// The stream's buffer limit in bytes; 0 if Envoy sets none.
+    fn buffer_limit(&self) -> u64;
+    fn count(&mut self, counter: Counter);
+}

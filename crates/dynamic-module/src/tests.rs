@@ -1,0 +1,797 @@
+//! The shell through its exported hooks, on the host target: each test is a
+//! stream through `fake_envoy`, which stands in for Envoy's callbacks and
+//! filter manager.
+
+use serde_json::Value;
+
+use crate::fake_envoy::{take_logs, Configured, Exchange, FakeConfig, FakeStream, Upstream};
+use crate::ffi::{self, status};
+use crate::filter::Action;
+
+const JSON: &str = "application/json";
+
+fn setup() {
+    ffi::install_logger();
+    take_logs();
+}
+
+fn config(json: &str) -> Configured {
+    setup();
+    Configured::new(json).expect("configuration accepted")
+}
+
+fn rpc(method: &str, params: &str) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{params}}}"#)
+}
+
+fn send_params(message: &str) -> String {
+    rpc("message/send", &format!(r#"{{"message":{message}}}"#))
+}
+
+/// POSTs `chunks` (one body) with a content-length, then ends the stream.
+fn post(config: &Configured, path: &str, extra: &[(&str, &str)], chunks: &[&[u8]]) -> Upstream {
+    exchange(config, path, extra, chunks, true, false).finish()
+}
+
+fn exchange<'c>(
+    config: &'c Configured,
+    path: &str,
+    extra: &[(&str, &str)],
+    chunks: &[&[u8]],
+    with_length: bool,
+    trailers: bool,
+) -> Exchange<'c> {
+    let length = chunks.iter().map(|c| c.len()).sum::<usize>().to_string();
+    let mut headers = vec![(":method", "POST"), (":path", path), ("content-type", JSON)];
+    if with_length {
+        headers.push(("content-length", &length));
+    }
+    headers.extend_from_slice(extra);
+    Exchange::new(config).request(&headers, chunks, trailers)
+}
+
+fn split(body: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    for &c in cuts.iter().chain(std::iter::once(&body.len())) {
+        out.push(body[from..c].to_vec());
+        from = c;
+    }
+    out
+}
+
+fn refs(chunks: &[Vec<u8>]) -> Vec<&[u8]> {
+    chunks.iter().map(Vec::as_slice).collect()
+}
+
+fn is_uuid_v4(s: &str) -> bool {
+    let b = s.as_bytes();
+    s.len() == 36
+        && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+        && b[14] == b'4'
+        && matches!(b[19], b'8' | b'9' | b'a' | b'b')
+        && s.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
+}
+
+// ---------------------------------------------------------------- loading
+
+#[test]
+fn program_init_returns_the_abi_version() {
+    let version = ffi::envoy_dynamic_module_on_program_init();
+    // Put the test harness's panic output back.
+    let _ = std::panic::take_hook();
+    assert_eq!(version, ffi::ABI_VERSION.as_ptr());
+    assert_eq!(ffi::ABI_VERSION.to_str(), Ok("v0.2.0"));
+}
+
+#[test]
+fn configuration_defines_every_counter_and_logs_one_line() {
+    let c = config("");
+    let names: Vec<&str> = a2a_affinity_core::stats::Counter::ALL
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    assert_eq!(c.envoy.counter_names, names);
+    let logs = take_logs();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert!(logs[0]
+        .1
+        .starts_with("a2a_affinity: configured: header=x-context-id max_scan_bytes=262144"));
+    assert_eq!(logs[0].0, 2, "info");
+}
+
+#[test]
+fn a_bad_configuration_is_rejected_with_one_line_naming_the_field() {
+    setup();
+    for (json, want) in [
+        (
+            r#"{"max_scan_bytes":0}"#,
+            "a2a_affinity: invalid plugin configuration: max_scan_bytes: must be between 1 and 16777216",
+        ),
+        (
+            r#"{"header":"content-length"}"#,
+            "a2a_affinity: invalid plugin configuration: header: names a header Envoy or the upstream interpret",
+        ),
+        (r#"{"client_header":"drop"}"#, "client_header"),
+        (r#"{"nope":1}"#, "unknown field `nope`"),
+        ("{", "invalid plugin configuration"),
+    ] {
+        assert!(Configured::new(json).is_none(), "{json} accepted");
+        let logs = take_logs();
+        assert_eq!(logs.len(), 1, "{json}: {logs:?}");
+        assert_eq!(logs[0].0, 4, "error level");
+        assert!(logs[0].1.contains(want), "{json}: {:?}", logs[0].1);
+        assert!(!logs[0].1.contains('\n'));
+    }
+}
+
+#[test]
+fn an_unknown_filter_name_is_rejected() {
+    setup();
+    assert!(Configured::named("other", "{}", FakeConfig::default()).is_none());
+    let logs = take_logs();
+    assert_eq!(logs.len(), 1);
+    assert!(
+        logs[0].1.contains("unknown filter_name \"other\""),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn counters_that_cannot_be_defined_stay_silent_but_the_filter_works() {
+    setup();
+    let frozen = FakeConfig {
+        frozen: true,
+        ..FakeConfig::default()
+    };
+    let c = Configured::named("a2a_affinity", "{}", frozen).expect("accepted");
+    let body = send_params(r#"{"contextId":"ctx-frozen","parts":[]}"#);
+    let up = post(&c, "/", &[], &[body.as_bytes()]);
+    assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-frozen"));
+    assert!(c.envoy.counter_names.is_empty());
+}
+
+// ------------------------------------------------------------ contextId
+
+#[test]
+fn a_context_id_in_the_body_becomes_the_header_and_the_body_is_untouched() {
+    let c = config("{}");
+    let body =
+        send_params(r#"{"role":"user","contextId":"ctx-1","parts":[{"kind":"text","text":"hi"}]}"#);
+    let up = post(&c, "/", &[], &[body.as_bytes()]);
+    assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-1"));
+    assert_eq!(up.body, body.as_bytes());
+    assert_eq!(up.header("content-length"), Some(body.len().to_string()));
+    assert_eq!(
+        up.statuses,
+        vec![status::HEADERS_STOP_ITERATION, status::CONTINUE]
+    );
+    assert_eq!(c.envoy.nonzero(), vec![("context_found".to_string(), 1)]);
+}
+
+#[test]
+fn a_client_header_is_replaced_never_appended() {
+    let c = config("{}");
+    let body = send_params(r#"{"contextId":"from-body","parts":[]}"#);
+    let up = post(
+        &c,
+        "/",
+        &[("x-context-id", "from-client")],
+        &[body.as_bytes()],
+    );
+    assert_eq!(up.header_values("x-context-id"), vec!["from-body"]);
+}
+
+#[test]
+fn a_context_id_split_over_late_chunks_is_found_and_only_new_bytes_are_read() {
+    let c = config("{}");
+    let filler = "x".repeat(5000);
+    let body = send_params(&format!(
+        r#"{{"parts":[{{"kind":"text","text":"{filler}"}}],"contextId":"ctx-late-split"}}"#
+    ));
+    let at = body.find("ctx-late").unwrap();
+    for cuts in [
+        vec![100, 2000, at + 3],
+        vec![1, 2, 3, at, at + 1],
+        vec![at + 5],
+        vec![],
+    ] {
+        let chunks = split(body.as_bytes(), &cuts);
+        let up = post(&c, "/", &[], &refs(&chunks));
+        assert_eq!(
+            up.header("x-context-id").as_deref(),
+            Some("ctx-late-split"),
+            "{cuts:?}"
+        );
+        assert_eq!(up.body, body.as_bytes(), "{cuts:?}");
+        // Held with the watermark status while reading, never with Buffer.
+        assert!(up.statuses[1..]
+            .iter()
+            .all(|&s| s != status::BODY_STOP_AND_BUFFER));
+        assert!(!up.payload_too_large);
+    }
+    assert_eq!(c.counter("context_found"), 4);
+}
+
+#[test]
+fn an_early_context_id_lets_the_rest_of_the_body_stream_through() {
+    let c = config("{}");
+    let body = send_params(&format!(
+        r#"{{"contextId":"ctx-early","parts":[{{"kind":"text","text":"{}"}}]}}"#,
+        "y".repeat(3000)
+    ));
+    let chunks = split(body.as_bytes(), &[200, 1000, 2000]);
+    let up = post(&c, "/", &[], &refs(&chunks));
+    assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-early"));
+    assert_eq!(up.body, body.as_bytes());
+    assert_eq!(
+        up.statuses,
+        vec![
+            status::HEADERS_STOP_ITERATION,
+            status::CONTINUE,
+            status::CONTINUE,
+            status::CONTINUE,
+            status::CONTINUE
+        ]
+    );
+}
+
+#[test]
+fn trailers_end_the_body() {
+    let c = config("{}");
+    let body = send_params(r#"{"parts":[],"contextId":"ctx-trailers"}"#);
+    let chunks = split(body.as_bytes(), &[10]);
+    let up = exchange(&c, "/", &[], &refs(&chunks), false, true).finish();
+    assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-trailers"));
+    assert_eq!(up.body, body.as_bytes());
+    // Absent context decided at the trailers.
+    let body = send_params(r#"{"parts":[],"messageId":"m"}"#);
+    let c = config(r#"{"mint_context_id":false}"#);
+    let up = exchange(&c, "/", &[], &[body.as_bytes()], false, true).finish();
+    assert_eq!(up.header("x-context-id"), None);
+    assert_eq!(up.body, body.as_bytes());
+    assert_eq!(c.counter("context_absent"), 1);
+}
+
+// ---------------------------------------------------------------- minting
+
+#[test]
+fn a_first_turn_is_minted_in_body_and_header_with_a_matching_length() {
+    let c = config("{}");
+    let body =
+        send_params(r#"{"role":"user","parts":[{"kind":"text","text":"hello"}],"messageId":"m1"}"#);
+    for cuts in [vec![], vec![30], vec![5, 60, 100]] {
+        let chunks = split(body.as_bytes(), &cuts);
+        let up = post(&c, "/", &[], &refs(&chunks));
+        let id = up.header("x-context-id").expect("minted header");
+        assert!(is_uuid_v4(&id), "{id}");
+        let sent = up.json();
+        assert_eq!(
+            sent["params"]["message"]["contextId"],
+            Value::String(id.clone())
+        );
+        assert_eq!(sent["params"]["message"]["messageId"], "m1");
+        assert_eq!(up.header("content-length"), Some(up.body.len().to_string()));
+        let expected = body.replace(
+            r#""message":{"#,
+            &format!(r#""message":{{"contextId":"{id}","#),
+        );
+        assert_eq!(up.body, expected.as_bytes(), "{cuts:?}");
+    }
+    assert_eq!(c.counter("minted"), 3);
+}
+
+#[test]
+fn a_chunked_first_turn_is_minted_without_a_content_length() {
+    let c = config("{}");
+    let body = send_params(r#"{"parts":[]}"#);
+    let chunks = split(body.as_bytes(), &[20, 40]);
+    let up = exchange(&c, "/", &[], &refs(&chunks), false, false).finish();
+    let id = up.header("x-context-id").unwrap();
+    assert_eq!(
+        up.json()["params"]["message"]["contextId"],
+        Value::String(id)
+    );
+    assert_eq!(up.header("content-length"), None);
+}
+
+#[test]
+fn a_first_turn_ended_by_trailers_is_minted_in_the_buffered_body() {
+    let c = config("{}");
+    let body = send_params(r#"{"parts":[]}"#);
+    let chunks = split(body.as_bytes(), &[25]);
+    let up = exchange(&c, "/", &[], &refs(&chunks), false, true).finish();
+    let id = up.header("x-context-id").unwrap();
+    assert_eq!(
+        up.json()["params"]["message"]["contextId"],
+        Value::String(id)
+    );
+}
+
+#[test]
+fn minting_that_cannot_be_written_leaves_the_body_and_length_alone() {
+    let c = config("{}");
+    let body = send_params(r#"{"parts":[]}"#);
+    for (fail_headers, fail_body) in [(true, false), (false, true)] {
+        let length = body.len().to_string();
+        let mut ex = Exchange::new(&c);
+        ex.stream.fail_header_writes = fail_headers;
+        ex.stream.fail_body_writes = fail_body;
+        let up = ex
+            .request(
+                &[
+                    (":method", "POST"),
+                    (":path", "/"),
+                    ("content-type", JSON),
+                    ("content-length", &length),
+                ],
+                &[body.as_bytes()],
+                false,
+            )
+            .finish();
+        assert_eq!(up.body, body.as_bytes());
+        assert_eq!(up.header("content-length"), Some(length));
+        assert_eq!(up.header("x-context-id"), None);
+    }
+    assert_eq!(c.counter("minted"), 0);
+    assert_eq!(c.counter("context_absent"), 2);
+}
+
+#[test]
+fn minting_can_be_turned_off() {
+    let c = config(r#"{"mint_context_id":false}"#);
+    let body = send_params(r#"{"parts":[]}"#);
+    let up = post(&c, "/", &[], &[body.as_bytes()]);
+    assert_eq!(up.header("x-context-id"), None);
+    assert_eq!(up.body, body.as_bytes());
+    assert_eq!(c.envoy.nonzero(), vec![("context_absent".to_string(), 1)]);
+}
+
+// ------------------------------------------------------------------ tasks
+
+#[test]
+fn tasks_learned_from_a_json_response_route_task_calls() {
+    let c = config("{}");
+    let body = send_params(r#"{"contextId":"ctx-task-json","parts":[]}"#);
+    let answer = r#"{"jsonrpc":"2.0","id":1,"result":{"kind":"task","id":"task-json-1","contextId":"ctx-task-json","status":{"state":"working"}}}"#;
+    let split_answer = split(answer.as_bytes(), &[20, 70]);
+    let ex =
+        exchange(&c, "/", &[], &[body.as_bytes()], true, false).respond(JSON, &refs(&split_answer));
+    ex.finish();
+    assert_eq!(c.counter("task_learned"), 1);
+
+    let get = rpc("tasks/get", r#"{"id":"task-json-1"}"#);
+    let up = post(&c, "/", &[], &[get.as_bytes()]);
+    assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-task-json"));
+    assert_eq!(up.body, get.as_bytes());
+    assert_eq!(c.counter("task_routed"), 1);
+
+    // A REST task route needs no body: routed at the headers.
+    let up = Exchange::new(&c)
+        .request(
+            &[(":method", "GET"), (":path", "/v1/tasks/task-json-1")],
+            &[],
+            false,
+        )
+        .finish();
+    assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-task-json"));
+    assert_eq!(up.statuses, vec![status::CONTINUE]);
+    assert_eq!(c.counter("task_routed"), 2);
+
+    let unknown = rpc("tasks/get", r#"{"id":"task-never-seen"}"#);
+    let up = post(&c, "/", &[], &[unknown.as_bytes()]);
+    assert_eq!(up.header("x-context-id"), None);
+    assert_eq!(c.counter("task_unknown"), 1);
+}
+
+#[test]
+fn tasks_learned_from_an_sse_stream_chunk_by_chunk() {
+    let c = config("{}");
+    let body = rpc(
+        "message/stream",
+        r#"{"message":{"contextId":"ctx-sse","parts":[]}}"#,
+    );
+    let events = [
+        "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"kind\":\"task\",\"id\":\"task-sse-1\",\"contextId\":\"ctx-sse\"}}\n\n",
+        "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"kind\":\"status-update\",\"taskId\":\"task-sse-2\",",
+        "\"contextId\":\"ctx-sse\",\"final\":true}}\n\n",
+    ];
+    let chunks: Vec<&[u8]> = events.iter().map(|e| e.as_bytes()).collect();
+    exchange(&c, "/", &[], &[body.as_bytes()], true, false)
+        .respond("text/event-stream", &chunks)
+        .finish();
+    assert_eq!(c.counter("task_learned"), 2);
+    for task in ["task-sse-1", "task-sse-2"] {
+        let get = rpc("tasks/get", &format!(r#"{{"id":"{task}"}}"#));
+        let up = post(&c, "/", &[], &[get.as_bytes()]);
+        assert_eq!(
+            up.header("x-context-id").as_deref(),
+            Some("ctx-sse"),
+            "{task}"
+        );
+    }
+}
+
+#[test]
+fn learning_can_be_turned_off() {
+    let c = config(r#"{"learn_tasks":false}"#);
+    let body = send_params(r#"{"contextId":"ctx-nolearn","parts":[]}"#);
+    let answer = r#"{"jsonrpc":"2.0","id":1,"result":{"kind":"task","id":"task-nolearn","contextId":"ctx-nolearn"}}"#;
+    exchange(&c, "/", &[], &[body.as_bytes()], true, false)
+        .respond(JSON, &[answer.as_bytes()])
+        .finish();
+    let get = rpc("tasks/get", r#"{"id":"task-nolearn"}"#);
+    let up = post(&c, "/", &[], &[get.as_bytes()]);
+    assert_eq!(up.header("x-context-id"), None);
+    assert_eq!(c.counter("task_learned"), 0);
+}
+
+#[test]
+fn a_new_configuration_keeps_the_learned_tasks() {
+    let old = config(r#"{"task_capacity":777,"task_ttl_secs":60}"#);
+    let body = send_params(r#"{"contextId":"ctx-reconf","parts":[]}"#);
+    let answer = r#"{"jsonrpc":"2.0","id":1,"result":{"kind":"task","id":"task-reconf","contextId":"ctx-reconf"}}"#;
+    exchange(&old, "/", &[], &[body.as_bytes()], true, false)
+        .respond(JSON, &[answer.as_bytes()])
+        .finish();
+    // Envoy creates the new configuration before it destroys the old one.
+    let new = config(r#"{"task_capacity":777,"task_ttl_secs":60,"header":"x-session"}"#);
+    drop(old);
+    let get = rpc("tasks/get", r#"{"id":"task-reconf"}"#);
+    let up = post(&new, "/", &[], &[get.as_bytes()]);
+    assert_eq!(up.header("x-session").as_deref(), Some("ctx-reconf"));
+}
+
+// ------------------------------------------------------------ fail open
+
+#[test]
+fn invalid_json_passes_unchanged() {
+    let c = config("{}");
+    let body = br#"{"jsonrpc":"2.0","method":"message/send","params":{"message":{"role" "user","contextId":"x"}}}"#;
+    let up = post(&c, "/", &[], &[body]);
+    assert_eq!(up.body, body);
+    assert_eq!(up.header("x-context-id"), None);
+    assert_eq!(c.envoy.nonzero(), vec![("invalid_json".to_string(), 1)]);
+    let logs = take_logs();
+    assert!(
+        logs.iter().any(|(_, l)| l.contains("not valid JSON")),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn client_header_kept_or_stripped_when_the_body_names_no_context() {
+    let body = br#"{"jsonrpc":"2.0","method":"message/send","params":{"message":{"role" "user"}}}"#;
+    let keep = config("{}");
+    let up = post(&keep, "/", &[("x-context-id", "client")], &[body]);
+    assert_eq!(up.header("x-context-id").as_deref(), Some("client"));
+    assert_eq!(keep.counter("client_header_kept"), 1);
+    let strip = config(r#"{"client_header":"strip"}"#);
+    let up = post(&strip, "/", &[("x-context-id", "client")], &[body]);
+    assert_eq!(up.header("x-context-id"), None);
+    assert_eq!(strip.counter("client_header_kept"), 0);
+}
+
+#[test]
+fn non_a2a_traffic_passes_at_the_headers() {
+    let c = config("{}");
+    let up = Exchange::new(&c)
+        .request(&[(":method", "GET"), (":path", "/healthz")], &[], false)
+        .finish();
+    assert_eq!(up.statuses, vec![status::CONTINUE]);
+    let up = Exchange::new(&c)
+        .request(
+            &[
+                (":method", "POST"),
+                (":path", "/"),
+                ("content-type", "text/plain"),
+            ],
+            &[b"hello"],
+            false,
+        )
+        .finish();
+    assert_eq!(up.statuses, vec![status::CONTINUE, status::CONTINUE]);
+    assert_eq!(up.body, b"hello");
+    let body = send_params(r#"{"contextId":"c","parts":[]}"#);
+    let up = post(&c, "/", &[("content-encoding", "gzip")], &[body.as_bytes()]);
+    assert_eq!(up.header("x-context-id"), None);
+    assert_eq!(c.envoy.nonzero(), vec![("passthrough".to_string(), 3)]);
+}
+
+#[test]
+fn the_scan_stops_at_max_scan_bytes() {
+    let c = config(r#"{"max_scan_bytes":1024}"#);
+    let body = send_params(&format!(
+        r#"{{"parts":[{{"kind":"text","text":"{}"}}],"contextId":"ctx-too-far"}}"#,
+        "z".repeat(4000)
+    ));
+    let chunks = split(body.as_bytes(), &[500, 1000, 1500, 3000]);
+    let up = post(&c, "/", &[], &refs(&chunks));
+    assert_eq!(up.header("x-context-id"), None);
+    assert_eq!(up.body, body.as_bytes());
+    assert_eq!(c.envoy.nonzero(), vec![("scan_limit".to_string(), 1)]);
+    // It gave up in the callback that reached the limit.
+    assert_eq!(up.statuses.len(), 6);
+    assert_eq!(up.statuses[3], status::CONTINUE);
+}
+
+#[test]
+fn the_scan_stops_at_half_the_stream_buffer_limit() {
+    let c = config("{}");
+    let body = send_params(&format!(
+        r#"{{"parts":[{{"kind":"text","text":"{}"}}],"contextId":"ctx-over-limit"}}"#,
+        "z".repeat(6000)
+    ));
+    let chunks = split(body.as_bytes(), &[1500, 3000, 4500]);
+    let length = body.len().to_string();
+    let mut ex = Exchange::new(&c);
+    ex.stream.buffer_limit = 4000;
+    let up = ex
+        .request(
+            &[
+                (":method", "POST"),
+                (":path", "/"),
+                ("content-type", JSON),
+                ("content-length", &length),
+            ],
+            &refs(&chunks),
+            false,
+        )
+        .finish();
+    assert_eq!(up.header("x-context-id"), None);
+    assert_eq!(up.body, body.as_bytes());
+    assert!(!up.payload_too_large);
+    assert_eq!(
+        &up.statuses[..3],
+        &[
+            status::HEADERS_STOP_ITERATION,
+            status::BODY_STOP_AND_WATERMARK,
+            status::CONTINUE
+        ]
+    );
+    assert_eq!(c.envoy.nonzero(), vec![("scan_limit".to_string(), 1)]);
+}
+
+#[test]
+fn a_stream_that_ends_undecided_counts_as_aborted() {
+    let c = config("{}");
+    let body = send_params(r#"{"parts":[],"contextId":"never-finished"}"#);
+    let ex = exchange(&c, "/", &[], &[], true, true);
+    drop(ex);
+    // Headers held, then the client went away before any body.
+    let length = body.len().to_string();
+    let ex = Exchange::new(&c).request(
+        &[
+            (":method", "POST"),
+            (":path", "/"),
+            ("content-type", JSON),
+            ("content-length", &length),
+        ],
+        &[],
+        true,
+    );
+    drop(ex);
+    assert_eq!(c.counter("aborted"), 0, "trailers ended both bodies");
+    let mut ex = Exchange::new(&c);
+    ex.stream.request_headers = vec![
+        (":method".into(), b"POST".to_vec()),
+        (":path".into(), b"/".to_vec()),
+        ("content-type".into(), JSON.as_bytes().to_vec()),
+    ];
+    let s =
+        ffi::envoy_dynamic_module_on_http_filter_request_headers(ex.stream.ptr(), ex.module, false);
+    assert_eq!(s, status::HEADERS_STOP_ITERATION);
+    ex.finish();
+    assert_eq!(c.counter("aborted"), 1);
+}
+
+#[test]
+fn an_unreadable_body_chunk_fails_open() {
+    let c = config("{}");
+    let body = send_params(r#"{"contextId":"c","parts":[]}"#);
+    let length = body.len().to_string();
+    let mut ex = Exchange::new(&c);
+    ex.stream.corrupt_chunks = true;
+    let up = ex
+        .request(
+            &[
+                (":method", "POST"),
+                (":path", "/"),
+                ("content-type", JSON),
+                ("content-length", &length),
+            ],
+            &[body.as_bytes()],
+            false,
+        )
+        .finish();
+    assert_eq!(
+        up.statuses,
+        vec![status::HEADERS_STOP_ITERATION, status::CONTINUE]
+    );
+    assert_eq!(up.body, body.as_bytes());
+    assert_eq!(up.header("x-context-id"), None);
+    assert_eq!(c.envoy.nonzero(), vec![("aborted".to_string(), 1)]);
+}
+
+#[test]
+fn a_body_received_as_the_buffered_body_is_read_once() {
+    // A filter before this one held the body and let it go: the received
+    // body is Envoy's buffered body itself.
+    let c = config("{}");
+    let body = send_params(r#"{"contextId":"ctx-once","parts":[]}"#);
+    let mut ex = Exchange::new(&c);
+    ex.stream.request_headers = vec![
+        (":method".into(), b"POST".to_vec()),
+        (":path".into(), b"/".to_vec()),
+        ("content-type".into(), JSON.as_bytes().to_vec()),
+    ];
+    let ptr = ex.stream.ptr();
+    assert_eq!(
+        ffi::envoy_dynamic_module_on_http_filter_request_headers(ptr, ex.module, false),
+        status::HEADERS_STOP_ITERATION
+    );
+    let chunks = split(body.as_bytes(), &[15]);
+    ex.stream.buffered_request = Some(chunks.clone());
+    ex.stream.received_request = Some(chunks);
+    ex.stream.received_is_buffered = true;
+    assert_eq!(
+        ffi::envoy_dynamic_module_on_http_filter_request_body(ptr, ex.module, true),
+        status::CONTINUE
+    );
+    let headers = &ex.stream.request_headers;
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "x-context-id" && v == b"ctx-once"));
+    ex.finish();
+    assert_eq!(c.envoy.nonzero(), vec![("context_found".to_string(), 1)]);
+}
+
+#[test]
+fn null_pointers_are_answered_with_continue() {
+    let c = config("{}");
+    let mut stream = FakeStream::default();
+    let envoy = stream.ptr();
+    let null_envoy = std::ptr::null_mut();
+    let null_module = std::ptr::null();
+    let module = ffi::envoy_dynamic_module_on_http_filter_new(c.module, envoy);
+    for (e, m) in [(null_envoy, module), (envoy, null_module)] {
+        assert_eq!(
+            ffi::envoy_dynamic_module_on_http_filter_request_headers(e, m, false),
+            0
+        );
+        assert_eq!(
+            ffi::envoy_dynamic_module_on_http_filter_request_body(e, m, false),
+            0
+        );
+        assert_eq!(
+            ffi::envoy_dynamic_module_on_http_filter_request_trailers(e, m),
+            0
+        );
+        assert_eq!(
+            ffi::envoy_dynamic_module_on_http_filter_response_headers(e, m, false),
+            0
+        );
+        assert_eq!(
+            ffi::envoy_dynamic_module_on_http_filter_response_body(e, m, false),
+            0
+        );
+        ffi::envoy_dynamic_module_on_http_filter_stream_complete(e, m);
+    }
+    ffi::envoy_dynamic_module_on_http_filter_destroy(module);
+    ffi::envoy_dynamic_module_on_http_filter_destroy(null_module);
+    ffi::envoy_dynamic_module_on_http_filter_config_destroy(null_module);
+    // A filter without a configuration passes everything through.
+    let orphan = ffi::envoy_dynamic_module_on_http_filter_new(null_module, envoy);
+    assert!(!orphan.is_null());
+    stream.request_headers = vec![(":method".into(), b"POST".to_vec())];
+    assert_eq!(
+        ffi::envoy_dynamic_module_on_http_filter_request_headers(envoy, orphan, false),
+        status::CONTINUE
+    );
+    ffi::envoy_dynamic_module_on_http_filter_destroy(orphan);
+    // A configuration without Envoy's pointer is refused.
+    let json = "{}";
+    let name = "a2a_affinity";
+    let refused = ffi::envoy_dynamic_module_on_http_filter_config_new(
+        std::ptr::null_mut(),
+        ffi::EnvoyBuffer {
+            ptr: name.as_ptr().cast(),
+            length: name.len(),
+        },
+        ffi::EnvoyBuffer {
+            ptr: json.as_ptr().cast(),
+            length: json.len(),
+        },
+    );
+    assert!(refused.is_null());
+}
+
+#[test]
+fn a_panic_in_a_hook_fails_open_and_the_stream_is_left_alone() {
+    let c = config("{}");
+    let body = send_params(r#"{"contextId":"c","parts":[]}"#);
+    let mut ex = Exchange::new(&c);
+    ex.stream.request_headers = vec![
+        (":method".into(), b"POST".to_vec()),
+        (":path".into(), b"/".to_vec()),
+        ("content-type".into(), JSON.as_bytes().to_vec()),
+    ];
+    let ptr = ex.stream.ptr();
+    assert_eq!(
+        ffi::envoy_dynamic_module_on_http_filter_request_headers(ptr, ex.module, false),
+        status::HEADERS_STOP_ITERATION
+    );
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let action = ffi::on_stream("test_hook", ptr, ex.module, |_, _| panic!("boom"));
+    std::panic::set_hook(hook);
+    assert_eq!(action, Action::Continue);
+    let logs = take_logs();
+    assert!(
+        logs.iter()
+            .any(|(level, l)| *level == 4 && l.contains("test_hook: unexpected failure (panic)")),
+        "{logs:?}"
+    );
+    // Later hooks of the stream continue at once and read nothing.
+    ex.stream.received_request = Some(vec![body.as_bytes().to_vec()]);
+    assert_eq!(
+        ffi::envoy_dynamic_module_on_http_filter_request_body(ptr, ex.module, true),
+        status::CONTINUE
+    );
+    assert!(!ex
+        .stream
+        .request_headers
+        .iter()
+        .any(|(k, _)| k == "x-context-id"));
+    ex.finish();
+    assert!(c.envoy.nonzero().is_empty(), "{:?}", c.envoy.nonzero());
+}
+
+// ------------------------------------------------------------------- gRPC
+
+fn proto_len(field: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![(field << 3) | 2, u8::try_from(bytes.len()).unwrap()];
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn grpc_frame(message: &[u8]) -> Vec<u8> {
+    let mut out = vec![0];
+    out.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+#[test]
+fn grpc_requests_are_read_and_first_turns_minted() {
+    let c = config("{}");
+    let grpc = [("content-type", "application/grpc")];
+    let headers = |path| [(":method", "POST"), (":path", path), grpc[0]];
+    // a2a.v1 SendMessageRequest{ request(1): Message{ context_id(2) } }
+    let message = [proto_len(1, b"m-1"), proto_len(2, b"ctx-grpc")].concat();
+    let frame = grpc_frame(&proto_len(1, &message));
+    let up = Exchange::new(&c)
+        .request(&headers("/a2a.v1.A2AService/SendMessage"), &[&frame], false)
+        .finish();
+    assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-grpc"));
+    assert_eq!(up.body, frame);
+    // A first turn: a context_id field is written into the Message.
+    let message = proto_len(1, b"m-2");
+    let frame = grpc_frame(&proto_len(1, &message));
+    let split_frame = split(&frame, &[3]);
+    let up = Exchange::new(&c)
+        .request(
+            &headers("/a2a.v1.A2AService/SendMessage"),
+            &refs(&split_frame),
+            false,
+        )
+        .finish();
+    let id = up.header("x-context-id").expect("minted");
+    assert!(is_uuid_v4(&id));
+    assert_eq!(up.body.len(), frame.len() + 2 + 36);
+    assert!(up.body.windows(36).any(|w| w == id.as_bytes()));
+    let declared = u32::from_be_bytes(up.body[1..5].try_into().unwrap()) as usize;
+    assert_eq!(declared + 5, up.body.len());
+    assert_eq!(c.counter("minted"), 1);
+    assert_eq!(c.counter("context_found"), 1);
+}

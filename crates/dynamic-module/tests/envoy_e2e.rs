@@ -1,0 +1,908 @@
+//! End to end: the release module loaded by a real Envoy (1.40 from the
+//! project's venv, and 1.39 when `.venv-envoy-1.39.*` exists), in front of
+//! two small HTTP/1.1 upstreams that record what they receive.
+//!
+//! The module is built with `panic = "unwind"` into
+//! `<target>/dynamic-module` (or taken from `A2A_DYNAMIC_MODULE_SO`); the
+//! Envoy binary is found in the venvs or given by `A2A_ENVOY_BIN`. A test
+//! whose Envoy is missing says so and passes.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// `<venv>/lib/python*/site-packages/envoy/_bin/envoy`.
+fn envoy_in(venv: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(venv.join("lib"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|p| p.is_file())
+}
+
+fn envoy_140() -> Option<PathBuf> {
+    if let Ok(bin) = std::env::var("A2A_ENVOY_BIN") {
+        return Some(PathBuf::from(bin));
+    }
+    envoy_in(&root().join(".venv"))
+}
+
+/// The Envoy of the newest `.venv-envoy-<minor>.*` (as `scripts/setup.sh`
+/// and the version matrix install them).
+fn envoy_venv(minor: &str) -> Option<PathBuf> {
+    let prefix = format!(".venv-envoy-{minor}.");
+    let mut venvs: Vec<(u32, PathBuf)> = std::fs::read_dir(root())
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            let patch = name.strip_prefix(&prefix)?.parse().ok()?;
+            Some((patch, p))
+        })
+        .collect();
+    venvs.sort();
+    venvs.iter().rev().find_map(|(_, v)| envoy_in(v))
+}
+
+/// The release module, built once per test run.
+fn module() -> PathBuf {
+    static MODULE: OnceLock<PathBuf> = OnceLock::new();
+    MODULE
+        .get_or_init(|| {
+            if let Ok(so) = std::env::var("A2A_DYNAMIC_MODULE_SO") {
+                return PathBuf::from(so);
+            }
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(|t| root().join(t))
+                .unwrap_or_else(|_| root().join("target"))
+                .join("dynamic-module");
+            let status = Command::new(env!("CARGO"))
+                .current_dir(root())
+                .args([
+                    "build",
+                    "--quiet",
+                    "--profile",
+                    "release-native",
+                    "-p",
+                    "a2a-affinity-dynamic-module",
+                    "--target-dir",
+                ])
+                .arg(&target)
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building the module failed");
+            target.join("release-native/liba2a_affinity_dynamic.so")
+        })
+        .clone()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// ------------------------------------------------------------- upstreams
+
+#[derive(Clone, Debug)]
+struct Recorded {
+    upstream: usize,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Recorded {
+    fn values(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        let v = self.values(name);
+        assert!(v.len() <= 1, "{name} repeated: {v:?}");
+        v.into_iter().next()
+    }
+}
+
+type Log = Arc<Mutex<Vec<Recorded>>>;
+
+fn read_head(reader: &mut impl BufRead) -> Option<(String, Vec<(String, String)>)> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let start = line.trim_end().to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    Some((start, headers))
+}
+
+fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> Option<Vec<u8>> {
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let mut body = Vec::new();
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
+            if n == 0 {
+                // Trailers, then the blank line.
+                loop {
+                    let mut t = String::new();
+                    if reader.read_line(&mut t).ok()? == 0 || t.trim().is_empty() {
+                        return Some(body);
+                    }
+                }
+            }
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk).ok()?;
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    let n = get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; n];
+    reader.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+fn answer(rec: &Recorded) -> (&'static str, Vec<u8>) {
+    let ctx = rec.header("x-context-id").unwrap_or_default();
+    if let Some(task) = rec.path.strip_prefix("/task/") {
+        let v = serde_json::json!({"jsonrpc":"2.0","id":1,"result":{
+            "kind":"task","id":task,"contextId":ctx,"status":{"state":"working"}}});
+        return ("application/json", v.to_string().into_bytes());
+    }
+    if let Some(task) = rec.path.strip_prefix("/sse/") {
+        let first = serde_json::json!({"jsonrpc":"2.0","id":1,"result":{
+            "kind":"task","id":task,"contextId":ctx}});
+        let last = serde_json::json!({"jsonrpc":"2.0","id":1,"result":{
+            "kind":"status-update","taskId":task,"contextId":ctx,"final":true,
+            "status":{"state":"completed"}}});
+        return (
+            "text/event-stream",
+            format!("data: {first}\n\ndata: {last}\n\n").into_bytes(),
+        );
+    }
+    ("application/json", br#"{"ok":true}"#.to_vec())
+}
+
+fn serve(conn: TcpStream, upstream: usize, log: Log) {
+    let mut writer = conn.try_clone().unwrap();
+    let mut reader = BufReader::new(conn);
+    while let Some((start, headers)) = read_head(&mut reader) {
+        let Some(body) = read_body(&mut reader, &headers) else {
+            return;
+        };
+        let path = start.split(' ').nth(1).unwrap_or("").to_string();
+        let rec = Recorded {
+            upstream,
+            path,
+            headers,
+            body,
+        };
+        let (content_type, out) = answer(&rec);
+        log.lock().unwrap().push(rec);
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
+            out.len()
+        );
+        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+/// Two upstreams on loopback; returns their ports and the shared log.
+fn upstreams() -> ([u16; 2], Log) {
+    let log: Log = Arc::default();
+    let mut ports = [0; 2];
+    for (i, port) in ports.iter_mut().enumerate() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        *port = listener.local_addr().unwrap().port();
+        let log = Arc::clone(&log);
+        thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let log = Arc::clone(&log);
+                thread::spawn(move || serve(conn, i, log));
+            }
+        });
+    }
+    (ports, log)
+}
+
+// ----------------------------------------------------------------- Envoy
+
+const FILTER_CONFIG: &str = r#"{"task_ttl_secs": 600}"#;
+
+fn config_yaml(
+    listen: u16,
+    small: u16,
+    admin: u16,
+    upstreams: [u16; 2],
+    module: &Path,
+    filter_config: &str,
+) -> String {
+    let filter = |loading: &str| {
+        format!(
+            r#"
+          - name: envoy.filters.http.dynamic_modules
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config: {loading}
+              filter_name: a2a_affinity
+              filter_config:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: '{filter_config}'
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}"#
+        )
+    };
+    let listener = |name: &str, port: u16, extra: &str, loading: &str| {
+        format!(
+            r#"
+  - name: {name}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}{extra}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {name}
+          route_config:
+            virtual_hosts:
+            - name: agents
+              domains: ["*"]
+              routes:
+              - match: {{prefix: /}}
+                route:
+                  cluster: agents
+                  hash_policy:
+                  - header: {{header_name: x-context-id}}
+                    terminal: true
+                  - connection_properties: {{source_ip: true}}
+          http_filters:{}"#,
+            filter(loading)
+        )
+    };
+    format!(
+        r#"static_resources:
+  listeners:{}{}
+  clusters:
+  - name: agents
+    type: STATIC
+    lb_policy: RING_HASH
+    load_assignment:
+      cluster_name: agents
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+"#,
+        listener("main", listen, "", "{name: a2a_affinity_dynamic}"),
+        listener(
+            "small",
+            small,
+            "\n    per_connection_buffer_limit_bytes: 32768",
+            &format!("{{module: {{local: {{filename: {}}}}}}}", module.display()),
+        ),
+        upstreams[0],
+        upstreams[1],
+    )
+}
+
+struct Envoy {
+    child: Child,
+    listen: u16,
+    small: u16,
+    admin: u16,
+    log_path: PathBuf,
+    /// Config and log; removed when Envoy stops.
+    dir: PathBuf,
+}
+
+impl Envoy {
+    fn start(bin: &Path, upstreams: [u16; 2], tag: &str) -> Envoy {
+        let module = module();
+        let (listen, small, admin) = (free_port(), free_port(), free_port());
+        let dir =
+            std::env::temp_dir().join(format!("a2a-dynamic-e2e-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("envoy.yaml");
+        std::fs::write(
+            &config,
+            config_yaml(listen, small, admin, upstreams, &module, FILTER_CONFIG),
+        )
+        .unwrap();
+        let log_path = dir.join("envoy.log");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&config)
+            .args(["--concurrency", "2", "--disable-hot-restart"])
+            .args(["--base-id", &(10_000 + u32::from(admin)).to_string()])
+            .args([
+                "-l",
+                "warn",
+                "--component-log-level",
+                "dynamic_modules:info",
+            ])
+            .arg("--log-path")
+            .arg(&log_path)
+            .args(["--file-flush-interval-msec", "100"])
+            .env(
+                "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+                module.parent().unwrap(),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("envoy starts");
+        let mut envoy = Envoy {
+            child,
+            listen,
+            small,
+            admin,
+            log_path,
+            dir,
+        };
+        envoy.wait_ready();
+        envoy
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("envoy exited ({status}): {}", self.log());
+            }
+            if let Ok(r) = http(self.admin, "GET", "/ready", &[], b"", &[]) {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        panic!("envoy not ready: {}", self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The log once it holds `line` (Envoy flushes it every 100 ms).
+    fn log_with(&self, line: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log();
+            if log.contains(line) || Instant::now() > deadline {
+                return log;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The filter's counters, by their full name in /stats.
+    fn stats(&self) -> HashMap<String, u64> {
+        let r = http(
+            self.admin,
+            "GET",
+            "/stats?filter=a2a_affinity",
+            &[],
+            b"",
+            &[],
+        )
+        .unwrap();
+        String::from_utf8(r.body)
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(": ")?;
+                Some((k.to_string(), v.trim().parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !thread::panicking() {
+            // Kept after a failure, for its log.
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- client
+
+struct Response {
+    status: u16,
+    body: Vec<u8>,
+}
+
+/// One HTTP/1.1 request on a new connection; the body goes out in pieces
+/// cut at `cuts`, 50 ms apart.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    cuts: &[usize],
+) -> std::io::Result<Response> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port))?;
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: agents\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    conn.write_all(head.as_bytes())?;
+    let mut from = 0;
+    for &cut in cuts.iter().chain(std::iter::once(&body.len())) {
+        conn.write_all(&body[from..cut])?;
+        from = cut;
+        if cut < body.len() {
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let mut reader = BufReader::new(conn);
+    let (start, headers) = read_head(&mut reader).ok_or(std::io::ErrorKind::UnexpectedEof)?;
+    let status = start
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = read_body(&mut reader, &headers).unwrap_or_default();
+    Ok(Response { status, body })
+}
+
+// ---------------------------------------------------------------- suite
+
+struct Suite {
+    envoy: Envoy,
+    log: Log,
+    tag: String,
+}
+
+impl Suite {
+    fn start(bin: &Path, tag: &str) -> Suite {
+        let (ports, log) = upstreams();
+        let envoy = Envoy::start(bin, ports, tag);
+        Suite {
+            envoy,
+            log,
+            tag: tag.to_string(),
+        }
+    }
+
+    /// POSTs `body` to the main listener with a unique `x-test-id`, expects
+    /// 200, and returns what the upstream received.
+    fn post(&self, path: &str, extra: &[(&str, &str)], body: &[u8], cuts: &[usize]) -> Recorded {
+        self.post_to(self.envoy.listen, path, extra, body, cuts)
+    }
+
+    fn post_to(
+        &self,
+        port: u16,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+        cuts: &[usize],
+    ) -> Recorded {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .to_string();
+        let mut headers = vec![("content-type", "application/json"), ("x-test-id", &id)];
+        headers.extend_from_slice(extra);
+        let r = http(port, "POST", path, &headers, body, cuts).unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        self.recorded(&id)
+    }
+
+    fn recorded(&self, test_id: &str) -> Recorded {
+        let log = self.log.lock().unwrap();
+        let mine: Vec<&Recorded> = log
+            .iter()
+            .filter(|r| r.header("x-test-id").as_deref() == Some(test_id))
+            .collect();
+        assert_eq!(
+            mine.len(),
+            1,
+            "request {test_id} reached {} upstreams",
+            mine.len()
+        );
+        mine[0].clone()
+    }
+
+    fn id(&self, name: &str) -> String {
+        format!("{name}-{}", self.tag)
+    }
+}
+
+fn send(message: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"message/send","params":{{"message":{message}}}}}"#
+    )
+}
+
+fn get_task(task: &str) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{{"id":"{task}"}}}}"#)
+}
+
+fn is_uuid_v4(s: &str) -> bool {
+    let b = s.as_bytes();
+    s.len() == 36
+        && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+        && b[14] == b'4'
+        && matches!(b[19], b'8' | b'9' | b'a' | b'b')
+}
+
+/// Every behaviour the issue asks for, through one Envoy.
+fn run_suite(bin: &Path, tag: &str) {
+    let s = Suite::start(bin, tag);
+
+    // A contextId in the body: the upstream gets the header and the exact body.
+    let ctx = s.id("ctx-body");
+    let body = send(&format!(
+        r#"{{"role":"user","contextId":"{ctx}","parts":[{{"kind":"text","text":"hello"}}]}}"#
+    ));
+    let up = s.post(
+        "/",
+        &[("x-context-id", "client-value")],
+        body.as_bytes(),
+        &[],
+    );
+    assert_eq!(up.values("x-context-id"), vec![ctx.clone()]);
+    assert_eq!(up.body, body.as_bytes());
+    assert_eq!(up.header("content-length"), Some(body.len().to_string()));
+
+    // A first turn: minted into the body and the header, length fixed.
+    let body =
+        send(r#"{"role":"user","parts":[{"kind":"text","text":"first turn"}],"messageId":"m-1"}"#);
+    let up = s.post("/", &[], body.as_bytes(), &[]);
+    let minted = up.header("x-context-id").expect("minted header");
+    assert!(is_uuid_v4(&minted), "{minted}");
+    let sent: Value = serde_json::from_slice(&up.body).unwrap();
+    assert_eq!(
+        sent["params"]["message"]["contextId"],
+        Value::String(minted.clone())
+    );
+    assert_eq!(up.header("content-length"), Some(up.body.len().to_string()));
+    let expected = body.replace(
+        r#""message":{"#,
+        &format!(r#""message":{{"contextId":"{minted}","#),
+    );
+    assert_eq!(String::from_utf8(up.body.clone()).unwrap(), expected);
+
+    // The same first turn sent in three pieces.
+    let up = s.post("/", &[], body.as_bytes(), &[10, 60]);
+    let minted = up.header("x-context-id").expect("minted header");
+    let sent: Value = serde_json::from_slice(&up.body).unwrap();
+    assert_eq!(
+        sent["params"]["message"]["contextId"],
+        Value::String(minted)
+    );
+    assert_eq!(up.header("content-length"), Some(up.body.len().to_string()));
+
+    // A contextId after 50 KB of text, split across pieces.
+    let ctx = s.id("ctx-late");
+    let body = send(&format!(
+        r#"{{"parts":[{{"kind":"text","text":"{}"}}],"contextId":"{ctx}"}}"#,
+        "t".repeat(50_000)
+    ));
+    let at = body.find(&ctx).unwrap();
+    let up = s.post("/", &[], body.as_bytes(), &[100, 20_000, at + 3]);
+    assert_eq!(up.header("x-context-id"), Some(ctx));
+    assert_eq!(up.body, body.as_bytes());
+
+    // A task learned from a JSON response routes tasks/get to its context.
+    let ctx = s.id("ctx-task");
+    let task = s.id("task-json");
+    let first = s.post(
+        &format!("/task/{task}"),
+        &[],
+        send(&format!(r#"{{"contextId":"{ctx}","parts":[]}}"#)).as_bytes(),
+        &[],
+    );
+    let up = s.post("/", &[], get_task(&task).as_bytes(), &[]);
+    assert_eq!(up.header("x-context-id").as_deref(), Some(ctx.as_str()));
+    assert_eq!(
+        up.upstream, first.upstream,
+        "tasks/get on the context's replica"
+    );
+    // ... and from an SSE stream.
+    let ctx = s.id("ctx-sse");
+    let task = s.id("task-sse");
+    let stream = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"message/stream","params":{{"message":{{"contextId":"{ctx}","parts":[]}}}}}}"#
+    );
+    s.post(&format!("/sse/{task}"), &[], stream.as_bytes(), &[]);
+    let up = s.post("/", &[], get_task(&task).as_bytes(), &[]);
+    assert_eq!(up.header("x-context-id").as_deref(), Some(ctx.as_str()));
+    // A task never seen: no header.
+    let up = s.post("/", &[], get_task("task-nobody-knows").as_bytes(), &[]);
+    assert_eq!(up.header("x-context-id"), None);
+
+    // Invalid JSON passes unchanged.
+    let body = br#"{"jsonrpc":"2.0","method":"message/send","params":{"message":{"role" "user"}}}"#;
+    let up = s.post("/", &[], body, &[]);
+    assert_eq!(up.body, body);
+    assert_eq!(up.header("x-context-id"), None);
+
+    // Affinity: every turn of a context on one replica; both replicas used.
+    let mut replicas = HashSet::new();
+    for i in 0..16 {
+        let ctx = s.id(&format!("conv-{i}"));
+        let body = send(&format!(r#"{{"contextId":"{ctx}","parts":[]}}"#));
+        let seen: HashSet<usize> = (0..3)
+            .map(|_| s.post("/", &[], body.as_bytes(), &[]).upstream)
+            .collect();
+        assert_eq!(seen.len(), 1, "{ctx} on {seen:?}");
+        replicas.extend(seen);
+    }
+    assert_eq!(replicas.len(), 2);
+
+    // A body past max_scan_bytes (256 KiB): intact, no header, no 413.
+    let body = send(&format!(
+        r#"{{"parts":[{{"kind":"text","text":"{}"}}],"contextId":"too-far"}}"#,
+        "b".repeat(600_000)
+    ));
+    let up = s.post("/", &[], body.as_bytes(), &[]);
+    assert_eq!(up.header("x-context-id"), None);
+    assert!(up.body == body.as_bytes(), "large body changed");
+
+    // A 32 KiB per-connection buffer (module loaded from a local file): the
+    // scan stops at half the stream's limit; bodies go through intact.
+    let ctx = s.id("ctx-small");
+    let body = send(&format!(r#"{{"contextId":"{ctx}","parts":[]}}"#));
+    let up = s.post_to(s.envoy.small, "/", &[], body.as_bytes(), &[]);
+    assert_eq!(up.header("x-context-id"), Some(ctx));
+    for (size, cuts) in [
+        (100_000, vec![]),
+        (40_000, vec![12_000]),
+        (40_000, vec![20_000]),
+    ] {
+        let body = send(&format!(
+            r#"{{"parts":[{{"kind":"text","text":"{}"}}],"contextId":"far"}}"#,
+            "s".repeat(size)
+        ));
+        let up = s.post_to(s.envoy.small, "/", &[], body.as_bytes(), &cuts);
+        assert_eq!(up.header("x-context-id"), None);
+        assert!(up.body == body.as_bytes(), "body of {size} changed");
+    }
+
+    // HTTP/2 (cleartext, prior knowledge) through curl, when there is one.
+    let ctx = s.id("ctx-h2");
+    let body = send(&format!(r#"{{"contextId":"{ctx}","parts":[]}}"#));
+    let curl = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+        ])
+        .args([
+            "--http2-prior-knowledge",
+            "-H",
+            "content-type: application/json",
+        ])
+        .args(["-H", "x-test-id: h2", "--data-binary"])
+        .arg(&body)
+        .arg(format!("http://127.0.0.1:{}/", s.envoy.listen))
+        .output();
+    match curl {
+        Ok(out) if out.status.success() => {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "200 2");
+            let up = s.recorded("h2");
+            assert_eq!(up.header("x-context-id"), Some(ctx));
+            assert_eq!(up.body, body.as_bytes());
+        }
+        _ => eprintln!("[{tag}] no curl with HTTP/2: HTTP/2 case skipped"),
+    }
+
+    // A client that goes away in the middle of a held body: aborted.
+    {
+        let mut conn = TcpStream::connect(("127.0.0.1", s.envoy.listen)).unwrap();
+        conn.write_all(
+            b"POST / HTTP/1.1\r\nhost: agents\r\ncontent-type: application/json\r\ncontent-length: 10000\r\n\r\n{\"jsonrpc\":\"2.0\",",
+        )
+        .unwrap();
+        thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s
+        .envoy
+        .stats()
+        .get("dynamicmodulescustom.a2a_affinity.aborted")
+        != Some(&1)
+    {
+        assert!(Instant::now() < deadline, "abort not counted");
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    // The counters, as Envoy's admin /stats shows them.
+    let stats = s.envoy.stats();
+    let stat = |name: &str| {
+        *stats
+            .get(&format!("dynamicmodulescustom.a2a_affinity.{name}"))
+            .unwrap_or_else(|| panic!("{name} missing from /stats: {stats:?}"))
+    };
+    for counter in a2a_affinity_core::stats::Counter::ALL {
+        let name = counter.name().trim_start_matches("a2a_affinity.");
+        let _ = stat(name);
+    }
+    assert!(stat("context_found") >= 48 + 2, "{stats:?}");
+    assert_eq!(stat("minted"), 2);
+    assert_eq!(
+        stat("task_learned"),
+        2,
+        "a repeated pair is not written again"
+    );
+    assert_eq!(stat("task_routed"), 2);
+    assert_eq!(stat("task_unknown"), 1);
+    assert_eq!(stat("invalid_json"), 1);
+    assert_eq!(stat("scan_limit"), 4);
+    assert_eq!(stat("aborted"), 1);
+    let log = s.envoy.log_with("a2a_affinity: configured:");
+    assert!(log.contains("a2a_affinity: configured:"), "{log}");
+    assert!(!log.contains("panic"), "{log}");
+    eprintln!("[{tag}] /stats: {:?}", {
+        let mut v: Vec<_> = stats.into_iter().filter(|(_, n)| *n > 0).collect();
+        v.sort();
+        v
+    });
+}
+
+fn validate(bin: &Path, filter_config: &str) -> (bool, String) {
+    let module = module();
+    let dir = std::env::temp_dir().join(format!("a2a-dynamic-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!(
+        "validate-{}.yaml",
+        filter_config.len() + filter_config.bytes().map(usize::from).sum::<usize>()
+    ));
+    std::fs::write(&path, config_yaml(1, 2, 3, [4, 5], &module, filter_config)).unwrap();
+    let out = Command::new(bin)
+        .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+        .arg(&path)
+        .env(
+            "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+            module.parent().unwrap(),
+        )
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir(&dir);
+    (out.status.success(), text)
+}
+
+/// Every Envoy callback the module imports is exported by this Envoy.
+fn check_symbols(bin: &Path) {
+    let nm = |args: &[&str], file: &Path| -> Option<HashSet<String>> {
+        let out = Command::new("nm").args(args).arg(file).output().ok()?;
+        out.status.success().then(|| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+                .filter(|s| s.starts_with("envoy_dynamic_module_"))
+                .collect()
+        })
+    };
+    let (Some(imports), Some(exports)) = (
+        nm(&["-D", "--undefined-only"], &module()),
+        nm(&["-D", "--defined-only"], bin),
+    ) else {
+        eprintln!("no nm: symbol check skipped");
+        return;
+    };
+    assert!(imports.len() >= 14, "{imports:?}");
+    let missing: Vec<_> = imports.difference(&exports).collect();
+    assert!(missing.is_empty(), "{} lacks {missing:?}", bin.display());
+}
+
+fn with_envoy(name: &str, bin: Option<PathBuf>, f: impl FnOnce(&Path)) {
+    match bin {
+        Some(bin) => f(&bin),
+        None => eprintln!("Envoy {name} not installed: skipped"),
+    }
+}
+
+#[test]
+fn envoy_1_40_runs_the_module() {
+    with_envoy("1.40", envoy_140(), |bin| {
+        check_symbols(bin);
+        run_suite(bin, "v140");
+    });
+}
+
+#[test]
+fn envoy_1_40_validate_accepts_a_good_config_and_rejects_a_bad_one() {
+    with_envoy("1.40", envoy_140(), |bin| {
+        let (ok, text) = validate(bin, r#"{"header": "x-session", "max_scan_bytes": 65536}"#);
+        assert!(ok, "{text}");
+        assert!(text.contains("ABI version v0.2.0 matched"), "{text}");
+        let (ok, text) = validate(bin, r#"{"max_scan_bytes": 0}"#);
+        assert!(!ok, "{text}");
+        assert!(
+            text.contains("a2a_affinity: invalid plugin configuration: max_scan_bytes: must be between 1 and 16777216"),
+            "{text}"
+        );
+        let (ok, text) = validate(bin, r#"{"learn_taskz": true}"#);
+        assert!(!ok, "{text}");
+        assert!(text.contains("unknown field `learn_taskz`"), "{text}");
+    });
+}
+
+/// An older Envoy from its venv: the same suite, and the ABI-version
+/// warning (1.39 and 1.38 are `v0.1.0`; Envoy only warns on a mismatch).
+fn older_envoy(minor: &str) {
+    with_envoy(minor, envoy_venv(minor), |bin| {
+        check_symbols(bin);
+        let (ok, text) = validate(bin, "{}");
+        assert!(ok, "{text}");
+        assert!(
+            text.contains("Dynamic module ABI version v0.2.0 is deprecated"),
+            "{text}"
+        );
+        run_suite(bin, &format!("v{}", minor.replace('.', "")));
+    });
+}
+
+#[test]
+fn envoy_1_39_runs_the_module() {
+    older_envoy("1.39");
+}
+
+#[test]
+fn envoy_1_38_runs_the_module() {
+    older_envoy("1.38");
+}
