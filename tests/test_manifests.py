@@ -63,7 +63,7 @@ FILTER_CONFIG_FIELDS: dict[str, Callable[[Any], bool]] = {
 }
 FILTER_DEFAULT_MAX_SCAN_BYTES = 262144
 
-CORE_KINDS = {("", "v1", "Namespace"), ("", "v1", "Service"), ("apps", "v1", "Deployment")}
+CORE_KINDS = {("", "v1", "Namespace"), ("", "v1", "Service"), ("", "v1", "ConfigMap"), ("apps", "v1", "Deployment")}
 
 # libyaml's loader is several times faster than the pure-Python one.
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -250,6 +250,19 @@ def core_errors(doc: Doc, docs: list[Doc]) -> list[str]:
         return errs
     if not doc.namespace:
         errs.append(f"{doc.where}: metadata.namespace missing")
+    if doc.kind == "ConfigMap":
+        known = {"apiVersion", "kind", "metadata", "data", "binaryData", "immutable"}
+        errs += [f"{doc.where}: unknown ConfigMap field {k}" for k in set(body) - known]
+        data = body.get("data") or {}
+        if not isinstance(data, dict) or not data:
+            errs.append(f"{doc.where}: data must be a non-empty mapping")
+            data = {}
+        for key, value in data.items():
+            if not re.fullmatch(r"[-._a-zA-Z0-9]+", str(key)):
+                errs.append(f"{doc.where}: bad data key {key!r}")
+            if not isinstance(value, str):
+                errs.append(f"{doc.where}: data[{key!r}] must be a string")
+        return errs
     if doc.kind == "Deployment":
         known = {"replicas", "selector", "template", "strategy", "minReadySeconds",
                  "revisionHistoryLimit", "progressDeadlineSeconds", "paused"}
@@ -764,15 +777,283 @@ def test_content_type_rule_matches_a2a_media_types(docs: list[Doc]) -> None:
 
 
 # --------------------------------------------------------------------------
+# kgateway's ext_proc path: the a2a-affinity-ext-proc server as a
+# GatewayExtension, enabled on the agents' route by a TrafficPolicy.
+
+# The modes the server is built for. The request headers wait for the reply
+# to the one (BUFFERED_PARTIAL) body message, which sets the header; the
+# response is streamed to it for task learning.
+EXT_PROC_MODES = {
+    "requestHeaderMode": "SEND",
+    "requestBodyMode": "BUFFERED_PARTIAL",
+    "requestTrailerMode": "SKIP",
+    "responseHeaderMode": "SEND",
+    "responseBodyMode": "STREAMED",
+    "responseTrailerMode": "SKIP",
+}
+# With "learn_tasks": false the server reads no response.
+EXT_PROC_MODES_NO_LEARNING = {**EXT_PROC_MODES, "responseHeaderMode": "SKIP", "responseBodyMode": "NONE"}
+# Why each other request body mode is wrong here.
+WRONG_REQUEST_BODY_MODES = {
+    "BUFFERED": "Envoy answers 413 to a body over the buffer limit",
+    "FULL_DUPLEX_STREAMED": "it fails closed, has no message timeout, and with trailers skipped "
+                            "loses the body of HTTP/2 requests with trailers",
+    "STREAMED": "the headers leave before the body is read",
+    "NONE": "the body is never read",
+}
+# Service appProtocols kgateway sends HTTP/2 to (gRPC needs it).
+H2_APP_PROTOCOLS = {"kubernetes.io/h2c", "grpc", "http2"}
+EXT_PROC_IMAGE = "a2a-affinity-ext-proc"
+KGATEWAY_DURATION = re.compile(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")
+
+
+def kgateway_duration_secs(value: Any) -> float | None:
+    """A kgateway CRD duration ("500ms", "1m30s") in seconds, or None."""
+    if not isinstance(value, str) or not KGATEWAY_DURATION.fullmatch(value):
+        return None
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(int(n) * scale[unit] for n, unit in re.findall(r"([0-9]+)(ms|h|m|s)", value))
+
+
+def cli_flags(args: list[Any]) -> dict[str, str]:
+    """`--flag value` and `--flag=value` pairs of a container's args."""
+    out: dict[str, str] = {}
+    args = [str(a) for a in args]
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--"):
+            if "=" in arg:
+                key, value = arg.split("=", 1)
+            elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+                key, value = arg, args[i + 1]
+                i += 1
+            else:
+                key, value = arg, ""
+            out[key] = value
+        i += 1
+    return out
+
+
+def listen_port(value: str | None) -> int | None:
+    m = re.fullmatch(r".+:([0-9]{1,5})", value or "")
+    return int(m.group(1)) if m else None
+
+
+def selected_deployments(docs: list[Doc], service: Doc) -> list[Doc]:
+    selector = service.spec.get("selector") or {}
+    return [
+        d for d in find(docs, "Deployment") if d.namespace == service.namespace and selector
+        and all((d.spec["template"]["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
+    ]
+
+
+def service_by_host(docs: list[Doc], host: str, namespace: str) -> Doc | None:
+    """A Service named by a DNS name: name, name.ns, name.ns.svc[.cluster.local]."""
+    parts = host.split(".")
+    ns = parts[1] if len(parts) > 1 else namespace
+    return resolve(docs, "Service", parts[0], ns)
+
+
+def mounted_file(pod: dict[str, Any], container: dict[str, Any], path: str) -> tuple[str, str] | None:
+    """(ConfigMap name, key) a path in the container comes from."""
+    volumes = {v.get("name"): v for v in pod.get("volumes") or []}
+    for mount in container.get("volumeMounts") or []:
+        root = str(mount.get("mountPath", "")).rstrip("/") + "/"
+        source = (volumes.get(mount.get("name")) or {}).get("configMap")
+        if source is None or not path.startswith(root):
+            continue
+        relative = mount.get("subPath") or path[len(root):]
+        for item in source.get("items") or []:
+            if item.get("path") == relative:
+                return source.get("name"), item.get("key")
+        return source.get("name"), relative
+    return None
+
+
+def ext_proc_server_errors(docs: list[Doc], where: str, service: Doc, port: dict[str, Any]
+                           ) -> tuple[list[str], dict[str, Any] | None]:
+    """The Deployment behind the GatewayExtension's backend: flags, probes,
+    security, and its --config file, which must be the filter's JSON
+    configuration. Returns the errors and that configuration."""
+    errs: list[str] = []
+    config: dict[str, Any] | None = None
+    deployments = selected_deployments(docs, service)
+    if len(deployments) != 1:
+        return [f"{where}: Service {service.name} selects {len(deployments)} Deployments, want 1"], None
+    deployment = deployments[0]
+    w = deployment.where
+    pod = deployment.spec["template"]["spec"]
+    target = port.get("targetPort", port.get("port"))
+    containers = [c for c in pod.get("containers", [])
+                  if any(p.get("containerPort") == target or p.get("name") == target for p in c.get("ports", []))]
+    if len(containers) != 1:
+        return [f"{w}: no single container serves targetPort {target!r}"], None
+    c = containers[0]
+    ports = {p.get("name"): p.get("containerPort") for p in c.get("ports", [])}
+    grpc_port = ports.get(target, target)
+    if EXT_PROC_IMAGE not in str(c.get("image", "")):
+        errs.append(f"{w}: container image {c.get('image')!r} is not {EXT_PROC_IMAGE}")
+    flags = cli_flags(c.get("args") or [])
+    if listen_port(flags.get("--listen")) != grpc_port:
+        errs.append(f"{w}: --listen {flags.get('--listen')!r} is not the Service's port {grpc_port}")
+    metrics_port = listen_port(flags.get("--metrics-listen"))
+    if metrics_port is None or metrics_port == grpc_port:
+        errs.append(f"{w}: --metrics-listen must be an ADDR:PORT of its own")
+
+    def probe_port(value: Any) -> Any:
+        return ports.get(value, value)
+
+    readiness = c.get("readinessProbe") or {}
+    if probe_port((readiness.get("grpc") or {}).get("port")) != grpc_port:
+        errs.append(f"{w}: readinessProbe must be the gRPC health check on port {grpc_port}")
+    liveness = (c.get("livenessProbe") or {}).get("httpGet") or {}
+    if liveness.get("path") != "/healthz" or probe_port(liveness.get("port")) != metrics_port:
+        errs.append(f"{w}: livenessProbe must be GET /healthz on the metrics port {metrics_port}")
+    if not (c.get("resources") or {}).get("requests"):
+        errs.append(f"{w}: no resource requests")
+    security = c.get("securityContext") or {}
+    if not (security.get("runAsNonRoot") or (pod.get("securityContext") or {}).get("runAsNonRoot")):
+        errs.append(f"{w}: must run as non-root (runAsNonRoot)")
+    if security.get("readOnlyRootFilesystem") is not True or security.get("allowPrivilegeEscalation") is not False:
+        errs.append(f"{w}: needs readOnlyRootFilesystem: true and allowPrivilegeEscalation: false")
+
+    store = flags.get("--task-store", "memory")
+    if store == "memory":
+        if deployment.spec.get("replicas", 1) > 1:
+            errs.append(f"{w}: {deployment.spec['replicas']} replicas with --task-store memory: a task learned "
+                        "on one is unknown to the others; use Redis")
+    else:
+        m = re.fullmatch(r"redis://([a-z0-9.-]+):([0-9]{1,5})", store)
+        redis = service_by_host(docs, m.group(1), deployment.namespace) if m else None
+        if redis is None or int(m.group(2)) not in [p.get("port") for p in redis.spec.get("ports", [])]:
+            errs.append(f"{w}: --task-store {store!r} is neither memory nor redis://<a Service here>:<its port>")
+
+    path = flags.get("--config")
+    source = mounted_file(pod, c, path) if path else None
+    config_map = resolve(docs, "ConfigMap", source[0], deployment.namespace) if source else None
+    raw = (config_map.body.get("data") or {}).get(source[1]) if config_map and source else None
+    if raw is None:
+        errs.append(f"{w}: --config {path!r} is not a key of a ConfigMap under deploy/ mounted there")
+    else:
+        try:
+            config = json.loads(raw)
+        except json.JSONDecodeError as e:
+            errs.append(f"{config_map.where}: {source[1]} is not JSON: {e}")
+        else:
+            errs += filter_config_errors(f"{config_map.where} {source[1]}", config)
+            if not isinstance(config, dict):
+                config = None
+    return errs, config
+
+
+def expected_ext_proc_modes(config: dict[str, Any] | None) -> dict[str, str]:
+    return EXT_PROC_MODES if (config or {}).get("learn_tasks", True) else EXT_PROC_MODES_NO_LEARNING
+
+
+def mode_errors(where: str, modes: Any, expected: dict[str, str]) -> list[str]:
+    if not isinstance(modes, dict):
+        return [f"{where}: processingMode missing"]
+    errs = []
+    body = modes.get("requestBodyMode")
+    if body in WRONG_REQUEST_BODY_MODES:
+        errs.append(f"{where}: requestBodyMode {body}: {WRONG_REQUEST_BODY_MODES[body]}; "
+                    "BUFFERED_PARTIAL holds the headers for the body reply without a 413")
+    for field, value in expected.items():
+        if modes.get(field) != value:
+            errs.append(f"{where}: processingMode.{field} is {modes.get(field)!r}, want {value!r}"
+                        + ("" if field in modes else " (a field left out falls back to the CRD default)"))
+    errs += [f"{where}: unknown processingMode field {k}" for k in set(modes) - set(expected)]
+    return errs
+
+
+def kgateway_ext_proc_errors(docs: list[Doc]) -> list[str]:
+    errs: list[str] = []
+    extensions = [d for d in find(docs, "GatewayExtension", "kgateway") if d.spec.get("extProc")]
+    policies = [d for d in find(docs, "TrafficPolicy", "kgateway") if (d.spec.get("extProc") or {}).get("extensionRef")]
+    if not extensions or not policies:
+        return ["deploy/kgateway: no GatewayExtension extProc with a TrafficPolicy enabling it"]
+    configs: dict[str, dict[str, Any] | None] = {}
+    for ext in extensions:
+        spec = ext.spec["extProc"]
+        if ext.spec.get("type", "ExtProc") != "ExtProc":
+            errs.append(f"{ext.where}: type must be ExtProc")
+        if spec.get("failOpen") is not True:
+            errs.append(f"{ext.where}: failOpen must be true (a dead or slow server must not fail requests)")
+        timeout = kgateway_duration_secs(spec.get("messageTimeout"))
+        if timeout is None or not 0.1 <= timeout <= 2.0:
+            errs.append(f"{ext.where}: messageTimeout {spec.get('messageTimeout')!r}: set it, between 100ms "
+                        "and 2s (each message to a stalled server delays the request this long)")
+        if spec.get("allowProcessingModeOverride"):
+            errs.append(f"{ext.where}: allowProcessingModeOverride must stay false")
+        ref = (spec.get("grpcService") or {}).get("backendRef") or {}
+        if ref.get("group", "") != "" or ref.get("kind", "Service") != "Service":
+            errs.append(f"{ext.where}: backendRef must be a Service")
+            continue
+        service = resolve(docs, "Service", ref.get("name", ""), ref.get("namespace", ext.namespace))
+        port = next((p for p in (service.spec.get("ports") or [] if service else []) if p.get("port") == ref.get("port")), None)
+        if service is None or port is None:
+            errs.append(f"{ext.where}: backendRef {ref.get('name')}:{ref.get('port')} is no Service port under deploy/")
+            continue
+        if port.get("appProtocol") not in H2_APP_PROTOCOLS:
+            errs.append(f"{service.where}: port {port.get('port')} needs appProtocol kubernetes.io/h2c (or grpc): "
+                        "kgateway speaks HTTP/1.1 to it otherwise and every gRPC call fails")
+        server_errs, config = ext_proc_server_errors(docs, ext.where, service, port)
+        errs += server_errs
+        configs[ext.name] = config
+        if "processingMode" in spec:
+            errs += mode_errors(ext.where, spec["processingMode"], expected_ext_proc_modes(config))
+
+    backend_policies = find(docs, "BackendConfigPolicy", "kgateway")
+    for d in policies:
+        ref = d.spec["extProc"]["extensionRef"]
+        ext = resolve(docs, "GatewayExtension", ref.get("name", ""), ref.get("namespace", d.namespace))
+        if ext is None or not ext.spec.get("extProc"):
+            errs.append(f"{d.where}: extensionRef {ref.get('name')} is no extProc GatewayExtension under deploy/")
+            continue
+        errs += mode_errors(d.where, d.spec["extProc"].get("processingMode"), expected_ext_proc_modes(configs.get(ext.name)))
+        # The header the server sets must be what the route's backends hash.
+        for target in d.spec.get("targetRefs") or []:
+            route = resolve(docs, target.get("kind", ""), target.get("name", ""), d.namespace)
+            if route is None or route.kind != "HTTPRoute":
+                errs.append(f"{d.where}: target {target.get('name')} is no HTTPRoute under deploy/")
+                continue
+            for rule in route.spec.get("rules") or []:
+                for backend in rule.get("backendRefs") or []:
+                    hashed = any(
+                        ref2.get("kind") == "Service" and ref2.get("name") == backend.get("name")
+                        and any(a in (p.spec.get("loadBalancer") or {}) for a in ("ringHash", "maglev"))
+                        for p in backend_policies for ref2 in p.spec.get("targetRefs") or []
+                    )
+                    if not hashed:
+                        errs.append(f"{d.where}: backend {backend.get('name')} of {route.name} has no "
+                                    "BackendConfigPolicy with ringHash/maglev on the header")
+
+    # The ext_proc path and the transformation fallback must not be applied
+    # together by one `kubectl apply -f <dir>`.
+    transformation_dirs = {d.path.parent for d in find(docs, "TrafficPolicy", "kgateway") if d.spec.get("transformation")}
+    for d in policies:
+        if d.path.parent in transformation_dirs:
+            errs.append(f"{d.where}: in the same directory as the transformation fallback; keep them apart")
+    return errs
+
+
+def test_kgateway_ext_proc_is_wired_and_fails_open(docs: list[Doc]) -> None:
+    errors = kgateway_ext_proc_errors(docs)
+    assert not errors, "\n".join(errors)
+
+
+# --------------------------------------------------------------------------
 # The checks must catch what they are for: broken copies are rejected.
 
 
-def mutated(docs: list[Doc], kind: str, change: Callable[[dict[str, Any]], None]) -> list[Doc]:
+def mutated(docs: list[Doc], kind: str, change: Callable[[dict[str, Any]], None],
+            name: str | None = None) -> list[Doc]:
     out = []
     hit = False
     for d in docs:
         body = copy.deepcopy(d.body)
-        if d.kind == kind and not hit:
+        if d.kind == kind and not hit and name in (None, d.name):
             change(body)
             hit = True
         out.append(Doc(d.path, d.index, body))
@@ -875,6 +1156,70 @@ def test_reference_check_rejects_a_dangling_target(docs: list[Doc]) -> None:
 
     errors = reference_errors(mutated(docs, "TrafficPolicy", dangling))
     assert any("no-such-rule" in e for e in errors), errors
+
+
+def test_kgateway_ext_proc_check_rejects_wrong_modes_and_closed_failure(docs: list[Doc]) -> None:
+    def modes(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+        return lambda body: change(body["spec"]["extProc"]["processingMode"])
+
+    cases: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
+        ("TrafficPolicy", modes(lambda m: m.update(requestBodyMode="BUFFERED")), "413"),
+        ("TrafficPolicy", modes(lambda m: m.update(requestBodyMode="FULL_DUPLEX_STREAMED")), "fails closed"),
+        ("TrafficPolicy", modes(lambda m: m.pop("responseBodyMode")), "falls back to the CRD default"),
+        ("GatewayExtension", modes(lambda m: m.update(requestBodyMode="STREAMED")), "before the body"),
+        ("GatewayExtension", lambda b: b["spec"]["extProc"].update(failOpen=False), "failOpen"),
+        ("GatewayExtension", lambda b: b["spec"]["extProc"].pop("messageTimeout"), "messageTimeout"),
+        ("GatewayExtension", lambda b: b["spec"]["extProc"]["grpcService"]["backendRef"].update(port=9090),
+         "appProtocol"),
+    ]
+    for kind, change, expected in cases:
+        errors = kgateway_ext_proc_errors(mutated(docs, kind, change))
+        assert any(expected in e for e in errors), (kind, expected, errors)
+
+
+def test_kgateway_ext_proc_check_rejects_a_broken_server(docs: list[Doc]) -> None:
+    name = "a2a-affinity-ext-proc"
+
+    def container(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+        return lambda body: change(body["spec"]["template"]["spec"]["containers"][0])
+
+    def set_flag(flag: str, value: str) -> Callable[[dict[str, Any]], None]:
+        def change(c: dict[str, Any]) -> None:
+            c["args"][c["args"].index(flag) + 1] = value
+        return container(change)
+
+    def config(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+        def edit(body: dict[str, Any]) -> None:
+            key = next(iter(body["data"]))
+            value = json.loads(body["data"][key])
+            change(value)
+            body["data"][key] = json.dumps(value)
+        return edit
+
+    cases: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
+        ("Deployment", set_flag("--task-store", "memory"), "unknown to the others"),
+        ("Deployment", set_flag("--task-store", "redis://nowhere:6379"), "--task-store"),
+        ("Deployment", set_flag("--listen", "0.0.0.0:50051"), "--listen"),
+        ("Deployment", set_flag("--config", "/etc/elsewhere/config.json"), "--config"),
+        ("Deployment", container(lambda c: c.pop("readinessProbe")), "gRPC health"),
+        ("Deployment", container(lambda c: c["securityContext"].update(readOnlyRootFilesystem=False)),
+         "readOnlyRootFilesystem"),
+        ("ConfigMap", config(lambda v: v.update(headerName="x-context-id")), "unknown filter field"),
+        ("ConfigMap", config(lambda v: v.update(max_scan_bytes="big")), "max_scan_bytes"),
+        # Without task learning the response modes must change too.
+        ("ConfigMap", config(lambda v: v.update(learn_tasks=False)), "responseBodyMode"),
+        ("Service", lambda b: [p.pop("appProtocol", None) for p in b["spec"]["ports"]], "appProtocol"),
+    ]
+    for kind, change, expected in cases:
+        errors = kgateway_ext_proc_errors(mutated(docs, kind, change, name=name))
+        assert any(expected in e for e in errors), (kind, expected, errors)
+
+
+def test_kgateway_ext_proc_check_rejects_the_fallback_beside_it(docs: list[Doc]) -> None:
+    policy = next(d for d in find(docs, "TrafficPolicy", "kgateway") if d.spec.get("extProc"))
+    moved = [Doc(policy.path, 99, copy.deepcopy(d.body)) if d.spec.get("transformation") else d for d in docs]
+    errors = kgateway_ext_proc_errors(moved)
+    assert any("transformation fallback" in e for e in errors), errors
 
 
 # --------------------------------------------------------------------------
@@ -1052,6 +1397,167 @@ def test_envoy_validation_rejects_an_unknown_filter_field(docs: list[Doc], tmp_p
     config = envoy_gateway_bootstrap(mutated(docs, "EnvoyExtensionPolicy", unknown_field), module)
     result = envoy_validate(envoy, config, tmp_path)
     assert result.returncode != 0, "Envoy accepted a filter configuration with an unknown field"
+
+
+# --------------------------------------------------------------------------
+# The Envoy configuration kgateway renders from the ext_proc manifests
+# (kgateway v2.4, pkg/kgateway/extensions2/plugins/trafficpolicy/:
+# gateway_extension.go buildCompositeExtProcFilter, extproc_policy.go,
+# traffic_policy_plugin.go HttpFilters), modelled here: it must load in Envoy
+# and be what envoy/envoy-ext-proc-kgateway.yaml ships.
+
+EXT_PROC_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor"
+EXT_PROC_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute"
+# The cluster name the shipped Envoy configs (and the test harness) use
+# where kgateway has kube_<namespace>_<service>_<port>.
+SHIPPED_EXT_PROC_CLUSTER = "a2a_affinity_ext_proc"
+ENVOY_EXT_PROC = REPO / "envoy" / "envoy-ext-proc.yaml"
+ENVOY_EXT_PROC_KGATEWAY = REPO / "envoy" / "envoy-ext-proc-kgateway.yaml"
+# The CRD defaults the API server fills in for fields left out.
+CRD_MODE_DEFAULTS = {
+    "requestHeaderMode": "SEND", "requestBodyMode": "NONE", "requestTrailerMode": "SKIP",
+    "responseHeaderMode": "SEND", "responseBodyMode": "NONE", "responseTrailerMode": "SKIP",
+}
+
+
+def envoy_modes(modes: dict[str, str]) -> dict[str, str]:
+    """A CRD processingMode as Envoy's ProcessingMode (requestHeaderMode ->
+    request_header_mode), CRD defaults filled in."""
+    filled = {**CRD_MODE_DEFAULTS, **modes}
+    return {re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), k): v for k, v in filled.items()}
+
+
+def kgateway_ext_proc_render(docs: list[Doc]) -> dict[str, Any]:
+    """The HTTP filters, the route's typed_per_filter_config and the server's
+    cluster kgateway generates from the GatewayExtension and the TrafficPolicy."""
+    policy = next(d for d in find(docs, "TrafficPolicy", "kgateway") if (d.spec.get("extProc") or {}).get("extensionRef"))
+    ref = policy.spec["extProc"]["extensionRef"]
+    ext = resolve(docs, "GatewayExtension", ref["name"], ref.get("namespace", policy.namespace))
+    assert ext is not None, f"{policy.where}: no GatewayExtension {ref['name']}"
+    spec = ext.spec["extProc"]
+    backend = spec["grpcService"]["backendRef"]
+    service = resolve(docs, "Service", backend["name"], backend.get("namespace", ext.namespace))
+    assert service is not None, f"{ext.where}: no Service {backend['name']}"
+    port = next(p for p in service.spec["ports"] if p["port"] == backend["port"])
+    cluster_name = f"kube_{service.namespace}_{service.name}_{port['port']}"
+    ext_proc: dict[str, Any] = {
+        "@type": EXT_PROC_FILTER_TYPE,
+        "grpc_service": {"envoy_grpc": {"cluster_name": cluster_name}},
+        "failure_mode_allow": spec.get("failOpen", True),
+        # protojson leaves out a false bool; the shipped file spells it out.
+        "allow_mode_override": spec.get("allowProcessingModeOverride", False),
+    }
+    timeout = kgateway_duration_secs(spec.get("messageTimeout"))
+    if timeout is not None:
+        ext_proc["message_timeout"] = f"{timeout:g}s"
+    if spec.get("processingMode") is not None:
+        ext_proc["processing_mode"] = envoy_modes(spec["processingMode"])
+    name = f"ext_proc/{ext.namespace}/{ext.name}"
+    disable_ns = "dev.kgateway.disable_ext_proc"
+    filters = [
+        {"name": "global_disable/ext_proc", "disabled": True, "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.set_metadata.v3.Config",
+            "metadata": [{"metadata_namespace": disable_ns, "value": {"disable": True}}]}},
+        {"name": name, "disabled": True, "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher",
+            "extension_config": {"name": "composite_ext_proc", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.composite.v3.Composite"}},
+            "xds_matcher": {"matcher_list": {"matchers": [{
+                "predicate": {"single_predicate": {
+                    "input": {"name": "disable", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.matching.common_inputs.network.v3.DynamicMetadataInput",
+                        "filter": disable_ns, "path": [{"key": "disable"}]}},
+                    "custom_match": {"name": "envoy.matching.matchers.metadata_matcher", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.matching.input_matchers.metadata.v3.Metadata",
+                        "value": {"bool_match": True}, "invert": True}}}},
+                "on_match": {"action": {"name": "composite-action", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.composite.v3.ExecuteFilterAction",
+                    "typed_config": {"name": "envoy.filters.http.ext_proc", "typed_config": ext_proc}}}},
+            }]}},
+        }},
+    ]
+    per_route = {name: {"@type": EXT_PROC_PER_ROUTE_TYPE, "overrides": {
+        "processing_mode": envoy_modes(policy.spec["extProc"].get("processingMode") or {})}}}
+    protocol: dict[str, Any] = {"http2_protocol_options": {}} if port.get("appProtocol") in H2_APP_PROTOCOLS \
+        else {"http_protocol_options": {}}
+    cluster = {
+        "name": cluster_name, "type": "STATIC", "connect_timeout": "0.25s",
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": protocol}},
+        "load_assignment": {"cluster_name": cluster_name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port["port"]}}}}]}]},
+    }
+    return {"filters": filters, "per_route": per_route, "cluster": cluster, "ext_proc": ext_proc}
+
+
+def kgateway_ext_proc_bootstrap(docs: list[Doc]) -> dict[str, Any]:
+    """The rendered filters on a listener, the route hashed as the agents'
+    BackendConfigPolicy says, and the server's cluster."""
+    rendered = kgateway_ext_proc_render(docs)
+    bcp = next(d for d in find(docs, "BackendConfigPolicy", "kgateway")
+               if any(a in (d.spec.get("loadBalancer") or {}) for a in ("maglev", "ringHash")))
+    lb_spec = bcp.spec["loadBalancer"]
+    algorithm = "maglev" if "maglev" in lb_spec else "ringHash"
+    hash_policy = [{"header": {"header_name": h["header"]["name"]}, **({"terminal": True} if h.get("terminal") else {})}
+                   for h in lb_spec[algorithm]["hashPolicies"]]
+    route = {"match": {"prefix": "/"}, "typed_per_filter_config": rendered["per_route"],
+             "route": {"cluster": "agents", "timeout": "0s", "hash_policy": hash_policy}}
+    if algorithm == "maglev":
+        lb = {"lb_policy": "MAGLEV", "maglev_lb_config": {"table_size": lb_spec["maglev"].get("tableSize", 65537)}}
+    else:
+        lb = {"lb_policy": "RING_HASH",
+              "ring_hash_lb_config": {"minimum_ring_size": lb_spec["ringHash"].get("minimumRingSize", 1024)}}
+    config = bootstrap(rendered["filters"][1], route, lb, None)
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["http_filters"].insert(0, rendered["filters"][0])
+    config["static_resources"]["clusters"].append(rendered["cluster"])
+    return config
+
+
+def shipped_http_filters(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    filters = [f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.router"]
+    return cfg, filters, hcm["route_config"]["virtual_hosts"][0]["routes"][0]
+
+
+def test_shipped_kgateway_ext_proc_config_is_what_the_manifests_render(docs: list[Doc]) -> None:
+    rendered = kgateway_ext_proc_render(docs)
+    cluster = rendered["cluster"]["name"]
+    expected = json.loads(json.dumps(rendered["filters"]).replace(json.dumps(cluster), json.dumps(SHIPPED_EXT_PROC_CLUSTER)))
+    cfg, filters, route = shipped_http_filters(ENVOY_EXT_PROC_KGATEWAY)
+    assert filters == expected, f"{ENVOY_EXT_PROC_KGATEWAY.name}: http filters differ from the kgateway rendering"
+    assert route.get("typed_per_filter_config") == rendered["per_route"], route.get("typed_per_filter_config")
+    assert any(c["name"] == SHIPPED_EXT_PROC_CLUSTER for c in cfg["static_resources"]["clusters"])
+
+    # The plain variant runs the same ext_proc filter with the same route,
+    # and both keep envoy/envoy.yaml's route and agents' cluster.
+    plain_cfg, plain_filters, plain_route = shipped_http_filters(ENVOY_EXT_PROC)
+    assert [f["name"] for f in plain_filters] == ["envoy.filters.http.ext_proc"]
+    inner = expected[1]["typed_config"]["xds_matcher"]["matcher_list"]["matchers"][0]["on_match"]["action"]
+    assert plain_filters[0]["typed_config"] == inner["typed_config"]["typed_config"]["typed_config"]
+    wasm_cfg = yaml.safe_load((REPO / "envoy" / "envoy.yaml").read_text(encoding="utf-8"))
+    wasm_route = wasm_cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0]
+    for c in (cfg, plain_cfg):
+        assert c["static_resources"]["clusters"][0] == wasm_cfg["static_resources"]["clusters"][0]
+    assert route["route"] == plain_route["route"] == wasm_route["route"]
+
+
+@pytest.mark.parametrize("version", sorted(ENVOYS))
+def test_kgateway_ext_proc_configuration_loads_in_envoy(docs: list[Doc], version: str, tmp_path: Path) -> None:
+    envoy = ENVOYS[version]
+    if not envoy.is_file():
+        pytest.skip(f"Envoy {version} is not installed at {envoy} (scripts/setup.sh installs it)")
+    result = envoy_validate(envoy, kgateway_ext_proc_bootstrap(docs), tmp_path)
+    assert result.returncode == 0, f"Envoy {version} rejects the kgateway ext_proc config:\n{result.stdout}{result.stderr}"
+
+    # The per-route override is validated too: a bad mode is refused.
+    broken = kgateway_ext_proc_bootstrap(mutated(docs, "TrafficPolicy", lambda b: b["spec"]["extProc"][
+        "processingMode"].update(requestBodyMode="BUFFERED_PARTIALLY")))
+    result = envoy_validate(envoy, broken, tmp_path)
+    assert result.returncode != 0, "Envoy accepted an unknown request_body_mode in ExtProcPerRoute"
 
 
 # --------------------------------------------------------------------------
@@ -1284,3 +1790,149 @@ def test_istio_config_by_ecds_keeps_each_conversation_on_one_replica(
         assert gateway.counters().get("context_found", 0) >= 12, gateway.counters()
     finally:
         stop(gateway.proc)
+
+
+# --------------------------------------------------------------------------
+# Traffic through the kgateway rendering of the ext_proc manifests with the
+# real server (target/release/a2a-affinity-ext-proc, from scripts/build.sh)
+# running the ConfigMap's configuration. The in-memory task store stands in
+# for Redis; nothing here learns tasks.
+
+EXT_PROC_BINARY = "a2a-affinity-ext-proc"
+# Twice Envoy's default buffer limit: BUFFERED_PARTIAL passes it on, where
+# BUFFERED would answer 413.
+HUGE_TEXT_BYTES = 2 * 1024 * 1024
+
+
+def ext_proc_binary() -> Path | None:
+    dirs = [Path(os.environ["CARGO_TARGET_DIR"])] if os.environ.get("CARGO_TARGET_DIR") else []
+    dirs.append(REPO / "target")
+    for d in dirs:
+        binary = d / "release" / EXT_PROC_BINARY
+        if binary.is_file():
+            return binary
+    return None
+
+
+def needs_envoy_and_ext_proc_server() -> tuple[Path, Path]:
+    envoy = ENVOYS["1.40"]
+    if not envoy.is_file():
+        pytest.skip(f"Envoy 1.40 is not installed at {envoy} (scripts/setup.sh installs it)")
+    binary = ext_proc_binary()
+    if binary is None:
+        pytest.skip(f"the ext_proc server is not built: run scripts/build.sh ({EXT_PROC_BINARY})")
+    sources = [*sorted((REPO / "crates" / "ext-proc" / "src").rglob("*.rs")),
+               *sorted((REPO / "crates" / "core" / "src").rglob("*.rs"))]
+    newest = max((s.stat().st_mtime for s in sources if s.is_file()), default=0.0)
+    if binary.stat().st_mtime < newest:
+        pytest.skip(f"{binary} is older than the server's sources: run scripts/build.sh")
+    return envoy, binary
+
+
+def shipped_ext_proc_config(docs: list[Doc]) -> str:
+    """The --config file of the Deployment behind the GatewayExtension, as
+    the ConfigMap holds it."""
+    ext = next(d for d in find(docs, "GatewayExtension", "kgateway") if d.spec.get("extProc"))
+    ref = ext.spec["extProc"]["grpcService"]["backendRef"]
+    service = resolve(docs, "Service", ref["name"], ref.get("namespace", ext.namespace))
+    deployment = selected_deployments(docs, service)[0]
+    pod = deployment.spec["template"]["spec"]
+    container = pod["containers"][0]
+    name, key = mounted_file(pod, container, cli_flags(container["args"])["--config"])
+    return resolve(docs, "ConfigMap", name, deployment.namespace).body["data"][key]
+
+
+class ExtProcProcess:
+    """The ext_proc server on loopback ports; ready when /healthz answers."""
+
+    def __init__(self, binary: Path, config_text: str, workdir: Path):
+        self.port, self.metrics_port = free_port(), free_port()
+        config = workdir / "ext-proc.json"
+        config.write_text(config_text, encoding="utf-8")
+        self.log = workdir / "ext-proc.log"
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen(
+                [str(binary), "--listen", f"127.0.0.1:{self.port}",
+                 "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
+                 "--config", str(config), "--task-store", "memory", "--shutdown-grace-secs", "1"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for(lambda: admin_get(self.metrics_port, "/healthz")[0] == 200, "ext_proc server", self.proc, self.log)
+        except Exception:
+            stop(self.proc)
+            raise
+
+    def counters(self) -> dict[str, int]:
+        out = {}
+        for line in admin_get(self.metrics_port, "/metrics")[1].splitlines():
+            m = re.match(r"^a2a_affinity_([a-z_]+)_total (\d+)$", line.strip())
+            if m:
+                out[m.group(1)] = int(m.group(2))
+        return out
+
+
+def test_kgateway_ext_proc_config_keeps_each_conversation_on_one_replica(
+        docs: list[Doc], replicas: tuple[list[int], dict[str, str]], tmp_path: Path) -> None:
+    envoy, binary = needs_envoy_and_ext_proc_server()
+    ports, _ = replicas
+    server = ExtProcProcess(binary, shipped_ext_proc_config(docs), tmp_path)
+    try:
+        config = kgateway_ext_proc_bootstrap(docs)
+        ext_proc_cluster = config["static_resources"]["clusters"][-1]
+        ext_proc_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
+            "socket_address"]["port_value"] = server.port
+        gateway = Gateway(envoy, config, ports, tmp_path, "kgateway-ext-proc")
+        try:
+            landed: dict[str, set[str]] = {}
+            seq = 0
+            for conversation in range(6):
+                context_id = f"kgw-ctx-{conversation}-{'cd' * conversation}"
+                for turn in range(2):
+                    seq += 1
+                    body = send_message(context_id, "x" * LARGE_TEXT_BYTES if turn == 0 else f"turn {turn}", seq)
+                    status, report = gateway.post(body)
+                    assert status == 200 and report is not None, (status, gateway.log.read_text()[-2000:])
+                    assert report["context_ids"] == [context_id], (report["context_ids"], server.log.read_text()[-2000:])
+                    assert (report["body_length"], report["body_sha256"]) == (
+                        len(body), hashlib.sha256(body).hexdigest()), "the body changed on the way"
+                    landed.setdefault(context_id, set()).add(report["replica"])
+            assert all(len(r) == 1 for r in landed.values()), landed
+            assert len(set().union(*landed.values())) > 1, f"every conversation on one replica: {landed}"
+
+            # A first turn is minted a contextId (body and header); its
+            # follow-up lands on the same replica.
+            seq += 1
+            status, first = gateway.post(send_message(None, "hello", seq))
+            assert status == 200 and first is not None and len(first["context_ids"]) == 1, first
+            minted = first["context_ids"][0]
+            assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", minted), minted
+            seq += 1
+            status, follow_up = gateway.post(send_message(minted, "and then", seq))
+            assert status == 200 and follow_up is not None and follow_up["replica"] == first["replica"]
+
+            # Past the buffer limit: no 413, the body intact; the contextId
+            # after 2 MiB is beyond the one body message, so no header.
+            seq += 1
+            body = send_message("kgw-huge", "x" * HUGE_TEXT_BYTES, seq)
+            status, report = gateway.post(body)
+            assert status == 200 and report is not None, status
+            assert report["body_sha256"] == hashlib.sha256(body).hexdigest() and report["context_ids"] == []
+
+            counters = server.counters()
+            assert counters.get("context_found", 0) >= 13 and counters.get("minted", 0) == 1, counters
+
+            # Fail open: with the server gone the request still goes through,
+            # unchanged, without the header.
+            stop(server.proc)
+            seq += 1
+            body = send_message("kgw-open", "server down", seq)
+            started = time.monotonic()
+            status, report = gateway.post(body)
+            assert status == 200 and report is not None, (status, gateway.log.read_text()[-2000:])
+            assert report["context_ids"] == [] and report["body_sha256"] == hashlib.sha256(body).hexdigest()
+            assert time.monotonic() - started < 2.0
+        finally:
+            stop(gateway.proc)
+    finally:
+        stop(server.proc)
