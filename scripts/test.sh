@@ -18,11 +18,12 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The proxy-wasm glue (src/filter.rs) only compiles for the Wasm target.
 cargo clippy -p a2a-affinity --target wasm32-wasip1 --quiet -- -D warnings
 
-say "unit and property tests (host target)"
-cargo test --workspace --quiet -- --include-ignored
-
-say "release Wasm module"
+say "every artifact (Wasm module, dynamic module, ext_proc server)"
 scripts/build.sh
+
+say "unit and property tests (host target); the dynamic module's Envoy tests load the built .so"
+A2A_DYNAMIC_MODULE_SO="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/liba2a_affinity_dynamic.so" \
+  cargo test --workspace --quiet -- --include-ignored
 
 say "extractor check inside V8 (the module's SIMD string skip; bench/wasm-scan)"
 cargo build --release --target wasm32-wasip1 --quiet -p wasm-scan
@@ -33,5 +34,14 @@ say "whole streams through the release module inside V8 (bench/wasm_stream.mjs -
 node --no-warnings bench/wasm_stream.mjs --check \
   "filter=${CARGO_TARGET_DIR:-target}/wasm32-wasip1/release/a2a_affinity.wasm@$(cat bench/filter-config.json)"
 
-say "end-to-end tests (real Envoy)"
-.venv/bin/python -m pytest -q tests
+# The end-to-end suites run once per shell: the full set with the Wasm
+# module (it also holds the tests of the module itself, the manifests and
+# the agents), then every suite that sends traffic through the filter with
+# the dynamic module and with the ext_proc server in the shape kgateway
+# renders.
+say "end-to-end tests (real Envoy), proxy-wasm module"
+A2A_SHELL=wasm .venv/bin/python -m pytest -q tests
+for shell in dynamic-module ext-proc; do
+  say "end-to-end tests (real Envoy), $shell"
+  A2A_SHELL=$shell .venv/bin/python -m pytest -q tests/e2e
+done

@@ -59,7 +59,7 @@ class Envoy(a2a_harness.Envoy):
     the listener to LDS."""
 
     def __init__(self, cfg_source, upstreams, workdir, *, name, binary=None, plugin=None,
-                 with_filter=True, concurrency=2, extra_args=(), transform=None):
+                 with_filter=True, concurrency=2, extra_args=(), transform=None, task_store=None):
         self.upstreams = upstreams
         port, admin_port = free_port(), free_port()
         cfg = load_config(cfg_source) if isinstance(cfg_source, str) else cfg_source
@@ -69,7 +69,7 @@ class Envoy(a2a_harness.Envoy):
         if transform is not None:
             cfg = transform(cfg)
         super().__init__(cfg, workdir=workdir, name=name, binary=binary, concurrency=concurrency,
-                         log_level="info", extra_args=extra_args)
+                         log_level="info", extra_args=extra_args, task_store=task_store)
         self.port = port
 
 
@@ -431,4 +431,8 @@ def post_in_a_burst(envoy, body, first, headers=(("content-type", "application/j
             # Envoy answered early (e.g. 413) and closed while we still sent.
             pass
     head_raw, _, rest = data.partition(b"\r\n\r\n")
+    # A filter that streams the response (ext_proc in STREAMED mode) makes
+    # Envoy send it chunked instead of with its content-length.
+    if b"transfer-encoding: chunked" in head_raw.lower():
+        rest = dechunk(rest)
     return int(head_raw.split(b" ", 2)[1]) if head_raw else None, rest

