@@ -801,13 +801,16 @@ fn run_suite(bin: &Path, tag: &str) {
 }
 
 fn validate(bin: &Path, filter_config: &str) -> (bool, String) {
+    // One directory per call: tests run in parallel threads of one process.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let module = module();
-    let dir = std::env::temp_dir().join(format!("a2a-dynamic-validate-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!(
-        "validate-{}.yaml",
-        filter_config.len() + filter_config.bytes().map(usize::from).sum::<usize>()
+    let dir = std::env::temp_dir().join(format!(
+        "a2a-dynamic-validate-{}-{call}",
+        std::process::id()
     ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("validate.yaml");
     std::fs::write(&path, config_yaml(1, 2, 3, [4, 5], &module, filter_config)).unwrap();
     let out = Command::new(bin)
         .args(["--mode", "validate", "--disable-hot-restart", "-c"])
