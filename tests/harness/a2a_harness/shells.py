@@ -131,11 +131,11 @@ class ExtProcServer:
     --config, on free loopback ports; ready when /healthz answers."""
 
     def __init__(self, plugin_json, *, workdir, name="ext-proc", task_store=None,
-                 extra_args=(), timeout=20):
+                 extra_args=(), timeout=20, port=None, metrics_port=None):
         self.workdir = Path(workdir)
         self.name = name
-        self.port = free_port()
-        self.metrics_port = free_port()
+        self.port = port or free_port()
+        self.metrics_port = metrics_port or free_port()
         self.config_path = self.workdir / f"{name}.json"
         self.config_path.write_text(plugin_json)
         self.log = self.workdir / f"{name}.log"
