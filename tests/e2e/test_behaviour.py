@@ -218,3 +218,24 @@ def test_strip_removes_the_client_header_when_the_body_has_none(strip_envoy):
     assert with_ctx.problems() == []
     assert "client_header_kept" not in delta, delta
     assert delta.get("context_found") == 1, delta
+
+
+def test_a_client_gone_mid_body_is_counted_as_aborted(envoy):
+    # The request is held while its body is read; the client closes the
+    # connection before the contextId arrives. The stream ends undecided,
+    # and every request still ends in exactly one outcome.
+    import socket
+
+    from a2a_harness import wait_until
+
+    before = envoy.stats()
+    head = (b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            b"content-length: 2000\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", envoy.port), timeout=10) as s:
+        s.sendall(head + b'{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"message":{')
+        wait_until(lambda: envoy.stat("http.a2a_ingress.downstream_rq_active") >= 1, 10,
+                   "request seen by Envoy")
+    wait_until(lambda: counter_delta(before, envoy.stats()).get("aborted", 0) >= 1, 10,
+               "aborted counted")
+    delta = counter_delta(before, envoy.stats())
+    assert delta == {"aborted": 1}, delta

@@ -179,7 +179,9 @@ class ExtProcServer:
         counters = {}
         for line in self.metrics().splitlines():
             m = re.match(rf"^{re.escape(prefix)}_([a-z_]+)_total (\d+)$", line.strip())
-            if m:
+            # The server's own metrics (a2a_affinity_ext_proc_*) are not the
+            # filter's counters.
+            if m and not m.group(1).startswith("ext_proc_"):
                 counters[m.group(1)] = int(m.group(2))
         return counters
 
