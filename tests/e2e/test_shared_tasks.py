@@ -5,8 +5,9 @@ InMemoryTaskStore). Every first turn goes through gateway A, which learns
 its task from the agent's answer; every `tasks/get` for it goes through
 gateway B. With `--task-store redis://...` (a real redis-server started
 here) B finds every task A learned and routes the call to the replica that
-holds it; with each server's in-process store B knows none of them, and the
-call lands wherever the fallback hash sends it.
+holds it, also after B's server restarts; with each server's in-process
+store B knows none of them, and the call lands wherever the fallback hash
+sends it.
 
 Runs with A2A_SHELL=ext-proc (the other shells keep learned tasks inside
 one Envoy)."""
@@ -19,7 +20,7 @@ import uuid
 
 import pytest
 
-from a2a_harness import current_shell, free_port, running_replicas, wait_until
+from a2a_harness import ExtProcServer, current_shell, free_port, running_replicas, wait_until
 from e2e_harness import Envoy
 
 pytestmark = pytest.mark.skipif(current_shell() != "ext-proc",
@@ -84,24 +85,42 @@ def first_turn(port, text):
         "parts": [{"kind": "text", "text": text}]}})
 
 
+def fetch(port, task):
+    got = rpc(port, "tasks/get", {"id": task["id"]})
+    if "result" not in got:
+        return False
+    assert got["result"]["id"] == task["id"]
+    assert got["result"]["contextId"] == task["contextId"]
+    return True
+
+
 def run(agents, tmp_path, task_store):
-    """CONVERSATIONS first turns through A, each task fetched through B;
-    returns (tasks B found, B's counters)."""
-    a = Envoy("envoy/envoy.yaml", agents, tmp_path, name="gateway-a", task_store=task_store)
-    b = Envoy("envoy/envoy.yaml", agents, tmp_path, name="gateway-b", task_store=task_store)
+    """CONVERSATIONS first turns through A, each task fetched through B,
+    then B's server restarted and every task fetched through B again.
+    Returns (tasks B found, B's counters, tasks B found after the restart)."""
+    tag = "redis" if task_store else "memory"
+    a = Envoy("envoy/envoy.yaml", agents, tmp_path, name=f"gateway-a-{tag}", task_store=task_store)
+    b = Envoy("envoy/envoy.yaml", agents, tmp_path, name=f"gateway-b-{tag}", task_store=task_store)
     try:
         before = b.stats()
-        found = 0
+        tasks = []
         for i in range(CONVERSATIONS):
             task = first_turn(a.port, f"conversation {i}")["result"]
             assert task["kind"] == "task" and task["contextId"], task
-            got = rpc(b.port, "tasks/get", {"id": task["id"]})
-            if "result" in got:
-                assert got["result"]["id"] == task["id"]
-                assert got["result"]["contextId"] == task["contextId"]
-                found += 1
+            tasks.append(task)
+        found = sum(fetch(b.port, task) for task in tasks)
         after = b.stats()
-        return found, {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        # B's server restarts (a rollout): on the same address, empty memory.
+        server = b.ext_proc
+        server.stop()
+        b.ext_proc = ExtProcServer(server.config_path.read_text(), workdir=tmp_path,
+                                   name=f"gateway-b-{tag}-restarted", task_store=task_store,
+                                   port=server.port, metrics_port=server.metrics_port)
+        wait_until(lambda: fetch(b.port, tasks[0]) or not task_store, 10,
+                   "Envoy uses the restarted server")
+        found_after_restart = sum(fetch(b.port, task) for task in tasks)
+        return found, delta, found_after_restart
     finally:
         a.stop()
         b.stop()
@@ -109,15 +128,17 @@ def run(agents, tmp_path, task_store):
 
 def test_gateways_sharing_redis_route_every_task_the_other_learned(agents, redis, tmp_path,
                                                                    figures):
-    found, delta = run(agents, tmp_path, redis)
-    shared = f"{found}/{CONVERSATIONS}"
-    alone, alone_delta = run(agents, tmp_path, None)
+    found, delta, restarted = run(agents, tmp_path, redis)
+    alone, alone_delta, alone_restarted = run(agents, tmp_path, None)
     figures.record("shared-tasks", {
-        "summary": f"tasks/get through the other gateway: {shared} found with a shared Redis "
-                   f"store, {alone}/{CONVERSATIONS} with each server's own store",
-        "redis": {"found": found, "counters": delta},
-        "memory": {"found": alone, "counters": alone_delta}})
+        "summary": f"tasks/get through the other gateway: {found}/{CONVERSATIONS} found with a "
+                   f"shared Redis store ({restarted}/{CONVERSATIONS} after its server restarted), "
+                   f"{alone}/{CONVERSATIONS} with each server's own store "
+                   f"({alone_restarted}/{CONVERSATIONS} after the restart)",
+        "redis": {"found": found, "counters": delta, "after_restart": restarted},
+        "memory": {"found": alone, "counters": alone_delta, "after_restart": alone_restarted}})
     assert found == CONVERSATIONS, delta
+    assert restarted == CONVERSATIONS
     assert delta.get("task_routed") == CONVERSATIONS, delta
     # Without the shared store, B has learned nothing: every call is unknown
     # to it and lands by the fallback hash.
