@@ -24,7 +24,7 @@
 
 use a2a_affinity_core::json::request::{BodyKind, Extractor};
 use a2a_affinity_core::verdict::{Step, Verdict};
-use a2a_affinity_testkit::bodies::{cases, CONTEXT_ID};
+use a2a_affinity_testkit::bodies::{cases, raw_message as message, CONTEXT_ID};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -61,17 +61,6 @@ fn verdict_split(body: &[u8], split: usize) -> Result<Verdict, String> {
         Step::InvalidJson(e) => Err(format!("invalid JSON: {e:?}")),
         other => Err(format!("unexpected {other:?}")),
     }
-}
-
-/// A JSON-RPC `message/send` body with one text part and a contextId, both
-/// given as the raw bytes between their quotes.
-fn message(text: &[u8], context_id: &[u8]) -> Vec<u8> {
-    let mut body = br#"{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"message":{"parts":[{"kind":"text","text":""#.to_vec();
-    body.extend_from_slice(text);
-    body.extend_from_slice(br#""}],"role":"user","contextId":""#);
-    body.extend_from_slice(context_id);
-    body.extend_from_slice(br#""}}}"#);
-    body
 }
 
 /// The filter's rule for a header value: non-empty, no control character.

@@ -96,6 +96,20 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, the inspected ones first.
+    pub const ALL: [Outcome; 10] = [
+        Outcome::ContextFound,
+        Outcome::Minted,
+        Outcome::TaskRouted,
+        Outcome::TaskUnknown,
+        Outcome::ContextAbsent,
+        Outcome::InvalidValue,
+        Outcome::InvalidJson,
+        Outcome::ScanLimit,
+        Outcome::Aborted,
+        Outcome::Passthrough,
+    ];
+
     pub fn counter(self) -> Counter {
         match self {
             Outcome::ContextFound => Counter::ContextFound,

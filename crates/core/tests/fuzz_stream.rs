@@ -133,19 +133,6 @@ fn config() -> impl Strategy<Value = Config> {
     )
 }
 
-const OUTCOMES: [Counter; 10] = [
-    Counter::ContextFound,
-    Counter::Minted,
-    Counter::TaskRouted,
-    Counter::TaskUnknown,
-    Counter::ContextAbsent,
-    Counter::InvalidValue,
-    Counter::InvalidJson,
-    Counter::ScanLimit,
-    Counter::Aborted,
-    Counter::Passthrough,
-];
-
 /// 2000 cases in the suite; PROPTEST_CASES sets more.
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -213,7 +200,7 @@ proptest! {
         }
         forwarded.append(&mut held.body);
         // Exactly one outcome.
-        let total: u64 = OUTCOMES.iter().map(|c| env.counter(*c)).sum();
+        let total: u64 = Outcome::ALL.iter().map(|o| env.counter(o.counter())).sum();
         prop_assert_eq!(total, 1, "{:?}", env.counters);
         // The body is what the client sent, or that with one member added.
         let sent: Vec<u8> = if ended_early {

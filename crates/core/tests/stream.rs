@@ -17,18 +17,6 @@ use a2a_affinity_testkit::env::{HeldRequest, MockEnv};
 use a2a_affinity_testkit::proto::{self, V1};
 use a2a_affinity_testkit::splits;
 
-const OUTCOMES: [Counter; 9] = [
-    Counter::ContextFound,
-    Counter::Minted,
-    Counter::TaskRouted,
-    Counter::TaskUnknown,
-    Counter::ContextAbsent,
-    Counter::InvalidValue,
-    Counter::InvalidJson,
-    Counter::ScanLimit,
-    Counter::Aborted,
-];
-
 fn config(json: &str) -> Config {
     Config::parse(json.as_bytes()).unwrap()
 }
@@ -92,7 +80,7 @@ fn run(
 }
 
 fn outcomes(env: &MockEnv) -> u64 {
-    OUTCOMES.iter().map(|c| env.counter(*c)).sum()
+    Outcome::ALL.iter().map(|o| env.counter(o.counter())).sum()
 }
 
 #[test]

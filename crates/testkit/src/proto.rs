@@ -87,15 +87,20 @@ fn take_varint(m: &mut &[u8]) -> u64 {
     }
 }
 
-/// Every field of a message: number, wire type, and the value's bytes
-/// (for varints, the value re-encoded).
+/// Every field of a message: number, wire type, and the value's bytes as
+/// they stand (a varint's own bytes, minimal or not). A plain reference
+/// decoder with none of the filter's rules, for checks.
 pub fn fields(mut m: &[u8]) -> Vec<(u64, u8, Vec<u8>)> {
     let mut out = Vec::new();
     while !m.is_empty() {
         let tag = take_varint(&mut m);
         let wire = (tag & 7) as u8;
         let value = match wire {
-            0 => varint(take_varint(&mut m)),
+            0 => {
+                let before = m;
+                take_varint(&mut m);
+                before[..before.len() - m.len()].to_vec()
+            }
             1 | 5 => {
                 let n = if wire == 1 { 8 } else { 4 };
                 let v = m[..n].to_vec();

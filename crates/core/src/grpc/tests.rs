@@ -8,7 +8,9 @@ use crate::a2a::{Operation, Version};
 use crate::proto::wire::{encode_varint, Invalid};
 use crate::verdict::{BodyReader, GrpcMintSite as MintSite, Step, Verdict};
 
-pub use a2a_affinity_testkit::proto::{fixed32, fixed64, frame, len, tag, uint, varint};
+pub use a2a_affinity_testkit::proto::{
+    fields, fixed32, fixed64, frame, len, tag, uint, unframe, varint,
+};
 
 #[test]
 fn the_encoder_matches_the_test_encoder() {
@@ -445,51 +447,6 @@ fn malformed_or_compressed_frames_are_invalid() {
     // A 10-byte varint carrying bit 63 is valid.
     let body = frame(&[tag(4, 0), vec![0xff; 9], vec![1], len(2, &len(3, b"t"))].concat());
     assert_eq!(verdict(V1, &body), Step::Decided(Verdict::Task("t".into())));
-}
-
-/// Parses a frame's top-level message into (field, wire, payload) with
-/// the reader's own rules off: a plain reference decoder for checks.
-fn fields(mut m: &[u8]) -> Vec<(u64, u8, Vec<u8>)> {
-    fn take_varint(m: &mut &[u8]) -> u64 {
-        let mut v = 0;
-        let mut shift = 0;
-        loop {
-            let b = m[0];
-            *m = &m[1..];
-            v |= u64::from(b & 0x7f) << shift;
-            shift += 7;
-            if b & 0x80 == 0 {
-                return v;
-            }
-        }
-    }
-    let mut out = Vec::new();
-    while !m.is_empty() {
-        let t = take_varint(&mut m);
-        let wire = (t & 7) as u8;
-        let n = match wire {
-            0 => {
-                let before = m;
-                take_varint(&mut m);
-                out.push((t >> 3, wire, before[..before.len() - m.len()].to_vec()));
-                continue;
-            }
-            1 => 8,
-            5 => 4,
-            2 => take_varint(&mut m) as usize,
-            _ => panic!("wire {wire}"),
-        };
-        out.push((t >> 3, wire, m[..n].to_vec()));
-        m = &m[n..];
-    }
-    out
-}
-
-fn unframe(body: &[u8]) -> &[u8] {
-    assert_eq!(body[0], 0);
-    let n = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
-    assert_eq!(body.len(), 5 + n, "frame length matches the bytes");
-    &body[5..]
 }
 
 fn mint_and_check(c: Call, message_field: u64, body: &[u8]) {
