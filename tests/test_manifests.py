@@ -23,7 +23,9 @@ import hashlib
 import http.client
 import json
 import os
+import posixpath
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -399,6 +401,12 @@ def reference_errors(docs: list[Doc]) -> list[str]:
             # Istio and kgateway create their GatewayClass at install time.
             if class_name not in classes | {"istio", "kgateway"}:
                 errs.append(f"{d.where}: GatewayClass {class_name} is neither shipped nor built in")
+            # Envoy Gateway: an EnvoyProxy; Istio: a ConfigMap; both in the
+            # Gateway's namespace.
+            params = (d.spec.get("infrastructure") or {}).get("parametersRef")
+            if params and resolve(docs, params.get("kind", ""), params.get("name", ""), d.namespace) is None:
+                errs.append(f"{d.where}: infrastructure.parametersRef {params.get('kind')} {params.get('name')} "
+                            "is not in deploy/")
         if d.kind == "DestinationRule":
             host = d.spec.get("host", "")
             svc_name, _, rest = host.partition(".")
@@ -648,7 +656,8 @@ def envoy_wasm_config_errors(where: str, typed_config: dict[str, Any]) -> list[s
 
 def istio_errors(docs: list[Doc]) -> list[str]:
     errs: list[str] = []
-    filters = find(docs, "EnvoyFilter")
+    # The dynamic-module EnvoyFilter has its own checks (istio_dynamic_module_errors).
+    filters = [d for d in find(docs, "EnvoyFilter") if not dynamic_module_typed_configs(d)]
     if not filters:
         errs.append("no EnvoyFilter loads the Wasm filter")
     for d in filters:
@@ -1117,7 +1126,7 @@ def test_envoy_gateway_check_rejects_a_missing_or_misnamed_patch(docs: list[Doc]
     def renamed(body: dict[str, Any]) -> None:
         body["metadata"]["name"] = "a2a-affinity-v2"
 
-    errors = envoy_gateway_errors(mutated(docs, "EnvoyExtensionPolicy", renamed))
+    errors = envoy_gateway_errors(mutated(docs, "EnvoyExtensionPolicy", renamed, name="a2a-affinity"))
     assert any("names it" in e for e in errors), errors
 
     def small_buffer(body: dict[str, Any]) -> None:
@@ -1136,7 +1145,7 @@ def test_filter_config_check_rejects_unknown_fields_and_closed_failure(docs: lis
         wasm["config"]["headerName"] = "x-context-id"
         wasm["failOpen"] = False
 
-    errors = envoy_gateway_errors(mutated(docs, "EnvoyExtensionPolicy", bad_config))
+    errors = envoy_gateway_errors(mutated(docs, "EnvoyExtensionPolicy", bad_config, name="a2a-affinity"))
     assert any("headerName" in e for e in errors) and any("failOpen" in e for e in errors), errors
 
     def istio_flag_off(body: dict[str, Any]) -> None:
@@ -1145,7 +1154,7 @@ def test_filter_config_check_rejects_unknown_fields_and_closed_failure(docs: lis
                 v["config"].pop("allow_on_headers_stop_iteration")
                 v["config"]["configuration"]["value"] = '{"header": "x-context-id", "max_scan_bytes": "big"}'
 
-    errors = istio_errors(mutated(docs, "EnvoyFilter", istio_flag_off))
+    errors = istio_errors(mutated(docs, "EnvoyFilter", istio_flag_off, name="a2a-affinity"))
     assert any("allow_on_headers_stop_iteration" in e for e in errors), errors
     assert any("max_scan_bytes" in e for e in errors), errors
 
@@ -1328,12 +1337,23 @@ def istio_bootstrap(docs: list[Doc], module: Path) -> dict[str, Any]:
     """The EnvoyFilter's ECDS resource inlined where its HTTP filter points,
     with the module istio-agent would have downloaded; the DestinationRule's
     hash policy and Maglev table."""
-    envoy_filter = find(docs, "EnvoyFilter")[0]
+    envoy_filter = wasm_envoy_filter(docs)
     extension = next(p["patch"]["value"] for p in envoy_filter.spec["configPatches"]
                      if p["applyTo"] == "EXTENSION_CONFIG")
     typed_config = copy.deepcopy(extension["typed_config"])
     typed_config["config"]["vm_config"]["code"] = local_code(module)
     http_filter = {"name": extension["name"], "typed_config": typed_config}
+    route, lb = istio_route_and_lb(docs)
+    return bootstrap(http_filter, route, lb, None)
+
+
+def wasm_envoy_filter(docs: list[Doc]) -> Doc:
+    return next(d for d in find(docs, "EnvoyFilter") if wasm_typed_configs(d))
+
+
+def istio_route_and_lb(docs: list[Doc]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The route hash policy and cluster load balancer Istio makes of the
+    DestinationRule."""
     ch = find(docs, "DestinationRule")[0].spec["trafficPolicy"]["loadBalancer"]["consistentHash"]
     route = {"match": {"prefix": "/"},
              "route": {"cluster": "agents", "hash_policy": [{"header": {"header_name": ch["httpHeaderName"]}}]}}
@@ -1342,7 +1362,7 @@ def istio_bootstrap(docs: list[Doc], module: Path) -> dict[str, Any]:
     else:
         lb = {"lb_policy": "RING_HASH",
               "ring_hash_lb_config": {"minimum_ring_size": ch["ringHash"].get("minimumRingSize", 1024)}}
-    return bootstrap(http_filter, route, lb, None)
+    return route, lb
 
 
 BOOTSTRAPS = {"envoy-gateway": envoy_gateway_bootstrap, "istio": istio_bootstrap}
@@ -1394,7 +1414,7 @@ def test_envoy_validation_rejects_an_unknown_filter_field(docs: list[Doc], tmp_p
     def unknown_field(body: dict[str, Any]) -> None:
         body["spec"]["wasm"][0]["config"]["headerName"] = "x-context-id"
 
-    config = envoy_gateway_bootstrap(mutated(docs, "EnvoyExtensionPolicy", unknown_field), module)
+    config = envoy_gateway_bootstrap(mutated(docs, "EnvoyExtensionPolicy", unknown_field, name="a2a-affinity"), module)
     result = envoy_validate(envoy, config, tmp_path)
     assert result.returncode != 0, "Envoy accepted a filter configuration with an unknown field"
 
@@ -1751,7 +1771,7 @@ def istio_ecds_bootstrap(docs: list[Doc], module: Path, workdir: Path) -> dict[s
     """The Istio shape as Envoy receives it: patch 2's filter fetching patch
     1's configuration by ECDS. istiod serves it over ADS; here a file source
     stands in for ADS, everything else is the EnvoyFilter's own text."""
-    envoy_filter = find(docs, "EnvoyFilter")[0]
+    envoy_filter = wasm_envoy_filter(docs)
     patches = envoy_filter.spec["configPatches"]
     extension = copy.deepcopy(next(p["patch"]["value"] for p in patches if p["applyTo"] == "EXTENSION_CONFIG"))
     extension["typed_config"]["config"]["vm_config"]["code"] = local_code(module)
@@ -1936,3 +1956,704 @@ def test_kgateway_ext_proc_config_keeps_each_conversation_on_one_replica(
             stop(gateway.proc)
     finally:
         stop(server.proc)
+
+
+# --------------------------------------------------------------------------
+# The dynamic module (liba2a_affinity_dynamic.so, the same filter as native
+# code): deploy/envoy-gateway/dynamic-module/ (EnvoyProxy registering and
+# mounting it, EnvoyExtensionPolicy attaching it) and
+# deploy/istio/dynamic-module/ (EnvoyFilter inserting it, the Gateway's
+# Deployment overlay mounting it).
+
+DYNAMIC_MODULE_DIR = "dynamic-module"
+DYNAMIC_MODULE_FILTER = "envoy.filters.http.dynamic_modules"
+DYNAMIC_MODULE_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
+STRUCT_TYPE = "type.googleapis.com/google.protobuf.Struct"
+# The module's only filter, and the file scripts/build.sh produces.
+DYNAMIC_MODULE_FILTER_NAME = "a2a_affinity"
+DYNAMIC_MODULE_SO = "liba2a_affinity_dynamic.so"
+# The module links libgcc_s.so.1 (Rust unwinding); distroless Envoy images
+# (Envoy Gateway's default) have only libc, so the image ships it too.
+LIBGCC = "libgcc_s.so.1"
+DYNAMIC_MODULE_IMAGE = "a2a-affinity-dynamic-module"
+DYNAMIC_MODULE_DOCKERFILE = DEPLOY / "envoy-gateway" / DYNAMIC_MODULE_DIR / "Dockerfile"
+# Envoy's default metrics_namespace for dynamic module counters.
+DYNAMIC_MODULE_METRICS_NAMESPACE = "dynamicmodulescustom"
+ENVOY_GATEWAY_GROUP = "gateway.envoyproxy.io"
+# The container istiod's kube-gateway template runs Envoy in, and the
+# overlays its deployment controller accepts from a parametersRef ConfigMap
+# (Istio 1.30/1.31 pilot/pkg/config/kube/gatewaycommon/deploymentcontroller.go).
+ISTIO_PROXY_CONTAINER = "istio-proxy"
+ISTIO_OVERLAY_KEYS = {"deployment", "service", "serviceAccount", "horizontalPodAutoscaler", "podDisruptionBudget"}
+ISTIO_PROXY_CONFIG_ANNOTATION = "proxy.istio.io/config"
+
+
+def in_dynamic_module_dir(doc: Doc) -> bool:
+    return DYNAMIC_MODULE_DIR in doc.path.relative_to(DEPLOY).parts[:-1]
+
+
+def dynamic_module_typed_configs(doc: Doc) -> list[dict[str, Any]]:
+    return [v for v in walk(doc.body) if isinstance(v, dict) and v.get("@type") == DYNAMIC_MODULE_FILTER_TYPE]
+
+
+def eg_dynamic_module_filter_name(policy: Doc, index: int) -> str:
+    # Envoy Gateway v1.9: dynamicModuleFilterName() -> perRouteFilterName(
+    # EnvoyFilterDynamicModules, irConfigNameForDynamicModule(policy, idx)).
+    return f"{DYNAMIC_MODULE_FILTER}/envoyextensionpolicy/{policy.namespace}/{policy.name}/dynamic-module/{index}"
+
+
+def envoy_proxy_for(docs: list[Doc], gateway: Doc) -> Doc | None:
+    """The EnvoyProxy Envoy Gateway uses for a Gateway: its own
+    infrastructure.parametersRef first, else its GatewayClass's."""
+    ref = (gateway.spec.get("infrastructure") or {}).get("parametersRef") or {}
+    if ref.get("group") == ENVOY_GATEWAY_GROUP and ref.get("kind") == "EnvoyProxy":
+        return resolve(docs, "EnvoyProxy", ref.get("name", ""), gateway.namespace)
+    gateway_class = next((c for c in find(docs, "GatewayClass") if c.name == gateway.spec.get("gatewayClassName")), None)
+    ref = (gateway_class.spec.get("parametersRef") if gateway_class else None) or {}
+    if ref.get("group") == ENVOY_GATEWAY_GROUP and ref.get("kind") == "EnvoyProxy":
+        return resolve(docs, "EnvoyProxy", ref.get("name", ""), ref.get("namespace", "default"))
+    return None
+
+
+def policy_gateways(docs: list[Doc], policy: Doc) -> list[tuple[dict[str, Any], list[Doc]]]:
+    """Each targetRef of a policy with the Gateways it ends up on."""
+    out = []
+    refs = list(policy.spec.get("targetRefs") or []) + ([policy.spec["targetRef"]] if policy.spec.get("targetRef") else [])
+    for ref in refs:
+        target = resolve(docs, ref.get("kind", ""), ref.get("name", ""), policy.namespace)
+        if target is None:
+            out.append((ref, []))
+        elif target.kind == "Gateway":
+            out.append((ref, [target]))
+        else:
+            gateways = [resolve(docs, "Gateway", p.get("name", ""), p.get("namespace", target.namespace))
+                        for p in target.spec.get("parentRefs") or []]
+            out.append((ref, [g for g in gateways if g is not None]))
+    return out
+
+
+def eg_proxy_pod(proxy: Doc) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pod parts an EnvoyProxy adds to its Envoy Deployment, as
+    (pod: initContainers, volumes), (the envoy container: volumeMounts, env)."""
+    deployment = ((proxy.spec.get("provider") or {}).get("kubernetes") or {}).get("envoyDeployment") or {}
+    pod = {"initContainers": deployment.get("initContainers") or [],
+           "volumes": (deployment.get("pod") or {}).get("volumes") or []}
+    return pod, deployment.get("container") or {}
+
+
+def module_mount_errors(where: str, pod: dict[str, Any], container: dict[str, Any], path: str) -> list[str]:
+    """The module path Envoy is told to load must be a file the pod has: a
+    volume mounted read-only at its directory in the proxy container, filled
+    by the module image's init container (or the image itself as a volume),
+    with LD_LIBRARY_PATH pointing there for libgcc_s.so.1."""
+    errs: list[str] = []
+    directory, filename = posixpath.split(path)
+    if filename != DYNAMIC_MODULE_SO:
+        errs.append(f"{where}: the module file is {filename!r}, not {DYNAMIC_MODULE_SO} (what the image ships)")
+    mounts = [m for m in container.get("volumeMounts") or [] if str(m.get("mountPath", "")).rstrip("/") == directory]
+    if len(mounts) != 1:
+        return errs + [f"{where}: no volume is mounted at {directory} in the proxy container, but the module "
+                       f"is loaded from {path}"]
+    mount = mounts[0]
+    if mount.get("readOnly") is not True:
+        errs.append(f"{where}: mount the module volume readOnly in the proxy container")
+    volume = next((v for v in pod.get("volumes") or [] if v.get("name") == mount.get("name")), None)
+    if volume is None:
+        errs.append(f"{where}: the proxy container mounts volume {mount.get('name')!r}, which the pod does not have")
+    elif "image" in volume:
+        if DYNAMIC_MODULE_IMAGE not in str(volume["image"].get("reference", "")) or mount.get("subPath") != "module":
+            errs.append(f"{where}: an image volume must be the module image, mounted with subPath: module")
+    elif "emptyDir" in volume:
+        fillers = [c for c in pod.get("initContainers") or []
+                   if any(m.get("name") == mount.get("name") for m in c.get("volumeMounts") or [])]
+        if not fillers:
+            errs.append(f"{where}: no init container fills the emptyDir {mount.get('name')!r}")
+        for c in fillers:
+            target = next(str(m.get("mountPath", "")).rstrip("/") for m in c["volumeMounts"]
+                          if m.get("name") == mount.get("name"))
+            command = [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
+            wanted = {f"/module/{filename}", f"/module/{LIBGCC}"}
+            if command[:1] != ["cp"] or not wanted <= set(command[1:-1]) or command[-1].rstrip("/") != target:
+                errs.append(f"{where}: init container {c.get('name')} must copy {sorted(wanted)} from the module "
+                            f"image into its mount of the volume ({target}): {command}")
+            if DYNAMIC_MODULE_IMAGE not in str(c.get("image", "")):
+                errs.append(f"{where}: init container {c.get('name')} does not run the {DYNAMIC_MODULE_IMAGE} image")
+    else:
+        errs.append(f"{where}: volume {mount.get('name')!r} must be an emptyDir filled by an init container "
+                    "or an image volume of the module image")
+    env = {e.get("name"): e.get("value") for e in container.get("env") or []}
+    if directory not in str(env.get("LD_LIBRARY_PATH", "")).split(":"):
+        errs.append(f"{where}: the proxy container needs LD_LIBRARY_PATH={directory}: the module links {LIBGCC}, "
+                    "which distroless Envoy images lack")
+    return errs
+
+
+def hashed_by_backend_traffic_policy(docs: list[Doc], namespace: str, kind: str, name: str) -> bool:
+    return any(
+        (p.spec.get("loadBalancer") or {}).get("type") == "ConsistentHash"
+        and any(r.get("kind") == kind and r.get("name") == name for r in p.spec.get("targetRefs") or [])
+        for p in find(docs, "BackendTrafficPolicy") if p.namespace == namespace
+    )
+
+
+def eg_dynamic_module_errors(docs: list[Doc]) -> list[str]:
+    errs: list[str] = []
+    policies = [d for d in find(docs, "EnvoyExtensionPolicy") if d.spec.get("dynamicModule")]
+    if not policies:
+        errs.append("no EnvoyExtensionPolicy attaches the dynamic module")
+    for policy in policies:
+        for index, dm in enumerate(policy.spec["dynamicModule"]):
+            where = f"{policy.where} dynamicModule[{index}]"
+            if dm.get("filterName") != DYNAMIC_MODULE_FILTER_NAME:
+                errs.append(f"{where}: filterName must be {DYNAMIC_MODULE_FILTER_NAME} (the module's only filter)")
+            if dm.get("terminalFilter"):
+                errs.append(f"{where}: the filter is not terminal")
+            errs += filter_config_errors(where, dm.get("config", {}))
+            for ref, gateways in policy_gateways(docs, policy):
+                if not gateways:
+                    errs.append(f"{where}: target {ref.get('kind')} {ref.get('name')} reaches no Gateway under deploy/")
+                if not hashed_by_backend_traffic_policy(docs, policy.namespace, ref.get("kind", ""), ref.get("name", "")):
+                    errs.append(f"{where}: no BackendTrafficPolicy hashes {ref.get('kind')} {ref.get('name')}")
+                for gateway in gateways:
+                    proxy = envoy_proxy_for(docs, gateway)
+                    if proxy is None:
+                        errs.append(f"{where}: Gateway {gateway.name} has no EnvoyProxy (infrastructure.parametersRef "
+                                    "or its GatewayClass's) to register the module")
+                        continue
+                    entry = next((e for e in proxy.spec.get("dynamicModules") or [] if e.get("name") == dm.get("name")), None)
+                    if entry is None:
+                        errs.append(f"{where}: module {dm.get('name')!r} is not in EnvoyProxy {proxy.name}'s "
+                                    "dynamicModules: Envoy Gateway answers 500 on the route")
+                        continue
+                    source = entry.get("source") or {}
+                    if source.get("type", "Local") == "Local":
+                        pod, container = eg_proxy_pod(proxy)
+                        errs += module_mount_errors(f"{proxy.where} dynamicModules[{entry.get('name')}]", pod, container,
+                                                    str((source.get("local") or {}).get("path", "")))
+    # The Wasm path needs an EnvoyPatchPolicy; this one must not drag one in.
+    errs += [f"{d.where}: no EnvoyPatchPolicy belongs with the dynamic module"
+             for d in find(docs, "EnvoyPatchPolicy") if in_dynamic_module_dir(d)]
+    return errs
+
+
+def test_envoy_gateway_dynamic_module_is_registered_and_mounted(docs: list[Doc]) -> None:
+    errors = eg_dynamic_module_errors(docs)
+    assert not errors, "\n".join(errors)
+
+
+def dynamic_filter_config(typed_config: dict[str, Any]) -> tuple[Any, str | None]:
+    """The JSON configuration a DynamicModuleFilter hands the module, or an error."""
+    filter_config = typed_config.get("filter_config") or {}
+    if filter_config.get("@type") == STRING_VALUE_TYPE:
+        try:
+            return json.loads(filter_config.get("value", "")), None
+        except json.JSONDecodeError as e:
+            return None, f"filter_config is not JSON: {e}"
+    if filter_config.get("@type") == STRUCT_TYPE:
+        return filter_config.get("value"), None
+    return None, "filter_config must be a google.protobuf.StringValue (or Struct) holding the JSON configuration"
+
+
+def istio_overlay(docs: list[Doc], gateway: Doc) -> tuple[Doc | None, dict[str, Any] | None, str | None]:
+    """The ConfigMap an Istio Gateway names in infrastructure.parametersRef
+    and its parsed `deployment` overlay."""
+    ref = (gateway.spec.get("infrastructure") or {}).get("parametersRef") or {}
+    if ref.get("kind") != "ConfigMap" or ref.get("group", "") != "":
+        return None, None, f"{gateway.where}: no infrastructure.parametersRef to a ConfigMap puts the module in its pod"
+    config_map = resolve(docs, "ConfigMap", ref.get("name", ""), gateway.namespace)
+    if config_map is None:
+        return None, None, f"{gateway.where}: ConfigMap {ref.get('name')} is not in deploy/"
+    raw = (config_map.body.get("data") or {}).get("deployment")
+    try:
+        overlay = yaml.safe_load(raw) if isinstance(raw, str) else None
+    except yaml.YAMLError as e:
+        return config_map, None, f"{config_map.where}: deployment is not YAML: {e}"
+    if not isinstance(overlay, dict):
+        return config_map, None, f"{config_map.where}: no `deployment` overlay"
+    return config_map, overlay, None
+
+
+def istio_dynamic_module_errors(docs: list[Doc]) -> list[str]:
+    errs: list[str] = []
+    filters = [d for d in find(docs, "EnvoyFilter") if dynamic_module_typed_configs(d)]
+    if not filters:
+        errs.append("no EnvoyFilter inserts the dynamic module")
+    for d in filters:
+        paths: list[str] = []
+        namespaces: set[str] = set()
+        for i, p in enumerate(d.spec.get("configPatches") or []):
+            where = f"{d.where} configPatches[{i}]"
+            value = (p.get("patch") or {}).get("value") or {}
+            typed = value.get("typed_config") or {}
+            if typed.get("@type") != DYNAMIC_MODULE_FILTER_TYPE:
+                continue
+            router = (p.get("match") or {}).get("listener", {}).get("filterChain", {}).get("filter", {}) \
+                .get("subFilter", {}).get("name")
+            if p.get("applyTo") != "HTTP_FILTER" or p["patch"].get("operation") != "INSERT_BEFORE" \
+                    or router != "envoy.filters.http.router":
+                errs.append(f"{where}: the filter must be an HTTP_FILTER inserted before envoy.filters.http.router")
+            if (p.get("match") or {}).get("context") not in ("GATEWAY", "SIDECAR_OUTBOUND", "WAYPOINT"):
+                errs.append(f"{where}: the hash is chosen by the proxy that sends to the agents "
+                            "(GATEWAY, SIDECAR_OUTBOUND or WAYPOINT)")
+            if typed.get("filter_name") != DYNAMIC_MODULE_FILTER_NAME:
+                errs.append(f"{where}: filter_name must be {DYNAMIC_MODULE_FILTER_NAME}")
+            config, error = dynamic_filter_config(typed)
+            errs += [f"{where}: {error}"] if error else filter_config_errors(where, config)
+            module_config = typed.get("dynamic_module_config") or {}
+            path = (((module_config.get("module") or {}).get("local")) or {}).get("filename")
+            if not path:
+                errs.append(f"{where}: load the module by file (dynamic_module_config.module.local.filename) so "
+                            "that the path can be checked against the pod")
+            else:
+                paths.append(str(path))
+            namespaces.add(module_config.get("metrics_namespace") or DYNAMIC_MODULE_METRICS_NAMESPACE)
+        targets = [resolve(docs, r.get("kind", ""), r.get("name", ""), d.namespace) for r in d.spec.get("targetRefs") or []]
+        gateways = [g for g in targets if g is not None and g.kind == "Gateway"]
+        if not gateways:
+            errs.append(f"{d.where}: target a Gateway under deploy/ (its pod must carry the module)")
+        for gateway in gateways:
+            config_map, overlay, error = istio_overlay(docs, gateway)
+            if error:
+                errs.append(error)
+                continue
+            assert config_map is not None and overlay is not None
+            errs += [f"{config_map.where}: istiod rejects overlay {k!r} (supported: {sorted(ISTIO_OVERLAY_KEYS)})"
+                     for k in set(config_map.body.get("data") or {}) - ISTIO_OVERLAY_KEYS]
+            template = (overlay.get("spec") or {}).get("template") or {}
+            pod = template.get("spec") or {}
+            container = next((c for c in pod.get("containers") or [] if c.get("name") == ISTIO_PROXY_CONTAINER), {})
+            for path in paths:
+                errs += module_mount_errors(f"{config_map.where} deployment", pod, container, path)
+            # Istio's bootstrap keeps only the stats its inclusion list names.
+            raw = ((template.get("metadata") or {}).get("annotations") or {}).get(ISTIO_PROXY_CONFIG_ANNOTATION)
+            proxy_config = yaml.safe_load(raw) if isinstance(raw, str) else {}
+            prefixes = ((proxy_config or {}).get("proxyStatsMatcher") or {}).get("inclusionPrefixes") or []
+            for ns in namespaces:
+                if not any(ns.startswith(str(prefix)) for prefix in prefixes):
+                    errs.append(f"{config_map.where}: the pod's {ISTIO_PROXY_CONFIG_ANNOTATION} must add {ns!r} to "
+                                "proxyStatsMatcher.inclusionPrefixes, or Istio drops the module's counters")
+            routes = [r for r in find(docs, "HTTPRoute")
+                      if any(p.get("name") == gateway.name for p in r.spec.get("parentRefs") or [])]
+            if not routes:
+                errs.append(f"{gateway.where}: no HTTPRoute under deploy/ uses this Gateway")
+            for route in routes:
+                for rule in route.spec.get("rules") or []:
+                    for backend in rule.get("backendRefs") or []:
+                        if not any(dr.spec.get("host", "").split(".")[0] == backend.get("name")
+                                   and ((dr.spec.get("trafficPolicy") or {}).get("loadBalancer") or {}).get("consistentHash")
+                                   for dr in find(docs, "DestinationRule")):
+                            errs.append(f"{route.where}: backend {backend.get('name')} has no DestinationRule "
+                                        "with consistentHash")
+    return errs
+
+
+def test_istio_dynamic_module_is_inserted_and_mounted(docs: list[Doc]) -> None:
+    errors = istio_dynamic_module_errors(docs)
+    assert not errors, "\n".join(errors)
+
+
+def k8s_pod_schemas(crds: dict) -> dict[str, dict[str, Any]]:
+    """The Kubernetes Container and Volume schemas, as embedded (in full) in
+    Envoy Gateway's EnvoyProxy CRD, made strict."""
+    spec = crd_schema(crds[(ENVOY_GATEWAY_GROUP, "EnvoyProxy")], "v1alpha1")["properties"]["spec"]
+    deployment = spec["properties"]["provider"]["properties"]["kubernetes"]["properties"]["envoyDeployment"]["properties"]
+    return {"container": deployment["initContainers"]["items"],
+            "volume": deployment["pod"]["properties"]["volumes"]["items"]}
+
+
+def istio_overlay_errors(where: str, overlay: dict[str, Any], schemas: dict[str, dict[str, Any]]) -> list[str]:
+    """A Deployment overlay touching only the pod template's annotations,
+    labels, init containers, containers and volumes, each valid Kubernetes."""
+    errs: list[str] = []
+
+    def only(path: str, value: Any, keys: set[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            errs.append(f"{where}: {path} must be a mapping")
+            return {}
+        errs.extend(f"{where}: unexpected {path}.{k}" for k in set(value) - keys)
+        return value
+
+    spec = only("deployment", overlay, {"spec"}).get("spec", {})
+    template = only("spec", spec, {"template"}).get("template", {})
+    template = only("spec.template", template, {"metadata", "spec"})
+    only("spec.template.metadata", template.get("metadata", {}), {"annotations", "labels"})
+    pod = only("spec.template.spec", template.get("spec", {}), {"initContainers", "containers", "volumes"})
+    for key, schema in (("initContainers", "container"), ("containers", "container"), ("volumes", "volume")):
+        validator = jsonschema.Draft7Validator(schemas[schema])
+        for i, item in enumerate(pod.get(key) or []):
+            errs += [f"{where}: spec.template.spec.{key}[{i}]/{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                     for e in validator.iter_errors(item)]
+    return errs
+
+
+def test_istio_deployment_overlay_validates_as_kubernetes(docs: list[Doc], crds: dict) -> None:
+    schemas = k8s_pod_schemas(crds)
+    overlays = []
+    for gateway in find(docs, "Gateway", "istio"):
+        config_map, overlay, _ = istio_overlay(docs, gateway)
+        if config_map is not None and overlay is not None:
+            overlays.append((config_map, overlay))
+    assert overlays, "no Istio Gateway names a ConfigMap with a deployment overlay"
+    errors = [e for cm, overlay in overlays for e in istio_overlay_errors(f"{cm.where} deployment", overlay, schemas)]
+    assert not errors, "\n".join(errors)
+
+
+def test_dynamic_module_image_holds_what_the_init_containers_copy() -> None:
+    text = DYNAMIC_MODULE_DOCKERFILE.read_text(encoding="utf-8")
+    copies = [line.split() for line in text.splitlines() if line.startswith("COPY ")]
+    destinations = {c[-1]: c[-2] for c in copies}
+    assert destinations.get(f"/module/{DYNAMIC_MODULE_SO}") == f"target/release/{DYNAMIC_MODULE_SO}", copies
+    assert f"/module/{LIBGCC}" in destinations, copies
+
+
+# --- the same checks on broken copies
+
+def overlay_edit(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    def edit(body: dict[str, Any]) -> None:
+        overlay = yaml.safe_load(body["data"]["deployment"])
+        change(overlay)
+        body["data"]["deployment"] = yaml.safe_dump(overlay)
+    return edit
+
+
+def eg_envoy_deployment(body: dict[str, Any]) -> dict[str, Any]:
+    return body["spec"]["provider"]["kubernetes"]["envoyDeployment"]
+
+
+def istio_pod(overlay: dict[str, Any]) -> dict[str, Any]:
+    return overlay["spec"]["template"]["spec"]
+
+
+def test_dynamic_module_schemas_reject_misspelled_fields_and_bad_enums(docs: list[Doc], crds: dict) -> None:
+    def rename(d: dict[str, Any], old: str, new: str) -> None:
+        d[new] = d.pop(old)
+
+    cases: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
+        ("EnvoyProxy", "a2a-affinity-dynamic", lambda b: rename(b["spec"], "dynamicModules", "dynamicModule"),
+         "dynamicModule"),
+        ("EnvoyProxy", "a2a-affinity-dynamic", lambda b: b["spec"]["dynamicModules"][0]["source"].update(type="Locl"),
+         "Locl"),
+        ("EnvoyProxy", "a2a-affinity-dynamic", lambda b: rename(b["spec"]["dynamicModules"][0], "doNotClose", "doNotclose"),
+         "doNotclose"),
+        ("EnvoyProxy", "a2a-affinity-dynamic",
+         lambda b: rename(eg_envoy_deployment(b)["initContainers"][0], "volumeMounts", "volumeMount"), "volumeMount"),
+        ("EnvoyExtensionPolicy", "a2a-affinity-dynamic",
+         lambda b: rename(b["spec"]["dynamicModule"][0], "filterName", "filtername"), "filtername"),
+        # Module names are DNS-like: no underscores.
+        ("EnvoyExtensionPolicy", "a2a-affinity-dynamic", lambda b: b["spec"]["dynamicModule"][0].update(name="a2a_affinity"),
+         "a2a_affinity"),
+        ("EnvoyFilter", "a2a-affinity-dynamic", lambda b: b["spec"]["configPatches"][0].update(applyTo="HTTP_FILTERS"),
+         "HTTP_FILTERS"),
+        ("Gateway", "a2a-eg-dynamic", lambda b: rename(b["spec"]["infrastructure"], "parametersRef", "parameterRef"),
+         "parameterRef"),
+    ]
+    for kind, name, change, expected in cases:
+        doc = next(d for d in mutated(docs, kind, change, name=name) if d.kind == kind and d.name == name)
+        errors = schema_errors(doc, crds)
+        assert any(expected in e for e in errors), (kind, expected, errors)
+
+    schemas = k8s_pod_schemas(crds)
+    for change, expected in [
+        (lambda o: rename(istio_pod(o)["initContainers"][0], "volumeMounts", "volumeMount"), "volumeMount"),
+        (lambda o: istio_pod(o)["volumes"][0]["emptyDir"].update(sizeLimit="16 megs"), "16 megs"),
+        (lambda o: o["spec"]["template"].update(metdata={}), "metdata"),
+    ]:
+        broken = mutated(docs, "ConfigMap", overlay_edit(change), name="a2a-istio-dynamic-module")
+        cm = next(d for d in broken if d.kind == "ConfigMap" and d.name == "a2a-istio-dynamic-module")
+        errors = istio_overlay_errors(cm.where, yaml.safe_load(cm.body["data"]["deployment"]), schemas)
+        assert any(expected in e for e in errors), (expected, errors)
+
+
+def test_dynamic_module_checks_reject_broken_copies(docs: list[Doc]) -> None:
+    def eg_container(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+        return lambda b: change(eg_envoy_deployment(b)["container"])
+
+    def istio_filter(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+        return lambda b: change(b["spec"]["configPatches"][0]["patch"]["value"]["typed_config"])
+
+    def istio_config(extra: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+        def change(typed: dict[str, Any]) -> None:
+            typed["filter_config"]["value"] = json.dumps({**json.loads(typed["filter_config"]["value"]), **extra})
+        return istio_filter(change)
+
+    patch_policy = {"apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "EnvoyPatchPolicy",
+                    "metadata": {"name": "a2a-affinity-dynamic", "namespace": "agents"}, "spec": {}}
+    eg_cases: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
+        ("EnvoyExtensionPolicy", "a2a-affinity-dynamic", lambda b: b["spec"]["dynamicModule"][0].update(name="a2a-other"),
+         "500"),
+        ("EnvoyExtensionPolicy", "a2a-affinity-dynamic",
+         lambda b: b["spec"]["dynamicModule"][0].update(filterName="a2a-affinity"), "filterName"),
+        ("EnvoyExtensionPolicy", "a2a-affinity-dynamic",
+         lambda b: b["spec"]["dynamicModule"][0]["config"].update(headerName="x-context-id"), "unknown filter field"),
+        ("EnvoyExtensionPolicy", "a2a-affinity-dynamic",
+         lambda b: b["spec"]["dynamicModule"][0]["config"].update(header="x-session-id"), "x-session-id"),
+        ("EnvoyProxy", "a2a-affinity-dynamic",
+         lambda b: b["spec"]["dynamicModules"][0]["source"]["local"].update(path=f"/opt/a2a/{DYNAMIC_MODULE_SO}"),
+         "no volume is mounted at /opt/a2a"),
+        ("EnvoyProxy", "a2a-affinity-dynamic", eg_container(lambda c: c.pop("env")), "LD_LIBRARY_PATH"),
+        ("EnvoyProxy", "a2a-affinity-dynamic", eg_container(lambda c: c["volumeMounts"][0].pop("readOnly")), "readOnly"),
+        ("EnvoyProxy", "a2a-affinity-dynamic",
+         lambda b: eg_envoy_deployment(b)["initContainers"][0]["command"].remove(f"/module/{LIBGCC}"), LIBGCC),
+        ("Gateway", "a2a-eg-dynamic", lambda b: b["spec"].pop("infrastructure"), "no EnvoyProxy"),
+        ("BackendTrafficPolicy", "a2a-affinity-dynamic",
+         lambda b: b["spec"]["targetRefs"][0].update(name="a2a-agent-eg"), "no BackendTrafficPolicy hashes"),
+    ]
+    for kind, name, change, expected in eg_cases:
+        errors = eg_dynamic_module_errors(mutated(docs, kind, change, name=name))
+        assert any(expected in e for e in errors), (kind, expected, errors)
+    # An EnvoyPatchPolicy dropped into the folder.
+    policy = next(d for d in docs if d.kind == "EnvoyExtensionPolicy" and d.name == "a2a-affinity-dynamic")
+    errors = eg_dynamic_module_errors([*docs, Doc(policy.path, 99, patch_policy)])
+    assert any("EnvoyPatchPolicy" in e for e in errors), errors
+
+    istio_cases: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
+        ("EnvoyFilter", "a2a-affinity-dynamic", istio_config({"headerName": "x"}), "unknown filter field"),
+        ("EnvoyFilter", "a2a-affinity-dynamic", istio_config({"max_scan_bytes": "big"}), "max_scan_bytes"),
+        ("EnvoyFilter", "a2a-affinity-dynamic", istio_filter(lambda t: t.update(filter_name="other")), "filter_name"),
+        ("EnvoyFilter", "a2a-affinity-dynamic",
+         istio_filter(lambda t: t["dynamic_module_config"]["module"]["local"].update(filename=f"/etc/{DYNAMIC_MODULE_SO}")),
+         "no volume is mounted at /etc"),
+        ("EnvoyFilter", "a2a-affinity-dynamic",
+         lambda b: b["spec"]["configPatches"][0]["match"].update(context="SIDECAR_INBOUND"), "SIDECAR_OUTBOUND"),
+        ("EnvoyFilter", "a2a-affinity-dynamic",
+         lambda b: b["spec"]["configPatches"][0]["patch"].update(operation="INSERT_FIRST"), "before envoy.filters.http.router"),
+        ("ConfigMap", "a2a-istio-dynamic-module",
+         overlay_edit(lambda o: o["spec"]["template"].pop("metadata")), "proxyStatsMatcher"),
+        ("ConfigMap", "a2a-istio-dynamic-module",
+         overlay_edit(lambda o: istio_pod(o)["containers"][0].update(name="envoy")), "no volume is mounted"),
+        ("ConfigMap", "a2a-istio-dynamic-module",
+         overlay_edit(lambda o: istio_pod(o)["volumes"][0].update(name="other")), "which the pod does not have"),
+        ("ConfigMap", "a2a-istio-dynamic-module", lambda b: b["data"].update(deploymnet="{}"), "istiod rejects"),
+        ("Gateway", "a2a-istio-dynamic", lambda b: b["spec"].pop("infrastructure"), "parametersRef"),
+    ]
+    for kind, name, change, expected in istio_cases:
+        errors = istio_dynamic_module_errors(mutated(docs, kind, change, name=name))
+        assert any(expected in e for e in errors), (kind, expected, errors)
+
+    # The Wasm checks leave the dynamic-module EnvoyFilter alone, and the
+    # reference check follows the Gateways' parametersRef.
+    assert not istio_errors(docs)
+    errors = reference_errors(mutated(docs, "EnvoyProxy", lambda b: b["metadata"].update(name="renamed"),
+                                      name="a2a-affinity-dynamic"))
+    assert any("parametersRef EnvoyProxy a2a-affinity-dynamic" in e for e in errors), errors
+
+
+# --- Envoy with the built module
+
+# Envoy Gateway v1.9 ships Envoy 1.39.0; Istio 1.31's proxy is Envoy 1.39.
+# The module loads in 1.38-1.40 (crates/dynamic-module/README.md).
+DYNAMIC_MODULE_ENVOYS = {
+    "1.40": REPO / ".venv" / "bin" / "envoy",
+    "1.39.3": REPO / ".venv-envoy-1.39.3" / "bin" / "envoy",
+    "1.38.2": REPO / ".venv-envoy-1.38.2" / "bin" / "envoy",
+}
+
+
+def dynamic_module_so() -> Path:
+    """The module scripts/build.sh produced (honouring CARGO_TARGET_DIR), or
+    A2A_DYNAMIC_MODULE_SO; skips when there is none."""
+    if os.environ.get("A2A_DYNAMIC_MODULE_SO"):
+        module = Path(os.environ["A2A_DYNAMIC_MODULE_SO"]).resolve()
+        if not module.is_file():
+            pytest.skip(f"A2A_DYNAMIC_MODULE_SO={module} is no file")
+        return module
+    dirs = [Path(os.environ["CARGO_TARGET_DIR"])] if os.environ.get("CARGO_TARGET_DIR") else []
+    dirs.append(REPO / "target")
+    module = next((d / "release" / DYNAMIC_MODULE_SO for d in dirs if (d / "release" / DYNAMIC_MODULE_SO).is_file()), None)
+    if module is None:
+        pytest.skip(f"the dynamic module is not built (target/release/{DYNAMIC_MODULE_SO}): run scripts/build.sh")
+    sources = [REPO / "Cargo.toml", REPO / "Cargo.lock",
+               *sorted((REPO / "crates" / "dynamic-module" / "src").rglob("*.rs")),
+               *sorted((REPO / "crates" / "core" / "src").rglob("*.rs"))]
+    newest = max((s.stat().st_mtime for s in sources if s.is_file()), default=0.0)
+    if module.stat().st_mtime < newest:
+        pytest.skip(f"{module} is older than the module's sources: run scripts/build.sh "
+                    "(or set A2A_DYNAMIC_MODULE_SO to that file to use it anyway)")
+    return module
+
+
+def eg_dynamic_module_bootstrap(docs: list[Doc], module: Path) -> dict[str, Any]:
+    """What Envoy Gateway v1.9 generates (internal/xds/translator/dynamicmodule.go):
+    the filter disabled on the HCM and enabled on the route, the module loaded
+    from the EnvoyProxy's Local path (here: the built file), `config` handed
+    over as a JSON string; Maglev on the header from the BackendTrafficPolicy;
+    Envoy Gateway's 32 KiB listener buffer."""
+    policy = next(d for d in find(docs, "EnvoyExtensionPolicy") if d.spec.get("dynamicModule"))
+    dm = policy.spec["dynamicModule"][0]
+    ref, gateways = policy_gateways(docs, policy)[0]
+    proxy = envoy_proxy_for(docs, gateways[0])
+    assert proxy is not None
+    entry = next(e for e in proxy.spec["dynamicModules"] if e["name"] == dm["name"])
+    name = eg_dynamic_module_filter_name(policy, 0)
+    typed_config: dict[str, Any] = {
+        "@type": DYNAMIC_MODULE_FILTER_TYPE,
+        "dynamic_module_config": {"module": {"local": {"filename": str(module)}},
+                                  "do_not_close": entry.get("doNotClose", False),
+                                  "load_globally": entry.get("loadGlobally", False)},
+        "filter_name": dm.get("filterName", ""),
+        "terminal_filter": dm.get("terminalFilter", False),
+    }
+    if "config" in dm:
+        typed_config["filter_config"] = {"@type": STRING_VALUE_TYPE,
+                                         "value": json.dumps(dm["config"], separators=(",", ":"))}
+    http_filter = {"name": name, "disabled": True, "typed_config": typed_config}
+    btp = next(d for d in find(docs, "BackendTrafficPolicy")
+               if any(r.get("name") == ref["name"] for r in d.spec.get("targetRefs") or []))
+    ch = btp.spec["loadBalancer"]["consistentHash"]
+    route = {
+        "match": {"prefix": "/"},
+        "route": {"cluster": "agents", "timeout": "0s",
+                  "hash_policy": [{"header": {"header_name": h["name"]}} for h in ch["headers"]]},
+        "typed_per_filter_config": {name: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                                           "config": {}}},
+    }
+    lb = {"lb_policy": "MAGLEV", "maglev_lb_config": {"table_size": ch.get("tableSize", 65537)}}
+    return bootstrap(http_filter, route, lb, ENVOY_GATEWAY_BUFFER_LIMIT)
+
+
+def istio_dynamic_module_bootstrap(docs: list[Doc], module: Path) -> dict[str, Any]:
+    """The EnvoyFilter's inserted filter as is, loading the built file from
+    where the pod has it; the DestinationRule's hash policy and Maglev table."""
+    envoy_filter = next(d for d in find(docs, "EnvoyFilter") if dynamic_module_typed_configs(d))
+    value = copy.deepcopy(next(p["patch"]["value"] for p in envoy_filter.spec["configPatches"]
+                               if (p["patch"]["value"].get("typed_config") or {}).get("@type") == DYNAMIC_MODULE_FILTER_TYPE))
+    value["typed_config"]["dynamic_module_config"]["module"]["local"]["filename"] = str(module)
+    route, lb = istio_route_and_lb(docs)
+    return bootstrap(value, route, lb, None)
+
+
+DYNAMIC_MODULE_BOOTSTRAPS = {"envoy-gateway": eg_dynamic_module_bootstrap, "istio": istio_dynamic_module_bootstrap}
+
+
+@pytest.mark.parametrize("version", sorted(DYNAMIC_MODULE_ENVOYS))
+@pytest.mark.parametrize("gateway", sorted(DYNAMIC_MODULE_BOOTSTRAPS))
+def test_dynamic_module_configuration_loads_in_envoy(docs: list[Doc], gateway: str, version: str,
+                                                     tmp_path: Path) -> None:
+    envoy = DYNAMIC_MODULE_ENVOYS[version]
+    if not envoy.is_file():
+        pytest.skip(f"Envoy {version} is not installed at {envoy}")
+    module = dynamic_module_so()
+    config = DYNAMIC_MODULE_BOOTSTRAPS[gateway](docs, module)
+    result = envoy_validate(envoy, config, tmp_path)
+    assert result.returncode == 0, (
+        f"Envoy {version} rejects the {gateway} dynamic module config with {module}:\n{result.stdout}{result.stderr}")
+
+    # The module parses the configuration when Envoy loads it: an unknown
+    # field is refused, with the module's own log line.
+    typed = next(v for v in walk(config) if isinstance(v, dict) and v.get("@type") == DYNAMIC_MODULE_FILTER_TYPE)
+    typed["filter_config"]["value"] = json.dumps({**json.loads(typed["filter_config"]["value"]), "headerName": "x"})
+    result = envoy_validate(envoy, config, tmp_path)
+    assert result.returncode != 0, f"Envoy {version} accepted an unknown filter field"
+    assert "a2a_affinity: invalid plugin configuration" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_envoy_1_36_cannot_load_the_dynamic_module(docs: list[Doc], tmp_path: Path) -> None:
+    # What deploy/README.md says: the module needs Envoy 1.38 or later.
+    envoy = ENVOYS["1.36.4"]
+    if not envoy.is_file():
+        pytest.skip(f"Envoy 1.36.4 is not installed at {envoy}")
+    result = envoy_validate(envoy, eg_dynamic_module_bootstrap(docs, dynamic_module_so()), tmp_path)
+    assert result.returncode != 0, "Envoy 1.36.4 accepted the dynamic module configuration"
+
+
+@pytest.mark.parametrize("gateway", sorted(DYNAMIC_MODULE_BOOTSTRAPS))
+def test_dynamic_module_config_keeps_each_conversation_on_one_replica(
+        docs: list[Doc], replicas: tuple[list[int], dict[str, str]], gateway: str, tmp_path: Path) -> None:
+    envoy = DYNAMIC_MODULE_ENVOYS["1.40"]
+    if not envoy.is_file():
+        pytest.skip(f"Envoy 1.40 is not installed at {envoy}")
+    module = dynamic_module_so()
+    ports, _ = replicas
+    proxy = Gateway(envoy, DYNAMIC_MODULE_BOOTSTRAPS[gateway](docs, module), ports, tmp_path, f"dm-{gateway}")
+    try:
+        # Behind Envoy Gateway's 32 KiB listener the module scans 16 KiB; Istio
+        # keeps Envoy's 1 MiB, so a contextId after 100 KiB is found there.
+        first_text = "x" * (LARGE_TEXT_BYTES if gateway == "istio" else 8 * 1024)
+        landed: dict[str, set[str]] = {}
+        seq = 0
+        for conversation in range(6):
+            context_id = f"dm-ctx-{conversation}-{'ef' * conversation}"
+            for turn in range(2):
+                seq += 1
+                body = send_message(context_id, first_text if turn == 0 else f"turn {turn}", seq)
+                status, report = proxy.post(body)
+                assert status == 200 and report is not None, (status, proxy.log.read_text()[-2000:])
+                assert report["context_ids"] == [context_id], report["context_ids"]
+                assert report["body_sha256"] == hashlib.sha256(body).hexdigest(), "the body changed on the way"
+                landed.setdefault(context_id, set()).add(report["replica"])
+        assert all(len(r) == 1 for r in landed.values()), landed
+        assert len(set().union(*landed.values())) > 1, f"every conversation on one replica: {landed}"
+
+        seq += 1
+        status, first = proxy.post(send_message(None, "hello", seq))
+        assert status == 200 and first is not None and len(first["context_ids"]) == 1, first
+        seq += 1
+        status, follow_up = proxy.post(send_message(first["context_ids"][0], "and then", seq))
+        assert status == 200 and follow_up is not None and follow_up["replica"] == first["replica"]
+
+        expected = {"context_found": 12, "minted": 1}
+        if gateway == "envoy-gateway":
+            # Past the scan the request goes on unchanged: no header, no 413.
+            seq += 1
+            body = send_message("dm-late", "x" * LARGE_TEXT_BYTES, seq)
+            status, report = proxy.post(body)
+            assert status == 200 and report is not None, status
+            assert report["context_ids"] == [] and report["body_sha256"] == hashlib.sha256(body).hexdigest()
+            expected["scan_limit"] = 1
+        stats = admin_get(proxy.admin_port, "/stats?filter=a2a_affinity")[1]
+        for counter, at_least in expected.items():
+            m = re.search(rf"^{DYNAMIC_MODULE_METRICS_NAMESPACE}\.a2a_affinity\.{counter}: (\d+)$", stats, re.M)
+            assert m and int(m.group(1)) >= at_least, (counter, stats)
+    finally:
+        stop(proxy.proc)
+
+
+def envoy_executable() -> Path | None:
+    """The ELF binary behind .venv/bin/envoy (a Python entry point)."""
+    found = sorted((REPO / ".venv" / "lib").glob("python*/site-packages/envoy/_bin/envoy"))
+    return found[0] if found else None
+
+
+def test_dynamic_module_needs_the_manifests_ld_library_path_in_a_libc_only_root(
+        docs: list[Doc], tmp_path: Path) -> None:
+    """Envoy Gateway's default image is distroless (libc, no libgcc_s). In a
+    root with only Envoy's own libraries, the module loads from the
+    EnvoyProxy's Local path next to the libgcc_s.so.1 the init container
+    copies, with the container's LD_LIBRARY_PATH, and fails without it."""
+    binary = envoy_executable()
+    chroot = shutil.which("chroot")
+    if os.geteuid() != 0 or chroot is None or shutil.which("ldd") is None or binary is None:
+        pytest.skip("needs root, chroot, ldd and the Envoy binary of .venv")
+    module = dynamic_module_so()
+
+    def libraries(elf: Path) -> dict[str, Path]:
+        out = subprocess.run(["ldd", str(elf)], capture_output=True, text=True, check=False).stdout
+        return {m.group(1): Path(m.group(2)) for m in re.finditer(r"^\s*(\S+) => (/\S+)", out, re.M)} | {
+            Path(m.group(1)).name: Path(m.group(1)) for m in re.finditer(r"^\s*(/\S+) \(0x", out, re.M)}
+
+    libgcc = libraries(module).get(LIBGCC)
+    if libgcc is None:
+        pytest.skip(f"{module} does not link {LIBGCC} (nothing to check)")
+    proxy = next(p for p in find(docs, "EnvoyProxy") if p.spec.get("dynamicModules"))
+    path = proxy.spec["dynamicModules"][0]["source"]["local"]["path"]
+    _, container = eg_proxy_pod(proxy)
+    env = {e["name"]: e["value"] for e in container.get("env") or [] if "value" in e}
+
+    root = tmp_path / "root"
+    for source, target in [(binary, Path("/usr/local/bin/envoy")), *[(p, p) for p in libraries(binary).values()],
+                           (module, Path(path)), (libgcc, Path(posixpath.dirname(path)) / LIBGCC)]:
+        dest = root / target.relative_to("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source.resolve(), dest)
+    (root / "tmp").mkdir(exist_ok=True)
+    (root / "envoy.yaml").write_text(yaml.safe_dump(eg_dynamic_module_bootstrap(docs, Path(path))), encoding="utf-8")
+
+    def validate(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([chroot, str(root), "/usr/local/bin/envoy", "--mode", "validate", "-c", "/envoy.yaml",
+                               "--log-level", "error"], env={"PATH": "/usr/local/bin", **extra},
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    result = validate({k: v for k, v in env.items() if k == "LD_LIBRARY_PATH"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = validate({})
+    assert result.returncode != 0 and LIBGCC in result.stdout + result.stderr, result.stdout + result.stderr
