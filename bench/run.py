@@ -282,7 +282,8 @@ def measure(front, upstream, ports, case, entries, variant, duration, threads, c
     return cell
 
 
-def profile(front, upstream, ports, cases, all_cases, duration, threads, connections, out, variant="wasm"):
+def profile(front, upstream, ports, cases, all_cases, duration, threads, connections, out, variant="wasm",
+            module_file="liba2a_affinity_dynamic.so"):
     """Where the front Envoy's time goes with the filter, per body case:
     `perf record` on the front Envoy during one run of `variant`, split by
     DSO. For (b), V8 places the module's compiled code in anonymous JIT
@@ -291,7 +292,7 @@ def profile(front, upstream, ports, cases, all_cases, duration, threads, connect
     binary (stripped: no finer split is possible). For (g), the module's
     own code is its shared library's share; Envoy's side of each callback
     is inside the envoy binary."""
-    own = "[JIT]" if variant == "wasm" else "liba2a_affinity_dynamic.so"
+    own = "[JIT]" if variant == "wasm" else module_file
     rows = []
     for case in cases:
         data = out / f"perf-{variant}-{case[0]}-{case[1]}.data"
@@ -892,7 +893,7 @@ def main():
         if args.profile:
             say(f"profile: {LABELS[args.profile_variant]} under perf record, one run per body case")
             profiled = profile(front, upstream, ports, cases, all_cases, duration, args.threads,
-                               args.connections, out, args.profile_variant)
+                               args.connections, out, args.profile_variant, dynamic_module.name)
         if args.memory:
             entries = all_cases[("512k", "last")]
             memory = memory_run(front, ports, entries, args.memory, args.memory_interval, args.connections,
