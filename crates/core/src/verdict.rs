@@ -12,9 +12,15 @@ use crate::proto::wire::Invalid;
 pub enum Verdict {
     /// The message (or a 1.0 `ListTasks`) names its context.
     Context(String),
+    /// The message names its context and a task. The task's learned
+    /// context wins when the task is known: the agent holding the task is
+    /// the one that can answer, also when the two ids do not match (it
+    /// rejects the mismatch). An unknown task routes by the contextId.
+    ContextAndTask { context: String, task: String },
     /// Only a task id: route to where that task's context lives.
     Task(String),
-    /// A first-turn message with neither contextId nor taskId.
+    /// A first-turn message: no taskId, and a contextId that is missing,
+    /// `null` or `""` (the agents mint their own for those).
     Mint(MintSite),
     /// A gRPC first turn: the Message gets a `context_id` field.
     MintGrpc(GrpcMintSite),
@@ -37,6 +43,30 @@ pub struct MintSite {
     /// Key spelling matching the message: `context_id` for the 0.3 REST
     /// `request` form (snake_case fields), `contextId` everywhere else.
     pub key: &'static str,
+    /// The message's own `null` or `""` contextId, whose value the minted
+    /// one replaces (a second member would lose to it: the agents keep the
+    /// last of a duplicate key). `None`: the member is inserted.
+    pub replace: Option<ValueSpan>,
+}
+
+/// Where a `null` or `""` value sits in the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValueSpan {
+    /// Absolute offset of its first byte.
+    pub at: u64,
+    /// 4 for `null`, 2 for `""`.
+    pub len: u8,
+}
+
+impl ValueSpan {
+    /// The bytes the body holds there.
+    pub fn bytes(self) -> &'static [u8] {
+        if self.len == 4 {
+            b"null"
+        } else {
+            b"\"\""
+        }
+    }
 }
 
 /// Where the extractor stands after a chunk.
@@ -59,26 +89,32 @@ pub trait BodyReader {
     fn feed(&mut self, chunk: &[u8]) -> Step;
     /// The body ended: decide with what was read.
     fn finish(&mut self) -> Step;
+    /// The body will not be read to its end (`max_scan_bytes`, or a host
+    /// that shows only part of it): the verdict the bytes read support, if
+    /// they name a usable contextId or taskId. Nothing is minted from part
+    /// of a body.
+    fn cut(&mut self) -> Option<Verdict>;
 }
 
-/// A contextId or taskId as read so far from one place in the body.
+/// A contextId or taskId as read so far from one place in the body. Each
+/// occurrence replaces the one before: the agents' parsers (Python's
+/// `json`, protobuf) keep the last of a duplicate key or repeated field.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Candidate {
     #[default]
     Missing,
     Valid(String),
+    /// `null` or `""` (protobuf: an empty string), which the agents read as
+    /// no id; for JSON, where the value sits.
+    Empty(Option<ValueSpan>),
+    /// Present but unusable: not a string, or longer than `max_value_bytes`.
     Invalid,
 }
 
 impl Candidate {
-    /// The first usable value wins; an unusable one is remembered only so
-    /// that the request is counted as carrying an invalid value.
-    pub fn offer(&mut self, value: Result<String, ()>) {
-        match (&*self, value) {
-            (Candidate::Valid(_), _) => {}
-            (_, Ok(v)) => *self = Candidate::Valid(v),
-            (_, Err(())) => *self = Candidate::Invalid,
-        }
+    /// Present with some value (`Empty` included).
+    pub fn present(&self) -> bool {
+        !matches!(self, Candidate::Missing)
     }
 }
 
@@ -91,8 +127,8 @@ pub fn usable_value(s: &str, max: usize) -> bool {
 }
 
 /// Where a minted contextId goes in a gRPC request: a `context_id` field
-/// put first in the send's Message, which sits directly in the frame's
-/// top-level message in both versions.
+/// appended to the last occurrence of the send's Message, which sits
+/// directly in the frame's top-level message in both versions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GrpcMintSite {
     /// Offset of the frame's flag byte.

@@ -214,26 +214,33 @@ fn a_context_id_split_over_late_chunks_is_found_and_only_new_bytes_are_read() {
 }
 
 #[test]
-fn an_early_context_id_lets_the_rest_of_the_body_stream_through() {
+fn an_early_context_id_is_held_to_the_end_of_the_body() {
+    // The agents keep the last of a duplicate key: the request waits for
+    // the end of its body, and a later contextId wins.
     let c = config("{}");
-    let body = send_params(&format!(
-        r#"{{"contextId":"ctx-early","parts":[{{"kind":"text","text":"{}"}}]}}"#,
-        "y".repeat(3000)
-    ));
-    let chunks = split(body.as_bytes(), &[200, 1000, 2000]);
-    let up = post(&c, "/", &[], &refs(&chunks));
-    assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-early"));
-    assert_eq!(up.body, body.as_bytes());
-    assert_eq!(
-        up.statuses,
-        vec![
-            status::HEADERS_STOP_ITERATION,
-            status::CONTINUE,
-            status::CONTINUE,
-            status::CONTINUE,
-            status::CONTINUE
-        ]
-    );
+    for (tail, want) in [
+        ("", "ctx-early"),
+        (r#","contextId":"ctx-late""#, "ctx-late"),
+    ] {
+        let body = send_params(&format!(
+            r#"{{"contextId":"ctx-early","parts":[{{"kind":"text","text":"{}"}}]{tail}}}"#,
+            "y".repeat(3000)
+        ));
+        let chunks = split(body.as_bytes(), &[200, 1000, 2000]);
+        let up = post(&c, "/", &[], &refs(&chunks));
+        assert_eq!(up.header("x-context-id").as_deref(), Some(want));
+        assert_eq!(up.body, body.as_bytes());
+        assert_eq!(
+            up.statuses,
+            vec![
+                status::HEADERS_STOP_ITERATION,
+                status::BODY_STOP_AND_WATERMARK,
+                status::BODY_STOP_AND_WATERMARK,
+                status::BODY_STOP_AND_WATERMARK,
+                status::CONTINUE
+            ]
+        );
+    }
 }
 
 #[test]

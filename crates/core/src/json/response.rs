@@ -171,6 +171,7 @@ impl ResponseLearner {
             if let Event::Scalar {
                 path,
                 value: Scalar::Str(s),
+                ..
             } = event
             {
                 if usable_value(s, max) {
