@@ -204,14 +204,12 @@ fn unusable_values_count_as_absent() {
     let h = Harness::new(r#"{"max_value_bytes":8}"#);
     for body in [
         r#"{"method":"message/send","params":{"message":{"contextId":"123456789"}}}"#,
-        r#"{"method":"message/send","params":{"message":{"contextId":"a\nb"}}}"#,
-        r#"{"method":"message/send","params":{"message":{"contextId":"a\u0000"}}}"#,
         r#"{"method":"message/send","params":{"message":{"contextId":42}}}"#,
         r#"{"method":"message/send","params":{"message":{"contextId":{"x":1}}}}"#,
     ] {
         assert_passes_without_key(&h, body);
     }
-    assert_eq!(h.counter(Counter::InvalidValue), 5);
+    assert_eq!(h.counter(Counter::InvalidValue), 3);
     assert_eq!(h.counter(Counter::Minted), 0);
 }
 

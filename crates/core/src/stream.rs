@@ -25,7 +25,8 @@ use crate::json::response::{Framing, ResponseLearner};
 use crate::mint::{self, BodyEdit};
 use crate::stats::Outcome;
 use crate::store::{Learned, Lookup, TaskStore};
-use crate::verdict::{BodyReader, Step, Verdict};
+use crate::verdict::{field_value, BodyReader, Step, Verdict};
+use std::borrow::Cow;
 
 /// The request head, as the core needs it. Values that are not UTF-8 are
 /// passed as `None`.
@@ -456,7 +457,13 @@ impl Stream {
         }
     }
 
-    fn with_key(&self, value: String, outcome: Outcome) -> Decision {
+    /// Routes by `context_id`, written as a valid header value (see
+    /// `verdict::field_value`).
+    fn with_key(&self, context_id: String, outcome: Outcome) -> Decision {
+        let value = match field_value(&context_id) {
+            Cow::Borrowed(_) => context_id,
+            Cow::Owned(encoded) => encoded,
+        };
         Decision {
             header: HeaderOp::Set(value),
             ..Decision::done(outcome)

@@ -26,8 +26,8 @@ pub enum Verdict {
     MintGrpc(GrpcMintSite),
     /// The body names no context and no task.
     Absent,
-    /// A contextId or taskId is present but unusable as a header value
-    /// (empty, too long, a control character, not a string).
+    /// A contextId or taskId is present but unusable: not a string, or
+    /// longer than `max_value_bytes`.
     InvalidValue,
 }
 
@@ -118,12 +118,49 @@ impl Candidate {
     }
 }
 
-/// Whether a contextId or taskId can be a header value: a non-empty string
-/// of at most `max` bytes with no control character (Envoy would reject
-/// CR/LF/NUL; the others make unreadable logs and keys). Every binding and
-/// the response learner use this one rule.
+/// Whether a contextId or taskId can route: a non-empty string of at most
+/// `max` bytes. Every binding and the response learner use this one rule;
+/// any such string becomes a valid header value through `field_value`.
 pub fn usable_value(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
+    !s.is_empty() && s.len() <= max
+}
+
+/// The header value for a contextId: the id itself when it is already a
+/// valid HTTP field value that every HTTP/1.1 and HTTP/2 implementation
+/// takes as it is (visible ASCII, with spaces only inside), else the id
+/// percent-encoded. HTTP forbids leading or trailing whitespace and control
+/// characters in a field value (RFC 9110 section 5.5, RFC 9113 section
+/// 8.2.1), and HTTP/2 upstreams built on Python's `h2` (hypercorn) reset the
+/// connection for them; bytes above 0x7F are allowed but not everywhere.
+///
+/// Encoding: every byte outside `!`..=`~` (so every space, control
+/// character and UTF-8 byte of a non-ASCII character), and `%` itself,
+/// becomes `%XX` (upper-case hex). Since `%` is always encoded when any
+/// byte is, two different ids never share a value, and the same id always
+/// gives the same value, so its turns hash alike.
+pub fn field_value(id: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = id.as_bytes();
+    let plain = |b: u8| (0x21..=0x7e).contains(&b) && b != b'%';
+    let inner_space_ok =
+        bytes.first().is_some_and(|&b| plain(b)) && bytes.last().is_some_and(|&b| plain(b));
+    if inner_space_ok && bytes.iter().all(|&b| plain(b) || b == b' ') {
+        return std::borrow::Cow::Borrowed(id);
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for &b in bytes {
+        if plain(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            for nibble in [b >> 4, b & 0x0f] {
+                out.push(char::from(
+                    HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+                ));
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Where a minted contextId goes in a gRPC request: a `context_id` field
@@ -141,4 +178,47 @@ pub struct GrpcMintSite {
     pub len_size: u8,
     /// The Message's length.
     pub len: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_value;
+
+    #[test]
+    fn field_values_are_the_id_or_its_percent_encoding() {
+        for plain in [
+            "ctx-1",
+            "9f1c2e4a-5b6d-4c8e-a0f1-23456789abcd",
+            "a b",
+            "a  b",
+            "~!*",
+        ] {
+            assert_eq!(field_value(plain), plain);
+        }
+        for (id, want) in [
+            (" ctx", "%20ctx"),
+            ("ctx ", "ctx%20"),
+            (" ", "%20"),
+            ("a\tb", "a%09b"),
+            ("a\nb", "a%0Ab"),
+            ("a\0", "a%00"),
+            ("a\u{7f}", "a%7F"),
+            ("ctx-\u{e9}", "ctx-%C3%A9"),
+            // `%` is encoded whenever anything is, and on its own too, so
+            // no two ids share a value.
+            ("100%", "100%25"),
+            ("%20ctx", "%2520ctx"),
+            (" a%", "%20a%25"),
+        ] {
+            assert_eq!(field_value(id), want, "{id:?}");
+        }
+        // Every encoded value is visible ASCII only.
+        let all: String = (0u8..=0x7f)
+            .map(char::from)
+            .chain(['\u{e9}', '\u{1f600}'])
+            .collect();
+        assert!(field_value(&all)
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b)));
+    }
 }

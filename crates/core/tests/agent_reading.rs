@@ -158,9 +158,8 @@ fn duplicate_keys_route_by_the_last_occurrence() {
         ),
         (
             "/",
-            format!(
-                r#"{{"method":"message/send","params":{{"message":{{"contextId":"first"}}}},"params":{{"message":{{"contextId":"last"}}}}}}"#
-            ),
+            r#"{"method":"message/send","params":{"message":{"contextId":"first"}},"params":{"message":{"contextId":"last"}}}"#
+                .to_string(),
             "last",
         ),
         // `contextId` wins over `context_id` in either order (a2a-sdk 0.3;
@@ -425,5 +424,40 @@ fn a_body_past_the_scan_limit_is_routed_by_the_ids_read_before_it() {
         assert_eq!(header(&held), None, "chunks of {size}");
         assert_eq!(held.body, first_turn.as_bytes());
         assert_eq!(env.counter(Counter::ScanLimit), 1);
+    }
+}
+
+#[test]
+fn a_context_id_that_is_no_valid_field_value_is_sent_encoded_the_same_every_time() {
+    let config = config("");
+    let rpc = |ctx: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"message/send","params":{{"message":{{"contextId":{},"parts":[]}}}}}}"#,
+            serde_json::to_string(ctx).unwrap()
+        )
+    };
+    for (ctx, want) in [
+        (" padded ", "%20padded%20"),
+        ("tab\there", "tab%09here"),
+        ("line\nbreak", "line%0Abreak"),
+        ("nul\u{0}", "nul%00"),
+        ("caf\u{e9}", "caf%C3%A9"),
+        ("50%", "50%25"),
+        ("inner space", "inner space"),
+    ] {
+        let body = rpc(ctx);
+        for [a, b] in splits::every_two(body.as_bytes()) {
+            let mut env = MockEnv::default();
+            let held = send(&config, &mut env, "/", &[a, b]);
+            assert_eq!(header(&held).as_deref(), Some(want), "{ctx:?}");
+            assert_eq!(held.body, body.as_bytes());
+            assert_eq!(env.counter(Counter::ContextFound), 1);
+        }
+        // A task learned under that context routes to the same value.
+        let mut env = MockEnv::default();
+        env.store.tasks.insert("t".into(), (ctx.into(), u64::MAX));
+        let get = r#"{"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"id":"t"}}"#;
+        let held = send(&config, &mut env, "/", &[get.as_bytes()]);
+        assert_eq!(header(&held).as_deref(), Some(want), "{ctx:?}");
     }
 }

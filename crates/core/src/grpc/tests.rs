@@ -423,7 +423,8 @@ fn unusable_values_are_invalid() {
     let long = [b'a'; 65];
     let exact = [b'a'; 64];
     for (value, want) in [
-        (&b"a\nb"[..], Step::Decided(Verdict::InvalidValue)),
+        // Control characters route; the header encodes them.
+        (&b"a\nb"[..], Step::Decided(Verdict::Context("a\nb".into()))),
         (&b"\xff\xfe"[..], Step::Decided(Verdict::InvalidValue)),
         (&long[..], Step::Decided(Verdict::InvalidValue)),
         (
@@ -704,9 +705,17 @@ fn learning_stops_at_an_unreadable_frame() {
         let body = [good.clone(), broken, good.clone()].concat();
         assert_eq!(learned_at_every_split(V1, &body), vec![pair("t-1", "c-1")]);
     }
-    // Values the header could not carry are not learned.
+    // Any string is learned as it is (the header encodes it when routing);
+    // an empty one, or one that is not UTF-8, is not.
     let body = frame(&len(1, &[len(1, b"t-1"), len(2, b"c\r\n")].concat()));
-    assert!(learned_at_every_split(V1, &body).is_empty());
+    assert_eq!(
+        learned_at_every_split(V1, &body),
+        vec![pair("t-1", "c\r\n")]
+    );
+    for context in [&b""[..], b"\xff"] {
+        let body = frame(&len(1, &[len(1, b"t-1"), len(2, context)].concat()));
+        assert!(learned_at_every_split(V1, &body).is_empty());
+    }
     let mut l = ResponseLearner::new(V1, 64).unwrap();
     l.feed(&good[..3], &mut |_, _| {});
     assert!(!l.at_frame_boundary());
