@@ -101,6 +101,18 @@ fn configuration_defines_every_counter_and_logs_one_line() {
 }
 
 #[test]
+fn a_scan_limit_envoy_may_refuse_is_warned_about_at_load() {
+    let _c = config(r#"{"max_scan_bytes":16777216}"#);
+    let logs = take_logs();
+    let warnings: Vec<_> = logs.iter().filter(|(level, _)| *level == 3).collect();
+    assert_eq!(warnings.len(), 1, "{logs:?}");
+    assert!(
+        warnings[0].1.contains("at least 33554432 bytes"),
+        "{logs:?}"
+    );
+}
+
+#[test]
 fn a_bad_configuration_is_rejected_with_one_line_naming_the_field() {
     setup();
     for (json, want) in [
@@ -557,6 +569,27 @@ fn the_scan_stops_at_half_the_stream_buffer_limit() {
         ]
     );
     assert_eq!(c.envoy.nonzero(), vec![("scan_limit".to_string(), 1)]);
+    // The clamp is logged as a warning once per configuration.
+    let warned = |logs: Vec<(u32, String)>| {
+        logs.iter()
+            .filter(|(level, line)| *level == 3 && line.contains("half the stream's buffer limit"))
+            .count()
+    };
+    assert_eq!(warned(take_logs()), 1);
+    let mut ex = Exchange::new(&c);
+    ex.stream.buffer_limit = 4000;
+    ex.request(
+        &[
+            (":method", "POST"),
+            (":path", "/"),
+            ("content-type", JSON),
+            ("content-length", &length),
+        ],
+        &refs(&chunks),
+        false,
+    )
+    .finish();
+    assert_eq!(warned(take_logs()), 0);
 }
 
 #[test]
