@@ -516,29 +516,70 @@ fn tasks_learned_from_json_responses_route_task_only_calls() {
 
 #[test]
 fn tasks_learned_from_sse_events_at_every_split() {
-    let events = concat!(
-        ": keep-alive comment\n\n",
-        "event: message\r\n",
-        "data: {\"jsonrpc\":\"2.0\",\"id\":\"1\",\"result\":{\"statusUpdate\":{\"taskId\":\"t-1\",\"contextId\":\"c-1\",\"status\":{\"state\":\"TASK_STATE_WORKING\"}}}}\r\n",
-        "\r\n",
-        "data: {\"jsonrpc\":\"2.0\",\"id\":\"1\",\n",
-        "data: \"result\":{\"kind\":\"artifact-update\",\"taskId\":\"t-2\",\"contextId\":\"c-2\",\"artifact\":{}}}\n",
-        "\n",
-        "data:{\"result\":{\"kind\":\"task\",\"id\":\"t-3\",\"contextId\":\"c-3\"}}\n\n",
-    );
-    let bytes = events.as_bytes();
-    for cut in 0..bytes.len() {
-        let h = Harness::new("");
-        let mut host = h.host("POST", "/");
-        let body = rpc03("x", "y");
-        let (mut stream, _) = h.request(&mut host, &[body.as_bytes()], false);
-        let (a, b) = bytes.split_at(cut);
-        respond(&mut stream, &mut host, "text/event-stream", &[a, b]);
-        for (task, ctx) in [("t-1", "c-1"), ("t-2", "c-2"), ("t-3", "c-3")] {
+    // Each event form (CRLF lines after a comment and an `event:` line,
+    // data split over two lines, no space after the colon) as the event
+    // that names a stream's task.
+    let streams = [
+        (
+            concat!(
+                ": keep-alive comment\n\n",
+                "event: message\r\n",
+                "data: {\"jsonrpc\":\"2.0\",\"id\":\"1\",\"result\":{\"statusUpdate\":{\"taskId\":\"t-1\",\"contextId\":\"c-1\",\"status\":{\"state\":\"TASK_STATE_WORKING\"}}}}\r\n",
+                "\r\n",
+            ),
+            ("t-1", "c-1"),
+        ),
+        (
+            concat!(
+                "data: {\"jsonrpc\":\"2.0\",\"id\":\"1\",\n",
+                "data: \"result\":{\"kind\":\"artifact-update\",\"taskId\":\"t-2\",\"contextId\":\"c-2\",\"artifact\":{}}}\n",
+                "\n",
+            ),
+            ("t-2", "c-2"),
+        ),
+        (
+            "data:{\"result\":{\"kind\":\"task\",\"id\":\"t-3\",\"contextId\":\"c-3\"}}\n\n",
+            ("t-3", "c-3"),
+        ),
+    ];
+    for (events, (task, ctx)) in streams {
+        let bytes = events.as_bytes();
+        for cut in 0..bytes.len() {
+            let h = Harness::new("");
+            let mut host = h.host("POST", "/");
+            let body = rpc03("x", "y");
+            let (mut stream, _) = h.request(&mut host, &[body.as_bytes()], false);
+            let (a, b) = bytes.split_at(cut);
+            respond(&mut stream, &mut host, "text/event-stream", &[a, b]);
             let got = task_call(&h, &format!("/tasks/{task}"), "GET", None);
-            assert_eq!(got, vec![ctx], "cut {cut}");
+            assert_eq!(got, vec![ctx], "{task} cut {cut}");
         }
     }
+}
+
+#[test]
+fn an_event_stream_is_not_read_after_it_names_its_task() {
+    // A stream answers one call about one task: once an event names it,
+    // later events (here one naming another task) are not copied out.
+    let first =
+        "data: {\"result\":{\"statusUpdate\":{\"taskId\":\"t-1\",\"contextId\":\"c-1\"}}}\n\n";
+    let later =
+        "data: {\"result\":{\"statusUpdate\":{\"taskId\":\"t-2\",\"contextId\":\"c-2\"}}}\n\n";
+    let h = Harness::new("");
+    let mut host = h.host("POST", "/");
+    let body = rpc03("x", "y");
+    let (mut stream, _) = h.request(&mut host, &[body.as_bytes()], false);
+    let reads_before = host.response_reads.borrow().len();
+    respond(
+        &mut stream,
+        &mut host,
+        "text/event-stream",
+        &[first.as_bytes(), later.as_bytes(), later.as_bytes()],
+    );
+    assert_eq!(host.response_reads.borrow().len() - reads_before, 1);
+    assert_eq!(h.counter(Counter::TaskLearned), 1);
+    assert_eq!(task_call(&h, "/tasks/t-1", "GET", None), vec!["c-1"]);
+    assert!(task_call(&h, "/tasks/t-2", "GET", None).is_empty());
 }
 
 #[test]
