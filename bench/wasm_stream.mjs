@@ -25,6 +25,12 @@
 // keep its linear memory from growing over thousands of streams once warm;
 // and it must export no callback the filter does not act on.
 // It exits 1 on any failure.
+//
+// --sse EVENTS times, instead, streams whose answer is an event stream of
+// EVENTS events (a Task, then status and artifact updates of that task, as
+// a2a-sdk agents stream a 1.0 SendStreamingMessage), each event its own
+// response body callback, and prints the µs per event of each module and
+// the response body bytes it copied out.
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
@@ -40,7 +46,7 @@ function usage(message) {
   process.exit(2);
 }
 
-const options = { streams: 0, rounds: 7, chunk: 16384, sizes: ["1k", "64k", "512k"], check: false };
+const options = { streams: 0, rounds: 7, chunk: 16384, sizes: ["1k", "64k", "512k"], check: false, sse: 0 };
 const modules = [];
 for (let i = 2; i < process.argv.length; i++) {
   const arg = process.argv[i];
@@ -53,6 +59,7 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (arg === "--chunk") options.chunk = Number(value());
   else if (arg === "--sizes") options.sizes = value().split(",");
   else if (arg === "--check") options.check = true;
+  else if (arg === "--sse") options.sse = Number(value());
   else if (arg.startsWith("--")) usage(`unknown option ${arg}`);
   else {
     const eq = arg.indexOf("=");
@@ -157,6 +164,28 @@ function serializePairs(pairs) {
 
 const RESPONSE_HEADERS = responseHeaders();
 RESPONSE_HEADERS.serialized = serializePairs(RESPONSE_HEADERS);
+const SSE_HEADERS = [[":status", "200"], ["content-type", "text/event-stream"], ["cache-control", "no-cache"],
+  ["date", "Thu, 26 Nov 2026 21:00:00 GMT"], ["server", "envoy"]];
+SSE_HEADERS.serialized = serializePairs(SSE_HEADERS);
+
+function sseEvents(count) {
+  const task = "5f0e6b2a-9c1d-4e8f-a7b3-0c2d4e6f8a1b";
+  const context = "9f1c2e4a-5b6d-4c8e-a0f1-23456789abcd";
+  const events = [];
+  for (let i = 0; i < count; i++) {
+    let result;
+    if (i === 0) result = { task: { id: task, contextId: context, status: { state: "TASK_STATE_SUBMITTED" } } };
+    else if (i % 2 === 1) {
+      result = { statusUpdate: { taskId: task, contextId: context, status: { state: "TASK_STATE_WORKING",
+        message: { messageId: `m-${i}`, role: "ROLE_AGENT", parts: [{ text: `working on step ${i}` }] } } } };
+    } else {
+      result = { artifactUpdate: { taskId: task, contextId: context, artifact: { artifactId: "a-1",
+        parts: [{ text: `chunk ${i} of the answer, a sentence or two of generated text` }] }, append: true } };
+    }
+    events.push(Buffer.from(`data: ${JSON.stringify({ jsonrpc: "2.0", id: "1", result })}\n\n`));
+  }
+  return events;
+}
 
 const OK = 0;
 const NOT_FOUND = 1;
@@ -232,6 +261,9 @@ class Host {
         const end = Math.min(buffer.length, (start >>> 0) + (max >>> 0));
         const data = buffer.subarray(Math.min(start, end), end);
         if (kind === 0 && host.stream) host.stream.requestBytesCopied += data.length;
+        if (kind === 1 && host.stream && host.stream.responseBytesCopied !== undefined) {
+          host.stream.responseBytesCopied += data.length;
+        }
         return host.give(data, dataOut, sizeOut);
       },
       proxy_set_buffer_bytes: () => (count("proxy_set_buffer_bytes"), BAD_ARGUMENT),
@@ -336,6 +368,33 @@ class Host {
     e.proxy_on_context_create(1, 0);
     if (e.proxy_on_vm_start && !e.proxy_on_vm_start(1, 0)) throw new Error("proxy_on_vm_start refused");
     if (!e.proxy_on_configure(1, this.config.length)) throw new Error("proxy_on_configure refused the configuration");
+  }
+
+  // One stream whose answer is the event stream `events` (Buffers), each
+  // event its own response body callback, as Envoy passes an SSE answer.
+  runSse(id, body, events) {
+    const e = this.exports;
+    const s = {
+      requestHeaders: fresh(requestTemplate(body)),
+      responseHeaders: fresh(SSE_HEADERS),
+      requestBuffered: body,
+      responseBuffered: Buffer.alloc(0),
+      held: false,
+      requestBytesCopied: 0,
+      responseBytesCopied: 0,
+    };
+    this.stream = s;
+    e.proxy_on_context_create(id, 1);
+    e.proxy_on_request_headers(id, s.requestHeaders.length, 0);
+    e.proxy_on_request_body(id, body.length, 1);
+    e.proxy_on_response_headers(id, s.responseHeaders.length, 0);
+    events.forEach((event, n) => {
+      s.responseBuffered = event;
+      e.proxy_on_response_body(id, event.length, n + 1 === events.length ? 1 : 0);
+    });
+    e.proxy_on_delete?.(id);
+    this.stream = null;
+    return s;
   }
 
   // One stream, called the way Envoy's filter manager calls a Wasm filter.
@@ -443,6 +502,31 @@ function check() {
 
 if (options.check) {
   check();
+  process.exit(0);
+}
+
+if (options.sse > 0) {
+  const events = sseEvents(options.sse);
+  const body = bodies("1k", "first", 1)[0];
+  console.log(`node ${process.version}, ${options.rounds} rounds, ${events.length} events per stream`);
+  console.log("");
+  console.log("| module | µs per event | response bytes copied out per stream |");
+  console.log("|---|---|---|");
+  for (const m of modules) {
+    const h = new Host(load(m.path), m.config);
+    h.start();
+    let id = 2;
+    const copied = h.runSse(id++, body, events).responseBytesCopied;
+    let best = Infinity;
+    for (let round = 0; round < options.rounds; round++) {
+      const streams = 20;
+      const t0 = process.hrtime.bigint();
+      for (let n = 0; n < streams; n++) h.runSse(id++, body, events);
+      best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1000 / streams / events.length);
+    }
+    const total = events.reduce((n, e) => n + e.length, 0);
+    console.log(`| ${m.label} | ${best.toFixed(3)} | ${copied} of ${total} |`);
+  }
   process.exit(0);
 }
 

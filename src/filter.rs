@@ -159,6 +159,9 @@ fn configure(root: u32) -> bool {
             return false;
         }
     };
+    for warning in config.warnings() {
+        abi::log(ProxyLevel::Warn, &warning);
+    }
     let mut metrics = Metrics::default();
     for counter in Counter::ALL {
         if let Some(slot) = metrics.ids.get_mut(counter.index()) {

@@ -7,11 +7,19 @@
 //! load; `SCAN_BENCH_INTERLEAVED=1 cargo bench --bench scan` instead runs the
 //! scanner and serde_json alternately, 40 rounds of ~4 MiB each, and prints
 //! the best round of each (GB/s = 10^9 bytes/s), which is steadier.
+//!
+//! `SCAN_BENCH_READ_ON=1 cargo bench -p a2a-affinity-bench --bench scan`
+//! prices reading a request to its end (the last of a duplicate key wins,
+//! so the filter cannot stop at the first contextId): per body, the best
+//! of 40 interleaved rounds of the scanner stopping at the first contextId
+//! and of the request extractor reading the whole body to its verdict.
 
 // Bench set-up code may panic on a broken fixture; the filter never does.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use a2a_affinity_core::json::request::{BodyKind, Extractor};
 use a2a_affinity_core::json::scan::{Event, Flow, Limits, Progress, Scalar, Scanner};
+use a2a_affinity_core::verdict::{Step, Verdict};
 use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -108,10 +116,58 @@ fn interleaved() {
     }
 }
 
+/// The request extractor's verdict over the whole body.
+fn read_whole(extractor: &mut Extractor, body: &[u8]) -> usize {
+    extractor.reset();
+    assert_eq!(extractor.feed(body), Step::NeedMore);
+    match extractor.finish() {
+        Step::Decided(Verdict::Context(c)) => c.len(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// What reading on costs: stopping at the first contextId against reading
+/// the whole body, best of 40 alternating rounds of ~4 MiB each.
+fn read_on() {
+    println!("| body | text | contextId | stop at the contextId µs | read to the end µs | bytes read then |");
+    println!("|---|---|---|---|---|---|");
+    for case in cases() {
+        let (label, text, position, body) = (case.size, case.text, case.position, case.body);
+        let reps = ((4 << 20) / body.len()).max(1);
+        let mut scanner = Scanner::new(PATHS, Limits::default());
+        let mut extractor = Extractor::new(BodyKind::JsonRpc, 256);
+        assert_eq!(read_whole(&mut extractor, &body), CONTEXT_ID.len());
+        scan(&mut scanner, &body);
+        let stopped_at = scanner.offset();
+        let (mut best_stop, mut best_whole) = (Duration::MAX, Duration::MAX);
+        for _ in 0..40 {
+            let start = Instant::now();
+            for _ in 0..reps {
+                black_box(scan(&mut scanner, black_box(&body)));
+            }
+            best_stop = best_stop.min(start.elapsed());
+            let start = Instant::now();
+            for _ in 0..reps {
+                black_box(read_whole(&mut extractor, black_box(&body)));
+            }
+            best_whole = best_whole.min(start.elapsed());
+        }
+        let micros = |t: Duration| t.as_secs_f64() * 1e6 / reps as f64;
+        println!(
+            "| {label} | {text} | {position} | {:.2} | {:.2} | {stopped_at} of {} |",
+            micros(best_stop),
+            micros(best_whole),
+            body.len()
+        );
+    }
+}
+
 criterion_group!(benches, throughput);
 
 fn main() {
-    if std::env::var_os("SCAN_BENCH_INTERLEAVED").is_some() {
+    if std::env::var_os("SCAN_BENCH_READ_ON").is_some() {
+        read_on();
+    } else if std::env::var_os("SCAN_BENCH_INTERLEAVED").is_some() {
         interleaved();
     } else {
         benches();

@@ -48,8 +48,19 @@ pub fn classify(
         return Classification::Pass(PassReason::ContentType);
     }
     let path = path.split(['?', '#']).next().unwrap_or("");
-    if let Some(task_id) = rest_task_id(method, path) {
-        return Classification::RestTask { task_id };
+    // The agents' routers (Starlette under uvicorn or hypercorn, Express,
+    // Spring) match the percent-decoded path, so `/message%3Asend` is
+    // `/message:send` to them and must be to the filter. A path whose
+    // escapes do not decode to UTF-8 names no task and is matched as it came.
+    let decoded = decode_path(path);
+    let path = match &decoded {
+        Decoded::Escaped(p) => p.as_str(),
+        Decoded::Plain | Decoded::NotUtf8 => path,
+    };
+    if !matches!(decoded, Decoded::NotUtf8) {
+        if let Some(task_id) = rest_task_id(method, path) {
+            return Classification::RestTask { task_id };
+        }
     }
     if !method.eq_ignore_ascii_case("POST") {
         return Classification::Pass(PassReason::Method);
@@ -112,8 +123,9 @@ fn rest_task_id(method: &str, path: &str) -> Option<String> {
                 id,
                 method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("POST"),
             ),
-            Some(_) => return None,
-            None => (*id, method.eq_ignore_ascii_case("GET")),
+            // A colon that starts no verb is part of the id (`GET
+            // /tasks/{id}` takes any segment).
+            Some(_) | None => (*id, method.eq_ignore_ascii_case("GET")),
         },
         [id, "pushNotificationConfigs"] | [id, "pushNotificationConfigs", _] => (*id, true),
         _ => return None,
@@ -121,25 +133,53 @@ fn rest_task_id(method: &str, path: &str) -> Option<String> {
     if !verb_ok || raw_id.is_empty() {
         return None;
     }
-    percent_decode(raw_id)
+    Some(raw_id.to_string())
 }
 
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
+enum Decoded {
+    /// No `%`: the path as it came (no allocation on the common path).
+    Plain,
+    Escaped(String),
+    /// The escapes decode to bytes that are not UTF-8.
+    NotUtf8,
+}
+
+/// The path with its `%XX` escapes decoded, once, as an ASGI server hands
+/// it to the router (`%2F` included: it then splits segments as a `/`
+/// does); a `%` not followed by two hex digits stays as it is.
+fn decode_path(path: &str) -> Decoded {
+    if !path.contains('%') {
+        return Decoded::Plain;
+    }
+    let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
+        let escaped = match (b, bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&hi), Some(&lo)) => hex_value(hi).zip(hex_value(lo)),
+            _ => None,
+        };
+        match escaped {
+            Some((hi, lo)) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            None => {
+                out.push(b);
+                i += 1;
+            }
         }
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).map_or(Decoded::NotUtf8, Decoded::Escaped)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -259,6 +299,41 @@ mod tests {
             ("POST", "/", Some("Application/JSON"), JsonRpc),
             ("POST", "/", Some("application/vnd.x+json;v=1"), JsonRpc),
             ("post", "/", JSON, JsonRpc),
+            // Percent-encoded paths, read as the agents' routers decode them.
+            (
+                "POST",
+                "/message%3Asend",
+                JSON,
+                RestSend { streaming: false },
+            ),
+            (
+                "POST",
+                "/v1/message%3asend",
+                JSON,
+                RestSend { streaming: false },
+            ),
+            (
+                "POST",
+                "/tenant-a/message%3Astream",
+                JSON,
+                RestSend { streaming: true },
+            ),
+            (
+                "POST",
+                "/v1%2Fmessage%3Asend",
+                JSON,
+                RestSend { streaming: false },
+            ),
+            (
+                "POST",
+                "/%6Dessage:send",
+                JSON,
+                RestSend { streaming: false },
+            ),
+            // Not an escape: matched as it came.
+            ("POST", "/message%3", JSON, JsonRpc),
+            ("POST", "/message%zzsend", JSON, JsonRpc),
+            ("POST", "/message%ff:send", JSON, JsonRpc),
         ];
         for (method, path, ct, want) in table {
             assert_eq!(
@@ -290,7 +365,15 @@ mod tests {
                 "/tasks/t-1/pushNotificationConfigs/c-9",
                 task("t-1"),
             ),
-            ("GET", "/tasks/a%2Fb", task("a/b")),
+            ("GET", "/tasks/a%20b", task("a b")),
+            ("POST", "/tasks/t-1%3Acancel", task("t-1")),
+            ("POST", "/v1/tasks/t-1%3acancel", task("t-1")),
+            ("GET", "/tasks/t-1%3Asubscribe", task("t-1")),
+            ("GET", "/%74asks/t-1", task("t-1")),
+            ("GET", "/tasks/t-1%2FpushNotificationConfigs", task("t-1")),
+            ("GET", "/tasks/t%3A1", task("t:1")),
+            // Decoded once, as the agents do: `%2541` is the task `%41`.
+            ("GET", "/tasks/%2541", task("%41")),
         ];
         for (method, path, want) in table {
             assert_eq!(&classify(method, path, None, None), want, "{method} {path}");
@@ -303,7 +386,8 @@ mod tests {
             ("POST", "/tasks/t-1:frobnicate"),
             ("DELETE", "/tasks/t-1"),
             ("GET", "/tasks/t-1/history"),
-            ("GET", "/tasks/%zz"),
+            ("GET", "/tasks/a%2Fb"),
+            ("GET", "/tasks/%ff"),
         ] {
             assert!(
                 !matches!(classify(method, path, None, None), RestTask { .. }),

@@ -89,6 +89,31 @@ impl fmt::Display for ConfigError {
 /// for a scan that can never finish.
 pub const MAX_SCAN_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
 
+/// The stream buffer limit the shipped Envoy configs give the A2A route
+/// (`request_body_buffer_limit`, 2 MiB). Envoy answers 413 itself when a
+/// held body passes the stream's limit, and a held body can reach
+/// `max_scan_bytes` plus one read from the connection; the rule is a limit
+/// of at least twice `max_scan_bytes`.
+pub const SHIPPED_ROUTE_BUFFER_LIMIT: u64 = 2 * 1024 * 1024;
+
+impl Config {
+    /// What Envoy may refuse with this configuration, one line each, for
+    /// the shell to log when it loads it (it is still accepted: the limit
+    /// that matters is set in Envoy, where the filter cannot always see it).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.max_scan_bytes > SHIPPED_ROUTE_BUFFER_LIMIT / 2 {
+            out.push(format!(
+                "max_scan_bytes {} needs a stream buffer limit of at least {} bytes (twice it): set the route's request_body_buffer_limit (the shipped configs set {}) or the listener's per_connection_buffer_limit_bytes that high, or Envoy answers 413 to bodies that reach it",
+                self.max_scan_bytes,
+                self.max_scan_bytes.saturating_mul(2),
+                SHIPPED_ROUTE_BUFFER_LIMIT
+            ));
+        }
+        out
+    }
+}
+
 /// Headers the filter must never set: routing pseudo-headers, framing
 /// headers, and headers Envoy or the upstream interpret.
 const FORBIDDEN_HEADERS: &[&str] = &[
@@ -623,5 +648,20 @@ mod tests {
             let e = Config::parse(bad).unwrap_err().to_string();
             assert!(e.contains(field), "{e}");
         }
+    }
+
+    #[test]
+    fn a_scan_limit_above_half_the_shipped_route_limit_is_warned_about() {
+        let config = |n: u64| Config {
+            max_scan_bytes: n,
+            ..Config::default()
+        };
+        assert!(Config::default().warnings().is_empty());
+        assert!(config(1024 * 1024).warnings().is_empty());
+        let warned = config(16 * 1024 * 1024).warnings();
+        assert_eq!(warned.len(), 1);
+        assert!(warned[0].contains("33554432"), "{warned:?}");
+        assert!(warned[0].contains("request_body_buffer_limit"));
+        assert_eq!(config(1024 * 1024 + 1).warnings().len(), 1);
     }
 }

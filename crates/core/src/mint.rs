@@ -91,9 +91,33 @@ impl BodyEdit {
 }
 
 /// The edit that writes `"<key>":"<context_id>"` as the first member of the
-/// JSON message object at `site`. `context_id` must need no JSON escaping
+/// JSON message object at `site`, or, when the message has a `null` or `""`
+/// contextId, writes `"<context_id>"` in place of that value. `context_id` must need no JSON escaping
 /// (a minted UUID does not).
 pub fn json_edit(site: &MintSite, context_id: &str) -> BodyEdit {
+    let close = Splice {
+        at: site.close,
+        remove: b"}".to_vec(),
+        insert: b"}".to_vec(),
+    };
+    if let Some(span) = site.replace {
+        // The message's `null` or `""` contextId gets the minted value.
+        let mut insert = Vec::with_capacity(context_id.len() + 2);
+        insert.push(b'"');
+        insert.extend_from_slice(context_id.as_bytes());
+        insert.push(b'"');
+        return BodyEdit {
+            splices: vec![
+                Splice {
+                    at: span.at,
+                    remove: span.bytes().to_vec(),
+                    insert,
+                },
+                close,
+            ],
+            content_length: None,
+        };
+    }
     let mut insert = Vec::with_capacity(site.key.len() + context_id.len() + 7);
     insert.extend_from_slice(b"{\"");
     insert.extend_from_slice(site.key.as_bytes());
@@ -111,11 +135,7 @@ pub fn json_edit(site: &MintSite, context_id: &str) -> BodyEdit {
                 insert,
             },
             // Changes nothing: checks that the message ends where it was read.
-            Splice {
-                at: site.close,
-                remove: b"}".to_vec(),
-                insert: b"}".to_vec(),
-            },
+            close,
         ],
         content_length: None,
     }
@@ -161,6 +181,7 @@ mod tests {
             close: close as u64,
             empty: body[open..close].trim().is_empty(),
             key,
+            replace: None,
         }
     }
 
@@ -206,6 +227,29 @@ mod tests {
     }
 
     #[test]
+    fn a_null_or_empty_context_id_gets_the_value_in_place() {
+        for (value, len) in [("null", 4u8), ("\"\"", 2)] {
+            let body = format!(r#"{{"message":{{"contextId":{value},"messageId":"m"}}}}"#);
+            let at = body.find(value).unwrap() as u64;
+            let site = MintSite {
+                replace: Some(crate::verdict::ValueSpan { at, len }),
+                ..site(&body, "contextId")
+            };
+            let out = insert_context_id(body.as_bytes(), &site, "c-1").unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                r#"{"message":{"contextId":"c-1","messageId":"m"}}"#
+            );
+            // A span that does not hold the value is refused.
+            let off = MintSite {
+                replace: Some(crate::verdict::ValueSpan { at: at + 1, len }),
+                ..site
+            };
+            assert_eq!(insert_context_id(body.as_bytes(), &off, "c-1"), None);
+        }
+    }
+
+    #[test]
     fn refuses_a_site_that_does_not_match_the_body() {
         let body = br#"{"message":{"a":1}}"#;
         let good = MintSite {
@@ -213,6 +257,7 @@ mod tests {
             close: 17,
             empty: false,
             key: "contextId",
+            replace: None,
         };
         assert!(insert_context_id(body, &good, "c").is_some());
         for bad in [

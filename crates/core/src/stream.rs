@@ -25,7 +25,8 @@ use crate::json::response::{Framing, ResponseLearner};
 use crate::mint::{self, BodyEdit};
 use crate::stats::Outcome;
 use crate::store::{Learned, Lookup, TaskStore};
-use crate::verdict::{BodyReader, Step, Verdict};
+use crate::verdict::{field_value, BodyReader, Step, Verdict};
+use std::borrow::Cow;
 
 /// The request head, as the core needs it. Values that are not UTF-8 are
 /// passed as `None`.
@@ -161,6 +162,13 @@ impl Reader {
             Reader::Grpc(extractor) => extractor.finish(),
         }
     }
+
+    fn cut(&mut self) -> Option<Verdict> {
+        match self {
+            Reader::Json(extractor) => extractor.cut(),
+            Reader::Grpc(extractor) => extractor.cut(),
+        }
+    }
 }
 
 enum RequestState {
@@ -168,8 +176,9 @@ enum RequestState {
     New,
     /// Holding the headers, reading the body.
     Scanning(Reader),
-    /// Holding the headers, waiting for a deferred task lookup.
-    Resolving,
+    /// Holding the headers, waiting for a deferred task lookup; the
+    /// message's own contextId, if it named one beside the task.
+    Resolving(Option<String>),
     /// Decided, or not inspected.
     Done,
 }
@@ -303,9 +312,7 @@ impl Stream {
             if end_of_stream && read.len() == chunk.len() {
                 step = reader.finish();
             } else if self.fed >= limit {
-                debug!("no verdict in the first {limit} body bytes (max_scan_bytes); request continues without a hash key from the body");
-                self.stop_reading(env);
-                return self.without_body_key(config, Outcome::ScanLimit);
+                return self.cut(config, env);
             } else {
                 return Decision::next(Next::NeedBody);
             }
@@ -321,8 +328,7 @@ impl Stream {
             return Decision::next(Next::Continue);
         };
         if self.fed >= config.max_scan_bytes {
-            self.stop_reading(env);
-            return self.without_body_key(config, Outcome::ScanLimit);
+            return self.cut(config, env);
         }
         let step = reader.finish();
         self.stop_reading(env);
@@ -336,18 +342,36 @@ impl Stream {
         if !self.reading_body() {
             return Decision::next(Next::Continue);
         }
+        self.cut(config, env)
+    }
+
+    /// The body is read no further: route by the ids read so far, if any.
+    fn cut(&mut self, config: &Config, env: &mut dyn Env) -> Decision {
+        let verdict = match &mut self.request {
+            RequestState::Scanning(reader) => reader.cut(),
+            _ => None,
+        };
         self.stop_reading(env);
-        self.without_body_key(config, Outcome::ScanLimit)
+        match verdict {
+            Some(verdict) => self.decide(config, Step::Decided(verdict), env),
+            None => {
+                debug!("no contextId or taskId in the body bytes read (max_scan_bytes or a partial body); request continues without a hash key from the body");
+                self.without_body_key(config, Outcome::ScanLimit)
+            }
+        }
     }
 
     /// The answer to `Next::LookupTask`: the task's context, if the store
     /// knows it.
     pub fn task_resolved(&mut self, config: &Config, context_id: Option<&str>) -> Decision {
-        if !matches!(self.request, RequestState::Resolving) {
+        let RequestState::Resolving(own) = std::mem::replace(&mut self.request, RequestState::Done)
+        else {
             return Decision::next(Next::Continue);
+        };
+        match own {
+            Some(own) => self.context_and_task(own, context_id.map(str::to_string)),
+            None => self.task_outcome(config, context_id.map(str::to_string)),
         }
-        self.request = RequestState::Done;
-        self.task_outcome(config, context_id.map(str::to_string))
     }
 
     /// The host could not apply a decision's body edit (or its
@@ -368,7 +392,7 @@ impl Stream {
     pub fn on_stream_end(&mut self, env: &mut dyn Env) -> Option<Outcome> {
         let undecided = matches!(
             self.request,
-            RequestState::Scanning(_) | RequestState::Resolving
+            RequestState::Scanning(_) | RequestState::Resolving(_)
         );
         self.stop_reading(env);
         self.request = RequestState::Done;
@@ -391,6 +415,20 @@ impl Stream {
                 self.with_key(context_id, Outcome::ContextFound)
             }
             Step::Decided(Verdict::Task(task_id)) => self.route_task(config, &task_id, env),
+            Step::Decided(Verdict::ContextAndTask { context, task }) => {
+                if !config.learn_tasks {
+                    return self.with_key(context, Outcome::ContextFound);
+                }
+                let now = env.now_secs();
+                match env.tasks().lookup(&task, now) {
+                    Lookup::Found(learned) => self.context_and_task(context, Some(learned)),
+                    Lookup::Unknown => self.context_and_task(context, None),
+                    Lookup::Deferred => {
+                        self.request = RequestState::Resolving(Some(context));
+                        Decision::next(Next::LookupTask(task))
+                    }
+                }
+            }
             Step::Decided(Verdict::Mint(site)) if config.mint_context_id => {
                 self.mint(config, env, |id| Some(mint::json_edit(&site, id)))
             }
@@ -402,7 +440,7 @@ impl Stream {
                 self.without_body_key(config, Outcome::ContextAbsent)
             }
             Step::Decided(Verdict::InvalidValue) => {
-                info!("the body's contextId or taskId cannot be a {header} value (empty, longer than max_value_bytes, control character, or not a string)");
+                info!("the body's contextId or taskId cannot be a {header} value (longer than max_value_bytes, or not a string)");
                 self.without_body_key(config, Outcome::InvalidValue)
             }
             Step::InvalidJson(e) => {
@@ -419,7 +457,13 @@ impl Stream {
         }
     }
 
-    fn with_key(&self, value: String, outcome: Outcome) -> Decision {
+    /// Routes by `context_id`, written as a valid header value (see
+    /// `verdict::field_value`).
+    fn with_key(&self, context_id: String, outcome: Outcome) -> Decision {
+        let value = match field_value(&context_id) {
+            Cow::Borrowed(_) => context_id,
+            Cow::Owned(encoded) => encoded,
+        };
         Decision {
             header: HeaderOp::Set(value),
             ..Decision::done(outcome)
@@ -447,9 +491,24 @@ impl Stream {
             Lookup::Found(context_id) => self.task_outcome(config, Some(context_id)),
             Lookup::Unknown => self.task_outcome(config, None),
             Lookup::Deferred => {
-                self.request = RequestState::Resolving;
+                self.request = RequestState::Resolving(None);
                 Decision::next(Next::LookupTask(task_id.to_string()))
             }
+        }
+    }
+
+    /// A message with both ids: the task's learned context when the task is
+    /// known (counted `task_routed` when it differs from the message's own
+    /// contextId), else the message's contextId.
+    fn context_and_task(&self, own: String, learned: Option<String>) -> Decision {
+        match learned {
+            Some(learned) if learned != own => {
+                debug!(
+                    "the message's contextId is not its task's learned context; routed by the task"
+                );
+                self.with_key(learned, Outcome::TaskRouted)
+            }
+            _ => self.with_key(own, Outcome::ContextFound),
         }
     }
 

@@ -26,6 +26,9 @@ enum Seen {
     TooLong {
         path: usize,
     },
+    Null {
+        path: usize,
+    },
     Other {
         path: usize,
     },
@@ -46,6 +49,7 @@ fn own(event: Event<'_>) -> Seen {
         Event::Scalar {
             path,
             value: Scalar::Str(s),
+            ..
         } => Seen::Str {
             path,
             value: s.to_owned(),
@@ -53,10 +57,17 @@ fn own(event: Event<'_>) -> Seen {
         Event::Scalar {
             path,
             value: Scalar::TooLong,
+            ..
         } => Seen::TooLong { path },
         Event::Scalar {
             path,
+            value: Scalar::Null,
+            ..
+        } => Seen::Null { path },
+        Event::Scalar {
+            path,
             value: Scalar::Other,
+            ..
         } => Seen::Other { path },
     }
 }
@@ -637,7 +648,7 @@ fn other_scalars_and_containers_at_watched_paths() {
                 path: 1,
                 offset: 40
             },
-            Seen::Other { path: 2 },
+            Seen::Null { path: 2 },
         ]
     );
     let doc = r#"{"params":{"message":{"contextId":{"contextId":"x"}}}}"#;
@@ -658,30 +669,56 @@ fn other_scalars_and_containers_at_watched_paths() {
             }
         ]
     );
-    for literal in ["true", "false", "null", "0", "-7"] {
+    for literal in ["true", "false", "0", "-7"] {
         let doc = format!(r#"{{"method":{literal}}}"#);
         assert_eq!(
             scan(&[METHOD], doc.as_bytes()).0,
             vec![Seen::Other { path: 0 }]
         );
     }
+    assert_eq!(
+        scan(&[METHOD], br#"{"method":null}"#).0,
+        vec![Seen::Null { path: 0 }]
+    );
 }
 
 #[test]
-fn duplicate_keys_first_occurrence_wins() {
+fn scalar_events_say_where_the_value_ends() {
+    // Every split point: the offset is absolute, not within the chunk.
+    let doc = br#"{"a":"xy","b":null,"c":-1.5e3 ,"d":true}"#;
+    let paths: &[&[&str]] = &[&["a"], &["b"], &["c"], &["d"]];
+    let want: Vec<(usize, u64)> = vec![(0, 9), (1, 18), (2, 29), (3, 39)];
+    for cut in 0..=doc.len() {
+        let mut scanner = Scanner::new(paths, Limits::default());
+        let mut ends = Vec::new();
+        let mut sink = |event: Event<'_>| {
+            if let Event::Scalar { path, end, .. } = event {
+                ends.push((path, end));
+            }
+            Flow::Continue
+        };
+        scanner.feed(&doc[..cut], &mut sink);
+        scanner.feed(&doc[cut..], &mut sink);
+        assert_eq!(ends, want, "cut at {cut}");
+    }
+}
+
+#[test]
+fn duplicate_keys_are_all_reported_in_order() {
     let doc = br#"{"params":{"message":{"contextId":"first","contextId":"second"}}}"#;
+    let str_at = |value: &str| Seen::Str {
+        path: 0,
+        value: value.into(),
+    };
     assert_eq!(
         scan(&[CONTEXT], doc).0,
-        vec![Seen::Str {
-            path: 0,
-            value: "first".into()
-        }]
+        vec![str_at("first"), str_at("second")]
     );
-    // A later duplicate of an ancestor is not searched either.
+    // A later duplicate of an ancestor is searched too.
     let doc = br#"{"params":{"message":{}},"params":{"message":{"contextId":"late"}}}"#;
-    assert_eq!(scan(&[CONTEXT], doc).0, vec![]);
+    assert_eq!(scan(&[CONTEXT], doc).0, vec![str_at("late")]);
     let doc = br#"{"params":{"message":{"taskId":"t"},"message":{"contextId":"late"}}}"#;
-    assert_eq!(scan(&[CONTEXT], doc).0, vec![]);
+    assert_eq!(scan(&[CONTEXT], doc).0, vec![str_at("late")]);
     // Sibling paths are independent.
     let doc = br#"{"params":{"contextId":"a","message":{"contextId":"b"},"contextId":"c"}}"#;
     assert_eq!(
@@ -694,6 +731,10 @@ fn duplicate_keys_first_occurrence_wins() {
             Seen::Str {
                 path: 0,
                 value: "b".into()
+            },
+            Seen::Str {
+                path: 1,
+                value: "c".into()
             }
         ]
     );

@@ -201,6 +201,42 @@ fn tasks_learned_from_responses_route_task_calls() {
 }
 
 #[test]
+fn an_event_stream_is_read_only_until_it_names_its_task() {
+    let config = config("");
+    let events: [&[u8]; 4] = [
+        b": keep-alive\n\n",
+        b"data: {\"jsonrpc\":\"2.0\",\"id\":\"1\",\"result\":{\"kind\":\"message\",\"role\":\"agent\",\"parts\":[]}}\n\n",
+        b"data: {\"jsonrpc\":\"2.0\",\"id\":\"1\",\"result\":{\"kind\":\"status-update\",\"taskId\":\"t-1\",\"contextId\":\"c-1\",\"status\":{}}}\n\n",
+        b"data: {\"jsonrpc\":\"2.0\",\"id\":\"1\",\"result\":{\"kind\":\"status-update\",\"taskId\":\"t-2\",\"contextId\":\"c-2\",\"status\":{}}}\n\n",
+    ];
+    let mut env = MockEnv::default();
+    let body = rpc03("c-1", "hi");
+    let h = head("POST", "/", "application/json", body.len());
+    let (mut stream, _, _) = run(&config, &mut env, &h, &[body.as_bytes()]);
+    stream.on_response_headers(
+        &config,
+        &ResponseHead {
+            content_type: Some("text/event-stream"),
+            content_encoding: None,
+        },
+        &mut env,
+    );
+    let mut read = Vec::new();
+    for event in events {
+        read.push(stream.reading_response());
+        let tally = stream.on_response_body(event, &mut env);
+        env.count_tally(tally);
+    }
+    // A comment and an event that names no task leave it reading; the
+    // event that names the task ends the reading.
+    assert_eq!(read, [true, true, true, false]);
+    assert!(!stream.reading_response());
+    assert_eq!(env.counter(Counter::TaskLearned), 1);
+    assert!(env.store.tasks.contains_key("t-1"));
+    assert!(!env.store.tasks.contains_key("t-2"));
+}
+
+#[test]
 fn a_deferred_lookup_holds_the_request_until_it_is_resolved() {
     let config = config("");
     for found in [Some("ctx-d"), None] {

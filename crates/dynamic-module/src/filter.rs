@@ -20,6 +20,7 @@
 //! - the task store is the process-wide [`ShardedStore`], the clock is the
 //!   system's, random bytes come from the OS (`getrandom`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -30,7 +31,7 @@ use a2a_affinity_core::store::TaskStore;
 use a2a_affinity_core::stream::{
     Decision, Env, HeaderOp, LearnTally, Next, RequestHead, ResponseHead, Stream as Core,
 };
-use log::{debug, error};
+use log::{debug, error, warn};
 
 use crate::host::{Body, Headers, Host};
 use crate::store::{self, ShardedStore, StoreRef};
@@ -53,6 +54,9 @@ pub struct FilterConfig {
     /// Envoy's ids of the counters, in `Counter::ALL` order; `None` where
     /// defining one failed (that counter then stays silent).
     pub metric_ids: [Option<usize>; Counter::ALL.len()],
+    /// `max_scan_bytes` was found above half a stream's buffer limit and
+    /// that was logged (once per configuration).
+    clamp_logged: AtomicBool,
 }
 
 impl FilterConfig {
@@ -60,11 +64,15 @@ impl FilterConfig {
     /// defaults and validation as the Wasm filter's).
     pub fn parse(raw: &[u8]) -> Result<Self, ConfigError> {
         let config = Config::parse(raw)?;
+        for warning in config.warnings() {
+            warn!("{warning}");
+        }
         let store = store::shared(config.task_capacity, config.task_ttl_secs);
         Ok(FilterConfig {
             config,
             store,
             metric_ids: [None; Counter::ALL.len()],
+            clamp_logged: AtomicBool::new(false),
         })
     }
 
@@ -187,10 +195,17 @@ impl Filter {
             let limit = host.buffer_limit();
             let hold = (limit / 2).max(1);
             if limit > 0 && hold < config.max_scan_bytes {
-                debug!(
-                    "the stream's buffer limit is {limit} bytes: the body is read up to {hold} bytes (max_scan_bytes {})",
-                    config.max_scan_bytes
-                );
+                if shared.clamp_logged.swap(true, Ordering::Relaxed) {
+                    debug!(
+                        "the stream's buffer limit is {limit} bytes: the body is read up to {hold} bytes (max_scan_bytes {})",
+                        config.max_scan_bytes
+                    );
+                } else {
+                    warn!(
+                        "max_scan_bytes {} is above half the stream's buffer limit ({limit} bytes): bodies are read up to {hold} bytes, so that Envoy never answers 413 (raise the route's request_body_buffer_limit to at least twice max_scan_bytes to read that far; logged once)",
+                        config.max_scan_bytes
+                    );
+                }
                 self.clamped = Some(Box::new(Config {
                     max_scan_bytes: hold,
                     ..config.clone()

@@ -101,6 +101,18 @@ fn configuration_defines_every_counter_and_logs_one_line() {
 }
 
 #[test]
+fn a_scan_limit_envoy_may_refuse_is_warned_about_at_load() {
+    let _c = config(r#"{"max_scan_bytes":16777216}"#);
+    let logs = take_logs();
+    let warnings: Vec<_> = logs.iter().filter(|(level, _)| *level == 3).collect();
+    assert_eq!(warnings.len(), 1, "{logs:?}");
+    assert!(
+        warnings[0].1.contains("at least 33554432 bytes"),
+        "{logs:?}"
+    );
+}
+
+#[test]
 fn a_bad_configuration_is_rejected_with_one_line_naming_the_field() {
     setup();
     for (json, want) in [
@@ -214,26 +226,33 @@ fn a_context_id_split_over_late_chunks_is_found_and_only_new_bytes_are_read() {
 }
 
 #[test]
-fn an_early_context_id_lets_the_rest_of_the_body_stream_through() {
+fn an_early_context_id_is_held_to_the_end_of_the_body() {
+    // The agents keep the last of a duplicate key: the request waits for
+    // the end of its body, and a later contextId wins.
     let c = config("{}");
-    let body = send_params(&format!(
-        r#"{{"contextId":"ctx-early","parts":[{{"kind":"text","text":"{}"}}]}}"#,
-        "y".repeat(3000)
-    ));
-    let chunks = split(body.as_bytes(), &[200, 1000, 2000]);
-    let up = post(&c, "/", &[], &refs(&chunks));
-    assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-early"));
-    assert_eq!(up.body, body.as_bytes());
-    assert_eq!(
-        up.statuses,
-        vec![
-            status::HEADERS_STOP_ITERATION,
-            status::CONTINUE,
-            status::CONTINUE,
-            status::CONTINUE,
-            status::CONTINUE
-        ]
-    );
+    for (tail, want) in [
+        ("", "ctx-early"),
+        (r#","contextId":"ctx-late""#, "ctx-late"),
+    ] {
+        let body = send_params(&format!(
+            r#"{{"contextId":"ctx-early","parts":[{{"kind":"text","text":"{}"}}]{tail}}}"#,
+            "y".repeat(3000)
+        ));
+        let chunks = split(body.as_bytes(), &[200, 1000, 2000]);
+        let up = post(&c, "/", &[], &refs(&chunks));
+        assert_eq!(up.header("x-context-id").as_deref(), Some(want));
+        assert_eq!(up.body, body.as_bytes());
+        assert_eq!(
+            up.statuses,
+            vec![
+                status::HEADERS_STOP_ITERATION,
+                status::BODY_STOP_AND_WATERMARK,
+                status::BODY_STOP_AND_WATERMARK,
+                status::BODY_STOP_AND_WATERMARK,
+                status::CONTINUE
+            ]
+        );
+    }
 }
 
 #[test]
@@ -391,24 +410,22 @@ fn tasks_learned_from_an_sse_stream_chunk_by_chunk() {
         "message/stream",
         r#"{"message":{"contextId":"ctx-sse","parts":[]}}"#,
     );
+    // The event that names the task comes in two chunks; the stream is
+    // not read after it (a later event naming another task teaches nothing).
     let events = [
-        "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"kind\":\"task\",\"id\":\"task-sse-1\",\"contextId\":\"ctx-sse\"}}\n\n",
-        "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"kind\":\"status-update\",\"taskId\":\"task-sse-2\",",
-        "\"contextId\":\"ctx-sse\",\"final\":true}}\n\n",
+        "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"kind\":\"status-update\",\"taskId\":\"task-sse-1\",",
+        "\"contextId\":\"ctx-sse\",\"final\":false}}\n\n",
+        "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"kind\":\"task\",\"id\":\"task-sse-2\",\"contextId\":\"ctx-sse\"}}\n\n",
     ];
     let chunks: Vec<&[u8]> = events.iter().map(|e| e.as_bytes()).collect();
     exchange(&c, "/", &[], &[body.as_bytes()], true, false)
         .respond("text/event-stream", &chunks)
         .finish();
-    assert_eq!(c.counter("task_learned"), 2);
-    for task in ["task-sse-1", "task-sse-2"] {
+    assert_eq!(c.counter("task_learned"), 1);
+    for (task, want) in [("task-sse-1", Some("ctx-sse")), ("task-sse-2", None)] {
         let get = rpc("tasks/get", &format!(r#"{{"id":"{task}"}}"#));
         let up = post(&c, "/", &[], &[get.as_bytes()]);
-        assert_eq!(
-            up.header("x-context-id").as_deref(),
-            Some("ctx-sse"),
-            "{task}"
-        );
+        assert_eq!(up.header("x-context-id").as_deref(), want, "{task}");
     }
 }
 
@@ -550,6 +567,27 @@ fn the_scan_stops_at_half_the_stream_buffer_limit() {
         ]
     );
     assert_eq!(c.envoy.nonzero(), vec![("scan_limit".to_string(), 1)]);
+    // The clamp is logged as a warning once per configuration.
+    let warned = |logs: Vec<(u32, String)>| {
+        logs.iter()
+            .filter(|(level, line)| *level == 3 && line.contains("half the stream's buffer limit"))
+            .count()
+    };
+    assert_eq!(warned(take_logs()), 1);
+    let mut ex = Exchange::new(&c);
+    ex.stream.buffer_limit = 4000;
+    ex.request(
+        &[
+            (":method", "POST"),
+            (":path", "/"),
+            ("content-type", JSON),
+            ("content-length", &length),
+        ],
+        &refs(&chunks),
+        false,
+    )
+    .finish();
+    assert_eq!(warned(take_logs()), 0);
 }
 
 #[test]

@@ -214,12 +214,12 @@ async fn grpc_first_turn_gets_a_context_id_field_and_nothing_else_changes() {
         let id = up.header("x-context-id").unwrap().to_string();
         assert!(is_uuid_v4(&id));
         assert_eq!(proto::send_context(service, &up.body), Some(id.clone()));
-        // The Message has the new field first and every original field as
+        // The Message has the new field last and every original field as
         // it was; the frame length matches (`unframe` checks it).
         let field = if service == proto::V0 { 1 } else { 2 };
         let new_message = proto::field(proto::unframe(&up.body), field).unwrap();
         let mut fields = proto::fields(&new_message);
-        assert_eq!(fields.remove(0), (2, 2, id.into_bytes()));
+        assert_eq!(fields.pop(), Some((2, 2, id.into_bytes())));
         assert_eq!(fields, proto::fields(&message));
         ex.close().await;
     }

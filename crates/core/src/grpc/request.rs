@@ -62,27 +62,38 @@ fn task_of_name(name: &str) -> Option<&str> {
 
 #[derive(Debug, Default)]
 struct Found {
+    /// The last occurrence of the Message field: protobuf parsers merge
+    /// the occurrences of a message field in order, so a field written at
+    /// the end of the last one is the field they keep.
     message: Option<(u64, u8, u64)>,
-    message_closed: bool,
     context: Candidate,
     task: Candidate,
     /// The first frame ended, with its header offset and length.
     frame: Option<(u64, u32)>,
 }
 
-/// Reads the first frame of a gRPC request and decides its verdict, as
-/// `extract::Extractor` does for JSON: a valid contextId decides at once; a
-/// Message that ends with only a task_id asks for the learned context; a
-/// first turn is minted only once the whole first frame has been read and
-/// is valid.
-///
-/// A field repeated in one message is read first-wins, like a duplicate JSON
-/// key, although protobuf parsers keep the last: serializers write each
-/// field once, so only a hand-made frame can tell the two apart.
+/// Reads the first frame of a gRPC request and decides its verdict once
+/// the request body has ended, as `json::request::Extractor` does for JSON:
+/// a field repeated in the frame is read last-wins, as protobuf parsers
+/// read it (`context_id` sent twice: the second; the Message sent twice:
+/// merged, its later fields winning), and a first turn is minted only once
+/// the whole body is known to be valid frames.
 pub struct RequestExtractor {
     reader: Reader,
     reading: Reading,
     found: Found,
+}
+
+/// A string field as an id: `None` is a value that is not UTF-8 or is
+/// longer than the value limit.
+fn candidate(value: Option<&str>) -> Candidate {
+    match value {
+        Some("") => Candidate::Empty(None),
+        other => match header_value(other) {
+            Ok(v) => Candidate::Valid(v),
+            Err(()) => Candidate::Invalid,
+        },
+    }
 }
 
 impl RequestExtractor {
@@ -96,57 +107,64 @@ impl RequestExtractor {
         })
     }
 
-    fn decide(found: &Found, reading: Reading) -> Option<Verdict> {
-        let end = found.frame.is_some();
+    /// The verdict the fields read so far support, if they name a usable id.
+    fn decide_partial(found: &Found, reading: Reading) -> Option<Verdict> {
         match reading {
             Reading::Send => {
-                if let Candidate::Valid(c) = &found.context {
-                    return Some(Verdict::Context(c.clone()));
-                }
-                if !found.message_closed && !end {
-                    return None;
-                }
-                if found.context == Candidate::Invalid {
-                    return Some(Verdict::InvalidValue);
-                }
-                match &found.task {
-                    Candidate::Valid(t) => return Some(Verdict::Task(t.clone())),
-                    Candidate::Invalid => return Some(Verdict::InvalidValue),
-                    Candidate::Missing => {}
-                }
-                // Minting rewrites the frame: only once it is whole and valid.
-                let (frame_at, frame_len) = found.frame?;
-                Some(match found.message {
-                    Some((len_at, len_size, len)) => Verdict::MintGrpc(MintSite {
-                        frame_at,
-                        frame_len,
-                        len_at,
-                        len_size,
-                        len,
-                    }),
-                    None => Verdict::Absent,
-                })
-            }
-            Reading::TaskId | Reading::TaskName | Reading::Context => {
-                let candidate = match reading {
-                    Reading::Context => &found.context,
-                    _ => &found.task,
+                let task = match &found.task {
+                    Candidate::Valid(t) => Some(t),
+                    _ => None,
                 };
-                match candidate {
-                    Candidate::Valid(v) if reading == Reading::Context => {
-                        Some(Verdict::Context(v.clone()))
+                match (&found.context, task) {
+                    (Candidate::Valid(c), Some(t)) => Some(Verdict::ContextAndTask {
+                        context: c.clone(),
+                        task: t.clone(),
+                    }),
+                    (Candidate::Valid(c), None) => Some(Verdict::Context(c.clone())),
+                    (Candidate::Missing | Candidate::Empty(_), Some(t)) => {
+                        Some(Verdict::Task(t.clone()))
                     }
-                    Candidate::Valid(v) => Some(Verdict::Task(v.clone())),
-                    Candidate::Invalid if end => Some(Verdict::InvalidValue),
-                    _ if end => Some(Verdict::Absent),
                     _ => None,
                 }
             }
+            Reading::Context => match &found.context {
+                Candidate::Valid(c) => Some(Verdict::Context(c.clone())),
+                _ => None,
+            },
+            Reading::TaskId | Reading::TaskName => match &found.task {
+                Candidate::Valid(t) => Some(Verdict::Task(t.clone())),
+                _ => None,
+            },
+        }
+    }
+
+    /// The verdict of a whole body whose first frame was read.
+    fn decide(found: &Found, reading: Reading, (frame_at, frame_len): (u64, u32)) -> Verdict {
+        if let Some(verdict) = Self::decide_partial(found, reading) {
+            return verdict;
+        }
+        let invalid = |c: &Candidate| matches!(c, Candidate::Invalid);
+        if invalid(&found.context) || invalid(&found.task) {
+            return Verdict::InvalidValue;
+        }
+        match (reading, found.message) {
+            // No usable context_id or task_id: a first turn.
+            (Reading::Send, Some((len_at, len_size, len))) => Verdict::MintGrpc(MintSite {
+                frame_at,
+                frame_len,
+                len_at,
+                len_size,
+                len,
+            }),
+            _ => Verdict::Absent,
         }
     }
 
     fn record(found: &mut Found, reading: Reading, event: Event<'_>) {
-        let value = header_value;
+        if found.frame.is_some() {
+            // Only the first frame is read; later ones are only checked.
+            return;
+        }
         match (reading, event) {
             (_, Event::FrameEnd { frame_at, len }) => found.frame = Some((frame_at, len)),
             (
@@ -157,29 +175,17 @@ impl RequestExtractor {
                     len_size,
                     len,
                 },
-            ) => {
-                found.message.get_or_insert((len_at, len_size, len));
+            ) => found.message = Some((len_at, len_size, len)),
+            (Reading::Send, Event::Str { target: 1, value }) => found.context = candidate(value),
+            (Reading::Send, Event::Str { target: 2, value }) => found.task = candidate(value),
+            (Reading::TaskId, Event::Str { value, .. }) => found.task = candidate(value),
+            (Reading::TaskName, Event::Str { value, .. }) => {
+                found.task = match value.and_then(task_of_name) {
+                    Some(id) => candidate(Some(id)),
+                    None => Candidate::Invalid,
+                }
             }
-            (Reading::Send, Event::Close { target: 0 }) => found.message_closed = true,
-            (
-                Reading::Send,
-                Event::Str {
-                    target: 1,
-                    value: v,
-                },
-            ) => found.context.offer(value(v)),
-            (
-                Reading::Send,
-                Event::Str {
-                    target: 2,
-                    value: v,
-                },
-            ) => found.task.offer(value(v)),
-            (Reading::TaskId, Event::Str { value: v, .. }) => found.task.offer(value(v)),
-            (Reading::TaskName, Event::Str { value: v, .. }) => {
-                found.task.offer(value(v.and_then(task_of_name)))
-            }
-            (Reading::Context, Event::Str { value: v, .. }) => found.context.offer(value(v)),
+            (Reading::Context, Event::Str { value, .. }) => found.context = candidate(value),
             _ => {}
         }
     }
@@ -188,44 +194,53 @@ impl RequestExtractor {
 impl BodyReader for RequestExtractor {
     fn feed(&mut self, chunk: &[u8]) -> Step {
         let reading = self.reading;
-        if self.found.frame.is_some() {
-            return Step::Decided(Self::decide(&self.found, reading).unwrap_or(Verdict::Absent));
-        }
         let found = &mut self.found;
-        let mut verdict = None;
         let progress = self.reader.feed(chunk, &mut |event| {
             Self::record(found, reading, event);
-            verdict = Self::decide(found, reading);
-            if verdict.is_some() {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            }
+            Flow::Continue
         });
-        match (verdict, progress) {
-            (Some(v), _) => Step::Decided(v),
-            (None, Progress::Failed(why)) => Step::InvalidGrpc(why),
-            (None, _) => Step::NeedMore,
+        match progress {
+            Progress::Failed(why) => Step::InvalidGrpc(why),
+            _ => Step::NeedMore,
         }
     }
 
     fn finish(&mut self) -> Step {
-        match Self::decide(&self.found, self.reading) {
-            Some(v) => Step::Decided(v),
-            None => Step::InvalidGrpc(self.reader.failed.unwrap_or(Invalid::Truncated)),
+        if let Some(why) = self.reader.failed {
+            return Step::InvalidGrpc(why);
+        }
+        match self.found.frame {
+            Some(frame) if self.reader.at_frame_boundary() => {
+                Step::Decided(Self::decide(&self.found, self.reading, frame))
+            }
+            _ => Step::InvalidGrpc(Invalid::Truncated),
+        }
+    }
+
+    /// A body cut right after whole frames (an ext_proc body message that
+    /// holds the unary call's one frame but is not marked the last) is
+    /// decided as a whole one; otherwise only a usable id routes it.
+    fn cut(&mut self) -> Option<Verdict> {
+        match self.found.frame {
+            Some(frame) if self.reader.failed.is_none() && self.reader.at_frame_boundary() => {
+                Some(Self::decide(&self.found, self.reading, frame))
+            }
+            _ => Self::decide_partial(&self.found, self.reading),
         }
     }
 }
 
-/// The edit that puts a `context_id` field (field 2) first in the Message
-/// at `site` and fixes the Message's length varint and the frame length to
-/// match; every other byte stays. `None` for a site that cannot be (the
-/// Message outside its frame, a frame that would outgrow 4 GiB).
+/// The edit that appends a `context_id` field (field 2) to the Message at
+/// `site` (after any `context_id` it has, so it is the one a parser keeps)
+/// and fixes the Message's length varint and the frame length to match;
+/// every other byte stays. `None` for a site that cannot be (the Message
+/// outside its frame, a frame that would outgrow 4 GiB).
 pub fn mint_edit(site: &MintSite, context_id: &str) -> Option<BodyEdit> {
     let len_end = site.len_at.checked_add(u64::from(site.len_size))?;
     let frame_end = site.frame_at.checked_add(5 + u64::from(site.frame_len))?;
+    let message_end = len_end.checked_add(site.len)?;
     if site.len_at < site.frame_at + 5
-        || len_end.checked_add(site.len)? > frame_end
+        || message_end > frame_end
         || !(1..=10).contains(&site.len_size)
     {
         return None;
@@ -233,10 +248,9 @@ pub fn mint_edit(site: &MintSite, context_id: &str) -> Option<BodyEdit> {
     let mut field = vec![0x12];
     encode_varint(&mut field, context_id.len() as u64);
     field.extend_from_slice(context_id.as_bytes());
-    let mut insert = Vec::with_capacity(10 + field.len());
-    encode_varint(&mut insert, site.len + field.len() as u64);
-    insert.extend_from_slice(&field);
-    let grown = (insert.len() as u64).checked_sub(u64::from(site.len_size))?;
+    let mut length = Vec::with_capacity(10);
+    encode_varint(&mut length, site.len + field.len() as u64);
+    let grown = (length.len() as u64 + field.len() as u64).checked_sub(u64::from(site.len_size))?;
     let frame_len = u32::try_from(u64::from(site.frame_len) + grown).ok()?;
     Some(BodyEdit {
         splices: vec![
@@ -251,7 +265,12 @@ pub fn mint_edit(site: &MintSite, context_id: &str) -> Option<BodyEdit> {
                 // The varint as the body had it, minimal or not: for a
                 // given value and width there is one encoding.
                 remove: padded_varint(site.len, site.len_size),
-                insert,
+                insert: length,
+            },
+            Splice {
+                at: message_end,
+                remove: Vec::new(),
+                insert: field,
             },
         ],
         content_length: None,

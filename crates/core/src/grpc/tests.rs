@@ -239,14 +239,18 @@ fn empty_fields_at_the_end_of_a_message_or_frame() {
         verdict(V1, &body),
         Step::Decided(Verdict::MintGrpc(_))
     ));
-    // An empty task_id ends the Message: unusable.
+    // An empty task_id ends the Message: the agents read it as no task,
+    // so this is a first turn.
     let body = frame(&len(2, &[len(1, b"m"), len(3, b"")].concat()));
-    assert_eq!(verdict(V1, &body), Step::Decided(Verdict::InvalidValue));
-    // An empty task id ends the frame.
+    assert!(matches!(
+        verdict(V1, &body),
+        Step::Decided(Verdict::MintGrpc(_))
+    ));
+    // An empty task id ends the frame: no task to look up.
     let body = frame(&[uint(3, 1), len(2, b"")].concat());
     assert_eq!(
         verdict(call(Version::V1, Operation::GetTask), &body),
-        Step::Decided(Verdict::InvalidValue)
+        Step::Decided(Verdict::Absent)
     );
     // Empty frames and empty trailing fields between response frames.
     let task = len(1, &[len(1, b"t"), len(2, b"c"), len(4, b"")].concat());
@@ -255,14 +259,75 @@ fn empty_fields_at_the_end_of_a_message_or_frame() {
 }
 
 #[test]
-fn a_context_id_decides_before_the_rest_of_the_frame_arrives() {
+fn a_context_id_is_kept_until_the_body_ends_and_routes_a_cut_body() {
     let body = frame(&len(2, &[len(2, b"ctx"), len(5, &[7u8; 1000])].concat()));
     let mut e = RequestExtractor::new(V1, 64).unwrap();
     let head = body.len() - 1000;
+    // A later context_id could still replace it: no verdict yet...
+    assert_eq!(e.feed(&body[..head]), Step::NeedMore);
+    // ...but a body read no further is routed by what was read.
+    assert_eq!(e.cut(), Some(Verdict::Context("ctx".into())));
+    assert_eq!(e.feed(&body[head..]), Step::NeedMore);
+    assert_eq!(e.finish(), Step::Decided(Verdict::Context("ctx".into())));
+    // Nothing read yet: nothing to route by.
+    let mut e = RequestExtractor::new(V1, 64).unwrap();
+    assert_eq!(e.feed(&body[..8]), Step::NeedMore);
+    assert_eq!(e.cut(), None);
+}
+
+#[test]
+fn repeated_fields_are_read_as_protobuf_parsers_read_them() {
+    // A context_id sent twice: the last one.
+    let body = frame(&len(
+        2,
+        &[len(2, b"first"), len(1, b"m"), len(2, b"last")].concat(),
+    ));
     assert_eq!(
-        e.feed(&body[..head]),
-        Step::Decided(Verdict::Context("ctx".into()))
+        verdict(V1, &body),
+        Step::Decided(Verdict::Context("last".into()))
     );
+    // The Message sent twice is merged: the later one's context_id wins,
+    // and a field only the earlier one has is kept.
+    let body = frame(
+        &[
+            len(2, &[len(2, b"first"), len(3, b"task")].concat()),
+            len(2, &len(2, b"second")),
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        verdict(V1, &body),
+        Step::Decided(Verdict::ContextAndTask {
+            context: "second".into(),
+            task: "task".into()
+        })
+    );
+    let body = frame(&[len(2, &len(2, b"kept")), len(2, &len(1, b"m"))].concat());
+    assert_eq!(
+        verdict(V1, &body),
+        Step::Decided(Verdict::Context("kept".into()))
+    );
+    // A later empty context_id takes the place of a usable one: a first
+    // turn to the agent, so one to the filter.
+    let body = frame(&len(2, &[len(2, b"ctx"), len(2, b"")].concat()));
+    let Step::Decided(Verdict::MintGrpc(site)) = verdict(V1, &body) else {
+        panic!("not minted");
+    };
+    let out = insert_context_id(&body, &site, "minted").unwrap();
+    assert_eq!(
+        verdict(V1, &out),
+        Step::Decided(Verdict::Context("minted".into()))
+    );
+    // Only the first frame of the body is read; later frames are checked.
+    let first = frame(&len(2, &len(2, b"one")));
+    let second = frame(&len(2, &len(2, b"two")));
+    let body = [first.clone(), second].concat();
+    assert_eq!(
+        verdict(V1, &body),
+        Step::Decided(Verdict::Context("one".into()))
+    );
+    let body = [first, vec![0, 0, 0]].concat();
+    assert_eq!(verdict(V1, &body), Step::InvalidGrpc(Invalid::Truncated));
 }
 
 #[test]
@@ -358,8 +423,8 @@ fn unusable_values_are_invalid() {
     let long = [b'a'; 65];
     let exact = [b'a'; 64];
     for (value, want) in [
-        (&b""[..], Step::Decided(Verdict::InvalidValue)),
-        (&b"a\nb"[..], Step::Decided(Verdict::InvalidValue)),
+        // Control characters route; the header encodes them.
+        (&b"a\nb"[..], Step::Decided(Verdict::Context("a\nb".into()))),
         (&b"\xff\xfe"[..], Step::Decided(Verdict::InvalidValue)),
         (&long[..], Step::Decided(Verdict::InvalidValue)),
         (
@@ -370,8 +435,24 @@ fn unusable_values_are_invalid() {
         let body = frame(&len(2, &[len(2, value), len(5, b"x")].concat()));
         assert_eq!(verdict(V1, &body), want, "{value:?}");
     }
-    // A later valid value does not rescue an invalid task id.
-    let body = frame(&len(1, &[len(3, b""), len(1, b"m")].concat()));
+    // An empty context_id is no context: a first turn (the agents mint
+    // their own for it).
+    let body = frame(&len(2, &[len(2, b""), len(5, b"x")].concat()));
+    assert!(matches!(
+        verdict(V1, &body),
+        Step::Decided(Verdict::MintGrpc(_))
+    ));
+    // An unusable task id beside a usable context: routed by the context;
+    // alone: unusable.
+    let body = frame(&len(
+        1,
+        &[len(2, b"c"), len(3, &long), len(1, b"m")].concat(),
+    ));
+    assert_eq!(
+        verdict(V0, &body),
+        Step::Decided(Verdict::Context("c".into()))
+    );
+    let body = frame(&len(1, &[len(3, &long), len(1, b"m")].concat()));
     assert_eq!(verdict(V0, &body), Step::Decided(Verdict::InvalidValue));
 }
 
@@ -458,13 +539,13 @@ fn mint_and_check(c: Call, message_field: u64, body: &[u8]) {
     // The new frame decides as a contextId at every split.
     assert_eq!(verdict(c, &out), Step::Decided(Verdict::Context(id.into())));
     // Every top-level field is unchanged except the Message, which
-    // gained context_id as its first field and kept the rest.
+    // gained context_id as its last field and kept the rest.
     let before = fields(unframe(body));
     let after = fields(unframe(&out));
     assert_eq!(before.len(), after.len());
     for (b, a) in before.iter().zip(&after) {
         if b.0 == message_field && b.1 == 2 {
-            assert_eq!(a.2, [len(2, id.as_bytes()), b.2.clone()].concat());
+            assert_eq!(a.2, [b.2.clone(), len(2, id.as_bytes())].concat());
         } else {
             assert_eq!(a, b);
         }
@@ -624,9 +705,17 @@ fn learning_stops_at_an_unreadable_frame() {
         let body = [good.clone(), broken, good.clone()].concat();
         assert_eq!(learned_at_every_split(V1, &body), vec![pair("t-1", "c-1")]);
     }
-    // Values the header could not carry are not learned.
+    // Any string is learned as it is (the header encodes it when routing);
+    // an empty one, or one that is not UTF-8, is not.
     let body = frame(&len(1, &[len(1, b"t-1"), len(2, b"c\r\n")].concat()));
-    assert!(learned_at_every_split(V1, &body).is_empty());
+    assert_eq!(
+        learned_at_every_split(V1, &body),
+        vec![pair("t-1", "c\r\n")]
+    );
+    for context in [&b""[..], b"\xff"] {
+        let body = frame(&len(1, &[len(1, b"t-1"), len(2, context)].concat()));
+        assert!(learned_at_every_split(V1, &body).is_empty());
+    }
     let mut l = ResponseLearner::new(V1, 64).unwrap();
     l.feed(&good[..3], &mut |_, _| {});
     assert!(!l.at_frame_boundary());

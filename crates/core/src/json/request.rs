@@ -1,15 +1,19 @@
 //! From scanner events to a routing verdict.
 //!
-//! The extractor watches the body paths of one binding (the tables below) and
-//! decides as early as the bytes allow: a valid contextId in the message
-//! ends the scan at once; a message that closes with only a taskId asks for
-//! the learned context of that task; a first-turn message (neither id) is
-//! minted only once the whole document is known to be valid JSON, so that a
-//! body the upstream would reject is never altered.
+//! The extractor watches the body paths of one binding (the tables below)
+//! and reads every key the way the agents' parsers do: the last occurrence
+//! of a duplicate key wins (Python's `json`, serde_json), and a repeated
+//! `params` or `message` object replaces everything the earlier one named.
+//! So the verdict waits for the end of the body: a contextId, a taskId, a
+//! task-only call or a first turn to mint. A first turn is minted only once
+//! the whole body is known to be one valid JSON document, trailing bytes
+//! included, so that a body the upstream would reject is never altered.
+//! When the body is not read to its end (`max_scan_bytes`), the ids read so
+//! far still route it (`Extractor::cut`), and nothing is minted.
 
 use super::scan::{Event, Flow, Limits, Progress, Scalar, Scanner};
 use crate::a2a::{Operation, TaskIdField, Version};
-use crate::verdict::{usable_value, BodyReader, Candidate, MintSite, Step, Verdict};
+use crate::verdict::{usable_value, BodyReader, Candidate, MintSite, Step, ValueSpan, Verdict};
 
 /// A body field the extractor watches; each has one or more JSON paths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,28 +90,67 @@ pub enum BodyKind {
     RestSend,
 }
 
+/// The message object and what it names, as of its last occurrence.
+#[derive(Debug, Default)]
+struct MessageFound {
+    /// Offset just after its `{`; `None` while no object is open or seen.
+    open: Option<u64>,
+    /// Its `}` offset, and whether it had no member.
+    close: Option<(u64, bool)>,
+    snake_case: bool,
+    /// `contextId` and `context_id` kept apart: a2a-sdk 0.3 prefers the
+    /// first spelling whatever the order (1.0 rejects a body with both).
+    context: Candidate,
+    context_snake: Candidate,
+    task: Candidate,
+    task_snake: Candidate,
+}
+
+impl MessageFound {
+    fn context(&self) -> &Candidate {
+        if self.context.present() {
+            &self.context
+        } else {
+            &self.context_snake
+        }
+    }
+
+    fn task(&self) -> &Candidate {
+        if self.task.present() {
+            &self.task
+        } else {
+            &self.task_snake
+        }
+    }
+}
+
+/// What `params` (JSON-RPC) or the body (REST) names, as of the last
+/// occurrence of each key.
+#[derive(Debug, Default)]
+struct ParamsFound {
+    message: MessageFound,
+    context: Candidate,
+    id: Candidate,
+    task_id: Candidate,
+}
+
 #[derive(Debug, Default)]
 struct Found {
     /// `None`: no `method` key yet; `Some(None)`: not an A2A method.
     method: Option<Option<(Operation, Version)>>,
-    params_closed: bool,
-    message_open: Option<u64>,
-    /// The message's `}` offset, and whether it had no member.
-    message_close: Option<(u64, bool)>,
-    message_snake_case: bool,
-    message_context: Candidate,
-    message_task: Candidate,
-    params_context: Candidate,
-    params_id: Candidate,
-    params_task_id: Candidate,
+    params: ParamsFound,
 }
 
-/// Reads one request body and decides its verdict.
+/// Reads one request body and decides its verdict once the body has ended
+/// (see the module documentation).
 pub struct Extractor {
     scanner: Scanner<'static>,
     kind: BodyKind,
     max_value_bytes: usize,
     found: Found,
+    /// The bytes fed so far end with a complete document (whitespace may
+    /// follow; anything else would fail it).
+    complete: bool,
 }
 
 impl Extractor {
@@ -125,6 +168,7 @@ impl Extractor {
             kind,
             max_value_bytes,
             found: Found::default(),
+            complete: false,
         }
     }
 
@@ -133,6 +177,7 @@ impl Extractor {
     pub fn reset(&mut self) {
         self.scanner.reset();
         self.found = Found::default();
+        self.complete = false;
     }
 
     pub fn kind(&self) -> BodyKind {
@@ -144,28 +189,22 @@ impl Extractor {
         self.scanner.offset()
     }
 
-    /// Feeds the next body bytes.
+    /// Feeds the next body bytes. The verdict waits for the end of the
+    /// body (`finish`): a later duplicate key can still change it, and
+    /// bytes after the document can still make it invalid. Invalid JSON is
+    /// reported at once.
     pub fn feed(&mut self, chunk: &[u8]) -> Step {
         let kind = self.kind;
         let max = self.max_value_bytes;
         let found = &mut self.found;
-        let mut verdict = None;
         let progress = self.scanner.feed(chunk, &mut |event| {
             found.record(kind, max, event);
-            verdict = found.decide(kind, false);
-            if verdict.is_some() {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            }
+            Flow::Continue
         });
-        match (verdict, progress) {
-            (Some(v), _) => Step::Decided(v),
-            (None, Progress::Failed(e)) => Step::InvalidJson(e),
-            (None, Progress::Done) => {
-                Step::Decided(self.found.decide(kind, true).unwrap_or(Verdict::Absent))
-            }
-            (None, Progress::NeedMore | Progress::Stopped) => Step::NeedMore,
+        self.complete = progress == Progress::Done;
+        match progress {
+            Progress::Failed(e) => Step::InvalidJson(e),
+            Progress::NeedMore | Progress::Done | Progress::Stopped => Step::NeedMore,
         }
     }
 
@@ -173,12 +212,20 @@ impl Extractor {
     pub fn finish(&mut self) -> Step {
         match self.scanner.finish() {
             Progress::Failed(e) => Step::InvalidJson(e),
-            _ => Step::Decided(
-                self.found
-                    .decide(self.kind, true)
-                    .unwrap_or(Verdict::Absent),
-            ),
+            _ => Step::Decided(self.found.decide(self.kind)),
         }
+    }
+
+    /// The verdict from a body read only in part (see `BodyReader::cut`).
+    /// When the bytes read already hold the whole document (an ext_proc
+    /// body message that ends with it but is not marked the last), it is
+    /// decided as a whole one, first turns included: only bytes the filter
+    /// never sees could still make it invalid.
+    pub fn cut(&self) -> Option<Verdict> {
+        if self.complete {
+            return Some(self.found.decide(self.kind));
+        }
+        self.found.decide_partial()
     }
 }
 
@@ -190,6 +237,10 @@ impl BodyReader for Extractor {
     fn finish(&mut self) -> Step {
         Extractor::finish(self)
     }
+
+    fn cut(&mut self) -> Option<Verdict> {
+        Extractor::cut(self)
+    }
 }
 
 fn field_of(kind: BodyKind, path: usize) -> Option<(Field, bool)> {
@@ -198,154 +249,202 @@ fn field_of(kind: BodyKind, path: usize) -> Option<(Field, bool)> {
         BodyKind::RestSend => (REST_FIELDS, REST_PATHS),
     };
     let field = *fields.get(path)?;
-    let snake = paths.get(path).and_then(|p| p.first()) == Some(&"request");
+    let spelled = paths.get(path)?;
+    let snake = match field {
+        // The 0.3 REST `request` form has snake_case fields.
+        Field::Message => spelled.first() == Some(&"request"),
+        // `context_id`, `task_id`: the ProtoJSON field names.
+        _ => spelled.last().is_some_and(|k| k.contains('_')),
+    };
     Some((field, snake))
 }
 
-fn header_value(value: Scalar<'_>, max: usize) -> Result<String, ()> {
+/// A scalar (or `None` for a container) at an id's place.
+fn candidate(value: Option<Scalar<'_>>, end: u64, max: usize) -> Candidate {
     match value {
-        Scalar::Str(s) if usable_value(s, max) => Ok(s.to_string()),
-        _ => Err(()),
+        Some(Scalar::Str("")) => Candidate::Empty(Some(ValueSpan {
+            at: end.saturating_sub(2),
+            len: 2,
+        })),
+        Some(Scalar::Null) => Candidate::Empty(Some(ValueSpan {
+            at: end.saturating_sub(4),
+            len: 4,
+        })),
+        Some(Scalar::Str(s)) if usable_value(s, max) => Candidate::Valid(s.to_string()),
+        // A container, a number or boolean, a string too long or unusable.
+        _ => Candidate::Invalid,
     }
 }
 
 impl Found {
     fn record(&mut self, kind: BodyKind, max: usize, event: Event<'_>) {
-        let (path, scalar) = match event {
-            Event::Scalar { path, value } => (path, Some(value)),
+        let (path, scalar, end) = match event {
+            Event::Scalar { path, value, end } => (path, Some(value), end),
             Event::Open {
                 path,
                 offset,
                 object,
             } => {
-                if let Some((Field::Message, snake)) = field_of(kind, path) {
-                    if object && self.message_open.is_none() {
-                        self.message_open = Some(offset);
-                        self.message_snake_case = snake;
+                match field_of(kind, path) {
+                    // A new occurrence replaces all that the last one named.
+                    Some((Field::Params, _)) => self.params = ParamsFound::default(),
+                    Some((Field::Message, snake)) => {
+                        self.params.message = MessageFound {
+                            open: object.then_some(offset),
+                            snake_case: snake,
+                            ..MessageFound::default()
+                        };
                     }
+                    _ => {}
                 }
-                (path, None)
+                (path, None, offset)
             }
             Event::Close {
                 path,
                 offset,
                 empty,
             } => {
-                match field_of(kind, path) {
-                    Some((Field::Message, _))
-                        if self.message_close.is_none() && self.message_open.is_some() =>
-                    {
-                        self.message_close = Some((offset, empty));
+                if let Some((Field::Message, _)) = field_of(kind, path) {
+                    let message = &mut self.params.message;
+                    if message.open.is_some() {
+                        message.close = Some((offset, empty));
                     }
-                    Some((Field::Params, _)) => self.params_closed = true,
-                    _ => {}
                 }
-                (path, None)
+                return;
             }
         };
-        let Some((field, _)) = field_of(kind, path) else {
+        let Some((field, snake)) = field_of(kind, path) else {
             return;
         };
-        // A container where a string belongs is as unusable as a bad string.
-        let value = || match scalar {
-            Some(s) => header_value(s, max),
-            None => Err(()),
-        };
+        let params = &mut self.params;
         match field {
             Field::Method => {
-                if self.method.is_none() {
+                if scalar.is_some() {
                     self.method = Some(match scalar {
                         Some(Scalar::Str(name)) => crate::a2a::rpc_method(name),
                         _ => None,
                     });
+                } else {
+                    // An object or array as the method: no A2A method.
+                    self.method = Some(None);
                 }
             }
-            Field::MessageContextId => self.message_context.offer(value()),
-            Field::MessageTaskId => self.message_task.offer(value()),
-            Field::ParamsContextId => self.params_context.offer(value()),
-            Field::ParamsId => self.params_id.offer(value()),
-            Field::ParamsTaskId => self.params_task_id.offer(value()),
+            // A scalar where an object belongs: nothing below it.
+            Field::Params if scalar.is_some() => self.params = ParamsFound::default(),
+            Field::Message if scalar.is_some() => params.message = MessageFound::default(),
             Field::Params | Field::Message => {}
+            Field::MessageContextId if snake => {
+                params.message.context_snake = candidate(scalar, end, max)
+            }
+            Field::MessageContextId => params.message.context = candidate(scalar, end, max),
+            Field::MessageTaskId if snake => {
+                params.message.task_snake = candidate(scalar, end, max)
+            }
+            Field::MessageTaskId => params.message.task = candidate(scalar, end, max),
+            Field::ParamsContextId => params.context = candidate(scalar, end, max),
+            Field::ParamsId => params.id = candidate(scalar, end, max),
+            Field::ParamsTaskId => params.task_id = candidate(scalar, end, max),
         }
     }
 
-    /// The verdict, if the bytes read so far settle it. `end`: the whole
-    /// document has been read and is valid.
-    fn decide(&self, kind: BodyKind, end: bool) -> Option<Verdict> {
-        if let Candidate::Valid(c) = &self.message_context {
-            return Some(Verdict::Context(c.clone()));
+    fn operation(&self) -> Option<(Operation, Version)> {
+        self.method.flatten()
+    }
+
+    /// The verdict of a whole, valid document, read the way the agents
+    /// read it: the last occurrence of every key.
+    fn decide(&self, kind: BodyKind) -> Verdict {
+        let params = &self.params;
+        let message = &params.message;
+        let op = self.operation();
+        if let Some(verdict) = self.decide_partial() {
+            return verdict;
         }
-        let op = self.method.flatten();
-        if let (Some((Operation::ListTasks, _)), Candidate::Valid(c)) = (op, &self.params_context) {
-            return Some(Verdict::Context(c.clone()));
-        }
-        let params_done = end || self.params_closed;
-        if let Some((close, empty)) = self.message_close {
-            if self.message_context == Candidate::Invalid {
-                return Some(Verdict::InvalidValue);
+        let sends = match kind {
+            BodyKind::RestSend => true,
+            BodyKind::JsonRpc => op.is_some_and(|(op, _)| op.sends_message()),
+        };
+        if let (Some(open), Some((close, empty))) = (message.open, message.close) {
+            let context = message.context();
+            let task = message.task();
+            if matches!(context, Candidate::Invalid) || matches!(task, Candidate::Invalid) {
+                return Verdict::InvalidValue;
             }
-            match &self.message_task {
-                Candidate::Valid(t) => return Some(Verdict::Task(t.clone())),
-                Candidate::Invalid => return Some(Verdict::InvalidValue),
-                Candidate::Missing => {}
-            }
-            let sends = match kind {
-                BodyKind::RestSend => Some(true),
-                BodyKind::JsonRpc => self
-                    .method
-                    .map(|m| m.is_some_and(|(op, _)| op.sends_message())),
-            };
-            match sends {
-                // Minting rewrites the body: only a complete, valid document.
-                Some(true) if end => {
-                    return Some(Verdict::Mint(MintSite {
-                        open: self.message_open.unwrap_or(close),
-                        close,
-                        empty,
-                        key: if self.message_snake_case {
-                            "context_id"
-                        } else {
-                            "contextId"
-                        },
-                    }))
-                }
-                Some(true) => return None,
-                Some(false) => {}
-                None if end => return Some(Verdict::Absent),
-                None => return None,
+            // No usable contextId or taskId (`decide_partial` took those):
+            // a send is a first turn.
+            if sends {
+                let (key, replace) = match (&message.context, &message.context_snake) {
+                    (Candidate::Empty(span), _) => ("contextId", *span),
+                    (Candidate::Missing, Candidate::Empty(span)) => ("context_id", *span),
+                    _ if message.snake_case => ("context_id", None),
+                    _ => ("contextId", None),
+                };
+                return Verdict::Mint(MintSite {
+                    open,
+                    close,
+                    empty,
+                    key,
+                    replace,
+                });
             }
         }
         if let Some((op, version)) = op {
             if let Some(field) = op.task_id_field(version) {
                 let candidate = match field {
-                    TaskIdField::Id => &self.params_id,
-                    TaskIdField::TaskId => &self.params_task_id,
+                    TaskIdField::Id => &params.id,
+                    TaskIdField::TaskId => &params.task_id,
                 };
-                match candidate {
-                    Candidate::Valid(t) => return Some(Verdict::Task(t.clone())),
-                    Candidate::Invalid if params_done => return Some(Verdict::InvalidValue),
-                    _ => {}
+                if matches!(candidate, Candidate::Invalid) {
+                    return Verdict::InvalidValue;
                 }
             }
-            if op == Operation::ListTasks
-                && self.params_context == Candidate::Invalid
-                && params_done
-            {
-                return Some(Verdict::InvalidValue);
+            if op == Operation::ListTasks && matches!(params.context, Candidate::Invalid) {
+                return Verdict::InvalidValue;
             }
-            if params_done {
-                return Some(Verdict::Absent);
-            }
-        } else if self.method == Some(None) && params_done {
-            return Some(Verdict::Absent);
         }
-        if end {
-            if self.message_context == Candidate::Invalid {
-                return Some(Verdict::InvalidValue);
-            }
-            return Some(Verdict::Absent);
+        if matches!(message.context(), Candidate::Invalid) {
+            return Verdict::InvalidValue;
         }
-        None
+        Verdict::Absent
+    }
+
+    /// The verdict that needs no more of the body than was read: a usable
+    /// contextId or taskId where the agents look for one.
+    fn decide_partial(&self) -> Option<Verdict> {
+        let params = &self.params;
+        let message = &params.message;
+        let task = match message.task() {
+            Candidate::Valid(t) => Some(t),
+            _ => None,
+        };
+        if let Candidate::Valid(context) = message.context() {
+            return Some(match task {
+                Some(task) => Verdict::ContextAndTask {
+                    context: context.clone(),
+                    task: task.clone(),
+                },
+                None => Verdict::Context(context.clone()),
+            });
+        }
+        if matches!(message.context(), Candidate::Missing | Candidate::Empty(_)) {
+            if let Some(task) = task {
+                return Some(Verdict::Task(task.clone()));
+            }
+        }
+        let (op, version) = self.operation()?;
+        if op == Operation::ListTasks {
+            if let Candidate::Valid(c) = &params.context {
+                return Some(Verdict::Context(c.clone()));
+            }
+        }
+        let candidate = match op.task_id_field(version)? {
+            TaskIdField::Id => &params.id,
+            TaskIdField::TaskId => &params.task_id,
+        };
+        match candidate {
+            Candidate::Valid(t) => Some(Verdict::Task(t.clone())),
+            _ => None,
+        }
     }
 }
 

@@ -92,6 +92,10 @@ pub struct ResponseLearner {
     event_has_data: bool,
     /// This document yielded its pair or failed: skip the rest of it.
     document_done: bool,
+    /// A pair was learned from this response. An event stream answers one
+    /// call about one task (a streamed send or a resubscribe), and every
+    /// later event names that same task, so nothing after it is read.
+    learned_pair: bool,
     /// The last line ended with CR: a following LF belongs to it.
     skip_lf: bool,
     /// The value read at each path of `PATHS` in the current document;
@@ -122,6 +126,7 @@ impl ResponseLearner {
             sse: SseState::LineStart(0),
             event_has_data: false,
             document_done: false,
+            learned_pair: false,
             skip_lf: false,
             slots: vec![Slot::default(); PATHS.len()],
             max_value: max_value_bytes,
@@ -137,6 +142,7 @@ impl ResponseLearner {
     /// what a new one does.
     pub fn reset(&mut self) {
         self.end_document();
+        self.learned_pair = false;
         self.sse = SseState::LineStart(0);
         self.skip_lf = false;
         for slot in &mut self.slots {
@@ -146,10 +152,14 @@ impl ResponseLearner {
         }
     }
 
-    /// A JSON response whose pair is learned, or that cannot yield one: the
-    /// rest of it need not be read. (An event stream is never finished.)
+    /// The rest of the response need not be read: a JSON response whose
+    /// pair is learned or that cannot yield one, or an event stream that
+    /// has named its task (its later events can only name the same one).
     pub fn finished(&self) -> bool {
-        self.framing == Framing::Json && self.document_done
+        match self.framing {
+            Framing::Json => self.document_done,
+            Framing::Sse => self.learned_pair,
+        }
     }
 
     /// Feeds the next response bytes; `learned` receives each pair found.
@@ -171,6 +181,7 @@ impl ResponseLearner {
             if let Event::Scalar {
                 path,
                 value: Scalar::Str(s),
+                ..
             } = event
             {
                 if usable_value(s, max) {
@@ -195,6 +206,7 @@ impl ResponseLearner {
         if let Some(task) = pair {
             if let (Some(task), Some(context)) = (self.slots.get(task), self.slots.get(task + 1)) {
                 learned(&task.value, &context.value);
+                self.learned_pair = true;
             }
             self.document_done = true;
         } else if matches!(
@@ -215,7 +227,7 @@ impl ResponseLearner {
     fn feed_sse(&mut self, chunk: &[u8], learned: &mut dyn FnMut(&str, &str)) {
         const DATA: &[u8] = b"data:";
         let mut i = 0;
-        while i < chunk.len() {
+        while i < chunk.len() && !self.learned_pair {
             if self.skip_lf {
                 // The LF of a CR LF line ending.
                 self.skip_lf = false;

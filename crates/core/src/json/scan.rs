@@ -14,9 +14,11 @@
 //! - Keys are compared after decoding their escapes (`"\u0063ontextId"` is
 //!   `contextId`). A key longer than the longest watched key at its depth
 //!   cannot match, so it is not buffered.
-//! - Duplicate keys: the first occurrence in an object wins; later ones with
-//!   the same name are read and validated but never reported, nor is anything
-//!   below them. (serde_json's `Value` keeps the last one.)
+//! - Duplicate keys: every occurrence is reported, in document order, and
+//!   so is everything below each. A consumer that wants the reading of
+//!   serde_json's `Value` or Python's `json` (the last occurrence wins) keeps
+//!   the last value of each path, and forgets what it kept below a path
+//!   when that path opens again.
 //! - Each string value reported is checked to be valid UTF-8. Strings that are
 //!   not reported (most of the body: message text, keys that cannot match,
 //!   values longer than the limit) are checked for grammar, escapes, paired
@@ -57,7 +59,9 @@ pub enum Scalar<'a> {
     Str(&'a str),
     /// A string longer than `Limits::max_value_len` once decoded.
     TooLong,
-    /// A number, `true`, `false` or `null`.
+    /// `null`.
+    Null,
+    /// A number, `true` or `false`.
     Other,
 }
 
@@ -79,9 +83,14 @@ pub enum Event<'a> {
         offset: u64,
         empty: bool,
     },
-    /// A scalar value completes at a watched path. A number that is the whole
-    /// document completes only at [`Scanner::finish`] and is not reported.
-    Scalar { path: usize, value: Scalar<'a> },
+    /// A scalar value completes at a watched path; `end` is the absolute
+    /// byte offset just past it. A number that is the whole document
+    /// completes only at [`Scanner::finish`] and is not reported.
+    Scalar {
+        path: usize,
+        value: Scalar<'a>,
+        end: u64,
+    },
 }
 
 /// The event sink's answer: keep scanning, or stop now.
@@ -194,9 +203,6 @@ struct Frame {
     targets: u64,
     /// Paths that continue below this container (empty for arrays).
     descend: u64,
-    /// Paths whose next key has already appeared in this object, so that
-    /// the first occurrence of a duplicate key wins.
-    seen: u64,
 }
 
 /// One distinct key of the watched paths at one level.
@@ -480,8 +486,7 @@ impl<'p> Scanner<'p> {
             .iter()
             .find(|k| k.level == level && k.paths & frame.descend != 0 && k.key == read)
             .map_or(0, |k| k.paths & frame.descend);
-        self.slot = matched & !frame.seen;
-        frame.seen |= matched;
+        self.slot = matched;
     }
 
     fn open<F: FnMut(Event<'_>) -> Flow>(
@@ -497,11 +502,7 @@ impl<'p> Scanner<'p> {
         let targets = self.targets();
         if self.slot != 0 {
             let descend = if object { self.slot & !targets } else { 0 };
-            self.frames.push(Frame {
-                targets,
-                descend,
-                seen: 0,
-            });
+            self.frames.push(Frame { targets, descend });
         }
         self.objects.push(object);
         self.slot = 0;
@@ -554,14 +555,13 @@ impl<'p> Scanner<'p> {
     fn scalar_done<F: FnMut(Event<'_>) -> Flow>(
         &mut self,
         consumed: usize,
+        value: Scalar<'static>,
         sink: &mut F,
     ) -> Result<(), Halt> {
         let targets = self.targets();
         self.value_done();
-        if emit_each(targets, sink, |path| Event::Scalar {
-            path,
-            value: Scalar::Other,
-        }) {
+        let end = self.base + consumed as u64;
+        if emit_each(targets, sink, |path| Event::Scalar { path, value, end }) {
             return Err(Halt::Stop(consumed));
         }
         Ok(())
@@ -592,7 +592,8 @@ impl<'p> Scanner<'p> {
                 Err(_) => return Err(Halt::Syntax(at)),
             }
         };
-        if emit_each(targets, sink, |path| Event::Scalar { path, value }) {
+        let end = self.base + at as u64 + 1;
+        if emit_each(targets, sink, |path| Event::Scalar { path, value, end }) {
             return Err(Halt::Stop(at + 1));
         }
         Ok(())
@@ -719,7 +720,12 @@ impl<'p> Scanner<'p> {
                         return Err(Halt::Syntax(i));
                     }
                     if usize::from(at) + 1 == literal.len() {
-                        self.scalar_done(i + 1, sink)?;
+                        let value = if word == 2 {
+                            Scalar::Null
+                        } else {
+                            Scalar::Other
+                        };
+                        self.scalar_done(i + 1, value, sink)?;
                     } else {
                         self.state = State::Lit { word, at: at + 1 };
                     }
@@ -747,7 +753,7 @@ impl<'p> Scanner<'p> {
                         (num, _) if num.complete() => {
                             // The byte after the number belongs to what
                             // follows it: read it again in the new state.
-                            self.scalar_done(i, sink)?;
+                            self.scalar_done(i, Scalar::Other, sink)?;
                             continue;
                         }
                         _ => return Err(Halt::Syntax(i)),

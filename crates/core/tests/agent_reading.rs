@@ -1,0 +1,463 @@
+//! The filter reads a request body the way the agents do: `null` and `""`
+//! contextIds are first turns, the last of a duplicate key wins, nothing is
+//! minted into a body that is not one valid document, and a message with
+//! both ids goes where its task is. Each test drives the core's stream
+//! through an in-memory host, at every split of the body.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use a2a_affinity_core::config::Config;
+use a2a_affinity_core::stats::{Counter, Outcome};
+use a2a_affinity_core::stream::{HeaderOp, Next, RequestHead, Stream};
+use a2a_affinity_testkit::env::{HeldRequest, MockEnv};
+use a2a_affinity_testkit::splits;
+use proptest::prelude::*;
+use serde_json::Value;
+
+fn config(json: &str) -> Config {
+    Config::parse(json.as_bytes()).unwrap()
+}
+
+/// One request with its body in `chunks`, the last marked as the end.
+/// Returns the request as the upstream gets it and the host's counters.
+fn send(config: &Config, env: &mut MockEnv, path: &str, chunks: &[&[u8]]) -> HeldRequest {
+    let length: usize = chunks.iter().map(|c| c.len()).sum();
+    let head = RequestHead {
+        method: "POST",
+        path,
+        content_type: Some("application/json"),
+        content_encoding: None,
+        content_length: Some(length as u64),
+        client_header: false,
+    };
+    let mut held = HeldRequest {
+        headers: vec![("content-length".into(), length.to_string())],
+        body: vec![],
+    };
+    let mut stream = Stream::new();
+    let decision = stream.on_request_headers(config, &head, chunks.is_empty(), env);
+    let mut next = held.apply(config, decision, env);
+    let mut forwarded = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        held.body.extend_from_slice(chunk);
+        if next == Next::NeedBody {
+            let decision = stream.on_request_body(config, chunk, i + 1 == chunks.len(), env);
+            next = held.apply(config, decision, env);
+        }
+        if next == Next::Continue {
+            forwarded.append(&mut held.body);
+        }
+    }
+    assert_eq!(next, Next::Continue);
+    forwarded.append(&mut held.body);
+    held.body = forwarded;
+    let outcomes: u64 = Outcome::ALL.iter().map(|o| env.counter(o.counter())).sum();
+    assert_eq!(outcomes, 1, "one outcome per request");
+    held
+}
+
+fn header(held: &HeldRequest) -> Option<String> {
+    let values = held.header_values("x-context-id");
+    assert!(values.len() <= 1, "{values:?}");
+    values.into_iter().next()
+}
+
+/// The contextId the agent files the message under, read as Python's
+/// `json` and serde_json read it (the last of a duplicate key).
+fn agent_context(body: &[u8], pointer: &str) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    v.pointer(pointer)?.as_str().map(str::to_string)
+}
+
+#[test]
+fn null_and_empty_context_ids_are_first_turns_minted_in_place() {
+    let config = config("");
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "/",
+            r#"{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"message":{"kind":"message","contextId":null,"role":"user","parts":[{"kind":"text","text":"hi"}],"messageId":"m"}}}"#,
+            "/params/message/contextId",
+            "\"contextId\"",
+        ),
+        (
+            "/",
+            r#"{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{"message":{"messageId":"m","contextId":"","role":"ROLE_USER","parts":[{"text":"hi"}]}}}"#,
+            "/params/message/contextId",
+            "\"contextId\"",
+        ),
+        (
+            "/",
+            r#"{"jsonrpc":"2.0","id":1,"method":"SendStreamingMessage","params":{"message":{"messageId":"m","taskId":null,"contextId":null,"parts":[]}}}"#,
+            "/params/message/contextId",
+            "\"contextId\"",
+        ),
+        (
+            "/message:send",
+            r#"{"message":{"messageId":"m","contextId":null,"role":"ROLE_USER","parts":[{"text":"hi"}]}}"#,
+            "/message/contextId",
+            "\"contextId\"",
+        ),
+        (
+            "/v1/message:send",
+            r#"{"request":{"message_id":"m","context_id":"","role":"ROLE_USER","content":[{"text":"hi"}]},"configuration":{"blocking":true}}"#,
+            "/request/context_id",
+            "\"context_id\"",
+        ),
+        (
+            "/",
+            r#"{"method":"message/send","params":{"message":{"context_id":null,"messageId":"m"}}}"#,
+            "/params/message/context_id",
+            "\"context_id\"",
+        ),
+    ];
+    for (path, body, pointer, key) in cases {
+        for [a, b] in splits::every_two(body.as_bytes()) {
+            let mut env = MockEnv::default();
+            let held = send(&config, &mut env, path, &[a, b]);
+            let minted = header(&held).expect("minted");
+            assert_eq!(minted.len(), 36, "{body}");
+            assert_eq!(env.counter(Counter::Minted), 1, "{body}");
+            // The agent reads the minted id, from the one member there is.
+            let sent = std::str::from_utf8(&held.body).unwrap();
+            assert_eq!(agent_context(&held.body, pointer), Some(minted.clone()));
+            assert_eq!(sent.matches(key).count(), 1, "{sent}");
+            assert_eq!(
+                held.header_values("content-length"),
+                [held.body.len().to_string()]
+            );
+            // Nothing else changed.
+            let quoted = format!("\"{minted}\"");
+            let restored = sent.replacen(&quoted, "null", 1);
+            let restored_empty = sent.replacen(&quoted, "\"\"", 1);
+            assert!(restored == *body || restored_empty == *body, "{sent}");
+        }
+    }
+}
+
+#[test]
+fn duplicate_keys_route_by_the_last_occurrence() {
+    let config = config("");
+    let rpc = |params: &str| {
+        format!(r#"{{"jsonrpc":"2.0","id":1,"method":"message/send","params":{params}}}"#)
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "/",
+            rpc(r#"{"message":{"contextId":"first","parts":[],"contextId":"last"}}"#),
+            "last",
+        ),
+        (
+            "/",
+            rpc(r#"{"message":{"contextId":"first"},"message":{"contextId":"last"}}"#),
+            "last",
+        ),
+        (
+            "/",
+            r#"{"method":"message/send","params":{"message":{"contextId":"first"}},"params":{"message":{"contextId":"last"}}}"#
+                .to_string(),
+            "last",
+        ),
+        // `contextId` wins over `context_id` in either order (a2a-sdk 0.3;
+        // 1.0 rejects a body with both).
+        (
+            "/",
+            rpc(r#"{"message":{"contextId":"camel","context_id":"snake"}}"#),
+            "camel",
+        ),
+        (
+            "/",
+            rpc(r#"{"message":{"context_id":"snake","contextId":"camel"}}"#),
+            "camel",
+        ),
+        (
+            "/message:send",
+            r#"{"message":{"contextId":"first"},"message":{"contextId":"last"}}"#.to_string(),
+            "last",
+        ),
+        (
+            "/message:send",
+            r#"{"message":{"contextId":"first","contextId":"last"}}"#.to_string(),
+            "last",
+        ),
+    ];
+    for (path, body, want) in &cases {
+        for [a, b] in splits::every_two(body.as_bytes()) {
+            let mut env = MockEnv::default();
+            let held = send(&config, &mut env, path, &[a, b]);
+            assert_eq!(header(&held).as_deref(), Some(*want), "{body}");
+            assert_eq!(held.body, body.as_bytes());
+            assert_eq!(env.counter(Counter::ContextFound), 1);
+        }
+    }
+    // A later `null` takes the place of a usable contextId: a first turn to
+    // the agent, minted in place of that last value.
+    let body = rpc(r#"{"message":{"contextId":"first","messageId":"m","contextId":null}}"#);
+    let mut env = MockEnv::default();
+    let held = send(&config, &mut env, "/", &[body.as_bytes()]);
+    let minted = header(&held).unwrap();
+    assert_eq!(
+        agent_context(&held.body, "/params/message/contextId"),
+        Some(minted)
+    );
+    assert_eq!(env.counter(Counter::Minted), 1);
+    // A later message without ids replaces one that had them.
+    let body =
+        rpc(r#"{"message":{"contextId":"first","messageId":"m"},"message":{"messageId":"n"}}"#);
+    let mut env = MockEnv::default();
+    let held = send(&config, &mut env, "/", &[body.as_bytes()]);
+    let minted = header(&held).unwrap();
+    assert_eq!(
+        agent_context(&held.body, "/params/message/contextId"),
+        Some(minted)
+    );
+}
+
+/// A JSON-RPC send whose `params` and message may repeat and whose message
+/// members include any sequence of contextIds (strings, `null`, `""`).
+fn duplicated_body() -> impl Strategy<Value = String> {
+    let value = prop_oneof![
+        3 => "[abc]{1,3}".prop_map(|s| format!("\"{s}\"")),
+        1 => Just("null".to_string()),
+        1 => Just("\"\"".to_string()),
+    ];
+    let member = prop_oneof![
+        3 => value.prop_map(|v| format!("\"contextId\":{v}")),
+        1 => Just(r#""parts":[{"text":"contextId"}]"#.to_string()),
+        1 => Just(r#""metadata":{"contextId":"decoy"}"#.to_string()),
+    ];
+    let message = prop::collection::vec(member, 0..4).prop_map(|m| format!("{{{}}}", m.join(",")));
+    let params = prop::collection::vec(message, 1..3).prop_map(|ms| {
+        let members: Vec<String> = ms.iter().map(|m| format!("\"message\":{m}")).collect();
+        format!("{{{}}}", members.join(","))
+    });
+    (prop::collection::vec(params, 1..3), any::<bool>()).prop_map(|(ps, method_first)| {
+        let params: Vec<String> = ps.iter().map(|p| format!("\"params\":{p}")).collect();
+        let method = r#""method":"message/send""#;
+        if method_first {
+            format!("{{{method},{}}}", params.join(","))
+        } else {
+            format!("{{{},{method}}}", params.join(","))
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever the duplicates, the upstream's parse of the body it gets
+    /// names the contextId the header carries.
+    #[test]
+    fn the_header_is_the_context_the_agent_reads(body in duplicated_body(), at in any::<prop::sample::Index>()) {
+        let config = config("");
+        let at = at.index(body.len() + 1);
+        let mut env = MockEnv::default();
+        let held = send(&config, &mut env, "/", &splits::two(body.as_bytes(), at));
+        let header = header(&held);
+        prop_assert!(header.is_some(), "{}", body);
+        prop_assert_eq!(agent_context(&held.body, "/params/message/contextId"), header, "{}", body);
+    }
+}
+
+#[test]
+fn nothing_is_minted_into_a_body_that_is_not_one_valid_document() {
+    let config = config("");
+    let first_turn =
+        r#"{"method":"message/send","params":{"message":{"messageId":"m","parts":[]}}}"#;
+    for trailing in [" x", "{}", ",", " \n]", "\u{0}"] {
+        let body = format!("{first_turn}{trailing}");
+        // The document completes in the first chunk, the bad bytes follow.
+        for chunks in [
+            splits::two(body.as_bytes(), first_turn.len()).to_vec(),
+            vec![body.as_bytes()],
+        ] {
+            let mut env = MockEnv::default();
+            let held = send(&config, &mut env, "/", &chunks);
+            assert_eq!(header(&held), None, "{body:?}");
+            assert_eq!(held.body, body.as_bytes());
+            assert_eq!(env.counter(Counter::InvalidJson), 1, "{body:?}");
+        }
+    }
+    // Trailing whitespace is part of a valid document.
+    let body = format!("{first_turn} \r\n\t");
+    let mut env = MockEnv::default();
+    let held = send(
+        &config,
+        &mut env,
+        "/",
+        &splits::two(body.as_bytes(), first_turn.len()),
+    );
+    assert!(header(&held).is_some());
+    assert_eq!(env.counter(Counter::Minted), 1);
+}
+
+#[test]
+fn a_message_with_both_ids_goes_where_its_task_is() {
+    let rpc = |ctx: &str, task: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{{"message":{{"messageId":"m","contextId":"{ctx}","taskId":"{task}","parts":[]}}}}}}"#
+        )
+    };
+    let learned = |env: &mut MockEnv| {
+        env.store
+            .tasks
+            .insert("t-1".into(), ("ctx-of-task".into(), u64::MAX));
+    };
+    let config_on = config("");
+    // The task is known and belongs to another context: to the task's
+    // replica, which answers the mismatch as the agent alone would.
+    let body = rpc("ctx-other", "t-1");
+    for [a, b] in splits::every_two(body.as_bytes()) {
+        let mut env = MockEnv::default();
+        learned(&mut env);
+        let held = send(&config_on, &mut env, "/", &[a, b]);
+        assert_eq!(header(&held).as_deref(), Some("ctx-of-task"));
+        assert_eq!(held.body, body.as_bytes());
+        assert_eq!(env.counter(Counter::TaskRouted), 1);
+    }
+    // Known and matching: the context, counted as found.
+    let mut env = MockEnv::default();
+    learned(&mut env);
+    let held = send(
+        &config_on,
+        &mut env,
+        "/",
+        &[rpc("ctx-of-task", "t-1").as_bytes()],
+    );
+    assert_eq!(header(&held).as_deref(), Some("ctx-of-task"));
+    assert_eq!(env.counter(Counter::ContextFound), 1);
+    // Unknown task, or no task learning: the message's contextId.
+    for json in ["", r#"{"learn_tasks":false}"#] {
+        let mut env = MockEnv::default();
+        if json.is_empty() {
+            env.store.tasks.clear();
+        } else {
+            learned(&mut env);
+        }
+        let held = send(&config(json), &mut env, "/", &[body.as_bytes()]);
+        assert_eq!(header(&held).as_deref(), Some("ctx-other"), "{json}");
+        assert_eq!(env.counter(Counter::ContextFound), 1);
+    }
+    // A store that answers later: the answer decides the same way.
+    for (answer, want, counter) in [
+        (Some("ctx-of-task"), "ctx-of-task", Counter::TaskRouted),
+        (None, "ctx-other", Counter::ContextFound),
+    ] {
+        let mut env = MockEnv::default();
+        env.store.defer = true;
+        let mut stream = Stream::new();
+        let head = RequestHead {
+            method: "POST",
+            path: "/",
+            content_type: Some("application/json"),
+            content_encoding: None,
+            content_length: None,
+            client_header: false,
+        };
+        let d = stream.on_request_headers(&config_on, &head, false, &mut env);
+        assert_eq!(d.next, Next::NeedBody);
+        let d = stream.on_request_body(&config_on, body.as_bytes(), true, &mut env);
+        assert_eq!(d.next, Next::LookupTask("t-1".into()));
+        assert_eq!(d.outcome, None);
+        let d = stream.task_resolved(&config_on, answer);
+        assert_eq!(d.header, HeaderOp::Set(want.into()));
+        assert_eq!(
+            d.outcome,
+            Some(match counter {
+                Counter::TaskRouted => Outcome::TaskRouted,
+                _ => Outcome::ContextFound,
+            })
+        );
+    }
+}
+
+#[test]
+fn a_body_past_the_scan_limit_is_routed_by_the_ids_read_before_it() {
+    let config = config(r#"{"max_scan_bytes":256}"#);
+    let text = "x".repeat(1000);
+    let early = format!(
+        r#"{{"method":"message/send","params":{{"message":{{"contextId":"early","parts":[{{"text":"{text}"}}]}}}}}}"#
+    );
+    let task_only = format!(
+        r#"{{"method":"message/send","params":{{"message":{{"taskId":"t-9","parts":[{{"text":"{text}"}}]}}}}}}"#
+    );
+    let first_turn = format!(
+        r#"{{"method":"message/send","params":{{"message":{{"parts":[{{"text":"{text}"}}]}}}}}}"#
+    );
+    for size in [1, 100, 256, 300, 5000] {
+        let mut env = MockEnv::default();
+        let held = send(
+            &config,
+            &mut env,
+            "/",
+            &splits::chunks(early.as_bytes(), size),
+        );
+        assert_eq!(header(&held).as_deref(), Some("early"), "chunks of {size}");
+        assert_eq!(held.body, early.as_bytes());
+        assert_eq!(env.counter(Counter::ContextFound), 1);
+
+        let mut env = MockEnv::default();
+        env.store
+            .tasks
+            .insert("t-9".into(), ("ctx-9".into(), u64::MAX));
+        let held = send(
+            &config,
+            &mut env,
+            "/",
+            &splits::chunks(task_only.as_bytes(), size),
+        );
+        assert_eq!(header(&held).as_deref(), Some("ctx-9"), "chunks of {size}");
+        assert_eq!(env.counter(Counter::TaskRouted), 1);
+
+        // Nothing is minted from part of a body.
+        let mut env = MockEnv::default();
+        let held = send(
+            &config,
+            &mut env,
+            "/",
+            &splits::chunks(first_turn.as_bytes(), size),
+        );
+        assert_eq!(header(&held), None, "chunks of {size}");
+        assert_eq!(held.body, first_turn.as_bytes());
+        assert_eq!(env.counter(Counter::ScanLimit), 1);
+    }
+}
+
+#[test]
+fn a_context_id_that_is_no_valid_field_value_is_sent_encoded_the_same_every_time() {
+    let config = config("");
+    let rpc = |ctx: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"message/send","params":{{"message":{{"contextId":{},"parts":[]}}}}}}"#,
+            serde_json::to_string(ctx).unwrap()
+        )
+    };
+    for (ctx, want) in [
+        (" padded ", "%20padded%20"),
+        ("tab\there", "tab%09here"),
+        ("line\nbreak", "line%0Abreak"),
+        ("nul\u{0}", "nul%00"),
+        ("caf\u{e9}", "caf%C3%A9"),
+        ("50%", "50%25"),
+        ("inner space", "inner space"),
+    ] {
+        let body = rpc(ctx);
+        for [a, b] in splits::every_two(body.as_bytes()) {
+            let mut env = MockEnv::default();
+            let held = send(&config, &mut env, "/", &[a, b]);
+            assert_eq!(header(&held).as_deref(), Some(want), "{ctx:?}");
+            assert_eq!(held.body, body.as_bytes());
+            assert_eq!(env.counter(Counter::ContextFound), 1);
+        }
+        // A task learned under that context routes to the same value.
+        let mut env = MockEnv::default();
+        env.store.tasks.insert("t".into(), (ctx.into(), u64::MAX));
+        let get = r#"{"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"id":"t"}}"#;
+        let held = send(&config, &mut env, "/", &[get.as_bytes()]);
+        assert_eq!(header(&held).as_deref(), Some(want), "{ctx:?}");
+    }
+}
