@@ -49,7 +49,7 @@ echo "==> building fuzz targets: ${targets[*]}"
 # The seed writer runs uninstrumented (it links no libFuzzer runtime).
 seeds=$target_dir/seeds-corpus
 rm -rf "$seeds"
-(cd fuzz && cargo run --quiet --release --locked --bin seeds \
+(cd fuzz && cargo run --quiet --release --locked --no-default-features --bin seeds \
   --target-dir "$target_dir/seeds" -- "$seeds")
 
 mkdir -p "$target_dir/logs"
