@@ -7,10 +7,10 @@
 # Targets: stream scan proto learner config (default: all), N seconds each
 # (default 60). The corpus each run grows is kept in fuzz/corpus/<target>
 # (FUZZ_CORPUS sets another root) and read again by the next run; the seed
-# inputs (testkit's bodies) are written afresh each time. A failing input is
-# saved to fuzz/artifacts/<target>/ and the script exits non-zero. One line
-# per target reports libFuzzer's final counts; full logs are in
-# fuzz/target/logs/.
+# inputs (testkit's bodies) are written afresh each time, and the inputs in
+# fuzz/findings/<target>/ run with them. A failing input is saved to
+# fuzz/artifacts/<target>/ and the script exits non-zero. One line per
+# target reports libFuzzer's final counts; full logs are in fuzz/target/logs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -59,10 +59,13 @@ for t in "${targets[@]}"; do
   artifacts=$root/fuzz/artifacts/$t
   log=$target_dir/logs/$t.log
   mkdir -p "$corpus" "$artifacts" "$seeds/$t"
+  # Inputs that once failed are run first, every time (fuzz/findings/).
+  findings=()
+  [ -d "$root/fuzz/findings/$t" ] && findings=("$root/fuzz/findings/$t")
   echo "==> fuzzing $t for ${seconds}s"
   if "$target_dir/$host/release/$t" -max_total_time="$seconds" -timeout=10 \
     -rss_limit_mb=2048 -dict="$root/fuzz/fuzz.dict" -print_final_stats=1 \
-    -artifact_prefix="$artifacts/" "$corpus" "$seeds/$t" >"$log" 2>&1; then
+    -artifact_prefix="$artifacts/" "$corpus" "$seeds/$t" "${findings[@]}" >"$log" 2>&1; then
     result=ok
   else
     result="FAILED (input in fuzz/artifacts/$t/, log $log)"
