@@ -67,6 +67,13 @@ if ! command -v redis-server >/dev/null; then
   apt-get update -qq && apt-get install -y -qq redis-server
 fi
 
+# A C++ compiler: the fuzz targets build libFuzzer from source
+# (libfuzzer-sys, scripts/fuzz.sh).
+if ! command -v c++ >/dev/null; then
+  say "installing g++ (Debian package) for libFuzzer"
+  apt-get update -qq && apt-get install -y -qq g++
+fi
+
 if [ "${1:-}" = "--bench" ] && ! command -v wrk >/dev/null; then
   say "installing wrk (Debian package)"
   apt-get update -qq && apt-get install -y -qq wrk

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test: formatting and lints, host-target unit tests, the release
-# Wasm build, `envoy --mode validate` on every shipped config, and the
-# end-to-end suites against real Envoy binaries. Installs what is missing.
+# Runs every test: formatting and lints, host-target unit tests, a short
+# run of every fuzz target, the release Wasm build, `envoy --mode validate`
+# on every shipped config, and the end-to-end suites against real Envoy
+# binaries. Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,9 @@ scripts/build.sh
 say "unit and property tests (host target); the dynamic module's Envoy tests load the built .so"
 A2A_DYNAMIC_MODULE_SO="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/liba2a_affinity_dynamic.so" \
   cargo test --workspace --quiet -- --include-ignored
+
+say "coverage-guided fuzzing, 30 s per target (fuzz/README.md)"
+scripts/fuzz.sh --seconds 30
 
 say "extractor check inside V8 (the module's SIMD string skip; bench/wasm-scan)"
 cargo build --release --target wasm32-wasip1 --quiet -p wasm-scan

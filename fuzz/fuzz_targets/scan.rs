@@ -1,0 +1,142 @@
+//! The incremental JSON scanner against serde_json, as the property test
+//! `crates/core/tests/scan_differential.rs` checks it, on any bytes in any
+//! chunking: it fails exactly when serde_json fails (for UTF-8 input whose
+//! numbers fit an f64, the two documented differences), and on a valid
+//! document whose objects repeat no member name it reports, for every
+//! watched path, what serde_json's `Value` holds there.
+#![no_main]
+
+use a2a_affinity_core::json::scan::{Event, Flow, Limits, Progress, Scalar, Scanner};
+use a2a_affinity_fuzz::{chunks, cuts, json_without_duplicates, Control};
+use serde_json::Value;
+
+const PATHS: &[&[&str]] = &[
+    &["params", "message", "contextId"],
+    &["params", "message", "context_id"],
+    &["params", "message"],
+    &["params"],
+    &["message", "contextId"],
+    &["params", "contextId"],
+    &["contextId"],
+    &["params", "message", "parts"],
+    &["params", "message", "metadata", "contextId"],
+    &["params", ""],
+    &["method"],
+    &["result", "task", "id"],
+];
+
+#[derive(Clone, Debug, PartialEq)]
+enum Seen {
+    Open { offset: u64, object: bool },
+    Close { offset: u64 },
+    Str(String),
+    TooLong,
+    Other,
+}
+
+fn scan(chunks: &[&[u8]], limits: Limits) -> (Vec<Vec<Seen>>, Progress) {
+    let mut scanner = Scanner::new(PATHS, limits);
+    let mut seen = vec![Vec::new(); PATHS.len()];
+    let mut sink = |event: Event<'_>| {
+        let (path, what) = match event {
+            Event::Open {
+                path,
+                offset,
+                object,
+            } => (path, Seen::Open { offset, object }),
+            Event::Close { path, offset, .. } => (path, Seen::Close { offset }),
+            Event::Scalar { path, value } => (
+                path,
+                match value {
+                    Scalar::Str(s) => Seen::Str(s.to_owned()),
+                    Scalar::TooLong => Seen::TooLong,
+                    Scalar::Other => Seen::Other,
+                },
+            ),
+        };
+        seen[path].push(what);
+        Flow::Continue
+    };
+    for chunk in chunks {
+        let progress = scanner.feed(chunk, &mut sink);
+        assert_ne!(progress, Progress::Stopped);
+        if matches!(progress, Progress::Failed(_)) {
+            return (seen, progress);
+        }
+    }
+    (seen, scanner.finish())
+}
+
+fn at_path<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    path.iter()
+        .try_fold(value, |v, key| v.as_object()?.get(*key))
+}
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let mut control = Control::new(data);
+    let max_value_len = [0usize, 1, 4, 16, 36, 256][usize::from(control.byte()) % 6];
+    let count = usize::from(control.byte() % 12);
+    let seed = u32::from(control.u16());
+    let doc = control.rest();
+    let limits = Limits {
+        max_value_len,
+        ..Limits::default()
+    };
+    let (seen, progress) = scan(&chunks(doc, &cuts(doc.len(), count, seed)), limits);
+    // Any chunking gives the same answer as the whole document.
+    let whole = scan(&[doc], limits);
+    assert_eq!((&seen, progress), (&whole.0, whole.1));
+
+    let parsed = serde_json::from_slice::<Value>(doc);
+    let out_of_range = matches!(&parsed, Err(e) if e.to_string().contains("number out of range"));
+    if std::str::from_utf8(doc).is_err() || out_of_range {
+        return;
+    }
+    let value = match parsed {
+        Ok(value) => value,
+        Err(e) => {
+            assert!(
+                matches!(progress, Progress::Failed(_)),
+                "serde_json rejects ({e}), the scanner accepts: {progress:?}"
+            );
+            return;
+        }
+    };
+    assert_eq!(
+        progress,
+        Progress::Done,
+        "serde_json accepts, the scanner does not"
+    );
+    if !json_without_duplicates(doc) {
+        return;
+    }
+    for (index, path) in PATHS.iter().enumerate() {
+        let events = &seen[index];
+        match at_path(&value, path) {
+            None => assert!(events.is_empty(), "{path:?}: {events:?}"),
+            Some(Value::String(s)) => {
+                let want = if s.len() > max_value_len {
+                    Seen::TooLong
+                } else {
+                    Seen::Str(s.clone())
+                };
+                assert_eq!(events, &vec![want], "{path:?}");
+            }
+            Some(inner @ (Value::Object(_) | Value::Array(_))) => match events.as_slice() {
+                [Seen::Open {
+                    offset: open,
+                    object,
+                }, Seen::Close { offset: close }] => {
+                    let (open, close) = (*open as usize, *close as usize);
+                    assert_eq!(*object, inner.is_object());
+                    assert!(open >= 1 && close >= open && close < doc.len());
+                    let span: Value = serde_json::from_slice(&doc[open - 1..=close])
+                        .unwrap_or_else(|e| panic!("{path:?}: span is not the value: {e}"));
+                    assert_eq!(&span, inner, "{path:?}");
+                }
+                other => panic!("{path:?}: {other:?}"),
+            },
+            Some(_) => assert_eq!(events, &vec![Seen::Other], "{path:?}"),
+        }
+    }
+});
