@@ -29,9 +29,10 @@ const PATHS: &[&[&str]] = &[
 enum Seen {
     Open { offset: u64, object: bool },
     Close { offset: u64 },
-    Str(String),
-    TooLong,
-    Other,
+    Str(String, u64),
+    TooLong(u64),
+    Null(u64),
+    Other(u64),
 }
 
 fn scan(chunks: &[&[u8]], limits: Limits) -> (Vec<Vec<Seen>>, Progress) {
@@ -45,12 +46,13 @@ fn scan(chunks: &[&[u8]], limits: Limits) -> (Vec<Vec<Seen>>, Progress) {
                 object,
             } => (path, Seen::Open { offset, object }),
             Event::Close { path, offset, .. } => (path, Seen::Close { offset }),
-            Event::Scalar { path, value } => (
+            Event::Scalar { path, value, end } => (
                 path,
                 match value {
-                    Scalar::Str(s) => Seen::Str(s.to_owned()),
-                    Scalar::TooLong => Seen::TooLong,
-                    Scalar::Other => Seen::Other,
+                    Scalar::Str(s) => Seen::Str(s.to_owned(), end),
+                    Scalar::TooLong => Seen::TooLong(end),
+                    Scalar::Null => Seen::Null(end),
+                    Scalar::Other => Seen::Other(end),
                 },
             ),
         };
@@ -115,13 +117,26 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         match at_path(&value, path) {
             None => assert!(events.is_empty(), "{path:?}: {events:?}"),
             Some(Value::String(s)) => {
+                // `end` is just past the closing quote.
+                let end = match events.as_slice() {
+                    [Seen::Str(_, end) | Seen::TooLong(end)] => *end as usize,
+                    other => panic!("{path:?}: {other:?}"),
+                };
+                assert_eq!(doc.get(end.wrapping_sub(1)), Some(&b'"'), "{path:?}");
                 let want = if s.len() > max_value_len {
-                    Seen::TooLong
+                    Seen::TooLong(end as u64)
                 } else {
-                    Seen::Str(s.clone())
+                    Seen::Str(s.clone(), end as u64)
                 };
                 assert_eq!(events, &vec![want], "{path:?}");
             }
+            Some(Value::Null) => match events.as_slice() {
+                [Seen::Null(end)] => {
+                    let end = *end as usize;
+                    assert_eq!(doc.get(end.wrapping_sub(4)..end), Some(&b"null"[..]));
+                }
+                other => panic!("{path:?}: {other:?}"),
+            },
             Some(inner @ (Value::Object(_) | Value::Array(_))) => match events.as_slice() {
                 [Seen::Open {
                     offset: open,
@@ -136,7 +151,15 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 }
                 other => panic!("{path:?}: {other:?}"),
             },
-            Some(_) => assert_eq!(events, &vec![Seen::Other], "{path:?}"),
+            Some(_) => match events.as_slice() {
+                [Seen::Other(end)] => {
+                    let end = *end as usize;
+                    assert!(end <= doc.len(), "{path:?}");
+                    let last = doc.get(end.wrapping_sub(1)).copied().unwrap_or(0);
+                    assert!(last.is_ascii_alphanumeric(), "{path:?}: ends at {last:?}");
+                }
+                other => panic!("{path:?}: {other:?}"),
+            },
         }
     }
 });

@@ -134,9 +134,10 @@ impl Config {
     /// Parses the plugin configuration. An empty configuration means all
     /// defaults.
     pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        // JSON whitespace only (RFC 8259: space, tab, LF, CR).
         let trimmed = bytes
             .iter()
-            .position(|b| !b.is_ascii_whitespace())
+            .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
             .map_or(&[][..], |start| bytes.get(start..).unwrap_or(&[]));
         if trimmed.is_empty() {
             return Ok(Config::default());
@@ -613,6 +614,7 @@ mod tests {
             br#"{"header":null}"#,
             br#"{"mint_context_id":true,}"#,
             br#"{"mint_context_id":true} x"#,
+            b"\x0c{}",
             br#"{"learn_tasks":tru}"#,
             br#"{"header":{"a":[1,2,{}]}}"#,
             b"{\"header\":\"a\tb\"}",

@@ -145,6 +145,9 @@ fn duplicate_keys_route_by_the_last_occurrence() {
     let rpc = |params: &str| {
         format!(r#"{{"jsonrpc":"2.0","id":1,"method":"message/send","params":{params}}}"#)
     };
+    let rpc10 = |params: &str| {
+        format!(r#"{{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{params}}}"#)
+    };
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "/",
@@ -162,8 +165,8 @@ fn duplicate_keys_route_by_the_last_occurrence() {
                 .to_string(),
             "last",
         ),
-        // `contextId` wins over `context_id` in either order (a2a-sdk 0.3;
-        // 1.0 rejects a body with both).
+        // JSON-RPC 0.3: `contextId` wins over `context_id` in either order
+        // (a2a-sdk's 0.3 pydantic model reads by alias).
         (
             "/",
             rpc(r#"{"message":{"contextId":"camel","context_id":"snake"}}"#),
@@ -172,6 +175,27 @@ fn duplicate_keys_route_by_the_last_occurrence() {
         (
             "/",
             rpc(r#"{"message":{"context_id":"snake","contextId":"camel"}}"#),
+            "camel",
+        ),
+        // JSON-RPC 1.0 and REST (ProtoJSON parsers): the later spelling.
+        (
+            "/",
+            rpc10(r#"{"message":{"contextId":"camel","context_id":"snake"}}"#),
+            "snake",
+        ),
+        (
+            "/",
+            rpc10(r#"{"message":{"context_id":"snake","contextId":"camel"}}"#),
+            "camel",
+        ),
+        (
+            "/message:send",
+            r#"{"message":{"contextId":"camel","context_id":"snake"}}"#.to_string(),
+            "snake",
+        ),
+        (
+            "/v1/message:send",
+            r#"{"message":{"context_id":"snake","contextId":"camel"}}"#.to_string(),
             "camel",
         ),
         (

@@ -98,29 +98,55 @@ struct MessageFound {
     /// Its `}` offset, and whether it had no member.
     close: Option<(u64, bool)>,
     snake_case: bool,
-    /// `contextId` and `context_id` kept apart: a2a-sdk 0.3 prefers the
-    /// first spelling whatever the order (1.0 rejects a body with both).
+    /// `contextId` and `context_id` kept apart, with which came last. A
+    /// ProtoJSON parser (a2a-sdk 1.x for JSON-RPC 1.0 and both REST
+    /// versions) takes the later spelling; a2a-sdk's 0.3 JSON-RPC model
+    /// (pydantic, by alias) takes `contextId` whatever the order.
     context: Candidate,
     context_snake: Candidate,
+    context_snake_last: bool,
     task: Candidate,
     task_snake: Candidate,
+    task_snake_last: bool,
+}
+
+/// Which of two spellings the agent reads.
+fn spelling<'a>(
+    camel: &'a Candidate,
+    snake: &'a Candidate,
+    snake_last: bool,
+    camel_first: bool,
+) -> &'a Candidate {
+    let snake_wins = if camel_first {
+        !camel.present()
+    } else {
+        !camel.present() || (snake_last && snake.present())
+    };
+    if snake_wins {
+        snake
+    } else {
+        camel
+    }
 }
 
 impl MessageFound {
-    fn context(&self) -> &Candidate {
-        if self.context.present() {
-            &self.context
-        } else {
-            &self.context_snake
-        }
+    /// The contextId the agent reads; `camel_first`: the 0.3 JSON-RPC rule.
+    fn context(&self, camel_first: bool) -> &Candidate {
+        spelling(
+            &self.context,
+            &self.context_snake,
+            self.context_snake_last,
+            camel_first,
+        )
     }
 
-    fn task(&self) -> &Candidate {
-        if self.task.present() {
-            &self.task
-        } else {
-            &self.task_snake
-        }
+    fn task(&self, camel_first: bool) -> &Candidate {
+        spelling(
+            &self.task,
+            &self.task_snake,
+            self.task_snake_last,
+            camel_first,
+        )
     }
 }
 
@@ -334,13 +360,21 @@ impl Found {
             Field::Message if scalar.is_some() => params.message = MessageFound::default(),
             Field::Params | Field::Message => {}
             Field::MessageContextId if snake => {
-                params.message.context_snake = candidate(scalar, end, max)
+                params.message.context_snake = candidate(scalar, end, max);
+                params.message.context_snake_last = true;
             }
-            Field::MessageContextId => params.message.context = candidate(scalar, end, max),
+            Field::MessageContextId => {
+                params.message.context = candidate(scalar, end, max);
+                params.message.context_snake_last = false;
+            }
             Field::MessageTaskId if snake => {
-                params.message.task_snake = candidate(scalar, end, max)
+                params.message.task_snake = candidate(scalar, end, max);
+                params.message.task_snake_last = true;
             }
-            Field::MessageTaskId => params.message.task = candidate(scalar, end, max),
+            Field::MessageTaskId => {
+                params.message.task = candidate(scalar, end, max);
+                params.message.task_snake_last = false;
+            }
             Field::ParamsContextId => params.context = candidate(scalar, end, max),
             Field::ParamsId => params.id = candidate(scalar, end, max),
             Field::ParamsTaskId => params.task_id = candidate(scalar, end, max),
@@ -349,6 +383,12 @@ impl Found {
 
     fn operation(&self) -> Option<(Operation, Version)> {
         self.method.flatten()
+    }
+
+    /// Whether `contextId` wins over `context_id` whatever their order:
+    /// a2a-sdk's 0.3 JSON-RPC model does that; ProtoJSON takes the later.
+    fn camel_first(&self) -> bool {
+        matches!(self.operation(), Some((_, Version::V0)))
     }
 
     /// The verdict of a whole, valid document, read the way the agents
@@ -364,18 +404,22 @@ impl Found {
             BodyKind::RestSend => true,
             BodyKind::JsonRpc => op.is_some_and(|(op, _)| op.sends_message()),
         };
+        let camel_first = self.camel_first();
         if let (Some(open), Some((close, empty))) = (message.open, message.close) {
-            let context = message.context();
-            let task = message.task();
+            let context = message.context(camel_first);
+            let task = message.task(camel_first);
             if matches!(context, Candidate::Invalid) || matches!(task, Candidate::Invalid) {
                 return Verdict::InvalidValue;
             }
             // No usable contextId or taskId (`decide_partial` took those):
             // a send is a first turn.
             if sends {
-                let (key, replace) = match (&message.context, &message.context_snake) {
-                    (Candidate::Empty(span), _) => ("contextId", *span),
-                    (Candidate::Missing, Candidate::Empty(span)) => ("context_id", *span),
+                // Write the minted id where the agent will read it: over
+                // the empty value it reads, or as a new member.
+                let snake = std::ptr::eq(context, &message.context_snake);
+                let (key, replace) = match context {
+                    Candidate::Empty(span) if snake => ("context_id", *span),
+                    Candidate::Empty(span) => ("contextId", *span),
                     _ if message.snake_case => ("context_id", None),
                     _ => ("contextId", None),
                 };
@@ -402,7 +446,7 @@ impl Found {
                 return Verdict::InvalidValue;
             }
         }
-        if matches!(message.context(), Candidate::Invalid) {
+        if matches!(message.context(camel_first), Candidate::Invalid) {
             return Verdict::InvalidValue;
         }
         Verdict::Absent
@@ -413,11 +457,12 @@ impl Found {
     fn decide_partial(&self) -> Option<Verdict> {
         let params = &self.params;
         let message = &params.message;
-        let task = match message.task() {
+        let camel_first = self.camel_first();
+        let task = match message.task(camel_first) {
             Candidate::Valid(t) => Some(t),
             _ => None,
         };
-        if let Candidate::Valid(context) = message.context() {
+        if let Candidate::Valid(context) = message.context(camel_first) {
             return Some(match task {
                 Some(task) => Verdict::ContextAndTask {
                     context: context.clone(),
@@ -426,7 +471,10 @@ impl Found {
                 None => Verdict::Context(context.clone()),
             });
         }
-        if matches!(message.context(), Candidate::Missing | Candidate::Empty(_)) {
+        if matches!(
+            message.context(camel_first),
+            Candidate::Missing | Candidate::Empty(_)
+        ) {
             if let Some(task) = task {
                 return Some(Verdict::Task(task.clone()));
             }
