@@ -7,13 +7,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
+mkdir -p "$target"
+# Paths inside the binaries are remapped (scripts/remap-paths.sh), so these
+# are the bytes scripts/release.sh ships.
+. scripts/remap-paths.sh
+remap=$(remap_paths_config "$target")
 
-cargo build --release --target wasm32-wasip1 --quiet -p a2a-affinity
+cargo build --release --target wasm32-wasip1 --quiet -p a2a-affinity --config "$remap"
 artifacts=("$target/wasm32-wasip1/release/a2a_affinity.wasm")
 
 if [ "${1:-}" != "--wasm-only" ]; then
   # The native artifacts use their own profile (Cargo.toml: release-native).
-  cargo build --profile release-native --quiet \
+  cargo build --profile release-native --quiet --config "$remap" \
     -p a2a-affinity-dynamic-module -p a2a-affinity-ext-proc
   mkdir -p "$target/release"
   for f in liba2a_affinity_dynamic.so a2a-affinity-ext-proc; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, host-target unit tests, a short
-# run of every fuzz target, the release Wasm build, `envoy --mode validate`
-# on every shipped config, and the end-to-end suites against real Envoy
+# run of every fuzz target, the release Wasm build, the release
+# (scripts/release.sh, checked reproducible), `envoy --mode validate` on
+# every shipped config, and the end-to-end suites against real Envoy
 # binaries. Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,9 @@ cargo clippy -p a2a-affinity --target wasm32-wasip1 --quiet -- -D warnings
 
 say "every artifact (Wasm module, dynamic module, ext_proc server)"
 scripts/build.sh
+
+say "release: dist/ (artifacts, OCI image layouts, SHA256SUMS, SBOM), built a second time to check it is reproducible"
+scripts/release.sh --check-reproducible
 
 say "unit and property tests (host target); the dynamic module's Envoy tests load the built .so"
 A2A_DYNAMIC_MODULE_SO="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/liba2a_affinity_dynamic.so" \
