@@ -57,18 +57,8 @@ pub fn cuts(len: usize, count: usize, seed: u32) -> Vec<usize> {
     points
 }
 
-/// `body` cut at `points` (sorted).
-pub fn chunks<'b>(body: &'b [u8], points: &[usize]) -> Vec<&'b [u8]> {
-    let mut out = Vec::with_capacity(points.len() + 1);
-    let mut from = 0;
-    for &p in points {
-        let p = p.clamp(from, body.len());
-        out.push(&body[from..p]);
-        from = p;
-    }
-    out.push(&body[from..]);
-    out
-}
+/// `body` cut at `points` (sorted): the test kit's cutter.
+pub use a2a_affinity_testkit::splits::at as chunks;
 
 /// A JSON value walked only to find out whether any object repeats a
 /// member name (serde_json's `Value` silently keeps the last one).
