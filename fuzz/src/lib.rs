@@ -439,3 +439,13 @@ pub fn json_context_ids(value: &serde_json::Value, depth: usize, out: &mut Vec<S
         }
     }
 }
+
+/// Whether serde_json rejects a document for one of the scanner's
+/// documented differences rather than for its grammar: a number beyond
+/// f64, or nesting past serde_json's 128 levels (the scanner reads to
+/// `scan::MAX_DEPTH`). Strings it does not report are not checked for
+/// UTF-8 either; callers test that apart.
+pub fn beyond_serde_json(error: &serde_json::Error) -> bool {
+    let text = error.to_string();
+    text.contains("number out of range") || text.contains("recursion limit exceeded")
+}

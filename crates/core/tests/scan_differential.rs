@@ -654,11 +654,13 @@ proptest! {
             mutate(&mut doc, m);
         }
         // Unreported strings are not checked for UTF-8 (documented), and
-        // serde_json's Value rejects numbers beyond f64: neither is a grammar
+        // serde_json's Value rejects numbers beyond f64 and nesting past 128
+        // levels (the scanner reads to MAX_DEPTH): none is a grammar
         // question, so such documents are left out.
         let parsed = serde_json::from_slice::<Value>(&doc);
-        let out_of_range = matches!(&parsed, Err(e) if e.to_string().contains("number out of range"));
-        if std::str::from_utf8(&doc).is_ok() && !out_of_range {
+        let beyond = matches!(&parsed, Err(e) if e.to_string().contains("number out of range")
+            || e.to_string().contains("recursion limit exceeded"));
+        if std::str::from_utf8(&doc).is_ok() && !beyond {
             let (_, progress) = scan(&doc, &cut_points(doc.len(), &cuts), Limits::default());
             prop_assert_eq!(
                 matches!(progress, Progress::Failed(_)),

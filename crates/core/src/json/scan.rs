@@ -35,18 +35,23 @@ use super::skip::{find_special, skip_plain};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Deepest nesting accepted; one more level is reported as an error. The
-    /// default, 127, rejects exactly the documents that serde_json's
-    /// recursion limit (128) rejects: serde_json fails on its 128th `{`/`[`.
+    /// default, [`MAX_DEPTH`], is past what the agents' parsers take:
+    /// Python's `json` (a2a-sdk) fails at about 1000 levels, Jackson's
+    /// default at 1000; serde_json's own default limit is 128.
     pub max_depth: u32,
     /// Longest decoded string value reported at a watched path; longer values
     /// are reported as [`Scalar::TooLong`].
     pub max_value_len: usize,
 }
 
+/// The default nesting limit: a body nested deeper is invalid to the
+/// filter and passes unchanged. It costs one byte per open level.
+pub const MAX_DEPTH: u32 = 1024;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_depth: 127,
+            max_depth: MAX_DEPTH,
             max_value_len: 256,
         }
     }
