@@ -163,10 +163,10 @@ impl Reader {
         }
     }
 
-    fn cut(&mut self) -> Option<Verdict> {
+    fn cut(&mut self, may_be_whole: bool) -> Option<Verdict> {
         match self {
-            Reader::Json(extractor) => extractor.cut(),
-            Reader::Grpc(extractor) => extractor.cut(),
+            Reader::Json(extractor) => extractor.cut(may_be_whole),
+            Reader::Grpc(extractor) => extractor.cut(may_be_whole),
         }
     }
 }
@@ -312,7 +312,7 @@ impl Stream {
             if end_of_stream && read.len() == chunk.len() {
                 step = reader.finish();
             } else if self.fed >= limit {
-                return self.cut(config, env);
+                return self.cut(config, false, env);
             } else {
                 return Decision::next(Next::NeedBody);
             }
@@ -328,7 +328,7 @@ impl Stream {
             return Decision::next(Next::Continue);
         };
         if self.fed >= config.max_scan_bytes {
-            return self.cut(config, env);
+            return self.cut(config, false, env);
         }
         let step = reader.finish();
         self.stop_reading(env);
@@ -342,13 +342,14 @@ impl Stream {
         if !self.reading_body() {
             return Decision::next(Next::Continue);
         }
-        self.cut(config, env)
+        self.cut(config, true, env)
     }
 
-    /// The body is read no further: route by the ids read so far, if any.
-    fn cut(&mut self, config: &Config, env: &mut dyn Env) -> Decision {
+    /// The body is read no further: route by the ids read so far, if any
+    /// (`may_be_whole`: see `BodyReader::cut`).
+    fn cut(&mut self, config: &Config, may_be_whole: bool, env: &mut dyn Env) -> Decision {
         let verdict = match &mut self.request {
-            RequestState::Scanning(reader) => reader.cut(),
+            RequestState::Scanning(reader) => reader.cut(may_be_whole),
             _ => None,
         };
         self.stop_reading(env);

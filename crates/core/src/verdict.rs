@@ -92,8 +92,12 @@ pub trait BodyReader {
     /// The body will not be read to its end (`max_scan_bytes`, or a host
     /// that shows only part of it): the verdict the bytes read support, if
     /// they name a usable contextId or taskId. Nothing is minted from part
-    /// of a body.
-    fn cut(&mut self) -> Option<Verdict>;
+    /// of a body. `may_be_whole`: the host shows no more, and the bytes
+    /// read may be all there is (an ext_proc body message not marked the
+    /// last); when they hold exactly one whole document or whole frames,
+    /// they are decided as a whole body. At `max_scan_bytes` the body
+    /// goes on, so it never is.
+    fn cut(&mut self, may_be_whole: bool) -> Option<Verdict>;
 }
 
 /// A contextId or taskId as read so far from one place in the body. Each

@@ -317,6 +317,47 @@ fn the_scan_limit_ends_reading_whatever_the_chunking() {
 }
 
 #[test]
+fn a_first_turn_whose_document_ends_at_the_scan_limit_is_not_minted() {
+    // The whole document fits in max_scan_bytes, but the body goes on past
+    // it: whatever follows (here a stray byte, or a second frame) is never
+    // read, so the body is not known to be one valid document.
+    let json = rpc10_first_turn("hi");
+    let grpc_doc = proto::send(V1, &proto::message(None, None, "hi"));
+    let rpc_path = "/".to_string();
+    let grpc_path = format!("{V1}/SendMessage");
+    let cases: [(&str, &str, Vec<u8>, usize); 2] = [
+        (
+            &rpc_path,
+            "application/json",
+            format!("{json}$").into_bytes(),
+            json.len(),
+        ),
+        (
+            &grpc_path,
+            "application/grpc",
+            [grpc_doc.clone(), vec![0, 0]].concat(),
+            grpc_doc.len(),
+        ),
+    ];
+    for (path, content_type, body, limit) in &cases {
+        let config = Config {
+            max_scan_bytes: *limit as u64,
+            ..Config::default()
+        };
+        for [a, b] in splits::every_two(body) {
+            let mut env = MockEnv::default();
+            let h = head("POST", path, content_type, body.len());
+            let (_, held, next) = run(&config, &mut env, &h, &[a, b]);
+            assert_eq!(next, Next::Continue);
+            assert!(held.header_values("x-context-id").is_empty(), "{path}");
+            assert_eq!(&held.body, body);
+            assert_eq!(env.counter(Counter::ScanLimit), 1, "{path}");
+            assert_eq!(outcomes(&env), 1);
+        }
+    }
+}
+
+#[test]
 fn a_body_cut_short_by_the_host_ends_like_the_scan_limit() {
     let config = config(r#"{"client_header":"strip"}"#);
     let body = rpc03("late", "x");

@@ -217,12 +217,17 @@ impl BodyReader for RequestExtractor {
         }
     }
 
-    /// A body cut right after whole frames (an ext_proc body message that
-    /// holds the unary call's one frame but is not marked the last) is
-    /// decided as a whole one; otherwise only a usable id routes it.
-    fn cut(&mut self) -> Option<Verdict> {
+    /// A body that may be whole, cut right after whole frames (an ext_proc
+    /// body message that holds the unary call's one frame but is not
+    /// marked the last) is decided as a whole one; otherwise only a usable
+    /// id routes it.
+    fn cut(&mut self, may_be_whole: bool) -> Option<Verdict> {
         match self.found.frame {
-            Some(frame) if self.reader.failed.is_none() && self.reader.at_frame_boundary() => {
+            Some(frame)
+                if may_be_whole
+                    && self.reader.failed.is_none()
+                    && self.reader.at_frame_boundary() =>
+            {
                 Some(Self::decide(&self.found, self.reading, frame))
             }
             _ => Self::decide_partial(&self.found, self.reading),

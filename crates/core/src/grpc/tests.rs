@@ -266,13 +266,13 @@ fn a_context_id_is_kept_until_the_body_ends_and_routes_a_cut_body() {
     // A later context_id could still replace it: no verdict yet...
     assert_eq!(e.feed(&body[..head]), Step::NeedMore);
     // ...but a body read no further is routed by what was read.
-    assert_eq!(e.cut(), Some(Verdict::Context("ctx".into())));
+    assert_eq!(e.cut(false), Some(Verdict::Context("ctx".into())));
     assert_eq!(e.feed(&body[head..]), Step::NeedMore);
     assert_eq!(e.finish(), Step::Decided(Verdict::Context("ctx".into())));
     // Nothing read yet: nothing to route by.
     let mut e = RequestExtractor::new(V1, 64).unwrap();
     assert_eq!(e.feed(&body[..8]), Step::NeedMore);
-    assert_eq!(e.cut(), None);
+    assert_eq!(e.cut(false), None);
 }
 
 #[test]

@@ -243,12 +243,13 @@ impl Extractor {
     }
 
     /// The verdict from a body read only in part (see `BodyReader::cut`).
-    /// When the bytes read already hold the whole document (an ext_proc
-    /// body message that ends with it but is not marked the last), it is
-    /// decided as a whole one, first turns included: only bytes the filter
-    /// never sees could still make it invalid.
-    pub fn cut(&self) -> Option<Verdict> {
-        if self.complete {
+    /// When the bytes read may be the whole body and already hold the whole
+    /// document (an ext_proc body message that ends with it but is not
+    /// marked the last), it is decided as a whole one, first turns
+    /// included: only bytes the filter never sees could still make it
+    /// invalid.
+    pub fn cut(&self, may_be_whole: bool) -> Option<Verdict> {
+        if self.complete && may_be_whole {
             return Some(self.found.decide(self.kind));
         }
         self.found.decide_partial()
@@ -264,8 +265,8 @@ impl BodyReader for Extractor {
         Extractor::finish(self)
     }
 
-    fn cut(&mut self) -> Option<Verdict> {
-        Extractor::cut(self)
+    fn cut(&mut self, may_be_whole: bool) -> Option<Verdict> {
+        Extractor::cut(self, may_be_whole)
     }
 }
 
