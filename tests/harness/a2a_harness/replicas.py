@@ -52,6 +52,7 @@ class AgentReplica:
         host: str = '127.0.0.1',
         stream_delay: float | None = None,
         python: str = sys.executable,
+        task_ids: str | None = None,
     ) -> None:
         self.name = name
         self.host = host
@@ -60,6 +61,7 @@ class AgentReplica:
         self.public_url = public_url or self.url
         self.stream_delay = stream_delay
         self.python = python
+        self.task_ids = task_ids
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
             prefix=f'a2a-agent-{name}-', suffix='.log', delete=False
@@ -84,6 +86,8 @@ class AgentReplica:
         ]
         if self.stream_delay is not None:
             cmd += ['--stream-delay', str(self.stream_delay)]
+        if self.task_ids is not None:
+            cmd += ['--task-ids', self.task_ids]
         self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
             cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -134,14 +138,18 @@ def running_replicas(
     prefix: str = 'replica-',
     stream_delay: float | None = None,
     ready_timeout: float = 30.0,
+    task_ids: str | None = None,
 ) -> Iterator[list[AgentReplica]]:
-    """Start `count` replicas named replica-1..N; stop them all on exit."""
+    """Start `count` replicas named replica-1..N; stop them all on exit.
+    `task_ids`: the agents' `--task-ids` ('context' by default in the
+    agent, or 'uuid')."""
     replicas = [
         AgentReplica(
             f'{prefix}{i + 1}',
             port=ports[i] if ports else None,
             public_url=public_url,
             stream_delay=stream_delay,
+            task_ids=task_ids,
         )
         for i in range(count)
     ]
