@@ -15,6 +15,7 @@ No Envoy here: the end-to-end runs are tests/e2e/test_task_ids.py.
 
 import json
 import random
+import shutil
 import subprocess
 import uuid
 
@@ -131,3 +132,28 @@ def test_an_a2a_sdk_agent_with_the_generator_answers_with_such_ids(task_ids):
             assert decode(task_id) == ctx, task_id
         else:
             assert str(uuid.UUID(task_id)) == task_id
+
+
+def test_the_js_sdk_handler_wrapper_mints_such_ids():
+    """agents/js/context-task-ids.mjs with @a2a-js/sdk 1.3.0 (tests/js):
+    the vectors, and a wrapped DefaultRequestHandler's task ids, read back by
+    this package and routed by the core."""
+    node = shutil.which("node")
+    if node is None or not (REPO / "tests/js/node_modules/@a2a-js/sdk").is_dir():
+        pytest.fail("node and tests/js/node_modules are missing: run scripts/setup.sh",
+                    pytrace=False)
+    out = subprocess.run([node, "tests/js/task_ids.mjs", "crates/core/tests/task_id_vectors.json"],
+                         cwd=REPO, capture_output=True, check=True, timeout=120, text=True).stdout
+    doc = json.loads(out.strip().splitlines()[-1])
+    assert doc["mismatches"] == [] and doc["vectors"] == len(VECTORS["encode"])
+    assert len(doc["tasks"]) == 4
+    records = bytearray()
+    for t in doc["tasks"]:
+        assert t["found"] and t["followUp"], t
+        assert t["taskContextId"] == t["contextId"]
+        assert decode(t["taskId"]) == t["contextId"], t
+        records += f"GET /tasks/{t['taskId']} - 0\n".encode()
+    out = subprocess.run([str(route_binary())], input=bytes(records), capture_output=True,
+                         check=True, timeout=300).stdout
+    answers = [json.loads(line) for line in out.decode().splitlines() if line]
+    assert [a["header"] for a in answers] == [header_value(t["contextId"]) for t in doc["tasks"]]
