@@ -168,6 +168,33 @@ fn task_calls(task: &str) -> Vec<(&'static str, String, &'static str, Vec<u8>)> 
         ),
         (
             "POST",
+            format!("{V1}/SubscribeToTask"),
+            grpc,
+            proto::frame(&len(2, task.as_bytes())),
+        ),
+        (
+            "POST",
+            format!("{V1}/CreateTaskPushNotificationConfig"),
+            grpc,
+            proto::frame(&[len(1, b"tenant"), len(3, task.as_bytes())].concat()),
+        ),
+        (
+            "POST",
+            format!("{V1}/ListTaskPushNotificationConfigs"),
+            grpc,
+            proto::frame(&len(1, task.as_bytes())),
+        ),
+        (
+            "POST",
+            format!("{V0}/GetTaskPushNotificationConfig"),
+            grpc,
+            proto::frame(&len(
+                1,
+                format!("tasks/{task}/pushNotificationConfigs/cfg-1").as_bytes(),
+            )),
+        ),
+        (
+            "POST",
             format!("{V1}/SendMessage"),
             grpc,
             proto::send(V1, &proto::message(None, Some(task), "2 pm")),
