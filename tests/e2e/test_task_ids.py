@@ -42,9 +42,19 @@ class _Agents:
 
 @pytest.fixture(scope="module")
 def agents():
-    """Three replicas per task-id kind: 'context' (the generator), 'uuid'."""
+    """Three demo-agent replicas per task-id kind: 'context' (the
+    generator), 'uuid'."""
     with running_replicas(3, prefix="ctx-ids-", task_ids="context") as carried, \
             running_replicas(3, prefix="uuid-ids-", task_ids="uuid") as plain:
+        yield {"context": _Agents(carried), "uuid": _Agents(plain)}
+
+
+@pytest.fixture(scope="module")
+def js_agents():
+    """The same with @a2a-js/sdk agents (tests/js/task_id_agent.mjs, the
+    handler wrapped by agents/js/context-task-ids.mjs, or not)."""
+    with running_replicas(3, prefix="js-ctx-", task_ids="context", sdk="js") as carried, \
+            running_replicas(3, prefix="js-uuid-", task_ids="uuid", sdk="js") as plain:
         yield {"context": _Agents(carried), "uuid": _Agents(plain)}
 
 
@@ -116,10 +126,12 @@ class Gateways:
             envoy.stop()
 
 
-def run(config, agents, workdir, tag):
+def run(config, agents, workdir, tag, js=False):
     """The conversations through two gateways with a restart; returns
-    (task calls that found their task, task calls, conversations, gateway
-    counters, task -> context)."""
+    (task calls that found their task, task calls, task -> context, gateway
+    counters). `js`: the JS agent serves JSON-RPC 1.0 only, so every call
+    is one (follow-ups in every conversation, GetTask for the REST GET and
+    the 0.3 tasks/get)."""
     for r in agents.replicas:
         r.clear_requests()
     gw = Gateways(config, agents, workdir, tag)
@@ -143,6 +155,13 @@ def run(config, agents, workdir, tag):
             task_call(rpc(gw.next_port(), "GetTask", {"id": task["id"]})[0])
         gw.restart_b()
         for i, task_id in enumerate(order):
+            if js:
+                good, doc = rpc(gw.next_port(), "SendMessage",
+                                {"message": message("at 8", taskId=task_id)})
+                task_call(good and doc["result"].get("task", {}).get("id") == task_id)
+                task_call(rpc(gw.next_port(), "GetTask", {"id": task_id})[0])
+                task_call(rpc(gw.next_port(), "GetTask", {"id": task_id})[0])
+                continue
             if i % 2:
                 # The follow-up names only the taskId (REST 1.0).
                 status, doc = call(gw.next_port(), "POST", "/message:send",
@@ -222,3 +241,30 @@ def test_task_calls_reach_their_replica_through_any_gateway_after_a_restart(
     # the restart forgot; how much depends on where the fallback hash lands.
     assert plain_counters.get("task_unknown", 0) > 0, plain_counters
     assert plain_counters.get("task_id_routed", 0) == 0, plain_counters
+
+
+@pytest.mark.parametrize("lb", sorted(CONFIGS))
+def test_js_sdk_agents_with_the_wrapper_are_routed_alike(js_agents, lb, tmp_path, figures):
+    config = CONFIGS[lb]
+    ok, total, tasks, counters = run(config, js_agents["context"], tmp_path, f"{lb}-js-context",
+                                     js=True)
+    reached, named, problems = upstream_check(js_agents["context"], tasks)
+    plain_ok, plain_total, plain_tasks, plain_counters = run(
+        config, js_agents["uuid"], tmp_path, f"{lb}-js-uuid", js=True)
+    summary = (f"{lb}, @a2a-js/sdk agents: ids carrying their context {ok}/{total} found "
+               f"({reached}/{named} requests on the task's replica); plain UUID ids, learned "
+               f"routing only: {plain_ok}/{plain_total} found")
+    print(summary)
+    figures.record(f"task-ids-js-{lb}", {
+        "summary": summary,
+        "context_ids": {"found": ok, "calls": total, "on_holder": reached, "requests": named,
+                        "counters": counters},
+        "uuid_ids": {"found": plain_ok, "calls": plain_total, "counters": plain_counters}})
+    assert all(decode(t) == c for t, c in tasks.items()), tasks
+    assert not any(decode(t) for t in plain_tasks), plain_tasks
+    assert ok == total == 4 * CONVERSATIONS, (ok, total)
+    assert not problems, problems[:5]
+    assert reached == named == 4 * CONVERSATIONS, (reached, named)
+    assert counters.get("task_id_routed") == 4 * CONVERSATIONS, counters
+    assert counters.get("task_unknown", 0) == 0, counters
+    assert plain_counters.get("task_unknown", 0) > 0, plain_counters

@@ -33,6 +33,8 @@ from .procs import free_port, stop_process
 
 
 AGENT = REPO / 'demo/agent.py'
+# The @a2a-js/sdk agent of the task-id tests (JSON-RPC 1.0, no streaming).
+JS_AGENT = REPO / 'tests/js/task_id_agent.mjs'
 
 
 def _get_json(url: str, timeout: float = 5.0, method: str = 'GET') -> Any:
@@ -53,6 +55,7 @@ class AgentReplica:
         stream_delay: float | None = None,
         python: str = sys.executable,
         task_ids: str | None = None,
+        sdk: str = 'python',
     ) -> None:
         self.name = name
         self.host = host
@@ -62,6 +65,7 @@ class AgentReplica:
         self.stream_delay = stream_delay
         self.python = python
         self.task_ids = task_ids
+        self.sdk = sdk
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
             prefix=f'a2a-agent-{name}-', suffix='.log', delete=False
@@ -72,6 +76,17 @@ class AgentReplica:
         return self._log.name
 
     def start(self) -> None:
+        if self.sdk == 'js':
+            from .js_client import node
+
+            cmd = [node(), str(JS_AGENT), '--name', self.name, '--host', self.host,
+                   '--port', str(self.port)]
+            if self.task_ids is not None:
+                cmd += ['--task-ids', self.task_ids]
+            self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
+                cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            return
         cmd = [
             self.python,
             str(AGENT),
@@ -139,10 +154,12 @@ def running_replicas(
     stream_delay: float | None = None,
     ready_timeout: float = 30.0,
     task_ids: str | None = None,
+    sdk: str = 'python',
 ) -> Iterator[list[AgentReplica]]:
     """Start `count` replicas named replica-1..N; stop them all on exit.
     `task_ids`: the agents' `--task-ids` ('context' by default in the
-    agent, or 'uuid')."""
+    agent, or 'uuid'). `sdk='js'` starts the @a2a-js/sdk agent of
+    tests/js/task_id_agent.mjs instead of demo/agent.py."""
     replicas = [
         AgentReplica(
             f'{prefix}{i + 1}',
@@ -150,6 +167,7 @@ def running_replicas(
             public_url=public_url,
             stream_delay=stream_delay,
             task_ids=task_ids,
+            sdk=sdk,
         )
         for i in range(count)
     ]
