@@ -43,7 +43,11 @@ from typing import Any
 import uvicorn
 
 from a2a.helpers import new_text_part
-from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.agent_execution import (
+    AgentExecutor,
+    RequestContext,
+    SimpleRequestContextBuilder,
+)
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import (
@@ -67,6 +71,8 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from a2a_affinity_ids import ContextTaskIdGenerator
 
 
 log = logging.getLogger('a2a-affinity.agent')
@@ -312,7 +318,12 @@ def build_app(
     public_url: str,
     stream_chunks: int = 4,
     stream_delay: float = 0.15,
+    task_ids: str = 'context',
 ) -> Starlette:
+    """The agent's app. `task_ids`: 'context' mints task ids that carry
+    their contextId (agents/python, a2a_affinity_ids), so any a2a-affinity
+    gateway routes task-only calls without learning; 'uuid' keeps the SDK's
+    plain UUIDs."""
     memory = ConversationMemory()
     received: deque[dict[str, Any]] = deque(maxlen=REQUESTS_KEPT)
     card = build_card(replica, public_url)
@@ -322,6 +333,12 @@ def build_app(
         ),
         task_store=InMemoryTaskStore(),
         agent_card=card,
+        request_context_builder=SimpleRequestContextBuilder(
+            should_populate_referred_tasks=False,
+            task_id_generator=(
+                ContextTaskIdGenerator() if task_ids == 'context' else None
+            ),
+        ),
     )
 
     async def debug_contexts(_: Request) -> JSONResponse:
@@ -381,6 +398,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0.15,
         help='seconds between streamed chunks',
     )
+    parser.add_argument(
+        '--task-ids',
+        choices=['context', 'uuid'],
+        default=os.environ.get('A2A_TASK_IDS', 'context'),
+        help="'context': task ids carry their contextId (any gateway routes"
+        " task calls by it); 'uuid': the SDK's plain UUIDs (env A2A_TASK_IDS)",
+    )
     parser.add_argument('--log-level', default='warning')
     parser.add_argument('--access-log', action='store_true')
     args = parser.parse_args(argv)
@@ -392,7 +416,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     public_url = args.public_url or f'http://{args.host}:{args.port}'
     app = build_app(
-        args.name, public_url, args.stream_chunks, args.stream_delay
+        args.name,
+        public_url,
+        args.stream_chunks,
+        args.stream_delay,
+        task_ids=args.task_ids,
     )
     # Longer than Envoy's upstream idle timeout, so Envoy closes idle
     # connections first and never reuses one the agent has just closed.

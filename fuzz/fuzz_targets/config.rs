@@ -78,6 +78,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         flag("mint_context_id", default.mint_context_id)
     );
     assert_eq!(config.learn_tasks, flag("learn_tasks", default.learn_tasks));
+    assert_eq!(
+        config.task_id_context,
+        flag("task_id_context", default.task_id_context)
+    );
     let strip = matches!(object.get("client_header"), Some(Value::String(s)) if s == "strip");
     assert_eq!(config.client_header == ClientHeader::Strip, strip);
     assert!((1..=8192).contains(&config.max_value_bytes));

@@ -264,6 +264,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if env.counter(Counter::TaskRouted) == 1 {
         assert_eq!(values, vec![KNOWN_CONTEXT.to_string()]);
     }
+    if env.counter(Counter::TaskIdRouted) == 1 {
+        // Routed by a contextId the body's task id carries: one header.
+        assert_eq!(values.len(), 1);
+    }
     if env.counter(Counter::ContextFound) == 1
         && binding == Binding::Json
         && json_without_duplicates(sent)

@@ -11,7 +11,12 @@ import pytest
 
 
 TRANSPORTS = ['jsonrpc', 'jsonrpc-0.3', 'rest', 'rest-0.3']
-TASK_ID = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}')
+# The demo agent's task ids carry their contextId (a2a_affinity_ids, format
+# c1); plain UUIDs are the SDK's own.
+TASK_ID = re.compile(
+    r'c1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{6}'
+    r'|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
+)
 
 # Operations the JS client must use per transport (JSON-RPC method, or REST
 # method and path with task ids elided) and the A2A-Version it must send.

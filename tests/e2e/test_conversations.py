@@ -38,7 +38,9 @@ def gateway(tmp_path_factory):
     listen_port = free_port()
     url = f"http://127.0.0.1:{listen_port}"
     workdir = tmp_path_factory.mktemp("conversations")
-    with running_replicas(3, public_url=url) as replicas:
+    # Plain UUID task ids: these suites check the routing learned from
+    # responses (test_task_ids.py checks ids that carry their context).
+    with running_replicas(3, public_url=url, task_ids="uuid") as replicas:
         ports = [r.port for r in replicas]
 
         @contextlib.contextmanager

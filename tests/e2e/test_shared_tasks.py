@@ -39,7 +39,9 @@ class _Agents:
 
 @pytest.fixture(scope="module")
 def agents():
-    with running_replicas(3) as replicas:
+    # Plain UUID task ids: this suite checks the learned store (ids that
+    # carry their context need none: test_task_ids.py).
+    with running_replicas(3, task_ids="uuid") as replicas:
         yield _Agents(replicas)
 
 

@@ -35,6 +35,9 @@ pub struct Config {
     pub mint_context_id: bool,
     /// Learn taskId -> contextId from responses and route task-only calls.
     pub learn_tasks: bool,
+    /// Route a task-only call by the contextId its task id carries, when
+    /// the agent mints ids in that format (`task_id`).
+    pub task_id_context: bool,
     /// Learned tasks kept at most (fixed capacity, oldest overwritten).
     /// The default holds 100,000 live tasks with under 2 % of them pushed
     /// out early by 4-way set collisions (131,072 would push out 11 %;
@@ -58,6 +61,7 @@ impl Default for Config {
             client_header: ClientHeader::Keep,
             mint_context_id: true,
             learn_tasks: true,
+            task_id_context: true,
             task_capacity: 262_144,
             task_ttl_secs: 3600,
         }
@@ -196,6 +200,7 @@ impl Config {
                 },
                 "mint_context_id" => config.mint_context_id = boolean(&value)?,
                 "learn_tasks" => config.learn_tasks = boolean(&value)?,
+                "task_id_context" => config.task_id_context = boolean(&value)?,
                 "task_capacity" => {
                     config.task_capacity = u32::try_from(int(&value)?).map_err(|_| too_big())?
                 }
@@ -241,13 +246,14 @@ impl Config {
 }
 
 /// The configuration's fields, in the order of the README's table.
-const FIELDS: [&str; 8] = [
+const FIELDS: [&str; 9] = [
     "header",
     "max_value_bytes",
     "max_scan_bytes",
     "client_header",
     "mint_context_id",
     "learn_tasks",
+    "task_id_context",
     "task_capacity",
     "task_ttl_secs",
 ];
@@ -536,7 +542,7 @@ mod tests {
         let c = Config::parse(
             br#"{"header":"X-Session","max_value_bytes":64,"max_scan_bytes":1024,
                 "client_header":"strip","mint_context_id":false,"learn_tasks":false,
-                "task_capacity":10,"task_ttl_secs":5}"#,
+                "task_id_context":false,"task_capacity":10,"task_ttl_secs":5}"#,
         )
         .unwrap();
         assert_eq!(
@@ -548,10 +554,35 @@ mod tests {
                 client_header: ClientHeader::Strip,
                 mint_context_id: false,
                 learn_tasks: false,
+                task_id_context: false,
                 task_capacity: 10,
                 task_ttl_secs: 5,
             }
         );
+    }
+
+    #[test]
+    fn task_id_context_is_on_unless_turned_off() {
+        assert!(Config::default().task_id_context);
+        assert!(
+            Config::parse(br#"{"task_id_context":null}"#)
+                .unwrap()
+                .task_id_context
+        );
+        assert!(
+            Config::parse(br#"{"task_id_context":true}"#)
+                .unwrap()
+                .task_id_context
+        );
+        assert!(
+            !Config::parse(br#"{"task_id_context":false}"#)
+                .unwrap()
+                .task_id_context
+        );
+        assert!(matches!(
+            Config::parse(br#"{"task_id_context":false,"task_id_context":true}"#),
+            Err(ConfigError::Json(_))
+        ));
     }
 
     #[test]
@@ -642,6 +673,7 @@ mod tests {
         for (bad, field) in [
             (&br#"{"max_scan_bytes":"big"}"#[..], "max_scan_bytes"),
             (br#"{"learn_tasks":1}"#, "learn_tasks"),
+            (br#"{"task_id_context":"yes"}"#, "task_id_context"),
             (br#"{"header":[]}"#, "header"),
             (br#"{"task_capacity":4294967296}"#, "task_capacity"),
             (br#"{"client_header":"drop"}"#, "client_header"),

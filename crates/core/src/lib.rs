@@ -19,6 +19,7 @@
 //! - `classify`: which binding a request is, from its head;
 //! - `mint`, `store`, `config`, `stats`: first-turn edits, the task store
 //!   interface, the configuration, the counters;
+//! - `task_id`: task ids that carry their contextId;
 //! - `stream`: one HTTP stream's state machine.
 
 pub mod a2a;
@@ -31,4 +32,5 @@ pub mod proto;
 pub mod stats;
 pub mod store;
 pub mod stream;
+pub mod task_id;
 pub mod verdict;

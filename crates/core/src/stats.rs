@@ -1,7 +1,7 @@
 //! The filter's counters, as Envoy shows them at its admin `/stats`.
 //!
 //! Every request the filter inspects ends in exactly one outcome counter
-//! (found, minted, task routed, task unknown, absent, invalid value, invalid
+//! (found, minted, task routed, task routed by its id, task unknown, absent, invalid value, invalid
 //! JSON, scan limit, aborted); requests it does not inspect count as
 //! passthrough.
 //! `client_header_kept`, `task_learned` and `task_evicted` count events
@@ -36,10 +36,13 @@ pub enum Counter {
     TaskEvicted,
     /// The stream ended (client gone, reset) before the body was decided.
     Aborted,
+    /// A task-only call was routed by the contextId its task id carries
+    /// (`task_id`), with no learned task.
+    TaskIdRouted,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 13] = [
+    pub const ALL: [Counter; 14] = [
         Counter::ContextFound,
         Counter::ContextAbsent,
         Counter::ClientHeaderKept,
@@ -53,6 +56,7 @@ impl Counter {
         Counter::TaskUnknown,
         Counter::TaskEvicted,
         Counter::Aborted,
+        Counter::TaskIdRouted,
     ];
 
     /// The stat name.
@@ -71,6 +75,7 @@ impl Counter {
             Counter::TaskUnknown => "a2a_affinity.task_unknown",
             Counter::TaskEvicted => "a2a_affinity.task_evicted",
             Counter::Aborted => "a2a_affinity.aborted",
+            Counter::TaskIdRouted => "a2a_affinity.task_id_routed",
         }
     }
 
@@ -86,6 +91,7 @@ pub enum Outcome {
     ContextFound,
     Minted,
     TaskRouted,
+    TaskIdRouted,
     TaskUnknown,
     ContextAbsent,
     InvalidValue,
@@ -97,10 +103,11 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, the inspected ones first.
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::ContextFound,
         Outcome::Minted,
         Outcome::TaskRouted,
+        Outcome::TaskIdRouted,
         Outcome::TaskUnknown,
         Outcome::ContextAbsent,
         Outcome::InvalidValue,
@@ -115,6 +122,7 @@ impl Outcome {
             Outcome::ContextFound => Counter::ContextFound,
             Outcome::Minted => Counter::Minted,
             Outcome::TaskRouted => Counter::TaskRouted,
+            Outcome::TaskIdRouted => Counter::TaskIdRouted,
             Outcome::TaskUnknown => Counter::TaskUnknown,
             Outcome::ContextAbsent => Counter::ContextAbsent,
             Outcome::InvalidValue => Counter::InvalidValue,

@@ -25,6 +25,7 @@ use crate::json::response::{Framing, ResponseLearner};
 use crate::mint::{self, BodyEdit};
 use crate::stats::Outcome;
 use crate::store::{Learned, Lookup, TaskStore};
+use crate::task_id;
 use crate::verdict::{field_value, BodyReader, Step, Verdict};
 use std::borrow::Cow;
 
@@ -417,6 +418,14 @@ impl Stream {
             }
             Step::Decided(Verdict::Task(task_id)) => self.route_task(config, &task_id, env),
             Step::Decided(Verdict::ContextAndTask { context, task }) => {
+                if let Some(carried) = carried_context(config, &task) {
+                    // The task's own context, as a learned one would be.
+                    if carried == context {
+                        return self.with_key(context, Outcome::ContextFound);
+                    }
+                    debug!("the message's contextId is not the one its task id carries; routed by the task");
+                    return self.with_key(carried, Outcome::TaskIdRouted);
+                }
                 if !config.learn_tasks {
                     return self.with_key(context, Outcome::ContextFound);
                 }
@@ -484,6 +493,9 @@ impl Stream {
     }
 
     fn route_task(&mut self, config: &Config, task_id: &str, env: &mut dyn Env) -> Decision {
+        if let Some(context_id) = carried_context(config, task_id) {
+            return self.with_key(context_id, Outcome::TaskIdRouted);
+        }
         if !config.learn_tasks {
             return self.without_body_key(config, Outcome::ContextAbsent);
         }
@@ -631,6 +643,15 @@ impl Stream {
         }
         self.grpc_learner = None;
     }
+}
+
+/// The contextId a task id carries (`task_id`), when the configuration
+/// reads it: such a task routes with no store lookup.
+fn carried_context(config: &Config, task_id: &str) -> Option<String> {
+    if !config.task_id_context {
+        return None;
+    }
+    task_id::context_of(task_id, config.max_value_bytes)
 }
 
 fn recycle(reader: Reader, env: &mut dyn Env) {

@@ -13,7 +13,7 @@ use a2a_affinity_core::config::Config;
 use a2a_affinity_core::stats::{Counter, Outcome};
 use a2a_affinity_core::stream::{Decision, HeaderOp, Next, RequestHead, ResponseHead, Stream};
 use a2a_affinity_testkit::bodies::{rpc03, rpc10_first_turn};
-use a2a_affinity_testkit::env::{HeldRequest, MockEnv};
+use a2a_affinity_testkit::env::{run, MockEnv};
 use a2a_affinity_testkit::proto::{self, V1};
 use a2a_affinity_testkit::splits;
 
@@ -35,48 +35,6 @@ fn head<'a>(
         content_length: Some(length as u64),
         client_header: false,
     }
-}
-
-/// One request through a fresh stream: the head, then `chunks`, each
-/// decision applied to the held request. Returns the stream (for the
-/// response side), the held request as the upstream would get it and the
-/// last decision's `next`.
-fn run(
-    config: &Config,
-    env: &mut MockEnv,
-    head: &RequestHead<'_>,
-    chunks: &[&[u8]],
-) -> (Stream, HeldRequest, Next) {
-    let mut stream = Stream::new();
-    let mut held = HeldRequest {
-        headers: vec![],
-        body: vec![],
-    };
-    if let Some(n) = head.content_length {
-        held.headers.push(("content-length".into(), n.to_string()));
-    }
-    if head.client_header {
-        held.headers
-            .push((config.header.clone(), "from-client".into()));
-    }
-    let decision = stream.on_request_headers(config, head, chunks.is_empty(), env);
-    let mut next = held.apply(config, decision, env);
-    let mut forwarded = Vec::new();
-    for (i, chunk) in chunks.iter().enumerate() {
-        let last = i + 1 == chunks.len();
-        held.body.extend_from_slice(chunk);
-        if next == Next::NeedBody {
-            let decision = stream.on_request_body(config, chunk, last, env);
-            next = held.apply(config, decision, env);
-        }
-        if next == Next::Continue {
-            // Once let go, the held bytes leave and later ones stream past.
-            forwarded.append(&mut held.body);
-        }
-    }
-    forwarded.append(&mut held.body);
-    held.body = forwarded;
-    (stream, held, next)
 }
 
 fn outcomes(env: &MockEnv) -> u64 {

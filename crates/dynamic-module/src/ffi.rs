@@ -555,12 +555,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         }
         let c = &filter_config.config;
         info!(
-            "configured: header={} max_scan_bytes={} client_header={:?} mint_context_id={} learn_tasks={} task_capacity={} task_ttl_secs={}",
+            "configured: header={} max_scan_bytes={} client_header={:?} mint_context_id={} learn_tasks={} task_id_context={} task_capacity={} task_ttl_secs={}",
             c.header,
             c.max_scan_bytes,
             c.client_header,
             c.mint_context_id,
             c.learn_tasks,
+            c.task_id_context,
             c.task_capacity,
             c.task_ttl_secs
         );

@@ -280,6 +280,7 @@ fn help(counter: Counter) -> &'static str {
         Counter::TaskUnknown => "Task-only calls whose task was not learned, expired, or could not be looked up.",
         Counter::TaskEvicted => "Live learned tasks pushed out to make room.",
         Counter::Aborted => "Requests whose stream ended before the body was decided.",
+        Counter::TaskIdRouted => "Task-only calls routed by the contextId their task id carries.",
     }
 }
 

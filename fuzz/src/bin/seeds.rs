@@ -31,6 +31,10 @@ fn json_requests() -> Vec<(&'static str, Vec<u8>)> {
             br#"{"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{"id":"t-1","historyLength":2}}"#.to_vec(),
         ),
         (
+            "rpc-get-task-carried",
+            br#"{"jsonrpc":"2.0","id":3,"method":"GetTask","params":{"id":"c1.sY3R4LTE.9_N7i9gQGptfa9X1t9Akpw.rQefDA"}}"#.to_vec(),
+        ),
+        (
             "rpc-list-tasks",
             br#"{"jsonrpc":"2.0","id":4,"method":"ListTasks","params":{"contextId":"c-9","pageSize":10}}"#.to_vec(),
         ),

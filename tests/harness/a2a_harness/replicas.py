@@ -33,6 +33,8 @@ from .procs import free_port, stop_process
 
 
 AGENT = REPO / 'demo/agent.py'
+# The @a2a-js/sdk agent of the task-id tests (JSON-RPC 1.0, no streaming).
+JS_AGENT = REPO / 'tests/js/task_id_agent.mjs'
 
 
 def _get_json(url: str, timeout: float = 5.0, method: str = 'GET') -> Any:
@@ -52,6 +54,8 @@ class AgentReplica:
         host: str = '127.0.0.1',
         stream_delay: float | None = None,
         python: str = sys.executable,
+        task_ids: str | None = None,
+        sdk: str = 'python',
     ) -> None:
         self.name = name
         self.host = host
@@ -60,6 +64,8 @@ class AgentReplica:
         self.public_url = public_url or self.url
         self.stream_delay = stream_delay
         self.python = python
+        self.task_ids = task_ids
+        self.sdk = sdk
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
             prefix=f'a2a-agent-{name}-', suffix='.log', delete=False
@@ -70,6 +76,17 @@ class AgentReplica:
         return self._log.name
 
     def start(self) -> None:
+        if self.sdk == 'js':
+            from .js_client import node
+
+            cmd = [node(), str(JS_AGENT), '--name', self.name, '--host', self.host,
+                   '--port', str(self.port)]
+            if self.task_ids is not None:
+                cmd += ['--task-ids', self.task_ids]
+            self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
+                cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            return
         cmd = [
             self.python,
             str(AGENT),
@@ -84,6 +101,8 @@ class AgentReplica:
         ]
         if self.stream_delay is not None:
             cmd += ['--stream-delay', str(self.stream_delay)]
+        if self.task_ids is not None:
+            cmd += ['--task-ids', self.task_ids]
         self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
             cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -134,14 +153,21 @@ def running_replicas(
     prefix: str = 'replica-',
     stream_delay: float | None = None,
     ready_timeout: float = 30.0,
+    task_ids: str | None = None,
+    sdk: str = 'python',
 ) -> Iterator[list[AgentReplica]]:
-    """Start `count` replicas named replica-1..N; stop them all on exit."""
+    """Start `count` replicas named replica-1..N; stop them all on exit.
+    `task_ids`: the agents' `--task-ids` ('context' by default in the
+    agent, or 'uuid'). `sdk='js'` starts the @a2a-js/sdk agent of
+    tests/js/task_id_agent.mjs instead of demo/agent.py."""
     replicas = [
         AgentReplica(
             f'{prefix}{i + 1}',
             port=ports[i] if ports else None,
             public_url=public_url,
             stream_delay=stream_delay,
+            task_ids=task_ids,
+            sdk=sdk,
         )
         for i in range(count)
     ]
