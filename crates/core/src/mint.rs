@@ -12,6 +12,11 @@ use crate::verdict::MintSite;
 pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    format_uuid(&bytes)
+}
+
+/// 16 bytes as a lower-case hyphenated UUID (8-4-4-4-12 hex digits).
+pub(crate) fn format_uuid(bytes: &[u8; 16]) -> String {
     let mut out = String::with_capacity(36);
     for (i, b) in bytes.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {

@@ -60,7 +60,7 @@ pub fn context_of(task_id: &str, max_value_bytes: usize) -> Option<String> {
             let bytes: [u8; 16] = decode_b64(std::str::from_utf8(uuid).ok()?)?
                 .try_into()
                 .ok()?;
-            format_uuid(&bytes)
+            crate::mint::format_uuid(&bytes)
         }
         Some((b's', text)) => {
             String::from_utf8(decode_b64(std::str::from_utf8(text).ok()?)?).ok()?
@@ -123,19 +123,6 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
         nibbles += 1;
     }
     Some(out)
-}
-
-fn format_uuid(bytes: &[u8; 16]) -> String {
-    let mut out = String::with_capacity(36);
-    for (i, b) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
-        }
-        for nibble in [b >> 4, b & 0x0f] {
-            out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
-        }
-    }
-    out
 }
 
 fn encode_b64(bytes: &[u8], out: &mut String) {
