@@ -592,7 +592,10 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
                   f"{memory['rss_first_kib']}/{memory['rss_last_kib']}/{memory['rss_max_kib']} KiB; "
                   f"tcmalloc allocated first/last: {memory['allocated_first']}/{memory['allocated_last']} bytes; "
                   f"RSS growth first quarter -> last quarter: {memory['rss_growth_kib']} KiB. "
-                  f"Wasm linear memory of all VMs (the read-write mappings in front of V8's guard reservations, /proc/PID/maps) "
+                  f"Wasm linear memory of all VMs (the read-write mappings in front of V8's guard reservations, /proc/PID/maps"
+                  + ("; the Wasm variants' VMs in the same Envoy, not the dynamic module's memory, which the RSS holds"
+                     if memory.get('variant') == 'dynamic_module' else "")
+                  + ") "
                   f"first/last/max: {memory.get('wasm_memory_first_kib')}/{memory.get('wasm_memory_last_kib')}/"
                   f"{memory.get('wasm_memory_max_kib')} KiB. "
                   f"Flat: **{'yes' if memory['flat'] else 'no'}**.", ""]
