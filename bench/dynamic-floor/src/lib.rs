@@ -26,9 +26,8 @@
 //! at once. The hooks Envoy requires but never calls for a filter that
 //! starts no callout are empty. Every pointer from Envoy is checked for
 //! null; the per-filter state is a `Box` made in `on_http_filter_new` and
-//! freed in `on_http_filter_destroy`, as in `crates/dynamic-module`, whose
-//! declarations of the same callbacks (read from Envoy's `abi.h`) these
-//! repeat.
+//! freed in `on_http_filter_destroy`, as in `crates/dynamic-module`; both
+//! take Envoy's types and callbacks from `crates/dynamic-abi`.
 
 #![allow(unsafe_code)]
 // The hooks take Envoy's pointers and check them before use; they are
@@ -38,66 +37,15 @@
 use std::ffi::{c_char, c_void};
 use std::ptr;
 
-const ABI_VERSION: &std::ffi::CStr = c"v0.2.0";
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct EnvoyBuffer {
-    ptr: *const c_char,
-    length: usize,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct ModuleBuffer {
-    ptr: *const c_char,
-    length: usize,
-}
-
-impl ModuleBuffer {
-    fn of(bytes: &[u8]) -> Self {
-        ModuleBuffer {
-            ptr: bytes.as_ptr().cast(),
-            length: bytes.len(),
-        }
-    }
-}
-
-#[repr(C)]
-pub struct EnvoyHttpHeader {
-    key_ptr: *const c_char,
-    key_length: usize,
-    value_ptr: *const c_char,
-    value_length: usize,
-}
-
-const REQUEST_HEADER: u32 = 0;
-const RECEIVED_REQUEST: u32 = 0;
-const BUFFERED_REQUEST: u32 = 1;
-const CONTINUE: u32 = 0;
-const HEADERS_STOP_ITERATION: u32 = 1;
-const BODY_STOP_AND_WATERMARK: u32 = 2;
-
-extern "C" {
-    fn envoy_dynamic_module_callback_http_set_header(
-        filter_envoy_ptr: *mut c_void,
-        header_type: u32,
-        key: ModuleBuffer,
-        value: ModuleBuffer,
-    ) -> bool;
-    fn envoy_dynamic_module_callback_http_get_body_chunks_size(
-        filter_envoy_ptr: *mut c_void,
-        body_type: u32,
-    ) -> usize;
-    fn envoy_dynamic_module_callback_http_get_body_chunks(
-        filter_envoy_ptr: *mut c_void,
-        body_type: u32,
-        result_buffer_vector: *mut EnvoyBuffer,
-    ) -> bool;
-    fn envoy_dynamic_module_callback_http_received_buffered_request_body(
-        filter_envoy_ptr: *mut c_void,
-    ) -> bool;
-}
+use dynamic_abi::body_type::{BUFFERED_REQUEST, RECEIVED_REQUEST};
+use dynamic_abi::header_type::REQUEST_HEADER;
+use dynamic_abi::status::{BODY_STOP_AND_WATERMARK, CONTINUE, HEADERS_STOP_ITERATION};
+use dynamic_abi::{
+    envoy_bytes, envoy_dynamic_module_callback_http_get_body_chunks,
+    envoy_dynamic_module_callback_http_get_body_chunks_size,
+    envoy_dynamic_module_callback_http_received_buffered_request_body,
+    envoy_dynamic_module_callback_http_set_header, EnvoyBuffer, ModuleBuffer, ABI_VERSION,
+};
 
 /// The parsed `filter_config`.
 #[derive(Clone, Copy, Default)]
@@ -134,17 +82,6 @@ struct Stream {
 }
 
 /// # Safety
-/// `buffer.ptr` is null or points at `buffer.length` readable bytes for the call.
-unsafe fn bytes<'a>(buffer: EnvoyBuffer) -> &'a [u8] {
-    if buffer.ptr.is_null() {
-        &[]
-    } else {
-        // SAFETY: non-null; Envoy lends the configuration for this call.
-        unsafe { std::slice::from_raw_parts(buffer.ptr.cast::<u8>(), buffer.length) }
-    }
-}
-
-/// # Safety
 /// `module` is null or the live `Box<Stream>` of `on_http_filter_new`, used
 /// by one hook at a time.
 unsafe fn stream<'a>(module: *const c_void) -> Option<&'a mut Stream> {
@@ -164,7 +101,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     config: EnvoyBuffer,
 ) -> *const c_void {
     // SAFETY: Envoy lends the configuration for this call.
-    match Work::parse(unsafe { bytes(config) }) {
+    match Work::parse(unsafe { envoy_bytes(config) }.unwrap_or_default()) {
         Some(work) => Box::into_raw(Box::new(work)).cast_const().cast(),
         None => ptr::null(),
     }
@@ -240,13 +177,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
             };
             let n = envoy_dynamic_module_callback_http_get_body_chunks_size(filter_envoy_ptr, kind);
             s.chunks.clear();
-            s.chunks.resize(
-                n,
-                EnvoyBuffer {
-                    ptr: ptr::null(),
-                    length: 0,
-                },
-            );
+            s.chunks.resize(n, EnvoyBuffer::EMPTY);
             if n > 0
                 && envoy_dynamic_module_callback_http_get_body_chunks(
                     filter_envoy_ptr,
@@ -331,86 +262,6 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module_ptr:
     }
 }
 
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-    _callout_id: u64,
-    _result: u32,
-    _headers: *mut EnvoyHttpHeader,
-    _headers_size: usize,
-    _body_chunks: *mut EnvoyBuffer,
-    _body_chunks_size: usize,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-    _stream_id: u64,
-    _headers: *mut EnvoyHttpHeader,
-    _headers_size: usize,
-    _end_stream: bool,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-    _stream_id: u64,
-    _data: *const EnvoyBuffer,
-    _data_count: usize,
-    _end_stream: bool,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-    _stream_id: u64,
-    _trailers: *mut EnvoyHttpHeader,
-    _trailers_size: usize,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-    _stream_id: u64,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-    _stream_id: u64,
-    _reason: u32,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-    _event_id: u64,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-) {
-}
+// Hooks Envoy requires but never calls for a filter that starts no
+// callout, stream or scheduled event.
+dynamic_abi::unused_http_filter_hooks!();

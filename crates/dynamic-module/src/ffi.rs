@@ -1,15 +1,17 @@
-//! The Envoy dynamic-module ABI, by hand: the types and callbacks of
-//! Envoy's `source/extensions/dynamic_modules/abi/abi.h` that this filter
-//! uses, and the event hooks Envoy requires of an HTTP filter module.
+//! The Envoy dynamic-module ABI, by hand: the event hooks Envoy requires of
+//! an HTTP filter module, and the host behind `host::Host` made of Envoy's
+//! callbacks. The types and callback declarations of Envoy's
+//! `source/extensions/dynamic_modules/abi/abi.h` are in `crates/dynamic-abi`,
+//! shared with the bench's floor module.
 //!
 //! Envoy checks no signature: it looks the hooks up by name (a missing
 //! required hook fails the load) and calls them, and the module calls
 //! Envoy's exported callbacks by name. A wrong signature is therefore a
-//! crash, not an error. Every declaration below was read from the header
-//! (ABI v0.1.0 at Envoy commit 0199da4a, which says v0.1.y stays compatible
-//! with v0.2.x) and checked against the Envoy 1.40.0 binary: each callback
-//! is in its dynamic symbol table, and the disassembly of each shows the
-//! arguments used as declared here (see the crate README).
+//! crash, not an error. Every declaration was read from the header (ABI
+//! v0.1.0 at Envoy commit 0199da4a, which says v0.1.y stays compatible with
+//! v0.2.x) and checked against the Envoy 1.40.0 binary: each callback is in
+//! its dynamic symbol table, and the disassembly of each shows the
+//! arguments used as declared (see the crate README).
 //!
 //! Safety rules of this module:
 //! - every pointer Envoy hands over is checked for null before use;
@@ -39,184 +41,28 @@ use crate::filter::{Action, Filter, FilterConfig};
 use crate::host::{Body, Headers, Host};
 use crate::logger::{EnvoyLevel, EnvoyLogger, PREFIX};
 
-/// The ABI version this module is written against, returned by
-/// `envoy_dynamic_module_on_program_init`. Envoy 1.40's is `v0.2.0`; Envoy
-/// only logs a warning when they differ (1.39 is `v0.1.0`), and a NULL
-/// would fail the load.
-pub const ABI_VERSION: &std::ffi::CStr = c"v0.2.0";
+pub use dynamic_abi::{
+    body_type, header_type, status, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ABI_VERSION,
+    METRICS_SUCCESS,
+};
+use dynamic_abi::{
+    envoy_bytes, envoy_dynamic_module_callback_http_append_body,
+    envoy_dynamic_module_callback_http_drain_body,
+    envoy_dynamic_module_callback_http_filter_config_define_counter,
+    envoy_dynamic_module_callback_http_filter_increment_counter,
+    envoy_dynamic_module_callback_http_get_body_chunks,
+    envoy_dynamic_module_callback_http_get_body_chunks_size,
+    envoy_dynamic_module_callback_http_get_body_size,
+    envoy_dynamic_module_callback_http_get_buffer_limit,
+    envoy_dynamic_module_callback_http_get_header,
+    envoy_dynamic_module_callback_http_received_buffered_request_body,
+    envoy_dynamic_module_callback_http_received_buffered_response_body,
+    envoy_dynamic_module_callback_http_set_header, envoy_dynamic_module_callback_log,
+    envoy_dynamic_module_callback_log_enabled,
+};
 
 /// The one filter this module provides (`filter_name` in Envoy's config).
 pub const FILTER_NAME: &str = "a2a_affinity";
-
-// ---------------------------------------------------------------------------
-// Types (abi.h)
-// ---------------------------------------------------------------------------
-
-/// `envoy_dynamic_module_type_envoy_buffer`: memory Envoy owns.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct EnvoyBuffer {
-    pub ptr: *const c_char,
-    pub length: usize,
-}
-
-impl EnvoyBuffer {
-    pub const EMPTY: EnvoyBuffer = EnvoyBuffer {
-        ptr: ptr::null(),
-        length: 0,
-    };
-}
-
-/// `envoy_dynamic_module_type_module_buffer`: memory the module owns, lent
-/// to Envoy for the duration of one callback.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct ModuleBuffer {
-    pub ptr: *const c_char,
-    pub length: usize,
-}
-
-impl ModuleBuffer {
-    fn of(bytes: &[u8]) -> Self {
-        ModuleBuffer {
-            ptr: bytes.as_ptr().cast(),
-            length: bytes.len(),
-        }
-    }
-
-    /// The null buffer: to `http_set_header`, "remove the header".
-    const NULL: ModuleBuffer = ModuleBuffer {
-        ptr: ptr::null(),
-        length: 0,
-    };
-}
-
-/// `envoy_dynamic_module_type_envoy_http_header` (in the signatures of the
-/// callout hooks this module exports but never uses).
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct EnvoyHttpHeader {
-    pub key_ptr: *const c_char,
-    pub key_length: usize,
-    pub value_ptr: *const c_char,
-    pub value_length: usize,
-}
-
-/// `envoy_dynamic_module_type_http_header_type`.
-pub mod header_type {
-    pub const REQUEST_HEADER: u32 = 0;
-    pub const REQUEST_TRAILER: u32 = 1;
-    pub const RESPONSE_HEADER: u32 = 2;
-    pub const RESPONSE_TRAILER: u32 = 3;
-}
-
-/// `envoy_dynamic_module_type_http_body_type`.
-pub mod body_type {
-    pub const RECEIVED_REQUEST: u32 = 0;
-    pub const BUFFERED_REQUEST: u32 = 1;
-    pub const RECEIVED_RESPONSE: u32 = 2;
-    pub const BUFFERED_RESPONSE: u32 = 3;
-}
-
-/// The hooks' status enums (`envoy_dynamic_module_type_on_http_filter_*_status`),
-/// Envoy's `FilterHeadersStatus`, `FilterDataStatus`, `FilterTrailersStatus`.
-pub mod status {
-    /// Every status enum: `Continue`.
-    pub const CONTINUE: u32 = 0;
-    /// Headers: `StopIteration`.
-    pub const HEADERS_STOP_ITERATION: u32 = 1;
-    /// Body: `StopIterationAndBuffer`.
-    pub const BODY_STOP_AND_BUFFER: u32 = 1;
-    /// Body: `StopIterationAndWatermark`.
-    pub const BODY_STOP_AND_WATERMARK: u32 = 2;
-}
-
-/// `envoy_dynamic_module_type_metrics_result_Success`.
-pub const METRICS_SUCCESS: u32 = 0;
-
-// ---------------------------------------------------------------------------
-// Callbacks (exported by Envoy)
-// ---------------------------------------------------------------------------
-
-extern "C" {
-    fn envoy_dynamic_module_callback_log(level: u32, message: ModuleBuffer);
-    fn envoy_dynamic_module_callback_log_enabled(level: u32) -> bool;
-
-    fn envoy_dynamic_module_callback_http_get_header(
-        filter_envoy_ptr: *mut c_void,
-        header_type: u32,
-        key: ModuleBuffer,
-        result_buffer: *mut EnvoyBuffer,
-        index: usize,
-        optional_size: *mut usize,
-    ) -> bool;
-    fn envoy_dynamic_module_callback_http_set_header(
-        filter_envoy_ptr: *mut c_void,
-        header_type: u32,
-        key: ModuleBuffer,
-        value: ModuleBuffer,
-    ) -> bool;
-
-    fn envoy_dynamic_module_callback_http_get_body_size(
-        filter_envoy_ptr: *mut c_void,
-        body_type: u32,
-    ) -> usize;
-    fn envoy_dynamic_module_callback_http_get_body_chunks_size(
-        filter_envoy_ptr: *mut c_void,
-        body_type: u32,
-    ) -> usize;
-    fn envoy_dynamic_module_callback_http_get_body_chunks(
-        filter_envoy_ptr: *mut c_void,
-        body_type: u32,
-        result_buffer_vector: *mut EnvoyBuffer,
-    ) -> bool;
-    fn envoy_dynamic_module_callback_http_append_body(
-        filter_envoy_ptr: *mut c_void,
-        body_type: u32,
-        data: ModuleBuffer,
-    ) -> bool;
-    fn envoy_dynamic_module_callback_http_drain_body(
-        filter_envoy_ptr: *mut c_void,
-        body_type: u32,
-        number_of_bytes: usize,
-    ) -> bool;
-    fn envoy_dynamic_module_callback_http_received_buffered_request_body(
-        filter_envoy_ptr: *mut c_void,
-    ) -> bool;
-    fn envoy_dynamic_module_callback_http_received_buffered_response_body(
-        filter_envoy_ptr: *mut c_void,
-    ) -> bool;
-    fn envoy_dynamic_module_callback_http_get_buffer_limit(filter_envoy_ptr: *mut c_void) -> u64;
-
-    fn envoy_dynamic_module_callback_http_filter_config_define_counter(
-        filter_config_envoy_ptr: *mut c_void,
-        name: ModuleBuffer,
-        label_names: *mut ModuleBuffer,
-        label_names_length: usize,
-        counter_id_ptr: *mut usize,
-    ) -> u32;
-    fn envoy_dynamic_module_callback_http_filter_increment_counter(
-        filter_envoy_ptr: *mut c_void,
-        id: usize,
-        label_values: *mut ModuleBuffer,
-        label_values_length: usize,
-        value: u64,
-    ) -> u32;
-}
-
-/// Borrows an Envoy buffer: empty for a null pointer of length 0, `None`
-/// for a null pointer with a length.
-///
-/// # Safety
-/// A non-null `buffer.ptr` must point at `buffer.length` readable bytes that
-/// stay valid and unchanged for `'a`.
-unsafe fn envoy_bytes<'a>(buffer: EnvoyBuffer) -> Option<&'a [u8]> {
-    if buffer.ptr.is_null() {
-        return (buffer.length == 0).then_some(&[][..]);
-    }
-    // SAFETY: non-null, and the caller vouches for the length and lifetime.
-    Some(unsafe { std::slice::from_raw_parts(buffer.ptr.cast::<u8>(), buffer.length) })
-}
 
 // ---------------------------------------------------------------------------
 // Logging
@@ -751,87 +597,4 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module_ptr:
 // Hooks Envoy requires of every HTTP filter module even when, as here, the
 // module starts no callout, stream or scheduled event: Envoy never calls
 // them for this filter.
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-    _callout_id: u64,
-    _result: u32,
-    _headers: *mut EnvoyHttpHeader,
-    _headers_size: usize,
-    _body_chunks: *mut EnvoyBuffer,
-    _body_chunks_size: usize,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-    _stream_id: u64,
-    _headers: *mut EnvoyHttpHeader,
-    _headers_size: usize,
-    _end_stream: bool,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-    _stream_id: u64,
-    _data: *const EnvoyBuffer,
-    _data_count: usize,
-    _end_stream: bool,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-    _stream_id: u64,
-    _trailers: *mut EnvoyHttpHeader,
-    _trailers_size: usize,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-    _stream_id: u64,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-    _stream_id: u64,
-    _reason: u32,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-    _event_id: u64,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-) {
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
-    _filter_envoy_ptr: *mut c_void,
-    _filter_module_ptr: *const c_void,
-) {
-}
+dynamic_abi::unused_http_filter_hooks!();
