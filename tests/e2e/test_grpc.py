@@ -23,7 +23,7 @@ from a2a.compat.v0_3 import a2a_v0_3_pb2 as pb03
 from a2a.compat.v0_3.grpc_transport import CompatGrpcTransport
 from a2a.types import a2a_pb2 as pb
 
-from a2a_harness import load_config
+from a2a_harness import h2_upstream, load_config
 from e2e_harness import Envoy, counter_delta
 from grpc_agent import GrpcReplicas
 
@@ -32,15 +32,6 @@ CONVERSATIONS = 6
 REPLY = re.compile(r"^(replica-\d): turn (\d+) of context ")
 V1 = "/lf.a2a.v1.A2AService/"
 V0 = "/a2a.v1.A2AService/"
-
-
-def h2_upstream(cfg):
-    """envoy/envoy.yaml with the agents' cluster speaking HTTP/2 upstream."""
-    cluster = cfg["static_resources"]["clusters"][0]
-    options = cluster["typed_extension_protocol_options"][
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
-    options["explicit_http_config"] = {"http2_protocol_options": {}}
-    return cfg
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import h2.connection
 import h2.events
 import pytest
 
-from a2a_harness import free_port, load_config, stop_process, wait_until
+from a2a_harness import free_port, h2_upstream, load_config, stop_process, wait_until
 from e2e_harness import Envoy, Exchange, counter_delta, send_all
 
 REPLICAS = ["h2-replica-1", "h2-replica-2", "h2-replica-3"]
@@ -76,15 +76,6 @@ def _listening(port):
         return True
     except OSError:
         return False
-
-
-def h2_upstream(cfg):
-    """envoy/envoy.yaml with the agents' cluster speaking HTTP/2 upstream."""
-    cluster = cfg["static_resources"]["clusters"][0]
-    options = cluster["typed_extension_protocol_options"][
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
-    options["explicit_http_config"] = {"http2_protocol_options": {}}
-    return cfg
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ and the benchmark (bench/run.py): repository and artifact paths, free
 ports, one Envoy launcher with the config helpers around it, and the demo
 agent replicas."""
 
-from .envoy import (WASM_FILTER, Envoy, EnvoyError, http_filters, load_config, plugin_settings,
-                    render_config, rewrite_config, wasm_plugin)
+from .envoy import (WASM_FILTER, Envoy, EnvoyError, h2_upstream, http_filters, load_config,
+                    plugin_settings, render_config, rewrite_config, wasm_plugin)
 from .paths import (DEFAULT_TARGET_DIR, ENVOY_BINARIES, REPO, envoy_binary, module_path,
                     release_wasm, target_dir, wheel_envoy_binary)
 from .procs import free_port, log_tail, stop_process, wait_until
@@ -14,7 +14,7 @@ from .shells import (SHELLS, ExtProcServer, current_shell, dynamic_module_path, 
 
 __all__ = [
     "DEFAULT_TARGET_DIR", "ENVOY_BINARIES", "REPO", "WASM_FILTER", "AgentReplica", "Envoy",
-    "EnvoyError", "envoy_binary", "free_port", "http_filters", "load_config", "log_tail",
+    "EnvoyError", "envoy_binary", "free_port", "h2_upstream", "http_filters", "load_config", "log_tail",
     "module_path", "plugin_settings", "release_wasm", "render_config", "rewrite_config",
     "running_replicas", "stop_process", "target_dir", "wait_until", "wasm_plugin",
     "wheel_envoy_binary", "SHELLS", "ExtProcServer", "current_shell", "dynamic_module_path",

@@ -50,6 +50,16 @@ def render_config(template, values):
     return {k: v for k, v in doc.items() if not k.startswith("x-")}
 
 
+def h2_upstream(cfg):
+    """A shipped configuration (`load_config`) with its first cluster, the
+    agents', speaking HTTP/2 upstream (gRPC agents, HTTP/2-only servers)."""
+    cluster = cfg["static_resources"]["clusters"][0]
+    options = cluster["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    options["explicit_http_config"] = {"http2_protocol_options": {}}
+    return cfg
+
+
 def http_filters(cfg):
     hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     return hcm["typed_config"]["http_filters"]
