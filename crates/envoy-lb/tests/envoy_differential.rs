@@ -357,14 +357,21 @@ fn envoy_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/envoy")
 }
 
-/// Ports the kernel hands out for port 0, released just before Envoy binds them.
-fn free_ports(ip: &str, n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind((ip, 0)).unwrap())
+/// Ports the kernel hands out for port 0, released just before Envoy binds
+/// them: `n` on each (address, n) of `wanted`. All are held until all are
+/// bound, so no two on one address are the same port.
+fn free_ports(wanted: &[(&str, usize)]) -> Vec<Vec<u16>> {
+    let listeners: Vec<Vec<TcpListener>> = wanted
+        .iter()
+        .map(|&(ip, n)| {
+            (0..n)
+                .map(|_| TcpListener::bind((ip, 0)).unwrap())
+                .collect()
+        })
         .collect();
     listeners
         .iter()
-        .map(|l| l.local_addr().unwrap().port())
+        .map(|set| set.iter().map(|l| l.local_addr().unwrap().port()).collect())
         .collect()
 }
 
@@ -926,9 +933,12 @@ fn envoy_agrees_with_the_model_for_every_key() {
     let started = Instant::now();
     let mut summary = Vec::new();
     for (index, scenario) in scenarios().iter().enumerate() {
-        let ports = free_ports("127.0.0.1", 2);
-        let (front, admin) = (ports[0], ports[1]);
-        let upstreams = &free_ports(scenario.upstream_ip(), scenario.endpoints.len());
+        let ports = free_ports(&[
+            ("127.0.0.1", 2),
+            (scenario.upstream_ip(), scenario.endpoints.len()),
+        ]);
+        let (front, admin) = (ports[0][0], ports[0][1]);
+        let upstreams = &ports[1];
         let yaml = envoy_config(scenario, front, admin, upstreams);
         let envoy = Envoy::start(scenario.name, &yaml, admin);
         let sets = host_sets(scenario, upstreams);
