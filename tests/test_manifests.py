@@ -26,7 +26,6 @@ import os
 import posixpath
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from typing import Any, Callable, Iterator
 import jsonschema
 import pytest
 import yaml
+from a2a_harness import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -1591,12 +1591,6 @@ REPLICAS = ("replica-1", "replica-2", "replica-3")
 # filter's max_scan_bytes: the contextId comes after this much text.
 LARGE_TEXT_BYTES = 100 * 1024
 START_TIMEOUT_SECS = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], bool], what: str, proc: subprocess.Popen, log: Path) -> None:

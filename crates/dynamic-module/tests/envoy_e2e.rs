@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use a2a_affinity_testkit::ports::free_port;
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -96,14 +97,6 @@ fn module() -> PathBuf {
             target.join("release-native/liba2a_affinity_dynamic.so")
         })
         .clone()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 // ------------------------------------------------------------- upstreams

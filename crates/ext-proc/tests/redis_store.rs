@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use a2a_affinity_ext_proc::store::RedisSettings;
 use a2a_affinity_ext_proc::{Flags, Running, Settings, TaskStoreSetting};
 use a2a_affinity_testkit::bodies::rpc03;
+use a2a_affinity_testkit::ports::free_port;
 use clap::Parser;
 use common::*;
 
@@ -106,14 +107,6 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn redis_store(url: &str, timeout_ms: u64) -> TaskStoreSetting {

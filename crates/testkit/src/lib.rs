@@ -14,6 +14,7 @@ pub mod alloc;
 pub mod bodies;
 pub mod env;
 pub mod logs;
+pub mod ports;
 pub mod proto;
 pub mod splits;
 #[cfg(feature = "wasm-shell")]

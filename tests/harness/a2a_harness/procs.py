@@ -1,5 +1,6 @@
 """Ports and child processes."""
 
+import random
 import signal
 import socket
 import subprocess
@@ -7,11 +8,53 @@ import time
 from pathlib import Path
 
 
-def free_port(host="127.0.0.1"):
-    """A port the kernel had free a moment ago (the caller binds it right after)."""
+# Ports this process has handed out. A port is released as soon as
+# free_port returns, so asking the kernel for "any port" twice in a row may
+# give the same one back; remembering them stops one test from giving Envoy's
+# admin and listener the same port.
+_handed_out: set[int] = set()
+_random = random.Random()
+
+
+def _ephemeral_range():
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(host, port):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host="127.0.0.1"):
+    """A port free a moment ago that this process has not handed out before
+    (the caller binds it right after).
+
+    Ports come from below the kernel's ephemeral range, so that neither
+    another bind to port 0 nor an outgoing connection's local port can take
+    one between this call and the caller's bind."""
+    low, _ = _ephemeral_range()
+    first = 10000 if low > 20000 else 1024
+    if low - first >= 1000:
+        for _ in range(200):
+            port = _random.randrange(first, low)
+            if port not in _handed_out and _bindable(host, port):
+                _handed_out.add(port)
+                return port
+    while True:  # no room below the ephemeral range: let the kernel choose
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def log_tail(path, lines=150):
