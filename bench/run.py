@@ -52,13 +52,16 @@ SUBJECTS = ("wasm", "dynamic_module", "ext_proc")
 # Run only when asked for: (b) from another build or with another plugin
 # configuration, to compare two builds or two configurations of the filter in
 # one run (--module-b, --config-b).
-EXTRA_VARIANTS = ("wasm_b", "dynamic_floor", "dynamic_floor_hold")
+EXTRA_VARIANTS = ("wasm_b", "dynamic_floor", "dynamic_floor_hold", "dynamic_floor_touch")
 # The empty dynamic module (bench/dynamic-floor) in front of the client
 # header: (g0) lets the request go at its first body chunk, (g0') at the end
-# of its body; against (g) with the contextId first and last.
-DYNAMIC_FLOORS = {"first": "dynamic_floor", "last": "dynamic_floor_hold"}
+# of its body, (g0'') also reads every body byte once as it arrives. (g)
+# holds every A2A request to the end of its body, so (g0') and (g0'') are its
+# floors at both positions; (g0) is what letting a request go at its
+# contextId would save.
+DYNAMIC_FLOORS = ("dynamic_floor", "dynamic_floor_hold", "dynamic_floor_touch")
 # Variants whose client sends x-context-id itself (no body is read).
-HEADER_VARIANTS = ("client_header", "wasm_floor", "dynamic_floor", "dynamic_floor_hold")
+HEADER_VARIANTS = ("client_header", "wasm_floor") + DYNAMIC_FLOORS
 LABELS = {
     "client_header": "(a) client header",
     "wasm": "(b) a2a_affinity Wasm",
@@ -71,6 +74,7 @@ LABELS = {
     "ext_proc": "(h) ext_proc",
     "dynamic_floor": "(g0) empty dynamic module, first chunk + client header",
     "dynamic_floor_hold": "(g0') empty dynamic module, whole body + client header",
+    "dynamic_floor_touch": "(g0'') empty dynamic module reading every byte, whole body + client header",
 }
 # Where scripts/bench.sh builds the native shells (scripts/build.sh copies
 # them from target/release-native/).
@@ -533,28 +537,32 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
                           fmt(h.get("ext_proc_cpu_util"), ".2f")]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    if summary and "dynamic_module" in variants and set(DYNAMIC_FLOORS.values()) & set(variants):
-        lines += ["## The dynamic module (g) against the empty dynamic module (g0)", "",
-                  "(g0) with the contextId first (the request goes at its first body chunk), (g0') with it "
-                  "last (held to the end of the body): what any body-to-header dynamic module costs in this "
-                  "Envoy, and what (g) adds to it. Requests/s relative to (a) (median of per-round ratios); "
-                  "front-Envoy CPU per request over (a), µs (differences of medians).", "",
-                  "| body | contextId | floor | floor req/s ratio | (g) req/s ratio | floor - (a) µs "
-                  "| (g) - (a) µs | (g) - floor µs |", "|---|---|---|---|---|---|---|---|"]
+    floors = [f for f in DYNAMIC_FLOORS if f in variants]
+    if summary and "dynamic_module" in variants and floors:
+        names = [LABELS[f].split(" ")[0] for f in floors]
+        lines += ["## The dynamic module (g) against the empty dynamic module", "",
+                  "(g0) lets the request go at its first body chunk; (g0') holds it to the end of its body; "
+                  "(g0'') holds it and reads every body byte once: what any body-to-header dynamic module "
+                  "costs in this Envoy, and what (g) adds to it. Requests/s relative to (a) (median of "
+                  "per-round ratios), then front-Envoy CPU per request over (a), µs (differences of "
+                  "medians).", "",
+                  "| body | contextId | " + " | ".join(f"{n} req/s ratio" for n in names)
+                  + " | (g) req/s ratio | " + " | ".join(f"{n} - (a) µs" for n in names)
+                  + f" | (g) - (a) µs | (g) - {names[-1]} µs |",
+                  "|---|---|" + "---|" * (2 * len(floors) + 3)]
         for s in summary:
-            floor = DYNAMIC_FLOORS[s["position"]]
-            if floor not in variants:
-                continue
             a = s["variants"]["client_header"]["front_cpu_us_per_req"]
             g = s["variants"]["dynamic_module"]
-            f = s["variants"][floor]
             gf = g["front_cpu_us_per_req"]
-            ff = f["front_cpu_us_per_req"]
-            lines.append(f"| {s['size']} | {s['position']} | {LABELS[floor].split(' ')[0]} "
-                         f"| {fmt(f['ratio_to_client_header'], '.2f')} | {fmt(g['ratio_to_client_header'], '.2f')} "
-                         f"| {fmt(None if a is None or ff is None else ff - a, '.1f')} "
-                         f"| {fmt(None if a is None or gf is None else gf - a, '.1f')} "
-                         f"| {fmt(None if gf is None or ff is None else gf - ff, '.1f')} |")
+            rows = [s["variants"][f] for f in floors]
+            fcpu = [r["front_cpu_us_per_req"] for r in rows]
+            last = fcpu[-1]
+            lines.append(f"| {s['size']} | {s['position']} | "
+                         + " | ".join(fmt(r["ratio_to_client_header"], ".2f") for r in rows)
+                         + f" | {fmt(g['ratio_to_client_header'], '.2f')} | "
+                         + " | ".join(fmt(None if a is None or c is None else c - a, ".1f") for c in fcpu)
+                         + f" | {fmt(None if a is None or gf is None else gf - a, '.1f')} "
+                         f"| {fmt(None if gf is None or last is None else gf - last, '.1f')} |")
         lines.append("")
     if profiled:
         dsos = sorted({d for p in profiled for d in p["shares_pct"]},
@@ -769,7 +777,7 @@ def main():
     if "dynamic_module" in variants and not dynamic_module.is_file():
         raise BenchError(f"{dynamic_module} missing: run scripts/build.sh")
     dynamic_floor_module = Path(args.dynamic_floor_module).resolve()
-    if set(DYNAMIC_FLOORS.values()) & set(variants) and not dynamic_floor_module.is_file():
+    if set(DYNAMIC_FLOORS) & set(variants) and not dynamic_floor_module.is_file():
         raise BenchError(f"{dynamic_floor_module} missing: cargo build --profile release-native -p dynamic-floor")
     if args.profile and args.profile_variant not in variants:
         raise BenchError(f"--profile-variant {args.profile_variant} must be one of the variants run")
@@ -816,6 +824,7 @@ def main():
     for key, path, wanted in (("dynamic_module", dynamic_module, "dynamic_module"),
                               ("dynamic_floor_module", dynamic_floor_module, "dynamic_floor"),
                               ("dynamic_floor_hold_module", dynamic_floor_module, "dynamic_floor_hold"),
+                              ("dynamic_floor_touch_module", dynamic_floor_module, "dynamic_floor_touch"),
                               ("ext_proc_server", EXT_PROC_SERVER, "ext_proc")):
         if wanted in variants:
             meta[key] = os.path.relpath(path, ROOT)
@@ -836,7 +845,7 @@ def main():
         # without them the front Envoy is configured as before they existed.
         values["ext_proc_port"] = ext_proc.port if ext_proc else free_port()
         front_cfg = render(ROOT / "envoy/bench/envoy-bench.yaml", values, out / "envoy-bench.yaml",
-                           drop_listeners=[v for v in ("dynamic_module", "ext_proc", "dynamic_floor", "dynamic_floor_hold")
+                           drop_listeners=[v for v in ("dynamic_module", "ext_proc") + DYNAMIC_FLOORS
                                            if v not in variants],
                            drop_clusters=[] if ext_proc else ["a2a_affinity_ext_proc"])
         front = start_envoy(binary, front_cfg, base_id + 1, "front", out)
