@@ -18,7 +18,8 @@
 //!   `max_scan_bytes`, so the held body stays under the limit even with the
 //!   chunk that ends the stream appended;
 //! - the task store is the process-wide [`ShardedStore`], the clock is the
-//!   system's, random bytes come from the OS (`getrandom`).
+//!   system's, random bytes come from the OS (`getrandom`), and the JSON
+//!   readers of finished streams are kept for the next ([`Readers`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,7 +34,11 @@ use a2a_affinity_core::stream::{
 };
 use log::{debug, error, warn};
 
+use a2a_affinity_core::json::request::{BodyKind, Extractor};
+use a2a_affinity_core::json::response::{Framing, ResponseLearner};
+
 use crate::host::{Body, Headers, Host};
+use crate::readers::Readers;
 use crate::store::{self, ShardedStore, StoreRef};
 
 /// What a hook tells Envoy, before it is mapped to the hook's own status.
@@ -54,6 +59,8 @@ pub struct FilterConfig {
     /// Envoy's ids of the counters, in `Counter::ALL` order; `None` where
     /// defining one failed (that counter then stays silent).
     pub metric_ids: [Option<usize>; Counter::ALL.len()],
+    /// The readers of this configuration's finished streams.
+    pub readers: Readers,
     /// `max_scan_bytes` was found above half a stream's buffer limit and
     /// that was logged (once per configuration).
     clamp_logged: AtomicBool,
@@ -72,6 +79,7 @@ impl FilterConfig {
             config,
             store,
             metric_ids: [None; Counter::ALL.len()],
+            readers: Readers::default(),
             clamp_logged: AtomicBool::new(false),
         })
     }
@@ -84,12 +92,14 @@ impl FilterConfig {
 /// The core's view of this shell for one hook.
 struct ShellEnv<'a> {
     store: StoreRef<'a>,
+    readers: &'a Readers,
 }
 
 impl<'a> ShellEnv<'a> {
-    fn new(store: &'a ShardedStore) -> Self {
+    fn new(config: &'a FilterConfig) -> Self {
         ShellEnv {
-            store: StoreRef(store),
+            store: StoreRef(&config.store),
+            readers: &config.readers,
         }
     }
 }
@@ -107,6 +117,22 @@ impl Env for ShellEnv<'_> {
 
     fn tasks(&mut self) -> &mut dyn TaskStore {
         &mut self.store
+    }
+
+    fn take_extractor(&mut self, kind: BodyKind, max_value_bytes: usize) -> Box<Extractor> {
+        self.readers.extractor(kind, max_value_bytes)
+    }
+
+    fn recycle_extractor(&mut self, extractor: Box<Extractor>) {
+        self.readers.keep_extractor(extractor);
+    }
+
+    fn take_learner(&mut self, framing: Framing, max_value_bytes: usize) -> Box<ResponseLearner> {
+        self.readers.learner(framing, max_value_bytes)
+    }
+
+    fn recycle_learner(&mut self, learner: Box<ResponseLearner>) {
+        self.readers.keep_learner(learner);
     }
 }
 
@@ -181,7 +207,7 @@ impl Filter {
                 // Any value counts as a client header, UTF-8 or not.
                 client_header: value(&config.header).is_some(),
             };
-            let mut env = ShellEnv::new(&shared.store);
+            let mut env = ShellEnv::new(&shared);
             self.core
                 .on_request_headers(config, &head, end_of_stream, &mut env)
         };
@@ -221,7 +247,7 @@ impl Filter {
         }
         let shared = Arc::clone(&self.config);
         let scan_config: &Config = self.clamped.as_deref().unwrap_or(&shared.config);
-        let mut env = ShellEnv::new(&shared.store);
+        let mut env = ShellEnv::new(&shared);
         let read = {
             let host: &dyn Host = host;
             match request_body(host, true) {
@@ -275,7 +301,7 @@ impl Filter {
         }
         let shared = Arc::clone(&self.config);
         let scan_config: &Config = self.clamped.as_deref().unwrap_or(&shared.config);
-        let mut env = ShellEnv::new(&shared.store);
+        let mut env = ShellEnv::new(&shared);
         let decision = self.core.on_request_trailers(scan_config, &mut env);
         self.apply(host, decision, Phase::Trailers)
     }
@@ -340,7 +366,7 @@ impl Filter {
                 .header(Headers::Response, "content-encoding")
                 .map(coding),
         };
-        let mut env = ShellEnv::new(&shared.store);
+        let mut env = ShellEnv::new(&shared);
         self.core
             .on_response_headers(&shared.config, &head, &mut env);
         Action::Continue
@@ -352,7 +378,7 @@ impl Filter {
             return Action::Continue;
         }
         let shared = Arc::clone(&self.config);
-        let mut env = ShellEnv::new(&shared.store);
+        let mut env = ShellEnv::new(&shared);
         let tally = {
             let host: &dyn Host = host;
             let chunks = match response_chunk(host, end_of_stream, self.response_seen) {
@@ -384,7 +410,7 @@ impl Filter {
     /// The stream is over: a request still undecided is counted as aborted.
     pub fn on_stream_complete(&mut self, host: &mut dyn Host) {
         let shared = Arc::clone(&self.config);
-        let mut env = ShellEnv::new(&shared.store);
+        let mut env = ShellEnv::new(&shared);
         let outcome = self.core.on_stream_end(&mut env);
         self.count_outcome(host, outcome);
     }
@@ -393,7 +419,7 @@ impl Filter {
     /// and this stream is not looked at again.
     pub fn abandon(&mut self) {
         let shared = Arc::clone(&self.config);
-        let mut env = ShellEnv::new(&shared.store);
+        let mut env = ShellEnv::new(&shared);
         let _ = self.core.on_stream_end(&mut env);
         // Nothing is counted for it any more.
         self.counted = true;

@@ -8,6 +8,7 @@
 //! - `filter`: each hook turned into a call on the core's `Stream`, and the
 //!   core's decisions applied;
 //! - `store`: the learned tasks, shared by every worker thread;
+//! - `readers`: the JSON readers of finished streams, kept for the next;
 //! - `logger`: the `log` backend over Envoy's log callback.
 
 #[allow(unsafe_code)]
@@ -15,6 +16,7 @@ pub mod ffi;
 pub mod filter;
 pub mod host;
 pub mod logger;
+pub mod readers;
 pub mod store;
 
 #[cfg(test)]

@@ -210,6 +210,11 @@ impl Extractor {
         self.kind
     }
 
+    /// The `max_value_bytes` it was made with.
+    pub fn max_value_bytes(&self) -> usize {
+        self.max_value_bytes
+    }
+
     /// Body bytes read so far.
     pub fn offset(&self) -> u64 {
         self.scanner.offset()

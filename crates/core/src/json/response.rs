@@ -137,6 +137,11 @@ impl ResponseLearner {
         self.framing
     }
 
+    /// The `max_value_bytes` it was made with.
+    pub fn max_value_bytes(&self) -> usize {
+        self.max_value
+    }
+
     /// Ready for the next response, as if new. Allocations are kept, but
     /// not one grown by an unusually long id: a kept learner holds about
     /// what a new one does.
