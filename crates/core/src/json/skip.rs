@@ -3,10 +3,10 @@
 //! 16-byte vectors that every build of it can use (wasm32 with SIMD, which
 //! the filter module is built with; x86-64, whose baseline has SSE2: the
 //! dynamic module and the ext_proc server) they compare 16-byte blocks at
-//! once; elsewhere they test 8-byte words (SWAR). On x86-64 CPUs with AVX2
-//! (checked at run time) 64-byte blocks go first, escapes resolved from bit
-//! masks without a branch per escape. All find the same byte: the tests
-//! below check it at every position.
+//! once; elsewhere they test 8-byte words (SWAR). On x86-64 CPUs with
+//! AVX-512 or AVX2 (checked at run time) 64-byte blocks go first, escapes
+//! resolved from bit masks without a branch per escape. All find the same
+//! byte: the tests below check each kernel the CPU has at every position.
 
 /// Skips string contents that are not kept, from `at`: runs of plain bytes
 /// and two-byte escapes. Returns the index of the first byte it leaves to the
@@ -38,23 +38,14 @@ pub(crate) fn skip_plain(chunk: &[u8], at: usize) -> usize {
     skip_plain_16(chunk, at)
 }
 
-/// `skip_plain` on x86-64: 64-byte blocks with AVX2 where the CPU has it
-/// (checked at run time; the check is a cached flag), then the 16-byte SSE2
-/// kernel for what is left (and for everything on a CPU without AVX2).
+/// `skip_plain` on x86-64: 64-byte blocks with AVX-512BW or AVX2 where the
+/// CPU has them (checked at run time; the checks read a cached flag), then
+/// the 16-byte SSE2 kernel for what is left (and for everything on a CPU
+/// with neither).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline]
 pub(crate) fn skip_plain(chunk: &[u8], at: usize) -> usize {
-    let mut i = at;
-    if chunk.len().saturating_sub(at) >= 64 && std::is_x86_feature_detected!("avx2") {
-        #[allow(unsafe_code)]
-        // SAFETY: the CPU has AVX2 (checked just above).
-        let (stop, done) = unsafe { avx2::skip_blocks(chunk, at) };
-        if done {
-            return stop;
-        }
-        i = stop;
-    }
-    skip_plain_16(chunk, i)
+    skip_plain_with(wide_kernel(), chunk, at)
 }
 
 /// `skip_plain` with 16-byte vectors (wasm32 with SIMD, x86-64 SSE2): each
@@ -103,34 +94,92 @@ fn skip_plain_16(chunk: &[u8], at: usize) -> usize {
     }
 }
 
-/// The 64-byte kernel of `skip_plain` on x86-64 CPUs with AVX2.
+/// The 64-byte kernels of `skip_plain` on x86-64 CPUs with AVX2 or
+/// AVX-512BW.
 ///
-/// Each block yields four bit masks at once: backslashes, quotes and control
-/// characters, and the bytes that may follow a backslash in a two-byte
-/// escape (`" \\ / b f n r t`, found with two nibble table lookups). Which
-/// bytes a backslash escapes follows from the backslash mask alone, by
-/// carry arithmetic over runs of backslashes (the method of simdjson's
-/// string scanner): no branch per escape, however dense the escapes are.
+/// Each block yields three bit masks at once: backslashes; quotes and
+/// control characters; and the bytes that may follow a backslash in a
+/// two-byte escape (`" \\ / b f n r t`, found with two nibble table
+/// lookups). Which bytes a backslash escapes follows from the backslash mask
+/// alone, by carry arithmetic over runs of backslashes (the method of
+/// simdjson's string scanner): no branch per escape, however dense the
+/// escapes are. The two kernels differ only in how they make the masks
+/// (two 32-byte halves, or one 64-byte vector with mask registers).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[allow(unsafe_code)]
-mod avx2 {
+mod wide {
     use core::arch::x86_64::{
-        __m256i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8,
+        __m256i, __m512i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8,
         _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8, _mm256_setr_epi8,
-        _mm256_setzero_si256, _mm256_shuffle_epi8, _mm256_srli_epi16,
+        _mm256_setzero_si256, _mm256_shuffle_epi8, _mm256_srli_epi16, _mm512_and_si512,
+        _mm512_broadcast_i32x4, _mm512_cmpeq_epi8_mask, _mm512_cmplt_epu8_mask, _mm512_loadu_si512,
+        _mm512_set1_epi8, _mm512_shuffle_epi8, _mm512_srli_epi16, _mm512_test_epi8_mask,
+        _mm_setr_epi8,
     };
 
     /// Bits at even positions.
     const EVEN: u64 = 0x5555_5555_5555_5555;
 
-    /// Bit masks of one 32-byte half: (backslashes, quotes or control
-    /// characters, bytes a two-byte escape may end with).
-    ///
-    /// # Safety
-    /// The CPU has AVX2; `half` is 32 readable bytes.
+    /// One 64-byte block's bit masks (bit `n`: byte `n`).
+    struct Masks {
+        backslash: u64,
+        /// Quotes and control characters.
+        stop: u64,
+        /// Bytes a two-byte escape may end with.
+        escapable: u64,
+    }
+
+    /// What the block at `i` means for `skip_plain`.
+    enum Block {
+        /// `skip_plain` stops here (its answer).
+        Stop(usize),
+        /// Nothing stops in the block: go on from here.
+        Next(usize),
+    }
+
+    #[inline(always)]
+    fn step(chunk: &[u8], i: usize, m: &Masks) -> Block {
+        // Bytes right after a backslash; of those, the ones escaped are
+        // those after a run of backslashes of odd length. Adding each run's
+        // start at an odd position to the mask carries out of the run; where
+        // the carry lands, in the parity of positions, tells the run's
+        // length apart.
+        let follows = m.backslash << 1;
+        let odd_starts = m.backslash & !EVEN & !follows;
+        let carried = odd_starts.wrapping_add(m.backslash);
+        let escaped = (EVEN ^ (carried << 1)) & follows;
+        // Backslashes that start an escape, and those whose escape is not a
+        // two-byte one here (`\u`, an invalid one): the caller's.
+        let starts = m.backslash & !escaped;
+        let odd_escape = starts & !(m.escapable >> 1) & !(1 << 63);
+        let stops = (m.stop & !escaped) | odd_escape;
+        if stops != 0 {
+            return Block::Stop(i + stops.trailing_zeros() as usize);
+        }
+        if starts >> 63 == 0 {
+            return Block::Next(i + 64);
+        }
+        // The block ends with a backslash: its escape ends in the next byte,
+        // if the chunk has one.
+        match chunk.get(i + 64) {
+            Some(&c) if super::simple_escape(Some(&c)) => Block::Next(i + 65),
+            _ => Block::Stop(i + 63),
+        }
+    }
+
+    /// The nibble tables of the escape letters: `" / \ b f n r t` are 0x22
+    /// 0x2f 0x5c 0x62 0x66 0x6e 0x72 0x74, so one bit per high nibble (2, 5,
+    /// 6, 7), set in the entry of each low nibble it pairs with. A byte is an
+    /// escape letter when its two entries share a bit.
+    #[rustfmt::skip]
+    const BY_LOW: [i8; 16] = [0, 0, 0b1101, 0, 0b1000, 0, 0b0100, 0, 0, 0, 0, 0, 0b0010, 0, 0b0100, 0b0001];
+    #[rustfmt::skip]
+    const BY_HIGH: [i8; 16] = [0, 0, 0b0001, 0, 0, 0b0010, 0b0100, 0b1000, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    /// The masks of one 32-byte half, in the low 32 bits (AVX2).
     #[target_feature(enable = "avx2")]
     #[inline]
-    unsafe fn masks(half: &[u8; 32]) -> (u64, u64, u64) {
+    fn half_masks(half: &[u8; 32]) -> (u64, u64, u64) {
         // SAFETY: 32 readable bytes; no alignment needed.
         let v = unsafe { _mm256_loadu_si256(half.as_ptr().cast::<__m256i>()) };
         let backslash = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8));
@@ -140,25 +189,20 @@ mod avx2 {
             _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'"' as i8)),
             _mm256_cmpeq_epi8(_mm256_max_epu8(v, low), low),
         );
-        // `" / \\ b f n r t` are 0x22 0x2f 0x5c 0x62 0x66 0x6e 0x72 0x74: one
-        // bit per high nibble (2, 5, 6, 7), set in the low nibble's entry
-        // for each low nibble that high nibble pairs with.
-        #[rustfmt::skip]
+        let [l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15] = BY_LOW;
         let by_low = _mm256_setr_epi8(
-            0, 0, 0b1101, 0, 0b1000, 0, 0b0100, 0, 0, 0, 0, 0, 0b0010, 0, 0b0100, 0b0001,
-            0, 0, 0b1101, 0, 0b1000, 0, 0b0100, 0, 0, 0, 0, 0, 0b0010, 0, 0b0100, 0b0001,
+            l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15, l0, l1, l2, l3,
+            l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15,
         );
-        #[rustfmt::skip]
+        let [h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15] = BY_HIGH;
         let by_high = _mm256_setr_epi8(
-            0, 0, 0b0001, 0, 0, 0b0010, 0b0100, 0b1000, 0, 0, 0, 0, 0, 0, 0, 0,
-            0, 0, 0b0001, 0, 0, 0b0010, 0b0100, 0b1000, 0, 0, 0, 0, 0, 0, 0, 0,
+            h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h0, h1, h2, h3,
+            h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15,
         );
         let nibble = _mm256_set1_epi8(0x0f);
-        let low_nibbles = _mm256_and_si256(v, nibble);
-        let high_nibbles = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
         let class = _mm256_and_si256(
-            _mm256_shuffle_epi8(by_low, low_nibbles),
-            _mm256_shuffle_epi8(by_high, high_nibbles),
+            _mm256_shuffle_epi8(by_low, _mm256_and_si256(v, nibble)),
+            _mm256_shuffle_epi8(by_high, _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble)),
         );
         let not_escapable = _mm256_cmpeq_epi8(class, _mm256_setzero_si256());
         // movemask gives one bit per byte: 32 bits, reinterpreted unsigned.
@@ -170,56 +214,127 @@ mod avx2 {
         )
     }
 
-    /// Steps over whole 64-byte blocks of string contents from `at`.
-    /// Returns `(index, true)` where `skip_plain` stops (its answer), or
-    /// `(index, false)` when fewer than 64 bytes are left from `index`, no
+    /// Steps over whole 64-byte blocks of string contents from `at`, with
+    /// AVX2. Returns `(index, true)` where `skip_plain` stops (its answer),
+    /// or `(index, false)` when fewer than 64 bytes are left from `index`, no
     /// escape pending there.
     ///
     /// # Safety
     /// The CPU has AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn skip_blocks(chunk: &[u8], at: usize) -> (usize, bool) {
+    pub(super) unsafe fn skip_blocks_avx2(chunk: &[u8], at: usize) -> (usize, bool) {
         let mut i = at;
         while let Some(block) = chunk.get(i..).and_then(|rest| rest.first_chunk::<64>()) {
             let (Some(front), Some(back)) = (block.first_chunk::<32>(), block.last_chunk::<32>())
             else {
                 break;
             };
-            // SAFETY: AVX2 (the caller's promise); 32 bytes each.
-            let ((b0, s0, e0), (b1, s1, e1)) = unsafe { (masks(front), masks(back)) };
-            let backslash = b0 | b1 << 32;
-            let stop = s0 | s1 << 32;
-            let escapable = e0 | e1 << 32;
-            // Bytes right after a backslash; of those, the ones escaped are
-            // those after a run of backslashes of odd length. Adding each
-            // run's start at an odd position to the mask carries out of the
-            // run; where the carry lands, in the parity of positions, tells
-            // the run's length apart.
-            let follows = backslash << 1;
-            let odd_starts = backslash & !EVEN & !follows;
-            let carried = odd_starts.wrapping_add(backslash);
-            let escaped = (EVEN ^ (carried << 1)) & follows;
-            // Backslashes that start an escape, and those whose escape is not
-            // a two-byte one here (`\\u`, an invalid one): the caller's.
-            let starts = backslash & !escaped;
-            let odd_escape = starts & !(escapable >> 1) & !(1 << 63);
-            let stops = (stop & !escaped) | odd_escape;
-            if stops != 0 {
-                return (i + stops.trailing_zeros() as usize, true);
-            }
-            if starts >> 63 == 0 {
-                i += 64;
-                continue;
-            }
-            // The block ends with a backslash: its escape ends in the next
-            // byte, if the chunk has one.
-            match chunk.get(i + 64) {
-                Some(&c) if super::simple_escape(Some(&c)) => i += 65,
-                _ => return (i + 63, true),
+            let ((b0, s0, e0), (b1, s1, e1)) = (half_masks(front), half_masks(back));
+            let masks = Masks {
+                backslash: b0 | b1 << 32,
+                stop: s0 | s1 << 32,
+                escapable: e0 | e1 << 32,
+            };
+            match step(chunk, i, &masks) {
+                Block::Stop(at) => return (at, true),
+                Block::Next(next) => i = next,
             }
         }
         (i, false)
     }
+
+    /// `skip_blocks_avx2` with AVX-512BW: one 64-byte vector per block, and
+    /// compares that give the bit masks directly.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F and AVX-512BW.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn skip_blocks_avx512(chunk: &[u8], at: usize) -> (usize, bool) {
+        let [l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15] = BY_LOW;
+        let by_low = _mm512_broadcast_i32x4(_mm_setr_epi8(
+            l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15,
+        ));
+        let [h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15] = BY_HIGH;
+        let by_high = _mm512_broadcast_i32x4(_mm_setr_epi8(
+            h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15,
+        ));
+        let nibble = _mm512_set1_epi8(0x0f);
+        let backslash = _mm512_set1_epi8(b'\\' as i8);
+        let quote = _mm512_set1_epi8(b'"' as i8);
+        let space = _mm512_set1_epi8(0x20);
+        let mut i = at;
+        while let Some(block) = chunk.get(i..).and_then(|rest| rest.first_chunk::<64>()) {
+            // SAFETY: 64 readable bytes; no alignment needed.
+            let v = unsafe { _mm512_loadu_si512(block.as_ptr().cast::<__m512i>()) };
+            let class = _mm512_and_si512(
+                _mm512_shuffle_epi8(by_low, _mm512_and_si512(v, nibble)),
+                _mm512_shuffle_epi8(by_high, _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble)),
+            );
+            let masks = Masks {
+                backslash: _mm512_cmpeq_epi8_mask(v, backslash),
+                stop: _mm512_cmpeq_epi8_mask(v, quote) | _mm512_cmplt_epu8_mask(v, space),
+                escapable: _mm512_test_epi8_mask(class, class),
+            };
+            match step(chunk, i, &masks) {
+                Block::Stop(at) => return (at, true),
+                Block::Next(next) => i = next,
+            }
+        }
+        (i, false)
+    }
+}
+
+/// Which 64-byte kernel this CPU runs, if any.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wide {
+    Avx512,
+    Avx2,
+    None,
+}
+
+/// AVX-512 only on CPUs that also have VBMI2 (Intel Ice Lake and later, AMD
+/// Zen 4 and later), which do not lower their clock for 512-bit integer
+/// work as the first AVX-512 CPUs did: the filter shares the CPU with the
+/// rest of Envoy.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline]
+fn wide_kernel() -> Wide {
+    if std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512vbmi2")
+    {
+        Wide::Avx512
+    } else if std::is_x86_feature_detected!("avx2") {
+        Wide::Avx2
+    } else {
+        Wide::None
+    }
+}
+
+/// `skip_plain` with the given 64-byte kernel first (`Wide::None`: the
+/// 16-byte kernel alone). The kernel must be one the CPU has.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline]
+fn skip_plain_with(kernel: Wide, chunk: &[u8], at: usize) -> usize {
+    let mut i = at;
+    if chunk.len().saturating_sub(at) >= 64 {
+        #[allow(unsafe_code)]
+        // SAFETY: callers pass the kernel `wide_kernel` found, or (tests) one
+        // they checked the CPU has.
+        let (stop, done) = unsafe {
+            match kernel {
+                Wide::Avx512 => wide::skip_blocks_avx512(chunk, at),
+                Wide::Avx2 => wide::skip_blocks_avx2(chunk, at),
+                Wide::None => (at, false),
+            }
+        };
+        if done {
+            return stop;
+        }
+        i = stop;
+    }
+    skip_plain_16(chunk, i)
 }
 
 /// A byte that makes `\\` and itself a complete two-byte escape.
@@ -465,6 +580,34 @@ mod tests {
         i
     }
 
+    /// `skip_plain`, and on x86-64 each kernel this CPU has (the 16-byte one
+    /// alone, and each 64-byte one in front of it), agree with the byte loop.
+    fn assert_skip(bytes: &[u8], at: usize, what: &dyn Fn() -> String) {
+        let want = skip_plain_reference(bytes, at);
+        assert_eq!(skip_plain(bytes, at), want, "{}", what());
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        for kernel in kernels_here() {
+            assert_eq!(
+                super::skip_plain_with(kernel, bytes, at),
+                want,
+                "{kernel:?}: {}",
+                what()
+            );
+        }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    fn kernels_here() -> Vec<super::Wide> {
+        let mut kernels = vec![super::Wide::None];
+        if std::is_x86_feature_detected!("avx2") {
+            kernels.push(super::Wide::Avx2);
+        }
+        if std::is_x86_feature_detected!("avx512bw") && std::is_x86_feature_detected!("avx512f") {
+            kernels.push(super::Wide::Avx512);
+        }
+        kernels
+    }
+
     #[test]
     fn skip_plain_agrees_with_a_byte_loop_across_blocks() {
         // Two-byte escapes, a stopping byte and the chunk's end at every
@@ -485,12 +628,9 @@ mod tests {
                             bytes.truncate(s);
                             bytes.extend_from_slice(stop);
                             for at in [0, 1, e.min(bytes.len())] {
-                                assert_eq!(
-                                    skip_plain(&bytes, at),
-                                    skip_plain_reference(&bytes, at),
-                                    "{:?} from {at}",
-                                    String::from_utf8_lossy(&bytes)
-                                );
+                                assert_skip(&bytes, at, &|| {
+                                    format!("{:?} from {at}", String::from_utf8_lossy(&bytes))
+                                });
                             }
                         }
                     }
@@ -526,12 +666,9 @@ mod tests {
                 if at > 0 && bytes[..at].iter().any(|&c| special(c)) {
                     continue;
                 }
-                assert_eq!(
-                    skip_plain(&bytes, at),
-                    skip_plain_reference(&bytes, at),
-                    "{:?} from {at}",
-                    String::from_utf8_lossy(&bytes)
-                );
+                assert_skip(&bytes, at, &|| {
+                    format!("{:?} from {at}", String::from_utf8_lossy(&bytes))
+                });
             }
         }
     }
@@ -550,11 +687,9 @@ mod tests {
                     bytes.push(b'"');
                     for cut in [end, end + 1, bytes.len()] {
                         let chunk = &bytes[..cut];
-                        assert_eq!(
-                            skip_plain(chunk, 0),
-                            skip_plain_reference(chunk, 0),
-                            "{n} backslashes ending at {end}, then {next:#x}, cut at {cut}"
-                        );
+                        assert_skip(chunk, 0, &|| {
+                            format!("{n} backslashes ending at {end}, then {next:#x}, cut at {cut}")
+                        });
                     }
                 }
             }
@@ -562,38 +697,23 @@ mod tests {
     }
 
     #[test]
-    fn skip_plain_knows_every_escape_letter() {
-        // A backslash then each byte value, inside a block and across a
-        // block boundary.
+    fn skip_plain_knows_every_byte() {
+        // A backslash then each byte value, and each byte value alone,
+        // inside a block and across a block boundary.
         for c in 0..=255u8 {
             for at in [10usize, 62, 63, 64, 100] {
                 let mut bytes = vec![b'a'; at];
                 bytes.extend_from_slice(&[b'\\', c]);
                 bytes.extend_from_slice(&[b'a'; 80]);
                 bytes.push(b'"');
-                assert_eq!(
-                    skip_plain(&bytes, 0),
-                    skip_plain_reference(&bytes, 0),
-                    "escape {c:#x} at {at}"
-                );
+                assert_skip(&bytes, 0, &|| format!("escape {c:#x} at {at}"));
+                // And the byte alone, in plain text.
+                let mut bytes = vec![b'a'; at];
+                bytes.push(c);
+                bytes.extend_from_slice(&[b'a'; 80]);
+                bytes.push(b'"');
+                assert_skip(&bytes, 0, &|| format!("byte {c:#x} at {at}"));
             }
-        }
-    }
-
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    #[test]
-    fn the_16_byte_kernel_agrees_too() {
-        // On an AVX2 machine skip_plain takes the 64-byte kernel; the SSE2
-        // one still runs on CPUs without it and for every tail.
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        for round in 0..5_000 {
-            let bytes = random_text(&mut seed, 1 + round % 200);
-            assert_eq!(
-                super::skip_plain_16(&bytes, 0),
-                skip_plain_reference(&bytes, 0),
-                "{:?}",
-                String::from_utf8_lossy(&bytes)
-            );
         }
     }
 
