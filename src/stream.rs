@@ -13,6 +13,7 @@ use std::rc::Rc;
 use a2a_affinity_core::config::Config;
 use a2a_affinity_core::json::request::{BodyKind, Extractor};
 use a2a_affinity_core::json::response::{Framing, ResponseLearner};
+use a2a_affinity_core::spare::SpareReaders;
 use a2a_affinity_core::stats::{Counter, Outcome};
 use a2a_affinity_core::store::TaskStore;
 use a2a_affinity_core::stream::{
@@ -42,42 +43,7 @@ pub struct Plugin {
     pub config: Config,
     pub tasks: SharedStore,
     /// JSON readers that finished their stream, ready for the next one.
-    spare: RefCell<Spare>,
-}
-
-/// Readers kept per kind, at most this many each: enough for the streams
-/// one worker has in flight at a time, bounded so a burst does not hold its
-/// peak memory for ever.
-const SPARE_READERS: usize = 64;
-
-/// The JSON readers of finished streams, kept so that the next stream
-/// reuses their scanner state instead of allocating it: a reader is reset
-/// when it is put back and starts the next stream exactly as a new one.
-// Boxed: a reader moves between a stream and this list as one pointer.
-#[allow(clippy::vec_box)]
-#[derive(Default)]
-struct Spare {
-    json_rpc: Vec<Box<Extractor>>,
-    rest_send: Vec<Box<Extractor>>,
-    json: Vec<Box<ResponseLearner>>,
-    sse: Vec<Box<ResponseLearner>>,
-}
-
-#[allow(clippy::vec_box)]
-impl Spare {
-    fn extractors(&mut self, kind: BodyKind) -> &mut Vec<Box<Extractor>> {
-        match kind {
-            BodyKind::JsonRpc => &mut self.json_rpc,
-            BodyKind::RestSend => &mut self.rest_send,
-        }
-    }
-
-    fn learners(&mut self, framing: Framing) -> &mut Vec<Box<ResponseLearner>> {
-        match framing {
-            Framing::Json => &mut self.json,
-            Framing::Sse => &mut self.sse,
-        }
-    }
+    spare: RefCell<SpareReaders>,
 }
 
 impl Plugin {
@@ -90,36 +56,12 @@ impl Plugin {
         }
     }
 
-    /// A kept reader from the list `pick` chooses, or a new one.
-    #[allow(clippy::vec_box)]
-    fn reuse<T>(
-        &self,
-        pick: impl FnOnce(&mut Spare) -> &mut Vec<Box<T>>,
-        new: impl FnOnce() -> T,
-    ) -> Box<T> {
-        let kept = self
-            .spare
+    /// The kept readers, unless a caller up the stack has them borrowed.
+    fn with_spare<R>(&self, f: impl FnOnce(&mut SpareReaders) -> R) -> Option<R> {
+        self.spare
             .try_borrow_mut()
             .ok()
-            .and_then(|mut spare| pick(&mut spare).pop());
-        kept.unwrap_or_else(|| Box::new(new()))
-    }
-
-    /// Keeps a reader for the next stream, reset, unless its list is full.
-    #[allow(clippy::vec_box)]
-    fn keep<T>(
-        &self,
-        pick: impl FnOnce(&mut Spare) -> &mut Vec<Box<T>>,
-        mut reader: Box<T>,
-        reset: impl FnOnce(&mut T),
-    ) {
-        if let Ok(mut spare) = self.spare.try_borrow_mut() {
-            let kept = pick(&mut spare);
-            if kept.len() < SPARE_READERS {
-                reset(&mut reader);
-                kept.push(reader);
-            }
-        }
+            .map(|mut spare| f(&mut spare))
     }
 }
 
@@ -144,32 +86,26 @@ impl Env for ShellEnv<'_> {
     }
 
     fn take_extractor(&mut self, kind: BodyKind, max_value_bytes: usize) -> Box<Extractor> {
-        self.plugin.reuse(
-            |spare| spare.extractors(kind),
-            || Extractor::new(kind, max_value_bytes),
-        )
+        self.plugin
+            .with_spare(|spare| spare.take_extractor(kind, max_value_bytes))
+            .flatten()
+            .unwrap_or_else(|| Box::new(Extractor::new(kind, max_value_bytes)))
     }
 
     fn recycle_extractor(&mut self, extractor: Box<Extractor>) {
-        let kind = extractor.kind();
         self.plugin
-            .keep(|spare| spare.extractors(kind), extractor, Extractor::reset);
+            .with_spare(|spare| spare.keep_extractor(extractor));
     }
 
     fn take_learner(&mut self, framing: Framing, max_value_bytes: usize) -> Box<ResponseLearner> {
-        self.plugin.reuse(
-            |spare| spare.learners(framing),
-            || ResponseLearner::new(framing, max_value_bytes),
-        )
+        self.plugin
+            .with_spare(|spare| spare.take_learner(framing, max_value_bytes))
+            .flatten()
+            .unwrap_or_else(|| Box::new(ResponseLearner::new(framing, max_value_bytes)))
     }
 
     fn recycle_learner(&mut self, learner: Box<ResponseLearner>) {
-        let framing = learner.framing();
-        self.plugin.keep(
-            |spare| spare.learners(framing),
-            learner,
-            ResponseLearner::reset,
-        );
+        self.plugin.with_spare(|spare| spare.keep_learner(learner));
     }
 }
 

@@ -20,6 +20,7 @@
 //! - `mint`, `store`, `config`, `stats`: first-turn edits, the task store
 //!   interface, the configuration, the counters;
 //! - `task_id`: task ids that carry their contextId;
+//! - `spare`: readers of finished streams, kept for the next;
 //! - `stream`: one HTTP stream's state machine.
 
 pub mod a2a;
@@ -29,6 +30,7 @@ pub mod grpc;
 pub mod json;
 pub mod mint;
 pub mod proto;
+pub mod spare;
 pub mod stats;
 pub mod store;
 pub mod stream;
