@@ -206,6 +206,25 @@ def upstream_check(agents, tasks):
     return reached, named, problems
 
 
+def assert_carried_ids_route(tasks, plain_tasks, ok, total, problems, reached, named, counters,
+                             plain_counters):
+    """What both SDKs' runs must show: ids that carry their context reach the
+    task's replica every time; plain UUID ids rely on what was learned."""
+    # Every task id the agents minted carries its context.
+    assert all(decode(t) == c for t, c in tasks.items()), tasks
+    assert not any(decode(t) for t in plain_tasks), plain_tasks
+    assert ok == total == 4 * CONVERSATIONS, (ok, total)
+    assert not problems, problems[:5]
+    # The four requests per conversation that name its task (GetTask, the
+    # follow-up or CancelTask, REST GET, tasks/get) all reached its holder.
+    assert reached == named == 4 * CONVERSATIONS, (reached, named)
+    assert counters.get("task_id_routed") == 4 * CONVERSATIONS, counters
+    assert counters.get("task_unknown", 0) == 0, counters
+    # Learned routing alone loses what the other gateway learned and what
+    # the restart forgot; how much depends on where the fallback hash lands.
+    assert plain_counters.get("task_unknown", 0) > 0, plain_counters
+
+
 @pytest.mark.parametrize("lb", sorted(CONFIGS))
 def test_task_calls_reach_their_replica_through_any_gateway_after_a_restart(
         agents, lb, tmp_path, figures):
@@ -227,19 +246,8 @@ def test_task_calls_reach_their_replica_through_any_gateway_after_a_restart(
                         "counters": counters},
         "uuid_ids": {"found": plain_ok, "calls": plain_total, "on_holder": plain_reached,
                      "requests": plain_named, "counters": plain_counters}})
-    # Every task id the agents minted carries its context.
-    assert all(decode(t) == c for t, c in tasks.items()), tasks
-    assert not any(decode(t) for t in plain_tasks), plain_tasks
-    assert ok == total == 4 * CONVERSATIONS, (ok, total)
-    assert not problems, problems[:5]
-    # The four requests per conversation that name its task (GetTask, the
-    # follow-up or CancelTask, REST GET, tasks/get) all reached its holder.
-    assert reached == named == 4 * CONVERSATIONS, (reached, named)
-    assert counters.get("task_id_routed") == 4 * CONVERSATIONS, counters
-    assert counters.get("task_unknown", 0) == 0, counters
-    # Learned routing alone loses what the other gateway learned and what
-    # the restart forgot; how much depends on where the fallback hash lands.
-    assert plain_counters.get("task_unknown", 0) > 0, plain_counters
+    assert_carried_ids_route(tasks, plain_tasks, ok, total, problems, reached, named, counters,
+                             plain_counters)
     assert plain_counters.get("task_id_routed", 0) == 0, plain_counters
 
 
@@ -260,11 +268,5 @@ def test_js_sdk_agents_with_the_wrapper_are_routed_alike(js_agents, lb, tmp_path
         "context_ids": {"found": ok, "calls": total, "on_holder": reached, "requests": named,
                         "counters": counters},
         "uuid_ids": {"found": plain_ok, "calls": plain_total, "counters": plain_counters}})
-    assert all(decode(t) == c for t, c in tasks.items()), tasks
-    assert not any(decode(t) for t in plain_tasks), plain_tasks
-    assert ok == total == 4 * CONVERSATIONS, (ok, total)
-    assert not problems, problems[:5]
-    assert reached == named == 4 * CONVERSATIONS, (reached, named)
-    assert counters.get("task_id_routed") == 4 * CONVERSATIONS, counters
-    assert counters.get("task_unknown", 0) == 0, counters
-    assert plain_counters.get("task_unknown", 0) > 0, plain_counters
+    assert_carried_ids_route(tasks, plain_tasks, ok, total, problems, reached, named, counters,
+                             plain_counters)
