@@ -45,7 +45,14 @@ pub(crate) fn skip_plain(chunk: &[u8], at: usize) -> usize {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline]
 pub(crate) fn skip_plain(chunk: &[u8], at: usize) -> usize {
-    skip_plain_with(wide_kernel(), chunk, at)
+    // Keys, ids and most values are shorter than a block: they need no
+    // kernel choice.
+    let kernel = if chunk.len().saturating_sub(at) >= 64 {
+        wide_kernel()
+    } else {
+        Wide::None
+    };
+    skip_plain_with(kernel, chunk, at)
 }
 
 /// `skip_plain` with 16-byte vectors (wasm32 with SIMD, x86-64 SSE2): each
