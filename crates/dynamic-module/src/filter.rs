@@ -21,8 +21,7 @@
 //!   system's, random bytes come from the OS (`getrandom`), and the JSON
 //!   readers of finished streams are kept for the next ([`Readers`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use a2a_affinity_core::config::{Config, ConfigError};
@@ -61,10 +60,15 @@ pub struct FilterConfig {
     pub metric_ids: [Option<usize>; Counter::ALL.len()],
     /// The readers of this configuration's finished streams.
     pub readers: Readers,
-    /// `max_scan_bytes` was found above half a stream's buffer limit and
-    /// that was logged (once per configuration).
-    clamp_logged: AtomicBool,
+    /// This configuration with `max_scan_bytes` lowered to half a stream's
+    /// buffer limit, for each such limit met (most recent last), so that a
+    /// stream under a lower limit neither copies the configuration nor logs.
+    clamped: Mutex<Vec<Arc<Config>>>,
 }
+
+/// Lowered configurations kept per filter configuration: one per distinct
+/// buffer limit below twice `max_scan_bytes` (routes can set their own).
+const CLAMPED_KEPT: usize = 8;
 
 impl FilterConfig {
     /// Parses and checks the filter's JSON configuration (the same fields,
@@ -80,12 +84,40 @@ impl FilterConfig {
             store,
             metric_ids: [None; Counter::ALL.len()],
             readers: Readers::default(),
-            clamp_logged: AtomicBool::new(false),
+            clamped: Mutex::new(Vec::new()),
         })
     }
 
     pub fn metric_id(&self, counter: Counter) -> Option<usize> {
         self.metric_ids.get(counter.index()).copied().flatten()
+    }
+
+    /// This configuration with `max_scan_bytes` lowered to `hold` (half the
+    /// stream's buffer limit of `limit` bytes, below `max_scan_bytes`). Made
+    /// and logged once per limit; later streams share it.
+    fn clamped(&self, hold: u64, limit: u64) -> Arc<Config> {
+        let mut kept = match self.clamped.lock() {
+            Ok(kept) => kept,
+            // A hook panicked while holding the lock: the list is still a
+            // list of valid configurations.
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(found) = kept.iter().find(|c| c.max_scan_bytes == hold) {
+            return Arc::clone(found);
+        }
+        warn!(
+            "max_scan_bytes {} is above half the stream's buffer limit ({limit} bytes): bodies are read up to {hold} bytes, so that Envoy never answers 413 (raise the route's request_body_buffer_limit to at least twice max_scan_bytes to read that far; logged once per limit)",
+            self.config.max_scan_bytes
+        );
+        let made = Arc::new(Config {
+            max_scan_bytes: hold,
+            ..self.config.clone()
+        });
+        if kept.len() >= CLAMPED_KEPT {
+            kept.remove(0);
+        }
+        kept.push(Arc::clone(&made));
+        made
     }
 }
 
@@ -160,7 +192,7 @@ pub struct Filter {
     core: Core,
     /// The configuration with `max_scan_bytes` lowered to half the stream's
     /// buffer limit, when that is smaller.
-    clamped: Option<Box<Config>>,
+    clamped: Option<Arc<Config>>,
     /// Request body bytes handed to the core (counted in "buffered, then
     /// received").
     seen: u64,
@@ -221,21 +253,7 @@ impl Filter {
             let limit = host.buffer_limit();
             let hold = (limit / 2).max(1);
             if limit > 0 && hold < config.max_scan_bytes {
-                if shared.clamp_logged.swap(true, Ordering::Relaxed) {
-                    debug!(
-                        "the stream's buffer limit is {limit} bytes: the body is read up to {hold} bytes (max_scan_bytes {})",
-                        config.max_scan_bytes
-                    );
-                } else {
-                    warn!(
-                        "max_scan_bytes {} is above half the stream's buffer limit ({limit} bytes): bodies are read up to {hold} bytes, so that Envoy never answers 413 (raise the route's request_body_buffer_limit to at least twice max_scan_bytes to read that far; logged once)",
-                        config.max_scan_bytes
-                    );
-                }
-                self.clamped = Some(Box::new(Config {
-                    max_scan_bytes: hold,
-                    ..config.clone()
-                }));
+                self.clamped = Some(shared.clamped(hold, limit));
             }
         }
         self.apply(host, decision, Phase::Headers)

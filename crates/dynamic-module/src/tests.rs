@@ -567,27 +567,42 @@ fn the_scan_stops_at_half_the_stream_buffer_limit() {
         ]
     );
     assert_eq!(c.envoy.nonzero(), vec![("scan_limit".to_string(), 1)]);
-    // The clamp is logged as a warning once per configuration.
-    let warned = |logs: Vec<(u32, String)>| {
-        logs.iter()
-            .filter(|(level, line)| *level == 3 && line.contains("half the stream's buffer limit"))
-            .count()
+    // The clamp is logged as a warning once per buffer limit, and a later
+    // stream under the same limit logs nothing at all.
+    let clamp_lines = |logs: Vec<(u32, String)>| {
+        logs.into_iter()
+            .filter(|(_, line)| line.contains("buffer limit"))
+            .map(|(level, _)| level)
+            .collect::<Vec<_>>()
     };
-    assert_eq!(warned(take_logs()), 1);
-    let mut ex = Exchange::new(&c);
-    ex.stream.buffer_limit = 4000;
-    ex.request(
-        &[
-            (":method", "POST"),
-            (":path", "/"),
-            ("content-type", JSON),
-            ("content-length", &length),
-        ],
-        &refs(&chunks),
-        false,
-    )
-    .finish();
-    assert_eq!(warned(take_logs()), 0);
+    assert_eq!(clamp_lines(take_logs()), vec![3]);
+    let again = |limit: u64| {
+        let mut ex = Exchange::new(&c);
+        ex.stream.buffer_limit = limit;
+        ex.request(
+            &[
+                (":method", "POST"),
+                (":path", "/"),
+                ("content-type", JSON),
+                ("content-length", &length),
+            ],
+            &refs(&chunks),
+            false,
+        )
+        .finish()
+    };
+    let up = again(4000);
+    assert_eq!(up.body, body.as_bytes());
+    assert_eq!(clamp_lines(take_logs()), Vec::<u32>::new());
+    // Another route's lower limit: its own cut, and its own warning.
+    let up = again(2000);
+    assert_eq!(up.body, body.as_bytes());
+    assert_eq!(up.statuses[1], status::CONTINUE);
+    assert_eq!(clamp_lines(take_logs()), vec![3]);
+    let up = again(4000);
+    assert_eq!(up.statuses[2], status::CONTINUE);
+    assert_eq!(clamp_lines(take_logs()), Vec::<u32>::new());
+    assert_eq!(c.envoy.counter("scan_limit"), 4);
 }
 
 #[test]
