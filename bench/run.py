@@ -338,6 +338,10 @@ def summarise(cells, variants, cases):
             rows[variant] = {
                 "rps": median([c["rps"] for c in runs]),
                 "ratio_to_client_header": median(ratios),
+                # The spread of the per-round ratios, shown beside the
+                # median: how far one round can be from another.
+                "ratio_min": min(ratios) if ratios else None,
+                "ratio_max": max(ratios) if ratios else None,
                 "p99_ms": median([c["p99_ms"] for c in runs]),
                 "front_cpu_us_per_req": median([c["front_cpu_us_per_req"] for c in runs]),
                 "upstream_cpu_us_per_req": median([c["upstream_cpu_us_per_req"] for c in runs]),
@@ -460,13 +464,22 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
     if summary:
         head = "| body | contextId | " + " | ".join(LABELS[v] for v in variants) + " |"
         sep = "|---|---|" + "---|" * len(variants)
-        lines += ["## Requests/s relative to (a) (median of per-round ratios; (a) in req/s)", "", head, sep]
+        spread = meta.get("rounds", 1) >= 3
+        lines += ["## Requests/s relative to (a) (median of per-round ratios; (a) in req/s)", ""]
+        if spread:
+            lines += ["In brackets: the lowest and highest per-round ratio.", ""]
+        lines += [head, sep]
         for s in summary:
             cells = []
             for v in variants:
                 r = s["variants"][v]
-                cells.append(fmt(r["rps"], ".0f") + " req/s" if v == "client_header"
-                             else fmt(r["ratio_to_client_header"], ".2f"))
+                if v == "client_header":
+                    cells.append(fmt(r["rps"], ".0f") + " req/s")
+                elif spread and r.get("ratio_min") is not None:
+                    cells.append(f"{fmt(r['ratio_to_client_header'], '.2f')} "
+                                 f"[{r['ratio_min']:.2f}-{r['ratio_max']:.2f}]")
+                else:
+                    cells.append(fmt(r["ratio_to_client_header"], ".2f"))
             lines.append(f"| {s['size']} | {s['position']} | " + " | ".join(cells) + " |")
         lines += ["", "## p99 latency, ms (median over rounds)", "", head, sep]
         for s in summary:
