@@ -1,0 +1,63 @@
+"""bench/run.py's arithmetic on made-up cells: which run of (a) each ratio
+is taken against, and the spread it reports."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.fixture(scope="module")
+def run():
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def cell(variant, rnd, rps, cpu):
+    c = {"variant": variant, "size": "1k", "position": "first", "round": rnd, "requests": int(rps * 5),
+         "rps": rps, "p50_ms": 1.0, "p99_ms": 2.0, "front_cpu_us_per_req": cpu, "front_cpu_util": 0.8,
+         "upstream_cpu_us_per_req": 50.0, "errors": {}}
+    return c
+
+
+def variants_of(summary):
+    (only,) = summary
+    return only["variants"]
+
+
+def test_a_round_compares_with_its_own_run_of_a(run):
+    cells = [cell("client_header", 0, 1000, 100), cell("lua", 0, 800, 125),
+             cell("client_header", 1, 500, 200), cell("lua", 1, 450, 250),
+             cell("client_header", 2, 1000, 100), cell("lua", 2, 900, 110)]
+    rows = variants_of(run.summarise(cells, ["client_header", "lua"], [("1k", "first")]))
+    # Per-round ratios 0.8, 0.9, 0.9: median 0.9; too few rounds for quartiles.
+    assert rows["lua"]["ratio_to_client_header"] == pytest.approx(0.9)
+    assert rows["lua"]["ratio_quartiles"] is None
+    # CPU: 100/125, 200/250, 100/110.
+    assert rows["lua"]["cpu_ratio_to_client_header"] == pytest.approx(0.8)
+    assert rows["client_header"]["rps"] == 1000
+
+
+def test_the_quartiles_show_from_four_rounds_on(run):
+    def table(rounds):
+        cells = []
+        for r in range(rounds):
+            cells += [cell("client_header", r, 1000, 100), cell("lua", r, 800 + 100 * r, 120)]
+        summary = run.summarise(cells, ["client_header", "lua"], [("1k", "first")])
+        meta = {"date": "d", "envoy_version": "1.40.0", "threads": 1, "connections": 16, "duration_s": 5,
+                "rounds": rounds, "nproc": 2, "cpu_model": "cpu", "loadavg_before": "0", "loadavg_after": "0",
+                "module": "m", "module_bytes": 1, "module_sha256": "0" * 64, "git_commit": "0" * 40}
+        return run.markdown(meta, summary, ["client_header", "lua"], [], None, [])
+
+    assert "| 1k | first | 1000 req/s | 0.90 |" in table(3)
+    # Ratios 0.8, 0.9, 1.0, 1.1, 1.2: quartiles 0.9 and 1.1.
+    assert "| 1k | first | 1000 req/s | 1.00 [0.90-1.10] |" in table(5)
