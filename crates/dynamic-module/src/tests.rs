@@ -541,10 +541,10 @@ fn the_scan_stops_at_half_the_stream_buffer_limit() {
     ));
     let chunks = split(body.as_bytes(), &[1500, 3000, 4500]);
     let length = body.len().to_string();
-    let mut ex = Exchange::new(&c);
-    ex.stream.buffer_limit = 4000;
-    let up = ex
-        .request(
+    let post_under = |limit: u64| {
+        let mut ex = Exchange::new(&c);
+        ex.stream.buffer_limit = limit;
+        ex.request(
             &[
                 (":method", "POST"),
                 (":path", "/"),
@@ -554,7 +554,9 @@ fn the_scan_stops_at_half_the_stream_buffer_limit() {
             &refs(&chunks),
             false,
         )
-        .finish();
+        .finish()
+    };
+    let up = post_under(4000);
     assert_eq!(up.header("x-context-id"), None);
     assert_eq!(up.body, body.as_bytes());
     assert!(!up.payload_too_large);
@@ -576,30 +578,15 @@ fn the_scan_stops_at_half_the_stream_buffer_limit() {
             .collect::<Vec<_>>()
     };
     assert_eq!(clamp_lines(take_logs()), vec![3]);
-    let again = |limit: u64| {
-        let mut ex = Exchange::new(&c);
-        ex.stream.buffer_limit = limit;
-        ex.request(
-            &[
-                (":method", "POST"),
-                (":path", "/"),
-                ("content-type", JSON),
-                ("content-length", &length),
-            ],
-            &refs(&chunks),
-            false,
-        )
-        .finish()
-    };
-    let up = again(4000);
+    let up = post_under(4000);
     assert_eq!(up.body, body.as_bytes());
     assert_eq!(clamp_lines(take_logs()), Vec::<u32>::new());
     // Another route's lower limit: its own cut, and its own warning.
-    let up = again(2000);
+    let up = post_under(2000);
     assert_eq!(up.body, body.as_bytes());
     assert_eq!(up.statuses[1], status::CONTINUE);
     assert_eq!(clamp_lines(take_logs()), vec![3]);
-    let up = again(4000);
+    let up = post_under(4000);
     assert_eq!(up.statuses[2], status::CONTINUE);
     assert_eq!(clamp_lines(take_logs()), Vec::<u32>::new());
     assert_eq!(c.envoy.counter("scan_limit"), 4);
