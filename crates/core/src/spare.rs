@@ -46,20 +46,13 @@ impl SpareReaders {
         kind: BodyKind,
         max_value_bytes: usize,
     ) -> Option<Box<Extractor>> {
-        let kept = self.extractors(kind);
-        let at = kept
-            .iter()
-            .rposition(|e| e.max_value_bytes() == max_value_bytes)?;
-        Some(kept.swap_remove(at))
+        take(self.extractors(kind), max_value_bytes)
     }
 
     /// Keeps a request reader, reset, unless its list is full.
-    pub fn keep_extractor(&mut self, mut extractor: Box<Extractor>) {
-        let kept = self.extractors(extractor.kind());
-        if kept.len() < SPARE_READERS {
-            extractor.reset();
-            kept.push(extractor);
-        }
+    pub fn keep_extractor(&mut self, extractor: Box<Extractor>) {
+        let kind = extractor.kind();
+        keep(self.extractors(kind), extractor);
     }
 
     /// A kept response reader of this framing made with this value limit.
@@ -68,20 +61,13 @@ impl SpareReaders {
         framing: Framing,
         max_value_bytes: usize,
     ) -> Option<Box<ResponseLearner>> {
-        let kept = self.learners(framing);
-        let at = kept
-            .iter()
-            .rposition(|l| l.max_value_bytes() == max_value_bytes)?;
-        Some(kept.swap_remove(at))
+        take(self.learners(framing), max_value_bytes)
     }
 
     /// Keeps a response reader, reset, unless its list is full.
-    pub fn keep_learner(&mut self, mut learner: Box<ResponseLearner>) {
-        let kept = self.learners(learner.framing());
-        if kept.len() < SPARE_READERS {
-            learner.reset();
-            kept.push(learner);
-        }
+    pub fn keep_learner(&mut self, learner: Box<ResponseLearner>) {
+        let framing = learner.framing();
+        keep(self.learners(framing), learner);
     }
 
     /// Readers kept, of every kind.
@@ -91,6 +77,51 @@ impl SpareReaders {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// What the lists need of a reader: the value limit it was made with, and
+/// a reset to "as new".
+trait Reader {
+    fn max_value_bytes(&self) -> usize;
+    fn reset(&mut self);
+}
+
+impl Reader for Extractor {
+    fn max_value_bytes(&self) -> usize {
+        Extractor::max_value_bytes(self)
+    }
+
+    fn reset(&mut self) {
+        Extractor::reset(self);
+    }
+}
+
+impl Reader for ResponseLearner {
+    fn max_value_bytes(&self) -> usize {
+        ResponseLearner::max_value_bytes(self)
+    }
+
+    fn reset(&mut self) {
+        ResponseLearner::reset(self);
+    }
+}
+
+/// The most recently kept reader of `kept` made with this value limit.
+#[allow(clippy::vec_box)]
+fn take<R: Reader>(kept: &mut Vec<Box<R>>, max_value_bytes: usize) -> Option<Box<R>> {
+    let at = kept
+        .iter()
+        .rposition(|r| r.max_value_bytes() == max_value_bytes)?;
+    Some(kept.swap_remove(at))
+}
+
+/// Keeps `reader` in `kept`, reset, unless `kept` is full.
+#[allow(clippy::vec_box)]
+fn keep<R: Reader>(kept: &mut Vec<Box<R>>, mut reader: Box<R>) {
+    if kept.len() < SPARE_READERS {
+        reader.reset();
+        kept.push(reader);
     }
 }
 
