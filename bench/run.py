@@ -287,35 +287,53 @@ def measure(front, upstream, ports, case, entries, variant, duration, threads, c
     return cell
 
 
-def profile(front, upstream, ports, cases, all_cases, duration, threads, connections, out, variant="wasm",
-            module_file="liba2a_affinity_dynamic.so"):
-    """Where the front Envoy's time goes with the filter, per body case:
-    `perf record` on the front Envoy during one run of `variant`, split by
-    DSO. For (b), V8 places the module's compiled code in anonymous JIT
-    memory, so perf's "[JIT]" share is the time inside the filter's own
-    code; V8's runtime and the proxy-wasm host calls are inside the envoy
-    binary (stripped: no finer split is possible). For (g), the module's
-    own code is its shared library's share; Envoy's side of each callback
-    is inside the envoy binary."""
-    own = "[JIT]" if variant == "wasm" else module_file
+def own_dso(variant, dynamic_module, dynamic_floor_module):
+    """The DSO holding a variant's own filter code in a perf profile, or
+    None for variants with no module of their own (Envoy's built-in
+    filters and the client header)."""
+    if variant.startswith("wasm"):
+        return "[JIT]"
+    if variant == "dynamic_module":
+        return dynamic_module
+    if variant in DYNAMIC_FLOORS:
+        return dynamic_floor_module
+    return None
+
+
+def profile(front, upstream, ports, cases, all_cases, duration, threads, connections, out, variants,
+            own_dsos):
+    """Where the front Envoy's time goes, per body case and profiled
+    variant (the variants of one case run one after another): `perf
+    record` on the front Envoy during one run, split by DSO, and each
+    DSO's share turned into µs per request. For the Wasm variants, V8
+    places the module's compiled code in anonymous JIT memory, so perf's
+    "[JIT]" share is the time inside the filter's own code; V8's runtime
+    and the proxy-wasm host calls are inside the envoy binary (stripped:
+    no finer split is possible). For a dynamic module, its own code is its
+    shared library's share; Envoy's side of each callback is inside the
+    envoy binary. Profiling (a) beside a filter shows, DSO by DSO, what the
+    filter adds."""
     rows = []
     for case in cases:
-        data = out / f"perf-{variant}-{case[0]}-{case[1]}.data"
-        perf = front.perf_record(data, duration)
-        cell = measure(front, upstream, ports, case, all_cases[case], variant, duration, threads, connections)
-        perf.wait()
-        report = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--sort", "dso"],
-                                capture_output=True, text=True).stdout
-        shares = {}
-        for line in report.splitlines():
-            m = re.match(r"\s*([\d.]+)%\s+(.+?)\s*$", line)
-            if m:
-                dso = "[JIT]" if m.group(2).startswith("[JIT]") else m.group(2)
-                shares[dso] = shares.get(dso, 0.0) + float(m.group(1))
-        cpu = cell["front_cpu_us_per_req"] or 0.0
-        rows.append({"variant": variant, "size": case[0], "position": case[1], "front_cpu_us_per_req": cpu,
-                     "shares_pct": shares, "own_dso": own,
-                     "jit_us_per_req": cpu * shares.get(own, 0.0) / 100})
+        for variant in variants:
+            data = out / f"perf-{variant}-{case[0]}-{case[1]}.data"
+            perf = front.perf_record(data, duration)
+            cell = measure(front, upstream, ports, case, all_cases[case], variant, duration, threads,
+                           connections)
+            perf.wait()
+            report = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--sort", "dso"],
+                                    capture_output=True, text=True).stdout
+            shares = {}
+            for line in report.splitlines():
+                m = re.match(r"\s*([\d.]+)%\s+(.+?)\s*$", line)
+                if m:
+                    dso = "[JIT]" if m.group(2).startswith("[JIT]") else m.group(2)
+                    shares[dso] = shares.get(dso, 0.0) + float(m.group(1))
+            cpu = cell["front_cpu_us_per_req"] or 0.0
+            own = own_dsos.get(variant)
+            rows.append({"variant": variant, "size": case[0], "position": case[1],
+                         "front_cpu_us_per_req": cpu, "shares_pct": shares, "own_dso": own,
+                         "jit_us_per_req": cpu * shares.get(own, 0.0) / 100 if own else None})
     return rows
 
 
@@ -347,16 +365,22 @@ def summarise(cells, variants, cases):
             a = base.get(c["round"])
             return a if a and a["rps"] and c["front_cpu_us_per_req"] and a["front_cpu_us_per_req"] else None
 
+        def metered(c):
+            return metered_cpu(c, c["variant"])
+
         rows = {}
         for variant in variants:
             runs = by.get((*case, variant), [])
             if variant == "client_header":
                 ratios = [1.0 for _ in runs]
                 cpu_ratios = ratios
+                metered_ratios = ratios
             else:
                 ratios = [c["rps"] / against(c)["rps"] for c in runs if against(c)]
                 cpu_ratios = [against(c)["front_cpu_us_per_req"] / c["front_cpu_us_per_req"]
                               for c in runs if against(c)]
+                metered_ratios = [metered(against(c)) / metered(c) for c in runs
+                                  if against(c) and metered(against(c)) and metered(c)]
             rows[variant] = {
                 "rps": median([c["rps"] for c in runs]),
                 "ratio_to_client_header": median(ratios),
@@ -366,6 +390,11 @@ def summarise(cells, variants, cases):
                 # Requests per front-Envoy CPU second over (a)'s, per
                 # round, then median.
                 "cpu_ratio_to_client_header": median(cpu_ratios),
+                # The same in upstream units: each run's gateway CPU per
+                # request over the upstream Envoy's, (a)'s over this one's
+                # per round, then median, with its quartiles.
+                "metered_ratio_to_client_header": median(metered_ratios),
+                "metered_quartiles": quartiles(metered_ratios),
                 "p99_ms": median([c["p99_ms"] for c in runs]),
                 "front_cpu_us_per_req": median([c["front_cpu_us_per_req"] for c in runs]),
                 "upstream_cpu_us_per_req": median([c["upstream_cpu_us_per_req"] for c in runs]),
@@ -388,8 +417,33 @@ def summarise(cells, variants, cases):
                 per_round = [mine[c["round"]]["rps"] / c["rps"] for c in by.get((*case, variant), [])
                              if c["round"] in mine and c["rps"]]
                 rows[variant][f"{subject}_over_this"] = median(per_round)
+                per_round = [metered_cpu(c, variant) / metered_cpu(mine[c["round"]], subject)
+                             for c in by.get((*case, variant), [])
+                             if c["round"] in mine and metered_cpu(c, variant)
+                             and metered_cpu(mine[c["round"]], subject)]
+                rows[variant][f"{subject}_metered_over_this"] = median(per_round)
         summary.append({"size": case[0], "position": case[1], "variants": rows})
     return summary
+
+
+def metered_cpu(c, variant):
+    """One run's gateway CPU per request (the front Envoy's, plus the
+    ext_proc server's for (h)) in units of the upstream Envoy's CPU per
+    request in the same run, or None.
+
+    The upstream Envoy does the same work for every variant: the same
+    bodies arrive with the same hash header, and it answers each with the
+    same response. Its CPU per request is therefore a gauge of how fast the
+    machine ran during that run. On a shared virtual machine that speed
+    drifts (on a 2-vCPU one, (a) at 1 KiB took from 77 to 190 µs per
+    request across the 2-second runs of one bench), and the ratio cancels the
+    drift that moves both. It keeps what the gauge cannot cancel: a slower
+    variant leaves the upstream less busy, which batches less and costs a
+    little more per request, so a ratio far below 1 reads somewhat high.
+    Near 1, where the targets lie, that effect is small."""
+    gateway = gateway_cpu(c, variant)
+    up = c.get("upstream_cpu_us_per_req") if c else None
+    return gateway / up if gateway and up else None
 
 
 def gateway_cpu(r, variant):
@@ -420,10 +474,12 @@ def subject_targets(summary, subject):
                 return s["variants"].get(variant)
         return None
 
-    def check(name, value, goal, cpu_value=None):
+    def check(name, value, goal, cpu_value=None, metered_value=None):
         met = None if value is None else value >= goal
         out.append({"target": name, "measured": value, "goal": goal, "met": met,
-                    "cpu_measured": cpu_value, "cpu_met": None if cpu_value is None else cpu_value >= goal})
+                    "cpu_measured": cpu_value, "cpu_met": None if cpu_value is None else cpu_value >= goal,
+                    "metered_measured": metered_value,
+                    "metered_met": None if metered_value is None else metered_value >= goal})
 
     def cpu_ratio(case, num, den):
         """Requests per front-Envoy CPU second of `num` over those of `den`
@@ -434,6 +490,7 @@ def subject_targets(summary, subject):
         return w / f
 
     over = f"{subject}_over_this"
+    metered_over = f"{subject}_metered_over_this"
     for size in bodies.SIZES:
         for position in bodies.POSITIONS:
             goal = 0.85 if (size != "1k" and position == "last") else 0.95
@@ -443,18 +500,18 @@ def subject_targets(summary, subject):
             cpu = (cpu_ratio((size, position), subject, "client_header") if subject == "ext_proc"
                    else r and r.get("cpu_ratio_to_client_header"))
             check(f"{subject} / client header, {size} contextId {position}",
-                  r and r["ratio_to_client_header"], goal, cpu)
+                  r and r["ratio_to_client_header"], goal, cpu, r and r.get("metered_ratio_to_client_header"))
     for size in ("64k", "512k"):
         for position in bodies.POSITIONS:
             r = row((size, position), "json_metadata")
             check(f"{subject} / json_to_metadata, {size} {position}", r and r.get(over), 2.0,
-                  cpu_ratio((size, position), subject, "json_metadata"))
+                  cpu_ratio((size, position), subject, "json_metadata"), r and r.get(metered_over))
             r = row((size, position), "a2a_native")
             check(f"{subject} / native a2a, {size} {position}", r and r.get(over), 1.5,
-                  cpu_ratio((size, position), subject, "a2a_native"))
+                  cpu_ratio((size, position), subject, "a2a_native"), r and r.get(metered_over))
         r = row((size, "last"), "lua")
         check(f"{subject} / Lua, {size} last", r and r.get(over), 2.0,
-              cpu_ratio((size, "last"), subject, "lua"))
+              cpu_ratio((size, "last"), subject, "lua"), r and r.get(metered_over))
     for size in bodies.SIZES:
         for position in bodies.POSITIONS:
             for variant in ("lua", "json_metadata", "a2a_native"):
@@ -462,7 +519,7 @@ def subject_targets(summary, subject):
                 goal = 0.95 if (variant == "a2a_native" and size == "1k") else 1.0
                 check(f"{subject} / {variant} (never slower{', within 5 %' if goal < 1 else ''}), "
                       f"{size} {position}", r and r.get(over), goal,
-                      cpu_ratio((size, position), subject, variant))
+                      cpu_ratio((size, position), subject, variant), r and r.get(metered_over))
     return out
 
 
@@ -523,6 +580,22 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
         if "ext_proc" in variants:
             lines += ["", "(h): the front Envoy alone; the ext_proc server's CPU, and the two added up, "
                       "are in the (g)/(h) table below."]
+        lines += ["", "## Requests per CPU second relative to (a), with the upstream Envoy as the gauge "
+                  "(median of per-round ratios)", "",
+                  "Each run's front-Envoy CPU per request (for (h), plus its server's) divided by the upstream "
+                  "Envoy's in the same run, which does the same work for every variant: the machine's speed, "
+                  "which drifts between runs on a shared VM, cancels. Then (a)'s over the variant's, round by "
+                  "round. A variant far below 1 reads somewhat high (it leaves the upstream less busy, which "
+                  "then costs more per request)."
+                  + (" In brackets: the first and third quartiles." if spread else ""), "", head, sep]
+        for s in summary:
+            cells = []
+            for v in variants:
+                r = s["variants"][v]
+                q = r.get("metered_quartiles") if spread else None
+                value = fmt(r.get("metered_ratio_to_client_header"), ".2f")
+                cells.append(f"{value} [{q[0]:.2f}-{q[1]:.2f}]" if q and v != "client_header" else value)
+            lines.append(f"| {s['size']} | {s['position']} | " + " | ".join(cells) + " |")
         lines += ["", "## Front Envoy busy fraction of one core during the runs (median)", "",
                   "Below 1.0, the front Envoy was not the only limit: the load generator, the upstream "
                   "Envoy and anything else on the machine share the cores.", "", head, sep]
@@ -587,11 +660,13 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
                   "(g0'') holds it and reads every body byte once: what any body-to-header dynamic module "
                   "costs in this Envoy, and what (g) adds to it. Requests/s relative to (a) (median of "
                   "per-round ratios), then front-Envoy CPU per request over (a), µs (differences of "
-                  "medians), and (g) against the last floor directly (median of per-round ratios).", "",
+                  "medians), and (g) against the last floor directly (median of per-round ratios, in "
+                  "requests/s and in requests per CPU second gauged by the upstream Envoy).", "",
                   "| body | contextId | " + " | ".join(f"{n} req/s ratio" for n in names)
                   + " | (g) req/s ratio | " + " | ".join(f"{n} - (a) µs" for n in names)
-                  + f" | (g) - (a) µs | (g) - {names[-1]} µs | (g) / {names[-1]} req/s |",
-                  "|---|---|" + "---|" * (2 * len(floors) + 4)]
+                  + f" | (g) - (a) µs | (g) - {names[-1]} µs | (g) / {names[-1]} req/s "
+                  f"| (g) / {names[-1]} gauged CPU |",
+                  "|---|---|" + "---|" * (2 * len(floors) + 5)]
         for s in summary:
             a = s["variants"]["client_header"]["front_cpu_us_per_req"]
             g = s["variants"]["dynamic_module"]
@@ -605,37 +680,50 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
                          + " | ".join(fmt(None if a is None or c is None else c - a, ".1f") for c in fcpu)
                          + f" | {fmt(None if a is None or gf is None else gf - a, '.1f')} "
                          f"| {fmt(None if gf is None or last is None else gf - last, '.1f')} "
-                         f"| {fmt(rows[-1].get('dynamic_module_over_this'), '.2f')} |")
+                         f"| {fmt(rows[-1].get('dynamic_module_over_this'), '.2f')} "
+                         f"| {fmt(rows[-1].get('dynamic_module_metered_over_this'), '.2f')} |")
         lines.append("")
     if profiled:
-        dsos = sorted({d for p in profiled for d in p["shares_pct"]},
-                      key=lambda d: -max(p["shares_pct"].get(d, 0) for p in profiled))[:5]
-        own = profiled[0].get("own_dso", "[JIT]")
-        lines += [f"## Where the front Envoy's CPU goes with {LABELS[profiled[0].get('variant', 'wasm')]} "
-                  "(perf record, share by DSO)", "",
-                  ("`[JIT]` is the module's V8-compiled code; V8's runtime and the host side of every "
-                   "proxy-wasm call are inside `envoy`." if own == "[JIT]" else
-                   f"`{own}` is the module's own code; Envoy's side of each callback is inside `envoy`."), "",
-                  "| body | contextId | CPU µs/request | " + " | ".join(dsos) + f" | µs/request in {own} |",
-                  "|---|---|---|" + "---|" * (len(dsos) + 1)]
+        # Each DSO's share of the front Envoy's samples times its CPU per
+        # request: µs per request, comparable across variants. A module's
+        # own library is one column ("own module"), whatever its file.
+        def us(p, dso):
+            return p["front_cpu_us_per_req"] * p["shares_pct"].get(dso, 0.0) / 100
+        # Reports from before profiles named their variant were of (b).
+        owns = {p.get("own_dso", "[JIT]") for p in profiled} - {None}
+        dsos = sorted({d for p in profiled for d in p["shares_pct"] if d not in owns},
+                      key=lambda d: -max(us(p, d) for p in profiled))[:5]
+        lines += ["## Where the front Envoy's CPU goes (perf record, µs per request by DSO)", "",
+                  "Each DSO's share of the samples times the CPU per request. \"own module\" is the "
+                  "variant's own code: `[JIT]` for a Wasm module (V8's runtime and the host side of every "
+                  "proxy-wasm call are inside `envoy`), the shared library for a dynamic module (Envoy's "
+                  "side of each callback is inside `envoy`).", "",
+                  "| body | contextId | variant | CPU µs/request | " + " | ".join(f"`{d}`" for d in dsos)
+                  + " | own module |",
+                  "|---|---|---|---|" + "---|" * (len(dsos) + 1)]
         for p in profiled:
-            lines.append(f"| {p['size']} | {p['position']} | {p['front_cpu_us_per_req']:.1f} | "
-                         + " | ".join(f"{p['shares_pct'].get(d, 0):.1f} %" for d in dsos)
-                         + f" | {p['jit_us_per_req']:.1f} |")
+            own = p.get("own_dso", "[JIT]")
+            lines.append(f"| {p['size']} | {p['position']} | {LABELS[p.get('variant', 'wasm')]} | "
+                         f"{p['front_cpu_us_per_req']:.1f} | "
+                         + " | ".join(f"{us(p, d):.1f}" for d in dsos)
+                         + f" | {fmt(us(p, own) if own else None, '.1f')} |")
         lines.append("")
     if target_rows:
         lines += ["## Issue 6 targets", "",
-                  "Measured two ways: requests/s ratio (the target's own terms, median of per-round ratios), "
-                  "and requests per front-Envoy CPU second (CPU per request of the other variant over the "
+                  "Measured three ways: requests/s ratio (the target's own terms, median of per-round ratios); "
+                  "requests per front-Envoy CPU second (CPU per request of the other variant over the "
                   "filter's; against (a), the median of per-round ratios; steadier when the front Envoy "
-                  "is not saturated)."
-                  + (" For ext_proc, the CPU ratio counts the front Envoy and the ext_proc server."
+                  "is not saturated); and the same per round with each run's CPU in units of the upstream "
+                  "Envoy's (\"gauged\", the table above: steadiest when the machine's speed drifts)."
+                  + (" For ext_proc, the CPU ratios count the front Envoy and the ext_proc server."
                      if "ext_proc" in variants else ""), "",
-                  "| target | goal | req/s ratio | met | CPU ratio | met |", "|---|---|---|---|---|---|"]
+                  "| target | goal | req/s ratio | met | CPU ratio | met | gauged CPU ratio | met |",
+                  "|---|---|---|---|---|---|---|---|"]
         yes = {True: "yes", False: "**no**", None: "n/a"}
         for t in target_rows:
             lines.append(f"| {t['target']} | ≥ {t['goal']} | {fmt(t['measured'], '.2f')} | {yes[t['met']]} | "
-                         f"{fmt(t.get('cpu_measured'), '.2f')} | {yes[t.get('cpu_met')]} |")
+                         f"{fmt(t.get('cpu_measured'), '.2f')} | {yes[t.get('cpu_met')]} | "
+                         f"{fmt(t.get('metered_measured'), '.2f')} | {yes[t.get('metered_met')]} |")
         lines.append("")
     if memory:
         lines += [f"## Memory (512 KiB bodies, contextId last, through {LABELS[memory.get('variant', 'wasm')]})", "",
@@ -753,8 +841,10 @@ def main():
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--profile", action="store_true",
                     help="also run the Wasm variant (or --profile-variant) under perf once per body case "
-                         "and split its CPU by DSO")
-    ap.add_argument("--profile-variant", choices=("wasm", "dynamic_module"), default="wasm")
+                         "and split the front Envoy's CPU by DSO")
+    ap.add_argument("--profile-variant", default="wasm",
+                    help="comma-separated variants to profile (each must be one of the variants run), "
+                         "e.g. client_header,dynamic_floor_hold,dynamic_module to see what (g) adds")
     # The default target directory, where scripts/bench.sh builds (CARGO_TARGET_DIR unset).
     ap.add_argument("--module", default=str(release_wasm(target=DEFAULT_TARGET_DIR)))
     ap.add_argument("--module-b", help="the module of variant wasm_b (default: --module), for an A/B of two builds")
@@ -823,8 +913,9 @@ def main():
     dynamic_floor_module = Path(args.dynamic_floor_module).resolve()
     if set(DYNAMIC_FLOORS) & set(variants) and not dynamic_floor_module.is_file():
         raise BenchError(f"{dynamic_floor_module} missing: cargo build --profile release-native -p dynamic-floor")
-    if args.profile and args.profile_variant not in variants:
-        raise BenchError(f"--profile-variant {args.profile_variant} must be one of the variants run")
+    profile_variants = [v for v in args.profile_variant.split(",") if v]
+    if args.profile and (not profile_variants or not set(profile_variants) <= set(variants)):
+        raise BenchError(f"--profile-variant {args.profile_variant}: each must be one of the variants run")
     if args.memory and args.memory_variant not in variants:
         raise BenchError(f"--memory-variant {args.memory_variant} must be one of the variants run")
     if "ext_proc" in variants and not EXT_PROC_SERVER.is_file():
@@ -947,9 +1038,12 @@ def main():
                            if set(TARGET_BASE) <= set(variants) and len(cases) == 6 else [])
 
         if args.profile:
-            say(f"profile: {LABELS[args.profile_variant]} under perf record, one run per body case")
+            say(f"profile: {', '.join(LABELS[v] for v in profile_variants)} under perf record, "
+                "one run per body case and variant")
+            own_dsos = {v: own_dso(v, dynamic_module.name, dynamic_floor_module.name)
+                        for v in profile_variants}
             profiled = profile(front, upstream, ports, cases, all_cases, duration, args.threads,
-                               args.connections, out, args.profile_variant, dynamic_module.name)
+                               args.connections, out, profile_variants, own_dsos)
         if args.memory:
             entries = all_cases[("512k", "last")]
             memory = memory_run(front, ports, entries, args.memory, args.memory_interval, args.connections,

@@ -22,10 +22,10 @@ def run():
         sys.path.remove(str(BENCH))
 
 
-def cell(variant, rnd, rps, cpu):
+def cell(variant, rnd, rps, cpu, upstream=50.0):
     c = {"variant": variant, "size": "1k", "position": "first", "round": rnd, "requests": int(rps * 5),
          "rps": rps, "p50_ms": 1.0, "p99_ms": 2.0, "front_cpu_us_per_req": cpu, "front_cpu_util": 0.8,
-         "upstream_cpu_us_per_req": 50.0, "errors": {}}
+         "upstream_cpu_us_per_req": upstream, "errors": {}}
     return c
 
 
@@ -61,3 +61,33 @@ def test_the_quartiles_show_from_four_rounds_on(run):
     assert "| 1k | first | 1000 req/s | 0.90 |" in table(3)
     # Ratios 0.8, 0.9, 1.0, 1.1, 1.2: quartiles 0.9 and 1.1.
     assert "| 1k | first | 1000 req/s | 1.00 [0.90-1.10] |" in table(5)
+
+
+def test_the_upstream_gauge_cancels_the_machine_speed_of_each_run(run):
+    # The machine runs at a different speed in each run: the upstream's CPU
+    # per request moves with the front's. Lua costs 1.25 times (a) in
+    # upstream units in every round, whatever the raw figures.
+    cells = [cell("client_header", 0, 1000, 100, upstream=50), cell("lua", 0, 800, 250, upstream=100),
+             cell("client_header", 1, 500, 200, upstream=100), cell("lua", 1, 800, 125, upstream=50),
+             cell("client_header", 2, 700, 150, upstream=75), cell("lua", 2, 600, 187.5, upstream=75),
+             cell("client_header", 3, 900, 120, upstream=60), cell("lua", 3, 700, 300, upstream=120)]
+    rows = variants_of(run.summarise(cells, ["client_header", "lua"], [("1k", "first")]))
+    # Raw CPU ratios 0.4, 1.6, 0.8, 0.4 spread; gauged, every round is 0.8.
+    assert rows["lua"]["cpu_ratio_to_client_header"] == pytest.approx(0.6)
+    assert rows["lua"]["metered_ratio_to_client_header"] == pytest.approx(0.8)
+    assert rows["lua"]["metered_quartiles"] == pytest.approx((0.8, 0.8))
+    assert rows["client_header"]["metered_ratio_to_client_header"] == 1.0
+
+
+def test_the_gauge_compares_the_filter_with_each_alternative_and_counts_the_ext_proc_server(run):
+    h = cell("ext_proc", 0, 900, 100, upstream=50)
+    h["gateway_cpu_us_per_req"] = 150.0
+    cells = [cell("client_header", 0, 1000, 90, upstream=50), h,
+             cell("lua", 0, 800, 200, upstream=40)]
+    rows = variants_of(run.summarise(cells, ["client_header", "ext_proc", "lua"], [("1k", "first")]))
+    # (h) costs 150/50 = 3 upstream units (front and server), (a) 1.8, Lua 5.
+    assert rows["ext_proc"]["metered_ratio_to_client_header"] == pytest.approx(0.6)
+    assert rows["lua"]["ext_proc_metered_over_this"] == pytest.approx(5 / 3)
+    # Too few rounds for quartiles; none without the upstream's figure.
+    assert rows["ext_proc"]["metered_quartiles"] is None
+    assert run.metered_cpu(cell("lua", 0, 1, 10, upstream=None), "lua") is None
