@@ -542,7 +542,10 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
                 + (f", configuration `{meta['config_b']}`" if meta.get("config_b") else "") + "."
                 if "wasm_b" in variants else "")
              + (f" (g) module: `{meta['dynamic_module']}` ({meta['dynamic_module_bytes']} bytes, sha256 "
-                f"{meta['dynamic_module_sha256'][:12]})." if "dynamic_module" in variants else "")
+                f"{meta['dynamic_module_sha256'][:12]})"
+                + (f", configuration `{meta['config_g']}`"
+                   if meta.get("config_g") not in (None, meta.get("filter_config")) else "") + "."
+                if "dynamic_module" in variants else "")
              + (f" (h) server: `{meta['ext_proc_server']}` ({meta['ext_proc_server_bytes']} bytes, sha256 "
                 f"{meta['ext_proc_server_sha256'][:12]})." if "ext_proc" in variants else ""),
              ""]
@@ -851,6 +854,9 @@ def main():
     ap.add_argument("--config-b", metavar="JSON",
                     help="the plugin configuration of variant wasm_b (default: bench/filter-config.json), "
                          "for an A/B of two configurations")
+    ap.add_argument("--config-g", metavar="JSON",
+                    help="the filter configuration of (g), the dynamic module (default: "
+                         "bench/filter-config.json), to measure it configured otherwise")
     ap.add_argument("--floor-module", default=str(release_wasm("wasm_floor", target=DEFAULT_TARGET_DIR)),
                     help="the (f) module: bench/wasm-floor, every callback returns Continue at once")
     ap.add_argument("--floor-config", default="", metavar="ITEMS",
@@ -922,6 +928,7 @@ def main():
         raise BenchError(f"{EXT_PROC_SERVER} missing: run scripts/build.sh")
     config = filter_config()
     config_b = config if args.config_b is None else filter_config(args.config_b, "--config-b")
+    config_g = config if args.config_g is None else filter_config(args.config_g, "--config-g")
     binary = envoy_binary(args.envoy)
 
     ports = {v: free_port() for v in VARIANTS + EXTRA_VARIANTS}
@@ -929,7 +936,8 @@ def main():
     values.update(front_admin_port=free_port(), upstream_admin_port=free_port(),
                   upstream_port_1=free_port(), upstream_port_2=free_port(), upstream_port_3=free_port(),
                   wasm_module=str(module), wasm_module_b=str(module_b), floor_module=str(floor_module), floor_config=args.floor_config,
-                  filter_config=config, filter_config_b=config_b, dynamic_module=str(dynamic_module),
+                  filter_config=config, filter_config_b=config_b, filter_config_g=config_g,
+                  dynamic_module=str(dynamic_module),
                   dynamic_floor_module=str(dynamic_floor_module))
     up_cfg = render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml")
 
@@ -947,7 +955,7 @@ def main():
         "module_sha256": hashlib.sha256(module.read_bytes()).hexdigest(),
         "module_b": os.path.relpath(module_b, ROOT), "module_b_bytes": module_b.stat().st_size,
         "module_b_sha256": hashlib.sha256(module_b.read_bytes()).hexdigest(),
-        "filter_config": config, "config_b": config_b,
+        "filter_config": config, "config_b": config_b, "config_g": config_g,
         "git_commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                                      text=True).stdout.strip(),
         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip(),

@@ -91,3 +91,16 @@ def test_the_gauge_compares_the_filter_with_each_alternative_and_counts_the_ext_
     # Too few rounds for quartiles; none without the upstream's figure.
     assert rows["ext_proc"]["metered_quartiles"] is None
     assert run.metered_cpu(cell("lua", 0, 1, 10, upstream=None), "lua") is None
+
+
+def test_the_header_names_the_dynamic_modules_configuration_only_when_it_differs(run):
+    meta = {"date": "d", "envoy_version": "1.40.0", "threads": 1, "connections": 16, "duration_s": 2,
+            "rounds": 1, "nproc": 2, "cpu_model": "cpu", "loadavg_before": "0", "loadavg_after": "0",
+            "module": "m", "module_bytes": 1, "module_sha256": "0" * 64, "git_commit": "0" * 40,
+            "dynamic_module": "g.so", "dynamic_module_bytes": 2, "dynamic_module_sha256": "1" * 64,
+            "filter_config": '{"a":1}', "config_g": '{"a":1}'}
+    variants = ["client_header", "dynamic_module"]
+    assert "(g) module: `g.so` (2 bytes, sha256 111111111111)." in run.markdown(meta, [], variants, [], None, [])
+    meta["config_g"] = '{"a":2}'
+    assert ("(g) module: `g.so` (2 bytes, sha256 111111111111), configuration `{\"a\":2}`."
+            in run.markdown(meta, [], variants, [], None, []))
