@@ -332,8 +332,7 @@ def profile(front, upstream, ports, cases, all_cases, duration, threads, connect
             cpu = cell["front_cpu_us_per_req"] or 0.0
             own = own_dsos.get(variant)
             rows.append({"variant": variant, "size": case[0], "position": case[1],
-                         "front_cpu_us_per_req": cpu, "shares_pct": shares, "own_dso": own,
-                         "jit_us_per_req": cpu * shares.get(own, 0.0) / 100 if own else None})
+                         "front_cpu_us_per_req": cpu, "shares_pct": shares, "own_dso": own})
     return rows
 
 
@@ -365,9 +364,6 @@ def summarise(cells, variants, cases):
             a = base.get(c["round"])
             return a if a and a["rps"] and c["front_cpu_us_per_req"] and a["front_cpu_us_per_req"] else None
 
-        def metered(c):
-            return metered_cpu(c, c["variant"])
-
         rows = {}
         for variant in variants:
             runs = by.get((*case, variant), [])
@@ -376,11 +372,10 @@ def summarise(cells, variants, cases):
                 cpu_ratios = ratios
                 metered_ratios = ratios
             else:
-                ratios = [c["rps"] / against(c)["rps"] for c in runs if against(c)]
-                cpu_ratios = [against(c)["front_cpu_us_per_req"] / c["front_cpu_us_per_req"]
-                              for c in runs if against(c)]
-                metered_ratios = [metered(against(c)) / metered(c) for c in runs
-                                  if against(c) and metered(against(c)) and metered(c)]
+                pairs = [(a, c) for c in runs if (a := against(c))]
+                ratios = [c["rps"] / a["rps"] for a, c in pairs]
+                cpu_ratios = [a["front_cpu_us_per_req"] / c["front_cpu_us_per_req"] for a, c in pairs]
+                metered_ratios = [gauged_ratio(a, c) for a, c in pairs]
             rows[variant] = {
                 "rps": median([c["rps"] for c in runs]),
                 "ratio_to_client_header": median(ratios),
@@ -414,19 +409,15 @@ def summarise(cells, variants, cases):
             for variant in variants:
                 if variant == subject:
                     continue
-                per_round = [mine[c["round"]]["rps"] / c["rps"] for c in by.get((*case, variant), [])
-                             if c["round"] in mine and c["rps"]]
-                rows[variant][f"{subject}_over_this"] = median(per_round)
-                per_round = [metered_cpu(c, variant) / metered_cpu(mine[c["round"]], subject)
-                             for c in by.get((*case, variant), [])
-                             if c["round"] in mine and metered_cpu(c, variant)
-                             and metered_cpu(mine[c["round"]], subject)]
-                rows[variant][f"{subject}_metered_over_this"] = median(per_round)
+                pairs = [(c, mine[c["round"]]) for c in by.get((*case, variant), []) if c["round"] in mine]
+                rows[variant][f"{subject}_over_this"] = median([m["rps"] / c["rps"] for c, m in pairs
+                                                                if c["rps"]])
+                rows[variant][f"{subject}_metered_over_this"] = median([gauged_ratio(c, m) for c, m in pairs])
         summary.append({"size": case[0], "position": case[1], "variants": rows})
     return summary
 
 
-def metered_cpu(c, variant):
+def metered_cpu(c):
     """One run's gateway CPU per request (the front Envoy's, plus the
     ext_proc server's for (h)) in units of the upstream Envoy's CPU per
     request in the same run, or None.
@@ -441,9 +432,16 @@ def metered_cpu(c, variant):
     variant leaves the upstream less busy, which batches less and costs a
     little more per request, so a ratio far below 1 reads somewhat high.
     Near 1, where the targets lie, that effect is small."""
-    gateway = gateway_cpu(c, variant)
+    gateway = gateway_cpu(c, c["variant"]) if c else None
     up = c.get("upstream_cpu_us_per_req") if c else None
     return gateway / up if gateway and up else None
+
+
+def gauged_ratio(base, other):
+    """Requests per gauged CPU second of run `other` over those of run
+    `base` (of the same round), or None."""
+    b, o = metered_cpu(base), metered_cpu(other)
+    return b / o if b and o else None
 
 
 def gateway_cpu(r, variant):
@@ -527,6 +525,13 @@ def fmt(v, spec):
     return "n/a" if v is None else format(v, spec)
 
 
+def with_quartiles(value, quartiles):
+    """A ratio, with its quartiles in brackets when there are any."""
+    if not quartiles:
+        return fmt(value, ".2f")
+    return f"{fmt(value, '.2f')} [{quartiles[0]:.2f}-{quartiles[1]:.2f}]"
+
+
 def markdown(meta, summary, variants, target_rows, memory, profiled):
     lines = [f"# a2a-affinity benchmark ({meta['date']})", "",
              f"Envoy {meta['envoy_version']}, front Envoy `--concurrency 1`, "
@@ -564,11 +569,9 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
                 r = s["variants"][v]
                 if v == "client_header":
                     cells.append(fmt(r["rps"], ".0f") + " req/s")
-                elif spread and r.get("ratio_quartiles"):
-                    q1, q3 = r["ratio_quartiles"]
-                    cells.append(f"{fmt(r['ratio_to_client_header'], '.2f')} [{q1:.2f}-{q3:.2f}]")
                 else:
-                    cells.append(fmt(r["ratio_to_client_header"], ".2f"))
+                    cells.append(with_quartiles(r["ratio_to_client_header"],
+                                                spread and r.get("ratio_quartiles")))
             lines.append(f"| {s['size']} | {s['position']} | " + " | ".join(cells) + " |")
         lines += ["", "## p99 latency, ms (median over rounds)", "", head, sep]
         for s in summary:
@@ -592,12 +595,9 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
                   "then costs more per request)."
                   + (" In brackets: the first and third quartiles." if spread else ""), "", head, sep]
         for s in summary:
-            cells = []
-            for v in variants:
-                r = s["variants"][v]
-                q = r.get("metered_quartiles") if spread else None
-                value = fmt(r.get("metered_ratio_to_client_header"), ".2f")
-                cells.append(f"{value} [{q[0]:.2f}-{q[1]:.2f}]" if q and v != "client_header" else value)
+            cells = [with_quartiles(s["variants"][v].get("metered_ratio_to_client_header"),
+                                    spread and v != "client_header" and s["variants"][v].get("metered_quartiles"))
+                     for v in variants]
             lines.append(f"| {s['size']} | {s['position']} | " + " | ".join(cells) + " |")
         lines += ["", "## Front Envoy busy fraction of one core during the runs (median)", "",
                   "Below 1.0, the front Envoy was not the only limit: the load generator, the upstream "

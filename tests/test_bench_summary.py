@@ -90,7 +90,7 @@ def test_the_gauge_compares_the_filter_with_each_alternative_and_counts_the_ext_
     assert rows["lua"]["ext_proc_metered_over_this"] == pytest.approx(5 / 3)
     # Too few rounds for quartiles; none without the upstream's figure.
     assert rows["ext_proc"]["metered_quartiles"] is None
-    assert run.metered_cpu(cell("lua", 0, 1, 10, upstream=None), "lua") is None
+    assert run.metered_cpu(cell("lua", 0, 1, 10, upstream=None)) is None
 
 
 def test_the_header_names_the_dynamic_modules_configuration_only_when_it_differs(run):
