@@ -67,8 +67,9 @@ impl ModuleBuffer {
     };
 }
 
-/// `envoy_dynamic_module_type_envoy_http_header` (in the signatures of the
-/// callout hooks a module exports even when it starts no callout).
+/// `envoy_dynamic_module_type_envoy_http_header`: one header as Envoy lends
+/// it (`http_get_headers`; also in the signatures of the callout hooks a
+/// module exports even when it starts no callout).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct EnvoyHttpHeader {
@@ -76,6 +77,15 @@ pub struct EnvoyHttpHeader {
     pub key_length: usize,
     pub value_ptr: *const c_char,
     pub value_length: usize,
+}
+
+impl EnvoyHttpHeader {
+    pub const EMPTY: EnvoyHttpHeader = EnvoyHttpHeader {
+        key_ptr: ptr::null(),
+        key_length: 0,
+        value_ptr: ptr::null(),
+        value_length: 0,
+    };
 }
 
 /// `envoy_dynamic_module_type_http_header_type`.
@@ -118,13 +128,19 @@ extern "C" {
     pub fn envoy_dynamic_module_callback_log(level: u32, message: ModuleBuffer);
     pub fn envoy_dynamic_module_callback_log_enabled(level: u32) -> bool;
 
-    pub fn envoy_dynamic_module_callback_http_get_header(
+    /// The number of entries in a header map (0 if the stream has no such
+    /// map now).
+    pub fn envoy_dynamic_module_callback_http_get_headers_size(
         filter_envoy_ptr: *mut c_void,
         header_type: u32,
-        key: ModuleBuffer,
-        result_buffer: *mut EnvoyBuffer,
-        index: usize,
-        optional_size: *mut usize,
+    ) -> usize;
+    /// Writes every entry of a header map, in the map's order, to
+    /// `result_headers`, which must have room for the number
+    /// `http_get_headers_size` gave; `false` if the stream has no such map.
+    pub fn envoy_dynamic_module_callback_http_get_headers(
+        filter_envoy_ptr: *mut c_void,
+        header_type: u32,
+        result_headers: *mut EnvoyHttpHeader,
     ) -> bool;
     pub fn envoy_dynamic_module_callback_http_set_header(
         filter_envoy_ptr: *mut c_void,

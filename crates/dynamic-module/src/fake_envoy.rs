@@ -29,7 +29,7 @@ use crate::ffi::{
     envoy_dynamic_module_on_http_filter_response_headers,
     envoy_dynamic_module_on_http_filter_response_trailers,
     envoy_dynamic_module_on_http_filter_stream_complete, header_type, status, EnvoyBuffer,
-    ModuleBuffer,
+    EnvoyHttpHeader, ModuleBuffer,
 };
 
 thread_local! {
@@ -152,41 +152,43 @@ pub extern "C" fn envoy_dynamic_module_callback_log_enabled(level: u32) -> bool 
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_callback_http_get_header(
+pub extern "C" fn envoy_dynamic_module_callback_http_get_headers_size(
     filter_envoy_ptr: *mut c_void,
     header_type: u32,
-    key: ModuleBuffer,
-    result_buffer: *mut EnvoyBuffer,
-    index: usize,
-    optional_size: *mut usize,
+) -> usize {
+    headers_of(stream(filter_envoy_ptr), header_type).map_or(0, |map| map.len())
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_callback_http_get_headers(
+    filter_envoy_ptr: *mut c_void,
+    header_type: u32,
+    result_headers: *mut EnvoyHttpHeader,
 ) -> bool {
-    assert!(!result_buffer.is_null());
-    let key = String::from_utf8(module_bytes(key).to_vec())
-        .unwrap()
-        .to_ascii_lowercase();
+    assert!(!result_headers.is_null());
     let stream = stream(filter_envoy_ptr);
     let Some(map) = headers_of(stream, header_type) else {
         return false;
     };
-    let values: Vec<&Vec<u8>> = map
-        .iter()
-        .filter(|(k, _)| *k == key)
-        .map(|(_, v)| v)
-        .collect();
-    if !optional_size.is_null() {
-        // SAFETY: the module passed a valid out-pointer.
-        unsafe { *optional_size = values.len() };
+    for (i, (key, value)) in map.iter().enumerate() {
+        // Envoy keeps every header name in lower case.
+        assert_eq!(
+            *key,
+            key.to_ascii_lowercase(),
+            "header names are lower case"
+        );
+        // SAFETY: the module passed room for `http_get_headers_size`
+        // entries, the length of this map, which nothing changed since.
+        unsafe {
+            *result_headers.add(i) = EnvoyHttpHeader {
+                key_ptr: key.as_ptr().cast::<c_char>(),
+                key_length: key.len(),
+                value_ptr: value.as_ptr().cast::<c_char>(),
+                value_length: value.len(),
+            };
+        }
     }
-    let result = match values.get(index) {
-        Some(v) => EnvoyBuffer {
-            ptr: v.as_ptr().cast::<c_char>(),
-            length: v.len(),
-        },
-        None => EnvoyBuffer::EMPTY,
-    };
-    // SAFETY: checked non-null above.
-    unsafe { *result_buffer = result };
-    index < values.len()
+    true
 }
 
 #[no_mangle]

@@ -38,7 +38,7 @@ use a2a_affinity_core::stats::Counter;
 use log::{error, info, warn};
 
 use crate::filter::{Action, Filter, FilterConfig};
-use crate::host::{Body, Headers, Host};
+use crate::host::{Body, HeaderList, Headers, Host};
 use crate::logger::{EnvoyLevel, EnvoyLogger, PREFIX};
 
 pub use dynamic_abi::{
@@ -54,7 +54,8 @@ use dynamic_abi::{
     envoy_dynamic_module_callback_http_get_body_chunks_size,
     envoy_dynamic_module_callback_http_get_body_size,
     envoy_dynamic_module_callback_http_get_buffer_limit,
-    envoy_dynamic_module_callback_http_get_header,
+    envoy_dynamic_module_callback_http_get_headers,
+    envoy_dynamic_module_callback_http_get_headers_size,
     envoy_dynamic_module_callback_http_received_buffered_request_body,
     envoy_dynamic_module_callback_http_received_buffered_response_body,
     envoy_dynamic_module_callback_http_set_header, envoy_dynamic_module_callback_log,
@@ -112,28 +113,42 @@ fn body_code(body: Body) -> u32 {
 }
 
 impl Host for EnvoyHost {
-    fn header(&self, map: Headers, name: &str) -> Option<&[u8]> {
-        let mut value = EnvoyBuffer::EMPTY;
-        // SAFETY: `self.filter` is the live filter of this hook; `name` is
-        // borrowed for the call; `value` is a valid out-pointer; the count
-        // out-pointer may be null (documented as optional).
-        let found = unsafe {
-            envoy_dynamic_module_callback_http_get_header(
-                self.filter,
-                header_map(map),
-                ModuleBuffer::of(name.as_bytes()),
-                &mut value,
-                0,
-                ptr::null_mut(),
-            )
-        };
-        if !found {
-            return None;
+    fn headers(&self, map: Headers) -> HeaderList<'_> {
+        let code = header_map(map);
+        // SAFETY: `self.filter` is the live filter of this hook.
+        let count =
+            unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.filter, code) };
+        if count == 0 {
+            return HeaderList::default();
         }
-        // SAFETY: Envoy's header value stays valid until the end of this hook
-        // or the next header write, which needs `&mut self` and so ends this
-        // borrow.
-        unsafe { envoy_bytes(value) }
+        let mut raw = vec![EnvoyHttpHeader::EMPTY; count];
+        // SAFETY: `raw` has room for the `count` entries Envoy reported for
+        // this map, which nothing has changed since (same hook, no write).
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_get_headers(self.filter, code, raw.as_mut_ptr())
+        };
+        if !ok {
+            return HeaderList::default();
+        }
+        let entries = raw
+            .into_iter()
+            .filter_map(|h| {
+                let key = EnvoyBuffer {
+                    ptr: h.key_ptr,
+                    length: h.key_length,
+                };
+                let value = EnvoyBuffer {
+                    ptr: h.value_ptr,
+                    length: h.value_length,
+                };
+                // SAFETY: each entry points into Envoy's header map, valid
+                // until the end of this hook or the next header write, which
+                // needs `&mut self` and so ends this borrow. An entry Envoy
+                // left null with a length is skipped.
+                unsafe { Some((envoy_bytes(key)?, envoy_bytes(value)?)) }
+            })
+            .collect();
+        HeaderList::new(entries)
     }
 
     fn set_request_header(&mut self, name: &str, value: &[u8]) -> bool {

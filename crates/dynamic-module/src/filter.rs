@@ -228,7 +228,8 @@ impl Filter {
         let config = &shared.config;
         let decision = {
             let host: &dyn Host = host;
-            let value = |name: &str| host.header(Headers::Request, name);
+            let headers = host.headers(Headers::Request);
+            let value = |name: &str| headers.get(name);
             let head = RequestHead {
                 method: text(value(":method")).unwrap_or_default(),
                 path: text(value(":path")).unwrap_or_default(),
@@ -378,11 +379,10 @@ impl Filter {
             return Action::Continue;
         }
         let host: &dyn Host = host;
+        let headers = host.headers(Headers::Response);
         let head = ResponseHead {
-            content_type: text(host.header(Headers::Response, "content-type")),
-            content_encoding: host
-                .header(Headers::Response, "content-encoding")
-                .map(coding),
+            content_type: text(headers.get("content-type")),
+            content_encoding: headers.get("content-encoding").map(coding),
         };
         let mut env = ShellEnv::new(&shared);
         self.core
@@ -525,7 +525,8 @@ fn write_body(host: &mut dyn Host, edit: &BodyEdit, phase: Phase) -> bool {
         new_body
     };
     let old_length = host
-        .header(Headers::Request, "content-length")
+        .headers(Headers::Request)
+        .get("content-length")
         .map(<[u8]>::to_vec);
     if let Some(length) = edit.content_length {
         if !host.set_request_header("content-length", length.to_string().as_bytes()) {

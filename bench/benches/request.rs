@@ -1,0 +1,231 @@
+//! What the dynamic module's own code costs per request, on the host: one
+//! whole A2A exchange (request headers, the body in one callback, response
+//! headers, the response body, the end of the stream) through the module's
+//! `Filter` over an in-memory Envoy, against the request reader alone
+//! reading the same body to its verdict.
+//!
+//! Run: `cargo bench -p a2a-affinity-bench --bench request`
+//!
+//! Per body, the best of 30 interleaved rounds of each (ns per request):
+//! the difference is what the shell and the core's stream add to the scan
+//! (headers, decisions, the task store, reader reuse). Envoy's own side of
+//! each callback is not in these figures; `bench/run.py --profile` prices
+//! the module inside Envoy.
+
+// Bench set-up code may panic on a broken fixture; the filter never does.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use a2a_affinity_core::json::request::{BodyKind, Extractor};
+use a2a_affinity_core::stats::Counter;
+use a2a_affinity_core::verdict::Step;
+use a2a_affinity_dynamic::filter::{Action, Filter, FilterConfig};
+use a2a_affinity_dynamic::host::{Body, HeaderList, Headers, Host};
+use a2a_affinity_testkit::bodies::{body, Text};
+
+/// The response the benchmark's upstream answers (envoy/bench/upstream.yaml).
+const RESPONSE: &[u8] = br#"{"jsonrpc":"2.0","id":"b7d5","result":{"kind":"message","messageId":"5e2a","role":"agent","parts":[{"kind":"text","text":"ok"}]}}"#;
+
+/// One stream as Envoy shows it to the module: the body arrives in one
+/// callback, nothing is buffered before it. Made once and reset between
+/// exchanges, so the figures hold no allocation of the stand-in Envoy.
+struct Stream<'a> {
+    request: Vec<(&'static str, &'a [u8])>,
+    response: Vec<(&'static str, &'a [u8])>,
+    /// The value the module set for `x-context-id`.
+    set: Vec<u8>,
+    received: &'a [u8],
+    received_response: &'a [u8],
+    counted: u64,
+}
+
+impl<'a> Stream<'a> {
+    fn new(body: &'a [u8], body_length: &'a [u8], response_length: &'a [u8]) -> Self {
+        Stream {
+            request: vec![
+                (":method", b"POST"),
+                (":path", b"/"),
+                (":authority", b"127.0.0.1"),
+                ("content-type", b"application/json"),
+                ("content-length", body_length),
+                ("user-agent", b"wrk"),
+            ],
+            response: vec![
+                (":status", b"200"),
+                ("content-type", b"application/json"),
+                ("content-length", response_length),
+            ],
+            set: Vec::with_capacity(64),
+            received: body,
+            received_response: RESPONSE,
+            counted: 0,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.set.clear();
+        self.counted = 0;
+    }
+}
+
+impl Host for Stream<'_> {
+    fn headers(&self, map: Headers) -> HeaderList<'_> {
+        let headers = match map {
+            Headers::Request => &self.request,
+            Headers::Response => &self.response,
+        };
+        let mut entries: Vec<(&[u8], &[u8])> =
+            headers.iter().map(|(n, v)| (n.as_bytes(), *v)).collect();
+        if map == Headers::Request && !self.set.is_empty() {
+            entries.push((b"x-context-id", &self.set));
+        }
+        HeaderList::new(entries)
+    }
+
+    fn set_request_header(&mut self, name: &str, value: &[u8]) -> bool {
+        // The benchmark's module sets only its hash header.
+        assert_eq!(name, "x-context-id");
+        self.set.clear();
+        self.set.extend_from_slice(value);
+        true
+    }
+
+    fn remove_request_header(&mut self, _name: &str) -> bool {
+        self.set.clear();
+        true
+    }
+
+    fn body_chunks(&self, body: Body) -> Option<Vec<&[u8]>> {
+        Some(match body {
+            Body::ReceivedRequest => vec![self.received],
+            Body::ReceivedResponse => vec![self.received_response],
+            Body::BufferedRequest | Body::BufferedResponse => Vec::new(),
+        })
+    }
+
+    fn body_size(&self, body: Body) -> usize {
+        match body {
+            Body::ReceivedRequest => self.received.len(),
+            Body::ReceivedResponse => self.received_response.len(),
+            Body::BufferedRequest | Body::BufferedResponse => 0,
+        }
+    }
+
+    fn received_is_buffered(&self, _request: bool) -> bool {
+        false
+    }
+
+    fn append_body(&mut self, _body: Body, _data: &[u8]) -> bool {
+        false
+    }
+
+    fn drain_body(&mut self, _body: Body, _len: usize) -> bool {
+        false
+    }
+
+    fn buffer_limit(&self) -> u64 {
+        2 * 1024 * 1024
+    }
+
+    fn count(&mut self, _counter: Counter) {
+        self.counted += 1;
+    }
+}
+
+/// One exchange through the module's filter; returns what it counted.
+fn exchange(config: &Arc<FilterConfig>, host: &mut Stream<'_>) -> u64 {
+    host.reset();
+    let mut filter = Filter::new(Arc::clone(config));
+    assert_eq!(filter.on_request_headers(host, false), Action::Stop);
+    assert_eq!(filter.on_request_body(host, true), Action::Continue);
+    filter.on_response_headers(host);
+    filter.on_response_body(host, true);
+    filter.on_stream_complete(host);
+    assert!(!host.set.is_empty());
+    host.counted
+}
+
+/// The request reader alone, reading the body to its verdict.
+fn scan(extractor: &mut Extractor, body: &[u8]) -> bool {
+    extractor.reset();
+    let step = match extractor.feed(body) {
+        Step::NeedMore => extractor.finish(),
+        step => step,
+    };
+    matches!(black_box(step), Step::Decided(_))
+}
+
+fn best_ns(mut run: impl FnMut(), iters: u32) -> f64 {
+    let start = Instant::now();
+    for _ in 0..iters {
+        run();
+    }
+    start.elapsed().as_nanos() as f64 / f64::from(iters)
+}
+
+const SIZES: [(&str, usize); 3] = [("1k", 1024), ("64k", 64 * 1024), ("512k", 512 * 1024)];
+
+fn main() {
+    let config = Arc::new(
+        FilterConfig::parse(br#"{"header":"x-context-id","max_scan_bytes":1048576}"#).unwrap(),
+    );
+    let response_length = RESPONSE.len().to_string();
+    // `REQUEST_BENCH_PROFILE=1k-first` (or another case) runs only the
+    // filter on that body for about 10 s, for `perf record`.
+    let profile = std::env::var("REQUEST_BENCH_PROFILE").ok();
+    if profile.is_none() {
+        println!(
+            "{:<6} {:<6} {:>10} {:>10} {:>10}",
+            "body", "id", "filter ns", "reader ns", "difference"
+        );
+    }
+    for (label, size) in SIZES {
+        for (position, first) in [("first", true), ("last", false)] {
+            let case = format!("{label}-{position}");
+            if profile.as_ref().is_some_and(|p| *p != case) {
+                continue;
+            }
+            let body = body(size, Text::Prose, first);
+            let body_length = body.len().to_string();
+            let mut host = Stream::new(&body, body_length.as_bytes(), response_length.as_bytes());
+            let iters = u32::try_from((64 * 1024 * 1024 / body.len()).clamp(200, 100_000)).unwrap();
+            let mut extractor = Extractor::new(BodyKind::JsonRpc, 64 * 1024);
+            assert!(scan(&mut extractor, &body));
+            assert_eq!(exchange(&config, &mut host), 1);
+            if profile.is_some() {
+                let start = Instant::now();
+                while start.elapsed().as_secs() < 10 {
+                    black_box(best_ns(
+                        || {
+                            black_box(exchange(&config, black_box(&mut host)));
+                        },
+                        iters,
+                    ));
+                }
+                return;
+            }
+            let (mut filter_best, mut reader_best) = (f64::MAX, f64::MAX);
+            for _ in 0..30 {
+                filter_best = filter_best.min(best_ns(
+                    || {
+                        black_box(exchange(&config, black_box(&mut host)));
+                    },
+                    iters,
+                ));
+                reader_best = reader_best.min(best_ns(
+                    || {
+                        black_box(scan(&mut extractor, black_box(&body)));
+                    },
+                    iters,
+                ));
+            }
+            println!(
+                "{label:<6} {position:<6} {filter_best:>10.0} {reader_best:>10.0} {:>10.0}",
+                filter_best - reader_best
+            );
+        }
+    }
+}
