@@ -9,6 +9,9 @@
 #                                       (whole streams through the release
 #                                       module inside V8, against the empty
 #                                       module; MODULE: another build beside it)
+#        scripts/bench.sh --instructions [bench/instructions.py options]
+#                                       (instructions per request in the
+#                                       front Envoy, counted by callgrind)
 #        scripts/bench.sh --help
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,9 +59,18 @@ if [ "${1:-}" = "--wasm-stream" ]; then
   exec node --no-warnings bench/wasm_stream.mjs "${modules[@]}"
 fi
 
-if ! command -v wrk >/dev/null; then
-  say "wrk missing: installing it (scripts/setup.sh --bench)"
+if ! command -v wrk >/dev/null || ! command -v callgrind_control >/dev/null; then
+  say "wrk or valgrind missing: installing them (scripts/setup.sh --bench)"
   scripts/setup.sh --bench
+fi
+
+# --instructions: the front Envoy under callgrind, instructions per request
+# of each variant (bench/instructions.py; out/instructions/results.md).
+if [ "${1:-}" = "--instructions" ]; then
+  build_modules
+  shift
+  say "running bench/instructions.py $*"
+  exec .venv/bin/python bench/instructions.py "$@"
 fi
 
 build_modules

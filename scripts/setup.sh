@@ -88,4 +88,11 @@ if [ "${1:-}" = "--bench" ] && ! command -v wrk >/dev/null; then
   apt-get update -qq && apt-get install -y -qq wrk
 fi
 
+# valgrind's callgrind counts the front Envoy's instructions per request
+# (scripts/bench.sh --instructions).
+if [ "${1:-}" = "--bench" ] && ! command -v callgrind_control >/dev/null; then
+  say "installing valgrind (Debian package)"
+  apt-get update -qq && apt-get install -y -qq valgrind
+fi
+
 say "envoy: $("$root/.venv/bin/envoy" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/[A-Za-z]*' | head -1)"

