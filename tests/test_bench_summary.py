@@ -1,5 +1,6 @@
 """bench/run.py's arithmetic on made-up cells: which run of (a) each ratio
-is taken against, and the spread it reports."""
+is taken against, and the spread it reports; and how bench/instructions.py
+reads a callgrind dump."""
 
 import importlib.util
 import sys
@@ -104,3 +105,72 @@ def test_the_header_names_the_dynamic_modules_configuration_only_when_it_differs
     meta["config_g"] = '{"a":2}'
     assert ("(g) module: `g.so` (2 bytes, sha256 111111111111), configuration `{\"a\":2}`."
             in run.markdown(meta, [], variants, [], None, []))
+
+
+# bench/instructions.py: reading callgrind's dump format.
+
+DUMP = """# callgrind format
+version: 1
+creator: callgrind-3.19.0
+positions: line
+events: Ir
+summary: 1000
+
+ob=(1) /x/envoy
+fl=(1) ???
+fn=(1) 0x0000000000000001
+0 500
+cob=(2) /t/liba2a_affinity_dynamic.so
+cfi=(2) filter.rs
+cfn=(2) on_request_body
+calls=1 0
+0 500
+
+ob=(2)
+fl=(2)
+fn=(2)
+5 200
++1 50
+cob=(1)
+cfi=(1)
+cfn=(3) envoy_dynamic_module_callback_http_set_header
+calls=1 0
+* 250
+
+ob=(1)
+fl=(1)
+fn=(3)
+0 250
+
+totals: 1000
+"""
+
+
+@pytest.fixture(scope="module")
+def instructions():
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_instructions", BENCH / "instructions.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_a_dump_splits_into_each_objects_own_instructions_and_the_callbacks(instructions):
+    own, calls = instructions.parse_dump(DUMP)
+    # A call's inclusive cost (the line after calls=) is not its caller's own.
+    assert own == {"/x/envoy": 750, "/t/liba2a_affinity_dynamic.so": 250}
+    assert sum(own.values()) == instructions.summary_total(DUMP) == 1000
+    assert calls == {"http_set_header": 250}
+
+
+def test_what_the_module_adds_is_its_own_code_the_callbacks_and_the_rest(instructions):
+    s = instructions.split(total=230_000, base=192_000, own=23_000, envoy_callbacks=7_000)
+    assert s == {"extra": 38_000, "own": 23_000, "callbacks": 7_000, "rest": 8_000}
+
+
+def test_a_dump_without_a_summary_is_an_error(instructions):
+    with pytest.raises(instructions.BenchError):
+        instructions.summary_total("events: Ir\n0 5\n")
