@@ -23,7 +23,7 @@ use a2a_affinity_core::json::request::{BodyKind, Extractor};
 use a2a_affinity_core::stats::Counter;
 use a2a_affinity_core::verdict::Step;
 use a2a_affinity_dynamic::filter::{Action, Filter, FilterConfig};
-use a2a_affinity_dynamic::host::{Body, HeaderList, Headers, Host};
+use a2a_affinity_dynamic::host::{Body, Chunks, HeaderList, Headers, Host};
 use a2a_affinity_testkit::bodies::{body, Text};
 
 /// The response the benchmark's upstream answers (envoy/bench/upstream.yaml).
@@ -77,12 +77,9 @@ impl Host for Stream<'_> {
             Headers::Request => &self.request,
             Headers::Response => &self.response,
         };
-        let mut entries: Vec<(&[u8], &[u8])> =
-            headers.iter().map(|(n, v)| (n.as_bytes(), *v)).collect();
-        if map == Headers::Request && !self.set.is_empty() {
-            entries.push((b"x-context-id", &self.set));
-        }
-        HeaderList::new(entries)
+        let set = (map == Headers::Request && !self.set.is_empty())
+            .then_some((&b"x-context-id"[..], self.set.as_slice()));
+        HeaderList::new(headers.iter().map(|(n, v)| (n.as_bytes(), *v)).chain(set))
     }
 
     fn set_request_header(&mut self, name: &str, value: &[u8]) -> bool {
@@ -98,12 +95,14 @@ impl Host for Stream<'_> {
         true
     }
 
-    fn body_chunks(&self, body: Body) -> Option<Vec<&[u8]>> {
-        Some(match body {
-            Body::ReceivedRequest => vec![self.received],
-            Body::ReceivedResponse => vec![self.received_response],
-            Body::BufferedRequest | Body::BufferedResponse => Vec::new(),
-        })
+    fn body_chunks(&self, body: Body) -> Option<Chunks<'_>> {
+        let mut chunks = Chunks::new();
+        match body {
+            Body::ReceivedRequest => chunks.push(self.received),
+            Body::ReceivedResponse => chunks.push(self.received_response),
+            Body::BufferedRequest | Body::BufferedResponse => {}
+        }
+        Some(chunks)
     }
 
     fn body_size(&self, body: Body) -> usize {

@@ -47,7 +47,11 @@ pub fn classify(
     if content_type.is_some_and(grpc::is_grpc) {
         return Classification::Pass(PassReason::ContentType);
     }
-    let path = path.split(['?', '#']).next().unwrap_or("");
+    // Byte searches (memchr) rather than `str` patterns: this runs on
+    // every request.
+    let path = memchr::memchr2(b'?', b'#', path.as_bytes())
+        .and_then(|end| path.get(..end))
+        .unwrap_or(path);
     // The agents' routers (Starlette under uvicorn or hypercorn, Express,
     // Spring) match the percent-decoded path, so `/message%3Asend` is
     // `/message:send` to them and must be to the filter. A path whose
@@ -73,7 +77,9 @@ pub fn classify(
     }
     // REST routes are relative to the agent interface URL, so match on the
     // path suffix: `/message:send`, `/v1/message:send`, `/{tenant}/message:send`.
-    let last = path.rsplit('/').next().unwrap_or("");
+    let last = memchr::memrchr(b'/', path.as_bytes())
+        .and_then(|slash| path.get(slash + 1..))
+        .unwrap_or(path);
     match last {
         "message:send" | "message" => Classification::RestSend { streaming: false },
         "message:stream" => Classification::RestSend { streaming: true },
@@ -84,8 +90,13 @@ pub fn classify(
 /// `application/json`, `application/a2a+json` or any `+json` type,
 /// parameters such as `; charset=utf-8` allowed.
 fn is_json_media_type(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    let Some((kind, subtype)) = essence.split_once('/') else {
+    let essence = memchr::memchr(b';', content_type.as_bytes())
+        .and_then(|end| content_type.get(..end))
+        .unwrap_or(content_type)
+        .trim();
+    let Some((kind, subtype)) = memchr::memchr(b'/', essence.as_bytes())
+        .and_then(|slash| Some((essence.get(..slash)?, essence.get(slash + 1..)?)))
+    else {
         return false;
     };
     kind.eq_ignore_ascii_case("application")

@@ -34,11 +34,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::Arc;
 
+use smallvec::{smallvec, SmallVec};
+
 use a2a_affinity_core::stats::Counter;
 use log::{error, info, warn};
 
 use crate::filter::{Action, Filter, FilterConfig};
-use crate::host::{Body, HeaderList, Headers, Host};
+use crate::host::{Body, Chunks, HeaderList, Headers, Host};
 use crate::logger::{EnvoyLevel, EnvoyLogger, PREFIX};
 
 pub use dynamic_abi::{
@@ -121,7 +123,7 @@ impl Host for EnvoyHost {
         if count == 0 {
             return HeaderList::default();
         }
-        let mut raw = vec![EnvoyHttpHeader::EMPTY; count];
+        let mut raw: SmallVec<[EnvoyHttpHeader; 24]> = smallvec![EnvoyHttpHeader::EMPTY; count];
         // SAFETY: `raw` has room for the `count` entries Envoy reported for
         // this map, which nothing has changed since (same hook, no write).
         let ok = unsafe {
@@ -130,25 +132,21 @@ impl Host for EnvoyHost {
         if !ok {
             return HeaderList::default();
         }
-        let entries = raw
-            .into_iter()
-            .filter_map(|h| {
-                let key = EnvoyBuffer {
-                    ptr: h.key_ptr,
-                    length: h.key_length,
-                };
-                let value = EnvoyBuffer {
-                    ptr: h.value_ptr,
-                    length: h.value_length,
-                };
-                // SAFETY: each entry points into Envoy's header map, valid
-                // until the end of this hook or the next header write, which
-                // needs `&mut self` and so ends this borrow. An entry Envoy
-                // left null with a length is skipped.
-                unsafe { Some((envoy_bytes(key)?, envoy_bytes(value)?)) }
-            })
-            .collect();
-        HeaderList::new(entries)
+        HeaderList::new(raw.into_iter().filter_map(|h| {
+            let key = EnvoyBuffer {
+                ptr: h.key_ptr,
+                length: h.key_length,
+            };
+            let value = EnvoyBuffer {
+                ptr: h.value_ptr,
+                length: h.value_length,
+            };
+            // SAFETY: each entry points into Envoy's header map, valid
+            // until the end of this hook or the next header write, which
+            // needs `&mut self` and so ends this borrow. An entry Envoy
+            // left null with a length is skipped.
+            unsafe { Some((envoy_bytes(key)?, envoy_bytes(value)?)) }
+        }))
     }
 
     fn set_request_header(&mut self, name: &str, value: &[u8]) -> bool {
@@ -180,15 +178,15 @@ impl Host for EnvoyHost {
         }
     }
 
-    fn body_chunks(&self, body: Body) -> Option<Vec<&[u8]>> {
+    fn body_chunks(&self, body: Body) -> Option<Chunks<'_>> {
         let code = body_code(body);
         // SAFETY: live filter.
         let count =
             unsafe { envoy_dynamic_module_callback_http_get_body_chunks_size(self.filter, code) };
         if count == 0 {
-            return Some(Vec::new());
+            return Some(Chunks::new());
         }
-        let mut raw = vec![EnvoyBuffer::EMPTY; count];
+        let mut raw: SmallVec<[EnvoyBuffer; 8]> = smallvec![EnvoyBuffer::EMPTY; count];
         // SAFETY: `raw` has room for the `count` entries Envoy reported for
         // this body, which nothing has changed since (same hook, no write).
         let ok = unsafe {

@@ -36,7 +36,7 @@ use log::{debug, error, warn};
 use a2a_affinity_core::json::request::{BodyKind, Extractor};
 use a2a_affinity_core::json::response::{Framing, ResponseLearner};
 
-use crate::host::{Body, Headers, Host};
+use crate::host::{Body, Chunks, Headers, Host};
 use crate::readers::Readers;
 use crate::store::{self, ShardedStore, StoreRef};
 
@@ -447,7 +447,7 @@ impl Filter {
 /// The held request body as Envoy shows it in this callback: the buffered
 /// chunks, then this callback's received chunks unless they are the
 /// buffered ones. `None` if a chunk is unreadable.
-fn request_body(host: &dyn Host, in_body_callback: bool) -> Option<Vec<&[u8]>> {
+fn request_body(host: &dyn Host, in_body_callback: bool) -> Option<Chunks<'_>> {
     let mut chunks = host.body_chunks(Body::BufferedRequest)?;
     if in_body_callback && !host.received_is_buffered(true) {
         chunks.extend(host.body_chunks(Body::ReceivedRequest)?);
@@ -456,9 +456,9 @@ fn request_body(host: &dyn Host, in_body_callback: bool) -> Option<Vec<&[u8]>> {
 }
 
 /// The parts of `chunks` past the first `seen` bytes.
-fn unseen<'a>(chunks: &[&'a [u8]], seen: u64) -> Vec<&'a [u8]> {
+fn unseen<'a>(chunks: &[&'a [u8]], seen: u64) -> Chunks<'a> {
     let mut skip = seen;
-    let mut out = Vec::with_capacity(chunks.len());
+    let mut out = Chunks::new();
     for &chunk in chunks {
         let len = chunk.len() as u64;
         if skip >= len {
@@ -479,7 +479,7 @@ fn unseen<'a>(chunks: &[&'a [u8]], seen: u64) -> Vec<&'a [u8]> {
 /// appended the last chunk to that buffer instead, which then holds only new
 /// bytes if none were seen before. `None` when the new bytes cannot be told
 /// apart from bytes already seen.
-fn response_chunk(host: &dyn Host, end_of_stream: bool, seen: u64) -> Option<Vec<&[u8]>> {
+fn response_chunk(host: &dyn Host, end_of_stream: bool, seen: u64) -> Option<Chunks<'_>> {
     let received = host.body_chunks(Body::ReceivedResponse)?;
     if host.received_is_buffered(false) || !end_of_stream || received.iter().any(|c| !c.is_empty())
     {
@@ -487,7 +487,7 @@ fn response_chunk(host: &dyn Host, end_of_stream: bool, seen: u64) -> Option<Vec
     }
     let buffered = host.body_chunks(Body::BufferedResponse)?;
     if buffered.iter().all(|c| c.is_empty()) {
-        return Some(Vec::new());
+        return Some(Chunks::new());
     }
     (seen == 0).then_some(buffered)
 }

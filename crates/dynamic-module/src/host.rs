@@ -8,6 +8,15 @@
 //! any write (`&mut self`) ends them, as the ABI requires.
 
 use a2a_affinity_core::stats::Counter;
+use smallvec::SmallVec;
+
+/// Header entries kept inline (a request's map has about ten).
+const INLINE_HEADERS: usize = 24;
+/// Body chunks kept inline (Envoy's buffers hold a few slices each).
+const INLINE_CHUNKS: usize = 8;
+
+/// The chunks of a body, in order, as Envoy lends them for one hook.
+pub type Chunks<'a> = SmallVec<[&'a [u8]; INLINE_CHUNKS]>;
 
 /// Which body a body call reads or changes (the ABI's
 /// `envoy_dynamic_module_type_http_body_type`).
@@ -37,22 +46,30 @@ pub enum Headers {
 /// (`bench/instructions.py`).
 #[derive(Debug, Default)]
 pub struct HeaderList<'a> {
-    entries: Vec<(&'a [u8], &'a [u8])>,
+    entries: SmallVec<[(&'a [u8], &'a [u8]); INLINE_HEADERS]>,
 }
 
 impl<'a> HeaderList<'a> {
-    pub fn new(entries: Vec<(&'a [u8], &'a [u8])>) -> Self {
-        HeaderList { entries }
+    pub fn new(entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Self {
+        HeaderList {
+            entries: entries.into_iter().collect(),
+        }
     }
 
-    /// The first value of header `name` (lower case, as Envoy keeps every
-    /// header name; matched without regard to case all the same), if
-    /// present.
+    /// The first value of header `name`, if present. `name` is in lower
+    /// case, as Envoy keeps every header name; a key is matched without
+    /// regard to its case all the same.
     pub fn get(&self, name: &str) -> Option<&'a [u8]> {
         let name = name.as_bytes();
         self.entries
             .iter()
-            .find(|(key, _)| key.len() == name.len() && key.eq_ignore_ascii_case(name))
+            .find(|(key, _)| {
+                key.len() == name.len()
+                    && key
+                        .iter()
+                        .zip(name)
+                        .all(|(k, n)| k.to_ascii_lowercase() == *n)
+            })
             .map(|&(_, value)| value)
     }
 }
@@ -68,7 +85,7 @@ pub trait Host {
     /// The chunks of a body, in order; empty when Envoy has no such body
     /// now (no buffer yet, or a received body outside a body callback).
     /// `None` if Envoy handed over a chunk that cannot be read.
-    fn body_chunks(&self, body: Body) -> Option<Vec<&[u8]>>;
+    fn body_chunks(&self, body: Body) -> Option<Chunks<'_>>;
     /// The bytes in a body (0 if Envoy has none).
     fn body_size(&self, body: Body) -> usize;
     /// Whether the received request body of this callback *is* the buffered
@@ -93,11 +110,11 @@ mod tests {
             (&b":method"[..], &b"POST"[..]),
             (b"x-context-id", b"first"),
             (b"X-Context-Id", b"second"),
-            (b"x-context-i", b"shorter"),
+            (b"X-Context-I", b"shorter"),
         ]);
         assert_eq!(list.get("x-context-id"), Some(&b"first"[..]));
         assert_eq!(list.get(":method"), Some(&b"POST"[..]));
-        assert_eq!(list.get("X-CONTEXT-I"), Some(&b"shorter"[..]));
+        assert_eq!(list.get("x-context-i"), Some(&b"shorter"[..]));
         assert_eq!(list.get("content-type"), None);
         assert_eq!(HeaderList::default().get(":method"), None);
     }
