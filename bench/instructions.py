@@ -9,7 +9,7 @@ under `valgrind --tool=callgrind`, and for each body case and variant the
 counters are zeroed, N requests are sent one after another on one
 keep-alive connection, and the counters dumped. Instructions per request
 are the worker thread's count over N (the main thread's timers are left
-out): the same figure run after run to about 0.1 %, whatever else the
+out): within about 0.5 % from one run to the next, whatever else the
 machine does. They are not time (a cache miss
 costs no instruction), but they price code paths exactly, so what a filter
 adds to Envoy, and where, can be read off one run.
@@ -56,6 +56,9 @@ DEFAULT_VARIANTS = ("client_header", "dynamic_floor_touch", "dynamic_module")
 # them give the same precision in the same time.
 REQUESTS_DIVISOR = {"1k": 1, "64k": 2, "512k": 10}
 CALLBACK = "envoy_dynamic_module_callback_"
+HOOK = "envoy_dynamic_module_on_"
+# The module's functions listed by own instructions, per (g) cell.
+TOP_FUNCTIONS = 15
 
 
 class BenchError(Exception):
@@ -77,17 +80,26 @@ def summary_total(text):
 
 
 def parse_dump(text):
-    """From a callgrind dump (one event, Ir): each object's own
-    instructions (exclusive, summed over its functions) and the inclusive
-    instructions of every call into an `envoy_dynamic_module_callback_*`,
-    by callback name. Reads the format directly: `ob=`/`fn=` set where
-    costs go (names compressed to `(id)` after their first use), a cost
-    line is `<position> <Ir>`, and the cost line after `calls=` is the
-    call's inclusive cost, which is not the caller's own."""
+    """What a callgrind dump (one event, Ir) says, as a dict:
+
+    - `own`: each object's own instructions (exclusive, summed over its
+      functions), by object path;
+    - `functions`: own instructions by (object, function);
+    - `callbacks`: the inclusive instructions of every call into an
+      `envoy_dynamic_module_callback_*` (Envoy's side), by callback name;
+    - `hooks`: the inclusive instructions of every call from another
+      object into an `envoy_dynamic_module_on_*` (a module's hook, all it
+      does and asks of Envoy), by hook name.
+
+    Reads the format directly: `ob=`/`fn=` set where costs go (names
+    compressed to `(id)` after their first use), `cob=`/`cfn=` name the
+    callee of the next `calls=` line (its object is the caller's when no
+    `cob=` is given), a cost line is `<position> <Ir>`, and the cost line
+    after `calls=` is the call's inclusive cost, which is not the caller's
+    own."""
     names = {"ob": {}, "fn": {}}
-    obj = fn = called = None
-    own = {}
-    calls = {}
+    obj = fn = called = called_obj = None
+    out = {"own": {}, "functions": {}, "callbacks": {}, "hooks": {}}
     in_call = False
 
     def name(kind, rest):
@@ -98,14 +110,18 @@ def parse_dump(text):
             names[kind][m.group(1)] = m.group(2)
         return names[kind].get(m.group(1), rest)
 
+    def add(table, key, cost):
+        table[key] = table.get(key, 0) + cost
+
     for line in text.splitlines():
         if not line or line[0] == "#":
             continue
         key, sep, rest = line.partition("=")
-        if sep and key in ("ob", "cob"):
-            value = name("ob", rest)
-            if key == "ob":
-                obj = value
+        if sep and key == "ob":
+            obj = name("ob", rest)
+            continue
+        if sep and key == "cob":
+            called_obj = name("ob", rest)
             continue
         if sep and key in ("fn", "cfn", "cfi", "cfl", "fl", "fi", "fe"):
             if key == "fn":
@@ -127,12 +143,18 @@ def parse_dump(text):
             continue
         if in_call:
             in_call = False
+            callee_obj = called_obj or obj
+            called_obj = None
             m = re.search(CALLBACK + r"(\w+)$", called or "")
             if m and not (fn or "").startswith(CALLBACK):
-                calls[m.group(1)] = calls.get(m.group(1), 0) + cost
+                add(out["callbacks"], m.group(1), cost)
+            m = re.search(HOOK + r"(\w+)$", called or "")
+            if m and callee_obj != obj:
+                add(out["hooks"], m.group(1), cost)
             continue
-        own[obj] = own.get(obj, 0) + cost
-    return own, calls
+        add(out["own"], obj, cost)
+        add(out["functions"], (obj, fn), cost)
+    return out
 
 
 def split(total, base, own, envoy_callbacks):
@@ -157,7 +179,7 @@ def worker_dump(folder, pid, tag):
     every request, is the one with by far the most instructions. The main
     thread's timers and stats flushes, which grow with a cell's duration
     rather than with its requests, are left out: counted alone, the worker
-    gives the same figure run after run to about 0.1 %."""
+    gives the same figure within about 0.5 % from run to run."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         found = []
@@ -231,6 +253,22 @@ def markdown(meta, rows):
             named = ", ".join(f"`{k}` {v:,.0f}" for k, v in top)
             out.append(f"| {r['size']} | {r['position']} | {s['extra']:,.0f} | {s['own']:,.0f} | "
                        f"{s['callbacks']:,.0f} | {s['rest']:,.0f} | {named} |")
+        hooks = sorted({h for r in split_rows for h in r.get("hooks", {})},
+                       key=lambda h: -max(r.get("hooks", {}).get(h, 0) for r in split_rows))
+        if hooks:
+            out += ["", "## (g)'s hooks, instructions per request (inclusive: the module's code and the "
+                    "Envoy callbacks it made from each)", "",
+                    "| body | contextId | " + " | ".join(f"`{h}`" for h in hooks) + " |",
+                    "|---|---|" + "---|" * len(hooks)]
+            for r in split_rows:
+                cells = [f"{r.get('hooks', {}).get(h, 0):,.0f}" for h in hooks]
+                out.append(f"| {r['size']} | {r['position']} | " + " | ".join(cells) + " |")
+        out += ["", f"## (g)'s own instructions by function, the {TOP_FUNCTIONS} largest, per request", "",
+                "Names need a module built with symbols (crate README); a stripped one shows addresses, "
+                "but for its exported hooks.", ""]
+        for r in split_rows:
+            listed = "; ".join(f"`{f}` {n:,.0f}" for f, n in r.get("functions", []))
+            out.append(f"- {r['size']} {r['position']}: {listed}")
     return "\n".join(out) + "\n"
 
 
@@ -333,10 +371,14 @@ def main():
                 total = summary_total(dump.read_text(errors="replace"))
                 row["per_request"][variant] = total / count
                 if variant == "dynamic_module":
-                    own, calls = parse_dump(dump.read_text(errors="replace"))
-                    row["own_per_request"] = sum(n for obj, n in own.items()
-                                                 if obj and Path(obj).name == module_object) / count
-                    row["callbacks"] = {k: v / count for k, v in calls.items()}
+                    parsed = parse_dump(dump.read_text(errors="replace"))
+                    mine = {obj for obj in parsed["own"] if obj and Path(obj).name == module_object}
+                    row["own_per_request"] = sum(parsed["own"][obj] for obj in mine) / count
+                    row["callbacks"] = {k: v / count for k, v in parsed["callbacks"].items()}
+                    row["hooks"] = {k: v / count for k, v in parsed["hooks"].items()}
+                    functions = sorted(((n / count, f) for (obj, f), n in parsed["functions"].items()
+                                        if obj in mine), reverse=True)
+                    row["functions"] = [[f, n] for n, f in functions[:TOP_FUNCTIONS]]
                 say(f"{tag}: {total / count:,.0f} instructions per request ({count} requests)")
             if "dynamic_module" in row["per_request"]:
                 row["split"] = split(row["per_request"]["dynamic_module"], row["per_request"]["client_header"],

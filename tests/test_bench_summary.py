@@ -122,7 +122,7 @@ fn=(1) 0x0000000000000001
 0 500
 cob=(2) /t/liba2a_affinity_dynamic.so
 cfi=(2) filter.rs
-cfn=(2) on_request_body
+cfn=(2) envoy_dynamic_module_on_http_filter_request_body
 calls=1 0
 0 500
 
@@ -159,11 +159,14 @@ def instructions():
 
 
 def test_a_dump_splits_into_each_objects_own_instructions_and_the_callbacks(instructions):
-    own, calls = instructions.parse_dump(DUMP)
+    parsed = instructions.parse_dump(DUMP)
     # A call's inclusive cost (the line after calls=) is not its caller's own.
-    assert own == {"/x/envoy": 750, "/t/liba2a_affinity_dynamic.so": 250}
-    assert sum(own.values()) == instructions.summary_total(DUMP) == 1000
-    assert calls == {"http_set_header": 250}
+    assert parsed["own"] == {"/x/envoy": 750, "/t/liba2a_affinity_dynamic.so": 250}
+    assert sum(parsed["own"].values()) == instructions.summary_total(DUMP) == 1000
+    assert parsed["callbacks"] == {"http_set_header": 250}
+    # Envoy's call into the module's hook, with all the hook did and asked.
+    assert parsed["hooks"] == {"http_filter_request_body": 500}
+    assert parsed["functions"][("/t/liba2a_affinity_dynamic.so", "envoy_dynamic_module_on_http_filter_request_body")] == 250
 
 
 def test_what_the_module_adds_is_its_own_code_the_callbacks_and_the_rest(instructions):
