@@ -203,15 +203,9 @@ def send(port, entries, count, header_mode):
     try:
         for i in range(count):
             ctx, data = bodies[i % len(bodies)]
-            headers = {"Content-Type": "application/json"}
-            if header_mode:
-                headers["x-context-id"] = ctx
-            conn.request("POST", "/", body=data, headers=headers)
-            resp = conn.getresponse()
-            resp.read()
-            echoed = resp.getheader("x-echo-context-id")
-            if resp.status != 200 or echoed != ctx:
-                bad.append(f"status {resp.status}, upstream saw x-context-id={echoed!r} for {ctx}")
+            status, echoed, _ = run.post_on(conn, data, ctx if header_mode else None)
+            if status != 200 or echoed != ctx:
+                bad.append(f"status {status}, upstream saw x-context-id={echoed!r} for {ctx}")
     finally:
         conn.close()
     if bad:

@@ -198,16 +198,22 @@ def write_bodies(out):
     return cases
 
 
+def post_on(conn, data, header=None):
+    """One bench POST on an open connection: (status, the x-context-id the
+    upstream saw, the upstream's port)."""
+    headers = {"Content-Type": "application/json"}
+    if header:
+        headers["x-context-id"] = header
+    conn.request("POST", "/", body=data, headers=headers)
+    resp = conn.getresponse()
+    resp.read()
+    return resp.status, resp.getheader("x-echo-context-id"), resp.getheader("x-upstream")
+
+
 def post(port, data, header=None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        headers = {"Content-Type": "application/json"}
-        if header:
-            headers["x-context-id"] = header
-        conn.request("POST", "/", body=data, headers=headers)
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status, resp.getheader("x-echo-context-id"), resp.getheader("x-upstream")
+        return post_on(conn, data, header)
     finally:
         conn.close()
 

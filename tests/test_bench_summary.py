@@ -11,16 +11,22 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-@pytest.fixture(scope="module")
-def run():
+def load_bench(name):
+    """bench/<name>.py as a module (bench/ on the path while it loads, for
+    its own imports)."""
     sys.path.insert(0, str(BENCH))
     try:
-        spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
     finally:
         sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def run():
+    return load_bench("run")
 
 
 def cell(variant, rnd, rps, cpu, upstream=50.0):
@@ -148,14 +154,7 @@ totals: 1000
 
 @pytest.fixture(scope="module")
 def instructions():
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_instructions", BENCH / "instructions.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH))
+    return load_bench("instructions")
 
 
 def test_a_dump_splits_into_each_objects_own_instructions_and_the_callbacks(instructions):
