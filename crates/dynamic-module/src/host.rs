@@ -39,11 +39,9 @@ pub enum Headers {
 }
 
 /// Every entry of one header map, as Envoy lends them for one hook: read
-/// with one call however many headers the filter looks at. Envoy's
+/// with one call however many headers the filter looks at, where Envoy's
 /// single-header lookup copies and checks the name and searches the map
-/// anew each time: in Envoy 1.40 one such call costs about as many
-/// instructions as handing over a whole request map of ten headers
-/// (`bench/instructions.py`).
+/// anew for each.
 #[derive(Debug, Default)]
 pub struct HeaderList<'a> {
     entries: SmallVec<[(&'a [u8], &'a [u8]); INLINE_HEADERS]>,
