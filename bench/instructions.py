@@ -59,6 +59,9 @@ CALLBACK = "envoy_dynamic_module_callback_"
 HOOK = "envoy_dynamic_module_on_"
 # The module's functions listed by own instructions, per (g) cell.
 TOP_FUNCTIONS = 15
+# A callgrind dump's header (version, command, trigger, events, summary)
+# fits well within this.
+DUMP_HEADER_BYTES = 16384
 
 
 class BenchError(Exception):
@@ -173,7 +176,8 @@ def callgrind(pid, command, tag=None):
 
 
 def worker_dump(folder, pid, tag):
-    """The dump of the front Envoy's worker thread triggered with `tag`.
+    """The dump of the front Envoy's worker thread triggered with `tag`,
+    as (its instructions, its path).
     Callgrind runs with --separate-threads=yes, so a dump is one file per
     thread (callgrind.out.<pid>.<n>-<thread>); the worker, which serves
     every request, is the one with by far the most instructions. The main
@@ -184,12 +188,15 @@ def worker_dump(folder, pid, tag):
     while time.monotonic() < deadline:
         found = []
         for path in folder.glob(f"callgrind.out.{pid}.*-*"):
-            text = path.read_text(errors="replace")
-            if re.search(rf"^desc: Trigger: dump {re.escape(tag)}$", text, re.M) and re.search(
-                    r"^(summary|totals):", text, re.M):
-                found.append((summary_total(text), path))
+            # The trigger and the summary are in a dump's header: the
+            # dumps of earlier cells are not read again in full.
+            with path.open("rb") as f:
+                head = f.read(DUMP_HEADER_BYTES).decode(errors="replace")
+            if re.search(rf"^desc: Trigger: dump {re.escape(tag)}$", head, re.M) and re.search(
+                    r"^summary:", head, re.M):
+                found.append((summary_total(head), path))
         if found:
-            return max(found)[1]
+            return max(found)
         time.sleep(0.2)
     raise BenchError(f"no callgrind dump tagged {tag} in {folder}")
 
@@ -287,7 +294,7 @@ def main():
     sizes = [s for s in args.sizes.split(",") if s]
     if not set(sizes) <= set(REQUESTS_DIVISOR):
         raise BenchError(f"sizes come from {tuple(REQUESTS_DIVISOR)}")
-    for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
+    for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise BenchError(f"{tool} missing: apt-get install valgrind (scripts/setup.sh --bench)")
     paths = {"wasm": args.module, "wasm_floor": args.floor_module, "dynamic_module": args.dynamic_module}
@@ -302,16 +309,12 @@ def main():
         old.unlink()
 
     config = run.filter_config()
-    ports = {v: free_port() for v in run.VARIANTS + run.EXTRA_VARIANTS}
-    values = {f"port_{v}": p for v, p in ports.items()}
-    values.update(front_admin_port=free_port(), upstream_admin_port=free_port(),
-                  upstream_port_1=free_port(), upstream_port_2=free_port(), upstream_port_3=free_port(),
-                  wasm_module=str(Path(args.module).resolve()), wasm_module_b=str(Path(args.module).resolve()),
-                  floor_module=str(Path(args.floor_module).resolve()), floor_config="",
-                  filter_config=config, filter_config_b=config, filter_config_g=config,
-                  dynamic_module=str(Path(args.dynamic_module).resolve()),
-                  dynamic_floor_module=str(Path(args.dynamic_floor_module).resolve()),
-                  ext_proc_port=free_port())
+    module = Path(args.dynamic_module).resolve()
+    ports, values = run.template_values(config, module=Path(args.module).resolve(),
+                                        floor_module=Path(args.floor_module).resolve(),
+                                        dynamic_module=module,
+                                        dynamic_floor_module=Path(args.dynamic_floor_module).resolve())
+    values["ext_proc_port"] = free_port()  # its listener is dropped
     up_cfg = run.render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml")
     front_cfg = run.render(ROOT / "envoy/bench/envoy-bench.yaml", values, out / "envoy-bench.yaml",
                            drop_listeners=[v for v in run.VARIANTS + run.EXTRA_VARIANTS if v not in variants],
@@ -336,10 +339,8 @@ def main():
         "filter_config": config, "command": " ".join(["bench/instructions.py"] + sys.argv[1:]),
     }
     if "dynamic_module" in variants:
-        module = Path(args.dynamic_module).resolve()
         meta["dynamic_module"] = os.path.relpath(module, ROOT)
         meta["dynamic_module_sha256"] = hashlib.sha256(module.read_bytes()).hexdigest()
-    module_object = Path(args.dynamic_module).resolve().name
 
     base_id = 31000 + (os.getpid() % 1000) * 2
     upstream = run.start_envoy(binary, up_cfg, base_id, "upstream", out)
@@ -361,12 +362,11 @@ def main():
                 send(ports[variant], all_cases[case], count, header_mode)
                 tag = f"{variant}-{case[0]}-{case[1]}"
                 callgrind(front.pid, "--dump", tag)
-                dump = worker_dump(out, front.pid, tag)
-                total = summary_total(dump.read_text(errors="replace"))
+                total, dump = worker_dump(out, front.pid, tag)
                 row["per_request"][variant] = total / count
                 if variant == "dynamic_module":
                     parsed = parse_dump(dump.read_text(errors="replace"))
-                    mine = {obj for obj in parsed["own"] if obj and Path(obj).name == module_object}
+                    mine = {obj for obj in parsed["own"] if obj and Path(obj).name == module.name}
                     row["own_per_request"] = sum(parsed["own"][obj] for obj in mine) / count
                     row["callbacks"] = {k: v / count for k, v in parsed["callbacks"].items()}
                     row["hooks"] = {k: v / count for k, v in parsed["hooks"].items()}

@@ -198,6 +198,23 @@ def write_bodies(out):
     return cases
 
 
+def template_values(config, *, module, floor_module, dynamic_module, dynamic_floor_module,
+                    module_b=None, floor_config="", config_b=None, config_g=None):
+    """A free port for every variant's listener, and the values of every
+    placeholder of envoy/bench/*.yaml but `ext_proc_port` (known once the
+    ext_proc server is up): (ports by variant, values)."""
+    ports = {v: free_port() for v in VARIANTS + EXTRA_VARIANTS}
+    values = {f"port_{v}": p for v, p in ports.items()}
+    values.update(front_admin_port=free_port(), upstream_admin_port=free_port(),
+                  upstream_port_1=free_port(), upstream_port_2=free_port(), upstream_port_3=free_port(),
+                  wasm_module=str(module), wasm_module_b=str(module_b or module),
+                  floor_module=str(floor_module), floor_config=floor_config,
+                  filter_config=config, filter_config_b=config_b or config,
+                  filter_config_g=config_g or config,
+                  dynamic_module=str(dynamic_module), dynamic_floor_module=str(dynamic_floor_module))
+    return ports, values
+
+
 def post_on(conn, data, header=None):
     """One bench POST on an open connection: (status, the x-context-id the
     upstream saw, the upstream's port)."""
@@ -937,14 +954,10 @@ def main():
     config_g = config if args.config_g is None else filter_config(args.config_g, "--config-g")
     binary = envoy_binary(args.envoy)
 
-    ports = {v: free_port() for v in VARIANTS + EXTRA_VARIANTS}
-    values = {f"port_{v}": p for v, p in ports.items()}
-    values.update(front_admin_port=free_port(), upstream_admin_port=free_port(),
-                  upstream_port_1=free_port(), upstream_port_2=free_port(), upstream_port_3=free_port(),
-                  wasm_module=str(module), wasm_module_b=str(module_b), floor_module=str(floor_module), floor_config=args.floor_config,
-                  filter_config=config, filter_config_b=config_b, filter_config_g=config_g,
-                  dynamic_module=str(dynamic_module),
-                  dynamic_floor_module=str(dynamic_floor_module))
+    ports, values = template_values(config, module=module, module_b=module_b, floor_module=floor_module,
+                                    floor_config=args.floor_config, config_b=config_b, config_g=config_g,
+                                    dynamic_module=dynamic_module,
+                                    dynamic_floor_module=dynamic_floor_module)
     up_cfg = render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml")
 
     all_cases = write_bodies(out)
