@@ -71,6 +71,11 @@ remap=$(remap_paths_config "$target")
 
 say "a2a-affinity $version, SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH, target dir $target"
 
+# The SBOM reads the whole locked graph (cargo metadata, offline), which
+# needs every package of Cargo.lock on disk; a build fetches only those of
+# the platforms it builds for.
+say "fetching every locked dependency"
+cargo fetch --locked --quiet
 say "building the Wasm module (release profile)"
 cargo build --locked --quiet --release --target wasm32-wasip1 -p a2a-affinity \
   --target-dir "$target" --config "$remap"
