@@ -210,7 +210,7 @@ def send(port, entries, count, header_mode):
     try:
         for i in range(count):
             ctx, data = bodies[i % len(bodies)]
-            status, echoed, _ = run.post_on(conn, data, ctx if header_mode else None)
+            status, echoed, _, _ = run.post_on(conn, data, ctx if header_mode else None)
             if status != 200 or echoed != ctx:
                 bad.append(f"status {status}, upstream saw x-context-id={echoed!r} for {ctx}")
     finally:

@@ -171,13 +171,34 @@ def cpu_ticks(pid):
 def context_found(front):
     """The front Envoy's context_found counters, as (the Wasm filter's, (b)
     and (b') together; the dynamic module's, (g))."""
+    return filter_counter(front, "context_found")
+
+
+def filter_counter(front, counter):
+    """One counter of the filter in the front Envoy, as (the Wasm filter's,
+    (b) and (b') together; the dynamic module's, (g))."""
     wasm = dynamic = 0
-    for name, value in front.counters("a2a_affinity.context_found").items():
+    for name, value in front.counters(f"a2a_affinity.{counter}$").items():
         if name.startswith("dynamicmodulescustom."):
             dynamic += value
         else:
             wasm += value
     return wasm, dynamic
+
+
+def learning_failures(cells, learners):
+    """What the task_learned counters say went wrong. For each counter
+    (its name, {variant counting into it: that variant's filter
+    configuration}, how much it grew), the variants whose configuration
+    learns tasks must together have learned one task per measured request."""
+    failures = []
+    for name, configs, grown in learners:
+        learning = {v for v, config in configs.items()
+                    if json.loads(config or "{}").get("learn_tasks", True)}
+        measured = sum(c["requests"] for c in cells if c["variant"] in learning)
+        if grown < measured:
+            failures.append(f"{name}: task_learned grew by {grown}, fewer than the {measured} requests")
+    return failures
 
 
 def write_bodies(out):
@@ -217,14 +238,26 @@ def template_values(config, *, module, floor_module, dynamic_module, dynamic_flo
 
 def post_on(conn, data, header=None):
     """One bench POST on an open connection: (status, the x-context-id the
-    upstream saw, the upstream's port)."""
+    upstream saw, the upstream's port, the response body)."""
     headers = {"Content-Type": "application/json"}
     if header:
         headers["x-context-id"] = header
     conn.request("POST", "/", body=data, headers=headers)
     resp = conn.getresponse()
-    resp.read()
-    return resp.status, resp.getheader("x-echo-context-id"), resp.getheader("x-upstream")
+    body = resp.read()
+    return resp.status, resp.getheader("x-echo-context-id"), resp.getheader("x-upstream"), body
+
+
+def answered_task(body, context_id):
+    """Whether an upstream answer is the task envoy/bench/upstream.yaml
+    makes: a JSON-RPC result of kind task, with a task id, in the request's
+    context (what a filter that learns tasks stores)."""
+    try:
+        result = json.loads(body)["result"]
+        return (result["kind"] == "task" and result["contextId"] == context_id
+                and isinstance(result["id"], str) and len(result["id"]) > 0)
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def post(port, data, header=None):
@@ -252,10 +285,14 @@ def verify(ports, cases, variants):
             for variant in variants:
                 tries = [ctx] if variant in HEADER_VARIANTS else [None, SPOOFED]
                 for client_value in tries:
-                    status, echoed, upstream = post(ports[variant], data, client_value)
+                    status, echoed, upstream, body = post(ports[variant], data, client_value)
                     what = f"{variant} {size_name}/{position} ctx={ctx} client header={client_value}"
                     if status != 200 or echoed != ctx:
                         failures.append(f"{what}: status {status}, upstream saw x-context-id={echoed!r}")
+                        continue
+                    if not answered_task(body, ctx):
+                        failures.append(f"{what}: the answer is not a task in the request's context: "
+                                        f"{body[:200]!r}")
                         continue
                     seen = landed.setdefault(ctx, upstream)
                     if seen != upstream:
@@ -758,6 +795,12 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
                   f"{memory['rss_first_kib']}/{memory['rss_last_kib']}/{memory['rss_max_kib']} KiB; "
                   f"tcmalloc allocated first/last: {memory['allocated_first']}/{memory['allocated_last']} bytes; "
                   f"RSS growth first quarter -> last quarter: {memory['rss_growth_kib']} KiB. "
+                  + (f"Tasks learned: {memory['task_learned']}; the task store was full (first eviction) at "
+                     f"{memory['store_full_at_s']} s, and the figures after warm-up are from then on "
+                     f"(RSS at the start {memory['rss_start_kib']} KiB). "
+                     if memory.get('store_full_at_s') is not None else
+                     f"Tasks learned: {memory.get('task_learned')}; the task store was never full. "
+                     if 'task_learned' in memory else "") +
                   f"Wasm linear memory of all VMs (the read-write mappings in front of V8's guard reservations, /proc/PID/maps"
                   + ("; the Wasm variants' VMs in the same Envoy, not the dynamic module's memory, which the RSS holds"
                      if memory.get('variant') == 'dynamic_module' else "")
@@ -797,6 +840,19 @@ def chart(path, meta, summary, variants):
     plt.close(fig)
 
 
+def steady_samples(samples, seconds):
+    """The memory samples that show the steady state, and when the task
+    store was first full (seconds, or None). Every answer names a new task,
+    so the learned-task store grows until it is full, and from then on
+    overwrites: flat memory means flat from there. Before that, the first
+    samples include the VMs and buffers growing to their working size."""
+    warm = min(30, seconds / 4)
+    first = samples[0]["task_evicted"] if samples else 0
+    full_at = next((s["t_s"] for s in samples if s["task_evicted"] > first), None)
+    start = max(warm, full_at if full_at is not None else 0)
+    return [s for s in samples if s["t_s"] >= start] or samples[-1:], full_at
+
+
 def memory_run(front, ports, entries, seconds, interval, connections, variant="wasm"):
     """512 KiB bodies through the filter for `seconds`; samples the front
     Envoy's RSS (the V8 heap and Wasm linear memory are mmapped, so they
@@ -815,6 +871,8 @@ def memory_run(front, ports, entries, seconds, interval, connections, variant="w
         mem = json.loads(front.admin("/memory"))
         wasm_stats = front.counters("wasm")
         samples.append({"t_s": round(time.monotonic() - start, 1), "rss_kib": front.rss_kib(),
+                        "task_learned": filter_counter(front, "task_learned")[which],
+                        "task_evicted": filter_counter(front, "task_evicted")[which],
                         "wasm_memory_kib": front.wasm_memory_kib(),
                         "allocated": int(mem.get("allocated", 0)), "heap_size": int(mem.get("heap_size", 0)),
                         "wasm_stats": wasm_stats})
@@ -825,8 +883,7 @@ def memory_run(front, ports, entries, seconds, interval, connections, variant="w
     if result is None:
         raise BenchError(f"memory run: wrk gave no result: {out[-300:]} {err[-300:]}")
     found = context_found(front)[which] - found_before
-    # The first samples include the VM growing to its working size.
-    steady = [s for s in samples if s["t_s"] >= min(30, seconds / 4)] or samples
+    steady, full_at = steady_samples(samples, seconds)
     q = max(1, len(steady) // 4)
     growth = statistics.median(s["rss_kib"] for s in steady[-q:]) - statistics.median(
         s["rss_kib"] for s in steady[:q])
@@ -834,6 +891,9 @@ def memory_run(front, ports, entries, seconds, interval, connections, variant="w
     return {
         "variant": variant, "duration_s": seconds, "interval_s": interval, "connections": connections,
         "requests": result["requests"], "errors": result["errors"], "context_found": found,
+        "task_learned": samples[-1]["task_learned"] - samples[0]["task_learned"] if samples else 0,
+        "store_full_at_s": full_at,
+        "rss_start_kib": samples[0]["rss_kib"] if samples else None,
         "rss_first_kib": steady[0]["rss_kib"], "rss_last_kib": steady[-1]["rss_kib"],
         "rss_max_kib": max(s["rss_kib"] for s in steady),
         "allocated_first": steady[0]["allocated"], "allocated_last": steady[-1]["allocated"],
@@ -1014,7 +1074,9 @@ def main():
         say(f"front Envoy pid {front.pid}, upstream Envoy pid {upstream.pid}")
         verify(ports, {c: all_cases[c] for c in cases}, variants)
         found_before = context_found(front)
+        learned_before = filter_counter(front, "task_learned")
         ext_proc_found_before = ext_proc.stats().get("context_found", 0) if ext_proc else 0
+        ext_proc_learned_before = ext_proc.stats().get("task_learned", 0) if ext_proc else 0
 
         if not args.skip_throughput:
             total = len(cases) * len(variants) * (rounds * duration + args.warmup)
@@ -1060,6 +1122,15 @@ def main():
                 meta[f"{variant}_requests_measured"] = measured
                 if grown < measured:
                     failed.append(f"{variant}: context_found grew by {grown}, fewer than the {measured} requests")
+            # Every answer names a new task: a filter that learns tasks
+            # stores one per request, as in production.
+            wasm_learned, dynamic_learned = filter_counter(front, "task_learned")
+            learners = [("wasm", {"wasm": config, "wasm_b": config_b}, wasm_learned - learned_before[0]),
+                        ("dynamic_module", {"dynamic_module": config_g}, dynamic_learned - learned_before[1])]
+            if ext_proc:
+                learners.append(("ext_proc", {"ext_proc": config},
+                                 ext_proc.stats().get("task_learned", 0) - ext_proc_learned_before))
+            failed += learning_failures(cells, learners)
             summary = summarise(cells, variants, cases)
             target_rows = (targets(summary, variants)
                            if set(TARGET_BASE) <= set(variants) and len(cases) == 6 else [])

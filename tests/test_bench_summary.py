@@ -113,6 +113,54 @@ def test_the_header_names_the_dynamic_modules_configuration_only_when_it_differs
             in run.markdown(meta, [], variants, [], None, []))
 
 
+def test_the_check_takes_only_a_task_in_the_requests_context(run):
+    ctx = "6f1c5b0e-2d4a-4c3b-9e8f-0a1b2c3d4e5f"
+    task = ('{"jsonrpc":"2.0","id":"b7d5","result":{"kind":"task","id":"t-1","contextId":"%s",'
+            '"status":{"state":"completed"}}}')
+    assert run.answered_task((task % ctx).encode(), ctx)
+    assert not run.answered_task((task % "another").encode(), ctx)
+    assert not run.answered_task((task % ctx).replace('"kind":"task"', '"kind":"message"').encode(), ctx)
+    assert not run.answered_task((task % ctx).replace('"id":"t-1",', '').encode(), ctx)
+    assert not run.answered_task(b"no single well-formed x-context-id\n", ctx)
+    assert not run.answered_task(b'{"result":null}', ctx)
+
+
+def test_a_learning_variant_must_learn_a_task_per_request(run):
+    cells = [cell("wasm", 0, 100, 10), cell("wasm_b", 0, 100, 10), cell("dynamic_module", 0, 100, 10)]
+    # 500 requests each; (b) and (b') share the Wasm counter.
+    learns, off = "{}", '{"learn_tasks":false}'
+    assert run.learning_failures(cells, [("wasm", {"wasm": learns, "wasm_b": learns}, 1000),
+                                         ("dynamic_module", {"dynamic_module": ""}, 500)]) == []
+    assert run.learning_failures(cells, [("wasm", {"wasm": learns, "wasm_b": learns}, 999)]) == [
+        "wasm: task_learned grew by 999, fewer than the 1000 requests"]
+    # (b') not learning: only (b)'s requests count.
+    assert run.learning_failures(cells, [("wasm", {"wasm": learns, "wasm_b": off}, 500)]) == []
+    assert run.learning_failures(cells, [("dynamic_module", {"dynamic_module": off}, 0)]) == []
+    assert run.learning_failures(cells, [("dynamic_module", {"dynamic_module": learns}, 0)]) == [
+        "dynamic_module: task_learned grew by 0, fewer than the 500 requests"]
+
+
+def test_memory_is_judged_from_when_the_task_store_is_full(run):
+    def samples(evictions):
+        return [{"t_s": 10.0 * i, "rss_kib": 1000 + i, "task_evicted": e} for i, e in enumerate(evictions)]
+
+    # Full at 150 s: the steady state starts there, after the warm-up.
+    steady, full_at = run.steady_samples(samples([0] * 15 + [5] * 15), 300)
+    assert full_at == 150.0 and [s["t_s"] for s in steady][:2] == [150.0, 160.0]
+    # Never full: the warm-up alone.
+    steady, full_at = run.steady_samples(samples([0] * 30), 300)
+    assert full_at is None and steady[0]["t_s"] == 30.0
+    # Evictions before the run (a store already full) do not count as filling.
+    steady, full_at = run.steady_samples(samples([7] * 30), 300)
+    assert full_at is None and steady[0]["t_s"] == 30.0
+    # Full in the warm-up: the warm-up still ends first.
+    steady, full_at = run.steady_samples(samples([0, 0, 3] + [3] * 27), 300)
+    assert full_at == 20.0 and steady[0]["t_s"] == 30.0
+    # Full at the very end: the last sample still gives a figure.
+    steady, full_at = run.steady_samples(samples([0] * 29 + [1]), 300)
+    assert full_at == 290.0 and len(steady) == 1
+
+
 # bench/instructions.py: reading callgrind's dump format.
 
 DUMP = """# callgrind format
