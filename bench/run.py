@@ -861,6 +861,7 @@ def memory_run(front, ports, entries, seconds, interval, connections, variant="w
         f"sample every {interval} s")
     which = 1 if variant == "dynamic_module" else 0
     found_before = context_found(front)[which]
+    learned_before = filter_counter(front, "task_learned")[which]
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
             "-s", str(ROOT / "bench" / "post.lua"), f"http://127.0.0.1:{ports[variant]}/", "--", "body"]
     args += [f"{ctx}@{path}" for ctx, path in entries]
@@ -891,7 +892,7 @@ def memory_run(front, ports, entries, seconds, interval, connections, variant="w
     return {
         "variant": variant, "duration_s": seconds, "interval_s": interval, "connections": connections,
         "requests": result["requests"], "errors": result["errors"], "context_found": found,
-        "task_learned": samples[-1]["task_learned"] - samples[0]["task_learned"] if samples else 0,
+        "task_learned": filter_counter(front, "task_learned")[which] - learned_before,
         "store_full_at_s": full_at,
         "rss_start_kib": samples[0]["rss_kib"] if samples else None,
         "rss_first_kib": steady[0]["rss_kib"], "rss_last_kib": steady[-1]["rss_kib"],
