@@ -483,8 +483,8 @@ def metered_cpu(c):
     request in the same run, or None.
 
     The upstream Envoy does the same work for every variant: the same
-    bodies arrive with the same hash header, and it answers each with the
-    same response. Its CPU per request is therefore a gauge of how fast the
+    bodies arrive with the same hash header, and it answers each with a
+    task of the same size and shape. Its CPU per request is therefore a gauge of how fast the
     machine ran during that run. On a shared virtual machine that speed
     drifts (on a 2-vCPU one, (a) at 1 KiB took from 77 to 190 µs per
     request across the 2-second runs of one bench), and the ratio cancels the
