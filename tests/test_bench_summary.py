@@ -150,7 +150,7 @@ def test_memory_is_judged_from_when_the_task_store_is_full(run):
     # Never full: the warm-up alone.
     steady, full_at = run.steady_samples(samples([0] * 30), 300)
     assert full_at is None and steady[0]["t_s"] == 30.0
-    # Evictions before the run (a store already full) do not count as filling.
+    # Evictions counted before the run, and none during it: the store did not fill in this run.
     steady, full_at = run.steady_samples(samples([7] * 30), 300)
     assert full_at is None and steady[0]["t_s"] == 30.0
     # Full in the warm-up: the warm-up still ends first.
