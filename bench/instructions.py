@@ -339,7 +339,8 @@ def main():
         "git_commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                                      text=True).stdout.strip(),
         "variants": variants, "sizes": sizes, "requests": args.requests, "warmup": args.warmup,
-        "filter_config": config, "config_g": config_g, "command": " ".join(["bench/instructions.py"] + sys.argv[1:]),
+        "filter_config": config, "config_g": config_g,
+        "command": " ".join(["bench/instructions.py"] + sys.argv[1:]),
     }
     if "dynamic_module" in variants:
         meta["dynamic_module"] = os.path.relpath(module, ROOT)

@@ -186,19 +186,27 @@ def filter_counter(front, counter):
     return wasm, dynamic
 
 
+def shortfalls(cells, counter, rows):
+    """For each (name, the variants counting into it, how much `counter`
+    grew), a failure when it grew by less than those variants' measured
+    requests."""
+    failures = []
+    for name, counted, grown in rows:
+        measured = sum(c["requests"] for c in cells if c["variant"] in counted)
+        if grown < measured:
+            failures.append(f"{name}: {counter} grew by {grown}, fewer than the {measured} requests")
+    return failures
+
+
 def learning_failures(cells, learners):
     """What the task_learned counters say went wrong. For each counter
     (its name, {variant counting into it: that variant's filter
     configuration}, how much it grew), the variants whose configuration
     learns tasks must together have learned one task per measured request."""
-    failures = []
-    for name, configs, grown in learners:
-        learning = {v for v, config in configs.items()
-                    if json.loads(config or "{}").get("learn_tasks", True)}
-        measured = sum(c["requests"] for c in cells if c["variant"] in learning)
-        if grown < measured:
-            failures.append(f"{name}: task_learned grew by {grown}, fewer than the {measured} requests")
-    return failures
+    return shortfalls(cells, "task_learned", [
+        (name, {v for v, config in configs.items() if json.loads(config or "{}").get("learn_tasks", True)},
+         grown)
+        for name, configs, grown in learners])
 
 
 def write_bodies(out):
@@ -484,8 +492,8 @@ def metered_cpu(c):
 
     The upstream Envoy does the same work for every variant: the same
     bodies arrive with the same hash header, and it answers each with a
-    task of the same size and shape. Its CPU per request is therefore a gauge of how fast the
-    machine ran during that run. On a shared virtual machine that speed
+    task of the same size and shape. Its CPU per request is therefore a
+    gauge of how fast the machine ran during that run. On a shared virtual machine that speed
     drifts (on a 2-vCPU one, (a) at 1 KiB took from 77 to 190 µs per
     request across the 2-second runs of one bench), and the ratio cancels the
     drift that moves both. It keeps what the gauge cannot cancel: a slower
@@ -1076,8 +1084,7 @@ def main():
         verify(ports, {c: all_cases[c] for c in cases}, variants)
         found_before = context_found(front)
         learned_before = filter_counter(front, "task_learned")
-        ext_proc_found_before = ext_proc.stats().get("context_found", 0) if ext_proc else 0
-        ext_proc_learned_before = ext_proc.stats().get("task_learned", 0) if ext_proc else 0
+        ext_proc_before = ext_proc.stats() if ext_proc else {}
 
         if not args.skip_throughput:
             total = len(cases) * len(variants) * (rounds * duration + args.warmup)
@@ -1101,36 +1108,32 @@ def main():
                         if sum(cell["errors"].values()):
                             failed.append(f"{variant} {case}: {cell['errors']}")
                 say(f"round {r + 1}/{rounds} done")
-            # Both builds of the filter count into the same counter name.
-            wasm_requests = sum(c["requests"] for c in cells if c["variant"] in ("wasm", "wasm_b"))
+            # Each counter must have grown by at least the measured requests
+            # of the variants counting into it (warm-up requests are counted
+            # too): the Wasm filter's, where both builds count; (g)'s in the
+            # front Envoy; (h)'s at the server's /metrics.
             wasm_found, dynamic_found = context_found(front)
-            found = wasm_found - found_before[0]
-            meta["wasm_context_found"] = found
-            meta["wasm_requests_measured"] = wasm_requests
-            # Warm-up requests are counted too; found must cover every measured one.
-            if found < wasm_requests:
-                failed.append(f"wasm: context_found grew by {found}, fewer than the {wasm_requests} requests")
-            # The same check for (g) (its counters in the front Envoy) and
-            # (h) (the server's /metrics).
-            others = []
+            ext_proc_after = ext_proc.stats() if ext_proc else {}
+
+            def ext_proc_grown(counter):
+                return ext_proc_after.get(counter, 0) - ext_proc_before.get(counter, 0)
+
+            finders = [("wasm", {"wasm", "wasm_b"}, wasm_found - found_before[0])]
             if "dynamic_module" in variants:
-                others.append(("dynamic_module", dynamic_found - found_before[1]))
+                finders.append(("dynamic_module", {"dynamic_module"}, dynamic_found - found_before[1]))
             if ext_proc:
-                others.append(("ext_proc", ext_proc.stats().get("context_found", 0) - ext_proc_found_before))
-            for variant, grown in others:
-                measured = sum(c["requests"] for c in cells if c["variant"] == variant)
-                meta[f"{variant}_context_found"] = grown
-                meta[f"{variant}_requests_measured"] = measured
-                if grown < measured:
-                    failed.append(f"{variant}: context_found grew by {grown}, fewer than the {measured} requests")
+                finders.append(("ext_proc", {"ext_proc"}, ext_proc_grown("context_found")))
+            for name, counted, grown in finders:
+                meta[f"{name}_context_found"] = grown
+                meta[f"{name}_requests_measured"] = sum(c["requests"] for c in cells if c["variant"] in counted)
+            failed += shortfalls(cells, "context_found", finders)
             # Every answer names a new task: a filter that learns tasks
             # stores one per request, as in production.
             wasm_learned, dynamic_learned = filter_counter(front, "task_learned")
             learners = [("wasm", {"wasm": config, "wasm_b": config_b}, wasm_learned - learned_before[0]),
                         ("dynamic_module", {"dynamic_module": config_g}, dynamic_learned - learned_before[1])]
             if ext_proc:
-                learners.append(("ext_proc", {"ext_proc": config},
-                                 ext_proc.stats().get("task_learned", 0) - ext_proc_learned_before))
+                learners.append(("ext_proc", {"ext_proc": config}, ext_proc_grown("task_learned")))
             failed += learning_failures(cells, learners)
             summary = summarise(cells, variants, cases)
             target_rows = (targets(summary, variants)

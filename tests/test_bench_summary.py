@@ -140,6 +140,14 @@ def test_a_learning_variant_must_learn_a_task_per_request(run):
         "dynamic_module: task_learned grew by 0, fewer than the 500 requests"]
 
 
+def test_a_counter_must_cover_the_requests_of_every_variant_counting_into_it(run):
+    cells = [cell("wasm", 0, 100, 10), cell("wasm_b", 0, 100, 10), cell("dynamic_module", 0, 100, 10)]
+    rows = [("wasm", {"wasm", "wasm_b"}, 1000), ("dynamic_module", {"dynamic_module"}, 499)]
+    assert run.shortfalls(cells, "context_found", rows) == [
+        "dynamic_module: context_found grew by 499, fewer than the 500 requests"]
+    assert run.shortfalls(cells, "context_found", [("ext_proc", {"ext_proc"}, 0)]) == []
+
+
 def test_memory_is_judged_from_when_the_task_store_is_full(run):
     def samples(evictions):
         return [{"t_s": 10.0 * i, "rss_kib": 1000 + i, "task_evicted": e} for i, e in enumerate(evictions)]
