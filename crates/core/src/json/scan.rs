@@ -784,14 +784,18 @@ impl<'p> Scanner<'p> {
         sink: &mut F,
     ) -> Result<usize, Halt> {
         let mut i = at;
-        if !self.capturing {
-            i = skip_plain(chunk, i);
-        }
         loop {
-            let rest = chunk.get(i..).unwrap_or_default();
-            let end = find_special(rest);
-            self.push_raw(rest.get(..end).unwrap_or_default());
-            i += end;
+            if self.capturing {
+                let rest = chunk.get(i..).unwrap_or_default();
+                let end = find_special(rest);
+                self.push_raw(rest.get(..end).unwrap_or_default());
+                i += end;
+            } else {
+                // Steps over the two-byte escapes too: what is left at `i`
+                // is a quote, a control character, an escape the byte-wise
+                // states decode, or the chunk's end.
+                i = skip_plain(chunk, i);
+            }
             match chunk.get(i) {
                 None => return Ok(i),
                 Some(b'"') => {

@@ -45,8 +45,25 @@ pub(crate) fn skip_plain(chunk: &[u8], at: usize) -> usize {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline]
 pub(crate) fn skip_plain(chunk: &[u8], at: usize) -> usize {
-    // Keys, ids and most values are shorter than a block: they need no
-    // kernel choice.
+    // Keys, ids and most values end within their first 16 bytes: one SSE2
+    // block answers them, where a 64-byte block (three masks and the escape
+    // arithmetic) would cost several times as much to find the same quote.
+    let mut at = at;
+    if let Some(block) = chunk.get(at..).and_then(|rest| rest.first_chunk::<16>()) {
+        let mask = special_mask(block);
+        if mask == 0 {
+            at += 16;
+        } else {
+            let first = at + mask.trailing_zeros() as usize;
+            if chunk.get(first) != Some(&b'\\') {
+                // A quote or a control character, with only plain bytes
+                // before it.
+                return first;
+            }
+            // An escape: the kernels below step over it (or stop there).
+            at = first;
+        }
+    }
     let kernel = if chunk.len().saturating_sub(at) >= 64 {
         wide_kernel()
     } else {
@@ -117,8 +134,8 @@ fn skip_plain_16(chunk: &[u8], at: usize) -> usize {
 mod wide {
     use core::arch::x86_64::{
         __m256i, __m512i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8,
-        _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8, _mm256_setr_epi8,
-        _mm256_setzero_si256, _mm256_shuffle_epi8, _mm256_srli_epi16, _mm512_and_si512,
+        _mm256_movemask_epi8, _mm256_set1_epi8, _mm256_setr_epi8, _mm256_setzero_si256,
+        _mm256_shuffle_epi8, _mm256_srli_epi16, _mm256_xor_si256, _mm512_and_si512,
         _mm512_broadcast_i32x4, _mm512_cmpeq_epi8_mask, _mm512_cmplt_epu8_mask, _mm512_loadu_si512,
         _mm512_set1_epi8, _mm512_shuffle_epi8, _mm512_srli_epi16, _mm512_test_epi8_mask,
         _mm_setr_epi8,
@@ -183,6 +200,16 @@ mod wide {
     #[rustfmt::skip]
     const BY_HIGH: [i8; 16] = [0, 0, 0b0001, 0, 0, 0b0010, 0b0100, 0b1000, 0, 0, 0, 0, 0, 0, 0, 0];
 
+    /// Quotes and control characters of `v`, as `super::quote_or_control_128`
+    /// finds them.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn quote_or_control_256(v: __m256i) -> __m256i {
+        let flipped = _mm256_xor_si256(v, _mm256_set1_epi8(0x02));
+        let top = _mm256_set1_epi8(0x20);
+        _mm256_cmpeq_epi8(_mm256_max_epu8(flipped, top), top)
+    }
+
     /// The masks of one 32-byte half, in the low 32 bits (AVX2).
     #[target_feature(enable = "avx2")]
     #[inline]
@@ -190,12 +217,7 @@ mod wide {
         // SAFETY: 32 readable bytes; no alignment needed.
         let v = unsafe { _mm256_loadu_si256(half.as_ptr().cast::<__m256i>()) };
         let backslash = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8));
-        // A byte is below 0x20 exactly when max(byte, 0x1f) is 0x1f.
-        let low = _mm256_set1_epi8(0x1f);
-        let stop = _mm256_or_si256(
-            _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'"' as i8)),
-            _mm256_cmpeq_epi8(_mm256_max_epu8(v, low), low),
-        );
+        let stop = quote_or_control_256(v);
         let [l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15] = BY_LOW;
         let by_low = _mm256_setr_epi8(
             l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15, l0, l1, l2, l3,
@@ -379,14 +401,32 @@ fn special_mask(block: &[u8; 16]) -> u32 {
     u32::from(u8x16_bitmask(hits))
 }
 
+/// The bytes of `v` that are a quote or a control character (below 0x20),
+/// with three operations where a compare for each and an OR take four:
+/// flipping bit 1 turns the quote (0x22) into 0x20, keeps every control
+/// character below 0x20 and every other byte above it, and SSE2's unsigned
+/// maximum then tells "at most 0x20" apart (it has no unsigned compare).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline]
+fn quote_or_control_128(v: core::arch::x86_64::__m128i) -> core::arch::x86_64::__m128i {
+    use core::arch::x86_64::{_mm_cmpeq_epi8, _mm_max_epu8, _mm_set1_epi8, _mm_xor_si128};
+    #[allow(unsafe_code)]
+    // SAFETY: SSE2, part of the x86-64 baseline and enabled for the whole
+    // target (the cfg).
+    unsafe {
+        let flipped = _mm_xor_si128(v, _mm_set1_epi8(0x02));
+        let top = _mm_set1_epi8(0x20);
+        _mm_cmpeq_epi8(_mm_max_epu8(flipped, top), top)
+    }
+}
+
 /// Bit `n` set: byte `n` of `block` is a quote, a backslash or a control
 /// character (x86-64: SSE2, part of every x86-64 CPU).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline]
 fn special_mask(block: &[u8; 16]) -> u32 {
     use core::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
     };
     #[allow(unsafe_code)]
     // SAFETY: `block` is 16 readable bytes, and `_mm_loadu_si128` has no
@@ -394,16 +434,9 @@ fn special_mask(block: &[u8; 16]) -> u32 {
     // of the x86-64 baseline and enabled for the whole target (the cfg).
     let hits = unsafe {
         let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
-        // A byte is below 0x20 exactly when max(byte, 0x1f) is 0x1f (SSE2
-        // has no unsigned less-than).
-        let low = _mm_set1_epi8(0x1f);
-        let control = _mm_cmpeq_epi8(_mm_max_epu8(v, low), low);
         _mm_or_si128(
-            _mm_or_si128(
-                _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)),
-                _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
-            ),
-            control,
+            quote_or_control_128(v),
+            _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
         )
     };
     // One bit per byte: 16 bits, never negative.
