@@ -4,9 +4,10 @@
 //! the filter module is built with; x86-64, whose baseline has SSE2: the
 //! dynamic module and the ext_proc server) they compare 16-byte blocks at
 //! once; elsewhere they test 8-byte words (SWAR). On x86-64 CPUs with
-//! AVX-512 or AVX2 (checked at run time) 64-byte blocks go first, escapes
-//! resolved from bit masks without a branch per escape. All find the same
-//! byte: the tests below check each kernel the CPU has at every position.
+//! AVX-512 or AVX2 (checked at run time) 64-byte blocks take over after the
+//! first 16 bytes, escapes resolved from bit masks without a branch per
+//! escape. All find the same byte: the tests below check each kernel the
+//! CPU has at every position.
 
 /// Skips string contents that are not kept, from `at`: runs of plain bytes
 /// and two-byte escapes. Returns the index of the first byte it leaves to the
@@ -38,10 +39,10 @@ pub(crate) fn skip_plain(chunk: &[u8], at: usize) -> usize {
     skip_plain_16(chunk, at)
 }
 
-/// `skip_plain` on x86-64: 64-byte blocks with AVX-512BW or AVX2 where the
-/// CPU has them (checked at run time; the checks read a cached flag), then
-/// the 16-byte SSE2 kernel for what is left (and for everything on a CPU
-/// with neither).
+/// `skip_plain` on x86-64: one 16-byte SSE2 block, which ends most strings;
+/// then 64-byte blocks with AVX-512BW or AVX2 where the CPU has them
+/// (checked at run time; the checks read a cached flag), then the 16-byte
+/// SSE2 kernel for what is left (and for everything on a CPU with neither).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline]
 pub(crate) fn skip_plain(chunk: &[u8], at: usize) -> usize {
