@@ -186,13 +186,18 @@ def filter_counter(front, counter):
     return wasm, dynamic
 
 
+def measured_requests(cells, variants):
+    """The requests measured for `variants` over every round and case."""
+    return sum(c["requests"] for c in cells if c["variant"] in variants)
+
+
 def shortfalls(cells, counter, rows):
     """For each (name, the variants counting into it, how much `counter`
     grew), a failure when it grew by less than those variants' measured
     requests."""
     failures = []
     for name, counted, grown in rows:
-        measured = sum(c["requests"] for c in cells if c["variant"] in counted)
+        measured = measured_requests(cells, counted)
         if grown < measured:
             failures.append(f"{name}: {counter} grew by {grown}, fewer than the {measured} requests")
     return failures
@@ -493,12 +498,13 @@ def metered_cpu(c):
     The upstream Envoy does the same work for every variant: the same
     bodies arrive with the same hash header, and it answers each with a
     task of the same size and shape. Its CPU per request is therefore a
-    gauge of how fast the machine ran during that run. On a shared virtual machine that speed
-    drifts (on a 2-vCPU one, (a) at 1 KiB took from 77 to 190 µs per
-    request across the 2-second runs of one bench), and the ratio cancels the
-    drift that moves both. It keeps what the gauge cannot cancel: a slower
-    variant leaves the upstream less busy, which batches less and costs a
-    little more per request, so a ratio far below 1 reads somewhat high.
+    gauge of how fast the machine ran during that run. On a shared
+    virtual machine that speed drifts (on a 2-vCPU one, (a) at 1 KiB
+    took from 77 to 190 µs per request across the 2-second runs of one
+    bench), and the ratio cancels the drift that moves both. It keeps
+    what the gauge cannot cancel: a slower variant leaves the upstream
+    less busy, which batches less and costs a little more per request,
+    so a ratio far below 1 reads somewhat high.
     Near 1, where the targets lie, that effect is small."""
     gateway = gateway_cpu(c, c["variant"]) if c else None
     up = c.get("upstream_cpu_us_per_req") if c else None
@@ -1125,7 +1131,7 @@ def main():
                 finders.append(("ext_proc", {"ext_proc"}, ext_proc_grown("context_found")))
             for name, counted, grown in finders:
                 meta[f"{name}_context_found"] = grown
-                meta[f"{name}_requests_measured"] = sum(c["requests"] for c in cells if c["variant"] in counted)
+                meta[f"{name}_requests_measured"] = measured_requests(cells, counted)
             failed += shortfalls(cells, "context_found", finders)
             # Every answer names a new task: a filter that learns tasks
             # stores one per request, as in production.
