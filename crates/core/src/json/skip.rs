@@ -124,22 +124,23 @@ fn skip_plain_16(chunk: &[u8], at: usize) -> usize {
 ///
 /// Each block yields three bit masks at once: backslashes; quotes and
 /// control characters; and the bytes that may follow a backslash in a
-/// two-byte escape (`" \\ / b f n r t`, found with two nibble table
-/// lookups). Which bytes a backslash escapes follows from the backslash mask
-/// alone, by carry arithmetic over runs of backslashes (the method of
-/// simdjson's string scanner): no branch per escape, however dense the
-/// escapes are. The two kernels differ only in how they make the masks
-/// (two 32-byte halves, or one 64-byte vector with mask registers).
+/// two-byte escape (`" \\ / b f n r t`). Which bytes a backslash escapes
+/// follows from the backslash mask alone, by carry arithmetic over runs of
+/// backslashes (the method of simdjson's string scanner): no branch per
+/// escape, however dense the escapes are. The two kernels differ only in how
+/// they make the masks: AVX2 in two 32-byte halves, finding the escape
+/// letters with one table lookup at a slot computed from each byte; AVX-512
+/// in one 64-byte vector with mask registers, finding them with two nibble
+/// table lookups.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[allow(unsafe_code)]
 mod wide {
     use core::arch::x86_64::{
-        __m256i, __m512i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8,
-        _mm256_movemask_epi8, _mm256_set1_epi8, _mm256_setr_epi8, _mm256_setzero_si256,
-        _mm256_shuffle_epi8, _mm256_srli_epi16, _mm256_xor_si256, _mm512_and_si512,
-        _mm512_broadcast_i32x4, _mm512_cmpeq_epi8_mask, _mm512_cmplt_epu8_mask, _mm512_loadu_si512,
-        _mm512_set1_epi8, _mm512_shuffle_epi8, _mm512_srli_epi16, _mm512_test_epi8_mask,
-        _mm_setr_epi8,
+        __m256i, __m512i, _mm256_avg_epu8, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8,
+        _mm256_min_epu8, _mm256_movemask_epi8, _mm256_set1_epi8, _mm256_setr_epi8,
+        _mm256_shuffle_epi8, _mm256_xor_si256, _mm512_and_si512, _mm512_broadcast_i32x4,
+        _mm512_cmpeq_epi8_mask, _mm512_cmplt_epu8_mask, _mm512_loadu_si512, _mm512_set1_epi8,
+        _mm512_shuffle_epi8, _mm512_srli_epi16, _mm512_test_epi8_mask, _mm_setr_epi8,
     };
 
     /// Bits at even positions.
@@ -192,14 +193,58 @@ mod wide {
         }
     }
 
-    /// The nibble tables of the escape letters: `" / \ b f n r t` are 0x22
-    /// 0x2f 0x5c 0x62 0x66 0x6e 0x72 0x74, so one bit per high nibble (2, 5,
-    /// 6, 7), set in the entry of each low nibble it pairs with. A byte is an
-    /// escape letter when its two entries share a bit.
+    /// The nibble tables of the escape letters (AVX-512 kernel): `" / \ b f
+    /// n r t` are 0x22 0x2f 0x5c 0x62 0x66 0x6e 0x72 0x74, so one bit per
+    /// high nibble (2, 5, 6, 7), set in the entry of each low nibble it pairs
+    /// with. A byte is an escape letter when its two entries share a bit.
     #[rustfmt::skip]
     const BY_LOW: [i8; 16] = [0, 0, 0b1101, 0, 0b1000, 0, 0b0100, 0, 0, 0, 0, 0, 0b0010, 0, 0b0100, 0b0001];
     #[rustfmt::skip]
     const BY_HIGH: [i8; 16] = [0, 0, 0b0001, 0, 0, 0b0010, 0b0100, 0b1000, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    /// The escape letters by slot (AVX2 kernel): byte `v` is looked up at
+    /// `escape_slot(v)`, and is an escape letter when the slot holds `v`.
+    /// The eight letters fall in eight different slots (34, 42, 64, 67, 69,
+    /// 73, 75 and 76, of which the table lookup keeps the low four bits);
+    /// the other slots hold the quote, which is in slot 2 and so never
+    /// matches there. Every other byte finds a letter that is not itself, or
+    /// a zero for a slot of 128 and up, which only bytes of 219 and up reach.
+    /// The test `escape_slots_find_exactly_the_escape_letters` checks all 256
+    /// bytes.
+    #[rustfmt::skip]
+    const BY_SLOT: [u8; 16] = [
+        b'\\', b'"', b'"', b'b', b'"', b'f', b'"', b'"', b'"', b'n', b'/', b'r', b't', b'"', b'"', b'"',
+    ];
+
+    /// The added term of `escape_slot`.
+    const SLOT_BIAS: u8 = 36;
+
+    /// The slot of byte `v`: `min((v + 37) / 2, v)`, in the two
+    /// instructions AVX2 has for it (a rounding unsigned average, then an
+    /// unsigned minimum), no bit crossing from one byte to the next.
+    #[cfg(test)]
+    fn escape_slot(v: u8) -> u8 {
+        let average = ((u16::from(v) + u16::from(SLOT_BIAS) + 1) >> 1) as u8;
+        average.min(v)
+    }
+
+    #[test]
+    fn escape_slots_find_exactly_the_escape_letters() {
+        for v in 0..=255u8 {
+            let slot = escape_slot(v);
+            // The lookup gives zero for a slot with its top bit set.
+            let found = if slot & 0x80 != 0 {
+                Some(0)
+            } else {
+                BY_SLOT.get(usize::from(slot & 0x0f)).copied()
+            };
+            assert_eq!(
+                found == Some(v),
+                super::simple_escape(Some(&v)),
+                "byte {v:#04x}, slot {slot}"
+            );
+        }
+    }
 
     /// Quotes and control characters of `v`, as `super::quote_or_control_128`
     /// finds them.
@@ -219,29 +264,19 @@ mod wide {
         let v = unsafe { _mm256_loadu_si256(half.as_ptr().cast::<__m256i>()) };
         let backslash = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8));
         let stop = quote_or_control_256(v);
-        let [l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15] = BY_LOW;
-        let by_low = _mm256_setr_epi8(
-            l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15, l0, l1, l2, l3,
-            l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15,
+        // The same 16-byte table in both 128-bit lanes, as the lookup reads
+        // each lane's own.
+        let [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15] =
+            BY_SLOT.map(|b| b as i8);
+        let by_slot = _mm256_setr_epi8(
+            t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15, t0, t1, t2, t3,
+            t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15,
         );
-        let [h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15] = BY_HIGH;
-        let by_high = _mm256_setr_epi8(
-            h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h0, h1, h2, h3,
-            h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15,
-        );
-        let nibble = _mm256_set1_epi8(0x0f);
-        let class = _mm256_and_si256(
-            _mm256_shuffle_epi8(by_low, _mm256_and_si256(v, nibble)),
-            _mm256_shuffle_epi8(by_high, _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble)),
-        );
-        let not_escapable = _mm256_cmpeq_epi8(class, _mm256_setzero_si256());
+        let slot = _mm256_min_epu8(_mm256_avg_epu8(v, _mm256_set1_epi8(SLOT_BIAS as i8)), v);
+        let escapable = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(by_slot, slot), v);
         // movemask gives one bit per byte: 32 bits, reinterpreted unsigned.
         let bits = |m: __m256i| u64::from(_mm256_movemask_epi8(m) as u32);
-        (
-            bits(backslash),
-            bits(stop),
-            !bits(not_escapable) & 0xffff_ffff,
-        )
+        (bits(backslash), bits(stop), bits(escapable))
     }
 
     /// Steps over whole 64-byte blocks of string contents from `at`, with
