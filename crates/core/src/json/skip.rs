@@ -202,31 +202,44 @@ mod wide {
     #[rustfmt::skip]
     const BY_HIGH: [i8; 16] = [0, 0, 0b0001, 0, 0, 0b0010, 0b0100, 0b1000, 0, 0, 0, 0, 0, 0, 0, 0];
 
-    /// The escape letters by slot (AVX2 kernel): byte `v` is looked up at
-    /// `escape_slot(v)`, and is an escape letter when the slot holds `v`.
-    /// The eight letters fall in eight different slots (34, 42, 64, 67, 69,
-    /// 73, 75 and 76, of which the table lookup keeps the low four bits);
-    /// the other slots hold the quote, which is in slot 2 and so never
-    /// matches there. Every other byte finds a letter that is not itself, or
-    /// a zero for a slot of 128 and up, which only bytes of 219 and up reach.
-    /// The test `escape_slots_find_exactly_the_escape_letters` checks all 256
-    /// bytes.
-    #[rustfmt::skip]
-    const BY_SLOT: [u8; 16] = [
-        b'\\', b'"', b'"', b'b', b'"', b'f', b'"', b'"', b'"', b'n', b'/', b'r', b't', b'"', b'"', b'"',
-    ];
+    /// The bytes that end a two-byte escape, as `super::simple_escape`
+    /// lists them.
+    const ESCAPE_LETTERS: [u8; 8] = *b"\"\\/bfnrt";
 
     /// The added term of `escape_slot`.
     const SLOT_BIAS: u8 = 36;
 
-    /// The slot of byte `v`: `min((v + 37) / 2, v)`, in the two
-    /// instructions AVX2 has for it (a rounding unsigned average, then an
-    /// unsigned minimum), no bit crossing from one byte to the next.
-    #[cfg(test)]
-    fn escape_slot(v: u8) -> u8 {
-        let average = ((u16::from(v) + u16::from(SLOT_BIAS) + 1) >> 1) as u8;
-        average.min(v)
+    /// The slot of byte `v` (AVX2 kernel): `min((v + 37) / 2, v)`, which
+    /// AVX2 computes in two instructions (a rounding unsigned average, then
+    /// an unsigned minimum) with no bit crossing from one byte to the next.
+    /// The table lookup keeps its low four bits, or gives zero when its top
+    /// bit is set, which only bytes of 219 and up reach.
+    const fn escape_slot(v: u8) -> u8 {
+        let average = ((v as u16 + SLOT_BIAS as u16 + 1) >> 1) as u8;
+        if average < v {
+            average
+        } else {
+            v
+        }
     }
+
+    /// The escape letters by slot (AVX2 kernel): byte `v` is an escape
+    /// letter when the entry at `escape_slot(v)` is `v`. The eight letters
+    /// fall in eight different entries; the other entries hold the quote,
+    /// whose own entry is another, so no byte finds itself there. The test
+    /// `escape_slots_find_exactly_the_escape_letters` checks all 256 bytes.
+    // Evaluated at compile time: an index out of bounds fails the build.
+    #[allow(clippy::indexing_slicing)]
+    const BY_SLOT: [u8; 16] = {
+        let mut table = [b'"'; 16];
+        let mut i = 0;
+        while i < ESCAPE_LETTERS.len() {
+            let letter = ESCAPE_LETTERS[i];
+            table[(escape_slot(letter) & 0x0f) as usize] = letter;
+            i += 1;
+        }
+        table
+    };
 
     #[test]
     fn escape_slots_find_exactly_the_escape_letters() {
