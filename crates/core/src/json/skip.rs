@@ -125,13 +125,13 @@ fn skip_plain_16(chunk: &[u8], at: usize) -> usize {
 /// Each block yields three bit masks at once: backslashes; quotes and
 /// control characters; and the bytes that may follow a backslash in a
 /// two-byte escape (`" \\ / b f n r t`). Which bytes a backslash escapes
-/// follows from the backslash mask alone, by carry arithmetic over runs of
-/// backslashes (the method of simdjson's string scanner): no branch per
-/// escape, however dense the escapes are. The two kernels differ only in how
-/// they make the masks: AVX2 in two 32-byte halves, finding the escape
-/// letters with one table lookup at a slot computed from each byte; AVX-512
-/// in one 64-byte vector with mask registers, finding them with two nibble
-/// table lookups.
+/// follows from the backslash mask alone, by one subtraction over the runs
+/// of backslashes (as simdjson's escape scanner finds them): no branch per
+/// escape or per run, however dense they are. The two kernels differ only
+/// in how they make the masks: AVX2 in two 32-byte halves, finding the
+/// escape letters with one table lookup at a slot computed from each byte;
+/// AVX-512 in one 64-byte vector with mask registers, finding them with two
+/// nibble table lookups.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[allow(unsafe_code)]
 mod wide {
@@ -165,18 +165,22 @@ mod wide {
 
     #[inline(always)]
     fn step(chunk: &[u8], i: usize, m: &Masks) -> Block {
-        // Bytes right after a backslash; of those, the ones escaped are
-        // those after a run of backslashes of odd length. Adding each run's
-        // start at an odd position to the mask carries out of the run; where
-        // the carry lands, in the parity of positions, tells the run's
-        // length apart.
-        let follows = m.backslash << 1;
-        let odd_starts = m.backslash & !EVEN & !follows;
-        let carried = odd_starts.wrapping_add(m.backslash);
-        let escaped = (EVEN ^ (carried << 1)) & follows;
-        // Backslashes that start an escape, and those whose escape is not a
-        // two-byte one here (`\u`, an invalid one): the caller's.
-        let starts = m.backslash & !escaped;
+        // In a run of backslashes the first, third, ... start escapes, and
+        // the byte after each start is escaped. Take the backslashes out of
+        // `(backslash << 1) | EVEN`: the runs moved up one byte, over the
+        // even positions. A run starting at an even position leaves only
+        // the bit after it; one starting at an odd position leaves its own
+        // bits and not the one after it; no borrow crosses from one run to
+        // the next, and one reaching bit 63 borrows out of the word. Then
+        // XOR with EVEN leaves each run's starts, and the byte after it when
+        // its length is odd: the escaped byte that is not a backslash.
+        let code = ((m.backslash << 1) | EVEN).wrapping_sub(m.backslash) ^ EVEN;
+        let starts = code & m.backslash;
+        // The escaped bytes: those ends, and the backslashes that start no
+        // escape.
+        let escaped = code ^ m.backslash;
+        // Of the starts, those whose escape is not a two-byte one here
+        // (`\u`, an invalid one): the caller's.
         let odd_escape = starts & !(m.escapable >> 1) & !(1 << 63);
         let stops = (m.stop & !escaped) | odd_escape;
         if stops != 0 {
