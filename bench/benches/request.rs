@@ -1,8 +1,8 @@
 //! What the dynamic module's own code costs per request, on the host: one
 //! whole A2A exchange (request headers, the body in one callback, response
-//! headers, the response body, the end of the stream) through the module's
-//! `Filter` over an in-memory Envoy, against the request reader alone
-//! reading the same body to its verdict.
+//! headers, the response body naming a new task, the end of the stream)
+//! through the module's `Filter` over an in-memory Envoy, against the
+//! request reader alone reading the same body to its verdict.
 //!
 //! Run: `cargo bench -p a2a-affinity-bench --bench request`
 //!
@@ -24,10 +24,24 @@ use a2a_affinity_core::stats::Counter;
 use a2a_affinity_core::verdict::Step;
 use a2a_affinity_dynamic::filter::{Action, Filter, FilterConfig};
 use a2a_affinity_dynamic::host::{Body, Chunks, HeaderList, Headers, Host};
-use a2a_affinity_testkit::bodies::{body, Text};
+use a2a_affinity_testkit::bodies::{body, Text, CONTEXT_ID};
 
-/// The response the benchmark's upstream answers (envoy/bench/upstream.yaml).
-const RESPONSE: &[u8] = br#"{"jsonrpc":"2.0","id":"b7d5","result":{"kind":"message","messageId":"5e2a","role":"agent","parts":[{"kind":"text","text":"ok"}]}}"#;
+/// The answers cycled through: as many distinct tasks as this, and a task
+/// store of a quarter of that (`task_capacity` below), so that every
+/// exchange learns a task the store does not hold and overwrites one, as in
+/// the Envoy benchmark, where every answer names a new task and the store
+/// fills up.
+const TASKS: usize = 4096;
+
+/// The answer the benchmark's upstream gives (envoy/bench/upstream.yaml):
+/// a completed task in the request's context, its id made from `n` (the
+/// upstream uses the request id), all of one length.
+fn task_answer(n: usize) -> Vec<u8> {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":"b7d5","result":{{"kind":"task","id":"00000000-0000-4000-8000-{n:012x}","contextId":"{CONTEXT_ID}","status":{{"state":"completed"}},"artifacts":[{{"artifactId":"a1","parts":[{{"kind":"text","text":"ok"}}]}}]}}}}"#
+    )
+    .into_bytes()
+}
 
 /// One stream as Envoy shows it to the module: the body arrives in one
 /// callback, nothing is buffered before it. Made once and reset between
@@ -38,12 +52,21 @@ struct Stream<'a> {
     /// The value the module set for `x-context-id`.
     set: Vec<u8>,
     received: &'a [u8],
-    received_response: &'a [u8],
-    counted: u64,
+    answers: &'a [Vec<u8>],
+    /// The index in `answers` of this exchange's answer.
+    answer: usize,
+    /// The counters this exchange counted, a bit each.
+    counted: u32,
 }
 
 impl<'a> Stream<'a> {
-    fn new(body: &'a [u8], body_length: &'a [u8], response_length: &'a [u8]) -> Self {
+    fn new(
+        body: &'a [u8],
+        body_length: &'a [u8],
+        answers: &'a [Vec<u8>],
+        answer: usize,
+        response_length: &'a [u8],
+    ) -> Self {
         Stream {
             request: vec![
                 (":method", b"POST"),
@@ -60,7 +83,8 @@ impl<'a> Stream<'a> {
             ],
             set: Vec::with_capacity(64),
             received: body,
-            received_response: RESPONSE,
+            answers,
+            answer,
             counted: 0,
         }
     }
@@ -68,6 +92,11 @@ impl<'a> Stream<'a> {
     fn reset(&mut self) {
         self.set.clear();
         self.counted = 0;
+        self.answer = (self.answer + 1) % self.answers.len().max(1);
+    }
+
+    fn received_response(&self) -> &'a [u8] {
+        self.answers.get(self.answer).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -99,7 +128,7 @@ impl Host for Stream<'_> {
         let mut chunks = Chunks::new();
         match body {
             Body::ReceivedRequest => chunks.push(self.received),
-            Body::ReceivedResponse => chunks.push(self.received_response),
+            Body::ReceivedResponse => chunks.push(self.received_response()),
             Body::BufferedRequest | Body::BufferedResponse => {}
         }
         Some(chunks)
@@ -108,7 +137,7 @@ impl Host for Stream<'_> {
     fn body_size(&self, body: Body) -> usize {
         match body {
             Body::ReceivedRequest => self.received.len(),
-            Body::ReceivedResponse => self.received_response.len(),
+            Body::ReceivedResponse => self.received_response().len(),
             Body::BufferedRequest | Body::BufferedResponse => 0,
         }
     }
@@ -129,13 +158,14 @@ impl Host for Stream<'_> {
         2 * 1024 * 1024
     }
 
-    fn count(&mut self, _counter: Counter) {
-        self.counted += 1;
+    fn count(&mut self, counter: Counter) {
+        self.counted |= 1 << counter as u32;
     }
 }
 
-/// One exchange through the module's filter; returns what it counted.
-fn exchange(config: &Arc<FilterConfig>, host: &mut Stream<'_>) -> u64 {
+/// One exchange through the module's filter; returns the counters it
+/// counted, a bit each.
+fn exchange(config: &Arc<FilterConfig>, host: &mut Stream<'_>) -> u32 {
     host.reset();
     let mut filter = Filter::new(Arc::clone(config));
     assert_eq!(filter.on_request_headers(host, false), Action::Stop);
@@ -169,9 +199,18 @@ const SIZES: [(&str, usize); 3] = [("1k", 1024), ("64k", 64 * 1024), ("512k", 51
 
 fn main() {
     let config = Arc::new(
-        FilterConfig::parse(br#"{"header":"x-context-id","max_scan_bytes":1048576}"#).unwrap(),
+        FilterConfig::parse(
+            br#"{"header":"x-context-id","max_scan_bytes":1048576,"task_capacity":1024}"#,
+        )
+        .unwrap(),
     );
-    let response_length = RESPONSE.len().to_string();
+    let answers: Vec<Vec<u8>> = (0..TASKS).map(task_answer).collect();
+    let answer_len = task_answer(0).len();
+    assert!(answers.iter().all(|a| a.len() == answer_len));
+    let response_length = answer_len.to_string();
+    // Each case goes on through the answers where the last one stopped, so
+    // the next task is never one the store still holds.
+    let mut answer = 0;
     // `REQUEST_BENCH_PROFILE=1k-first` (or another case) runs only the
     // filter on that body for about 10 s, for `perf record`.
     let profile = std::env::var("REQUEST_BENCH_PROFILE").ok();
@@ -189,11 +228,30 @@ fn main() {
             }
             let body = body(size, Text::Prose, first);
             let body_length = body.len().to_string();
-            let mut host = Stream::new(&body, body_length.as_bytes(), response_length.as_bytes());
+            let mut host = Stream::new(
+                &body,
+                body_length.as_bytes(),
+                &answers,
+                answer,
+                response_length.as_bytes(),
+            );
             let iters = u32::try_from((64 * 1024 * 1024 / body.len()).clamp(200, 100_000)).unwrap();
             let mut extractor = Extractor::new(BodyKind::JsonRpc, 64 * 1024);
             assert!(scan(&mut extractor, &body));
-            assert_eq!(exchange(&config, &mut host), 1);
+            // The header is set (checked in `exchange`) and the task learned;
+            // from the second case on, the store is full and the learning
+            // overwrites a task.
+            let counted = exchange(&config, &mut host);
+            let bit = |counter: Counter| 1 << counter as u32;
+            let full = if label == "1k" && first {
+                0
+            } else {
+                bit(Counter::TaskEvicted)
+            };
+            assert_eq!(
+                counted,
+                bit(Counter::ContextFound) | bit(Counter::TaskLearned) | full
+            );
             if profile.is_some() {
                 let start = Instant::now();
                 while start.elapsed().as_secs() < 10 {
@@ -225,6 +283,7 @@ fn main() {
                 "{label:<6} {position:<6} {filter_best:>10.0} {reader_best:>10.0} {:>10.0}",
                 filter_best - reader_best
             );
+            answer = host.answer;
         }
     }
 }
