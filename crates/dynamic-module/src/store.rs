@@ -1,10 +1,10 @@
 //! The learned taskId -> contextId pairs of one Envoy process, in native
 //! memory shared by every worker thread.
 //!
-//! The store is split into shards, each a `Mutex` around a hash map, so that
+//! The store is split into shards, each a `Mutex` around a table, so that
 //! workers learning and looking up different tasks rarely wait for each
 //! other. A task's shard is picked by one randomly keyed hash, and each
-//! shard's map hashes with its own random keys (`ahash::RandomState::new()`):
+//! shard's table hashes with its own random keys (`ahash::RandomState::new()`):
 //! task ids come from clients and agents, and ids chosen to collide cannot
 //! pile up in one shard or one bucket chain without knowing the keys.
 //!
@@ -12,7 +12,10 @@
 //! (each holds `capacity / shards`, the first `capacity % shards` one more).
 //! A shard holds at least [`MIN_SHARD`] entries: stores under twice that
 //! are one shard, and the default (262,144) is 32 shards of 8,192.
-//! A full shard overwrites its own entry that expires first: the choice is
+//! A full shard overwrites its own entry that was learned or refreshed
+//! longest ago. Every entry lives the same time to live from its last
+//! write, so that is the entry that expires first (workers whose clocks
+//! read different seconds can write a second out of order). The choice is
 //! per shard, not over the whole store, so with a full store an entry can
 //! go while an entry of another shard that expires a little sooner stays.
 //! Since a task lands in a shard by a uniform hash, the shards fill evenly.
@@ -20,11 +23,18 @@
 //! Expired entries are dropped when a lookup meets them and are the first
 //! overwritten when a shard is full; an overwrite counts as an eviction only
 //! when the entry it replaces was still live.
+//!
+//! A shard allocates nothing per request once it is full: each entry is a
+//! slot of one vector, holding the task id and the context id in one byte
+//! buffer, linked into the shard's write order by slot numbers; the table
+//! holds only slot numbers. An overwrite reuses the slot and its buffer (ids
+//! of one agent have one length, so the buffer fits), and a refresh moves
+//! the slot to the newest end of the order in place.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use a2a_affinity_core::store::{Learned, Lookup, TaskStore};
+use hashbrown::HashTable;
 
 /// Shards of a large store: well above the worker count of a large Envoy,
 /// so that lock contention stays low.
@@ -34,99 +44,217 @@ pub const SHARDS: usize = 32;
 /// to overwrite stays close to a choice over the whole store.
 pub const MIN_SHARD: usize = 1024;
 
+/// No slot: the end of the write order.
+const NIL: u32 = u32::MAX;
+
 /// One learned task.
-struct Entry {
-    context: Box<str>,
+struct Slot {
+    /// The task id, then the context id.
+    ids: Vec<u8>,
+    /// Where the task id ends in `ids`.
+    split: usize,
     /// Seconds since the Unix epoch after which the entry is not used.
     expires: u64,
-    /// Its key in the shard's expiry index.
-    seq: u64,
+    /// The slot written just before this one, or [`NIL`].
+    older: u32,
+    /// The slot written just after this one, or [`NIL`].
+    newer: u32,
 }
 
-/// One shard: the map, and the same entries ordered by expiry so that a
-/// full shard finds the entry to overwrite without scanning.
+impl Slot {
+    fn task(&self) -> &[u8] {
+        self.ids.get(..self.split).unwrap_or_default()
+    }
+
+    fn context(&self) -> &[u8] {
+        self.ids.get(self.split..).unwrap_or_default()
+    }
+
+    fn write(&mut self, task_id: &str, context_id: &str, expires: u64) {
+        self.ids.clear();
+        self.ids.extend_from_slice(task_id.as_bytes());
+        self.ids.extend_from_slice(context_id.as_bytes());
+        self.split = task_id.len();
+        self.expires = expires;
+    }
+}
+
+/// One shard: the entries in slots, a table from task id to slot, and the
+/// write order (oldest first), which is the expiry order.
 struct Shard {
-    map: HashMap<Arc<str>, Entry, ahash::RandomState>,
-    /// (expires, seq) -> task id, one per entry of `map`.
-    by_expiry: BTreeMap<(u64, u64), Arc<str>>,
+    /// Slot numbers, hashed by the task id of their slot.
+    table: HashTable<u32>,
+    keys: ahash::RandomState,
+    /// Never longer than `capacity`.
+    slots: Vec<Slot>,
+    /// Slots whose entry was dropped, to be used again.
+    free: Vec<u32>,
+    oldest: u32,
+    newest: u32,
     capacity: usize,
-    next_seq: u64,
 }
 
 impl Shard {
     fn new(capacity: usize) -> Self {
         Shard {
-            map: HashMap::with_hasher(ahash::RandomState::new()),
-            by_expiry: BTreeMap::new(),
+            table: HashTable::new(),
+            keys: ahash::RandomState::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            oldest: NIL,
+            newest: NIL,
             capacity,
-            next_seq: 0,
         }
     }
 
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn slot(&self, at: u32) -> Option<&Slot> {
+        self.slots.get(usize::try_from(at).ok()?)
+    }
+
+    fn slot_mut(&mut self, at: u32) -> Option<&mut Slot> {
+        self.slots.get_mut(usize::try_from(at).ok()?)
+    }
+
+    /// The slot holding `task_id`.
+    fn find(&self, task_id: &str, hash: u64) -> Option<u32> {
+        let slots = &self.slots;
+        self.table
+            .find(hash, |&at| {
+                usize::try_from(at)
+                    .ok()
+                    .and_then(|i| slots.get(i))
+                    .is_some_and(|slot| slot.task() == task_id.as_bytes())
+            })
+            .copied()
+    }
+
+    /// Takes slot `at` out of the write order.
+    fn unlink(&mut self, at: u32) {
+        let Some(slot) = self.slot(at) else { return };
+        let (older, newer) = (slot.older, slot.newer);
+        match self.slot_mut(older) {
+            Some(o) => o.newer = newer,
+            None => self.oldest = newer,
+        }
+        match self.slot_mut(newer) {
+            Some(n) => n.older = older,
+            None => self.newest = older,
+        }
+    }
+
+    /// Puts slot `at` at the newest end of the write order.
+    fn push_newest(&mut self, at: u32) {
+        let newest = self.newest;
+        if let Some(slot) = self.slot_mut(at) {
+            slot.older = newest;
+            slot.newer = NIL;
+        }
+        match self.slot_mut(newest) {
+            Some(n) => n.newer = at,
+            None => self.oldest = at,
+        }
+        self.newest = at;
+    }
+
+    /// Drops the entry of slot `at` (hashed `hash`) from the table and the
+    /// order; the slot and its buffer stay for the next entry.
+    fn drop_entry(&mut self, at: u32, hash: u64) {
+        if let Ok(entry) = self.table.find_entry(hash, |&s| s == at) {
+            entry.remove();
+        }
+        self.unlink(at);
+    }
+
+    fn hash(&self, task_id: &[u8]) -> u64 {
+        self.keys.hash_one(task_id)
+    }
+
     fn lookup(&mut self, task_id: &str, now: u64) -> Lookup {
-        match self.map.get(task_id) {
-            Some(entry) if entry.expires > now => Lookup::Found(entry.context.to_string()),
-            Some(_) => {
-                self.remove(task_id);
+        let hash = self.hash(task_id.as_bytes());
+        let Some(at) = self.find(task_id, hash) else {
+            return Lookup::Unknown;
+        };
+        match self.slot(at) {
+            Some(slot) if slot.expires > now => std::str::from_utf8(slot.context())
+                .map_or(Lookup::Unknown, |context| Lookup::Found(context.to_owned())),
+            _ => {
+                self.drop_entry(at, hash);
+                self.free.push(at);
                 Lookup::Unknown
             }
-            None => Lookup::Unknown,
         }
     }
 
     fn learn(&mut self, task_id: &str, context_id: &str, now: u64, ttl: u64) -> Learned {
         let expires = now.saturating_add(ttl);
-        let seq = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1);
-        if let Some(entry) = self.map.get_mut(task_id) {
+        let hash = self.hash(task_id.as_bytes());
+        if let Some(at) = self.find(task_id, hash) {
+            let Some(slot) = self.slot_mut(at) else {
+                return Learned::NotStored;
+            };
             // Already known and not about to expire: nothing to write (the
             // same rule as the Wasm filter's shared-data store).
-            if &*entry.context == context_id && entry.expires > now.saturating_add(ttl / 2) {
+            if slot.context() == context_id.as_bytes() && slot.expires > now.saturating_add(ttl / 2)
+            {
                 return Learned::Unchanged;
             }
-            let old = (entry.expires, entry.seq);
-            entry.context = context_id.into();
-            entry.expires = expires;
-            entry.seq = seq;
-            if let Some(key) = self.by_expiry.remove(&old) {
-                self.by_expiry.insert((expires, seq), key);
-            }
+            slot.write(task_id, context_id, expires);
+            self.unlink(at);
+            self.push_newest(at);
             return Learned::Stored;
         }
         if self.capacity == 0 {
             return Learned::NotStored;
         }
         let mut evicted = false;
-        while self.map.len() >= self.capacity {
-            // The entry that expires first goes; it was live if it had not
-            // expired yet.
-            let Some(((first_expiry, _), key)) = self.by_expiry.pop_first() else {
-                break;
+        let at = if self.len() >= self.capacity {
+            // Full: the oldest entry goes; it was live if it had not expired.
+            let at = self.oldest;
+            let Some(slot) = self.slot(at) else {
+                return Learned::NotStored;
             };
-            if self.map.remove(&*key).is_some() && first_expiry > now {
-                evicted = true;
-            }
-        }
-        let key: Arc<str> = Arc::from(task_id);
-        self.by_expiry.insert((expires, seq), Arc::clone(&key));
-        self.map.insert(
-            key,
-            Entry {
-                context: context_id.into(),
-                expires,
-                seq,
-            },
-        );
+            evicted = slot.expires > now;
+            let old_hash = self.hash(slot.task());
+            self.drop_entry(at, old_hash);
+            at
+        } else if let Some(at) = self.free.pop() {
+            at
+        } else {
+            let Ok(at) = u32::try_from(self.slots.len()) else {
+                return Learned::NotStored;
+            };
+            self.slots.push(Slot {
+                ids: Vec::new(),
+                split: 0,
+                expires: 0,
+                older: NIL,
+                newer: NIL,
+            });
+            at
+        };
+        let Some(slot) = self.slot_mut(at) else {
+            return Learned::NotStored;
+        };
+        slot.write(task_id, context_id, expires);
+        self.push_newest(at);
+        let Shard {
+            table, keys, slots, ..
+        } = self;
+        table.insert_unique(hash, at, |&s| {
+            let task = usize::try_from(s)
+                .ok()
+                .and_then(|i| slots.get(i))
+                .map_or(&[][..], Slot::task);
+            keys.hash_one(task)
+        });
         if evicted {
             Learned::Evicted
         } else {
             Learned::Stored
-        }
-    }
-
-    fn remove(&mut self, task_id: &str) {
-        if let Some(entry) = self.map.remove(task_id) {
-            self.by_expiry.remove(&(entry.expires, entry.seq));
         }
     }
 }
@@ -168,7 +296,7 @@ impl ShardedStore {
 
     /// Entries held now, live or expired but not yet dropped.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).map.len()).sum()
+        self.shards.iter().map(|s| lock(s).len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -332,6 +460,161 @@ mod tests {
         assert_eq!(store.len(), 3);
     }
 
+    /// The shard's links, table and free slots agree: walking the write
+    /// order from either end meets every entry once, each is in the table,
+    /// and every slot is either an entry or free.
+    fn check_shard(shard: &Shard) {
+        let mut forward = Vec::new();
+        let mut at = shard.oldest;
+        while let Some(slot) = shard.slot(at) {
+            forward.push(at);
+            assert!(forward.len() <= shard.slots.len(), "a cycle");
+            at = slot.newer;
+        }
+        let mut backward = Vec::new();
+        let mut at = shard.newest;
+        while let Some(slot) = shard.slot(at) {
+            backward.push(at);
+            assert!(backward.len() <= shard.slots.len(), "a cycle");
+            at = slot.older;
+        }
+        backward.reverse();
+        assert_eq!(forward, backward);
+        assert_eq!(forward.len(), shard.len());
+        for &at in &forward {
+            let task = std::str::from_utf8(shard.slot(at).unwrap().task()).unwrap();
+            assert_eq!(shard.find(task, shard.hash(task.as_bytes())), Some(at));
+        }
+        assert_eq!(forward.len() + shard.free.len(), shard.slots.len());
+        assert!(shard.slots.len() <= shard.capacity);
+    }
+
+    #[test]
+    fn one_shard_behaves_as_a_list_in_write_order() {
+        // A model of the rules: entries in write order, the oldest
+        // overwritten when full, a refresh moving an entry to the end.
+        struct Model {
+            entries: Vec<(String, String, u64)>,
+            capacity: usize,
+            ttl: u64,
+        }
+        impl Model {
+            fn learn(&mut self, task: &str, context: &str, now: u64) -> Learned {
+                if let Some(i) = self.entries.iter().position(|e| e.0 == task) {
+                    let e = &self.entries[i];
+                    if e.1 == context && e.2 > now + self.ttl / 2 {
+                        return Learned::Unchanged;
+                    }
+                    self.entries.remove(i);
+                    self.entries
+                        .push((task.into(), context.into(), now + self.ttl));
+                    return Learned::Stored;
+                }
+                let mut evicted = false;
+                if self.entries.len() >= self.capacity {
+                    evicted = self.entries.remove(0).2 > now;
+                }
+                self.entries
+                    .push((task.into(), context.into(), now + self.ttl));
+                if evicted {
+                    Learned::Evicted
+                } else {
+                    Learned::Stored
+                }
+            }
+            fn lookup(&mut self, task: &str, now: u64) -> Lookup {
+                let Some(i) = self.entries.iter().position(|e| e.0 == task) else {
+                    return Lookup::Unknown;
+                };
+                if self.entries[i].2 > now {
+                    Lookup::Found(self.entries[i].1.clone())
+                } else {
+                    self.entries.remove(i);
+                    Lookup::Unknown
+                }
+            }
+        }
+
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        // Ids of different lengths, so that a reused buffer grows and shrinks.
+        let tasks: Vec<String> = (0..14).map(|i| format!("t{}", "x".repeat(i * 3))).collect();
+        let contexts: Vec<String> = (0..4).map(|i| "c".repeat(1 + i * 20)).collect();
+        for capacity in [1usize, 2, 5, 9] {
+            let ttl = 60;
+            let mut shard = Shard::new(capacity);
+            let mut model = Model {
+                entries: Vec::new(),
+                capacity,
+                ttl,
+            };
+            let mut now = NOW;
+            for step in 0..20_000 {
+                // Mostly forward, sometimes a second back (two workers'
+                // clocks), sometimes far forward (everything expires).
+                now = match next(50) {
+                    0 => now - 1,
+                    1 => now + 200,
+                    _ => now + next(4),
+                };
+                let task = &tasks[next(tasks.len() as u64) as usize];
+                if next(2) == 0 {
+                    let context = &contexts[next(contexts.len() as u64) as usize];
+                    assert_eq!(
+                        shard.learn(task, context, now, ttl),
+                        model.learn(task, context, now),
+                        "capacity {capacity}, step {step}: learn {task}"
+                    );
+                } else {
+                    assert_eq!(
+                        shard.lookup(task, now),
+                        model.lookup(task, now),
+                        "capacity {capacity}, step {step}: lookup {task}"
+                    );
+                }
+                assert_eq!(shard.len(), model.entries.len());
+                if step % 97 == 0 {
+                    check_shard(&shard);
+                }
+            }
+            check_shard(&shard);
+        }
+    }
+
+    #[test]
+    fn a_full_shard_reuses_its_slots_and_buffers() {
+        let mut shard = Shard::new(64);
+        let id = |i: u32| format!("{i:036}");
+        for i in 0..64 {
+            shard.learn(&id(i), &id(i + 1_000_000), NOW, 3600);
+        }
+        let buffers: Vec<*const u8> = shard.slots.iter().map(|s| s.ids.as_ptr()).collect();
+        for i in 64..10_000 {
+            assert_eq!(
+                shard.learn(&id(i), &id(i + 1_000_000), NOW, 3600),
+                Learned::Evicted
+            );
+        }
+        check_shard(&shard);
+        assert_eq!(shard.slots.len(), 64);
+        // Ids of one length: every overwrite wrote into the buffer it found.
+        let after: Vec<*const u8> = shard.slots.iter().map(|s| s.ids.as_ptr()).collect();
+        assert_eq!(buffers, after);
+        // A slot a lookup frees is used again before the vector grows.
+        assert_eq!(shard.lookup(&id(9_999), NOW + 3600), Lookup::Unknown);
+        assert_eq!(shard.len(), 63);
+        assert_eq!(shard.free.len(), 1);
+        assert_eq!(shard.learn("new", "ctx", NOW, 3600), Learned::Stored);
+        assert_eq!(shard.slots.len(), 64);
+        assert!(shard.free.is_empty());
+        check_shard(&shard);
+    }
+
     #[test]
     fn shards_fill_evenly_and_hash_keys_differ_per_store() {
         let store = ShardedStore::new(32 * 1024, 3600);
@@ -339,7 +622,7 @@ mod tests {
         for i in 0..32 * 500 {
             store.learn(&format!("{i:08}"), "c", NOW);
         }
-        let sizes: Vec<usize> = store.shards.iter().map(|s| lock(s).map.len()).collect();
+        let sizes: Vec<usize> = store.shards.iter().map(|s| lock(s).len()).collect();
         let max = sizes.iter().copied().max().unwrap_or(0);
         let min = sizes.iter().copied().min().unwrap_or(0);
         assert!(min > 350 && max < 650, "{sizes:?}");
