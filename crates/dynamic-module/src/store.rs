@@ -325,9 +325,11 @@ impl ShardedStore {
     }
 }
 
-/// A poisoned lock (a thread panicked while holding it) still guards a
-/// consistent map: every mutation above completes or leaves the entry
-/// absent, so the store keeps serving rather than failing every request.
+/// A poisoned lock (a thread panicked while holding it) is used as it is:
+/// nothing above panics between two of its writes (slots are read with
+/// `get`, and an allocation that fails aborts), so the shard it guards is
+/// consistent, and the store keeps serving rather than failing every
+/// request.
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
