@@ -12,30 +12,12 @@
 use a2a_affinity::shared_store::SharedStore;
 use a2a_affinity_core::config::Config;
 use a2a_affinity_core::store::{Learned, Lookup, TaskStore};
+use a2a_affinity_testkit::ids::uuids;
 use a2a_affinity_testkit::wasm::{Harness, MockHost};
 
-/// Deterministic UUID-shaped task ids (xorshift64*), as agents mint them.
+/// Deterministic UUID-shaped task ids, as agents mint them.
 fn task_ids(n: usize) -> Vec<String> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    };
-    (0..n)
-        .map(|_| {
-            let (a, b) = (next(), next());
-            format!(
-                "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-                a >> 32,
-                (a >> 16) & 0xffff,
-                a & 0xfff,
-                b >> 52,
-                b & 0xffff_ffff_ffff
-            )
-        })
-        .collect()
+    uuids(n, 0x9e37_79b9_7f4a_7c15)
 }
 
 /// Learns `n` tasks into a store of `capacity` and counts how many can still

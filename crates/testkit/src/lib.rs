@@ -1,5 +1,5 @@
 //! Test support for the a2a-affinity crates, in one place: an allocation
-//! counter, A2A JSON and protobuf body builders, split points, an in-memory
+//! counter, UUID-shaped ids, A2A JSON and protobuf body builders, split points, an in-memory
 //! `Env` for the core and (feature `wasm-shell`) an in-memory proxy-wasm
 //! host for the Wasm shell.
 
@@ -13,6 +13,7 @@
 pub mod alloc;
 pub mod bodies;
 pub mod env;
+pub mod ids;
 pub mod logs;
 pub mod ports;
 pub mod proto;
