@@ -466,20 +466,18 @@ mod tests {
     /// order from either end meets every entry once, each is in the table,
     /// and every slot is either an entry or free.
     fn check_shard(shard: &Shard) {
-        let mut forward = Vec::new();
-        let mut at = shard.oldest;
-        while let Some(slot) = shard.slot(at) {
-            forward.push(at);
-            assert!(forward.len() <= shard.slots.len(), "a cycle");
-            at = slot.newer;
-        }
-        let mut backward = Vec::new();
-        let mut at = shard.newest;
-        while let Some(slot) = shard.slot(at) {
-            backward.push(at);
-            assert!(backward.len() <= shard.slots.len(), "a cycle");
-            at = slot.older;
-        }
+        // The slots met from `at` on, following `next`.
+        let walk = |mut at: u32, next: fn(&Slot) -> u32| {
+            let mut met = Vec::new();
+            while let Some(slot) = shard.slot(at) {
+                met.push(at);
+                assert!(met.len() <= shard.slots.len(), "a cycle");
+                at = next(slot);
+            }
+            met
+        };
+        let forward = walk(shard.oldest, |slot| slot.newer);
+        let mut backward = walk(shard.newest, |slot| slot.older);
         backward.reverse();
         assert_eq!(forward, backward);
         assert_eq!(forward.len(), shard.len());
