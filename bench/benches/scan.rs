@@ -8,6 +8,12 @@
 //! scanner and serde_json alternately, 40 rounds of ~4 MiB each, and prints
 //! the best round of each (GB/s = 10^9 bytes/s), which is steadier.
 //!
+//! `SCAN_BENCH_KERNELS=1 cargo bench -p a2a-affinity-bench --bench scan`
+//! times each string-skip kernel the CPU has (the 16-byte SSE2 one, and the
+//! 64-byte AVX2 and AVX-512 ones in front of it) over each body's message
+//! text, alternately, 40 rounds of ~4 MiB each: the best round of each, and
+//! each kernel over the 16-byte one in the same rounds.
+//!
 //! `SCAN_BENCH_READ_ON=1 cargo bench -p a2a-affinity-bench --bench scan`
 //! prices reading a request to its end (the last of a duplicate key wins,
 //! so the filter cannot stop at the first contextId): per body, the best
@@ -19,6 +25,7 @@
 
 use a2a_affinity_core::json::request::{BodyKind, Extractor};
 use a2a_affinity_core::json::scan::{Event, Flow, Limits, Progress, Scalar, Scanner};
+use a2a_affinity_core::json::string_skip_kernels;
 use a2a_affinity_core::verdict::{Step, Verdict};
 use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use serde::Deserialize;
@@ -162,10 +169,60 @@ fn read_on() {
     }
 }
 
+/// Each string-skip kernel over the message text of each body (the text is
+/// the same whichever end the contextId is at, so the bodies with it first),
+/// best of 40 alternating rounds.
+fn kernels() {
+    let kernels = string_skip_kernels();
+    let names: Vec<&str> = kernels.iter().map(|(name, _)| *name).collect();
+    let first = names.first().copied().unwrap();
+    let mut columns: Vec<String> = names.iter().map(|name| format!("{name} GB/s")).collect();
+    columns.extend(names.iter().skip(1).map(|name| format!("{name} / {first}")));
+    println!("| body | text | text bytes | {} |", columns.join(" | "));
+    println!("|---|---|---|{}", "---|".repeat(columns.len()));
+    for case in cases().into_iter().filter(|case| case.position == "first") {
+        let (label, text, body) = (case.size, case.text, case.body);
+        let opening = b"\"text\":\"";
+        let start = body
+            .windows(opening.len())
+            .position(|w| w == opening)
+            .unwrap()
+            + opening.len();
+        // Every kernel stops at the text's closing quote.
+        let stops: Vec<usize> = kernels.iter().map(|(_, skip)| skip(&body, start)).collect();
+        let stop = stops.first().copied().unwrap();
+        assert!(stops.iter().all(|&other| other == stop), "{stops:?}");
+        assert_eq!(body.get(stop), Some(&b'"'));
+        let bytes = stop - start;
+        let reps = ((4 << 20) / bytes).max(1);
+        let mut best = vec![Duration::MAX; kernels.len()];
+        for _ in 0..40 {
+            for ((_, skip), best) in kernels.iter().zip(best.iter_mut()) {
+                let begin = Instant::now();
+                for _ in 0..reps {
+                    black_box(skip(black_box(&body), black_box(start)));
+                }
+                *best = (*best).min(begin.elapsed());
+            }
+        }
+        let gbps = |t: &Duration| (reps * bytes) as f64 / t.as_secs_f64() / 1e9;
+        let base = best.first().copied().unwrap();
+        let mut cells: Vec<String> = best.iter().map(|t| format!("{:.2}", gbps(t))).collect();
+        cells.extend(
+            best.iter()
+                .skip(1)
+                .map(|t| format!("{:.2}", base.as_secs_f64() / t.as_secs_f64())),
+        );
+        println!("| {label} | {text} | {bytes} | {} |", cells.join(" | "));
+    }
+}
+
 criterion_group!(benches, throughput);
 
 fn main() {
-    if std::env::var_os("SCAN_BENCH_READ_ON").is_some() {
+    if std::env::var_os("SCAN_BENCH_KERNELS").is_some() {
+        kernels();
+    } else if std::env::var_os("SCAN_BENCH_READ_ON").is_some() {
         read_on();
     } else if std::env::var_os("SCAN_BENCH_INTERLEAVED").is_some() {
         interleaved();
