@@ -481,8 +481,8 @@ fn skip_plain_with(kernel: Wide, chunk: &[u8], at: usize) -> usize {
     let mut i = at;
     if chunk.len().saturating_sub(at) >= 64 {
         #[allow(unsafe_code)]
-        // SAFETY: callers pass the kernel `wide_kernel` found, or (tests) one
-        // they checked the CPU has.
+        // SAFETY: callers pass the kernel `wide_kernel` found, or (`kernels`)
+        // one they checked the CPU has.
         let (stop, done) = unsafe {
             match kernel {
                 Wide::Avx512 => wide::skip_blocks_avx512(chunk, at),
@@ -780,32 +780,15 @@ mod tests {
         i
     }
 
-    /// `skip_plain`, and on x86-64 each kernel this CPU has (the 16-byte one
-    /// alone, and each 64-byte one in front of it), agree with the byte loop.
+    /// `skip_plain`, and each kernel this CPU has (`super::kernels`: on
+    /// x86-64 the 16-byte one alone, and each 64-byte one in front of it),
+    /// agree with the byte loop.
     fn assert_skip(bytes: &[u8], at: usize, what: &dyn Fn() -> String) {
         let want = skip_plain_reference(bytes, at);
         assert_eq!(skip_plain(bytes, at), want, "{}", what());
-        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-        for kernel in kernels_here() {
-            assert_eq!(
-                super::skip_plain_with(kernel, bytes, at),
-                want,
-                "{kernel:?}: {}",
-                what()
-            );
+        for (kernel, skip) in super::kernels() {
+            assert_eq!(skip(bytes, at), want, "{kernel}: {}", what());
         }
-    }
-
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    fn kernels_here() -> Vec<super::Wide> {
-        let mut kernels = vec![super::Wide::None];
-        if std::is_x86_feature_detected!("avx2") {
-            kernels.push(super::Wide::Avx2);
-        }
-        if super::avx512_here() {
-            kernels.push(super::Wide::Avx512);
-        }
-        kernels
     }
 
     #[test]
