@@ -52,8 +52,10 @@ TARGET_BASE = ("client_header", "lua", "json_metadata", "a2a_native")
 SUBJECTS = ("wasm", "dynamic_module", "ext_proc")
 # Run only when asked for: (b) from another build or with another plugin
 # configuration, to compare two builds or two configurations of the filter in
-# one run (--module-b, --config-b).
-EXTRA_VARIANTS = ("wasm_b", "dynamic_floor", "dynamic_floor_hold", "dynamic_floor_touch")
+# one run (--module-b, --config-b); (g) with another configuration
+# (--config-g-b).
+EXTRA_VARIANTS = ("wasm_b", "dynamic_module_b", "dynamic_floor", "dynamic_floor_hold",
+                  "dynamic_floor_touch")
 # The empty dynamic module (bench/dynamic-floor) in front of the client
 # header: (g0) lets the request go at its first body chunk, (g0') at the end
 # of its body, (g0'') also reads every body byte once as it arrives. (g)
@@ -72,6 +74,7 @@ LABELS = {
     "wasm_floor": "(f) empty Wasm + client header",
     "wasm_b": "(b') a2a_affinity Wasm, --module-b/--config-b",
     "dynamic_module": "(g) dynamic module",
+    "dynamic_module_b": "(g') dynamic module, --config-g-b",
     "ext_proc": "(h) ext_proc",
     "dynamic_floor": "(g0) empty dynamic module, first chunk + client header",
     "dynamic_floor_hold": "(g0') empty dynamic module, whole body + client header",
@@ -233,7 +236,7 @@ def write_bodies(out):
 
 
 def template_values(config, *, module, floor_module, dynamic_module, dynamic_floor_module,
-                    module_b=None, floor_config="", config_b=None, config_g=None):
+                    module_b=None, floor_config="", config_b=None, config_g=None, config_g_b=None):
     """A free port for every variant's listener, and the values of every
     placeholder of envoy/bench/*.yaml but `ext_proc_port` (known once the
     ext_proc server is up): (ports by variant, values)."""
@@ -244,7 +247,7 @@ def template_values(config, *, module, floor_module, dynamic_module, dynamic_flo
                   wasm_module=str(module), wasm_module_b=str(module_b or module),
                   floor_module=str(floor_module), floor_config=floor_config,
                   filter_config=config, filter_config_b=config_b or config,
-                  filter_config_g=config_g or config,
+                  filter_config_g=config_g or config, filter_config_g_b=config_g_b or config,
                   dynamic_module=str(dynamic_module), dynamic_floor_module=str(dynamic_floor_module))
     return ports, values
 
@@ -366,7 +369,7 @@ def own_dso(variant, dynamic_module, dynamic_floor_module):
     filters and the client header)."""
     if variant.startswith("wasm"):
         return "[JIT]"
-    if variant == "dynamic_module":
+    if variant in ("dynamic_module", "dynamic_module_b"):
         return dynamic_module
     if variant in DYNAMIC_FLOORS:
         return dynamic_floor_module
@@ -625,6 +628,7 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
                 + (f", configuration `{meta['config_g']}`"
                    if meta.get("config_g") not in (None, meta.get("filter_config")) else "") + "."
                 if "dynamic_module" in variants else "")
+             + (f" (g') configuration `{meta['config_g_b']}`." if "dynamic_module_b" in variants else "")
              + (f" (h) server: `{meta['ext_proc_server']}` ({meta['ext_proc_server_bytes']} bytes, sha256 "
                 f"{meta['ext_proc_server_sha256'][:12]})." if "ext_proc" in variants else ""),
              ""]
@@ -955,6 +959,9 @@ def main():
     ap.add_argument("--config-g", metavar="JSON",
                     help="the filter configuration of (g), the dynamic module (default: "
                          "bench/filter-config.json), to measure it configured otherwise")
+    ap.add_argument("--config-g-b", metavar="JSON",
+                    help="the filter configuration of variant dynamic_module_b, (g') (default: "
+                         "bench/filter-config.json), for an A/B of two configurations of (g)")
     ap.add_argument("--floor-module", default=str(release_wasm("wasm_floor", target=DEFAULT_TARGET_DIR)),
                     help="the (f) module: bench/wasm-floor, every callback returns Continue at once")
     ap.add_argument("--floor-config", default="", metavar="ITEMS",
@@ -1012,7 +1019,7 @@ def main():
     if not floor_module.is_file():
         raise BenchError(f"{floor_module} missing: cargo build --release --target wasm32-wasip1 -p wasm-floor")
     dynamic_module = Path(args.dynamic_module).resolve()
-    if "dynamic_module" in variants and not dynamic_module.is_file():
+    if {"dynamic_module", "dynamic_module_b"} & set(variants) and not dynamic_module.is_file():
         raise BenchError(f"{dynamic_module} missing: run scripts/build.sh")
     dynamic_floor_module = Path(args.dynamic_floor_module).resolve()
     if set(DYNAMIC_FLOORS) & set(variants) and not dynamic_floor_module.is_file():
@@ -1027,10 +1034,12 @@ def main():
     config = filter_config()
     config_b = config if args.config_b is None else filter_config(args.config_b, "--config-b")
     config_g = config if args.config_g is None else filter_config(args.config_g, "--config-g")
+    config_g_b = config if args.config_g_b is None else filter_config(args.config_g_b, "--config-g-b")
     binary = envoy_binary(args.envoy)
 
     ports, values = template_values(config, module=module, module_b=module_b, floor_module=floor_module,
                                     floor_config=args.floor_config, config_b=config_b, config_g=config_g,
+                                    config_g_b=config_g_b,
                                     dynamic_module=dynamic_module,
                                     dynamic_floor_module=dynamic_floor_module)
     up_cfg = render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml")
@@ -1049,7 +1058,7 @@ def main():
         "module_sha256": hashlib.sha256(module.read_bytes()).hexdigest(),
         "module_b": os.path.relpath(module_b, ROOT), "module_b_bytes": module_b.stat().st_size,
         "module_b_sha256": hashlib.sha256(module_b.read_bytes()).hexdigest(),
-        "filter_config": config, "config_b": config_b, "config_g": config_g,
+        "filter_config": config, "config_b": config_b, "config_g": config_g, "config_g_b": config_g_b,
         "git_commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                                      text=True).stdout.strip(),
         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip(),
@@ -1063,7 +1072,7 @@ def main():
                               ("dynamic_floor_hold_module", dynamic_floor_module, "dynamic_floor_hold"),
                               ("dynamic_floor_touch_module", dynamic_floor_module, "dynamic_floor_touch"),
                               ("ext_proc_server", EXT_PROC_SERVER, "ext_proc")):
-        if wanted in variants:
+        if wanted in variants or (wanted == "dynamic_module" and "dynamic_module_b" in variants):
             meta[key] = os.path.relpath(path, ROOT)
             meta[f"{key}_bytes"] = path.stat().st_size
             meta[f"{key}_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -1082,7 +1091,8 @@ def main():
         # without them the front Envoy is configured as before they existed.
         values["ext_proc_port"] = ext_proc.port if ext_proc else free_port()
         front_cfg = render(ROOT / "envoy/bench/envoy-bench.yaml", values, out / "envoy-bench.yaml",
-                           drop_listeners=[v for v in ("dynamic_module", "ext_proc") + DYNAMIC_FLOORS
+                           drop_listeners=[v for v in ("dynamic_module", "dynamic_module_b", "ext_proc")
+                                           + DYNAMIC_FLOORS
                                            if v not in variants],
                            drop_clusters=[] if ext_proc else ["a2a_affinity_ext_proc"])
         front = start_envoy(binary, front_cfg, base_id + 1, "front", out)
@@ -1125,8 +1135,9 @@ def main():
                 return ext_proc_after.get(counter, 0) - ext_proc_before.get(counter, 0)
 
             finders = [("wasm", {"wasm", "wasm_b"}, wasm_found - found_before[0])]
-            if "dynamic_module" in variants:
-                finders.append(("dynamic_module", {"dynamic_module"}, dynamic_found - found_before[1]))
+            if {"dynamic_module", "dynamic_module_b"} & set(variants):
+                finders.append(("dynamic_module", {"dynamic_module", "dynamic_module_b"},
+                                dynamic_found - found_before[1]))
             if ext_proc:
                 finders.append(("ext_proc", {"ext_proc"}, ext_proc_grown("context_found")))
             for name, counted, grown in finders:
@@ -1137,7 +1148,8 @@ def main():
             # stores one per request, as in production.
             wasm_learned, dynamic_learned = filter_counter(front, "task_learned")
             learners = [("wasm", {"wasm": config, "wasm_b": config_b}, wasm_learned - learned_before[0]),
-                        ("dynamic_module", {"dynamic_module": config_g}, dynamic_learned - learned_before[1])]
+                        ("dynamic_module", {"dynamic_module": config_g, "dynamic_module_b": config_g_b},
+                         dynamic_learned - learned_before[1])]
             if ext_proc:
                 learners.append(("ext_proc", {"ext_proc": config}, ext_proc_grown("task_learned")))
             failed += learning_failures(cells, learners)

@@ -171,12 +171,13 @@ fn configure(root: u32) -> bool {
     abi::log(
         ProxyLevel::Info,
         &format!(
-            "configured: header={} max_scan_bytes={} mint_context_id={} learn_tasks={} task_id_context={}",
+            "configured: header={} max_scan_bytes={} mint_context_id={} learn_tasks={} task_id_context={} decide_at={:?}",
             config.header,
             config.max_scan_bytes,
             config.mint_context_id,
             config.learn_tasks,
-            config.task_id_context
+            config.task_id_context,
+            config.decide_at
         ),
     );
     let configured = Root {

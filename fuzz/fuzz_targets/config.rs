@@ -5,7 +5,7 @@
 //! it accepts passes the documented bounds.
 #![no_main]
 
-use a2a_affinity_core::config::{ClientHeader, Config, MAX_SCAN_BYTES_LIMIT};
+use a2a_affinity_core::config::{ClientHeader, Config, DecideAt, MAX_SCAN_BYTES_LIMIT};
 use a2a_affinity_fuzz::json_without_duplicates;
 use serde_json::Value;
 
@@ -84,6 +84,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     );
     let strip = matches!(object.get("client_header"), Some(Value::String(s)) if s == "strip");
     assert_eq!(config.client_header == ClientHeader::Strip, strip);
+    let first_id = matches!(object.get("decide_at"), Some(Value::String(s)) if s == "first_id");
+    assert_eq!(config.decide_at == DecideAt::FirstId, first_id);
     assert!((1..=8192).contains(&config.max_value_bytes));
     assert!((1..=MAX_SCAN_BYTES_LIMIT).contains(&config.max_scan_bytes));
     assert!(config.task_capacity >= 1 && config.task_ttl_secs >= 1);

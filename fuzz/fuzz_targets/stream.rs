@@ -1,6 +1,7 @@
 //! The core's stream decisions for every binding, fed arbitrary bodies in
-//! arbitrary chunkings with small and default limits, client headers, task
-//! lookups answered at once or deferred, and clients that leave early.
+//! arbitrary chunkings with small and default limits, either decision point
+//! (`decide_at`), client headers, task lookups answered at once or deferred,
+//! and clients that leave early.
 //! Checked: no panic; each request counted exactly once; the body forwarded
 //! byte for byte as sent, except that a minted first turn gains exactly one
 //! contextId member (JSON) or `context_id` field (gRPC) carrying the header's
@@ -130,10 +131,15 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let max_value = control.byte();
     let more = control.byte();
     let seed = u32::from(control.u16());
+    let decide_at = if control.byte() & 1 == 1 {
+        "first_id"
+    } else {
+        "body_end"
+    };
     let body = control.rest();
 
     let config_json = format!(
-        r#"{{"max_scan_bytes":{},"mint_context_id":{},"learn_tasks":{},"client_header":"{}","max_value_bytes":{}}}"#,
+        r#"{{"max_scan_bytes":{},"mint_context_id":{},"learn_tasks":{},"client_header":"{}","max_value_bytes":{},"decide_at":"{decide_at}"}}"#,
         if scan < 128 {
             (u64::from(scan) + 1) * 16
         } else {

@@ -21,6 +21,18 @@ pub enum ClientHeader {
     Strip,
 }
 
+/// When the request body has told the filter enough to route it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecideAt {
+    /// At the end of the body (or `max_scan_bytes`), reading every key the
+    /// way the agents do: a later duplicate key wins.
+    BodyEnd,
+    /// At the first usable contextId of the message (or a task call's task
+    /// id): the rest of the body goes to the agent without being held or
+    /// read. First turns are still read to the end before minting.
+    FirstId,
+}
+
 /// The validated configuration one root context owns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -45,6 +57,8 @@ pub struct Config {
     pub task_capacity: u32,
     /// Seconds a learned task stays usable.
     pub task_ttl_secs: u64,
+    /// Decide at the end of the body, or at the first id read.
+    pub decide_at: DecideAt,
 }
 
 impl Default for Config {
@@ -64,6 +78,7 @@ impl Default for Config {
             task_id_context: true,
             task_capacity: 262_144,
             task_ttl_secs: 3600,
+            decide_at: DecideAt::BodyEnd,
         }
     }
 }
@@ -188,21 +203,28 @@ impl Config {
                     config.max_value_bytes = usize::try_from(int(&value)?).map_err(|_| too_big())?
                 }
                 "max_scan_bytes" => config.max_scan_bytes = int(&value)?,
-                "client_header" => match &value {
-                    Value::Str(v) if v == "keep" => config.client_header = ClientHeader::Keep,
-                    Value::Str(v) if v == "strip" => config.client_header = ClientHeader::Strip,
-                    Value::Str(v) => {
-                        return Err(format!(
-                            "client_header: unknown variant `{v}`, expected `keep` or `strip`"
-                        ))
-                    }
-                    _ => return Err(kind("a string")),
-                },
+                "client_header" => {
+                    config.client_header = either(
+                        field,
+                        &value,
+                        [("keep", ClientHeader::Keep), ("strip", ClientHeader::Strip)],
+                    )?
+                }
                 "mint_context_id" => config.mint_context_id = boolean(&value)?,
                 "learn_tasks" => config.learn_tasks = boolean(&value)?,
                 "task_id_context" => config.task_id_context = boolean(&value)?,
                 "task_capacity" => {
                     config.task_capacity = u32::try_from(int(&value)?).map_err(|_| too_big())?
+                }
+                "decide_at" => {
+                    config.decide_at = either(
+                        field,
+                        &value,
+                        [
+                            ("body_end", DecideAt::BodyEnd),
+                            ("first_id", DecideAt::FirstId),
+                        ],
+                    )?
                 }
                 _ => config.task_ttl_secs = int(&value)?,
             }
@@ -245,8 +267,23 @@ impl Config {
     }
 }
 
+/// The choice a string field names, of two.
+fn either<T>(field: &str, value: &Value, [(a, x), (b, y)]: [(&str, T); 2]) -> Result<T, String> {
+    match value {
+        Value::Str(v) if v == a => Ok(x),
+        Value::Str(v) if v == b => Ok(y),
+        Value::Str(v) => Err(format!(
+            "{field}: unknown variant `{v}`, expected `{a}` or `{b}`"
+        )),
+        _ => Err(format!(
+            "{field}: expected a string, found {}",
+            value.kind()
+        )),
+    }
+}
+
 /// The configuration's fields, in the order of the README's table.
-const FIELDS: [&str; 9] = [
+const FIELDS: [&str; 10] = [
     "header",
     "max_value_bytes",
     "max_scan_bytes",
@@ -256,6 +293,7 @@ const FIELDS: [&str; 9] = [
     "task_id_context",
     "task_capacity",
     "task_ttl_secs",
+    "decide_at",
 ];
 
 /// A configuration value: the JSON types a field can have, and what any
@@ -542,7 +580,8 @@ mod tests {
         let c = Config::parse(
             br#"{"header":"X-Session","max_value_bytes":64,"max_scan_bytes":1024,
                 "client_header":"strip","mint_context_id":false,"learn_tasks":false,
-                "task_id_context":false,"task_capacity":10,"task_ttl_secs":5}"#,
+                "task_id_context":false,"task_capacity":10,"task_ttl_secs":5,
+                "decide_at":"first_id"}"#,
         )
         .unwrap();
         assert_eq!(
@@ -557,6 +596,7 @@ mod tests {
                 task_id_context: false,
                 task_capacity: 10,
                 task_ttl_secs: 5,
+                decide_at: DecideAt::FirstId,
             }
         );
     }
@@ -677,6 +717,8 @@ mod tests {
             (br#"{"header":[]}"#, "header"),
             (br#"{"task_capacity":4294967296}"#, "task_capacity"),
             (br#"{"client_header":"drop"}"#, "client_header"),
+            (br#"{"decide_at":"first_key"}"#, "decide_at"),
+            (br#"{"decide_at":true}"#, "decide_at"),
             (br#"{"headr":"x"}"#, "headr"),
         ] {
             let e = Config::parse(bad).unwrap_err().to_string();

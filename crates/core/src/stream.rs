@@ -18,7 +18,7 @@
 use log::{debug, error, info};
 
 use crate::classify::{classify, Classification};
-use crate::config::{ClientHeader, Config};
+use crate::config::{ClientHeader, Config, DecideAt};
 use crate::grpc::{self, Call};
 use crate::json::request::{BodyKind, Extractor};
 use crate::json::response::{Framing, ResponseLearner};
@@ -255,11 +255,9 @@ impl Stream {
                 self.a2a = true;
                 return self.route_task(config, &task_id, env);
             }
-            Classification::JsonRpc => {
-                Reader::Json(env.take_extractor(BodyKind::JsonRpc, max_value))
-            }
+            Classification::JsonRpc => Reader::Json(json_reader(config, BodyKind::JsonRpc, env)),
             Classification::RestSend { .. } => {
-                Reader::Json(env.take_extractor(BodyKind::RestSend, max_value))
+                Reader::Json(json_reader(config, BodyKind::RestSend, env))
             }
             Classification::Grpc(call) => {
                 self.grpc = Some(call);
@@ -652,6 +650,14 @@ fn carried_context(config: &Config, task_id: &str) -> Option<String> {
         return None;
     }
     task_id::context_of(task_id, config.max_value_bytes)
+}
+
+/// A JSON body reader from the host's spares, set to decide where the
+/// configuration says.
+fn json_reader(config: &Config, kind: BodyKind, env: &mut dyn Env) -> Box<Extractor> {
+    let mut extractor = env.take_extractor(kind, config.max_value_bytes);
+    extractor.decide_early(config.decide_at == DecideAt::FirstId);
+    extractor
 }
 
 fn recycle(reader: Reader, env: &mut dyn Env) {

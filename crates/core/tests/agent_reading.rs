@@ -26,6 +26,17 @@ fn config(json: &str) -> Config {
 /// One request with its body in `chunks`, the last marked as the end.
 /// Returns the request as the upstream gets it and the host's counters.
 fn send(config: &Config, env: &mut MockEnv, path: &str, chunks: &[&[u8]]) -> HeldRequest {
+    send_counting(config, env, path, chunks).0
+}
+
+/// `send`, also returning how many body bytes had arrived when the request
+/// went on.
+fn send_counting(
+    config: &Config,
+    env: &mut MockEnv,
+    path: &str,
+    chunks: &[&[u8]],
+) -> (HeldRequest, usize) {
     let length: usize = chunks.iter().map(|c| c.len()).sum();
     let head = RequestHead {
         method: "POST",
@@ -43,13 +54,17 @@ fn send(config: &Config, env: &mut MockEnv, path: &str, chunks: &[&[u8]]) -> Hel
     let decision = stream.on_request_headers(config, &head, chunks.is_empty(), env);
     let mut next = held.apply(config, decision, env);
     let mut forwarded = Vec::new();
+    let mut arrived = 0;
+    let mut went_on = None;
     for (i, chunk) in chunks.iter().enumerate() {
         held.body.extend_from_slice(chunk);
+        arrived += chunk.len();
         if next == Next::NeedBody {
             let decision = stream.on_request_body(config, chunk, i + 1 == chunks.len(), env);
             next = held.apply(config, decision, env);
         }
         if next == Next::Continue {
+            went_on.get_or_insert(arrived);
             forwarded.append(&mut held.body);
         }
     }
@@ -58,7 +73,7 @@ fn send(config: &Config, env: &mut MockEnv, path: &str, chunks: &[&[u8]]) -> Hel
     held.body = forwarded;
     let outcomes: u64 = Outcome::ALL.iter().map(|o| env.counter(o.counter())).sum();
     assert_eq!(outcomes, 1, "one outcome per request");
-    held
+    (held, went_on.unwrap_or(0))
 }
 
 fn header(held: &HeldRequest) -> Option<String> {
@@ -483,5 +498,232 @@ fn a_context_id_that_is_no_valid_field_value_is_sent_encoded_the_same_every_time
         let get = r#"{"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"id":"t"}}"#;
         let held = send(&config, &mut env, "/", &[get.as_bytes()]);
         assert_eq!(header(&held).as_deref(), Some(want), "{ctx:?}");
+    }
+}
+
+/// Bodies as the SDK clients send them (each key once, a taskId with the
+/// contextId its task was filed under: `t-1` is `ctx-c`'s), for every
+/// binding and call the body decides, with the path they go to.
+fn sdk_bodies() -> Vec<(&'static str, String)> {
+    let text = "words \\\"quoted\\\" and a line\\n".repeat(12);
+    let parts = format!(r#"[{{"kind":"text","text":"{text}"}}]"#);
+    let rpc = |method: &str, params: &str| {
+        format!(r#"{{"id":"r-1","jsonrpc":"2.0","method":"{method}","params":{params}}}"#)
+    };
+    vec![
+        (
+            "/",
+            rpc(
+                "message/send",
+                &format!(
+                    r#"{{"message":{{"contextId":"ctx-a","kind":"message","messageId":"m-1","parts":{parts},"role":"user"}}}}"#
+                ),
+            ),
+        ),
+        (
+            "/",
+            rpc(
+                "message/stream",
+                &format!(
+                    r#"{{"configuration":{{"blocking":true}},"message":{{"messageId":"m-1","role":"user","parts":{parts},"contextId":"ctx-b"}}}}"#
+                ),
+            ),
+        ),
+        (
+            "/",
+            rpc(
+                "SendMessage",
+                &format!(
+                    r#"{{"message":{{"contextId":"ctx-c","taskId":"t-1","messageId":"m-2","parts":{parts}}}}}"#
+                ),
+            ),
+        ),
+        (
+            "/",
+            rpc(
+                "message/send",
+                &format!(
+                    r#"{{"message":{{"taskId":"t-1","contextId":"ctx-c","messageId":"m-3","parts":{parts}}}}}"#
+                ),
+            ),
+        ),
+        (
+            "/",
+            rpc(
+                "message/send",
+                &format!(r#"{{"message":{{"taskId":"t-1","messageId":"m-4","parts":{parts}}}}}"#),
+            ),
+        ),
+        (
+            "/",
+            rpc(
+                "message/send",
+                &format!(r#"{{"message":{{"messageId":"m-5","parts":{parts}}}}}"#),
+            ),
+        ),
+        ("/", rpc("tasks/get", r#"{"id":"t-1","historyLength":10}"#)),
+        ("/", rpc("tasks/cancel", r#"{"id":"t-2"}"#)),
+        ("/", rpc("SubscribeToTask", r#"{"id":"t-1"}"#)),
+        (
+            "/",
+            rpc(
+                "GetTaskPushNotificationConfig",
+                r#"{"taskId":"t-1","id":"cfg-1"}"#,
+            ),
+        ),
+        (
+            "/",
+            rpc("ListTasks", r#"{"contextId":"ctx-e","pageSize":5}"#),
+        ),
+        (
+            "/",
+            r#"{"params":{"id":"t-1"},"id":7,"jsonrpc":"2.0","method":"tasks/get"}"#.to_string(),
+        ),
+        (
+            "/message:send",
+            format!(r#"{{"message":{{"contextId":"ctx-f","messageId":"m-6","parts":{parts}}}}}"#),
+        ),
+        (
+            "/v1/message:send",
+            format!(
+                r#"{{"request":{{"message_id":"m-7","context_id":"ctx-g","content":{parts}}}}}"#
+            ),
+        ),
+        (
+            "/message:stream",
+            format!(r#"{{"message":{{"messageId":"m-8","parts":{parts}}}}}"#),
+        ),
+    ]
+}
+
+#[test]
+fn deciding_at_the_first_id_routes_sdk_bodies_as_deciding_at_the_end() {
+    let at_end = config("");
+    let at_first = config(r#"{"decide_at":"first_id"}"#);
+    let learned = |env: &mut MockEnv| {
+        env.store
+            .tasks
+            .insert("t-1".into(), ("ctx-c".into(), u64::MAX));
+    };
+    for (path, body) in sdk_bodies() {
+        for size in [1, 7, 64, 1000, body.len()] {
+            let chunks = splits::chunks(body.as_bytes(), size);
+            let mut end_env = MockEnv::default();
+            learned(&mut end_env);
+            let (end, end_went_on) = send_counting(&at_end, &mut end_env, path, &chunks);
+            let mut first_env = MockEnv::default();
+            learned(&mut first_env);
+            let (first, first_went_on) = send_counting(&at_first, &mut first_env, path, &chunks);
+            let what = format!("{path} {body} in chunks of {size}");
+            assert_eq!(header(&first), header(&end), "{what}");
+            assert_eq!(first.body, end.body, "{what}");
+            assert_eq!(first_env.counters, end_env.counters, "{what}");
+            assert_eq!(end_went_on, body.len(), "{what}");
+            assert!(first_went_on <= end_went_on, "{what}");
+        }
+    }
+}
+
+#[test]
+fn deciding_at_the_first_id_lets_the_rest_of_the_body_go_unread() {
+    let at_first = config(r#"{"decide_at":"first_id"}"#);
+    let text = "x".repeat(20_000);
+    let ends_at = |body: &str, id: &str| body.find(id).unwrap() + id.len() + 1;
+    let cases = [
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"message/send","params":{{"message":{{"contextId":"ctx-1","parts":[{{"text":"{text}"}}]}}}}}}"#
+        ),
+        // The method after the id: decided when the method arrives.
+        format!(
+            r#"{{"params":{{"id":"t-5"}},"method":"tasks/get","jsonrpc":"2.0","id":1,"pad":"{text}"}}"#
+        ),
+    ];
+    for body in &cases {
+        let decided_by = if body.starts_with(r#"{"params""#) {
+            ends_at(body, "tasks/get")
+        } else {
+            ends_at(body, "ctx-1")
+        };
+        for size in [1, 100, 4096] {
+            let mut env = MockEnv::default();
+            env.store
+                .tasks
+                .insert("t-5".into(), ("ctx-5".into(), u64::MAX));
+            let (held, went_on) = send_counting(
+                &at_first,
+                &mut env,
+                "/",
+                &splits::chunks(body.as_bytes(), size),
+            );
+            // The request goes on with the chunk that completes the id.
+            assert_eq!(
+                went_on,
+                decided_by.div_ceil(size) * size,
+                "chunks of {size}"
+            );
+            assert!(header(&held).is_some());
+            assert_eq!(held.body, body.as_bytes(), "the body arrives whole");
+        }
+    }
+}
+
+#[test]
+fn deciding_at_the_first_id_takes_the_first_of_a_duplicate_and_never_mints_early() {
+    let at_first = config(r#"{"decide_at":"first_id"}"#);
+    let rpc = |params: &str| {
+        format!(r#"{{"jsonrpc":"2.0","id":1,"method":"message/send","params":{params}}}"#)
+    };
+    let cases = [
+        (
+            rpc(r#"{"message":{"contextId":"first","parts":[],"contextId":"last"}}"#),
+            Some("first"),
+            Counter::ContextFound,
+        ),
+        // What follows the id is not read: bytes that make the body invalid
+        // do not stop it from routing.
+        (
+            format!("{} trailing", rpc(r#"{"message":{"contextId":"kept"}}"#)),
+            Some("kept"),
+            Counter::ContextFound,
+        ),
+        // A taskId after the contextId is not read: a message whose task
+        // belongs to another context goes by its contextId (deciding at the
+        // end sends it to the task's replica, which rejects the mismatch).
+        (
+            rpc(r#"{"message":{"contextId":"mine","taskId":"t-of-other"}}"#),
+            Some("mine"),
+            Counter::ContextFound,
+        ),
+        // A contextId the agent cannot use is no decision: the rest is read.
+        (
+            rpc(r#"{"message":{"contextId":7,"contextId":"usable"}}"#),
+            Some("usable"),
+            Counter::ContextFound,
+        ),
+        // No id at all: a first turn, minted only once the body is whole.
+        (
+            rpc(r#"{"message":{"messageId":"m","parts":[]}}"#),
+            None,
+            Counter::Minted,
+        ),
+    ];
+    for (body, want, counter) in &cases {
+        for [a, b] in splits::every_two(body.as_bytes()) {
+            let mut env = MockEnv::default();
+            env.store
+                .tasks
+                .insert("t-of-other".into(), ("other".into(), u64::MAX));
+            let held = send(&at_first, &mut env, "/", &[a, b]);
+            if let Some(want) = want {
+                assert_eq!(header(&held).as_deref(), Some(*want), "{body}");
+                assert_eq!(held.body, body.as_bytes());
+            } else {
+                assert_eq!(
+                    agent_context(&held.body, "/params/message/contextId"),
+                    header(&held)
+                );
+            }
+            assert_eq!(env.counter(*counter), 1, "{body}");
+        }
     }
 }

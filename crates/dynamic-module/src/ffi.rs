@@ -414,7 +414,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         }
         let c = &filter_config.config;
         info!(
-            "configured: header={} max_scan_bytes={} client_header={:?} mint_context_id={} learn_tasks={} task_id_context={} task_capacity={} task_ttl_secs={}",
+            "configured: header={} max_scan_bytes={} client_header={:?} mint_context_id={} learn_tasks={} task_id_context={} task_capacity={} task_ttl_secs={} decide_at={:?}",
             c.header,
             c.max_scan_bytes,
             c.client_header,
@@ -422,7 +422,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
             c.learn_tasks,
             c.task_id_context,
             c.task_capacity,
-            c.task_ttl_secs
+            c.task_ttl_secs,
+            c.decide_at
         );
         let handle = Box::new(ConfigHandle {
             config: Arc::new(filter_config),

@@ -237,7 +237,7 @@ pub async fn start(settings: Settings) -> Result<Running, String> {
 
     let c = &shared.config;
     info!(
-        "a2a-affinity-ext-proc {} serving {} and grpc.health.v1.Health on {grpc_addr}, metrics on http://{metrics_addr}/metrics; task store {store_description}; config {}: header={} max_value_bytes={} max_scan_bytes={} client_header={:?} mint_context_id={} learn_tasks={} task_id_context={} task_capacity={} task_ttl_secs={}",
+        "a2a-affinity-ext-proc {} serving {} and grpc.health.v1.Health on {grpc_addr}, metrics on http://{metrics_addr}/metrics; task store {store_description}; config {}: header={} max_value_bytes={} max_scan_bytes={} client_header={:?} mint_context_id={} learn_tasks={} task_id_context={} task_capacity={} task_ttl_secs={} decide_at={:?}",
         env!("CARGO_PKG_VERSION"),
         <ExternalProcessorServer<Processor> as NamedService>::NAME,
         settings.config_source,
@@ -250,6 +250,7 @@ pub async fn start(settings: Settings) -> Result<Running, String> {
         c.task_id_context,
         c.task_capacity,
         c.task_ttl_secs,
+        c.decide_at,
     );
     Ok(Running {
         grpc_addr,

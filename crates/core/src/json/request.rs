@@ -10,6 +10,12 @@
 //! included, so that a body the upstream would reject is never altered.
 //! When the body is not read to its end (`max_scan_bytes`), the ids read so
 //! far still route it (`Extractor::cut`), and nothing is minted.
+//!
+//! With `decide_at: first_id` ([`Extractor::decide_early`]) the verdict
+//! comes with the first usable contextId of the message (with the message's
+//! taskId if one came before it), or a task call's task id once the method
+//! is known, and the scanner stops there. A first turn is still only known
+//! at the end.
 
 use super::scan::{Event, Flow, Limits, Progress, Scalar, Scanner};
 use crate::a2a::{Operation, TaskIdField, Version};
@@ -177,6 +183,8 @@ pub struct Extractor {
     /// The bytes fed so far end with a complete document (whitespace may
     /// follow; anything else would fail it).
     complete: bool,
+    /// Decide at the first usable id (`decide_at: first_id`).
+    early: bool,
 }
 
 impl Extractor {
@@ -195,7 +203,14 @@ impl Extractor {
             max_value_bytes,
             found: Found::default(),
             complete: false,
+            early: false,
         }
+    }
+
+    /// Decide at the first usable id instead of the end of the body
+    /// (`decide_at: first_id`); off in a new or reset extractor.
+    pub fn decide_early(&mut self, early: bool) {
+        self.early = early;
     }
 
     /// Ready for the next body, as if new (the scanner keeps what a new
@@ -204,6 +219,7 @@ impl Extractor {
         self.scanner.reset();
         self.found = Found::default();
         self.complete = false;
+        self.early = false;
     }
 
     pub fn kind(&self) -> BodyKind {
@@ -223,19 +239,31 @@ impl Extractor {
     /// Feeds the next body bytes. The verdict waits for the end of the
     /// body (`finish`): a later duplicate key can still change it, and
     /// bytes after the document can still make it invalid. Invalid JSON is
-    /// reported at once.
+    /// reported at once. Deciding early, the first usable id is the
+    /// verdict, and nothing after it is read.
     pub fn feed(&mut self, chunk: &[u8]) -> Step {
         let kind = self.kind;
         let max = self.max_value_bytes;
+        let early = self.early;
         let found = &mut self.found;
+        let mut decided = None;
         let progress = self.scanner.feed(chunk, &mut |event| {
+            let scalar = matches!(event, Event::Scalar { .. });
             found.record(kind, max, event);
+            // Only a string (an id, or the method) can complete a verdict.
+            if early && scalar {
+                decided = found.decide_early();
+                if decided.is_some() {
+                    return Flow::Stop;
+                }
+            }
             Flow::Continue
         });
         self.complete = progress == Progress::Done;
-        match progress {
-            Progress::Failed(e) => Step::InvalidJson(e),
-            Progress::NeedMore | Progress::Done | Progress::Stopped => Step::NeedMore,
+        match (progress, decided) {
+            (Progress::Failed(e), _) => Step::InvalidJson(e),
+            (_, Some(verdict)) => Step::Decided(verdict),
+            (Progress::NeedMore | Progress::Done | Progress::Stopped, None) => Step::NeedMore,
         }
     }
 
@@ -461,30 +489,53 @@ impl Found {
     /// The verdict that needs no more of the body than was read: a usable
     /// contextId or taskId where the agents look for one.
     fn decide_partial(&self) -> Option<Verdict> {
-        let params = &self.params;
-        let message = &params.message;
+        self.by_message_context()
+            .or_else(|| self.by_message_task())
+            .or_else(|| self.by_task_call())
+    }
+
+    /// What `decide_at: first_id` routes by as soon as it is read: the
+    /// message's contextId (with its taskId, if that came first), or the
+    /// id a task call names. A message's taskId alone waits: a contextId
+    /// may follow it.
+    fn decide_early(&self) -> Option<Verdict> {
+        self.by_message_context().or_else(|| self.by_task_call())
+    }
+
+    fn by_message_context(&self) -> Option<Verdict> {
+        let message = &self.params.message;
         let camel_first = self.camel_first();
-        let task = match message.task(camel_first) {
-            Candidate::Valid(t) => Some(t),
-            _ => None,
+        let Candidate::Valid(context) = message.context(camel_first) else {
+            return None;
         };
-        if let Candidate::Valid(context) = message.context(camel_first) {
-            return Some(match task {
-                Some(task) => Verdict::ContextAndTask {
-                    context: context.clone(),
-                    task: task.clone(),
-                },
-                None => Verdict::Context(context.clone()),
-            });
-        }
-        if matches!(
+        Some(match message.task(camel_first) {
+            Candidate::Valid(task) => Verdict::ContextAndTask {
+                context: context.clone(),
+                task: task.clone(),
+            },
+            _ => Verdict::Context(context.clone()),
+        })
+    }
+
+    /// A message with a taskId and no contextId (not even an invalid one).
+    fn by_message_task(&self) -> Option<Verdict> {
+        let message = &self.params.message;
+        let camel_first = self.camel_first();
+        if !matches!(
             message.context(camel_first),
             Candidate::Missing | Candidate::Empty(_)
         ) {
-            if let Some(task) = task {
-                return Some(Verdict::Task(task.clone()));
-            }
+            return None;
         }
+        match message.task(camel_first) {
+            Candidate::Valid(task) => Some(Verdict::Task(task.clone())),
+            _ => None,
+        }
+    }
+
+    /// A task call's task id, or the contextId `ListTasks` filters by.
+    fn by_task_call(&self) -> Option<Verdict> {
+        let params = &self.params;
         let (op, version) = self.operation()?;
         if op == Operation::ListTasks {
             if let Candidate::Valid(c) = &params.context {
