@@ -88,11 +88,19 @@ def all_ok(pair):
     return total > 0 and ok == total
 
 
-@pytest.mark.parametrize("source", ["envoy/envoy.yaml", "envoy/envoy-maglev.yaml"])
-def test_every_turn_follow_up_get_and_cancel_on_one_replica(gateway, figures, source):
-    results, counters = converse(gateway, f"filter-{source.split('/')[-1]}", source=source)
+@pytest.mark.parametrize("source, plugin", [
+    ("envoy/envoy.yaml", None),
+    ("envoy/envoy-maglev.yaml", None),
+    # Deciding at the first id: the same conversations, each request let go
+    # at its contextId (or task id) rather than at the end of its body.
+    ("envoy/envoy.yaml", {"decide_at": "first_id"}),
+], ids=["ring-hash", "maglev", "ring-hash-first-id"])
+def test_every_turn_follow_up_get_and_cancel_on_one_replica(gateway, figures, source, plugin):
+    what = source + (f", {json.dumps(plugin)}" if plugin else "")
+    name = f"filter-{source.split('/')[-1]}" + ("-first-id" if plugin else "")
+    results, counters = converse(gateway, name, source=source, plugin=plugin)
     f = figures_of(results)
-    figures.record(f"conversations with the filter ({source})", f)
+    figures.record(f"conversations with the filter ({what})", f)
     assert f["conversations"] == len(TRANSPORTS) * PER_TRANSPORT
     bad = [c.to_dict() for c in results if not (c.history_intact and c.one_replica)]
     assert not bad, json.dumps(bad[:2], indent=1, default=str)

@@ -2,16 +2,18 @@
 request goes to its replica as soon as its contextId has arrived, while
 the client is still sending the body, and the upstream still gets every
 byte; with the default `body_end` it is held to its last byte. Both read
-the same contextId from the bodies SDK clients send; they part only on
-bodies that name a second one later."""
+the same contextId from SendMessage bodies as a2a-sdk 1.x writes them;
+they part on bodies that name a second one later."""
 
 import json
 import socket
 import time
 
+import a2a.types as a2a
 import pytest
+from google.protobuf import json_format
 
-from a2a_harness import current_shell, wait_until
+from a2a_harness import current_shell
 from e2e_harness import Exchange, counter_delta, send_all, sha256
 
 JSON = ("content-type", "application/json")
@@ -31,9 +33,14 @@ def body_end(start_envoy):
 
 
 def send_body(ctx, text):
-    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "message/send",
-                       "params": {"message": {"contextId": ctx, "messageId": "m-1", "role": "user",
-                                              "parts": [{"kind": "text", "text": text}]}}}).encode()
+    """A JSON-RPC SendMessage as a2a-sdk 1.x writes it: the message in
+    ProtoJSON, whose field order puts the contextId before the parts."""
+    message = a2a.Message(message_id="m-1", context_id=ctx, role=a2a.Role.Value("ROLE_USER"),
+                          parts=[a2a.Part(text=text)])
+    params = json.loads(json_format.MessageToJson(a2a.SendMessageRequest(message=message),
+                                                  indent=None))
+    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+                       "params": params}).encode()
 
 
 def test_sdk_bodies_route_the_same_either_way(first_id, body_end):
