@@ -63,6 +63,9 @@ EXTRA_VARIANTS = ("wasm_b", "dynamic_module_b", "dynamic_floor", "dynamic_floor_
 # floors at both positions; (g0) is what letting a request go at its
 # contextId would save.
 DYNAMIC_FLOORS = ("dynamic_floor", "dynamic_floor_hold", "dynamic_floor_touch")
+# The variants that load the filter's dynamic module: (g), and (g') with
+# its own configuration.
+DYNAMIC_MODULES = ("dynamic_module", "dynamic_module_b")
 # Variants whose client sends x-context-id itself (no body is read).
 HEADER_VARIANTS = ("client_header", "wasm_floor") + DYNAMIC_FLOORS
 LABELS = {
@@ -369,7 +372,7 @@ def own_dso(variant, dynamic_module, dynamic_floor_module):
     filters and the client header)."""
     if variant.startswith("wasm"):
         return "[JIT]"
-    if variant in ("dynamic_module", "dynamic_module_b"):
+    if variant in DYNAMIC_MODULES:
         return dynamic_module
     if variant in DYNAMIC_FLOORS:
         return dynamic_floor_module
@@ -626,8 +629,9 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
              + (f" (g) module: `{meta['dynamic_module']}` ({meta['dynamic_module_bytes']} bytes, sha256 "
                 f"{meta['dynamic_module_sha256'][:12]})"
                 + (f", configuration `{meta['config_g']}`"
-                   if meta.get("config_g") not in (None, meta.get("filter_config")) else "") + "."
-                if "dynamic_module" in variants else "")
+                   if "dynamic_module" in variants
+                   and meta.get("config_g") not in (None, meta.get("filter_config")) else "") + "."
+                if set(DYNAMIC_MODULES) & set(variants) else "")
              + (f" (g') configuration `{meta['config_g_b']}`." if "dynamic_module_b" in variants else "")
              + (f" (h) server: `{meta['ext_proc_server']}` ({meta['ext_proc_server_bytes']} bytes, sha256 "
                 f"{meta['ext_proc_server_sha256'][:12]})." if "ext_proc" in variants else ""),
@@ -1019,7 +1023,7 @@ def main():
     if not floor_module.is_file():
         raise BenchError(f"{floor_module} missing: cargo build --release --target wasm32-wasip1 -p wasm-floor")
     dynamic_module = Path(args.dynamic_module).resolve()
-    if {"dynamic_module", "dynamic_module_b"} & set(variants) and not dynamic_module.is_file():
+    if set(DYNAMIC_MODULES) & set(variants) and not dynamic_module.is_file():
         raise BenchError(f"{dynamic_module} missing: run scripts/build.sh")
     dynamic_floor_module = Path(args.dynamic_floor_module).resolve()
     if set(DYNAMIC_FLOORS) & set(variants) and not dynamic_floor_module.is_file():
@@ -1067,12 +1071,12 @@ def main():
         "floor_config": args.floor_config, "memory_variant": args.memory_variant,
         "command": " ".join(sys.argv),
     }
-    for key, path, wanted in (("dynamic_module", dynamic_module, "dynamic_module"),
-                              ("dynamic_floor_module", dynamic_floor_module, "dynamic_floor"),
-                              ("dynamic_floor_hold_module", dynamic_floor_module, "dynamic_floor_hold"),
-                              ("dynamic_floor_touch_module", dynamic_floor_module, "dynamic_floor_touch"),
-                              ("ext_proc_server", EXT_PROC_SERVER, "ext_proc")):
-        if wanted in variants or (wanted == "dynamic_module" and "dynamic_module_b" in variants):
+    for key, path, wanted in (("dynamic_module", dynamic_module, DYNAMIC_MODULES),
+                              ("dynamic_floor_module", dynamic_floor_module, ("dynamic_floor",)),
+                              ("dynamic_floor_hold_module", dynamic_floor_module, ("dynamic_floor_hold",)),
+                              ("dynamic_floor_touch_module", dynamic_floor_module, ("dynamic_floor_touch",)),
+                              ("ext_proc_server", EXT_PROC_SERVER, ("ext_proc",))):
+        if set(wanted) & set(variants):
             meta[key] = os.path.relpath(path, ROOT)
             meta[f"{key}_bytes"] = path.stat().st_size
             meta[f"{key}_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -1091,8 +1095,7 @@ def main():
         # without them the front Envoy is configured as before they existed.
         values["ext_proc_port"] = ext_proc.port if ext_proc else free_port()
         front_cfg = render(ROOT / "envoy/bench/envoy-bench.yaml", values, out / "envoy-bench.yaml",
-                           drop_listeners=[v for v in ("dynamic_module", "dynamic_module_b", "ext_proc")
-                                           + DYNAMIC_FLOORS
+                           drop_listeners=[v for v in DYNAMIC_MODULES + ("ext_proc",) + DYNAMIC_FLOORS
                                            if v not in variants],
                            drop_clusters=[] if ext_proc else ["a2a_affinity_ext_proc"])
         front = start_envoy(binary, front_cfg, base_id + 1, "front", out)
@@ -1135,9 +1138,8 @@ def main():
                 return ext_proc_after.get(counter, 0) - ext_proc_before.get(counter, 0)
 
             finders = [("wasm", {"wasm", "wasm_b"}, wasm_found - found_before[0])]
-            if {"dynamic_module", "dynamic_module_b"} & set(variants):
-                finders.append(("dynamic_module", {"dynamic_module", "dynamic_module_b"},
-                                dynamic_found - found_before[1]))
+            if set(DYNAMIC_MODULES) & set(variants):
+                finders.append(("dynamic_module", set(DYNAMIC_MODULES), dynamic_found - found_before[1]))
             if ext_proc:
                 finders.append(("ext_proc", {"ext_proc"}, ext_proc_grown("context_found")))
             for name, counted, grown in finders:

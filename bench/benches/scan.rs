@@ -92,6 +92,22 @@ fn throughput(c: &mut Criterion) {
     group.finish();
 }
 
+/// The best of 40 rounds of each run, the runs taking turns within each
+/// round so that all see the same background load. Each run is one round's
+/// work (its own repetitions inside, so that timing adds no call per
+/// repetition).
+fn best_of_rounds(runs: &mut [Box<dyn FnMut() + '_>]) -> Vec<Duration> {
+    let mut best = vec![Duration::MAX; runs.len()];
+    for _ in 0..40 {
+        for (run, best) in runs.iter_mut().zip(best.iter_mut()) {
+            let start = Instant::now();
+            run();
+            *best = (*best).min(start.elapsed());
+        }
+    }
+    best
+}
+
 /// Best-of-rounds throughput of `scanner` and `serde_json`, run alternately
 /// so that both see the same background load.
 fn interleaved() {
@@ -101,19 +117,21 @@ fn interleaved() {
         let (label, text, position, body) = (case.size, case.text, case.position, case.body);
         let reps = (4 << 20) / body.len();
         let mut scanner = Scanner::new(PATHS, Limits::default());
-        let (mut best_scanner, mut best_serde) = (Duration::MAX, Duration::MAX);
-        for _ in 0..40 {
-            let start = Instant::now();
-            for _ in 0..reps {
-                black_box(scan(&mut scanner, black_box(&body)));
-            }
-            best_scanner = best_scanner.min(start.elapsed());
-            let start = Instant::now();
-            for _ in 0..reps {
-                black_box(serde(black_box(&body)));
-            }
-            best_serde = best_serde.min(start.elapsed());
-        }
+        let best = best_of_rounds(&mut [
+            Box::new(|| {
+                for _ in 0..reps {
+                    black_box(scan(&mut scanner, black_box(&body)));
+                }
+            }),
+            Box::new(|| {
+                for _ in 0..reps {
+                    black_box(serde(black_box(&body)));
+                }
+            }),
+        ]);
+        let [best_scanner, best_serde] = best[..] else {
+            unreachable!("two runs")
+        };
         let gbps = |t: Duration| (reps * body.len()) as f64 / t.as_secs_f64() / 1e9;
         println!(
             "| {label} | {text} | {position} | {:.2} | {:.2} |",
@@ -146,19 +164,21 @@ fn read_on() {
         assert_eq!(read_whole(&mut extractor, &body), CONTEXT_ID.len());
         scan(&mut scanner, &body);
         let stopped_at = scanner.offset();
-        let (mut best_stop, mut best_whole) = (Duration::MAX, Duration::MAX);
-        for _ in 0..40 {
-            let start = Instant::now();
-            for _ in 0..reps {
-                black_box(scan(&mut scanner, black_box(&body)));
-            }
-            best_stop = best_stop.min(start.elapsed());
-            let start = Instant::now();
-            for _ in 0..reps {
-                black_box(read_whole(&mut extractor, black_box(&body)));
-            }
-            best_whole = best_whole.min(start.elapsed());
-        }
+        let best = best_of_rounds(&mut [
+            Box::new(|| {
+                for _ in 0..reps {
+                    black_box(scan(&mut scanner, black_box(&body)));
+                }
+            }),
+            Box::new(|| {
+                for _ in 0..reps {
+                    black_box(read_whole(&mut extractor, black_box(&body)));
+                }
+            }),
+        ]);
+        let [best_stop, best_whole] = best[..] else {
+            unreachable!("two runs")
+        };
         let micros = |t: Duration| t.as_secs_f64() * 1e6 / reps as f64;
         println!(
             "| {label} | {text} | {position} | {:.2} | {:.2} | {stopped_at} of {} |",
@@ -195,16 +215,18 @@ fn kernels() {
         assert_eq!(body.get(stop), Some(&b'"'));
         let bytes = stop - start;
         let reps = ((4 << 20) / bytes).max(1);
-        let mut best = vec![Duration::MAX; kernels.len()];
-        for _ in 0..40 {
-            for ((_, skip), best) in kernels.iter().zip(best.iter_mut()) {
-                let begin = Instant::now();
-                for _ in 0..reps {
-                    black_box(skip(black_box(&body), black_box(start)));
-                }
-                *best = (*best).min(begin.elapsed());
-            }
-        }
+        let body = &body;
+        let mut runs: Vec<Box<dyn FnMut()>> = kernels
+            .iter()
+            .map(|&(_, skip)| -> Box<dyn FnMut()> {
+                Box::new(move || {
+                    for _ in 0..reps {
+                        black_box(skip(black_box(body), black_box(start)));
+                    }
+                })
+            })
+            .collect();
+        let best = best_of_rounds(&mut runs);
         let gbps = |t: &Duration| (reps * bytes) as f64 / t.as_secs_f64() / 1e9;
         let base = best.first().copied().unwrap();
         let mut cells: Vec<String> = best.iter().map(|t| format!("{:.2}", gbps(t))).collect();
