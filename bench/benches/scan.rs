@@ -108,6 +108,15 @@ fn best_of_rounds(runs: &mut [Box<dyn FnMut() + '_>]) -> Vec<Duration> {
     best
 }
 
+/// A run for `best_of_rounds`: `work` `reps` times (inlined into the loop).
+fn repeated<'a>(reps: usize, mut work: impl FnMut() + 'a) -> Box<dyn FnMut() + 'a> {
+    Box::new(move || {
+        for _ in 0..reps {
+            work();
+        }
+    })
+}
+
 /// Best-of-rounds throughput of `scanner` and `serde_json`, run alternately
 /// so that both see the same background load.
 fn interleaved() {
@@ -118,15 +127,11 @@ fn interleaved() {
         let reps = (4 << 20) / body.len();
         let mut scanner = Scanner::new(PATHS, Limits::default());
         let best = best_of_rounds(&mut [
-            Box::new(|| {
-                for _ in 0..reps {
-                    black_box(scan(&mut scanner, black_box(&body)));
-                }
+            repeated(reps, || {
+                black_box(scan(&mut scanner, black_box(&body)));
             }),
-            Box::new(|| {
-                for _ in 0..reps {
-                    black_box(serde(black_box(&body)));
-                }
+            repeated(reps, || {
+                black_box(serde(black_box(&body)));
             }),
         ]);
         let [best_scanner, best_serde] = best[..] else {
@@ -165,15 +170,11 @@ fn read_on() {
         scan(&mut scanner, &body);
         let stopped_at = scanner.offset();
         let best = best_of_rounds(&mut [
-            Box::new(|| {
-                for _ in 0..reps {
-                    black_box(scan(&mut scanner, black_box(&body)));
-                }
+            repeated(reps, || {
+                black_box(scan(&mut scanner, black_box(&body)));
             }),
-            Box::new(|| {
-                for _ in 0..reps {
-                    black_box(read_whole(&mut extractor, black_box(&body)));
-                }
+            repeated(reps, || {
+                black_box(read_whole(&mut extractor, black_box(&body)));
             }),
         ]);
         let [best_stop, best_whole] = best[..] else {
@@ -216,13 +217,11 @@ fn kernels() {
         let bytes = stop - start;
         let reps = ((4 << 20) / bytes).max(1);
         let body = &body;
-        let mut runs: Vec<Box<dyn FnMut()>> = kernels
+        let mut runs: Vec<_> = kernels
             .iter()
-            .map(|&(_, skip)| -> Box<dyn FnMut()> {
-                Box::new(move || {
-                    for _ in 0..reps {
-                        black_box(skip(black_box(body), black_box(start)));
-                    }
+            .map(|&(_, skip)| {
+                repeated(reps, move || {
+                    black_box(skip(black_box(body), black_box(start)));
                 })
             })
             .collect();
