@@ -72,6 +72,10 @@ impl Slot {
 
     fn write(&mut self, task_id: &str, context_id: &str, expires: u64) {
         self.ids.clear();
+        // One allocation for a new slot (two appends would grow it twice);
+        // none for a reused one whose buffer already fits.
+        self.ids
+            .reserve_exact(task_id.len().saturating_add(context_id.len()));
         self.ids.extend_from_slice(task_id.as_bytes());
         self.ids.extend_from_slice(context_id.as_bytes());
         self.split = task_id.len();
