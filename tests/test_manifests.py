@@ -60,8 +60,10 @@ FILTER_CONFIG_FIELDS: dict[str, Callable[[Any], bool]] = {
     "client_header": lambda v: v in ("keep", "strip"),
     "mint_context_id": lambda v: type(v) is bool,
     "learn_tasks": lambda v: type(v) is bool,
+    "task_id_context": lambda v: type(v) is bool,
     "task_capacity": lambda v: type(v) is int and v > 0,
     "task_ttl_secs": lambda v: type(v) is int and v > 0,
+    "decide_at": lambda v: v in ("body_end", "first_id"),
 }
 FILTER_DEFAULT_MAX_SCAN_BYTES = 262144
 
@@ -611,6 +613,20 @@ def envoy_gateway_errors(docs: list[Doc]) -> list[str]:
                 errs.append(f"{where}: max_scan_bytes {scan} is not below the listener buffer limit "
                             f"{buffer_limit}: Envoy would answer 413 before the filter gives up")
     return errs
+
+
+def test_filter_fields_are_the_cores_and_the_readmes() -> None:
+    """The fields checked here are those the core reads (crates/core/src/config.rs,
+    FIELDS) and the README's configuration table lists, in the same order: a field
+    added to the filter cannot be missing from the manifest checks or the docs."""
+    source = (REPO / "crates/core/src/config.rs").read_text()
+    core = re.search(r"const FIELDS: \[&str; \d+\] = \[(.*?)\];", source, re.S)
+    assert core, "FIELDS not found in crates/core/src/config.rs"
+    core_fields = re.findall(r'"([a-z_]+)"', core.group(1))
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("## Configuration\n"):readme.index("## Stats\n")]
+    readme_fields = re.findall(r"^\| `([a-z_]+)` \|", table, re.M)
+    assert list(FILTER_CONFIG_FIELDS) == core_fields == readme_fields
 
 
 def test_envoy_gateway_wasm_is_patched_and_fails_open(docs: list[Doc]) -> None:
