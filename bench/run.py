@@ -48,8 +48,9 @@ VARIANTS = ("client_header", "wasm", "lua", "json_metadata", "a2a_native", "wasm
 # every body case) the targets are evaluated for each filter shell that ran
 # ((b), (g), (h)).
 TARGET_BASE = ("client_header", "lua", "json_metadata", "a2a_native")
-# The filter in each shell: the targets are evaluated for each that ran.
-SUBJECTS = ("wasm", "dynamic_module", "ext_proc")
+# The filter in each shell: the targets are evaluated for each that ran,
+# and for (b') and (g'), the second build or configuration of an A/B.
+SUBJECTS = ("wasm", "wasm_b", "dynamic_module", "dynamic_module_b", "ext_proc")
 # Run only when asked for: (b) from another build or with another plugin
 # configuration, to compare two builds or two configurations of the filter in
 # one run (--module-b, --config-b); (g) with another configuration
@@ -534,8 +535,9 @@ def gateway_cpu(r, variant):
 
 def targets(summary, variants=("wasm",)):
     """Issue 6's throughput targets, each with the measured figure: for the
-    Wasm filter (b), then the same targets for the dynamic module (g) and
-    the ext_proc filter (h) when they ran (named after their variant)."""
+    Wasm filter (b), then the same targets for each other subject that ran
+    ((b'), the dynamic module (g) and (g'), the ext_proc filter (h)), named
+    after their variant."""
     out = []
     for subject in SUBJECTS:
         if subject in variants:
