@@ -168,18 +168,7 @@ fn configure(root: u32) -> bool {
             *slot = abi::define_counter(counter.name()).unwrap_or(0);
         }
     }
-    abi::log(
-        ProxyLevel::Info,
-        &format!(
-            "configured: header={} max_scan_bytes={} mint_context_id={} learn_tasks={} task_id_context={} decide_at={:?}",
-            config.header,
-            config.max_scan_bytes,
-            config.mint_context_id,
-            config.learn_tasks,
-            config.task_id_context,
-            config.decide_at
-        ),
-    );
+    abi::log(ProxyLevel::Info, &format!("configured: {config}"));
     let configured = Root {
         plugin: Some(Rc::new(Plugin::new(config))),
         metrics: Rc::new(metrics),

@@ -21,6 +21,16 @@ pub enum ClientHeader {
     Strip,
 }
 
+impl ClientHeader {
+    /// The value that names it in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientHeader::Keep => "keep",
+            ClientHeader::Strip => "strip",
+        }
+    }
+}
+
 /// When the request body has told the filter enough to route it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecideAt {
@@ -31,6 +41,16 @@ pub enum DecideAt {
     /// id): the rest of the body goes to the agent without being held or
     /// read. First turns are still read to the end before minting.
     FirstId,
+}
+
+impl DecideAt {
+    /// The value that names it in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            DecideAt::BodyEnd => "body_end",
+            DecideAt::FirstId => "first_id",
+        }
+    }
 }
 
 /// The validated configuration one root context owns.
@@ -133,6 +153,27 @@ impl Config {
     }
 }
 
+/// Every field as `name=value`, values as the configuration spells them:
+/// the line each shell logs when it loads a configuration.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "header={} max_scan_bytes={} max_value_bytes={} client_header={} mint_context_id={} learn_tasks={} task_id_context={} task_capacity={} task_ttl_secs={} decide_at={}",
+            self.header,
+            self.max_scan_bytes,
+            self.max_value_bytes,
+            self.client_header.name(),
+            self.mint_context_id,
+            self.learn_tasks,
+            self.task_id_context,
+            self.task_capacity,
+            self.task_ttl_secs,
+            self.decide_at.name()
+        )
+    }
+}
+
 /// Headers the filter must never set: routing pseudo-headers, framing
 /// headers, and headers Envoy or the upstream interpret.
 const FORBIDDEN_HEADERS: &[&str] = &[
@@ -207,7 +248,7 @@ impl Config {
                     config.client_header = either(
                         field,
                         &value,
-                        [("keep", ClientHeader::Keep), ("strip", ClientHeader::Strip)],
+                        [ClientHeader::Keep, ClientHeader::Strip].map(|c| (c.name(), c)),
                     )?
                 }
                 "mint_context_id" => config.mint_context_id = boolean(&value)?,
@@ -220,10 +261,7 @@ impl Config {
                     config.decide_at = either(
                         field,
                         &value,
-                        [
-                            ("body_end", DecideAt::BodyEnd),
-                            ("first_id", DecideAt::FirstId),
-                        ],
+                        [DecideAt::BodyEnd, DecideAt::FirstId].map(|d| (d.name(), d)),
                     )?
                 }
                 _ => config.task_ttl_secs = int(&value)?,
@@ -599,6 +637,35 @@ mod tests {
                 decide_at: DecideAt::FirstId,
             }
         );
+    }
+
+    #[test]
+    fn the_logged_line_names_every_field_as_the_configuration_spells_it() {
+        let c = Config::parse(br#"{"client_header":"strip","decide_at":"first_id"}"#).unwrap();
+        let line = c.to_string();
+        let names: Vec<&str> = line
+            .split(' ')
+            .filter_map(|pair| pair.split_once('=').map(|(name, _)| name))
+            .collect();
+        let mut sorted_fields = FIELDS.to_vec();
+        sorted_fields.sort_unstable();
+        let mut sorted_names = names.clone();
+        sorted_names.sort_unstable();
+        assert_eq!(sorted_names, sorted_fields, "{line}");
+        assert!(line.contains(" client_header=strip "), "{line}");
+        assert!(line.ends_with(" decide_at=first_id"), "{line}");
+        assert!(line.starts_with("header=x-context-id max_scan_bytes=262144 "));
+        // Each name the line prints is one the parser takes back.
+        for value in ["keep", "strip"] {
+            let json = format!(r#"{{"client_header":"{value}"}}"#);
+            let parsed = Config::parse(json.as_bytes()).unwrap();
+            assert_eq!(parsed.client_header.name(), value);
+        }
+        for value in ["body_end", "first_id"] {
+            let json = format!(r#"{{"decide_at":"{value}"}}"#);
+            let parsed = Config::parse(json.as_bytes()).unwrap();
+            assert_eq!(parsed.decide_at.name(), value);
+        }
     }
 
     #[test]

@@ -412,19 +412,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         if cfg!(panic = "abort") {
             warn!("built with panic = \"abort\": an unexpected failure would stop Envoy instead of failing open; build with panic = \"unwind\" (see the crate README)");
         }
-        let c = &filter_config.config;
-        info!(
-            "configured: header={} max_scan_bytes={} client_header={:?} mint_context_id={} learn_tasks={} task_id_context={} task_capacity={} task_ttl_secs={} decide_at={:?}",
-            c.header,
-            c.max_scan_bytes,
-            c.client_header,
-            c.mint_context_id,
-            c.learn_tasks,
-            c.task_id_context,
-            c.task_capacity,
-            c.task_ttl_secs,
-            c.decide_at
-        );
+        info!("configured: {}", filter_config.config);
         let handle = Box::new(ConfigHandle {
             config: Arc::new(filter_config),
         });

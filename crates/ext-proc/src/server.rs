@@ -235,22 +235,12 @@ pub async fn start(settings: Settings) -> Result<Running, String> {
     );
     let http = tokio::spawn(serve_http(http_listener, Arc::clone(&metrics), shutdown_rx));
 
-    let c = &shared.config;
     info!(
-        "a2a-affinity-ext-proc {} serving {} and grpc.health.v1.Health on {grpc_addr}, metrics on http://{metrics_addr}/metrics; task store {store_description}; config {}: header={} max_value_bytes={} max_scan_bytes={} client_header={:?} mint_context_id={} learn_tasks={} task_id_context={} task_capacity={} task_ttl_secs={} decide_at={:?}",
+        "a2a-affinity-ext-proc {} serving {} and grpc.health.v1.Health on {grpc_addr}, metrics on http://{metrics_addr}/metrics; task store {store_description}; config {}: {}",
         env!("CARGO_PKG_VERSION"),
         <ExternalProcessorServer<Processor> as NamedService>::NAME,
         settings.config_source,
-        c.header,
-        c.max_value_bytes,
-        c.max_scan_bytes,
-        c.client_header,
-        c.mint_context_id,
-        c.learn_tasks,
-        c.task_id_context,
-        c.task_capacity,
-        c.task_ttl_secs,
-        c.decide_at,
+        shared.config,
     );
     Ok(Running {
         grpc_addr,
