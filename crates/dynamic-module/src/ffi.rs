@@ -412,7 +412,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         if cfg!(panic = "abort") {
             warn!("built with panic = \"abort\": an unexpected failure would stop Envoy instead of failing open; build with panic = \"unwind\" (see the crate README)");
         }
-        info!("configured: {}", filter_config.config);
+        info!(
+            "configured: {}; string kernel {}",
+            filter_config.config,
+            a2a_affinity_core::json::string_kernel()
+        );
         let handle = Box::new(ConfigHandle {
             config: Arc::new(filter_config),
         });

@@ -97,6 +97,12 @@ fn configuration_defines_every_counter_and_logs_one_line() {
     assert!(logs[0]
         .1
         .starts_with("a2a_affinity: configured: header=x-context-id max_scan_bytes=262144"));
+    // The string kernel this process runs ends the line.
+    let kernel = a2a_affinity_core::json::string_kernel();
+    assert!(
+        logs[0].1.ends_with(&format!("; string kernel {kernel}")),
+        "{logs:?}"
+    );
     assert_eq!(logs[0].0, 2, "info");
 }
 

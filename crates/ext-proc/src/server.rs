@@ -236,11 +236,12 @@ pub async fn start(settings: Settings) -> Result<Running, String> {
     let http = tokio::spawn(serve_http(http_listener, Arc::clone(&metrics), shutdown_rx));
 
     info!(
-        "a2a-affinity-ext-proc {} serving {} and grpc.health.v1.Health on {grpc_addr}, metrics on http://{metrics_addr}/metrics; task store {store_description}; config {}: {}",
+        "a2a-affinity-ext-proc {} serving {} and grpc.health.v1.Health on {grpc_addr}, metrics on http://{metrics_addr}/metrics; task store {store_description}; config {}: {}; string kernel {}",
         env!("CARGO_PKG_VERSION"),
         <ExternalProcessorServer<Processor> as NamedService>::NAME,
         settings.config_source,
         shared.config,
+        a2a_affinity_core::json::string_kernel(),
     );
     Ok(Running {
         grpc_addr,

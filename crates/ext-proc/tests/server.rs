@@ -244,6 +244,8 @@ fn the_binary_logs_one_start_line_and_stops_on_sigterm() {
             "--metrics-listen",
             "127.0.0.1:0",
         ])
+        // Every x86-64 CPU has the SSE2 kernel: the cap picks it here.
+        .env("A2A_AFFINITY_STRING_KERNEL", "sse2")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -256,6 +258,12 @@ fn the_binary_logs_one_start_line_and_stops_on_sigterm() {
     );
     assert!(start.contains("max_scan_bytes=4096"), "{start}");
     assert!(start.contains("task store memory"), "{start}");
+    if cfg!(target_arch = "x86_64") {
+        assert!(
+            start.ends_with("; string kernel sse2 (A2A_AFFINITY_STRING_KERNEL=sse2)"),
+            "{start}"
+        );
+    }
     // SIGTERM to the child this test started, by its pid.
     let pid = child.id().to_string();
     assert!(Command::new("kill")

@@ -9,6 +9,15 @@ mod skip;
 
 #[doc(hidden)]
 pub use skip::Kernel as StringSkipKernel;
+pub use skip::KERNEL_ENV as STRING_KERNEL_ENV;
+
+/// The string-skip kernel this process runs, as the shells log it at load:
+/// `avx512`, `avx2` or `sse2` on x86-64 (the largest the CPU has, capped by
+/// [`STRING_KERNEL_ENV`] when that is set, which the text then names),
+/// `simd128` in the Wasm filter, `swar` elsewhere.
+pub fn string_kernel() -> String {
+    skip::kernel_in_use()
+}
 
 /// The string-skip kernels this CPU can run, by name, each a function from
 /// (bytes, start) to where string contents stop being plain. Not part of the

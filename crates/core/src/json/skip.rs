@@ -452,15 +452,77 @@ enum Wide {
 /// Zen 4 and later), which do not lower their clock for 512-bit integer
 /// work as the first AVX-512 CPUs did: the filter shares the CPU with the
 /// rest of Envoy. Those CPUs have VBMI too, which the kernel's lookup needs.
+///
+/// `KERNEL_ENV` in the process's environment caps the choice (read once):
+/// `avx2` or `sse2` keeps a CPU on a smaller kernel than it could run, to
+/// time that kernel on it or to keep wide vector work off it; `avx512`, or
+/// the variable unset, leaves the choice to the CPU. Nothing above what the
+/// CPU has is ever chosen.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline]
 fn wide_kernel() -> Wide {
-    if avx512_here() && std::is_x86_feature_detected!("avx512vbmi2") {
-        Wide::Avx512
-    } else if std::is_x86_feature_detected!("avx2") {
-        Wide::Avx2
+    static CHOSEN: std::sync::OnceLock<Wide> = std::sync::OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        let cap = std::env::var_os(KERNEL_ENV)
+            .and_then(|v| v.to_str().and_then(cap_of))
+            .unwrap_or(Wide::Avx512);
+        let avx512 = avx512_here() && std::is_x86_feature_detected!("avx512vbmi2");
+        choose(cap, avx512, std::is_x86_feature_detected!("avx2"))
+    })
+}
+
+/// The largest kernel no larger than `cap` among those the CPU has.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+fn choose(cap: Wide, avx512: bool, avx2: bool) -> Wide {
+    match cap {
+        Wide::Avx512 if avx512 => Wide::Avx512,
+        Wide::Avx512 | Wide::Avx2 if avx2 => Wide::Avx2,
+        _ => Wide::None,
+    }
+}
+
+/// The cap a value of `KERNEL_ENV` names (`None`: not one of them).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+fn cap_of(value: &str) -> Option<Wide> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "avx512" => Some(Wide::Avx512),
+        "avx2" => Some(Wide::Avx2),
+        "sse2" => Some(Wide::None),
+        _ => None,
+    }
+}
+
+/// The environment variable that caps the string-skip kernel on x86-64.
+pub const KERNEL_ENV: &str = "A2A_AFFINITY_STRING_KERNEL";
+
+/// Which string-skip kernel this process runs, for the shells' load-time
+/// log: its name, and what became of `KERNEL_ENV` when it is set.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+pub(crate) fn kernel_in_use() -> String {
+    let name = match wide_kernel() {
+        Wide::Avx512 => "avx512",
+        Wide::Avx2 => "avx2",
+        Wide::None => "sse2",
+    };
+    match std::env::var_os(KERNEL_ENV) {
+        None => name.to_string(),
+        Some(v) => match v.to_str().filter(|v| cap_of(v).is_some()) {
+            Some(v) => format!("{name} ({KERNEL_ENV}={v})"),
+            None => format!(
+                "{name} ({KERNEL_ENV}={} is none of avx512, avx2, sse2: ignored)",
+                v.to_string_lossy()
+            ),
+        },
+    }
+}
+
+/// Which string-skip kernel this build runs (one per target off x86-64).
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+pub(crate) fn kernel_in_use() -> String {
+    if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+        "simd128".to_string()
     } else {
-        Wide::None
+        "swar".to_string()
     }
 }
 
@@ -725,6 +787,34 @@ pub(crate) fn find_special_words(bytes: &[u8], words: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::{find_special, find_special_words, skip_plain};
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[test]
+    fn the_kernel_cap_lowers_the_choice_and_never_raises_it() {
+        use super::{cap_of, choose, Wide};
+        // (cap, CPU has AVX-512, CPU has AVX2) -> kernel. Every CPU with
+        // the AVX-512 kernel's features has AVX2.
+        let cases = [
+            ((Wide::Avx512, true, true), Wide::Avx512),
+            ((Wide::Avx2, true, true), Wide::Avx2),
+            ((Wide::None, true, true), Wide::None),
+            ((Wide::Avx512, false, true), Wide::Avx2),
+            ((Wide::Avx2, false, true), Wide::Avx2),
+            ((Wide::None, false, true), Wide::None),
+            ((Wide::Avx512, false, false), Wide::None),
+            ((Wide::Avx2, false, false), Wide::None),
+            ((Wide::None, false, false), Wide::None),
+        ];
+        for ((cap, avx512, avx2), want) in cases {
+            assert_eq!(choose(cap, avx512, avx2), want, "{cap:?} {avx512} {avx2}");
+        }
+        assert_eq!(cap_of("avx512"), Some(Wide::Avx512));
+        assert_eq!(cap_of(" AVX2\n"), Some(Wide::Avx2));
+        assert_eq!(cap_of("sse2"), Some(Wide::None));
+        for unknown in ["", "avx-512", "avx", "none", "auto"] {
+            assert_eq!(cap_of(unknown), None, "{unknown:?}");
+        }
+    }
 
     fn special(c: u8) -> bool {
         c == b'"' || c == b'\\' || c < 0x20
