@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use a2a_affinity_core::json::STRING_KERNEL_ENV;
 use a2a_affinity_testkit::ports::free_port;
 use serde_json::Value;
 
@@ -366,6 +367,9 @@ impl Envoy {
                 "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
                 module.parent().unwrap(),
             )
+            // This suite runs the AVX2 string kernel (the end-to-end suites
+            // of tests/e2e run the one the CPU picks, AVX-512 where it can).
+            .env(STRING_KERNEL_ENV, "avx2")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -785,6 +789,20 @@ fn run_suite(bin: &Path, tag: &str) {
     assert_eq!(stat("aborted"), 1);
     let log = s.envoy.log_with("a2a_affinity: configured:");
     assert!(log.contains("a2a_affinity: configured:"), "{log}");
+    // The variable reached the module, which runs the AVX2 kernel where
+    // the CPU has it.
+    #[cfg(target_arch = "x86_64")]
+    let kernel = format!(
+        "; string kernel {} ({STRING_KERNEL_ENV}=avx2)",
+        if std::is_x86_feature_detected!("avx2") {
+            "avx2"
+        } else {
+            "sse2"
+        }
+    );
+    #[cfg(not(target_arch = "x86_64"))]
+    let kernel = "; string kernel swar".to_string();
+    assert!(log.contains(&kernel), "{log}");
     assert!(!log.contains("panic"), "{log}");
     eprintln!("[{tag}] /stats: {:?}", {
         let mut v: Vec<_> = stats.into_iter().filter(|(_, n)| *n > 0).collect();
