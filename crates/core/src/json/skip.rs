@@ -461,13 +461,24 @@ enum Wide {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline]
 fn wide_kernel() -> Wide {
-    static CHOSEN: std::sync::OnceLock<Wide> = std::sync::OnceLock::new();
-    *CHOSEN.get_or_init(|| {
-        let cap = std::env::var_os(KERNEL_ENV)
+    chosen().0
+}
+
+/// The kernel of this process, and `KERNEL_ENV` as it was read to choose
+/// it (`None`: unset). Both are made once.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+fn chosen() -> &'static (Wide, Option<std::ffi::OsString>) {
+    static CHOSEN: std::sync::OnceLock<(Wide, Option<std::ffi::OsString>)> =
+        std::sync::OnceLock::new();
+    CHOSEN.get_or_init(|| {
+        let value = std::env::var_os(KERNEL_ENV);
+        let cap = value
+            .as_deref()
             .and_then(|v| v.to_str().and_then(cap_of))
             .unwrap_or(Wide::Avx512);
         let avx512 = avx512_here() && std::is_x86_feature_detected!("avx512vbmi2");
-        choose(cap, avx512, std::is_x86_feature_detected!("avx2"))
+        let kernel = choose(cap, avx512, std::is_x86_feature_detected!("avx2"));
+        (kernel, value)
     })
 }
 
@@ -499,12 +510,13 @@ pub const KERNEL_ENV: &str = "A2A_AFFINITY_STRING_KERNEL";
 /// log: its name, and what became of `KERNEL_ENV` when it is set.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 pub(crate) fn kernel_in_use() -> String {
-    let name = match wide_kernel() {
+    let (kernel, value) = chosen();
+    let name = match kernel {
         Wide::Avx512 => "avx512",
         Wide::Avx2 => "avx2",
         Wide::None => "sse2",
     };
-    match std::env::var_os(KERNEL_ENV) {
+    match value {
         None => name.to_string(),
         Some(v) => match v.to_str().filter(|v| cap_of(v).is_some()) {
             Some(v) => format!("{name} ({KERNEL_ENV}={v})"),
