@@ -112,14 +112,20 @@ def envoy_binary(given):
     return str(binary)
 
 
+def cpuinfo(field):
+    """The first CPU's `field` in /proc/cpuinfo, or None."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == field:
+            return value.strip()
+    return None
+
+
 def cpu_flags():
     """The first CPU's flags in /proc/cpuinfo (None off x86-64)."""
     if platform.machine() not in ("x86_64", "AMD64"):
         return None
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+    return set((cpuinfo("flags") or "").split())
 
 
 def string_kernel(cap, flags):
@@ -1096,12 +1102,11 @@ def main():
     all_cases = write_bodies(out)
     cases = [c for c in all_cases if c[0] in sizes]
     base_id = 30000 + (os.getpid() % 1000) * 2
+    cpu_model = cpuinfo("model name")
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "envoy_version": envoy_version(binary),
-        "nproc": os.cpu_count(), "cpu_model": next(
-            (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-             if line.startswith("model name")), platform.machine()),
+        "nproc": os.cpu_count(), "cpu_model": platform.machine() if cpu_model is None else cpu_model,
         "loadavg_before": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "module": os.path.relpath(module, ROOT), "module_bytes": module.stat().st_size,
         "module_sha256": hashlib.sha256(module.read_bytes()).hexdigest(),

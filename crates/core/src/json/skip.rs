@@ -448,6 +448,20 @@ enum Wide {
     None,
 }
 
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+impl Wide {
+    /// The kernel's name: in the shells' log line, as a value of
+    /// `KERNEL_ENV`, and in the kernel benchmark (`Wide::None` is the
+    /// 16-byte SSE2 kernel alone).
+    const fn name(self) -> &'static str {
+        match self {
+            Wide::Avx512 => "avx512",
+            Wide::Avx2 => "avx2",
+            Wide::None => "sse2",
+        }
+    }
+}
+
 /// AVX-512 only on CPUs that also have VBMI2 (Intel Ice Lake and later, AMD
 /// Zen 4 and later), which do not lower their clock for 512-bit integer
 /// work as the first AVX-512 CPUs did: the filter shares the CPU with the
@@ -495,12 +509,10 @@ fn choose(cap: Wide, avx512: bool, avx2: bool) -> Wide {
 /// The cap a value of `KERNEL_ENV` names (`None`: not one of them).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 fn cap_of(value: &str) -> Option<Wide> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "avx512" => Some(Wide::Avx512),
-        "avx2" => Some(Wide::Avx2),
-        "sse2" => Some(Wide::None),
-        _ => None,
-    }
+    let value = value.trim().to_ascii_lowercase();
+    [Wide::Avx512, Wide::Avx2, Wide::None]
+        .into_iter()
+        .find(|kernel| kernel.name() == value)
 }
 
 /// The environment variable that caps the string-skip kernel on x86-64.
@@ -511,11 +523,7 @@ pub const KERNEL_ENV: &str = "A2A_AFFINITY_STRING_KERNEL";
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 pub(crate) fn kernel_in_use() -> String {
     let (kernel, value) = chosen();
-    let name = match kernel {
-        Wide::Avx512 => "avx512",
-        Wide::Avx2 => "avx2",
-        Wide::None => "sse2",
-    };
+    let name = kernel.name();
     match value {
         None => name.to_string(),
         Some(v) => match v.to_str().filter(|v| cap_of(v).is_some()) {
@@ -581,13 +589,16 @@ pub type Kernel = (&'static str, fn(&[u8], usize) -> usize);
 /// against each other on one body.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 pub(crate) fn kernels() -> Vec<Kernel> {
-    let mut kernels: Vec<Kernel> =
-        vec![("sse2", |chunk, at| skip_plain_with(Wide::None, chunk, at))];
+    let mut kernels: Vec<Kernel> = vec![(Wide::None.name(), |chunk, at| {
+        skip_plain_with(Wide::None, chunk, at)
+    })];
     if std::is_x86_feature_detected!("avx2") {
-        kernels.push(("avx2", |chunk, at| skip_plain_with(Wide::Avx2, chunk, at)));
+        kernels.push((Wide::Avx2.name(), |chunk, at| {
+            skip_plain_with(Wide::Avx2, chunk, at)
+        }));
     }
     if avx512_here() {
-        kernels.push(("avx512", |chunk, at| {
+        kernels.push((Wide::Avx512.name(), |chunk, at| {
             skip_plain_with(Wide::Avx512, chunk, at)
         }));
     }
