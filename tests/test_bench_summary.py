@@ -100,6 +100,27 @@ def test_the_gauge_compares_the_filter_with_each_alternative_and_counts_the_ext_
     assert run.metered_cpu(cell("lua", 0, 1, 10, upstream=None)) is None
 
 
+def test_a_run_of_some_cases_and_alternatives_gets_the_targets_it_has_figures_for(run):
+    # Only 1 KiB with the contextId first, and Lua the only alternative.
+    cells = []
+    for r in range(3):
+        cells += [cell("client_header", r, 1000, 40), cell("dynamic_module", r, 860, 48),
+                  cell("lua", r, 850, 49)]
+    variants = ["client_header", "dynamic_module", "lua"]
+    summary = run.summarise(cells, variants, [("1k", "first")])
+    rows = {t["target"]: t for t in run.targets(summary, variants)}
+    assert sorted(rows) == ["dynamic_module / client header, 1k contextId first",
+                            "dynamic_module / lua (never slower), 1k first"]
+    header = rows["dynamic_module / client header, 1k contextId first"]
+    assert (header["goal"], header["measured"], header["met"]) == (0.95, pytest.approx(0.86), False)
+    assert header["cpu_measured"] == pytest.approx(40 / 48)
+    lua = rows["dynamic_module / lua (never slower), 1k first"]
+    assert (lua["goal"], lua["measured"], lua["met"]) == (1.0, pytest.approx(860 / 850), True)
+    assert (lua["cpu_measured"], lua["cpu_met"]) == (pytest.approx(49 / 48), True)
+    # The Wasm filter did not run: no rows for it.
+    assert run.targets(summary, ["client_header", "lua"]) == []
+
+
 def test_the_header_names_the_dynamic_modules_configuration_only_when_it_differs(run):
     meta = {"date": "d", "envoy_version": "1.40.0", "threads": 1, "connections": 16, "duration_s": 2,
             "rounds": 1, "nproc": 2, "cpu_model": "cpu", "loadavg_before": "0", "loadavg_after": "0",
