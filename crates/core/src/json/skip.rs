@@ -266,18 +266,7 @@ mod wide {
     /// so byte `v` is an escape letter when the entry at `v & 0x7f` is `v`
     /// (a byte of 0x80 and up never finds itself: every entry is below
     /// 0x80). One VBMI lookup reads all 128 entries from two registers.
-    // Evaluated at compile time: an index out of bounds fails the build.
-    #[allow(clippy::indexing_slicing)]
-    const BY_LOW_SEVEN: [u8; 128] = {
-        let mut table = [b'"'; 128];
-        let mut i = 0;
-        while i < ESCAPE_LETTERS.len() {
-            let letter = ESCAPE_LETTERS[i];
-            table[letter as usize] = letter;
-            i += 1;
-        }
-        table
-    };
+    const BY_LOW_SEVEN: [u8; 128] = letter_table(false);
 
     #[test]
     fn the_seven_bit_table_finds_exactly_the_escape_letters() {
@@ -313,18 +302,28 @@ mod wide {
     /// fall in eight different entries; the other entries hold the quote,
     /// whose own entry is another, so no byte finds itself there. The test
     /// `escape_slots_find_exactly_the_escape_letters` checks all 256 bytes.
-    // Evaluated at compile time: an index out of bounds fails the build.
+    const BY_SLOT: [u8; 16] = letter_table(true);
+
+    /// A table of the escape letters, each at its entry (its slot, or its
+    /// low seven bits), the quote in every other entry.
+    // Only evaluated at compile time (the two tables above): an index out
+    // of bounds fails the build.
     #[allow(clippy::indexing_slicing)]
-    const BY_SLOT: [u8; 16] = {
-        let mut table = [b'"'; 16];
+    const fn letter_table<const N: usize>(by_slot: bool) -> [u8; N] {
+        let mut table = [b'"'; N];
         let mut i = 0;
         while i < ESCAPE_LETTERS.len() {
             let letter = ESCAPE_LETTERS[i];
-            table[(escape_slot(letter) & 0x0f) as usize] = letter;
+            let entry = if by_slot {
+                escape_slot(letter) & 0x0f
+            } else {
+                letter & 0x7f
+            };
+            table[entry as usize] = letter;
             i += 1;
         }
         table
-    };
+    }
 
     #[test]
     fn escape_slots_find_exactly_the_escape_letters() {
