@@ -95,6 +95,11 @@ class BenchError(Exception):
     """A variant did not do its job, or the harness could not run."""
 
 
+def loads_dynamic_module(variants):
+    """Whether any of `variants` loads the filter's dynamic module."""
+    return any(v in DYNAMIC_MODULES for v in variants)
+
+
 def say(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -672,14 +677,14 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
                 + (f", configuration `{meta['config_g']}`"
                    if "dynamic_module" in variants
                    and meta.get("config_g") not in (None, meta.get("filter_config")) else "") + "."
-                if set(DYNAMIC_MODULES) & set(variants) else "")
+                if loads_dynamic_module(variants) else "")
              + (f" (g') configuration `{meta['config_g_b']}`." if "dynamic_module_b" in variants else "")
              + (f" (h) server: `{meta['ext_proc_server']}` ({meta['ext_proc_server_bytes']} bytes, sha256 "
                 f"{meta['ext_proc_server_sha256'][:12]})." if "ext_proc" in variants else "")
              # Results written before the kernel was recorded do not name it.
              + (f" String kernel of the native shells: {meta['string_kernel']}"
                 + (f" ({STRING_KERNEL_ENV}={meta['string_kernel_env']})" if meta.get("string_kernel_env") else "")
-                + "." if meta.get("string_kernel") and (set(DYNAMIC_MODULES) | {"ext_proc"}) & set(variants)
+                + "." if meta.get("string_kernel") and (loads_dynamic_module(variants) or "ext_proc" in variants)
                 else ""),
              ""]
     if summary:
@@ -1072,7 +1077,7 @@ def main():
     if not floor_module.is_file():
         raise BenchError(f"{floor_module} missing: cargo build --release --target wasm32-wasip1 -p wasm-floor")
     dynamic_module = Path(args.dynamic_module).resolve()
-    if set(DYNAMIC_MODULES) & set(variants) and not dynamic_module.is_file():
+    if loads_dynamic_module(variants) and not dynamic_module.is_file():
         raise BenchError(f"{dynamic_module} missing: run scripts/build.sh")
     dynamic_floor_module = Path(args.dynamic_floor_module).resolve()
     if set(DYNAMIC_FLOORS) & set(variants) and not dynamic_floor_module.is_file():
@@ -1190,7 +1195,7 @@ def main():
                 return ext_proc_after.get(counter, 0) - ext_proc_before.get(counter, 0)
 
             finders = [("wasm", {"wasm", "wasm_b"}, wasm_found - found_before[0])]
-            if set(DYNAMIC_MODULES) & set(variants):
+            if loads_dynamic_module(variants):
                 finders.append(("dynamic_module", set(DYNAMIC_MODULES), dynamic_found - found_before[1]))
             if ext_proc:
                 finders.append(("ext_proc", {"ext_proc"}, ext_proc_grown("context_found")))
