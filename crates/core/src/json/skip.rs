@@ -216,6 +216,12 @@ mod wide {
     /// blocks before. On 512 KiB of dense text (`SCAN_BENCH_KERNELS=1` in
     /// `bench/benches/scan.rs`, an Intel Xeon with AVX-512): AVX-512 25 GB/s
     /// with one block per trip, 34 GB/s with four; AVX2 19 and 21 GB/s.
+    ///
+    /// A block that ends with an escape's backslash starts the next group
+    /// after the escaped byte, dropping the masks made for the blocks after
+    /// it. Carrying that escape into the next block as a bit instead, with
+    /// one branch per group or per block, was 7-46 % slower in four variants
+    /// (BENCHMARKS.md, "A carried escape in the 64-byte kernels").
     #[inline(always)]
     fn skip_blocks(
         chunk: &[u8],
