@@ -52,14 +52,17 @@ SUBJECTS = ("wasm", "wasm_b", "dynamic_module", "dynamic_module_b", "ext_proc")
 # one run (--module-b, --config-b); (g) with another configuration
 # (--config-g-b).
 EXTRA_VARIANTS = ("wasm_b", "dynamic_module_b", "dynamic_floor", "dynamic_floor_hold",
-                  "dynamic_floor_touch")
+                  "dynamic_floor_touch", "dynamic_floor_skip")
 # The empty dynamic module (bench/dynamic-floor) in front of the client
 # header: (g0) lets the request go at its first body chunk, (g0') at the end
-# of its body, (g0'') also reads every body byte once as it arrives. (g)
-# holds every A2A request to the end of its body, so (g0') and (g0'') are its
+# of its body, (g0'') also reads every body byte once as it arrives, and
+# (g0s) reads them with the filter's string-skip kernel instead. (g) holds
+# every A2A request to the end of its body, so (g0') and (g0'') are its
 # floors at both positions; (g0) is what letting a request go at its
-# contextId would save.
-DYNAMIC_FLOORS = ("dynamic_floor", "dynamic_floor_hold", "dynamic_floor_touch")
+# contextId would save; (g0s) - (g0'') is what finding the ends of the
+# strings costs, apart from the rest of the filter's work.
+DYNAMIC_FLOORS = ("dynamic_floor", "dynamic_floor_hold", "dynamic_floor_touch",
+                  "dynamic_floor_skip")
 # The variants that load the filter's dynamic module: (g), and (g') with
 # its own configuration.
 DYNAMIC_MODULES = ("dynamic_module", "dynamic_module_b")
@@ -79,6 +82,8 @@ LABELS = {
     "dynamic_floor": "(g0) empty dynamic module, first chunk + client header",
     "dynamic_floor_hold": "(g0') empty dynamic module, whole body + client header",
     "dynamic_floor_touch": "(g0'') empty dynamic module reading every byte, whole body + client header",
+    "dynamic_floor_skip": "(g0s) empty dynamic module skipping every string with the filter's kernel, "
+                          "whole body + client header",
 }
 # Where scripts/bench.sh builds the native shells (scripts/build.sh copies
 # them from target/release-native/).
@@ -684,7 +689,8 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
              # Results written before the kernel was recorded do not name it.
              + (f" String kernel of the native shells: {meta['string_kernel']}"
                 + (f" ({STRING_KERNEL_ENV}={meta['string_kernel_env']})" if meta.get("string_kernel_env") else "")
-                + "." if meta.get("string_kernel") and (loads_dynamic_module(variants) or "ext_proc" in variants)
+                + "." if meta.get("string_kernel")
+                and (loads_dynamic_module(variants) or {"ext_proc", "dynamic_floor_skip"} & set(variants))
                 else ""),
              ""]
     if summary:
@@ -794,7 +800,8 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
         lines += ["## The dynamic module (g) against the empty dynamic module", "",
                   "(g0) lets the request go at its first body chunk; (g0') holds it to the end of its body; "
                   "(g0'') holds it and reads every body byte once: what any body-to-header dynamic module "
-                  "costs in this Envoy, and what (g) adds to it. Requests/s relative to (a) (median of "
+                  "costs in this Envoy, and what (g) adds to it; (g0s) reads the bytes with (g)'s string-skip "
+                  "kernel, one string at a time. Requests/s relative to (a) (median of "
                   "per-round ratios), then front-Envoy CPU per request over (a), µs (differences of "
                   "medians), and (g) against the last floor directly (median of per-round ratios, in "
                   "requests/s and in requests per CPU second gauged by the upstream Envoy).", "",
@@ -1132,6 +1139,7 @@ def main():
                               ("dynamic_floor_module", dynamic_floor_module, ("dynamic_floor",)),
                               ("dynamic_floor_hold_module", dynamic_floor_module, ("dynamic_floor_hold",)),
                               ("dynamic_floor_touch_module", dynamic_floor_module, ("dynamic_floor_touch",)),
+                              ("dynamic_floor_skip_module", dynamic_floor_module, ("dynamic_floor_skip",)),
                               ("ext_proc_server", EXT_PROC_SERVER, ("ext_proc",))):
         if set(wanted) & set(variants):
             meta[key] = os.path.relpath(path, ROOT)

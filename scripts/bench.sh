@@ -27,8 +27,9 @@ build_modules() {
   say "building the release artifacts (scripts/build.sh${1:+ $1}) and the empty (f) module"
   env -u CARGO_TARGET_DIR scripts/build.sh "$@"
   env -u CARGO_TARGET_DIR cargo build --release --target wasm32-wasip1 --quiet -p wasm-floor
-  # The empty dynamic module of (g0), (g0') and (g0''), run when asked for
-  # (--variants ...,dynamic_floor,dynamic_floor_hold,dynamic_floor_touch).
+  # The empty dynamic module of (g0), (g0'), (g0'') and (g0s), run when asked
+  # for (--variants ...,dynamic_floor,dynamic_floor_hold,dynamic_floor_touch,
+  # dynamic_floor_skip).
   [ "${1:-}" = "--wasm-only" ] ||
     env -u CARGO_TARGET_DIR cargo build --profile release-native --quiet -p dynamic-floor
 }

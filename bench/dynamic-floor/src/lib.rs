@@ -3,7 +3,8 @@
 //! that does only what any filter must do to put a value from the request
 //! body into a header before the router picks a host, and nothing else. Run
 //! in front of the client-header route (`bench/run.py`, variants
-//! `dynamic_floor` and `dynamic_floor_hold`), it prices what holding a
+//! `dynamic_floor`, `dynamic_floor_hold`, `dynamic_floor_touch` and
+//! `dynamic_floor_skip`), it prices what holding a
 //! request costs in Envoy when the module's own work is nil, so the
 //! a2a_affinity module's cost splits into "any body-to-header module" and
 //! "this one".
@@ -25,6 +26,13 @@
 //!   compiler turns into vector code that runs at the speed of memory: the
 //!   least any module that looks at the whole body pays on top of holding
 //!   it;
+//! - `skip`: read every body byte once in the same order, but with the
+//!   a2a_affinity filter's own string-skip kernel (the one the process
+//!   chooses, `A2A_AFFINITY_STRING_KERNEL` included), stepping over the
+//!   body as string contents from one quote (or escape the kernel leaves to
+//!   its caller) to the next: what finding where every string ends costs,
+//!   the part of the filter's JSON reading that grows with the body, and
+//!   none of the rest of its work;
 //! - `set-header`: set one request header (`x-floor: 1`) in the callback
 //!   that lets the request go, as the filter sets `x-context-id`.
 //!
@@ -42,6 +50,7 @@
 
 use std::ffi::{c_char, c_void};
 use std::ptr;
+use std::sync::OnceLock;
 
 use dynamic_abi::body_type::{BUFFERED_REQUEST, RECEIVED_REQUEST};
 use dynamic_abi::header_type::REQUEST_HEADER;
@@ -59,6 +68,7 @@ struct Work {
     hold: bool,
     read: bool,
     touch: bool,
+    skip: bool,
     set_header: bool,
 }
 
@@ -71,6 +81,7 @@ impl Work {
                 "hold" => work.hold = true,
                 "read" => work.read = true,
                 "touch" => work.touch = true,
+                "skip" => work.skip = true,
                 "set-header" => work.set_header = true,
                 _ => return None,
             }
@@ -87,7 +98,8 @@ struct Stream {
     /// optimised away).
     seen: usize,
     chunks: Vec<EnvoyBuffer>,
-    /// Under `touch`: body bytes read so far, and their XOR fold (kept so
+    /// Under `touch` or `skip`: body bytes read so far, and what reading
+    /// them gave (their XOR fold, or the number of stops XORed in; kept so
     /// the reads are not optimised away).
     touched: usize,
     fold: u64,
@@ -205,7 +217,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
             }
         }
     }
-    if s.work.touch {
+    if s.work.touch || s.work.skip {
         // SAFETY: as for `read`.
         unsafe { touch(filter_envoy_ptr, s) };
     }
@@ -264,10 +276,46 @@ unsafe fn touch(filter: *mut c_void, s: &mut Stream) {
                 let fresh = bytes.get(skip..).unwrap_or_default();
                 skip = 0;
                 s.touched += fresh.len();
-                s.fold ^= xor_fold(fresh);
+                s.fold ^= if s.work.skip {
+                    skip_strings(fresh)
+                } else {
+                    xor_fold(fresh)
+                };
             }
         }
     }
+}
+
+/// A string-skip kernel: from (bytes, start) to where string contents stop
+/// being plain.
+type Skip = fn(&[u8], usize) -> usize;
+
+/// The string-skip kernel the a2a_affinity filter runs in this process.
+fn kernel() -> Skip {
+    static KERNEL: OnceLock<Skip> = OnceLock::new();
+    *KERNEL.get_or_init(|| {
+        let chosen = a2a_affinity_core::json::string_kernel();
+        let name = chosen.split_whitespace().next().unwrap_or_default();
+        let kernels = a2a_affinity_core::json::string_skip_kernels();
+        kernels
+            .iter()
+            .find(|(kernel, _)| *kernel == name)
+            .or(kernels.last())
+            .map_or(|bytes: &[u8], _| bytes.len(), |&(_, skip)| skip)
+    })
+}
+
+/// Steps over `bytes` as string contents with the filter's kernel, one stop
+/// (a quote, or an escape the kernel leaves to its caller) at a time;
+/// returns the number of stops.
+fn skip_strings(bytes: &[u8]) -> u64 {
+    let skip = kernel();
+    let (mut at, mut stops) = (0, 0u64);
+    while at < bytes.len() {
+        at = skip(bytes, at).saturating_add(1);
+        stops += 1;
+    }
+    stops
 }
 
 /// Every byte of `bytes` XORed into one word, eight at a time.
