@@ -27,12 +27,12 @@
 //!   least any module that looks at the whole body pays on top of holding
 //!   it;
 //! - `skip`: read every body byte once in the same order, but with the
-//!   a2a_affinity filter's own string-skip kernel (the one the process
-//!   chooses, `A2A_AFFINITY_STRING_KERNEL` included), stepping over the
-//!   body as string contents from one quote (or escape the kernel leaves to
-//!   its caller) to the next: what finding where every string ends costs,
-//!   the part of the filter's JSON reading that grows with the body, and
-//!   none of the rest of its work;
+//!   a2a_affinity filter's own string skip (the scanner's entry to it,
+//!   with the kernel the process chooses, `A2A_AFFINITY_STRING_KERNEL`
+//!   included), stepping over the body as string contents from one quote
+//!   (or escape the kernel leaves to its caller) to the next: what finding
+//!   where every string ends costs, the part of the filter's JSON reading
+//!   that grows with the body, and none of the rest of its work;
 //! - `set-header`: set one request header (`x-floor: 1`) in the callback
 //!   that lets the request go, as the filter sets `x-context-id`.
 //!
@@ -50,7 +50,6 @@
 
 use std::ffi::{c_char, c_void};
 use std::ptr;
-use std::sync::OnceLock;
 
 use dynamic_abi::body_type::{BUFFERED_REQUEST, RECEIVED_REQUEST};
 use dynamic_abi::header_type::REQUEST_HEADER;
@@ -286,33 +285,13 @@ unsafe fn touch(filter: *mut c_void, s: &mut Stream) {
     }
 }
 
-/// A string-skip kernel: from (bytes, start) to where string contents stop
-/// being plain.
-type Skip = fn(&[u8], usize) -> usize;
-
-/// The string-skip kernel the a2a_affinity filter runs in this process.
-fn kernel() -> Skip {
-    static KERNEL: OnceLock<Skip> = OnceLock::new();
-    *KERNEL.get_or_init(|| {
-        let chosen = a2a_affinity_core::json::string_kernel();
-        let name = chosen.split_whitespace().next().unwrap_or_default();
-        let kernels = a2a_affinity_core::json::string_skip_kernels();
-        kernels
-            .iter()
-            .find(|(kernel, _)| *kernel == name)
-            .or(kernels.last())
-            .map_or(|bytes: &[u8], _| bytes.len(), |&(_, skip)| skip)
-    })
-}
-
-/// Steps over `bytes` as string contents with the filter's kernel, one stop
-/// (a quote, or an escape the kernel leaves to its caller) at a time;
-/// returns the number of stops.
+/// Steps over `bytes` as string contents with the filter's own string
+/// skip, one stop (a quote, or an escape it leaves to its caller) at a
+/// time; returns the number of stops.
 fn skip_strings(bytes: &[u8]) -> u64 {
-    let skip = kernel();
     let (mut at, mut stops) = (0, 0u64);
     while at < bytes.len() {
-        at = skip(bytes, at).saturating_add(1);
+        at = a2a_affinity_core::json::skip_string_contents(bytes, at).saturating_add(1);
         stops += 1;
     }
     stops

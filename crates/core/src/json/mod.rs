@@ -19,6 +19,16 @@ pub fn string_kernel() -> String {
     skip::kernel_in_use()
 }
 
+/// Steps over plain string contents from `at` as the filter's scanner does,
+/// with the kernel this process chose; returns where the contents stop
+/// being plain (a quote, a control character, an escape left to the
+/// caller, or the chunk's end). Not part of the API: the bench's floor
+/// module (`bench/dynamic-floor`) runs it to price the scan alone.
+#[doc(hidden)]
+pub fn skip_string_contents(chunk: &[u8], at: usize) -> usize {
+    skip::skip_plain(chunk, at)
+}
+
 /// The string-skip kernels this CPU can run, by name, each a function from
 /// (bytes, start) to where string contents stop being plain. Not part of the
 /// API: the kernel benchmark (`bench/benches/scan.rs`) times them.
