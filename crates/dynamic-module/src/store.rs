@@ -3,10 +3,12 @@
 //!
 //! The store is split into shards, each a `Mutex` around a table, so that
 //! workers learning and looking up different tasks rarely wait for each
-//! other. A task's shard is picked by one randomly keyed hash, and each
-//! shard's table hashes with its own random keys (`ahash::RandomState::new()`):
-//! task ids come from clients and agents, and ids chosen to collide cannot
-//! pile up in one shard or one bucket chain without knowing the keys.
+//! other. A task id is hashed once, with the store's random keys
+//! (`ahash::RandomState::new()`): bits 40 to 55 of the hash pick its shard,
+//! and the whole hash places it in the shard's table, whose bucket index
+//! takes the low bits and whose tag the top seven. Task ids come from
+//! clients and agents, and ids chosen to collide cannot pile up in one
+//! shard or one bucket chain without knowing the keys.
 //!
 //! Capacity is `task_capacity` entries in total, divided between the shards
 //! (each holds `capacity / shards`, the first `capacity % shards` one more).
@@ -24,17 +26,21 @@
 //! overwritten when a shard is full; an overwrite counts as an eviction only
 //! when the entry it replaces was still live.
 //!
-//! A shard allocates nothing per request once it is full: each entry is a
-//! slot of one vector, holding the task id and the context id in one byte
-//! buffer, linked into the shard's write order by slot numbers; the table
-//! holds only slot numbers. An overwrite reuses the slot and its buffer (ids
-//! of one agent have one length, so the buffer fits), and a refresh moves
-//! the slot to the newest end of the order in place.
+//! A shard allocates nothing per request once it is full, and nothing for
+//! one entry alone while it fills if its ids are of the usual length (the
+//! vector of slots grows by doubling): each entry is a slot of that
+//! vector, holding its hash and, in the slot itself, the task id and the
+//! context id (up to [`INLINE_IDS`] bytes together; longer ones spill to a
+//! buffer of their own), linked into the shard's write order by slot
+//! numbers; the table holds only slot numbers. An overwrite reuses the
+//! slot, and a refresh moves the slot to the newest end of the order in
+//! place.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use a2a_affinity_core::store::{Learned, Lookup, TaskStore};
 use hashbrown::HashTable;
+use smallvec::SmallVec;
 
 /// Shards of a large store: well above the worker count of a large Envoy,
 /// so that lock contention stays low.
@@ -47,18 +53,26 @@ pub const MIN_SHARD: usize = 1024;
 /// No slot: the end of the write order.
 const NIL: u32 = u32::MAX;
 
+/// Bytes of ids a slot holds in itself: a UUID task id and a UUID context
+/// id (72 bytes) fit, in a slot of 120 bytes. (A slot padded to 128 and
+/// aligned to its two cache lines was no faster, and took 8 bytes more a
+/// task.)
+pub const INLINE_IDS: usize = 80;
+
 /// One learned task.
 struct Slot {
-    /// The task id, then the context id.
-    ids: Vec<u8>,
-    /// Where the task id ends in `ids`.
-    split: usize,
+    /// The hash of the task id (the store's keys).
+    hash: u64,
     /// Seconds since the Unix epoch after which the entry is not used.
     expires: u64,
     /// The slot written just before this one, or [`NIL`].
     older: u32,
     /// The slot written just after this one, or [`NIL`].
     newer: u32,
+    /// Where the task id ends in `ids`.
+    split: usize,
+    /// The task id, then the context id.
+    ids: SmallVec<[u8; INLINE_IDS]>,
 }
 
 impl Slot {
@@ -70,15 +84,17 @@ impl Slot {
         self.ids.get(self.split..).unwrap_or_default()
     }
 
-    fn write(&mut self, task_id: &str, context_id: &str, expires: u64) {
+    fn write(&mut self, task_id: &str, context_id: &str, hash: u64, expires: u64) {
         self.ids.clear();
-        // One allocation for a new slot (two appends would grow it twice);
-        // none for a reused one whose buffer already fits.
+        // Ids that fit stay in the slot. Longer ones take one allocation
+        // (two appends would grow it twice), or none when the slot's
+        // spilled buffer already fits.
         self.ids
             .reserve_exact(task_id.len().saturating_add(context_id.len()));
         self.ids.extend_from_slice(task_id.as_bytes());
         self.ids.extend_from_slice(context_id.as_bytes());
         self.split = task_id.len();
+        self.hash = hash;
         self.expires = expires;
     }
 }
@@ -86,9 +102,8 @@ impl Slot {
 /// One shard: the entries in slots, a table from task id to slot, and the
 /// write order (oldest first), which is the expiry order.
 struct Shard {
-    /// Slot numbers, hashed by the task id of their slot.
+    /// Slot numbers, placed by the hash their slot holds.
     table: HashTable<u32>,
-    keys: ahash::RandomState,
     /// Never longer than `capacity`.
     slots: Vec<Slot>,
     /// Slots whose entry was dropped, to be used again.
@@ -102,7 +117,6 @@ impl Shard {
     fn new(capacity: usize) -> Self {
         Shard {
             table: HashTable::new(),
-            keys: ahash::RandomState::new(),
             slots: Vec::new(),
             free: Vec::new(),
             oldest: NIL,
@@ -123,7 +137,7 @@ impl Shard {
         self.slots.get_mut(usize::try_from(at).ok()?)
     }
 
-    /// The slot holding `task_id`.
+    /// The slot holding `task_id`, whose hash is `hash`.
     fn find(&self, task_id: &str, hash: u64) -> Option<u32> {
         let slots = &self.slots;
         self.table
@@ -131,7 +145,7 @@ impl Shard {
                 usize::try_from(at)
                     .ok()
                     .and_then(|i| slots.get(i))
-                    .is_some_and(|slot| slot.task() == task_id.as_bytes())
+                    .is_some_and(|slot| slot.hash == hash && slot.task() == task_id.as_bytes())
             })
             .copied()
     }
@@ -164,21 +178,19 @@ impl Shard {
         self.newest = at;
     }
 
-    /// Drops the entry of slot `at` (hashed `hash`) from the table and the
-    /// order; the slot and its buffer stay for the next entry.
-    fn drop_entry(&mut self, at: u32, hash: u64) {
+    /// Drops the entry of slot `at` from the table and the order; the slot
+    /// stays for the next entry.
+    fn drop_entry(&mut self, at: u32) {
+        let Some(hash) = self.slot(at).map(|slot| slot.hash) else {
+            return;
+        };
         if let Ok(entry) = self.table.find_entry(hash, |&s| s == at) {
             entry.remove();
         }
         self.unlink(at);
     }
 
-    fn hash(&self, task_id: &[u8]) -> u64 {
-        self.keys.hash_one(task_id)
-    }
-
-    fn lookup(&mut self, task_id: &str, now: u64) -> Lookup {
-        let hash = self.hash(task_id.as_bytes());
+    fn lookup(&mut self, task_id: &str, hash: u64, now: u64) -> Lookup {
         let Some(at) = self.find(task_id, hash) else {
             return Lookup::Unknown;
         };
@@ -186,16 +198,15 @@ impl Shard {
             Some(slot) if slot.expires > now => std::str::from_utf8(slot.context())
                 .map_or(Lookup::Unknown, |context| Lookup::Found(context.to_owned())),
             _ => {
-                self.drop_entry(at, hash);
+                self.drop_entry(at);
                 self.free.push(at);
                 Lookup::Unknown
             }
         }
     }
 
-    fn learn(&mut self, task_id: &str, context_id: &str, now: u64, ttl: u64) -> Learned {
+    fn learn(&mut self, task_id: &str, context_id: &str, hash: u64, now: u64, ttl: u64) -> Learned {
         let expires = now.saturating_add(ttl);
-        let hash = self.hash(task_id.as_bytes());
         if let Some(at) = self.find(task_id, hash) {
             let Some(slot) = self.slot_mut(at) else {
                 return Learned::NotStored;
@@ -206,7 +217,7 @@ impl Shard {
             {
                 return Learned::Unchanged;
             }
-            slot.write(task_id, context_id, expires);
+            slot.write(task_id, context_id, hash, expires);
             self.unlink(at);
             self.push_newest(at);
             return Learned::Stored;
@@ -222,8 +233,7 @@ impl Shard {
                 return Learned::NotStored;
             };
             evicted = slot.expires > now;
-            let old_hash = self.hash(slot.task());
-            self.drop_entry(at, old_hash);
+            self.drop_entry(at);
             at
         } else if let Some(at) = self.free.pop() {
             at
@@ -232,28 +242,28 @@ impl Shard {
                 return Learned::NotStored;
             };
             self.slots.push(Slot {
-                ids: Vec::new(),
-                split: 0,
+                hash: 0,
                 expires: 0,
                 older: NIL,
                 newer: NIL,
+                split: 0,
+                ids: SmallVec::new(),
             });
             at
         };
         let Some(slot) = self.slot_mut(at) else {
             return Learned::NotStored;
         };
-        slot.write(task_id, context_id, expires);
+        slot.write(task_id, context_id, hash, expires);
         self.push_newest(at);
-        let Shard {
-            table, keys, slots, ..
-        } = self;
+        let Shard { table, slots, .. } = self;
+        // Should the table grow, it moves each entry by the hash its slot
+        // keeps: no task id is hashed again.
         table.insert_unique(hash, at, |&s| {
-            let task = usize::try_from(s)
+            usize::try_from(s)
                 .ok()
                 .and_then(|i| slots.get(i))
-                .map_or(&[][..], Slot::task);
-            keys.hash_one(task)
+                .map_or(0, |slot| slot.hash)
         });
         if evicted {
             Learned::Evicted
@@ -267,8 +277,8 @@ impl Shard {
 /// `task_capacity`/`task_ttl_secs`, see [`shared`]).
 pub struct ShardedStore {
     shards: Box<[Mutex<Shard>]>,
-    /// Picks a task's shard; randomly keyed like the maps.
-    pick: ahash::RandomState,
+    /// Hashes task ids, for the shard and the table alike.
+    keys: ahash::RandomState,
     ttl_secs: u64,
     capacity: usize,
 }
@@ -284,7 +294,7 @@ impl ShardedStore {
             shards: (0..shards)
                 .map(|i| Mutex::new(Shard::new(base + usize::from(i < extra))))
                 .collect(),
-            pick: ahash::RandomState::new(),
+            keys: ahash::RandomState::new(),
             ttl_secs,
             capacity,
         }
@@ -307,24 +317,36 @@ impl ShardedStore {
         self.len() == 0
     }
 
-    fn shard(&self, task_id: &str) -> Option<MutexGuard<'_, Shard>> {
-        let hash = self.pick.hash_one(task_id);
-        let count = u64::try_from(self.shards.len()).ok()?;
-        let index = usize::try_from(hash % count.max(1)).ok()?;
-        self.shards.get(index).map(lock)
+    /// The hash of a task id.
+    fn hash(&self, task_id: &str) -> u64 {
+        self.keys.hash_one(task_id.as_bytes())
+    }
+
+    /// The shard of a hash: bits 40 to 55, which neither the table's
+    /// bucket index (the low bits) nor its tag (the top seven) uses.
+    fn shard_index(&self, hash: u64) -> usize {
+        let bits = usize::try_from((hash >> 40) & 0xffff).unwrap_or(0);
+        bits % self.shards.len().max(1)
+    }
+
+    fn shard(&self, hash: u64) -> Option<MutexGuard<'_, Shard>> {
+        self.shards.get(self.shard_index(hash)).map(lock)
     }
 
     /// The context of a live learned task.
     pub fn lookup(&self, task_id: &str, now_secs: u64) -> Lookup {
-        self.shard(task_id)
-            .map_or(Lookup::Unknown, |mut shard| shard.lookup(task_id, now_secs))
+        let hash = self.hash(task_id);
+        self.shard(hash).map_or(Lookup::Unknown, |mut shard| {
+            shard.lookup(task_id, hash, now_secs)
+        })
     }
 
     /// Remembers `task_id` -> `context_id` for the store's time to live.
     pub fn learn(&self, task_id: &str, context_id: &str, now_secs: u64) -> Learned {
         let ttl = self.ttl_secs;
-        self.shard(task_id).map_or(Learned::NotStored, |mut shard| {
-            shard.learn(task_id, context_id, now_secs, ttl)
+        let hash = self.hash(task_id);
+        self.shard(hash).map_or(Learned::NotStored, |mut shard| {
+            shard.learn(task_id, context_id, hash, now_secs, ttl)
         })
     }
 }
@@ -380,6 +402,22 @@ mod tests {
     use super::*;
 
     const NOW: u64 = 1_000_000;
+
+    /// The hash the shard tests give a task id: fixed keys, so that a
+    /// failure repeats.
+    fn h(task: &str) -> u64 {
+        ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(task.as_bytes())
+    }
+
+    impl Shard {
+        fn learn_id(&mut self, task: &str, context: &str, now: u64, ttl: u64) -> Learned {
+            self.learn(task, context, h(task), now, ttl)
+        }
+
+        fn lookup_id(&mut self, task: &str, now: u64) -> Lookup {
+            self.lookup(task, h(task), now)
+        }
+    }
 
     #[test]
     fn learns_looks_up_and_expires() {
@@ -486,8 +524,10 @@ mod tests {
         assert_eq!(forward, backward);
         assert_eq!(forward.len(), shard.len());
         for &at in &forward {
-            let task = std::str::from_utf8(shard.slot(at).unwrap().task()).unwrap();
-            assert_eq!(shard.find(task, shard.hash(task.as_bytes())), Some(at));
+            let slot = shard.slot(at).unwrap();
+            let task = std::str::from_utf8(slot.task()).unwrap();
+            assert_eq!(slot.hash, h(task));
+            assert_eq!(shard.find(task, slot.hash), Some(at));
         }
         assert_eq!(forward.len() + shard.free.len(), shard.slots.len());
         assert!(shard.slots.len() <= shard.capacity);
@@ -570,13 +610,13 @@ mod tests {
                 if next(2) == 0 {
                     let context = &contexts[next(contexts.len() as u64) as usize];
                     assert_eq!(
-                        shard.learn(task, context, now, ttl),
+                        shard.learn_id(task, context, now, ttl),
                         model.learn(task, context, now),
                         "capacity {capacity}, step {step}: learn {task}"
                     );
                 } else {
                     assert_eq!(
-                        shard.lookup(task, now),
+                        shard.lookup_id(task, now),
                         model.lookup(task, now),
                         "capacity {capacity}, step {step}: lookup {task}"
                     );
@@ -592,31 +632,65 @@ mod tests {
 
     #[test]
     fn a_full_shard_reuses_its_slots_and_buffers() {
-        let mut shard = Shard::new(64);
-        let id = |i: u32| format!("{i:036}");
-        for i in 0..64 {
-            shard.learn(&id(i), &id(i + 1_000_000), NOW, 3600);
+        // UUID-length ids (72 bytes together) stay in their slot; longer
+        // ones spill to a buffer of their own, which an overwrite with ids
+        // of the same length reuses.
+        for width in [36usize, 60] {
+            let mut shard = Shard::new(64);
+            let id = |i: u32| format!("{i:0width$}");
+            for i in 0..64 {
+                shard.learn_id(&id(i), &id(i + 1_000_000), NOW, 3600);
+            }
+            let spilled = 2 * width > INLINE_IDS;
+            assert!(shard.slots.iter().all(|s| s.ids.spilled() == spilled));
+            let buffers: Vec<*const u8> = shard.slots.iter().map(|s| s.ids.as_ptr()).collect();
+            for i in 64..10_000 {
+                assert_eq!(
+                    shard.learn_id(&id(i), &id(i + 1_000_000), NOW, 3600),
+                    Learned::Evicted
+                );
+            }
+            check_shard(&shard);
+            assert_eq!(shard.slots.len(), 64);
+            // Every overwrite wrote where the slot's ids already were.
+            let after: Vec<*const u8> = shard.slots.iter().map(|s| s.ids.as_ptr()).collect();
+            assert_eq!(buffers, after);
+            // A slot a lookup frees is used again before the vector grows.
+            assert_eq!(shard.lookup_id(&id(9_999), NOW + 3600), Lookup::Unknown);
+            assert_eq!(shard.len(), 63);
+            assert_eq!(shard.free.len(), 1);
+            assert_eq!(shard.learn_id("new", "ctx", NOW, 3600), Learned::Stored);
+            assert_eq!(shard.slots.len(), 64);
+            assert!(shard.free.is_empty());
+            check_shard(&shard);
         }
-        let buffers: Vec<*const u8> = shard.slots.iter().map(|s| s.ids.as_ptr()).collect();
-        for i in 64..10_000 {
-            assert_eq!(
-                shard.learn(&id(i), &id(i + 1_000_000), NOW, 3600),
-                Learned::Evicted
-            );
+    }
+
+    #[test]
+    fn a_slot_holds_its_ids_in_120_bytes() {
+        // The ids, their length and spill pointer, the hash, the expiry,
+        // two links and the split: the 120 bytes the memory figures of the
+        // crate README count.
+        assert_eq!(std::mem::size_of::<Slot>(), 120);
+    }
+
+    #[test]
+    fn the_shard_and_the_bucket_come_from_different_bits() {
+        // The ids of one shard still spread over the low bits of the hash,
+        // which place them in the shard's table: were the shard picked from
+        // those bits, every id of a shard would share them.
+        let store = ShardedStore::new(32 * 1024, 3600);
+        let mut low = std::collections::HashSet::new();
+        let mut in_shard = 0;
+        for i in 0..20_000 {
+            let hash = store.hash(&format!("task-{i}"));
+            if store.shard_index(hash) == 0 {
+                in_shard += 1;
+                low.insert(hash & 0x3f);
+            }
         }
-        check_shard(&shard);
-        assert_eq!(shard.slots.len(), 64);
-        // Ids of one length: every overwrite wrote into the buffer it found.
-        let after: Vec<*const u8> = shard.slots.iter().map(|s| s.ids.as_ptr()).collect();
-        assert_eq!(buffers, after);
-        // A slot a lookup frees is used again before the vector grows.
-        assert_eq!(shard.lookup(&id(9_999), NOW + 3600), Lookup::Unknown);
-        assert_eq!(shard.len(), 63);
-        assert_eq!(shard.free.len(), 1);
-        assert_eq!(shard.learn("new", "ctx", NOW, 3600), Learned::Stored);
-        assert_eq!(shard.slots.len(), 64);
-        assert!(shard.free.is_empty());
-        check_shard(&shard);
+        assert!(in_shard > 400, "{in_shard}");
+        assert_eq!(low.len(), 64);
     }
 
     #[test]
@@ -635,7 +709,7 @@ mod tests {
         let same = (0..200)
             .filter(|i| {
                 let id = format!("{i:08}");
-                store.pick.hash_one(&id) % 32 == other.pick.hash_one(&id) % 32
+                store.shard_index(store.hash(&id)) == other.shard_index(other.hash(&id))
             })
             .count();
         assert!(same < 40, "{same} of 200 ids in the same shard");

@@ -63,8 +63,8 @@ fn a_full_default_store_and_its_heap() {
     assert!(evicted < n / 50, "{evicted} pushed out");
 
     // More tasks fill the shards that still had room; from then on every
-    // new task takes the slot and the buffer of the one it replaces, and
-    // the heap stays where it is.
+    // new task takes the slot of the one it replaces, its ids in the slot,
+    // and the heap stays where it is.
     let (fill, overwrite) = more.split_at(n / 4);
     let ((), filled) = heap_bytes(|| {
         for (task, context) in fill.iter().zip(&contexts) {
