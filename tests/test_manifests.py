@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator
 import jsonschema
 import pytest
 import yaml
-from a2a_harness import free_port
+from a2a_harness import free_port, predict_hosts
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -1656,6 +1656,8 @@ class Gateway:
             {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}
             for p in upstream_ports
         ]
+        self.cluster = cluster
+        self.hosts = [f"127.0.0.1:{p}" for p in upstream_ports]
         path = workdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         self.log = workdir / f"{name}.log"
@@ -1670,6 +1672,20 @@ class Gateway:
         except Exception:
             stop(self.proc)
             raise
+
+    def conversations(self, candidates: list[str], count: int = 6) -> dict[str, str]:
+        """`count` of the candidate contextIds, each with the replica
+        address this gateway's agents cluster hashes it to (crates/envoy-lb),
+        at least two replicas among them. The replicas' ports, and with them
+        the ring, change from run to run: fixed ids alone could all land on
+        one replica, and a test of the spread would fail by chance."""
+        predicted = predict_hosts(self.cluster, self.hosts, candidates)
+        chosen = candidates[:count]
+        if len({predicted[c] for c in chosen}) < 2:
+            other = next((c for c in candidates[count:] if predicted[c] != predicted[chosen[0]]), None)
+            assert other is not None, f"all {len(candidates)} candidates hash to one replica: {predicted}"
+            chosen[-1] = other
+        return {c: predicted[c] for c in chosen}
 
     def post(self, body: bytes) -> tuple[int, dict[str, Any] | None]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -1719,14 +1735,14 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[in
 def test_envoy_gateway_config_keeps_each_conversation_on_one_replica(
         docs: list[Doc], replicas: tuple[list[int], dict[str, str]], tmp_path: Path) -> None:
     envoy, module = needs_envoy_and_module("1.40")
-    ports, _ = replicas
+    ports, replica_at = replicas
     gateway = Gateway(envoy, envoy_gateway_bootstrap(docs, module), ports, tmp_path, "eg")
     try:
         large = "x" * LARGE_TEXT_BYTES
         landed: dict[str, set[str]] = {}
         seq = 0
-        for conversation in range(6):
-            context_id = f"ctx-{conversation}-{'ab' * conversation}"
+        conversations = gateway.conversations([f"ctx-{n}-{'ab' * n}" for n in range(24)])
+        for context_id in conversations:
             for turn in range(2):
                 seq += 1
                 body = send_message(context_id, large if turn == 0 else f"turn {turn}", seq)
@@ -1736,8 +1752,9 @@ def test_envoy_gateway_config_keeps_each_conversation_on_one_replica(
                 assert (report["body_length"], report["body_sha256"]) == (
                     len(body), hashlib.sha256(body).hexdigest()), "the body changed on the way"
                 landed.setdefault(context_id, set()).add(report["replica"])
-        assert all(len(r) == 1 for r in landed.values()), landed
-        assert len(set().union(*landed.values())) > 1, f"every conversation on one replica: {landed}"
+        # Each conversation on one replica, the one Envoy's hashing of its
+        # contextId picks; they are on two replicas at least.
+        assert landed == {c: {replica_at[host]} for c, host in conversations.items()}, landed
 
         # First turn without a contextId: the filter mints one into the body
         # and the header; the follow-up with that id goes to the same replica.
@@ -1804,19 +1821,21 @@ def istio_ecds_bootstrap(docs: list[Doc], module: Path, workdir: Path) -> dict[s
 def test_istio_config_by_ecds_keeps_each_conversation_on_one_replica(
         docs: list[Doc], replicas: tuple[list[int], dict[str, str]], tmp_path: Path) -> None:
     envoy, module = needs_envoy_and_module("1.40")
-    ports, _ = replicas
+    ports, replica_at = replicas
     gateway = Gateway(envoy, istio_ecds_bootstrap(docs, module, tmp_path), ports, tmp_path, "istio")
     try:
         landed: dict[str, set[str]] = {}
+        conversations = gateway.conversations([f"istio-ctx-{n}" for n in range(24)])
+        context_ids = list(conversations)
         for seq in range(12):
-            context_id = f"istio-ctx-{seq % 6}"
+            context_id = context_ids[seq % len(context_ids)]
             body = send_message(context_id, "x" * (LARGE_TEXT_BYTES if seq < 6 else 10), seq)
             status, report = gateway.post(body)
             assert status == 200 and report is not None, (status, gateway.log.read_text()[-2000:])
             assert report["context_ids"] == [context_id], report["context_ids"]
             assert report["body_sha256"] == hashlib.sha256(body).hexdigest(), "the body changed on the way"
             landed.setdefault(context_id, set()).add(report["replica"])
-        assert all(len(r) == 1 for r in landed.values()), landed
+        assert landed == {c: {replica_at[host]} for c, host in conversations.items()}, landed
         assert gateway.counters().get("context_found", 0) >= 12, gateway.counters()
     finally:
         stop(gateway.proc)
@@ -1905,7 +1924,7 @@ class ExtProcProcess:
 def test_kgateway_ext_proc_config_keeps_each_conversation_on_one_replica(
         docs: list[Doc], replicas: tuple[list[int], dict[str, str]], tmp_path: Path) -> None:
     envoy, binary = needs_envoy_and_ext_proc_server()
-    ports, _ = replicas
+    ports, replica_at = replicas
     server = ExtProcProcess(binary, shipped_ext_proc_config(docs), tmp_path)
     try:
         config = kgateway_ext_proc_bootstrap(docs)
@@ -1916,8 +1935,8 @@ def test_kgateway_ext_proc_config_keeps_each_conversation_on_one_replica(
         try:
             landed: dict[str, set[str]] = {}
             seq = 0
-            for conversation in range(6):
-                context_id = f"kgw-ctx-{conversation}-{'cd' * conversation}"
+            conversations = gateway.conversations([f"kgw-ctx-{n}-{'cd' * n}" for n in range(24)])
+            for context_id in conversations:
                 for turn in range(2):
                     seq += 1
                     body = send_message(context_id, "x" * LARGE_TEXT_BYTES if turn == 0 else f"turn {turn}", seq)
@@ -1927,8 +1946,7 @@ def test_kgateway_ext_proc_config_keeps_each_conversation_on_one_replica(
                     assert (report["body_length"], report["body_sha256"]) == (
                         len(body), hashlib.sha256(body).hexdigest()), "the body changed on the way"
                     landed.setdefault(context_id, set()).add(report["replica"])
-            assert all(len(r) == 1 for r in landed.values()), landed
-            assert len(set().union(*landed.values())) > 1, f"every conversation on one replica: {landed}"
+            assert landed == {c: {replica_at[host]} for c, host in conversations.items()}, landed
 
             # A first turn is minted a contextId (body and header); its
             # follow-up lands on the same replica.
@@ -2573,7 +2591,7 @@ def test_dynamic_module_config_keeps_each_conversation_on_one_replica(
     if not envoy.is_file():
         pytest.skip(f"Envoy 1.40 is not installed at {envoy}")
     module = dynamic_module_so()
-    ports, _ = replicas
+    ports, replica_at = replicas
     proxy = Gateway(envoy, DYNAMIC_MODULE_BOOTSTRAPS[gateway](docs, module), ports, tmp_path, f"dm-{gateway}")
     try:
         # Behind Envoy Gateway's 32 KiB listener the module scans 16 KiB; Istio
@@ -2581,8 +2599,8 @@ def test_dynamic_module_config_keeps_each_conversation_on_one_replica(
         first_text = "x" * (LARGE_TEXT_BYTES if gateway == "istio" else 8 * 1024)
         landed: dict[str, set[str]] = {}
         seq = 0
-        for conversation in range(6):
-            context_id = f"dm-ctx-{conversation}-{'ef' * conversation}"
+        conversations = proxy.conversations([f"dm-ctx-{n}-{'ef' * n}" for n in range(24)])
+        for context_id in conversations:
             for turn in range(2):
                 seq += 1
                 body = send_message(context_id, first_text if turn == 0 else f"turn {turn}", seq)
@@ -2591,8 +2609,7 @@ def test_dynamic_module_config_keeps_each_conversation_on_one_replica(
                 assert report["context_ids"] == [context_id], report["context_ids"]
                 assert report["body_sha256"] == hashlib.sha256(body).hexdigest(), "the body changed on the way"
                 landed.setdefault(context_id, set()).add(report["replica"])
-        assert all(len(r) == 1 for r in landed.values()), landed
-        assert len(set().union(*landed.values())) > 1, f"every conversation on one replica: {landed}"
+        assert landed == {c: {replica_at[host]} for c, host in conversations.items()}, landed
 
         seq += 1
         status, first = proxy.post(send_message(None, "hello", seq))

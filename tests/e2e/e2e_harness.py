@@ -318,29 +318,8 @@ def predict_hosts(envoy, keys):
     """The host crates/envoy-lb predicts for each key, from the cluster
     settings of the configuration this Envoy runs."""
     cluster = envoy.config["static_resources"]["clusters"][0]
-    hosts = ",".join(f"127.0.0.1:{p}" for p in envoy.upstreams.ports)
-    if cluster["lb_policy"] == "RING_HASH":
-        ring = cluster.get("ring_hash_lb_config", {})
-        lb = ["--lb", "ring", "--min-ring-size", str(ring.get("minimum_ring_size", 1024)),
-              "--max-ring-size", str(ring.get("maximum_ring_size", 8388608)),
-              "--hash-function", {"XX_HASH": "xx", "MURMUR_HASH_2": "murmur"}[
-                  ring.get("hash_function", "XX_HASH")]]
-    else:
-        lb = ["--lb", "maglev", "--table-size",
-              str(cluster.get("maglev_lb_config", {}).get("table_size", 65537))]
-    return envoy_lb_route(*lb, "--hosts", hosts, keys=keys)
-
-
-def envoy_lb_route(*args, keys):
-    """`envoy-lb route --json ARGS -- KEYS` (built from crates/envoy-lb): the
-    host each key lands on."""
-    out = subprocess.run(
-        ["cargo", "run", "-q", "-p", "envoy-lb", "--", "route", "--json", *args, "--", *keys],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"envoy-lb route failed ({out.returncode}): {out.stderr[-2000:]}")
-    return {row["key"]: row["host"] for row in json.loads(out.stdout)}
+    hosts = [f"127.0.0.1:{p}" for p in envoy.upstreams.ports]
+    return a2a_harness.predict_hosts(cluster, hosts, keys)
 
 
 def send_h2_interleaved(port, requests, piece=16):

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from a2a_harness import REPO, running_replicas
-from e2e_harness import Envoy, envoy_lb_route
+from a2a_harness import REPO, envoy_lb_route, running_replicas
+from e2e_harness import Envoy
 
 VERIFY = REPO / "envoy/sandbox/verify.sh"
 
