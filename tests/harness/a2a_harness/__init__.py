@@ -16,8 +16,9 @@ from .shells import (SHELLS, ExtProcServer, current_shell, dynamic_module_path, 
 
 __all__ = [
     "DEFAULT_TARGET_DIR", "ENVOY_BINARIES", "REPO", "WASM_FILTER", "AgentReplica", "Envoy",
-    "EnvoyError", "envoy_binary", "envoy_lb_route", "free_port", "h2_upstream", "http_filters", "load_config", "log_tail",
-    "module_path", "plugin_settings", "predict_hosts", "release_wasm", "render_config", "rewrite_config",
+    "EnvoyError", "envoy_binary", "envoy_lb_route", "free_port", "h2_upstream", "http_filters",
+    "load_config", "log_tail", "module_path", "plugin_settings", "predict_hosts", "release_wasm",
+    "render_config", "rewrite_config",
     "running_replicas", "stop_process", "target_dir", "wait_until", "wasm_plugin",
     "wheel_envoy_binary", "SHELLS", "ExtProcServer", "current_shell", "dynamic_module_path",
     "ext_proc_binary", "plugin_of", "to_shell",
