@@ -24,7 +24,7 @@ use a2a_affinity_core::stats::Counter;
 use a2a_affinity_core::verdict::Step;
 use a2a_affinity_dynamic::filter::{Action, Filter, FilterConfig};
 use a2a_affinity_dynamic::host::{Body, Chunks, HeaderList, Headers, Host};
-use a2a_affinity_testkit::bodies::{body, Text, CONTEXT_ID};
+use a2a_affinity_testkit::bodies::{bench_task_id, body, Text, CONTEXT_ID};
 
 /// The answers cycled through: as many distinct tasks as this, and a task
 /// store of a quarter of that (`task_capacity` below), so that every
@@ -41,7 +41,8 @@ const TASK_CAPACITY: usize = TASKS / 4;
 /// upstream uses the request id), all of one length.
 fn task_answer(n: usize) -> Vec<u8> {
     format!(
-        r#"{{"jsonrpc":"2.0","id":"b7d5","result":{{"kind":"task","id":"00000000-0000-4000-8000-{n:012x}","contextId":"{CONTEXT_ID}","status":{{"state":"completed"}},"artifacts":[{{"artifactId":"a1","parts":[{{"kind":"text","text":"ok"}}]}}]}}}}"#
+        r#"{{"jsonrpc":"2.0","id":"b7d5","result":{{"kind":"task","id":"{}","contextId":"{CONTEXT_ID}","status":{{"state":"completed"}},"artifacts":[{{"artifactId":"a1","parts":[{{"kind":"text","text":"ok"}}]}}]}}}}"#,
+        bench_task_id(n)
     )
     .into_bytes()
 }

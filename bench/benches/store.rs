@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use a2a_affinity_core::store::Learned;
 use a2a_affinity_dynamic::store::ShardedStore;
-use a2a_affinity_testkit::bodies::CONTEXT_ID;
+use a2a_affinity_testkit::bodies::{bench_task_id, CONTEXT_ID};
 
 const ROUNDS: usize = 7;
 const DEFAULT_CAPACITY: u32 = 262_144;
@@ -50,12 +50,6 @@ const TIMED: usize = 4_096;
 const BODY: usize = 512 * 1024;
 const TTL_SECS: u64 = 3_600;
 const NOW: u64 = 1_000_000;
-
-/// Task ids as the Envoy benchmark's upstream makes them (a request id),
-/// all of one length.
-fn task_id(n: usize) -> String {
-    format!("00000000-0000-4000-8000-{n:012x}")
-}
 
 /// Reads and writes one body's worth of memory, as a request's body does on
 /// its way through the proxy.
@@ -82,7 +76,7 @@ impl Traffic {
 /// Learns `count` new tasks from `next` on, untimed.
 fn learn_untimed(store: &ShardedStore, next: &mut usize, count: usize) {
     for _ in 0..count {
-        let learned = store.learn(&task_id(*next), CONTEXT_ID, NOW);
+        let learned = store.learn(&bench_task_id(*next), CONTEXT_ID, NOW);
         assert!(matches!(learned, Learned::Stored | Learned::Evicted));
         *next += 1;
     }
@@ -96,7 +90,7 @@ fn learn_timed(
     count: usize,
     mut traffic: Option<&mut Traffic>,
 ) -> Duration {
-    let ids: Vec<String> = (*next..*next + count).map(task_id).collect();
+    let ids: Vec<String> = (*next..*next + count).map(bench_task_id).collect();
     *next += count;
     let mut spent = Duration::ZERO;
     for id in &ids {

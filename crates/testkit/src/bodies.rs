@@ -3,6 +3,13 @@
 
 pub const CONTEXT_ID: &str = "9f1c2e4a-5b6d-4c8e-a0f1-23456789abcd";
 
+/// The task id the benchmark's upstream (envoy/bench/upstream.yaml) names in
+/// its answer to request `n`, the request id in UUID form: every answer a
+/// new task, all ids of one length.
+pub fn bench_task_id(n: usize) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
 /// Message text as JSON carries it. `Dense` has an escape every ~33 bytes
 /// (quotes and line breaks), a pessimistic case for span skipping; `Prose`
 /// has paragraphs of ~450 bytes with one quoted phrase and a blank line.
