@@ -19,11 +19,20 @@
 //! so the filter cannot stop at the first contextId): per body, the best
 //! of 40 interleaved rounds of the scanner stopping at the first contextId
 //! and of the request extractor reading the whole body to its verdict.
+//!
+//! `SCAN_BENCH_INDEX=1 cargo bench -p a2a-affinity-bench --bench scan`
+//! prices a parser of another shape: a structural index built 64 bytes at
+//! a time (scan/structural.rs), alone and with the least walk over it,
+//! against the request extractor reading each body to its verdict, best
+//! of 40 interleaved rounds; and the same on each body's envelope alone
+//! (its message text empty), which leaves what the text costs each.
+//! `A2A_AFFINITY_STRING_KERNEL=avx2` caps the extractor's string kernel
+//! at AVX2, the index's instruction set.
 
 // Bench set-up code may panic on a broken fixture; the filter never does.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use a2a_affinity_core::json::request::{BodyKind, Extractor};
+use a2a_affinity_core::json::request::{BodyKind, Extractor, RPC_PATHS};
 use a2a_affinity_core::json::scan::{Event, Flow, Limits, Progress, Scalar, Scanner};
 use a2a_affinity_core::json::string_skip_kernels;
 use a2a_affinity_core::verdict::{Step, Verdict};
@@ -31,7 +40,10 @@ use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 
-use a2a_affinity_testkit::bodies::{cases, CONTEXT_ID};
+use a2a_affinity_testkit::bodies::{body, cases, Text, CONTEXT_ID};
+
+#[path = "scan/structural.rs"]
+mod structural;
 
 const PATHS: &[&[&str]] = &[&["params", "message", "contextId"]];
 
@@ -238,11 +250,125 @@ fn kernels() {
     }
 }
 
+/// A parser built on a structural index, priced against the extractor:
+/// per body, µs for the extractor reading it to its verdict, for the
+/// extractor's scanner alone (its paths, a sink that does nothing), for
+/// the scanner watching no path (the grammar and the byte loop), for the
+/// index alone, and for the index with the least walk over it; then the
+/// extractor and the index with its walk less what each takes on the
+/// body's envelope alone (the text empty): what the message text costs
+/// each.
+fn index_shape() {
+    let cases = cases();
+    let texts: Vec<&[u8]> = cases.iter().map(|case| case.body.as_slice()).collect();
+    structural::check(&texts);
+    println!("kernel: {}", a2a_affinity_core::json::string_kernel());
+    println!(
+        "| body | text | contextId | structurals | extractor µs | its scanner µs | scanner, no path µs | index µs | index + walk µs | extractor, text only µs | index + walk, text only µs |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut envelope = std::collections::HashMap::new();
+    for (text, kind) in [("dense", Text::Dense), ("prose", Text::Prose)] {
+        for (position, first) in [("first", true), ("last", false)] {
+            let bare = body(0, kind, first);
+            envelope.insert((text, position), price(&bare));
+        }
+    }
+    for case in &cases {
+        let (label, text, position) = (case.size, case.text, case.position);
+        let price = price(&case.body);
+        let bare = envelope.get(&(text, position)).unwrap();
+        println!(
+            "| {label} | {text} | {position} | {} | {:.3} | {:.3} |",
+            price.row(),
+            price.reader - bare.reader,
+            price.walked - bare.walked
+        );
+    }
+    let mut rows: Vec<_> = envelope.into_iter().collect();
+    rows.sort_by_key(|(key, _)| *key);
+    for ((text, position), price) in rows {
+        println!("| envelope | {text} | {position} | {} | | |", price.row());
+    }
+}
+
+/// µs per body (best of 40 interleaved rounds), and how many offsets the
+/// index holds.
+struct Price {
+    structurals: usize,
+    reader: f64,
+    scanner: f64,
+    grammar: f64,
+    index: f64,
+    walked: f64,
+}
+
+impl Price {
+    fn row(&self) -> String {
+        format!(
+            "{} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3}",
+            self.structurals, self.reader, self.scanner, self.grammar, self.index, self.walked
+        )
+    }
+}
+
+/// The scanner over a whole body, every event dropped.
+fn scan_all(scanner: &mut Scanner<'_>, body: &[u8]) {
+    scanner.reset();
+    assert_eq!(
+        scanner.feed(body, &mut |_: Event<'_>| Flow::Continue),
+        Progress::Done
+    );
+}
+
+fn price(body: &[u8]) -> Price {
+    let reps = ((4 << 20) / body.len()).max(1);
+    let mut extractor = Extractor::new(BodyKind::JsonRpc, 256);
+    assert_eq!(read_whole(&mut extractor, body), CONTEXT_ID.len());
+    let mut scanner = Scanner::new(RPC_PATHS, Limits::default());
+    let mut grammar = Scanner::new(&[], Limits::default());
+    let mut offsets = Vec::with_capacity(body.len());
+    structural::index(body, &mut offsets);
+    let structurals = offsets.len();
+    let mut walk_offsets = offsets.clone();
+    let best = best_of_rounds(&mut [
+        repeated(reps, || {
+            black_box(read_whole(&mut extractor, black_box(body)));
+        }),
+        repeated(reps, || scan_all(&mut scanner, black_box(body))),
+        repeated(reps, || scan_all(&mut grammar, black_box(body))),
+        repeated(reps, || {
+            structural::index(black_box(body), &mut offsets);
+            black_box(offsets.len());
+        }),
+        repeated(reps, || {
+            structural::index(black_box(body), &mut walk_offsets);
+            black_box(structural::walk(body, &walk_offsets));
+        }),
+    ]);
+    let micros = |t: &Duration| t.as_secs_f64() * 1e6 / reps as f64;
+    let [reader, scanner, grammar, index, walked] = best[..] else {
+        unreachable!("five runs")
+    };
+    let [reader, scanner, grammar, index, walked] =
+        [reader, scanner, grammar, index, walked].map(|t| micros(&t));
+    Price {
+        structurals,
+        reader,
+        scanner,
+        grammar,
+        index,
+        walked,
+    }
+}
+
 criterion_group!(benches, throughput);
 
 fn main() {
     if std::env::var_os("SCAN_BENCH_KERNELS").is_some() {
         kernels();
+    } else if std::env::var_os("SCAN_BENCH_INDEX").is_some() {
+        index_shape();
     } else if std::env::var_os("SCAN_BENCH_READ_ON").is_some() {
         read_on();
     } else if std::env::var_os("SCAN_BENCH_INTERLEAVED").is_some() {
