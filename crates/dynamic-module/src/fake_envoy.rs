@@ -105,6 +105,9 @@ pub struct FakeStream {
     pub fail_body_writes: bool,
     /// Hand over a null chunk pointer with a length.
     pub corrupt_chunks: bool,
+    /// Chunks handed over by `get_body_chunks`, per body type (indexed by
+    /// the ABI's code).
+    pub chunks_handed: [usize; 4],
 }
 
 // SAFETY (for every callback below): the module passes the pointer this
@@ -248,6 +251,13 @@ pub extern "C" fn envoy_dynamic_module_callback_http_get_body_chunks(
         return false;
     };
     assert!(!result_buffer_vector.is_null());
+    let handed = slices(body).count();
+    if let Some(count) = stream.chunks_handed.get_mut(body_type as usize) {
+        *count += handed;
+    }
+    let Some(body) = body_of(stream, body_type).as_ref() else {
+        return false;
+    };
     for (i, chunk) in slices(body).enumerate() {
         let entry = EnvoyBuffer {
             ptr: if corrupt {

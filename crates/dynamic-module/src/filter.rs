@@ -9,7 +9,9 @@
 //!   every held chunk into the *buffered* body, and shows the new one as the
 //!   *received* body (or, for the last chunk of a held body, appends it to
 //!   the buffered body before the callback), so the new bytes are those past
-//!   the count already read in "buffered, then received";
+//!   the count already read in "buffered, then received". When every
+//!   buffered byte has been read, which is the rule, only the received
+//!   chunk is fetched;
 //! - the hash header is set from the body callback while the headers are
 //!   still held, then the request continues: plain native-filter behaviour;
 //! - a first turn's `BodyEdit` is applied to the held body (the new body
@@ -269,10 +271,9 @@ impl Filter {
         let mut env = ShellEnv::new(&shared);
         let read = {
             let host: &dyn Host = host;
-            match request_body(host, true) {
+            match new_request_bytes(host, self.seen) {
                 None => Read::Failed,
-                Some(held) => {
-                    let fresh = unseen(&held, self.seen);
+                Some(fresh) => {
                     let mut read = Read::Waiting;
                     for (i, part) in fresh.iter().enumerate() {
                         self.seen += part.len() as u64;
@@ -453,6 +454,23 @@ fn request_body(host: &dyn Host, in_body_callback: bool) -> Option<Chunks<'_>> {
         chunks.extend(host.body_chunks(Body::ReceivedRequest)?);
     }
     Some(chunks)
+}
+
+/// The request bytes of this body callback that the reader has not seen,
+/// given that it has seen the first `seen` of the held body. Normally that
+/// is the received chunk alone: every byte Envoy holds has been read, so
+/// the buffered body's chunks, as many as the body has grown to, are not
+/// fetched again at each callback. Otherwise (the last chunk appended to
+/// the buffered body, a filter before this one that held the body, bytes
+/// left unread) the held body is read as a whole and the seen bytes
+/// skipped. `None` if a chunk is unreadable.
+fn new_request_bytes(host: &dyn Host, seen: u64) -> Option<Chunks<'_>> {
+    if !host.received_is_buffered(true) && host.body_size(Body::BufferedRequest) as u64 == seen {
+        let received = host.body_chunks(Body::ReceivedRequest)?;
+        return Some(received.into_iter().filter(|c| !c.is_empty()).collect());
+    }
+    let held = request_body(host, true)?;
+    Some(unseen(&held, seen))
 }
 
 /// The parts of `chunks` past the first `seen` bytes.

@@ -2,6 +2,7 @@
 //! stream through `fake_envoy`, which stands in for Envoy's callbacks and
 //! filter manager.
 
+use dynamic_abi::body_type::{BUFFERED_REQUEST, RECEIVED_REQUEST};
 use serde_json::Value;
 
 use crate::fake_envoy::{take_logs, Configured, Exchange, FakeConfig, FakeStream, Upstream};
@@ -259,6 +260,29 @@ fn an_early_context_id_is_held_to_the_end_of_the_body() {
             ]
         );
     }
+}
+
+#[test]
+fn each_held_chunk_is_fetched_from_envoy_once() {
+    // Envoy moves each held chunk into the buffered body. A callback asks
+    // for the chunk it received, not for the held body again, which would
+    // cost each callback as many chunks as the body has grown to.
+    let c = config("{}");
+    let body = send_params(&format!(
+        r#"{{"parts":[{{"kind":"text","text":"{}"}}],"contextId":"ctx-each-once"}}"#,
+        "z".repeat(4000)
+    ));
+    let cuts: Vec<usize> = (1..20).map(|i| i * 200).collect();
+    let chunks = split(body.as_bytes(), &cuts);
+    let ex = exchange(&c, "/", &[], &refs(&chunks), true, false);
+    let handed = ex.stream.chunks_handed;
+    let up = ex.finish();
+    assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-each-once"));
+    assert_eq!(up.body, body.as_bytes());
+    // Nineteen chunks received and held; the twentieth, the last, joins the
+    // buffered body before its callback, which reads that body once.
+    assert_eq!(handed[RECEIVED_REQUEST as usize], 19);
+    assert_eq!(handed[BUFFERED_REQUEST as usize], 20);
 }
 
 #[test]
