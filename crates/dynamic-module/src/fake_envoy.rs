@@ -251,13 +251,7 @@ pub extern "C" fn envoy_dynamic_module_callback_http_get_body_chunks(
         return false;
     };
     assert!(!result_buffer_vector.is_null());
-    let handed = slices(body).count();
-    if let Some(count) = stream.chunks_handed.get_mut(body_type as usize) {
-        *count += handed;
-    }
-    let Some(body) = body_of(stream, body_type).as_ref() else {
-        return false;
-    };
+    let mut handed = 0;
     for (i, chunk) in slices(body).enumerate() {
         let entry = EnvoyBuffer {
             ptr: if corrupt {
@@ -270,6 +264,10 @@ pub extern "C" fn envoy_dynamic_module_callback_http_get_body_chunks(
         // SAFETY: the module sized the vector with
         // `get_body_chunks_size`, which counted these slices.
         unsafe { *result_buffer_vector.add(i) = entry };
+        handed += 1;
+    }
+    if let Some(count) = stream.chunks_handed.get_mut(body_type as usize) {
+        *count += handed;
     }
     true
 }
