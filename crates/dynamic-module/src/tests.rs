@@ -29,6 +29,15 @@ fn send_params(message: &str) -> String {
     rpc("message/send", &format!(r#"{{"message":{message}}}"#))
 }
 
+/// A `message/send` whose message has one text part of `text_len` bytes
+/// of `filler`, then the contextId `context_id`.
+fn send_long_text(filler: char, text_len: usize, context_id: &str) -> String {
+    let text = filler.to_string().repeat(text_len);
+    send_params(&format!(
+        r#"{{"parts":[{{"kind":"text","text":"{text}"}}],"contextId":"{context_id}"}}"#
+    ))
+}
+
 /// POSTs `chunks` (one body) with a content-length, then ends the stream.
 fn post(config: &Configured, path: &str, extra: &[(&str, &str)], chunks: &[&[u8]]) -> Upstream {
     exchange(config, path, extra, chunks, true, false).finish()
@@ -204,10 +213,7 @@ fn a_client_header_is_replaced_never_appended() {
 #[test]
 fn a_context_id_split_over_late_chunks_is_found_and_only_new_bytes_are_read() {
     let c = config("{}");
-    let filler = "x".repeat(5000);
-    let body = send_params(&format!(
-        r#"{{"parts":[{{"kind":"text","text":"{filler}"}}],"contextId":"ctx-late-split"}}"#
-    ));
+    let body = send_long_text('x', 5000, "ctx-late-split");
     let at = body.find("ctx-late").unwrap();
     for cuts in [
         vec![100, 2000, at + 3],
@@ -268,10 +274,7 @@ fn each_held_chunk_is_fetched_from_envoy_once() {
     // for the chunk it received, not for the held body again, which would
     // cost each callback as many chunks as the body has grown to.
     let c = config("{}");
-    let body = send_params(&format!(
-        r#"{{"parts":[{{"kind":"text","text":"{}"}}],"contextId":"ctx-each-once"}}"#,
-        "z".repeat(4000)
-    ));
+    let body = send_long_text('z', 4000, "ctx-each-once");
     let cuts: Vec<usize> = (1..20).map(|i| i * 200).collect();
     let chunks = split(body.as_bytes(), &cuts);
     let ex = exchange(&c, "/", &[], &refs(&chunks), true, false);
@@ -548,10 +551,7 @@ fn non_a2a_traffic_passes_at_the_headers() {
 #[test]
 fn the_scan_stops_at_max_scan_bytes() {
     let c = config(r#"{"max_scan_bytes":1024}"#);
-    let body = send_params(&format!(
-        r#"{{"parts":[{{"kind":"text","text":"{}"}}],"contextId":"ctx-too-far"}}"#,
-        "z".repeat(4000)
-    ));
+    let body = send_long_text('z', 4000, "ctx-too-far");
     let chunks = split(body.as_bytes(), &[500, 1000, 1500, 3000]);
     let up = post(&c, "/", &[], &refs(&chunks));
     assert_eq!(up.header("x-context-id"), None);
@@ -565,10 +565,7 @@ fn the_scan_stops_at_max_scan_bytes() {
 #[test]
 fn the_scan_stops_at_half_the_stream_buffer_limit() {
     let c = config("{}");
-    let body = send_params(&format!(
-        r#"{{"parts":[{{"kind":"text","text":"{}"}}],"contextId":"ctx-over-limit"}}"#,
-        "z".repeat(6000)
-    ));
+    let body = send_long_text('z', 6000, "ctx-over-limit");
     let chunks = split(body.as_bytes(), &[1500, 3000, 4500]);
     let length = body.len().to_string();
     let post_under = |limit: u64| {
