@@ -34,7 +34,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::Arc;
 
-use smallvec::{smallvec, SmallVec};
+use smallvec::SmallVec;
 
 use a2a_affinity_core::stats::Counter;
 use log::{error, info, warn};
@@ -123,7 +123,10 @@ impl Host for EnvoyHost {
         if count == 0 {
             return HeaderList::default();
         }
-        let mut raw: SmallVec<[EnvoyHttpHeader; 24]> = smallvec![EnvoyHttpHeader::EMPTY; count];
+        // Made empty and then filled: `smallvec!` builds the inline array
+        // aside and moves it.
+        let mut raw: SmallVec<[EnvoyHttpHeader; 24]> = SmallVec::new();
+        raw.resize(count, EnvoyHttpHeader::EMPTY);
         // SAFETY: `raw` has room for the `count` entries Envoy reported for
         // this map, which nothing has changed since (same hook, no write).
         let ok = unsafe {
@@ -132,7 +135,9 @@ impl Host for EnvoyHost {
         if !ok {
             return HeaderList::default();
         }
-        HeaderList::new(raw.into_iter().filter_map(|h| {
+        // Read where `raw` lies: iterating it by value would first move its
+        // whole inline array.
+        HeaderList::new(raw.iter().filter_map(|h| {
             let key = EnvoyBuffer {
                 ptr: h.key_ptr,
                 length: h.key_length,
@@ -186,7 +191,9 @@ impl Host for EnvoyHost {
         if count == 0 {
             return Some(Chunks::new());
         }
-        let mut raw: SmallVec<[EnvoyBuffer; 8]> = smallvec![EnvoyBuffer::EMPTY; count];
+        // As for the headers: made empty, filled, read where it lies.
+        let mut raw: SmallVec<[EnvoyBuffer; 8]> = SmallVec::new();
+        raw.resize(count, EnvoyBuffer::EMPTY);
         // SAFETY: `raw` has room for the `count` entries Envoy reported for
         // this body, which nothing has changed since (same hook, no write).
         let ok = unsafe {
@@ -196,10 +203,10 @@ impl Host for EnvoyHost {
             // Envoy counted chunks it then could not hand over.
             return None;
         }
-        raw.into_iter()
+        raw.iter()
             // SAFETY: each entry is a slice of Envoy's buffer, valid until the
             // end of this hook or the next body write (`&mut self`).
-            .map(|chunk| unsafe { envoy_bytes(chunk) })
+            .map(|&chunk| unsafe { envoy_bytes(chunk) })
             .collect()
     }
 

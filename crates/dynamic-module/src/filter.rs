@@ -466,8 +466,9 @@ fn request_body(host: &dyn Host, in_body_callback: bool) -> Option<Chunks<'_>> {
 /// skipped. `None` if a chunk is unreadable.
 fn new_request_bytes(host: &dyn Host, seen: u64) -> Option<Chunks<'_>> {
     if !host.received_is_buffered(true) && host.body_size(Body::BufferedRequest) as u64 == seen {
-        let received = host.body_chunks(Body::ReceivedRequest)?;
-        return Some(received.into_iter().filter(|c| !c.is_empty()).collect());
+        let mut received = host.body_chunks(Body::ReceivedRequest)?;
+        received.retain(|c| !c.is_empty());
+        return Some(received);
     }
     let held = request_body(host, true)?;
     Some(unseen(&held, seen))

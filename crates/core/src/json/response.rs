@@ -98,20 +98,30 @@ pub struct ResponseLearner {
     learned_pair: bool,
     /// The last line ended with CR: a following LF belongs to it.
     skip_lf: bool,
-    /// The value read at each path of `PATHS` in the current document;
-    /// cleared, not freed, between documents.
-    slots: Vec<Slot>,
+    /// The value read at each path of `PATHS`, valid where `filled` has
+    /// the path's bit; cleared, not freed, between documents.
+    values: Vec<String>,
+    /// Paths read in the current document, one bit each.
+    filled: u32,
+    /// Paths whose value was written since the learner was made or reset:
+    /// the only values `reset` needs to look at.
+    written: u32,
     max_value: usize,
 }
+
+// One bit per path in `filled` and `written`.
+const _: () = assert!(PATHS.len() <= 32);
 
 /// Slot capacity a reset learner keeps: room for the ids agents use (a
 /// UUID is 36 bytes) and then some.
 const KEPT_SLOT_BYTES: usize = 64;
 
-#[derive(Clone, Default)]
-struct Slot {
-    filled: bool,
-    value: String,
+/// The bit of path `path` in a set of paths (none for a path past the 32nd).
+fn bit(path: usize) -> u32 {
+    u32::try_from(path)
+        .ok()
+        .and_then(|p| 1u32.checked_shl(p))
+        .unwrap_or(0)
 }
 
 impl ResponseLearner {
@@ -128,7 +138,9 @@ impl ResponseLearner {
             document_done: false,
             learned_pair: false,
             skip_lf: false,
-            slots: vec![Slot::default(); PATHS.len()],
+            values: vec![String::new(); PATHS.len()],
+            filled: 0,
+            written: 0,
             max_value: max_value_bytes,
         }
     }
@@ -150,11 +162,17 @@ impl ResponseLearner {
         self.learned_pair = false;
         self.sse = SseState::LineStart(0);
         self.skip_lf = false;
-        for slot in &mut self.slots {
-            if slot.value.capacity() > KEPT_SLOT_BYTES {
-                slot.value = String::new();
+        let mut written = self.written;
+        while written != 0 {
+            let path = written.trailing_zeros() as usize;
+            written &= written - 1;
+            if let Some(value) = self.values.get_mut(path) {
+                if value.capacity() > KEPT_SLOT_BYTES {
+                    *value = String::new();
+                }
             }
         }
+        self.written = 0;
     }
 
     /// The rest of the response need not be read: a JSON response whose
@@ -179,7 +197,9 @@ impl ResponseLearner {
         if self.document_done || bytes.is_empty() {
             return;
         }
-        let slots = &mut self.slots;
+        let values = &mut self.values;
+        let filled = &mut self.filled;
+        let written = &mut self.written;
         let max = self.max_value;
         let mut pair = None;
         let progress = self.scanner.feed(bytes, &mut |event| {
@@ -190,17 +210,18 @@ impl ResponseLearner {
             } = event
             {
                 if usable_value(s, max) {
-                    if let Some(slot) = slots.get_mut(path) {
-                        if !slot.filled {
-                            slot.filled = true;
-                            slot.value.clear();
-                            slot.value.push_str(s);
+                    let at = bit(path);
+                    if *filled & at == 0 {
+                        if let Some(value) = values.get_mut(path) {
+                            *filled |= at;
+                            *written |= at;
+                            value.clear();
+                            value.push_str(s);
                         }
                     }
                     let task = path / 2 * 2;
-                    if slots.get(task).is_some_and(|s| s.filled)
-                        && slots.get(task + 1).is_some_and(|s| s.filled)
-                    {
+                    let both = bit(task) | bit(task + 1);
+                    if both != 0 && *filled & both == both {
                         pair = Some(task);
                         return Flow::Stop;
                     }
@@ -209,8 +230,9 @@ impl ResponseLearner {
             Flow::Continue
         });
         if let Some(task) = pair {
-            if let (Some(task), Some(context)) = (self.slots.get(task), self.slots.get(task + 1)) {
-                learned(&task.value, &context.value);
+            if let (Some(task), Some(context)) = (self.values.get(task), self.values.get(task + 1))
+            {
+                learned(task, context);
                 self.learned_pair = true;
             }
             self.document_done = true;
@@ -224,7 +246,7 @@ impl ResponseLearner {
 
     fn end_document(&mut self) {
         self.scanner.reset();
-        self.slots.iter_mut().for_each(|s| s.filled = false);
+        self.filled = 0;
         self.document_done = false;
         self.event_has_data = false;
     }
@@ -310,10 +332,11 @@ mod tests {
         learner.feed(body.as_bytes(), &mut |t, c| pairs.push((t.len(), c.len())));
         assert_eq!(pairs, vec![(5000, 5000)]);
         learner.reset();
+        assert_eq!((learner.filled, learner.written), (0, 0));
         assert!(learner
-            .slots
+            .values
             .iter()
-            .all(|s| !s.filled && s.value.capacity() <= KEPT_SLOT_BYTES));
+            .all(|v| v.capacity() <= KEPT_SLOT_BYTES));
         // And it reads the next response as a new learner would.
         let mut pairs = Vec::new();
         learner.feed(
