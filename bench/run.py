@@ -77,7 +77,7 @@ LABELS = {
     "wasm_floor": "(f) empty Wasm + client header",
     "wasm_b": "(b') a2a_affinity Wasm, --module-b/--config-b",
     "dynamic_module": "(g) dynamic module",
-    "dynamic_module_b": "(g') dynamic module, --config-g-b",
+    "dynamic_module_b": "(g') dynamic module, --dynamic-module-b / --config-g-b",
     "ext_proc": "(h) ext_proc",
     "dynamic_floor": "(g0) empty dynamic module, first chunk + client header",
     "dynamic_floor_hold": "(g0') empty dynamic module, whole body + client header",
@@ -284,7 +284,8 @@ def write_bodies(out):
 
 
 def template_values(config, *, module, floor_module, dynamic_module, dynamic_floor_module,
-                    module_b=None, floor_config="", config_b=None, config_g=None, config_g_b=None):
+                    module_b=None, floor_config="", config_b=None, config_g=None, config_g_b=None,
+                    dynamic_module_b=None):
     """A free port for every variant's listener, and the values of every
     placeholder of envoy/bench/*.yaml but `ext_proc_port` (known once the
     ext_proc server is up): (ports by variant, values)."""
@@ -296,7 +297,9 @@ def template_values(config, *, module, floor_module, dynamic_module, dynamic_flo
                   floor_module=str(floor_module), floor_config=floor_config,
                   filter_config=config, filter_config_b=config_b or config,
                   filter_config_g=config_g or config, filter_config_g_b=config_g_b or config,
-                  dynamic_module=str(dynamic_module), dynamic_floor_module=str(dynamic_floor_module))
+                  dynamic_module=str(dynamic_module),
+                  dynamic_module_b=str(dynamic_module_b or dynamic_module),
+                  dynamic_floor_module=str(dynamic_floor_module))
     return ports, values
 
 
@@ -683,7 +686,12 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
                    if "dynamic_module" in variants
                    and meta.get("config_g") not in (None, meta.get("filter_config")) else "") + "."
                 if loads_dynamic_module(variants) else "")
-             + (f" (g') configuration `{meta['config_g_b']}`." if "dynamic_module_b" in variants else "")
+             + ((f" (g') module: `{meta['dynamic_module_b']}` ({meta['dynamic_module_b_bytes']} bytes, sha256 "
+                 f"{meta['dynamic_module_b_sha256'][:12]})."
+                 # Results written before --dynamic-module-b ran (g') from (g)'s file.
+                 if meta.get("dynamic_module_b") not in (None, meta.get("dynamic_module")) else "")
+                + f" (g') configuration `{meta['config_g_b']}`."
+                if "dynamic_module_b" in variants else "")
              + (f" (h) server: `{meta['ext_proc_server']}` ({meta['ext_proc_server_bytes']} bytes, sha256 "
                 f"{meta['ext_proc_server_sha256'][:12]})." if "ext_proc" in variants else "")
              # Results written before the kernel was recorded do not name it.
@@ -1031,6 +1039,9 @@ def main():
                          "(see bench/wasm-floor/src/lib.rs); empty: none")
     ap.add_argument("--dynamic-module", default=str(DYNAMIC_MODULE),
                     help="the (g) module: liba2a_affinity_dynamic.so (scripts/build.sh)")
+    ap.add_argument("--dynamic-module-b",
+                    help="the module of variant dynamic_module_b, (g') (default: --dynamic-module), for an "
+                         "A/B of two builds of (g) in one Envoy")
     ap.add_argument("--dynamic-floor-module", default=str(DYNAMIC_FLOOR),
                     help="the (g0) module: bench/dynamic-floor (cargo build --profile release-native -p dynamic-floor)")
     ap.add_argument("--string-kernel", choices=("avx512", "avx2", "sse2"),
@@ -1086,6 +1097,11 @@ def main():
     dynamic_module = Path(args.dynamic_module).resolve()
     if loads_dynamic_module(variants) and not dynamic_module.is_file():
         raise BenchError(f"{dynamic_module} missing: run scripts/build.sh")
+    dynamic_module_b = Path(args.dynamic_module_b).resolve() if args.dynamic_module_b else dynamic_module
+    if args.dynamic_module_b and "dynamic_module_b" not in variants:
+        raise BenchError("--dynamic-module-b is the module of variant dynamic_module_b: add it to --variants")
+    if "dynamic_module_b" in variants and not dynamic_module_b.is_file():
+        raise BenchError(f"{dynamic_module_b} missing")
     dynamic_floor_module = Path(args.dynamic_floor_module).resolve()
     if set(DYNAMIC_FLOORS) & set(variants) and not dynamic_floor_module.is_file():
         raise BenchError(f"{dynamic_floor_module} missing: cargo build --profile release-native -p dynamic-floor")
@@ -1107,7 +1123,7 @@ def main():
     ports, values = template_values(config, module=module, module_b=module_b, floor_module=floor_module,
                                     floor_config=args.floor_config, config_b=config_b, config_g=config_g,
                                     config_g_b=config_g_b,
-                                    dynamic_module=dynamic_module,
+                                    dynamic_module=dynamic_module, dynamic_module_b=dynamic_module_b,
                                     dynamic_floor_module=dynamic_floor_module)
     up_cfg = render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml")
 
@@ -1136,6 +1152,7 @@ def main():
         "command": " ".join(sys.argv),
     }
     for key, path, wanted in (("dynamic_module", dynamic_module, DYNAMIC_MODULES),
+                              ("dynamic_module_b", dynamic_module_b, ("dynamic_module_b",)),
                               ("dynamic_floor_module", dynamic_floor_module, ("dynamic_floor",)),
                               ("dynamic_floor_hold_module", dynamic_floor_module, ("dynamic_floor_hold",)),
                               ("dynamic_floor_touch_module", dynamic_floor_module, ("dynamic_floor_touch",)),

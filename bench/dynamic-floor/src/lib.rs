@@ -20,9 +20,10 @@
 //! - `read`: ask Envoy for the body chunks at every body callback (their
 //!   number, then the chunk pointers), as the filter does before it scans
 //!   them; the bytes themselves are not read;
-//! - `touch`: read every body byte once, as it arrives (the buffered
-//!   chunks, then the received ones, past the bytes already read: the
-//!   filter's order), folding them into one word with XOR, a loop the
+//! - `touch`: read every body byte once, as it arrives, fetched from Envoy
+//!   as the filter fetches them (the received chunk alone while every held
+//!   byte has been read, else the buffered chunks, then the received ones,
+//!   past the bytes already read), folding them into one word with XOR, a loop the
 //!   compiler turns into vector code that runs at the speed of memory: the
 //!   least any module that looks at the whole body pays on top of holding
 //!   it;
@@ -57,6 +58,7 @@ use dynamic_abi::status::{BODY_STOP_AND_WATERMARK, CONTINUE, HEADERS_STOP_ITERAT
 use dynamic_abi::{
     envoy_bytes, envoy_dynamic_module_callback_http_get_body_chunks,
     envoy_dynamic_module_callback_http_get_body_chunks_size,
+    envoy_dynamic_module_callback_http_get_body_size,
     envoy_dynamic_module_callback_http_received_buffered_request_body,
     envoy_dynamic_module_callback_http_set_header, EnvoyBuffer, ModuleBuffer, ABI_VERSION,
 };
@@ -238,18 +240,26 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     CONTINUE
 }
 
-/// Reads the body bytes past `s.touched`: the buffered chunks, then the
-/// received ones when Envoy keeps them apart.
+/// Reads the body bytes past `s.touched` as the filter fetches them: the
+/// received chunk alone while every byte Envoy holds has been read, else
+/// the buffered chunks, then the received ones when Envoy keeps them apart.
 ///
 /// # Safety
 /// `filter` is Envoy's pointer for this stream, during its body hook.
 unsafe fn touch(filter: *mut c_void, s: &mut Stream) {
-    let mut kinds = [Some(BUFFERED_REQUEST), None];
     // SAFETY: see above.
-    if !unsafe { envoy_dynamic_module_callback_http_received_buffered_request_body(filter) } {
-        kinds[1] = Some(RECEIVED_REQUEST);
-    }
-    let mut skip = s.touched;
+    let apart =
+        !unsafe { envoy_dynamic_module_callback_http_received_buffered_request_body(filter) };
+    let held_all_read = apart
+        // SAFETY: see above.
+        && unsafe { envoy_dynamic_module_callback_http_get_body_size(filter, BUFFERED_REQUEST) }
+            == s.touched;
+    let kinds = if held_all_read {
+        [Some(RECEIVED_REQUEST), None]
+    } else {
+        [Some(BUFFERED_REQUEST), apart.then_some(RECEIVED_REQUEST)]
+    };
+    let mut skip = if held_all_read { 0 } else { s.touched };
     for kind in kinds.into_iter().flatten() {
         // SAFETY: see above; the vector holds exactly the number of chunks
         // Envoy reported, and each chunk stays valid during the hook.
