@@ -112,9 +112,9 @@ pub struct ResponseLearner {
 // One bit per path in `filled` and `written`.
 const _: () = assert!(PATHS.len() <= 32);
 
-/// Slot capacity a reset learner keeps: room for the ids agents use (a
-/// UUID is 36 bytes) and then some.
-const KEPT_SLOT_BYTES: usize = 64;
+/// Capacity a reset learner keeps for each value: room for the ids agents
+/// use (a UUID is 36 bytes) and then some.
+const KEPT_VALUE_BYTES: usize = 64;
 
 /// The bit of path `path` in a set of paths (none for a path past the 32nd).
 fn bit(path: usize) -> u32 {
@@ -167,7 +167,7 @@ impl ResponseLearner {
             let path = written.trailing_zeros() as usize;
             written &= written - 1;
             if let Some(value) = self.values.get_mut(path) {
-                if value.capacity() > KEPT_SLOT_BYTES {
+                if value.capacity() > KEPT_VALUE_BYTES {
                     *value = String::new();
                 }
             }
@@ -336,7 +336,7 @@ mod tests {
         assert!(learner
             .values
             .iter()
-            .all(|v| v.capacity() <= KEPT_SLOT_BYTES));
+            .all(|v| v.capacity() <= KEPT_VALUE_BYTES));
         // And it reads the next response as a new learner would.
         let mut pairs = Vec::new();
         learner.feed(
