@@ -23,10 +23,10 @@
 //! - `touch`: read every body byte once, as it arrives, fetched from Envoy
 //!   as the filter fetches them (the received chunk alone while every held
 //!   byte has been read, else the buffered chunks, then the received ones,
-//!   past the bytes already read), folding them into one word with XOR, a loop the
-//!   compiler turns into vector code that runs at the speed of memory: the
-//!   least any module that looks at the whole body pays on top of holding
-//!   it;
+//!   past the bytes already read), folding them into one word with XOR, a
+//!   loop the compiler turns into vector code that runs at the speed of
+//!   memory: the least any module that looks at the whole body pays on top
+//!   of holding it;
 //! - `skip`: read every body byte once in the same order, but with the
 //!   a2a_affinity filter's own string skip (the scanner's entry to it,
 //!   with the kernel the process chooses, `A2A_AFFINITY_STRING_KERNEL`

@@ -345,4 +345,28 @@ mod tests {
         );
         assert_eq!(pairs, vec![("t-2".to_string(), "c-2".to_string())]);
     }
+
+    #[test]
+    fn a_reset_gives_back_what_an_earlier_event_of_the_stream_grew() {
+        let mut learner = ResponseLearner::new(Framing::Sse, 8192);
+        let long = "t".repeat(5000);
+        // The first event names a long task id and no context; the second
+        // names the pair. The first event's value is not in the document
+        // the learner last read, but it was written since the reset.
+        let stream = format!(
+            "data: {{\"result\":{{\"id\":\"{long}\"}}}}\n\n\
+             data: {{\"result\":{{\"taskId\":\"t-1\",\"contextId\":\"c-1\"}}}}\n\n"
+        );
+        let mut pairs = Vec::new();
+        learner.feed(stream.as_bytes(), &mut |t, c| {
+            pairs.push((t.to_string(), c.to_string()))
+        });
+        assert_eq!(pairs, vec![("t-1".to_string(), "c-1".to_string())]);
+        assert!(learner.values.iter().any(|v| v.capacity() >= 5000));
+        learner.reset();
+        assert!(learner
+            .values
+            .iter()
+            .all(|v| v.capacity() <= KEPT_VALUE_BYTES));
+    }
 }
