@@ -1097,11 +1097,14 @@ def main():
     dynamic_module = Path(args.dynamic_module).resolve()
     if loads_dynamic_module(variants) and not dynamic_module.is_file():
         raise BenchError(f"{dynamic_module} missing: run scripts/build.sh")
-    dynamic_module_b = Path(args.dynamic_module_b).resolve() if args.dynamic_module_b else dynamic_module
-    if args.dynamic_module_b and "dynamic_module_b" not in variants:
-        raise BenchError("--dynamic-module-b is the module of variant dynamic_module_b: add it to --variants")
-    if "dynamic_module_b" in variants and not dynamic_module_b.is_file():
-        raise BenchError(f"{dynamic_module_b} missing")
+    # Without --dynamic-module-b, (g') loads (g)'s file, checked just above.
+    dynamic_module_b = dynamic_module
+    if args.dynamic_module_b:
+        dynamic_module_b = Path(args.dynamic_module_b).resolve()
+        if "dynamic_module_b" not in variants:
+            raise BenchError("--dynamic-module-b is the module of variant dynamic_module_b: add it to --variants")
+        if not dynamic_module_b.is_file():
+            raise BenchError(f"{dynamic_module_b} missing")
     dynamic_floor_module = Path(args.dynamic_floor_module).resolve()
     if set(DYNAMIC_FLOORS) & set(variants) and not dynamic_floor_module.is_file():
         raise BenchError(f"{dynamic_floor_module} missing: cargo build --profile release-native -p dynamic-floor")
