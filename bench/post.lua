@@ -1,8 +1,11 @@
 -- wrk script for bench/run.py: posts pre-built A2A bodies round-robin.
 --
 -- Arguments (after `--`): the mode, "header" (the client sets x-context-id
--- itself, variant a) or "body" (the proxy must find the contextId), then one
--- or more CONTEXT_ID@FILE pairs. Requests are formatted once in init(), so
+-- itself, variant a) or "body" (the proxy must find the contextId), either
+-- with "+context" in a run with a filter-state variant (every request also
+-- carries its contextId in x-bench-context, for the upstream to answer a
+-- request that arrives without x-context-id), then one or more
+-- CONTEXT_ID@FILE pairs. Requests are formatted once in init(), so
 -- wrk's own per-request work is a table lookup whatever the body size.
 
 local requests = {}
@@ -20,8 +23,14 @@ function init(args)
       ["Host"] = wrk.headers["Host"],
       ["Content-Type"] = "application/json",
     }
-    if mode == "header" then
+    local base, context = string.match(mode, "^(%a+)(.*)$")
+    assert(base == "header" or base == "body", "mode: header or body")
+    assert(context == "" or context == "+context", "mode suffix: +context or none")
+    if base == "header" then
       headers["x-context-id"] = context_id
+    end
+    if context == "+context" then
+      headers["x-bench-context"] = context_id
     end
     count = count + 1
     requests[count] = wrk.format("POST", "/", headers, body)

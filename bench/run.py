@@ -178,8 +178,10 @@ def filter_config(text=None, source="bench/filter-config.json"):
     return text
 
 
-def render(template, values, dest, drop_listeners=(), drop_clusters=()):
+def render(template, values, dest, drop_listeners=(), drop_clusters=(), transform=None):
     config = render_config(template, values)
+    if transform is not None:
+        config = transform(config)
     resources = config.get("static_resources", {})
     if drop_listeners:
         resources["listeners"] = [x for x in resources["listeners"] if x["name"] not in drop_listeners]
@@ -283,6 +285,61 @@ def write_bodies(out):
     return cases
 
 
+def hashes_on_filter_state(config):
+    """Whether a filter configuration (JSON text) hands the key to Envoy as
+    filter state (`"hash_on": "filter_state"`, the dynamic module's option)
+    instead of setting x-context-id."""
+    return json.loads(config or "{}").get("hash_on") == "filter_state"
+
+
+def filter_state_variants(config_g, config_g_b):
+    """The dynamic-module variants whose configuration hashes on filter
+    state: they get the filter-state route, and their requests reach the
+    upstreams without x-context-id."""
+    return tuple(v for v, c in (("dynamic_module", config_g), ("dynamic_module_b", config_g_b))
+                 if hashes_on_filter_state(c))
+
+
+# The request header that, in a run with a filter-state variant, carries
+# each body's contextId to the upstream beside the body, on every request of
+# every variant (so that the front Envoy forwards the same bytes for each):
+# a filter-state variant's request reaches the upstream without
+# x-context-id, and the upstream then names this context in its answer, as it
+# names x-context-id's for the other variants (task learning stores the same
+# pairs), and says so in x-echo-context-from, so that the check can tell a
+# key the front Envoy set from one that came this way.
+BENCH_CONTEXT = "x-bench-context"
+
+
+def key_beside_the_body(config):
+    """The upstream Envoy's rendered configuration (a dict) with a route,
+    before the 421 one, that answers a request without x-context-id from
+    its BENCH_CONTEXT header."""
+    for listener in config["static_resources"]["listeners"]:
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+        if any(r.get("name") == "bench_context" for r in routes):
+            continue  # the listeners share one route table
+        answer = json.loads(json.dumps(routes[0]["direct_response"]).replace(
+            "%REQ(x-context-id)%", f"%REQ({BENCH_CONTEXT})%"))
+        # Both answers carry the marker, with values of one length, so that
+        # the front Envoy forwards the same response bytes either way.
+        routes[0]["response_headers_to_add"] = [
+            {"header": {"key": "x-echo-context-from", "value": "header"}}]
+        routes.insert(1, {
+            "name": "bench_context",
+            "match": {"prefix": "/", "headers": [
+                {"name": "x-context-id", "present_match": False},
+                {"name": BENCH_CONTEXT, "string_match": routes[0]["match"]["headers"][0]["string_match"]}]},
+            # The virtual host's echo of x-context-id is empty here, and so
+            # left out: this one stands in for it.
+            "response_headers_to_add": [
+                {"header": {"key": "x-echo-context-id", "value": f"%REQ({BENCH_CONTEXT})%"}},
+                {"header": {"key": "x-echo-context-from", "value": "beside"}}],
+            "direct_response": answer})
+    return config
+
+
 def template_values(config, *, module, floor_module, dynamic_module, dynamic_floor_module,
                     module_b=None, floor_config="", config_b=None, config_g=None, config_g_b=None,
                     dynamic_module_b=None):
@@ -291,6 +348,10 @@ def template_values(config, *, module, floor_module, dynamic_module, dynamic_flo
     ext_proc server is up): (ports by variant, values)."""
     ports = {v: free_port() for v in VARIANTS + EXTRA_VARIANTS}
     values = {f"port_{v}": p for v, p in ports.items()}
+    for variant, c in (("dynamic_module", config_g or config),
+                       ("dynamic_module_b", config_g_b or config)):
+        values[f"route_{variant}"] = ("route_config_filter_state" if hashes_on_filter_state(c)
+                                      else "route_config")
     values.update(front_admin_port=free_port(), upstream_admin_port=free_port(),
                   upstream_port_1=free_port(), upstream_port_2=free_port(), upstream_port_3=free_port(),
                   wasm_module=str(module), wasm_module_b=str(module_b or module),
@@ -303,16 +364,29 @@ def template_values(config, *, module, floor_module, dynamic_module, dynamic_flo
     return ports, values
 
 
-def post_on(conn, data, header=None):
-    """One bench POST on an open connection: (status, the x-context-id the
-    upstream saw, the upstream's port, the response body)."""
+class Answer:
+    """An upstream's answer to one bench POST: its status, the x-context-id
+    the upstream saw (`echoed`; for a request that arrived without one, its
+    BENCH_CONTEXT, and `beside` is set), the upstream's port and the body."""
+
+    def __init__(self, resp):
+        self.status = resp.status
+        self.beside = resp.getheader("x-echo-context-from") == "beside"
+        self.echoed = resp.getheader("x-echo-context-id")
+        self.upstream = resp.getheader("x-upstream")
+        self.body = resp.read()
+
+
+def post_on(conn, data, header=None, context=None):
+    """One bench POST on an open connection, with x-context-id `header` and
+    BENCH_CONTEXT `context` when given: the upstream's Answer."""
     headers = {"Content-Type": "application/json"}
     if header:
         headers["x-context-id"] = header
+    if context:
+        headers[BENCH_CONTEXT] = context
     conn.request("POST", "/", body=data, headers=headers)
-    resp = conn.getresponse()
-    body = resp.read()
-    return resp.status, resp.getheader("x-echo-context-id"), resp.getheader("x-upstream"), body
+    return Answer(conn.getresponse())
 
 
 def answered_task(body, context_id):
@@ -327,10 +401,10 @@ def answered_task(body, context_id):
         return False
 
 
-def post(port, data, header=None):
+def post(port, data, header=None, context=None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        return post_on(conn, data, header)
+        return post_on(conn, data, header, context)
     finally:
         conn.close()
 
@@ -340,36 +414,54 @@ def post(port, data, header=None):
 SPOOFED = "00000000-0000-4000-8000-000000000000"
 
 
-def verify(ports, cases, variants):
+def verify(ports, cases, variants, filter_state=()):
     """Before any load: every variant routes every body case by the body's
     contextId, and the same contextId lands on the same upstream whichever
-    variant put it in the header."""
+    variant put it in the header. The variants in `filter_state` hand the
+    key to Envoy as filter state: their requests must reach the upstream
+    without x-context-id (every request then carries the key beside the
+    body, in BENCH_CONTEXT), on the upstream the header picks, and a
+    client's own header must arrive replaced by the body's contextId."""
     failures = []
     landed = {}
+    # The header variants first: they fix where each contextId lands.
+    ordered = sorted(variants, key=lambda v: v not in HEADER_VARIANTS)
     for (size_name, position), entries in cases.items():
         for ctx, path in entries[:3]:
             data = path.read_bytes()
-            for variant in variants:
+            for variant in ordered:
                 tries = [ctx] if variant in HEADER_VARIANTS else [None, SPOOFED]
                 for client_value in tries:
-                    status, echoed, upstream, body = post(ports[variant], data, client_value)
+                    a = post(ports[variant], data, client_value, ctx if filter_state else None)
                     what = f"{variant} {size_name}/{position} ctx={ctx} client header={client_value}"
-                    if status != 200 or echoed != ctx:
-                        failures.append(f"{what}: status {status}, upstream saw x-context-id={echoed!r}")
+                    if a.status != 200 or a.echoed != ctx:
+                        failures.append(f"{what}: status {a.status}, upstream saw x-context-id={a.echoed!r}")
                         continue
-                    if not answered_task(body, ctx):
+                    beside = variant in filter_state and client_value is None
+                    if a.beside != beside:
+                        failures.append(f"{what}: x-context-id " + (
+                            "reached the upstream, where the key should go to filter state" if beside
+                            else "did not come from the front Envoy"))
+                        continue
+                    if not answered_task(a.body, ctx):
                         failures.append(f"{what}: the answer is not a task in the request's context: "
-                                        f"{body[:200]!r}")
+                                        f"{a.body[:200]!r}")
                         continue
-                    seen = landed.setdefault(ctx, upstream)
-                    if seen != upstream:
-                        failures.append(f"{what}: routed to upstream {upstream}, others to {seen}")
+                    seen = landed.setdefault(ctx, a.upstream)
+                    if seen != a.upstream:
+                        failures.append(f"{what}: routed to upstream {a.upstream}, others to {seen}")
     if failures:
         raise BenchError("variant check failed:\n  " + "\n  ".join(failures))
     spread = sorted(set(landed.values()))
     say(f"check passed: {len(variants)} variants x {len(cases)} body cases route by the body's "
         f"contextId (spoofed client header replaced); contextIds spread over upstreams {spread}")
     return landed
+
+
+def wrk_mode(variant, context_beside):
+    """post.lua's mode for `variant`: whether the client sets x-context-id,
+    and (`context_beside`, runs with a filter-state variant) BENCH_CONTEXT."""
+    return ("header" if variant in HEADER_VARIANTS else "body") + ("+context" if context_beside else "")
 
 
 def run_wrk(port, mode, entries, duration, threads, connections):
@@ -383,10 +475,11 @@ def run_wrk(port, mode, entries, duration, threads, connections):
     raise BenchError(f"wrk gave no result (exit {proc.returncode}): {proc.stdout[-500:]} {proc.stderr[-500:]}")
 
 
-def measure(front, upstream, ports, case, entries, variant, duration, threads, connections, ext_proc=None):
+def measure(front, upstream, ports, case, entries, variant, duration, threads, connections, ext_proc=None,
+            context_beside=False):
     """One wrk run through `variant`'s listener. For (h), `ext_proc` is the
     server process, whose CPU is read as the front Envoy's is."""
-    mode = "header" if variant in HEADER_VARIANTS else "body"
+    mode = wrk_mode(variant, context_beside)
     side = ext_proc.proc.pid if ext_proc is not None and variant == "ext_proc" else None
     front_before, up_before = front.cpu_ticks(), upstream.cpu_ticks()
     side_before = cpu_ticks(side) if side else None
@@ -428,7 +521,7 @@ def own_dso(variant, dynamic_module, dynamic_floor_module):
 
 
 def profile(front, upstream, ports, cases, all_cases, duration, threads, connections, out, variants,
-            own_dsos):
+            own_dsos, context_beside=False):
     """Where the front Envoy's time goes, per body case and profiled
     variant (the variants of one case run one after another): `perf
     record` on the front Envoy during one run, split by DSO, and each
@@ -446,7 +539,7 @@ def profile(front, upstream, ports, cases, all_cases, duration, threads, connect
             data = out / f"perf-{variant}-{case[0]}-{case[1]}.data"
             perf = front.perf_record(data, duration)
             cell = measure(front, upstream, ports, case, all_cases[case], variant, duration, threads,
-                           connections)
+                           connections, context_beside=context_beside)
             perf.wait()
             report = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--sort", "dso"],
                                     capture_output=True, text=True).stdout
@@ -941,7 +1034,7 @@ def steady_samples(samples, seconds):
     return [s for s in samples if s["t_s"] >= start] or samples[-1:], full_at
 
 
-def memory_run(front, ports, entries, seconds, interval, connections, variant="wasm"):
+def memory_run(front, ports, entries, seconds, interval, connections, variant="wasm", context_beside=False):
     """512 KiB bodies through the filter for `seconds`; samples the front
     Envoy's RSS (the V8 heap and Wasm linear memory are mmapped, so they
     show there and not in tcmalloc's figures) and tcmalloc's own counters."""
@@ -951,7 +1044,8 @@ def memory_run(front, ports, entries, seconds, interval, connections, variant="w
     found_before = context_found(front)[which]
     learned_before = filter_counter(front, "task_learned")[which]
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
-            "-s", str(ROOT / "bench" / "post.lua"), f"http://127.0.0.1:{ports[variant]}/", "--", "body"]
+            "-s", str(ROOT / "bench" / "post.lua"), f"http://127.0.0.1:{ports[variant]}/", "--",
+            wrk_mode(variant, context_beside)]
     args += [f"{ctx}@{path}" for ctx, path in entries]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     samples = []
@@ -1128,7 +1222,9 @@ def main():
                                     config_g_b=config_g_b,
                                     dynamic_module=dynamic_module, dynamic_module_b=dynamic_module_b,
                                     dynamic_floor_module=dynamic_floor_module)
-    up_cfg = render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml")
+    on_filter_state = tuple(v for v in filter_state_variants(config_g, config_g_b) if v in variants)
+    up_cfg = render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml",
+                    transform=key_beside_the_body if on_filter_state else None)
 
     all_cases = write_bodies(out)
     cases = [c for c in all_cases if c[0] in sizes]
@@ -1144,6 +1240,7 @@ def main():
         "module_b": os.path.relpath(module_b, ROOT), "module_b_bytes": module_b.stat().st_size,
         "module_b_sha256": hashlib.sha256(module_b.read_bytes()).hexdigest(),
         "filter_config": config, "config_b": config_b, "config_g": config_g, "config_g_b": config_g_b,
+        "filter_state_variants": list(on_filter_state),
         "git_commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                                      text=True).stdout.strip(),
         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip(),
@@ -1185,7 +1282,7 @@ def main():
                            drop_clusters=[] if ext_proc else ["a2a_affinity_ext_proc"])
         front = start_envoy(binary, front_cfg, base_id + 1, "front", out)
         say(f"front Envoy pid {front.pid}, upstream Envoy pid {upstream.pid}")
-        verify(ports, {c: all_cases[c] for c in cases}, variants)
+        verify(ports, {c: all_cases[c] for c in cases}, variants, on_filter_state)
         found_before = context_found(front)
         learned_before = filter_counter(front, "task_learned")
         ext_proc_before = ext_proc.stats() if ext_proc else {}
@@ -1198,7 +1295,7 @@ def main():
                 for case in cases:
                     for variant in variants:
                         measure(front, upstream, ports, case, all_cases[case], variant, args.warmup,
-                                args.threads, args.connections, ext_proc)
+                                args.threads, args.connections, ext_proc, bool(on_filter_state))
             for r in range(rounds):
                 for case in cases:
                     # Rotate the order each round so no variant always runs
@@ -1206,7 +1303,7 @@ def main():
                     order = variants[r % len(variants):] + variants[:r % len(variants)]
                     for variant in order:
                         cell = measure(front, upstream, ports, case, all_cases[case], variant, duration,
-                                       args.threads, args.connections, ext_proc)
+                                       args.threads, args.connections, ext_proc, bool(on_filter_state))
                         cell["round"] = r
                         cells.append(cell)
                         if sum(cell["errors"].values()):
@@ -1249,11 +1346,11 @@ def main():
             own_dsos = {v: own_dso(v, dynamic_module.name, dynamic_floor_module.name)
                         for v in profile_variants}
             profiled = profile(front, upstream, ports, cases, all_cases, duration, args.threads,
-                               args.connections, out, profile_variants, own_dsos)
+                               args.connections, out, profile_variants, own_dsos, bool(on_filter_state))
         if args.memory:
             entries = all_cases[("512k", "last")]
             memory = memory_run(front, ports, entries, args.memory, args.memory_interval, args.connections,
-                                args.memory_variant)
+                                args.memory_variant, bool(on_filter_state))
             if sum(memory["errors"].values()) or memory["context_found"] < memory["requests"]:
                 failed.append(f"memory run: errors {memory['errors']}, context_found {memory['context_found']} "
                               f"for {memory['requests']} requests")

@@ -152,7 +152,11 @@ fn configure(root: u32) -> bool {
         .ok()
         .flatten()
         .unwrap_or_default();
-    let config = match Config::parse(&raw) {
+    let parsed = Config::parse(&raw).and_then(|c| {
+        c.require_header_hashing("the proxy-wasm filter")
+            .map(|()| c)
+    });
+    let config = match parsed {
         Ok(config) => config,
         Err(e) => {
             abi::log(ProxyLevel::Error, &format!("{e}"));

@@ -1,12 +1,15 @@
 """bench/run.py's arithmetic on made-up cells: which run of (a) each ratio
-is taken against, and the spread it reports; and how bench/instructions.py
-reads a callgrind dump."""
+is taken against, and the spread it reports; how bench/instructions.py
+reads a callgrind dump; and the configurations a run with a filter-state
+variant renders."""
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
@@ -269,3 +272,60 @@ def test_a_dump_without_a_summary_is_an_error(instructions):
 def test_the_string_kernel_named_in_the_report_is_the_shells_choice(run, cap, flags, kernel):
     assert run.string_kernel(cap, flags) == kernel
 
+
+
+def _rendered(run, tmp_path, template, **configs):
+    config = run.filter_config()
+    _, values = run.template_values(config, module=Path("m.wasm"), floor_module=Path("f.wasm"),
+                                    dynamic_module=Path("d.so"), dynamic_floor_module=Path("f.so"),
+                                    **configs)
+    values["ext_proc_port"] = 1
+    transform = run.key_beside_the_body if template == "upstream.yaml" else None
+    path = run.render(BENCH.parent / "envoy/bench" / template, values, tmp_path / template,
+                      transform=transform)
+    return path, yaml.safe_load(path.read_text())
+
+
+def _route_of(config, listener):
+    (found,) = [x for x in config["static_resources"]["listeners"] if x["name"] == listener]
+    hcm = found["filter_chains"][0]["filters"][0]["typed_config"]
+    return hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["hash_policy"]
+
+
+def test_a_filter_state_configuration_gets_the_filter_state_route(run, tmp_path):
+    fs = '{"header":"x-context-id","hash_on":"filter_state"}'
+    _, front = _rendered(run, tmp_path, "envoy-bench.yaml", config_g_b=fs)
+    header = [{"header": {"header_name": "x-context-id"}, "terminal": True}]
+    assert _route_of(front, "dynamic_module") == header
+    assert _route_of(front, "client_header") == header
+    assert _route_of(front, "dynamic_module_b") == [
+        {"filter_state": {"key": "envoy.hashable_string"}, "terminal": True}] + header
+    assert run.filter_state_variants(None, fs) == ("dynamic_module_b",)
+    assert run.filter_state_variants(fs, '{"hash_on":"header"}') == ("dynamic_module",)
+    assert run.wrk_mode("dynamic_module_b", True) == "body+context"
+    assert run.wrk_mode("client_header", False) == "header"
+
+
+def test_the_upstream_answers_a_request_without_the_header_from_the_one_beside_it(run, tmp_path):
+    path, upstream = _rendered(run, tmp_path, "upstream.yaml")
+    for listener in upstream["static_resources"]["listeners"]:
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+        # The header's route, then the one for x-bench-context, then the 421.
+        assert [r.get("name") for r in routes] == [None, "bench_context", None]
+        assert routes[2]["direct_response"]["status"] == 421
+        beside = routes[1]
+        assert {"name": "x-context-id", "present_match": False} in beside["match"]["headers"]
+        answer = beside["direct_response"]["body_format"]["text_format_source"]["inline_string"]
+        assert '"contextId":"%REQ(x-bench-context)%"' in answer
+        # Both answers name where their key came from, in values of one length.
+        marks = [r["response_headers_to_add"][-1]["header"] for r in routes[:2]]
+        assert [m["key"] for m in marks] == ["x-echo-context-from"] * 2
+        assert [m["value"] for m in marks] == ["header", "beside"]
+    # And Envoy takes it.
+    envoy = run.wheel_envoy_binary()
+    if envoy is None:
+        pytest.skip("no Envoy in this venv")
+    out = subprocess.run([str(envoy), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]

@@ -64,6 +64,10 @@ FILTER_CONFIG_FIELDS: dict[str, Callable[[Any], bool]] = {
     "task_capacity": lambda v: type(v) is int and v > 0,
     "task_ttl_secs": lambda v: type(v) is int and v > 0,
     "decide_at": lambda v: v in ("body_end", "first_id"),
+    # The gateways' consistent-hash settings name a header: "filter_state"
+    # (the dynamic module's option for a route hash policy written by hand)
+    # would leave them nothing to hash.
+    "hash_on": lambda v: v == "header",
 }
 FILTER_DEFAULT_MAX_SCAN_BYTES = 262144
 

@@ -131,6 +131,13 @@ impl Host for Stream<'_> {
         true
     }
 
+    fn set_filter_state(&mut self, _factory: &str, _value: &[u8]) -> bool {
+        // The benchmark's configurations hash on the header; refused as an
+        // Envoy without the factory refuses it (the module then sets the
+        // header).
+        false
+    }
+
     fn body_chunks(&self, body: Body) -> Option<Chunks<'_>> {
         let mut chunks = Chunks::new();
         match body {

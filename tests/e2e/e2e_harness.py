@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import yaml
+
 import a2a_harness
 from a2a_harness import REPO, free_port, load_config, rewrite_config, stop_process, wait_until
 
@@ -415,3 +417,22 @@ def post_in_a_burst(envoy, body, first, headers=(("content-type", "application/j
     if b"transfer-encoding: chunked" in head_raw.lower():
         rest = dechunk(rest)
     return int(head_raw.split(b" ", 2)[1]) if head_raw else None, rest
+
+
+# The dynamic module's filter-state variant of its shipped config.
+FILTER_STATE_CONFIG = "envoy/envoy-dynamic-module-filter-state.yaml"
+
+
+def first_route(cfg):
+    """The first route of the first listener's HTTP connection manager."""
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return hcm["route_config"]["virtual_hosts"][0]["routes"][0]
+
+
+def filter_state_parts():
+    """The filter configuration (JSON text) and the route hash policy of
+    FILTER_STATE_CONFIG, to put into the configs the suites start from."""
+    cfg = yaml.safe_load((REPO / FILTER_STATE_CONFIG).read_text())
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    plugin = hcm["http_filters"][0]["typed_config"]["filter_config"]["value"]
+    return plugin, first_route(cfg)["route"]["hash_policy"]

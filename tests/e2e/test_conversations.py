@@ -22,9 +22,11 @@ import json
 
 import pytest
 
-from a2a_harness import REPO, free_port, js_client, module_path, running_replicas, wasm_plugin
+from a2a_harness import (REPO, current_shell, free_port, js_client, module_path, running_replicas,
+                         wasm_plugin)
 
 from demo import drive, run_demo
+from e2e_harness import filter_state_parts
 
 TRANSPORTS = ["jsonrpc", "jsonrpc-0.3", "rest", "rest-0.3"]
 PER_TRANSPORT = 5
@@ -44,12 +46,18 @@ def gateway(tmp_path_factory):
         ports = [r.port for r in replicas]
 
         @contextlib.contextmanager
-        def run(name, *, source="envoy/envoy.yaml", with_filter=True, plugin=None):
+        def run(name, *, source="envoy/envoy.yaml", with_filter=True, plugin=None,
+                hash_policy=None):
             admin_port = free_port()
             cfg = run_demo.envoy_config(REPO / source, listen_port, admin_port, ports,
                                         with_filter, module_path().resolve())
             if plugin is not None:
                 wasm_plugin(cfg)["configuration"]["value"] = json.dumps(plugin)
+            if hash_policy is not None:
+                hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+                for host in hcm["typed_config"]["route_config"]["virtual_hosts"]:
+                    for route in host["routes"]:
+                        route["route"]["hash_policy"] = hash_policy
             with run_demo.start_envoy(cfg, workdir, name) as envoy:
                 counters = {}
                 yield url, replicas, counters
@@ -116,6 +124,42 @@ def test_every_turn_follow_up_get_and_cancel_on_one_replica(gateway, figures, so
     assert counters["task_routed"] >= 2 * f["conversations"], counters
     assert counters["task_unknown"] == 0, counters
     assert counters["invalid_json"] == 0 and counters["scan_limit"] == 0, counters
+
+
+@pytest.mark.skipif(current_shell() != "dynamic-module",
+                    reason="hash_on filter_state is the dynamic module's")
+def test_conversations_routed_on_filter_state_stay_on_one_replica(gateway, figures):
+    # envoy/envoy-dynamic-module-filter-state.yaml's filter JSON and route:
+    # the module hands each key to Envoy as filter state; both SDK clients.
+    plugin, hash_policy = filter_state_parts()
+    with gateway("filter-state", plugin=json.loads(plugin), hash_policy=hash_policy) as (
+            url, replicas, counters):
+        results = []
+        for transport in TRANSPORTS:
+            results += drive.drive_sync(
+                [url], transport=transport, conversations=PER_TRANSPORT,
+                debug_urls=[r.url for r in replicas], followup="task-only")
+        js = {t: js_converse(url, t, 2) for t in TRANSPORTS}
+    f = figures_of(results)
+    figures.record("conversations with the filter, hash_on filter_state", {
+        **f, "@a2a-js/sdk": {t: out["summary"] for t, out in js.items()}})
+    bad = [c.to_dict() for c in results if not (c.history_intact and c.one_replica)]
+    assert not bad, json.dumps(bad[:2], indent=1, default=str)
+    for c in results:
+        assert c.holders is not None and list(c.holders.values()) == [len(c.turns)], c.holders
+        assert all_ok(c.followups) and all_ok(c.gets) and all_ok(c.cancels), c.to_dict()
+    # Hashed on the key, not on the one client's address (the route's last
+    # fallback): the conversations spread over the replicas.
+    assert len({r for c in results for r in c.replicas}) > 1, [c.replicas for c in results]
+    for transport, out in js.items():
+        s = out["summary"]
+        assert s["historyIntact"] == s["conversations"] == 2, (transport, s)
+        for key in ("followupsOk", "getsOk", "cancelsOk"):
+            assert s[key][0] == s[key][1] > 0, (transport, key, s)
+        assert all(len(conv["replicas"]) == 1 for conv in out["conversations"]), transport
+    assert counters["minted"] >= f["conversations"] + 8, counters
+    assert counters["task_routed"] >= 2 * f["conversations"], counters
+    assert counters["task_unknown"] == 0, counters
 
 
 def test_without_the_filter_conversations_lose_history(gateway, figures):

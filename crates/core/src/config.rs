@@ -53,6 +53,37 @@ impl DecideAt {
     }
 }
 
+/// What Envoy's route hashes to pick the replica: where the filter puts the
+/// contextId it decided on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashOn {
+    /// The request header `header`, which the agent also receives. Every
+    /// shell, every gateway's consistent-hash setting.
+    Header,
+    /// Envoy's filter state, as the hashable string object Envoy registers
+    /// under [`HASHABLE_STRING_KEY`], for a route whose `hash_policy` names
+    /// that key first: cheaper for Envoy than a header, and the agent
+    /// receives no header. The dynamic module in Envoy 1.40 and later
+    /// only; the other shells reject it.
+    FilterState,
+}
+
+/// The filter-state key, and the name of Envoy's object factory, under
+/// which `hash_on: filter_state` writes the contextId. Envoy hashes that
+/// object as xxHash64 of the string, as it hashes a header's value, so a
+/// route may fall back to the header with the same result.
+pub const HASHABLE_STRING_KEY: &str = "envoy.hashable_string";
+
+impl HashOn {
+    /// The value that names it in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            HashOn::Header => "header",
+            HashOn::FilterState => "filter_state",
+        }
+    }
+}
+
 /// The validated configuration one root context owns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -79,6 +110,8 @@ pub struct Config {
     pub task_ttl_secs: u64,
     /// Decide at the end of the body, or at the first id read.
     pub decide_at: DecideAt,
+    /// Where the decided contextId goes for Envoy to hash.
+    pub hash_on: HashOn,
 }
 
 impl Default for Config {
@@ -99,6 +132,7 @@ impl Default for Config {
             task_capacity: 262_144,
             task_ttl_secs: 3600,
             decide_at: DecideAt::BodyEnd,
+            hash_on: HashOn::Header,
         }
     }
 }
@@ -159,7 +193,7 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "header={} max_scan_bytes={} max_value_bytes={} client_header={} mint_context_id={} learn_tasks={} task_id_context={} task_capacity={} task_ttl_secs={} decide_at={}",
+            "header={} max_scan_bytes={} max_value_bytes={} client_header={} mint_context_id={} learn_tasks={} task_id_context={} task_capacity={} task_ttl_secs={} decide_at={} hash_on={}",
             self.header,
             self.max_scan_bytes,
             self.max_value_bytes,
@@ -169,7 +203,8 @@ impl fmt::Display for Config {
             self.task_id_context,
             self.task_capacity,
             self.task_ttl_secs,
-            self.decide_at.name()
+            self.decide_at.name(),
+            self.hash_on.name()
         )
     }
 }
@@ -264,6 +299,13 @@ impl Config {
                         [DecideAt::BodyEnd, DecideAt::FirstId].map(|d| (d.name(), d)),
                     )?
                 }
+                "hash_on" => {
+                    config.hash_on = either(
+                        field,
+                        &value,
+                        [HashOn::Header, HashOn::FilterState].map(|h| (h.name(), h)),
+                    )?
+                }
                 _ => config.task_ttl_secs = int(&value)?,
             }
             Ok(())
@@ -305,6 +347,24 @@ impl Config {
     }
 }
 
+impl Config {
+    /// For a shell that can only set a header (the proxy-wasm filter, the
+    /// ext_proc server): `hash_on: filter_state` rejected, in one line.
+    pub fn require_header_hashing(&self, shell: &str) -> Result<(), ConfigError> {
+        if self.hash_on == HashOn::Header {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid {
+            field: "hash_on",
+            reason: format!(
+                "\"{}\" is for the Envoy dynamic module only; {shell} sets the header: use \"{}\" (and a route hash_policy on the header)",
+                self.hash_on.name(),
+                HashOn::Header.name()
+            ),
+        })
+    }
+}
+
 /// The choice a string field names, of two.
 fn either<T>(field: &str, value: &Value, [(a, x), (b, y)]: [(&str, T); 2]) -> Result<T, String> {
     match value {
@@ -321,7 +381,7 @@ fn either<T>(field: &str, value: &Value, [(a, x), (b, y)]: [(&str, T); 2]) -> Re
 }
 
 /// The configuration's fields, in the order of the README's table.
-const FIELDS: [&str; 10] = [
+const FIELDS: [&str; 11] = [
     "header",
     "max_value_bytes",
     "max_scan_bytes",
@@ -332,6 +392,7 @@ const FIELDS: [&str; 10] = [
     "task_capacity",
     "task_ttl_secs",
     "decide_at",
+    "hash_on",
 ];
 
 /// A configuration value: the JSON types a field can have, and what any
@@ -619,7 +680,7 @@ mod tests {
             br#"{"header":"X-Session","max_value_bytes":64,"max_scan_bytes":1024,
                 "client_header":"strip","mint_context_id":false,"learn_tasks":false,
                 "task_id_context":false,"task_capacity":10,"task_ttl_secs":5,
-                "decide_at":"first_id"}"#,
+                "decide_at":"first_id","hash_on":"filter_state"}"#,
         )
         .unwrap();
         assert_eq!(
@@ -635,6 +696,7 @@ mod tests {
                 task_capacity: 10,
                 task_ttl_secs: 5,
                 decide_at: DecideAt::FirstId,
+                hash_on: HashOn::FilterState,
             }
         );
     }
@@ -653,7 +715,10 @@ mod tests {
         sorted_names.sort_unstable();
         assert_eq!(sorted_names, sorted_fields, "{line}");
         assert!(line.contains(" client_header=strip "), "{line}");
-        assert!(line.ends_with(" decide_at=first_id"), "{line}");
+        assert!(
+            line.ends_with(" decide_at=first_id hash_on=header"),
+            "{line}"
+        );
         assert!(line.starts_with("header=x-context-id max_scan_bytes=262144 "));
         // Each name the line prints is one the parser takes back.
         for value in ["keep", "strip"] {
@@ -665,6 +730,11 @@ mod tests {
             let json = format!(r#"{{"decide_at":"{value}"}}"#);
             let parsed = Config::parse(json.as_bytes()).unwrap();
             assert_eq!(parsed.decide_at.name(), value);
+        }
+        for value in ["header", "filter_state"] {
+            let json = format!(r#"{{"hash_on":"{value}"}}"#);
+            let parsed = Config::parse(json.as_bytes()).unwrap();
+            assert_eq!(parsed.hash_on.name(), value);
         }
     }
 
@@ -786,11 +856,27 @@ mod tests {
             (br#"{"client_header":"drop"}"#, "client_header"),
             (br#"{"decide_at":"first_key"}"#, "decide_at"),
             (br#"{"decide_at":true}"#, "decide_at"),
+            (br#"{"hash_on":"metadata"}"#, "hash_on"),
             (br#"{"headr":"x"}"#, "headr"),
         ] {
             let e = Config::parse(bad).unwrap_err().to_string();
             assert!(e.contains(field), "{e}");
         }
+    }
+
+    #[test]
+    fn shells_that_only_set_headers_refuse_filter_state_by_name() {
+        assert_eq!(Config::default().require_header_hashing("x"), Ok(()));
+        let c = Config::parse(br#"{"hash_on":"filter_state"}"#).unwrap();
+        let e = c
+            .require_header_hashing("the proxy-wasm filter")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid plugin configuration: hash_on: \"filter_state\" is for the Envoy dynamic module only; the proxy-wasm filter sets the header"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
     }
 
     #[test]

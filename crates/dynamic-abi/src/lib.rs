@@ -149,6 +149,16 @@ extern "C" {
         value: ModuleBuffer,
     ) -> bool;
 
+    /// Stores `value` in the stream's filter state under `key`, as the
+    /// object that Envoy's object factory of the same name builds from
+    /// those bytes; `false` if Envoy has no factory of that name or the
+    /// factory refuses the bytes. Exported by Envoy 1.38 to 1.40 alike.
+    pub fn envoy_dynamic_module_callback_http_set_filter_state_typed(
+        filter_envoy_ptr: *mut c_void,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
+
     pub fn envoy_dynamic_module_callback_http_get_body_size(
         filter_envoy_ptr: *mut c_void,
         body_type: u32,

@@ -101,6 +101,11 @@ pub struct FakeStream {
     pub buffer_limit: u64,
     /// Answer every header write with `false`.
     pub fail_header_writes: bool,
+    /// Filter state written through the typed callback: (key, bytes).
+    pub filter_state: Vec<(String, Vec<u8>)>,
+    /// Answer every filter-state write with `false`, as an Envoy without
+    /// the factory does.
+    pub fail_filter_state_writes: bool,
     /// Answer every body append with `false`.
     pub fail_body_writes: bool,
     /// Hand over a null chunk pointer with a length.
@@ -216,6 +221,26 @@ pub extern "C" fn envoy_dynamic_module_callback_http_set_header(
     if !value.is_empty() {
         map.push((key, value));
     }
+    true
+}
+
+/// The object factories this stand-in knows, as Envoy registers them.
+const FACTORIES: &[&str] = &["envoy.hashable_string", "envoy.string"];
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_callback_http_set_filter_state_typed(
+    filter_envoy_ptr: *mut c_void,
+    key: ModuleBuffer,
+    value: ModuleBuffer,
+) -> bool {
+    let stream = stream(filter_envoy_ptr);
+    let key = String::from_utf8(module_bytes(key).to_vec()).unwrap();
+    if stream.fail_filter_state_writes || !FACTORIES.contains(&key.as_str()) {
+        return false;
+    }
+    let value = module_bytes(value).to_vec();
+    stream.filter_state.retain(|(k, _)| *k != key);
+    stream.filter_state.push((key, value));
     true
 }
 
@@ -428,6 +453,9 @@ impl Drop for Configured {
 pub struct Upstream {
     /// The request headers when they left the filter (`None`: never).
     pub headers: Option<Vec<(String, Vec<u8>)>>,
+    /// The stream's filter state when the headers left the filter (what
+    /// the router's hash policy reads).
+    pub filter_state: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
     /// Envoy answered 413 (a buffered body past the limit).
     pub payload_too_large: bool,
@@ -436,6 +464,14 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// The value in filter state under `key` when the request left.
+    pub fn filter_state(&self, key: &str) -> Option<String> {
+        self.filter_state
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+    }
+
     pub fn header(&self, name: &str) -> Option<String> {
         let values = self.header_values(name);
         assert!(values.len() <= 1, "{name} repeated: {values:?}");
@@ -531,6 +567,7 @@ impl<'c> Exchange<'c> {
     fn release_headers(&mut self) {
         self.held = false;
         self.upstream.headers = Some(self.stream.request_headers.clone());
+        self.upstream.filter_state = self.stream.filter_state.clone();
     }
 
     fn body(&mut self, chunk: &[u8], end: bool) {

@@ -60,6 +60,7 @@ use dynamic_abi::{
     envoy_dynamic_module_callback_http_get_headers_size,
     envoy_dynamic_module_callback_http_received_buffered_request_body,
     envoy_dynamic_module_callback_http_received_buffered_response_body,
+    envoy_dynamic_module_callback_http_set_filter_state_typed,
     envoy_dynamic_module_callback_http_set_header, envoy_dynamic_module_callback_log,
     envoy_dynamic_module_callback_log_enabled,
 };
@@ -179,6 +180,18 @@ impl Host for EnvoyHost {
                 header_type::REQUEST_HEADER,
                 ModuleBuffer::of(name.as_bytes()),
                 ModuleBuffer::NULL,
+            )
+        }
+    }
+
+    fn set_filter_state(&mut self, factory: &str, value: &[u8]) -> bool {
+        // SAFETY: live filter; both buffers borrow memory valid for the call
+        // (the factory builds its object from a copy).
+        unsafe {
+            envoy_dynamic_module_callback_http_set_filter_state_typed(
+                self.filter,
+                ModuleBuffer::of(factory.as_bytes()),
+                ModuleBuffer::of(value),
             )
         }
     }

@@ -23,10 +23,11 @@
 //!   system's, random bytes come from the OS (`getrandom`), and the JSON
 //!   readers of finished streams are kept for the next ([`Readers`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use a2a_affinity_core::config::{Config, ConfigError};
+use a2a_affinity_core::config::{Config, ConfigError, HashOn, HASHABLE_STRING_KEY};
 use a2a_affinity_core::mint::BodyEdit;
 use a2a_affinity_core::stats::{Counter, Outcome};
 use a2a_affinity_core::store::TaskStore;
@@ -66,6 +67,9 @@ pub struct FilterConfig {
     /// buffer limit, for each such limit met (most recent last), so that a
     /// stream under a lower limit neither copies the configuration nor logs.
     clamped: Mutex<Vec<Arc<Config>>>,
+    /// A filter-state write has failed and been logged (`hash_on:
+    /// filter_state`; the header is set instead).
+    filter_state_failed: AtomicBool,
 }
 
 /// Lowered configurations kept per filter configuration: one per distinct
@@ -87,6 +91,7 @@ impl FilterConfig {
             metric_ids: [None; Counter::ALL.len()],
             readers: Readers::default(),
             clamped: Mutex::new(Vec::new()),
+            filter_state_failed: AtomicBool::new(false),
         })
     }
 
@@ -202,6 +207,8 @@ pub struct Filter {
     response_seen: u64,
     /// The request's outcome has been counted.
     counted: bool,
+    /// The request came with a header of the configured name.
+    client_sent_header: bool,
 }
 
 impl Filter {
@@ -213,6 +220,7 @@ impl Filter {
             seen: 0,
             response_seen: 0,
             counted: false,
+            client_sent_header: false,
         }
     }
 
@@ -242,6 +250,7 @@ impl Filter {
                 // Any value counts as a client header, UTF-8 or not.
                 client_header: value(&config.header).is_some(),
             };
+            self.client_sent_header = head.client_header;
             let mut env = ShellEnv::new(&shared);
             self.core
                 .on_request_headers(config, &head, end_of_stream, &mut env)
@@ -339,11 +348,7 @@ impl Filter {
         let header = &config.header;
         match &decision.header {
             HeaderOp::Keep => {}
-            HeaderOp::Set(value) => {
-                if !host.set_request_header(header, value.as_bytes()) {
-                    error!("setting {header} failed; request continues without it");
-                }
-            }
+            HeaderOp::Set(value) => self.set_hash_key(host, &shared, value.as_bytes()),
             HeaderOp::Remove => {
                 if !host.remove_request_header(header) {
                     error!("removing the client's {header} failed");
@@ -362,6 +367,28 @@ impl Filter {
                 let decision = self.core.task_resolved(config, None);
                 self.apply(host, decision, phase)
             }
+        }
+    }
+
+    /// Puts the decided contextId where the route hashes it: the header,
+    /// or with `hash_on: filter_state` Envoy's hashable string in filter
+    /// state. There the header is still set when the client sent one (so
+    /// that the agent never receives a key other than the one routed on)
+    /// and when the filter-state write fails (the shipped route falls back
+    /// to the header, which hashes the same).
+    fn set_hash_key(&self, host: &mut dyn Host, shared: &FilterConfig, value: &[u8]) {
+        let header = &shared.config.header;
+        if shared.config.hash_on == HashOn::FilterState {
+            if !value.is_empty() && host.set_filter_state(HASHABLE_STRING_KEY, value) {
+                if !self.client_sent_header {
+                    return;
+                }
+            } else if !shared.filter_state_failed.swap(true, Ordering::Relaxed) {
+                error!("writing the contextId to filter state ({HASHABLE_STRING_KEY}) failed; setting {header} instead (logged once)");
+            }
+        }
+        if !host.set_request_header(header, value) {
+            error!("setting {header} failed; request continues without it");
         }
     }
 

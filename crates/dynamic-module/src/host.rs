@@ -80,6 +80,9 @@ pub trait Host {
     fn set_request_header(&mut self, name: &str, value: &[u8]) -> bool;
     /// Removes every value of the request header `name`.
     fn remove_request_header(&mut self, name: &str) -> bool;
+    /// Stores `value` in the stream's filter state as the object of
+    /// Envoy's factory `factory` (which is also its key).
+    fn set_filter_state(&mut self, factory: &str, value: &[u8]) -> bool;
     /// The chunks of a body, in order; empty when Envoy has no such body
     /// now (no buffer yet, or a received body outside a body callback).
     /// `None` if Envoy handed over a chunk that cannot be read.

@@ -399,6 +399,141 @@ fn minting_can_be_turned_off() {
     assert_eq!(c.envoy.nonzero(), vec![("context_absent".to_string(), 1)]);
 }
 
+// ------------------------------------------------ hash_on: filter_state
+
+const HASHABLE: &str = "envoy.hashable_string";
+
+#[test]
+fn filter_state_mode_routes_on_filter_state_and_sets_no_header() {
+    let c = config(r#"{"hash_on":"filter_state"}"#);
+    let body = send_params(
+        r#"{"role":"user","contextId":"ctx-fs","parts":[{"kind":"text","text":"hi"}]}"#,
+    );
+    for cuts in [vec![], vec![40]] {
+        let up = post(&c, "/", &[], &refs(&split(body.as_bytes(), &cuts)));
+        assert_eq!(up.filter_state(HASHABLE).as_deref(), Some("ctx-fs"));
+        assert_eq!(up.header("x-context-id"), None);
+        assert_eq!(up.body, body.as_bytes());
+        assert_eq!(up.header("content-length"), Some(body.len().to_string()));
+    }
+    assert_eq!(c.envoy.nonzero(), vec![("context_found".to_string(), 2)]);
+    // The header mode writes no filter state.
+    let header_mode = config("{}");
+    let up = post(&header_mode, "/", &[], &[body.as_bytes()]);
+    assert_eq!(up.filter_state(HASHABLE), None);
+    assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-fs"));
+}
+
+#[test]
+fn filter_state_mode_is_named_in_the_configured_line() {
+    let _c = config(r#"{"hash_on":"filter_state"}"#);
+    let logs = take_logs();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert!(logs[0].1.contains(" hash_on=filter_state;"), "{logs:?}");
+}
+
+#[test]
+fn filter_state_mode_mints_and_routes_tasks_through_filter_state() {
+    let c = config(r#"{"hash_on":"filter_state"}"#);
+    let first = send_params(r#"{"role":"user","parts":[{"kind":"text","text":"hello"}]}"#);
+    let up = post(&c, "/", &[], &[first.as_bytes()]);
+    let id = up
+        .filter_state(HASHABLE)
+        .expect("minted key in filter state");
+    assert!(is_uuid_v4(&id), "{id}");
+    assert_eq!(
+        up.json()["params"]["message"]["contextId"],
+        Value::String(id.clone())
+    );
+    assert_eq!(up.header("content-length"), Some(up.body.len().to_string()));
+    assert_eq!(up.header("x-context-id"), None);
+    assert_eq!(c.counter("minted"), 1);
+
+    let answer = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"result":{{"kind":"task","id":"task-fs-1","contextId":"{id}","status":{{"state":"working"}}}}}}"#
+    );
+    let turn = send_params(&format!(r#"{{"contextId":"{id}","parts":[]}}"#));
+    exchange(&c, "/", &[], &[turn.as_bytes()], true, false)
+        .respond(JSON, &[answer.as_bytes()])
+        .finish();
+    assert_eq!(c.counter("task_learned"), 1);
+    let get = rpc("tasks/get", r#"{"id":"task-fs-1"}"#);
+    let up = post(&c, "/", &[], &[get.as_bytes()]);
+    assert_eq!(up.filter_state(HASHABLE), Some(id.clone()));
+    assert_eq!(up.header("x-context-id"), None);
+    // A REST task route, decided at the headers.
+    let up = Exchange::new(&c)
+        .request(
+            &[(":method", "GET"), (":path", "/v1/tasks/task-fs-1")],
+            &[],
+            false,
+        )
+        .finish();
+    assert_eq!(up.filter_state(HASHABLE), Some(id));
+    assert_eq!(c.counter("task_routed"), 2);
+}
+
+#[test]
+fn filter_state_mode_makes_a_client_header_agree_with_the_key_or_keeps_it() {
+    let c = config(r#"{"hash_on":"filter_state"}"#);
+    // The body names the context: filter state and the client's header
+    // both carry the body's value, so the agent sees the key routed on.
+    let body = send_params(r#"{"contextId":"from-body","parts":[]}"#);
+    let up = post(
+        &c,
+        "/",
+        &[("x-context-id", "from-client")],
+        &[body.as_bytes()],
+    );
+    assert_eq!(up.filter_state(HASHABLE).as_deref(), Some("from-body"));
+    assert_eq!(up.header_values("x-context-id"), vec!["from-body"]);
+    // The body names none: the client's header is kept for the route's
+    // header policy, and no filter state is written.
+    let none = br#"{"jsonrpc":"2.0","method":"message/send","params":{"message":{"role" "user"}}}"#;
+    let up = post(&c, "/", &[("x-context-id", "client")], &[none]);
+    assert_eq!(up.filter_state(HASHABLE), None);
+    assert_eq!(up.header("x-context-id").as_deref(), Some("client"));
+    assert_eq!(c.counter("client_header_kept"), 1);
+}
+
+#[test]
+fn a_failed_filter_state_write_sets_the_header_and_logs_once() {
+    let c = config(r#"{"hash_on":"filter_state"}"#);
+    take_logs();
+    let body = send_params(r#"{"contextId":"ctx-fallback","parts":[]}"#);
+    let length = body.len().to_string();
+    for _ in 0..2 {
+        let mut ex = Exchange::new(&c);
+        ex.stream.fail_filter_state_writes = true;
+        let up = ex
+            .request(
+                &[
+                    (":method", "POST"),
+                    (":path", "/"),
+                    ("content-type", JSON),
+                    ("content-length", &length),
+                ],
+                &[body.as_bytes()],
+                false,
+            )
+            .finish();
+        assert_eq!(up.filter_state(HASHABLE), None);
+        assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-fallback"));
+        assert_eq!(up.body, body.as_bytes());
+    }
+    let logs = take_logs();
+    let failed: Vec<_> = logs
+        .iter()
+        .filter(|(_, line)| line.contains("filter state"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{logs:?}");
+    assert!(
+        failed[0].1.contains("setting x-context-id instead"),
+        "{logs:?}"
+    );
+    assert_eq!(c.counter("context_found"), 2);
+}
+
 // ------------------------------------------------------------------ tasks
 
 #[test]

@@ -102,7 +102,9 @@ impl Settings {
             Some(path) => {
                 let shown = path.display();
                 let bytes = std::fs::read(path).map_err(|e| format!("--config {shown}: {e}"))?;
-                let config = Config::parse(&bytes).map_err(|e| format!("--config {shown}: {e}"))?;
+                let config = Config::parse(&bytes)
+                    .and_then(|c| c.require_header_hashing("the ext_proc server").map(|()| c))
+                    .map_err(|e| format!("--config {shown}: {e}"))?;
                 (config, shown.to_string())
             }
         };

@@ -196,6 +196,11 @@ fn configuration_errors_exit_non_zero_with_one_line_naming_the_field() {
         (r#"{"max_scan_bytes":"big"}"#, "max_scan_bytes"),
         ("{\n  \"headr\": \"x\"\n}", "headr"),
         (r#"{"client_header":"drop"}"#, "drop"),
+        // The dynamic module's filter-state hashing is not this shell's.
+        (
+            r#"{"hash_on":"filter_state"}"#,
+            "hash_on: \"filter_state\" is for the Envoy dynamic module only",
+        ),
     ] {
         let path = dir.path().join("config.json");
         std::fs::write(&path, config).unwrap();
