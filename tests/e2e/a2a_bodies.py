@@ -5,7 +5,7 @@ whitespace, content type and text varied per request from a seeded RNG."""
 import json
 import uuid
 
-from e2e_harness import Exchange
+from e2e_harness import Exchange, counter_delta, send_all
 
 CONTENT_TYPES = ["application/json", "application/json; charset=utf-8", "application/a2a+json"]
 # A contextId-looking string inside a text part: the filter must ignore it.
@@ -115,3 +115,14 @@ def context_ids(rng, n, prefix="ctx"):
         else:
             out.append(str(uuid.UUID(int=rng.getrandbits(128), version=4)))
     return out
+
+
+def send_rounds(envoy, rng, bindings, ctxs, rounds=2):
+    """A request of every binding for every contextId, `rounds` times over,
+    shuffled, sent through `envoy`: (the exchanges, the filter's counters'
+    growth)."""
+    sent = [exchange(rng, b, ctx) for _ in range(rounds) for b in bindings for ctx in ctxs]
+    rng.shuffle(sent)
+    before = envoy.stats()
+    send_all(envoy.port, sent)
+    return sent, counter_delta(before, envoy.stats())

@@ -324,6 +324,15 @@ def predict_hosts(envoy, keys):
     return a2a_harness.predict_hosts(cluster, hosts, keys)
 
 
+def not_where_predicted(envoy, seen, keys):
+    """The keys that did not land where crates/envoy-lb predicts, as
+    (key, replica seen, replica predicted); `seen` is affinity()'s."""
+    predicted = predict_hosts(envoy, keys)
+    names = envoy.upstreams.by_address
+    return [(k, seen["replica_of"][k], names.get(predicted.get(k))) for k in keys
+            if seen["replica_of"][k] != names.get(predicted.get(k))]
+
+
 def send_h2_interleaved(port, requests, piece=16):
     """Several requests on one h2c connection at once, their bodies cut in
     `piece`-byte DATA frames sent round-robin across the streams, each stream

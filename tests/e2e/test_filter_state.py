@@ -22,10 +22,11 @@ import random
 import pytest
 import yaml
 
-from a2a_bodies import BINDINGS, context_ids, exchange
+from a2a_bodies import BINDINGS, context_ids, send_rounds
 from a2a_harness import ENVOY_BINARIES, REPO, current_shell, load_config, wasm_plugin
 from e2e_harness import (FILTER_STATE_CONFIG, Exchange, affinity, counter_delta, filter_state_parts,
-                         first_route, predict_hosts, send_all, send_h2, sha256)
+                         first_route, not_where_predicted, predict_hosts, send_all, send_h2,
+                         sha256)
 
 CONFIGS = {"ring": "envoy/envoy.yaml", "maglev": "envoy/envoy-maglev.yaml"}
 SHELL = current_shell()
@@ -100,11 +101,7 @@ def test_every_binding_keeps_each_context_where_the_header_would(envoys, upstrea
     contexts = FULL_CONTEXTS if version == VERSIONS[0] else QUICK_CONTEXTS
     rng = random.Random(f"filter-state-{version}-{lb}")
     ctxs = context_ids(rng, contexts)
-    sent = [exchange(rng, binding, ctx) for _ in range(2) for binding in BINDINGS for ctx in ctxs]
-    rng.shuffle(sent)
-    before = envoy.stats()
-    send_all(envoy.port, sent)
-    delta = counter_delta(before, envoy.stats())
+    sent, delta = send_rounds(envoy, rng, BINDINGS, ctxs)
 
     assert_clean(sent)
     seen = affinity(sent, upstreams.names)
@@ -116,9 +113,7 @@ def test_every_binding_keeps_each_context_where_the_header_would(envoys, upstrea
     # crates/envoy-lb predicts from the header's hash: Envoy hashes the
     # filter-state string the same way, so every context lands where the
     # header would have put it.
-    predicted = predict_hosts(envoy, ctxs)
-    wrong = [(c, seen["replica_of"][c], upstreams.by_address.get(predicted.get(c)))
-             for c in ctxs if seen["replica_of"][c] != upstreams.by_address.get(predicted.get(c))]
+    wrong = not_where_predicted(envoy, seen, ctxs)
     assert not wrong, f"{len(wrong)} contexts not where the header would go: {wrong[:10]}"
     spread = seen["contexts_per_replica"]
     figures.record(f"filter-state-{version}-{lb}", {

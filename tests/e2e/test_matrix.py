@@ -11,9 +11,9 @@ import random
 
 import pytest
 
-from a2a_bodies import context_ids, exchange
+from a2a_bodies import context_ids, send_rounds
 from a2a_harness import ENVOY_BINARIES, current_shell
-from e2e_harness import Exchange, affinity, counter_delta, post_in_a_burst, predict_hosts, send_all, sha256
+from e2e_harness import Exchange, affinity, not_where_predicted, post_in_a_burst, send_all, sha256
 
 VERSIONS = ["1.36.4", "1.38.2", "1.39.3"]
 SHELL_VERSIONS = {"wasm": VERSIONS, "dynamic-module": ["1.38.2", "1.39.3"], "ext-proc": VERSIONS}
@@ -34,11 +34,7 @@ def test_quick_affinity_on_older_envoy(start_envoy, upstreams, figures, version,
     assert version in envoy.admin("/server_info")
     rng = random.Random(f"matrix-{version}-{lb}")
     ctxs = context_ids(rng, CONTEXTS)
-    sent = [exchange(rng, b, ctx) for _ in range(2) for b in BINDINGS for ctx in ctxs]
-    rng.shuffle(sent)
-    before = envoy.stats()
-    send_all(envoy.port, sent)
-    delta = counter_delta(before, envoy.stats())
+    sent, delta = send_rounds(envoy, rng, BINDINGS, ctxs)
 
     problems = [p for ex in sent for p in ex.problems()]
     assert not problems, "\n".join(problems[:20])
@@ -48,8 +44,7 @@ def test_quick_affinity_on_older_envoy(start_envoy, upstreams, figures, version,
     # a share on every replica, not an even one.
     assert min(seen["contexts_per_replica"].values()) >= 0.05 * CONTEXTS, seen
     assert delta.get("context_found") == len(sent), delta
-    predicted = predict_hosts(envoy, ctxs)
-    wrong = [c for c in ctxs if seen["replica_of"][c] != upstreams.by_address.get(predicted[c])]
+    wrong = not_where_predicted(envoy, seen, ctxs)
     assert not wrong, wrong[:10]
     # A 1.5 MiB body passes, also when Envoy reads most of it in one burst
     # while the filter holds its start, where the route's

@@ -10,6 +10,8 @@ use crate::ffi::{self, status};
 use crate::filter::Action;
 
 const JSON: &str = "application/json";
+/// The filter-state key of `hash_on: filter_state`.
+const HASHABLE: &str = "envoy.hashable_string";
 
 fn setup() {
     ffi::install_logger();
@@ -41,6 +43,33 @@ fn send_long_text(filler: char, text_len: usize, context_id: &str) -> String {
 /// POSTs `chunks` (one body) with a content-length, then ends the stream.
 fn post(config: &Configured, path: &str, extra: &[(&str, &str)], chunks: &[&[u8]]) -> Upstream {
     exchange(config, path, extra, chunks, true, false).finish()
+}
+
+/// A GET of `path`, with no body.
+fn get_path(config: &Configured, path: &str) -> Upstream {
+    Exchange::new(config)
+        .request(&[(":method", "GET"), (":path", path)], &[], false)
+        .finish()
+}
+
+/// POSTs `body` in one chunk with a content-length through a stream that
+/// `setup` changes first (an Envoy that fails a call, or hands over odd
+/// chunks), then ends the stream.
+fn post_through(config: &Configured, body: &[u8], setup: impl FnOnce(&mut FakeStream)) -> Upstream {
+    let length = body.len().to_string();
+    let mut ex = Exchange::new(config);
+    setup(&mut ex.stream);
+    ex.request(
+        &[
+            (":method", "POST"),
+            (":path", "/"),
+            ("content-type", JSON),
+            ("content-length", &length),
+        ],
+        &[body],
+        false,
+    )
+    .finish()
 }
 
 fn exchange<'c>(
@@ -199,15 +228,23 @@ fn a_context_id_in_the_body_becomes_the_header_and_the_body_is_untouched() {
 
 #[test]
 fn a_client_header_is_replaced_never_appended() {
-    let c = config("{}");
-    let body = send_params(r#"{"contextId":"from-body","parts":[]}"#);
-    let up = post(
-        &c,
-        "/",
-        &[("x-context-id", "from-client")],
-        &[body.as_bytes()],
-    );
-    assert_eq!(up.header_values("x-context-id"), vec!["from-body"]);
+    // Also when the key goes to filter state: the agent then sees the key
+    // routed on, not the client's.
+    for (json, in_filter_state) in [
+        ("{}", None),
+        (r#"{"hash_on":"filter_state"}"#, Some("from-body")),
+    ] {
+        let c = config(json);
+        let body = send_params(r#"{"contextId":"from-body","parts":[]}"#);
+        let up = post(
+            &c,
+            "/",
+            &[("x-context-id", "from-client")],
+            &[body.as_bytes()],
+        );
+        assert_eq!(up.header_values("x-context-id"), vec!["from-body"]);
+        assert_eq!(up.filter_state(HASHABLE).as_deref(), in_filter_state);
+    }
 }
 
 #[test]
@@ -365,24 +402,12 @@ fn minting_that_cannot_be_written_leaves_the_body_and_length_alone() {
     let c = config("{}");
     let body = send_params(r#"{"parts":[]}"#);
     for (fail_headers, fail_body) in [(true, false), (false, true)] {
-        let length = body.len().to_string();
-        let mut ex = Exchange::new(&c);
-        ex.stream.fail_header_writes = fail_headers;
-        ex.stream.fail_body_writes = fail_body;
-        let up = ex
-            .request(
-                &[
-                    (":method", "POST"),
-                    (":path", "/"),
-                    ("content-type", JSON),
-                    ("content-length", &length),
-                ],
-                &[body.as_bytes()],
-                false,
-            )
-            .finish();
+        let up = post_through(&c, body.as_bytes(), |stream| {
+            stream.fail_header_writes = fail_headers;
+            stream.fail_body_writes = fail_body;
+        });
         assert_eq!(up.body, body.as_bytes());
-        assert_eq!(up.header("content-length"), Some(length));
+        assert_eq!(up.header("content-length"), Some(body.len().to_string()));
         assert_eq!(up.header("x-context-id"), None);
     }
     assert_eq!(c.counter("minted"), 0);
@@ -400,8 +425,6 @@ fn minting_can_be_turned_off() {
 }
 
 // ------------------------------------------------ hash_on: filter_state
-
-const HASHABLE: &str = "envoy.hashable_string";
 
 #[test]
 fn filter_state_mode_routes_on_filter_state_and_sets_no_header() {
@@ -462,33 +485,18 @@ fn filter_state_mode_mints_and_routes_tasks_through_filter_state() {
     assert_eq!(up.filter_state(HASHABLE), Some(id.clone()));
     assert_eq!(up.header("x-context-id"), None);
     // A REST task route, decided at the headers.
-    let up = Exchange::new(&c)
-        .request(
-            &[(":method", "GET"), (":path", "/v1/tasks/task-fs-1")],
-            &[],
-            false,
-        )
-        .finish();
+    let up = get_path(&c, "/v1/tasks/task-fs-1");
     assert_eq!(up.filter_state(HASHABLE), Some(id));
     assert_eq!(c.counter("task_routed"), 2);
 }
 
 #[test]
-fn filter_state_mode_makes_a_client_header_agree_with_the_key_or_keeps_it() {
+fn filter_state_mode_keeps_a_client_header_when_the_body_names_no_context() {
+    // (When the body names one, the header is set to it:
+    // a_client_header_is_replaced_never_appended.) Here the client's header
+    // is kept for the route's header policy, and no filter state is
+    // written.
     let c = config(r#"{"hash_on":"filter_state"}"#);
-    // The body names the context: filter state and the client's header
-    // both carry the body's value, so the agent sees the key routed on.
-    let body = send_params(r#"{"contextId":"from-body","parts":[]}"#);
-    let up = post(
-        &c,
-        "/",
-        &[("x-context-id", "from-client")],
-        &[body.as_bytes()],
-    );
-    assert_eq!(up.filter_state(HASHABLE).as_deref(), Some("from-body"));
-    assert_eq!(up.header_values("x-context-id"), vec!["from-body"]);
-    // The body names none: the client's header is kept for the route's
-    // header policy, and no filter state is written.
     let none = br#"{"jsonrpc":"2.0","method":"message/send","params":{"message":{"role" "user"}}}"#;
     let up = post(&c, "/", &[("x-context-id", "client")], &[none]);
     assert_eq!(up.filter_state(HASHABLE), None);
@@ -501,22 +509,10 @@ fn a_failed_filter_state_write_sets_the_header_and_logs_once() {
     let c = config(r#"{"hash_on":"filter_state"}"#);
     take_logs();
     let body = send_params(r#"{"contextId":"ctx-fallback","parts":[]}"#);
-    let length = body.len().to_string();
     for _ in 0..2 {
-        let mut ex = Exchange::new(&c);
-        ex.stream.fail_filter_state_writes = true;
-        let up = ex
-            .request(
-                &[
-                    (":method", "POST"),
-                    (":path", "/"),
-                    ("content-type", JSON),
-                    ("content-length", &length),
-                ],
-                &[body.as_bytes()],
-                false,
-            )
-            .finish();
+        let up = post_through(&c, body.as_bytes(), |stream| {
+            stream.fail_filter_state_writes = true;
+        });
         assert_eq!(up.filter_state(HASHABLE), None);
         assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-fallback"));
         assert_eq!(up.body, body.as_bytes());
@@ -554,13 +550,7 @@ fn tasks_learned_from_a_json_response_route_task_calls() {
     assert_eq!(c.counter("task_routed"), 1);
 
     // A REST task route needs no body: routed at the headers.
-    let up = Exchange::new(&c)
-        .request(
-            &[(":method", "GET"), (":path", "/v1/tasks/task-json-1")],
-            &[],
-            false,
-        )
-        .finish();
+    let up = get_path(&c, "/v1/tasks/task-json-1");
     assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-task-json"));
     assert_eq!(up.statuses, vec![status::CONTINUE]);
     assert_eq!(c.counter("task_routed"), 2);
@@ -660,9 +650,7 @@ fn client_header_kept_or_stripped_when_the_body_names_no_context() {
 #[test]
 fn non_a2a_traffic_passes_at_the_headers() {
     let c = config("{}");
-    let up = Exchange::new(&c)
-        .request(&[(":method", "GET"), (":path", "/healthz")], &[], false)
-        .finish();
+    let up = get_path(&c, "/healthz");
     assert_eq!(up.statuses, vec![status::CONTINUE]);
     let up = Exchange::new(&c)
         .request(
@@ -791,21 +779,7 @@ fn a_stream_that_ends_undecided_counts_as_aborted() {
 fn an_unreadable_body_chunk_fails_open() {
     let c = config("{}");
     let body = send_params(r#"{"contextId":"c","parts":[]}"#);
-    let length = body.len().to_string();
-    let mut ex = Exchange::new(&c);
-    ex.stream.corrupt_chunks = true;
-    let up = ex
-        .request(
-            &[
-                (":method", "POST"),
-                (":path", "/"),
-                ("content-type", JSON),
-                ("content-length", &length),
-            ],
-            &[body.as_bytes()],
-            false,
-        )
-        .finish();
+    let up = post_through(&c, body.as_bytes(), |stream| stream.corrupt_chunks = true);
     assert_eq!(
         up.statuses,
         vec![status::HEADERS_STOP_ITERATION, status::CONTINUE]
