@@ -63,8 +63,8 @@ pub enum HashOn {
     /// Envoy's filter state, as the hashable string object Envoy registers
     /// under [`HASHABLE_STRING_KEY`], for a route whose `hash_policy` names
     /// that key first: cheaper for Envoy than a header, and the agent
-    /// receives no header. The dynamic module in Envoy 1.40 and later
-    /// only; the other shells reject it.
+    /// receives no header. The dynamic module only (every Envoy that loads
+    /// it, 1.38 to 1.40, has the factory); the other shells reject it.
     FilterState,
 }
 
