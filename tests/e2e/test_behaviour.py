@@ -4,6 +4,7 @@ visible: what the upstream receives (body bytes, every `x-context-id`
 value), where the request lands, and which counters move."""
 
 import json
+import re
 
 import pytest
 
@@ -241,6 +242,16 @@ def test_strip_removes_the_client_header_when_the_body_has_none(strip_envoy):
     assert delta.get("context_found") == 1, delta
 
 
+def _ext_proc_request_headers(envoy):
+    """Request-headers messages the shell's ext_proc server has handled;
+    None for the shells inside Envoy."""
+    if envoy.ext_proc is None:
+        return None
+    found = re.search(r'^a2a_affinity_ext_proc_message_duration_seconds_count\{kind="request_headers"\} (\d+)$',
+                      envoy.ext_proc.metrics(), re.M)
+    return int(found.group(1)) if found else 0
+
+
 def test_a_client_gone_mid_body_is_counted_as_aborted(envoy):
     # The request is held while its body is read; the client closes the
     # connection before the contextId arrives. The stream ends undecided,
@@ -250,12 +261,19 @@ def test_a_client_gone_mid_body_is_counted_as_aborted(envoy):
     from a2a_harness import wait_until
 
     before = envoy.stats()
+    headers_before = _ext_proc_request_headers(envoy)
     head = (b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
             b"content-length: 2000\r\n\r\n")
     with socket.create_connection(("127.0.0.1", envoy.port), timeout=10) as s:
         s.sendall(head + b'{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"message":{')
         wait_until(lambda: envoy.stat("http.a2a_ingress.downstream_rq_active") >= 1, 10,
                    "request seen by Envoy")
+        if headers_before is not None:
+            # The ext_proc server counts the requests it has seen: close only
+            # once Envoy's request-headers message has reached it (Envoy
+            # opens the gRPC stream after it has the request).
+            wait_until(lambda: _ext_proc_request_headers(envoy) > headers_before, 10,
+                       "request headers at the ext_proc server")
     wait_until(lambda: counter_delta(before, envoy.stats()).get("aborted", 0) >= 1, 10,
                "aborted counted")
     delta = counter_delta(before, envoy.stats())
