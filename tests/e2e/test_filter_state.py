@@ -55,16 +55,20 @@ def test_the_shipped_config_hashes_filter_state_first_then_the_header():
     assert hash_policy[0] == {"filter_state": {"key": "envoy.hashable_string"}, "terminal": True}
     assert hash_policy[1] == {"header": {"header_name": json.loads(plugin)["header"]},
                               "terminal": True}
-    # Everything else is the header config's.
+    # Everything else is the header config's, the filter's JSON included.
     shipped = yaml.safe_load((REPO / FILTER_STATE_CONFIG).read_text())
     header = yaml.safe_load((REPO / "envoy/envoy-dynamic-module.yaml").read_text())
+    filters = []
     for cfg in (shipped, header):
         hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
             "typed_config"]
-        hcm["http_filters"][0]["typed_config"]["filter_config"]["value"] = None
+        value = hcm["http_filters"][0]["typed_config"]["filter_config"]
+        filters.append(json.loads(value["value"]))
+        value["value"] = None
         hcm["access_log"] = None
         first_route(cfg)["route"]["hash_policy"] = None
     assert shipped == header
+    assert filters[0].pop("hash_on") == "filter_state" and filters[0] == filters[1]
 
 
 @pytest.fixture(scope="module")
