@@ -328,7 +328,7 @@ def main():
                                         dynamic_module=module, config_g=config_g,
                                         dynamic_floor_module=Path(args.dynamic_floor_module).resolve())
     values["ext_proc_port"] = free_port()  # its listener is dropped
-    on_filter_state = tuple(v for v in run.filter_state_variants(config_g, None) if v in variants)
+    on_filter_state = run.filter_state_variants(variants, config_g)
     beside = bool(on_filter_state) or args.context_beside
     up_cfg = run.render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml",
                         transform=run.key_beside_the_body if beside else None)

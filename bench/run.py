@@ -292,12 +292,12 @@ def hashes_on_filter_state(config):
     return json.loads(config or "{}").get("hash_on") == "filter_state"
 
 
-def filter_state_variants(config_g, config_g_b):
-    """The dynamic-module variants whose configuration hashes on filter
-    state: they get the filter-state route, and their requests reach the
-    upstreams without x-context-id."""
+def filter_state_variants(variants, config_g, config_g_b=None):
+    """Those of `variants` that load the dynamic module with a configuration
+    that hashes on filter state: they get the filter-state route, and their
+    requests reach the upstreams without x-context-id."""
     return tuple(v for v, c in (("dynamic_module", config_g), ("dynamic_module_b", config_g_b))
-                 if hashes_on_filter_state(c))
+                 if v in variants and hashes_on_filter_state(c))
 
 
 # The request header that, in a run with a filter-state variant, carries
@@ -1222,7 +1222,7 @@ def main():
                                     config_g_b=config_g_b,
                                     dynamic_module=dynamic_module, dynamic_module_b=dynamic_module_b,
                                     dynamic_floor_module=dynamic_floor_module)
-    on_filter_state = tuple(v for v in filter_state_variants(config_g, config_g_b) if v in variants)
+    on_filter_state = filter_state_variants(variants, config_g, config_g_b)
     up_cfg = render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml",
                     transform=key_beside_the_body if on_filter_state else None)
 

@@ -300,8 +300,11 @@ def test_a_filter_state_configuration_gets_the_filter_state_route(run, tmp_path)
     assert _route_of(front, "client_header") == header
     assert _route_of(front, "dynamic_module_b") == [
         {"filter_state": {"key": "envoy.hashable_string"}, "terminal": True}] + header
-    assert run.filter_state_variants(None, fs) == ("dynamic_module_b",)
-    assert run.filter_state_variants(fs, '{"hash_on":"header"}') == ("dynamic_module",)
+    both = ("dynamic_module", "dynamic_module_b")
+    assert run.filter_state_variants(both, None, fs) == ("dynamic_module_b",)
+    assert run.filter_state_variants(both, fs, '{"hash_on":"header"}') == ("dynamic_module",)
+    # Only the variants the run has.
+    assert run.filter_state_variants(("client_header", "dynamic_module"), None, fs) == ()
     assert run.wrk_mode("dynamic_module_b", True) == "body+context"
     assert run.wrk_mode("client_header", False) == "header"
 

@@ -15,10 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-import yaml
-
 import a2a_harness
-from a2a_harness import REPO, free_port, load_config, rewrite_config, stop_process, wait_until
+from a2a_harness import REPO, free_port, load_config, plugin_of, rewrite_config, stop_process, wait_until
 
 UPSTREAM_SCRIPT = REPO / "envoy/sandbox/upstream.py"
 START_TIMEOUT_SECS = 30
@@ -441,7 +439,5 @@ def first_route(cfg):
 def filter_state_parts():
     """The filter configuration (JSON text) and the route hash policy of
     FILTER_STATE_CONFIG, to put into the configs the suites start from."""
-    cfg = yaml.safe_load((REPO / FILTER_STATE_CONFIG).read_text())
-    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    plugin = hcm["http_filters"][0]["typed_config"]["filter_config"]["value"]
-    return plugin, first_route(cfg)["route"]["hash_policy"]
+    cfg = load_config(FILTER_STATE_CONFIG)
+    return plugin_of(cfg), first_route(cfg)["route"]["hash_policy"]

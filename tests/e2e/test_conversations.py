@@ -26,7 +26,7 @@ from a2a_harness import (REPO, current_shell, free_port, js_client, module_path,
                          wasm_plugin)
 
 from demo import drive, run_demo
-from e2e_harness import filter_state_parts
+from e2e_harness import filter_state_parts, first_route
 
 TRANSPORTS = ["jsonrpc", "jsonrpc-0.3", "rest", "rest-0.3"]
 PER_TRANSPORT = 5
@@ -54,10 +54,7 @@ def gateway(tmp_path_factory):
             if plugin is not None:
                 wasm_plugin(cfg)["configuration"]["value"] = json.dumps(plugin)
             if hash_policy is not None:
-                hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-                for host in hcm["typed_config"]["route_config"]["virtual_hosts"]:
-                    for route in host["routes"]:
-                        route["route"]["hash_policy"] = hash_policy
+                first_route(cfg)["route"]["hash_policy"] = hash_policy
             with run_demo.start_envoy(cfg, workdir, name) as envoy:
                 counters = {}
                 yield url, replicas, counters

@@ -20,10 +20,10 @@ import json
 import random
 
 import pytest
-import yaml
 
 from a2a_bodies import BINDINGS, context_ids, send_rounds
-from a2a_harness import ENVOY_BINARIES, REPO, current_shell, load_config, wasm_plugin
+from a2a_harness import (ENVOY_BINARIES, current_shell, http_filters, load_config, plugin_of,
+                         wasm_plugin)
 from e2e_harness import (FILTER_STATE_CONFIG, Exchange, affinity, counter_delta, filter_state_parts,
                          first_route, not_where_predicted, predict_hosts, send_all, send_h2,
                          sha256)
@@ -56,16 +56,14 @@ def test_the_shipped_config_hashes_filter_state_first_then_the_header():
     assert hash_policy[1] == {"header": {"header_name": json.loads(plugin)["header"]},
                               "terminal": True}
     # Everything else is the header config's, the filter's JSON included.
-    shipped = yaml.safe_load((REPO / FILTER_STATE_CONFIG).read_text())
-    header = yaml.safe_load((REPO / "envoy/envoy-dynamic-module.yaml").read_text())
+    shipped = load_config(FILTER_STATE_CONFIG)
+    header = load_config("envoy/envoy-dynamic-module.yaml")
     filters = []
     for cfg in (shipped, header):
-        hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
-            "typed_config"]
-        value = hcm["http_filters"][0]["typed_config"]["filter_config"]
-        filters.append(json.loads(value["value"]))
-        value["value"] = None
-        hcm["access_log"] = None
+        filters.append(json.loads(plugin_of(cfg)))
+        http_filters(cfg)[0]["typed_config"]["filter_config"]["value"] = None
+        cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+            "access_log"] = None
         first_route(cfg)["route"]["hash_policy"] = None
     assert shipped == header
     assert filters[0].pop("hash_on") == "filter_state" and filters[0] == filters[1]
