@@ -369,7 +369,7 @@ def main():
         front = Envoy(front_cfg, workdir=out, name="front", binary=str(wrapper), concurrency=1,
                       base_id=base_id + 1, log_level="warn", extra_args=["--disable-hot-restart"],
                       shell="wasm", timeout=600)
-        run.verify(ports, {c: all_cases[c] for c in cases}, variants, on_filter_state)
+        run.verify(ports, {c: all_cases[c] for c in cases}, variants, front_cfg, on_filter_state)
         for case in cases:
             count = max(1, args.requests // REQUESTS_DIVISOR[case[0]])
             row = {"size": case[0], "position": case[1], "requests": count, "per_request": {}}

@@ -36,8 +36,8 @@ import time
 from pathlib import Path
 
 import yaml
-from a2a_harness import (DEFAULT_TARGET_DIR, Envoy, EnvoyError, ExtProcServer, free_port, release_wasm,
-                         render_config, wheel_envoy_binary)
+from a2a_harness import (DEFAULT_TARGET_DIR, Envoy, EnvoyError, ExtProcServer, free_port, predict_hosts,
+                         release_wasm, render_config, wheel_envoy_binary)
 from a2a_harness import REPO as ROOT
 
 import bodies
@@ -414,22 +414,36 @@ def post(port, data, header=None, context=None):
 SPOOFED = "00000000-0000-4000-8000-000000000000"
 
 
-def verify(ports, cases, variants, filter_state=()):
-    """Before any load: every variant routes every body case by the body's
-    contextId, and the same contextId lands on the same upstream whichever
-    variant put it in the header. The variants in `filter_state` hand the
-    key to Envoy as filter state: their requests must reach the upstream
-    without x-context-id (every request then carries the key beside the
-    body, in BENCH_CONTEXT), on the upstream the header picks, and a
-    client's own header must arrive replaced by the body's contextId."""
+def predicted_upstreams(front_config, context_ids):
+    """The upstream (its port, as the upstreams' x-upstream answers it)
+    where Envoy's consistent hashing over the front Envoy's `agents` cluster
+    puts each contextId, from crates/envoy-lb."""
+    clusters = yaml.safe_load(front_config.read_text())["static_resources"]["clusters"]
+    cluster = next(c for c in clusters if c["name"] == "agents")
+    hosts = [f"{e['endpoint']['address']['socket_address']['address']}:"
+             f"{e['endpoint']['address']['socket_address']['port_value']}"
+             for group in cluster["load_assignment"]["endpoints"] for e in group["lb_endpoints"]]
+    return {ctx: host.rsplit(":", 1)[1]
+            for ctx, host in predict_hosts(cluster, hosts, sorted(set(context_ids))).items()}
+
+
+def verify(ports, cases, variants, front_config, filter_state=()):
+    """Before any load: every variant routes every contextId of every body
+    case by the body's contextId, to the upstream where Envoy's hash of that
+    key lands with the cluster of `front_config` (predicted_upstreams), so
+    routing that ignored the key could not pass even if every contextId
+    hashed to one upstream. The variants in `filter_state` hand the key to Envoy as
+    filter state: their requests must reach the upstream without
+    x-context-id (every request then carries the key beside the body, in
+    BENCH_CONTEXT), on the same upstream, and a client's own header must
+    arrive replaced by the body's contextId."""
+    ids = {ctx for entries in cases.values() for ctx, _ in entries}
+    predicted = predicted_upstreams(front_config, ids)
     failures = []
-    landed = {}
-    # The header variants first: they fix where each contextId lands.
-    ordered = sorted(variants, key=lambda v: v not in HEADER_VARIANTS)
     for (size_name, position), entries in cases.items():
-        for ctx, path in entries[:3]:
+        for ctx, path in entries:
             data = path.read_bytes()
-            for variant in ordered:
+            for variant in variants:
                 tries = [ctx] if variant in HEADER_VARIANTS else [None, SPOOFED]
                 for client_value in tries:
                     a = post(ports[variant], data, client_value, ctx if filter_state else None)
@@ -447,15 +461,15 @@ def verify(ports, cases, variants, filter_state=()):
                         failures.append(f"{what}: the answer is not a task in the request's context: "
                                         f"{a.body[:200]!r}")
                         continue
-                    seen = landed.setdefault(ctx, a.upstream)
-                    if seen != a.upstream:
-                        failures.append(f"{what}: routed to upstream {a.upstream}, others to {seen}")
+                    if a.upstream != predicted.get(ctx):
+                        failures.append(f"{what}: routed to upstream {a.upstream}, where Envoy's hash "
+                                        f"of the key picks {predicted.get(ctx)}")
     if failures:
         raise BenchError("variant check failed:\n  " + "\n  ".join(failures))
-    spread = sorted(set(landed.values()))
-    say(f"check passed: {len(variants)} variants x {len(cases)} body cases route by the body's "
-        f"contextId (spoofed client header replaced); contextIds spread over upstreams {spread}")
-    return landed
+    spread = sorted({predicted.get(ctx) for ctx in ids})
+    say(f"check passed: {len(variants)} variants x {len(cases)} body cases x {len(ids)} contextIds "
+        f"route by the body's contextId to the upstream its hash picks (spoofed client header "
+        f"replaced); contextIds spread over upstreams {spread}")
 
 
 def wrk_mode(variant, context_beside):
@@ -982,7 +996,7 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
                      if memory.get('store_full_at_s') is not None else
                      f"Tasks learned: {memory.get('task_learned')}; the task store was never full. "
                      if 'task_learned' in memory else "") +
-                  f"Wasm linear memory of all VMs (the read-write mappings in front of V8's guard reservations, /proc/PID/maps"
+                  "Wasm linear memory of all VMs (the read-write mappings in front of V8's guard reservations, /proc/PID/maps"
                   + ("; the Wasm variants' VMs in the same Envoy, not the dynamic module's memory, which the RSS holds"
                      if memory.get('variant') == 'dynamic_module' else "")
                   + ") "
@@ -1282,7 +1296,7 @@ def main():
                            drop_clusters=[] if ext_proc else ["a2a_affinity_ext_proc"])
         front = start_envoy(binary, front_cfg, base_id + 1, "front", out)
         say(f"front Envoy pid {front.pid}, upstream Envoy pid {upstream.pid}")
-        verify(ports, {c: all_cases[c] for c in cases}, variants, on_filter_state)
+        verify(ports, {c: all_cases[c] for c in cases}, variants, front_cfg, on_filter_state)
         found_before = context_found(front)
         learned_before = filter_counter(front, "task_learned")
         ext_proc_before = ext_proc.stats() if ext_proc else {}

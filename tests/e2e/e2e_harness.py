@@ -385,7 +385,7 @@ def post_in_a_burst(envoy, body, first, headers=(("content-type", "application/j
     SIGSTOP) as much of the rest as the kernel's socket buffers take, then
     Envoy resumed. Envoy then reads a burst far larger than its usual reads,
     as it does when it falls behind a fast client. Returns (status, body)."""
-    head = [f"POST / HTTP/1.1", "host: 127.0.0.1", f"content-length: {len(body)}",
+    head = ["POST / HTTP/1.1", "host: 127.0.0.1", f"content-length: {len(body)}",
             "connection: close", *(f"{n}: {v}" for n, v in headers)]
     with socket.create_connection(("127.0.0.1", envoy.port), timeout=30) as s:
         s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body[:first])

@@ -7,7 +7,6 @@ import copy
 import os
 import platform
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
