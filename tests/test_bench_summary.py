@@ -1,9 +1,10 @@
 """bench/run.py's arithmetic on made-up cells: which run of (a) each ratio
 is taken against, and the spread it reports; how bench/instructions.py
-reads a callgrind dump; and the configurations a run with a filter-state
-variant renders."""
+reads a callgrind dump; the configurations a run with a filter-state
+variant renders; and the routing check every run makes before its load."""
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -332,3 +333,64 @@ def test_the_upstream_answers_a_request_without_the_header_from_the_one_beside_i
     out = subprocess.run([str(envoy), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+
+class _Answer:
+    """What verify reads of an upstream's answer."""
+
+    def __init__(self, context_id, upstream):
+        self.status, self.echoed, self.beside, self.upstream = 200, context_id, False, upstream
+        self.body = json.dumps({"jsonrpc": "2.0", "id": "1", "result": {
+            "kind": "task", "id": "t-1", "contextId": context_id}}).encode()
+
+
+def test_the_check_wants_each_context_on_the_upstream_its_hash_picks(run, tmp_path, monkeypatch):
+    path, front = _rendered(run, tmp_path, "envoy-bench.yaml")
+    (agents,) = [c for c in front["static_resources"]["clusters"] if c["name"] == "agents"]
+    ports = [str(e["endpoint"]["address"]["socket_address"]["port_value"])
+             for e in agents["load_assignment"]["endpoints"][0]["lb_endpoints"]]
+    ids = run.bodies.context_ids(run.CONTEXTS_PER_CASE)
+    entries = []
+    for n, ctx in enumerate(ids):
+        # Each body names its contextId, so the fake upstream can answer it.
+        body = tmp_path / f"{n}.json"
+        body.write_text(ctx)
+        entries.append((ctx, body))
+    cases = {("1k", "first"): entries}
+    predicted = run.predicted_upstreams(path, ids)
+    assert set(predicted) == set(ids) and set(predicted.values()) <= set(ports)
+    listeners = {"client_header": 1, "dynamic_module": 2}
+
+    def through(upstream_of):
+        """A fake post: the answer of the upstream `upstream_of` picks."""
+        def post(port, data, header=None, context=None):
+            ctx = data.decode()
+            return _Answer(ctx, upstream_of(port, ctx))
+        return post
+
+    monkeypatch.setattr(run, "post", through(lambda port, ctx: predicted[ctx]))
+    run.verify(listeners, cases, tuple(listeners), path)
+
+    # The body-reading variant sends each contextId to the upstream after
+    # the right one, as routing with the wrong key would.
+    wrong = {ctx: ports[(ports.index(p) + 1) % len(ports)] for ctx, p in predicted.items()}
+    monkeypatch.setattr(run, "post", through(
+        lambda port, ctx: predicted[ctx] if port == listeners["client_header"] else wrong[ctx]))
+    with pytest.raises(run.BenchError) as failed:
+        run.verify(listeners, cases, tuple(listeners), path)
+    lines = str(failed.value).splitlines()[1:]
+    # Every contextId, without and with a spoofed client header; only (g).
+    assert len(lines) == 2 * len(ids)
+    assert all(line.strip().startswith("dynamic_module 1k/first") and "where Envoy's hash" in line
+               for line in lines)
+
+    # Every variant sends everything to one upstream, as a route that
+    # hashed nothing would: consistent across variants, and still caught.
+    fixed = min(ports, key=lambda p: list(predicted.values()).count(p))
+    monkeypatch.setattr(run, "post", through(lambda port, ctx: fixed))
+    with pytest.raises(run.BenchError) as failed:
+        run.verify(listeners, cases, tuple(listeners), path)
+    elsewhere = [ctx for ctx in ids if predicted[ctx] != fixed]
+    assert len(elsewhere) >= len(ids) - 2
+    assert len(str(failed.value).splitlines()[1:]) == 3 * len(elsewhere)
