@@ -342,6 +342,103 @@ fn trailers_end_the_body() {
     assert_eq!(c.counter("context_absent"), 1);
 }
 
+/// One request of each binding naming its context, as (what, path,
+/// content-type, body, contextId).
+fn one_of_each_binding() -> Vec<(&'static str, String, &'static str, Vec<u8>, &'static str)> {
+    use a2a_affinity_testkit::{bodies, proto};
+    let text = "a text part long enough to be cut in many places";
+    vec![
+        (
+            "JSON-RPC 0.3",
+            "/".to_string(),
+            JSON,
+            bodies::rpc03("ctx-rpc03", text).into_bytes(),
+            "ctx-rpc03",
+        ),
+        (
+            "JSON-RPC 1.0",
+            "/".to_string(),
+            JSON,
+            format!(
+                r#"{{"jsonrpc":"2.0","id":"7","method":"SendMessage","params":{{"message":{{"messageId":"m-1","role":"ROLE_USER","contextId":"ctx-rpc10","parts":[{{"text":"{text}"}}]}}}}}}"#
+            )
+            .into_bytes(),
+            "ctx-rpc10",
+        ),
+        (
+            "REST",
+            "/v1/message:send".to_string(),
+            JSON,
+            format!(
+                r#"{{"message":{{"messageId":"m-1","role":"ROLE_USER","parts":[{{"text":"{text}"}}],"contextId":"ctx-rest"}}}}"#
+            )
+            .into_bytes(),
+            "ctx-rest",
+        ),
+        (
+            "gRPC lf.a2a.v1",
+            format!("{}/SendMessage", proto::V1),
+            "application/grpc",
+            proto::send(proto::V1, &proto::message(Some("ctx-grpc"), None, text)),
+            "ctx-grpc",
+        ),
+    ]
+}
+
+#[test]
+fn every_cut_of_every_binding_routes_as_one_chunk_and_passes_the_body_unchanged() {
+    // The hooks see a body in whatever pieces Envoy reads it: for each
+    // binding, every cut into two chunks and a cut every 7 bytes, with a
+    // content-length, chunked, and ended by trailers; in both modes.
+    for (json, in_filter_state) in [("{}", false), (r#"{"hash_on":"filter_state"}"#, true)] {
+        let c = config(json);
+        let mut streams = 0;
+        for (what, path, content_type, body, context) in one_of_each_binding() {
+            let every_seven: Vec<usize> = (1..body.len()).step_by(7).collect();
+            let cuts = (0..=body.len())
+                .map(|at| vec![at])
+                .chain(std::iter::once(every_seven));
+            for cut in cuts {
+                let chunks = split(&body, &cut);
+                for (with_length, trailers) in [(true, false), (false, false), (false, true)] {
+                    let length = body.len().to_string();
+                    let mut headers = vec![
+                        (":method", "POST"),
+                        (":path", path.as_str()),
+                        ("content-type", content_type),
+                    ];
+                    if with_length {
+                        headers.push(("content-length", &length));
+                    }
+                    let up = Exchange::new(&c)
+                        .request(&headers, &refs(&chunks), trailers)
+                        .finish();
+                    let case =
+                        format!("{what}, cut {cut:?}, length {with_length}, trailers {trailers}");
+                    if in_filter_state {
+                        assert_eq!(
+                            up.filter_state(HASHABLE).as_deref(),
+                            Some(context),
+                            "{case}"
+                        );
+                        assert_eq!(up.header("x-context-id"), None, "{case}");
+                    } else {
+                        assert_eq!(up.header_values("x-context-id"), vec![context], "{case}");
+                    }
+                    assert_eq!(up.body, body, "{case}");
+                    assert!(!up.payload_too_large, "{case}");
+                    streams += 1;
+                }
+            }
+        }
+        assert_eq!(c.counter("context_found"), streams, "{json}");
+        assert_eq!(
+            c.envoy.nonzero(),
+            vec![("context_found".to_string(), streams)]
+        );
+    }
+}
+
 // ---------------------------------------------------------------- minting
 
 #[test]
@@ -368,6 +465,40 @@ fn a_first_turn_is_minted_in_body_and_header_with_a_matching_length() {
         assert_eq!(up.body, expected.as_bytes(), "{cuts:?}");
     }
     assert_eq!(c.counter("minted"), 3);
+}
+
+#[test]
+fn a_first_turn_is_minted_the_same_at_every_cut() {
+    let c = config("{}");
+    let body = a2a_affinity_testkit::bodies::rpc10_first_turn("minted wherever the body is cut");
+    let original: Value = serde_json::from_str(&body).unwrap();
+    for at in 0..=body.len() {
+        let chunks = split(body.as_bytes(), &[at]);
+        for (with_length, trailers) in [(true, false), (false, false), (false, true)] {
+            let up = exchange(&c, "/", &[], &refs(&chunks), with_length, trailers).finish();
+            let case = format!("cut {at}, length {with_length}, trailers {trailers}");
+            let id = up.header("x-context-id").expect("minted header");
+            assert!(is_uuid_v4(&id), "{case}: {id}");
+            // The agent gets the body it was sent, with the minted
+            // contextId in its message and nothing else changed.
+            let mut sent = up.json();
+            assert_eq!(
+                sent["params"]["message"]
+                    .as_object_mut()
+                    .and_then(|m| m.remove("contextId")),
+                Some(Value::String(id)),
+                "{case}"
+            );
+            assert_eq!(sent, original, "{case}");
+            let length = up.header("content-length");
+            assert_eq!(
+                length,
+                with_length.then(|| up.body.len().to_string()),
+                "{case}"
+            );
+        }
+    }
+    assert_eq!(c.counter("minted"), 3 * (body.len() as u64 + 1));
 }
 
 #[test]
