@@ -719,6 +719,75 @@ fn tasks_learned_from_an_sse_stream_chunk_by_chunk() {
 }
 
 #[test]
+fn a_task_is_learned_at_every_cut_of_its_answer() {
+    // The answer streams past in whatever pieces Envoy reads it: every cut
+    // into two of a JSON answer, an event stream and a gRPC frame teaches
+    // the task, and a later tasks/get routes to its context.
+    use a2a_affinity_testkit::proto;
+    let c = config("{}");
+    let answer = |kind: &str, task: &str| -> Vec<u8> {
+        match kind {
+            "json" => format!(
+                r#"{{"jsonrpc":"2.0","id":1,"result":{{"kind":"task","id":"{task}","contextId":"ctx-cut","status":{{"state":"working"}}}}}}"#
+            )
+            .into_bytes(),
+            "sse" => format!(
+                "data: {{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"kind\":\"status-update\",\"taskId\":\"{task}\",\"contextId\":\"ctx-cut\",\"final\":false}}}}\n\n"
+            )
+            .into_bytes(),
+            // SendMessageResponse { task(1): Task { id(1), context_id(2) } }
+            _ => proto::frame(&proto::len(
+                1,
+                &[proto::len(1, task.as_bytes()), proto::len(2, b"ctx-cut")].concat(),
+            )),
+        }
+    };
+    let json_send = send_params(r#"{"contextId":"ctx-cut","parts":[]}"#);
+    let sse_send = rpc(
+        "message/stream",
+        r#"{"message":{"contextId":"ctx-cut","parts":[]}}"#,
+    );
+    let grpc_path = format!("{}/SendMessage", proto::V1);
+    let grpc_send = proto::send(proto::V1, &proto::message(Some("ctx-cut"), None, "hi"));
+    let mut learned = 0;
+    for kind in ["json", "sse", "grpc"] {
+        // Task ids of one length, so every answer of a kind has one length.
+        let length = answer(kind, &format!("{kind}-0000")).len();
+        for at in 0..=length {
+            let task = format!("{kind}-{at:04}");
+            let chunks = split(&answer(kind, &task), &[at]);
+            let ex = match kind {
+                "json" => exchange(&c, "/", &[], &[json_send.as_bytes()], true, false)
+                    .respond(JSON, &refs(&chunks)),
+                "sse" => exchange(&c, "/", &[], &[sse_send.as_bytes()], true, false)
+                    .respond("text/event-stream", &refs(&chunks)),
+                _ => Exchange::new(&c)
+                    .request(
+                        &[
+                            (":method", "POST"),
+                            (":path", grpc_path.as_str()),
+                            ("content-type", "application/grpc"),
+                        ],
+                        &[&grpc_send],
+                        false,
+                    )
+                    .respond("application/grpc", &refs(&chunks)),
+            };
+            ex.finish();
+            learned += 1;
+            assert_eq!(c.counter("task_learned"), learned, "{kind}, cut {at}");
+            let get = rpc("tasks/get", &format!(r#"{{"id":"{task}"}}"#));
+            let up = post(&c, "/", &[], &[get.as_bytes()]);
+            assert_eq!(
+                up.header("x-context-id").as_deref(),
+                Some("ctx-cut"),
+                "{kind}, cut {at}"
+            );
+        }
+    }
+}
+
+#[test]
 fn learning_can_be_turned_off() {
     let c = config(r#"{"learn_tasks":false}"#);
     let body = send_params(r#"{"contextId":"ctx-nolearn","parts":[]}"#);
