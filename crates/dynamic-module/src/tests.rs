@@ -439,6 +439,158 @@ fn every_cut_of_every_binding_routes_as_one_chunk_and_passes_the_body_unchanged(
     }
 }
 
+/// xorshift64*: the same sequence for the same seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// `body` with up to three random edits: a byte replaced (often by a byte
+/// JSON or protobuf framing cares about), a span deleted or repeated, the
+/// end cut off.
+fn mangle(rng: &mut Rng, body: &[u8]) -> Vec<u8> {
+    const TELLING: &[u8] = b"{}[]\":,\\ u0\n\x00\x0a\x12\xff";
+    let mut out = body.to_vec();
+    for _ in 0..rng.below(4) {
+        let at = rng.below(out.len() + 1);
+        match rng.below(4) {
+            0 if at < out.len() => {
+                out[at] = if rng.below(2) == 0 {
+                    TELLING[rng.below(TELLING.len())]
+                } else {
+                    rng.next() as u8
+                };
+            }
+            1 => {
+                let end = (at + rng.below(8)).min(out.len());
+                out.drain(at..end);
+            }
+            2 => {
+                let end = (at + rng.below(16)).min(out.len());
+                let span = out[at..end].to_vec();
+                out.splice(at..at, span);
+            }
+            _ => out.truncate(at),
+        }
+    }
+    out
+}
+
+/// The minted contextId (a UUID) in `body` replaced by a placeholder, so two
+/// bodies minted with different ids compare equal.
+fn unminted(body: &[u8], id: Option<&str>) -> Vec<u8> {
+    match id {
+        Some(id) if is_uuid_v4(id) => {
+            let text = String::from_utf8_lossy(body).replace(id, "<minted>");
+            text.into_bytes()
+        }
+        _ => body.to_vec(),
+    }
+}
+
+#[test]
+fn mangled_bodies_cut_anywhere_decide_as_in_one_chunk() {
+    // Differential: the same body through the hooks in one chunk and in
+    // random pieces must route the same, pass the same bytes (a first turn
+    // minted either way, each with its own id), count the same outcomes,
+    // and never reach the panic handler.
+    let mut bodies = one_of_each_binding();
+    bodies.push((
+        "JSON-RPC 1.0 first turn",
+        "/".to_string(),
+        JSON,
+        a2a_affinity_testkit::bodies::rpc10_first_turn("a first turn").into_bytes(),
+        "",
+    ));
+    bodies.push((
+        "tasks/get",
+        "/".to_string(),
+        JSON,
+        rpc("tasks/get", r#"{"id":"task-never-seen"}"#).into_bytes(),
+        "",
+    ));
+    let whole = config("{}");
+    let cut = config("{}");
+    let mut rng = Rng(0x5eed_a2a0);
+    for round in 0..3000 {
+        let (what, path, content_type, body, _) = &bodies[round % bodies.len()];
+        let body = mangle(&mut rng, body);
+        let (with_length, trailers) = [(true, false), (false, false), (false, true)][rng.below(3)];
+        let mut cuts: Vec<usize> = (0..rng.below(6))
+            .map(|_| rng.below(body.len() + 1))
+            .collect();
+        cuts.sort_unstable();
+        let length = body.len().to_string();
+        let mut headers = vec![
+            (":method", "POST"),
+            (":path", path.as_str()),
+            ("content-type", *content_type),
+        ];
+        if with_length {
+            headers.push(("content-length", &length));
+        }
+        let one = Exchange::new(&whole)
+            .request(&headers, &[&body], trailers)
+            .finish();
+        let pieces = split(&body, &cuts);
+        let many = Exchange::new(&cut)
+            .request(&headers, &refs(&pieces), trailers)
+            .finish();
+        let case = format!(
+            "round {round}, {what}, cuts {cuts:?}, length {with_length}, trailers {trailers}, body {:?}",
+            String::from_utf8_lossy(&body)
+        );
+        let (a, b) = (one.header("x-context-id"), many.header("x-context-id"));
+        let minted = a.as_deref().is_some_and(is_uuid_v4)
+            && !body
+                .windows(36)
+                .any(|w| Some(w) == a.as_deref().map(str::as_bytes));
+        if minted {
+            assert!(b.as_deref().is_some_and(is_uuid_v4), "{case}: {a:?} {b:?}");
+        } else {
+            assert_eq!(a, b, "{case}");
+        }
+        assert_eq!(
+            unminted(&one.body, a.as_deref()),
+            unminted(&many.body, b.as_deref()),
+            "{case}"
+        );
+        if !minted {
+            assert_eq!(one.body, body, "{case}");
+        }
+        assert_eq!(
+            one.header("content-length"),
+            many.header("content-length"),
+            "{case}"
+        );
+        assert_eq!(whole.envoy.nonzero(), cut.envoy.nonzero(), "{case}");
+    }
+    let logs = take_logs();
+    assert!(
+        logs.iter().all(|(_, line)| !line.contains("panic")),
+        "{logs:?}"
+    );
+    // The mangling left some bodies readable and broke others.
+    let counts: std::collections::HashMap<String, u64> =
+        whole.envoy.nonzero().into_iter().collect();
+    for outcome in ["context_found", "minted", "invalid_json"] {
+        assert!(
+            counts.get(outcome).copied().unwrap_or(0) > 50,
+            "{outcome}: {counts:?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------- minting
 
 #[test]
