@@ -646,6 +646,10 @@ def summarise(cells, variants, cases):
                 pairs = [(c, mine[c["round"]]) for c in by.get((*case, variant), []) if c["round"] in mine]
                 rows[variant][f"{subject}_over_this"] = median([m["rps"] / c["rps"] for c, m in pairs
                                                                 if c["rps"]])
+                # Requests per gateway CPU second (for (h), its front Envoy's
+                # and its server's), per round, then median.
+                rows[variant][f"{subject}_cpu_over_this"] = median([
+                    gateway_cpu_ratio(c, variant, m, subject) for c, m in pairs])
                 rows[variant][f"{subject}_metered_over_this"] = median([gauged_ratio(c, m) for c, m in pairs])
         summary.append({"size": case[0], "position": case[1], "variants": rows})
     return summary
@@ -676,6 +680,13 @@ def gauged_ratio(base, other):
     """Requests per gauged CPU second of run `other` over those of run
     `base` (of the same round), or None."""
     b, o = metered_cpu(base), metered_cpu(other)
+    return b / o if b and o else None
+
+
+def gateway_cpu_ratio(base, base_variant, other, other_variant):
+    """Requests per gateway CPU second of run `other` over those of run
+    `base` (of the same round), or None."""
+    b, o = gateway_cpu(base, base_variant), gateway_cpu(other, other_variant)
     return b / o if b and o else None
 
 
@@ -720,37 +731,35 @@ def subject_targets(summary, subject):
                     "metered_measured": metered_value,
                     "metered_met": None if metered_value is None else metered_value >= goal})
 
-    def cpu_ratio(case, num, den):
-        """Requests per front-Envoy CPU second of `num` over those of `den`
-        (for (h), per CPU second of the front Envoy and its server)."""
-        f, w = gateway_cpu(row(case, num), num), gateway_cpu(row(case, den), den)
-        if not f or not w:
-            return None
-        return w / f
-
     over = f"{subject}_over_this"
+    cpu_over = f"{subject}_cpu_over_this"
     metered_over = f"{subject}_metered_over_this"
+
+    def cpu_ratio(case, variant):
+        """Requests per gateway CPU second of the subject over those of
+        `variant` (for (h), per CPU second of the front Envoy and its
+        server): per round, then median."""
+        r = row(case, variant)
+        return r and r.get(cpu_over)
+
     for size in bodies.SIZES:
         for position in bodies.POSITIONS:
             goal = 0.85 if (size != "1k" and position == "last") else 0.95
             r = row((size, position), subject)
-            # The front Envoy's CPU ratio per round, then median;
-            # (h)'s gateway CPU adds its server's, from the medians.
-            cpu = (cpu_ratio((size, position), subject, "client_header") if subject == "ext_proc"
-                   else r and r.get("cpu_ratio_to_client_header"))
             check(f"{subject} / client header, {size} contextId {position}",
-                  r and r["ratio_to_client_header"], goal, cpu, r and r.get("metered_ratio_to_client_header"))
+                  r and r["ratio_to_client_header"], goal, cpu_ratio((size, position), "client_header"),
+                  r and r.get("metered_ratio_to_client_header"))
     for size in ("64k", "512k"):
         for position in bodies.POSITIONS:
             r = row((size, position), "json_metadata")
             check(f"{subject} / json_to_metadata, {size} {position}", r and r.get(over), 2.0,
-                  cpu_ratio((size, position), subject, "json_metadata"), r and r.get(metered_over))
+                  cpu_ratio((size, position), "json_metadata"), r and r.get(metered_over))
             r = row((size, position), "a2a_native")
             check(f"{subject} / native a2a, {size} {position}", r and r.get(over), 1.5,
-                  cpu_ratio((size, position), subject, "a2a_native"), r and r.get(metered_over))
+                  cpu_ratio((size, position), "a2a_native"), r and r.get(metered_over))
         r = row((size, "last"), "lua")
         check(f"{subject} / Lua, {size} last", r and r.get(over), 2.0,
-              cpu_ratio((size, "last"), subject, "lua"), r and r.get(metered_over))
+              cpu_ratio((size, "last"), "lua"), r and r.get(metered_over))
     for size in bodies.SIZES:
         for position in bodies.POSITIONS:
             for variant in ("lua", "json_metadata", "a2a_native"):
@@ -758,7 +767,7 @@ def subject_targets(summary, subject):
                 goal = 0.95 if (variant == "a2a_native" and size == "1k") else 1.0
                 check(f"{subject} / {variant} (never slower{', within 5 %' if goal < 1 else ''}), "
                       f"{size} {position}", r and r.get(over), goal,
-                      cpu_ratio((size, position), subject, variant), r and r.get(metered_over))
+                      cpu_ratio((size, position), variant), r and r.get(metered_over))
     return out
 
 
@@ -970,7 +979,7 @@ def markdown(meta, summary, variants, target_rows, memory, profiled):
         lines += ["## Issue 6 targets", "",
                   "Measured three ways: requests/s ratio (the target's own terms, median of per-round ratios); "
                   "requests per front-Envoy CPU second (CPU per request of the other variant over the "
-                  "filter's; against (a), the median of per-round ratios; steadier when the front Envoy "
+                  "filter's, per round, then median; steadier when the front Envoy "
                   "is not saturated); and the same per round with each run's CPU in units of the upstream "
                   "Envoy's (\"gauged\", the table above: steadiest when the machine's speed drifts)."
                   + (" For ext_proc, the CPU ratios count the front Envoy and the ext_proc server."

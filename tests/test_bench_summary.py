@@ -125,6 +125,27 @@ def test_a_run_of_some_cases_and_alternatives_gets_the_targets_it_has_figures_fo
     assert run.targets(summary, ["client_header", "lua"]) == []
 
 
+def test_every_cpu_ratio_of_the_targets_is_taken_round_by_round(run):
+    # Rounds where the machine ran at different speeds: the per-round
+    # ratios of Lua's CPU over (g)'s are 1.5, 0.8 and 5/6, median 5/6,
+    # where the ratio of the two medians would read 1.0.
+    cells = []
+    for r, (a, g, lua, h, server) in enumerate([(30, 40, 60, 50, 20), (30, 50, 40, 60, 30),
+                                                (30, 60, 50, 70, 20)]):
+        ext_proc = cell("ext_proc", r, 300, h)
+        ext_proc["gateway_cpu_us_per_req"] = float(h + server)
+        cells += [cell("client_header", r, 1000, a), cell("dynamic_module", r, 900, g),
+                  cell("lua", r, 800, lua), ext_proc]
+    variants = ["client_header", "dynamic_module", "lua", "ext_proc"]
+    summary = run.summarise(cells, variants, [("1k", "first")])
+    rows = {t["target"]: t for t in run.targets(summary, variants)}
+    assert rows["dynamic_module / lua (never slower), 1k first"]["cpu_measured"] == pytest.approx(5 / 6)
+    # (h) against (a) counts its server, round by round: 30/70, 30/90, 30/90.
+    assert rows["ext_proc / client header, 1k contextId first"]["cpu_measured"] == pytest.approx(1 / 3)
+    # And against Lua: 60/70, 40/90, 50/90.
+    assert rows["ext_proc / lua (never slower), 1k first"]["cpu_measured"] == pytest.approx(5 / 9)
+
+
 def test_the_header_names_the_dynamic_modules_configuration_only_when_it_differs(run):
     meta = {"date": "d", "envoy_version": "1.40.0", "threads": 1, "connections": 16, "duration_s": 2,
             "rounds": 1, "nproc": 2, "cpu_model": "cpu", "loadavg_before": "0", "loadavg_after": "0",
