@@ -432,8 +432,8 @@ def verify(ports, cases, variants, front_config, filter_state=()):
     case by the body's contextId, to the upstream where Envoy's hash of that
     key lands with the cluster of `front_config` (predicted_upstreams), so
     routing that ignored the key could not pass even if every contextId
-    hashed to one upstream. The variants in `filter_state` hand the key to Envoy as
-    filter state: their requests must reach the upstream without
+    hashed to one upstream. The variants in `filter_state` hand the key to
+    Envoy as filter state: their requests must reach the upstream without
     x-context-id (every request then carries the key beside the body, in
     BENCH_CONTEXT), on the same upstream, and a client's own header must
     arrive replaced by the body's contextId."""

@@ -295,7 +295,6 @@ def test_the_string_kernel_named_in_the_report_is_the_shells_choice(run, cap, fl
     assert run.string_kernel(cap, flags) == kernel
 
 
-
 def _rendered(run, tmp_path, template, **configs):
     config = run.filter_config()
     _, values = run.template_values(config, module=Path("m.wasm"), floor_module=Path("f.wasm"),
@@ -354,7 +353,6 @@ def test_the_upstream_answers_a_request_without_the_header_from_the_one_beside_i
     out = subprocess.run([str(envoy), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-
 
 
 class _Answer:
