@@ -2,6 +2,7 @@
 //! stream through `fake_envoy`, which stands in for Envoy's callbacks and
 //! filter manager.
 
+use a2a_affinity_testkit::ids::Rng;
 use dynamic_abi::body_type::{BUFFERED_REQUEST, RECEIVED_REQUEST};
 use serde_json::Value;
 
@@ -439,22 +440,6 @@ fn every_cut_of_every_binding_routes_as_one_chunk_and_passes_the_body_unchanged(
     }
 }
 
-/// xorshift64*: the same sequence for the same seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// `body` with up to three random edits: a byte replaced (often by a byte
 /// JSON or protobuf framing cares about), a span deleted or repeated, the
 /// end cut off.
@@ -468,7 +453,7 @@ fn mangle(rng: &mut Rng, body: &[u8]) -> Vec<u8> {
                 out[at] = if rng.below(2) == 0 {
                     TELLING[rng.below(TELLING.len())]
                 } else {
-                    rng.next() as u8
+                    rng.next_u64() as u8
                 };
             }
             1 => {

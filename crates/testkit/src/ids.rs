@@ -1,15 +1,27 @@
 //! Ids as agents mint them, for tests that fill task stores.
 
-/// `n` UUID-shaped (version 4) ids from a xorshift64* generator seeded with
-/// `seed`: the same ids for the same seed, distinct in practice.
+/// A xorshift64* generator: the same sequence for the same seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number below `n` (0 for `n` = 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+/// `n` UUID-shaped (version 4) ids from [`Rng`] seeded with `seed`: the
+/// same ids for the same seed, distinct in practice.
 pub fn uuids(n: usize, seed: u64) -> Vec<String> {
-    let mut state = seed;
-    let mut next = move || {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    };
+    let mut rng = Rng(seed);
+    let mut next = move || rng.next_u64();
     (0..n)
         .map(|_| {
             let (a, b) = (next(), next());
