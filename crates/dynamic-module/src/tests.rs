@@ -925,6 +925,103 @@ fn a_task_is_learned_at_every_cut_of_its_answer() {
 }
 
 #[test]
+fn mangled_answers_cut_anywhere_teach_as_in_one_chunk() {
+    // Differential, on the response side: JSON answers, event streams and
+    // gRPC frames with up to three random edits teach the same tasks read
+    // whole and read in random pieces, and a tasks/get for each routes the
+    // same; no edit reaches the panic handler.
+    use a2a_affinity_testkit::proto;
+    // Configurations with the same task capacity and TTL share one store
+    // (as a configuration pushed again keeps what the old one learned):
+    // each side gets its own, or the second would only refresh what the
+    // first learned.
+    let whole = config(r#"{"task_ttl_secs":3599}"#);
+    let cut = config(r#"{"task_ttl_secs":3598}"#);
+    let mut rng = Rng(0x5eed_a45e);
+    let grpc_path = format!("{}/SendMessage", proto::V1);
+    for round in 0..1500 {
+        let (task, context) = (format!("task-{round}"), format!("ctx-{round}"));
+        let kind = ["json", "sse", "grpc"][round % 3];
+        let answer = match kind {
+            "json" => format!(
+                r#"{{"jsonrpc":"2.0","id":1,"result":{{"kind":"task","id":"{task}","contextId":"{context}","status":{{"state":"working"}}}}}}"#
+            )
+            .into_bytes(),
+            "sse" => format!(
+                "data: {{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"kind\":\"status-update\",\"taskId\":\"{task}\",\"contextId\":\"{context}\",\"final\":false}}}}\n\n"
+            )
+            .into_bytes(),
+            _ => proto::frame(&proto::len(
+                1,
+                &[proto::len(1, task.as_bytes()), proto::len(2, context.as_bytes())].concat(),
+            )),
+        };
+        let answer = mangle(&mut rng, &answer);
+        let mut cuts: Vec<usize> = (0..rng.below(6))
+            .map(|_| rng.below(answer.len() + 1))
+            .collect();
+        cuts.sort_unstable();
+        let pieces = split(&answer, &cuts);
+        for (c, chunks) in [(&whole, vec![answer.as_slice()]), (&cut, refs(&pieces))] {
+            let ex = match kind {
+                "grpc" => {
+                    let send = proto::send(proto::V1, &proto::message(Some(&context), None, "hi"));
+                    Exchange::new(c)
+                        .request(
+                            &[
+                                (":method", "POST"),
+                                (":path", grpc_path.as_str()),
+                                ("content-type", "application/grpc"),
+                            ],
+                            &[&send],
+                            false,
+                        )
+                        .respond("application/grpc", &chunks)
+                }
+                _ => {
+                    let (method, content_type) = if kind == "json" {
+                        ("message/send", JSON)
+                    } else {
+                        ("message/stream", "text/event-stream")
+                    };
+                    let send = rpc(
+                        method,
+                        &format!(r#"{{"message":{{"contextId":"{context}","parts":[]}}}}"#),
+                    );
+                    exchange(c, "/", &[], &[send.as_bytes()], true, false)
+                        .respond(content_type, &chunks)
+                }
+            };
+            ex.finish();
+        }
+        let case = format!(
+            "round {round}, {kind}, cuts {cuts:?}, answer {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        assert_eq!(whole.envoy.nonzero(), cut.envoy.nonzero(), "{case}");
+        let get = rpc("tasks/get", &format!(r#"{{"id":"{task}"}}"#));
+        let routed: Vec<_> = [&whole, &cut]
+            .map(|c| post(c, "/", &[], &[get.as_bytes()]).header("x-context-id"))
+            .into();
+        assert_eq!(routed[0], routed[1], "{case}");
+    }
+    let logs = take_logs();
+    assert!(
+        logs.iter().all(|(_, line)| !line.contains("panic")),
+        "{logs:?}"
+    );
+    // Some edits left the task readable, others did not.
+    let counts: std::collections::HashMap<String, u64> =
+        whole.envoy.nonzero().into_iter().collect();
+    for outcome in ["task_learned", "task_routed", "task_unknown"] {
+        assert!(
+            counts.get(outcome).copied().unwrap_or(0) > 100,
+            "{outcome}: {counts:?}"
+        );
+    }
+}
+
+#[test]
 fn learning_can_be_turned_off() {
     let c = config(r#"{"learn_tasks":false}"#);
     let body = send_params(r#"{"contextId":"ctx-nolearn","parts":[]}"#);
