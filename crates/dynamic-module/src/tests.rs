@@ -3,6 +3,7 @@
 //! filter manager.
 
 use a2a_affinity_testkit::ids::Rng;
+use a2a_affinity_testkit::proto;
 use dynamic_abi::body_type::{BUFFERED_REQUEST, RECEIVED_REQUEST};
 use serde_json::Value;
 
@@ -81,14 +82,36 @@ fn exchange<'c>(
     with_length: bool,
     trailers: bool,
 ) -> Exchange<'c> {
+    exchange_as(config, path, JSON, extra, chunks, with_length, trailers)
+}
+
+/// POSTs `chunks` (one body) of `content_type` to `path`, with a
+/// content-length or not, ended by trailers or not.
+fn exchange_as<'c>(
+    config: &'c Configured,
+    path: &str,
+    content_type: &str,
+    extra: &[(&str, &str)],
+    chunks: &[&[u8]],
+    with_length: bool,
+    trailers: bool,
+) -> Exchange<'c> {
     let length = chunks.iter().map(|c| c.len()).sum::<usize>().to_string();
-    let mut headers = vec![(":method", "POST"), (":path", path), ("content-type", JSON)];
+    let mut headers = vec![
+        (":method", "POST"),
+        (":path", path),
+        ("content-type", content_type),
+    ];
     if with_length {
         headers.push(("content-length", &length));
     }
     headers.extend_from_slice(extra);
     Exchange::new(config).request(&headers, chunks, trailers)
 }
+
+/// The ways a request body can end: (with a content-length, ended by
+/// trailers): a content-length, chunked, and chunked with trailers.
+const FRAMINGS: [(bool, bool); 3] = [(true, false), (false, false), (false, true)];
 
 fn split(body: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -346,7 +369,7 @@ fn trailers_end_the_body() {
 /// One request of each binding naming its context, as (what, path,
 /// content-type, body, contextId).
 fn one_of_each_binding() -> Vec<(&'static str, String, &'static str, Vec<u8>, &'static str)> {
-    use a2a_affinity_testkit::{bodies, proto};
+    use a2a_affinity_testkit::bodies;
     let text = "a text part long enough to be cut in many places";
     vec![
         (
@@ -401,19 +424,17 @@ fn every_cut_of_every_binding_routes_as_one_chunk_and_passes_the_body_unchanged(
                 .chain(std::iter::once(every_seven));
             for cut in cuts {
                 let chunks = split(&body, &cut);
-                for (with_length, trailers) in [(true, false), (false, false), (false, true)] {
-                    let length = body.len().to_string();
-                    let mut headers = vec![
-                        (":method", "POST"),
-                        (":path", path.as_str()),
-                        ("content-type", content_type),
-                    ];
-                    if with_length {
-                        headers.push(("content-length", &length));
-                    }
-                    let up = Exchange::new(&c)
-                        .request(&headers, &refs(&chunks), trailers)
-                        .finish();
+                for (with_length, trailers) in FRAMINGS {
+                    let up = exchange_as(
+                        &c,
+                        &path,
+                        content_type,
+                        &[],
+                        &refs(&chunks),
+                        with_length,
+                        trailers,
+                    )
+                    .finish();
                     let case =
                         format!("{what}, cut {cut:?}, length {with_length}, trailers {trailers}");
                     if in_filter_state {
@@ -483,6 +504,31 @@ fn unminted(body: &[u8], id: Option<&str>) -> Vec<u8> {
     }
 }
 
+/// Up to five random cut points in a body of `len` bytes, in order.
+fn random_cuts(rng: &mut Rng, len: usize) -> Vec<usize> {
+    let mut cuts: Vec<usize> = (0..rng.below(6)).map(|_| rng.below(len + 1)).collect();
+    cuts.sort_unstable();
+    cuts
+}
+
+/// After a differential run: no stream reached the panic handler, and each
+/// of `outcomes` was counted more than `more_than` times by `c` (the random
+/// edits left some inputs readable and broke others).
+fn assert_no_panic_and_each_counted(c: &Configured, outcomes: &[&str], more_than: u64) {
+    let logs = take_logs();
+    assert!(
+        logs.iter().all(|(_, line)| !line.contains("panic")),
+        "{logs:?}"
+    );
+    let counts: std::collections::HashMap<String, u64> = c.envoy.nonzero().into_iter().collect();
+    for outcome in outcomes {
+        assert!(
+            counts.get(*outcome).copied().unwrap_or(0) > more_than,
+            "{outcome}: {counts:?}"
+        );
+    }
+}
+
 #[test]
 fn mangled_bodies_cut_anywhere_decide_as_in_one_chunk() {
     // Differential: the same body through the hooks in one chunk and in
@@ -510,27 +556,13 @@ fn mangled_bodies_cut_anywhere_decide_as_in_one_chunk() {
     for round in 0..3000 {
         let (what, path, content_type, body, _) = &bodies[round % bodies.len()];
         let body = mangle(&mut rng, body);
-        let (with_length, trailers) = [(true, false), (false, false), (false, true)][rng.below(3)];
-        let mut cuts: Vec<usize> = (0..rng.below(6))
-            .map(|_| rng.below(body.len() + 1))
-            .collect();
-        cuts.sort_unstable();
-        let length = body.len().to_string();
-        let mut headers = vec![
-            (":method", "POST"),
-            (":path", path.as_str()),
-            ("content-type", *content_type),
-        ];
-        if with_length {
-            headers.push(("content-length", &length));
-        }
-        let one = Exchange::new(&whole)
-            .request(&headers, &[&body], trailers)
-            .finish();
+        let (with_length, trailers) = FRAMINGS[rng.below(FRAMINGS.len())];
+        let cuts = random_cuts(&mut rng, body.len());
         let pieces = split(&body, &cuts);
-        let many = Exchange::new(&cut)
-            .request(&headers, &refs(&pieces), trailers)
-            .finish();
+        let [one, many] =
+            [(&whole, vec![body.as_slice()]), (&cut, refs(&pieces))].map(|(c, chunks)| {
+                exchange_as(c, path, content_type, &[], &chunks, with_length, trailers).finish()
+            });
         let case = format!(
             "round {round}, {what}, cuts {cuts:?}, length {with_length}, trailers {trailers}, body {:?}",
             String::from_utf8_lossy(&body)
@@ -560,20 +592,7 @@ fn mangled_bodies_cut_anywhere_decide_as_in_one_chunk() {
         );
         assert_eq!(whole.envoy.nonzero(), cut.envoy.nonzero(), "{case}");
     }
-    let logs = take_logs();
-    assert!(
-        logs.iter().all(|(_, line)| !line.contains("panic")),
-        "{logs:?}"
-    );
-    // The mangling left some bodies readable and broke others.
-    let counts: std::collections::HashMap<String, u64> =
-        whole.envoy.nonzero().into_iter().collect();
-    for outcome in ["context_found", "minted", "invalid_json"] {
-        assert!(
-            counts.get(outcome).copied().unwrap_or(0) > 50,
-            "{outcome}: {counts:?}"
-        );
-    }
+    assert_no_panic_and_each_counted(&whole, &["context_found", "minted", "invalid_json"], 50);
 }
 
 // ---------------------------------------------------------------- minting
@@ -611,7 +630,7 @@ fn a_first_turn_is_minted_the_same_at_every_cut() {
     let original: Value = serde_json::from_str(&body).unwrap();
     for at in 0..=body.len() {
         let chunks = split(body.as_bytes(), &[at]);
-        for (with_length, trailers) in [(true, false), (false, false), (false, true)] {
+        for (with_length, trailers) in FRAMINGS {
             let up = exchange(&c, "/", &[], &refs(&chunks), with_length, trailers).finish();
             let case = format!("cut {at}, length {with_length}, trailers {trailers}");
             let id = up.header("x-context-id").expect("minted header");
@@ -855,62 +874,79 @@ fn tasks_learned_from_an_sse_stream_chunk_by_chunk() {
     }
 }
 
+/// An answer naming task `task` in context `context`, of a `kind`: a
+/// JSON-RPC task ("json"), a status-update event ("sse"), or a gRPC
+/// SendMessageResponse { task(1): Task { id(1), context_id(2) } } ("grpc").
+fn task_answer(kind: &str, task: &str, context: &str) -> Vec<u8> {
+    match kind {
+        "json" => format!(
+            r#"{{"jsonrpc":"2.0","id":1,"result":{{"kind":"task","id":"{task}","contextId":"{context}","status":{{"state":"working"}}}}}}"#
+        )
+        .into_bytes(),
+        "sse" => format!(
+            "data: {{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"kind\":\"status-update\",\"taskId\":\"{task}\",\"contextId\":\"{context}\",\"final\":false}}}}\n\n"
+        )
+        .into_bytes(),
+        _ => proto::frame(&proto::len(
+            1,
+            &[proto::len(1, task.as_bytes()), proto::len(2, context.as_bytes())].concat(),
+        )),
+    }
+}
+
+/// A request in `context` of the call whose answer `kind` is (message/send,
+/// message/stream, gRPC SendMessage), answered with `chunks`.
+fn answered<'c>(c: &'c Configured, kind: &str, context: &str, chunks: &[&[u8]]) -> Exchange<'c> {
+    let message = format!(r#"{{"message":{{"contextId":"{context}","parts":[]}}}}"#);
+    match kind {
+        "json" => exchange(
+            c,
+            "/",
+            &[],
+            &[rpc("message/send", &message).as_bytes()],
+            true,
+            false,
+        )
+        .respond(JSON, chunks),
+        "sse" => exchange(
+            c,
+            "/",
+            &[],
+            &[rpc("message/stream", &message).as_bytes()],
+            true,
+            false,
+        )
+        .respond("text/event-stream", chunks),
+        _ => {
+            let send = proto::send(proto::V1, &proto::message(Some(context), None, "hi"));
+            exchange_as(
+                c,
+                &format!("{}/SendMessage", proto::V1),
+                "application/grpc",
+                &[],
+                &[&send],
+                false,
+                false,
+            )
+            .respond("application/grpc", chunks)
+        }
+    }
+}
+
 #[test]
 fn a_task_is_learned_at_every_cut_of_its_answer() {
     // The answer streams past in whatever pieces Envoy reads it: every cut
     // into two of a JSON answer, an event stream and a gRPC frame teaches
     // the task, and a later tasks/get routes to its context.
-    use a2a_affinity_testkit::proto;
     let c = config("{}");
-    let answer = |kind: &str, task: &str| -> Vec<u8> {
-        match kind {
-            "json" => format!(
-                r#"{{"jsonrpc":"2.0","id":1,"result":{{"kind":"task","id":"{task}","contextId":"ctx-cut","status":{{"state":"working"}}}}}}"#
-            )
-            .into_bytes(),
-            "sse" => format!(
-                "data: {{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"kind\":\"status-update\",\"taskId\":\"{task}\",\"contextId\":\"ctx-cut\",\"final\":false}}}}\n\n"
-            )
-            .into_bytes(),
-            // SendMessageResponse { task(1): Task { id(1), context_id(2) } }
-            _ => proto::frame(&proto::len(
-                1,
-                &[proto::len(1, task.as_bytes()), proto::len(2, b"ctx-cut")].concat(),
-            )),
-        }
-    };
-    let json_send = send_params(r#"{"contextId":"ctx-cut","parts":[]}"#);
-    let sse_send = rpc(
-        "message/stream",
-        r#"{"message":{"contextId":"ctx-cut","parts":[]}}"#,
-    );
-    let grpc_path = format!("{}/SendMessage", proto::V1);
-    let grpc_send = proto::send(proto::V1, &proto::message(Some("ctx-cut"), None, "hi"));
     let mut learned = 0;
     for kind in ["json", "sse", "grpc"] {
         // Task ids of one length, so every answer of a kind has one length.
-        let length = answer(kind, &format!("{kind}-0000")).len();
+        let length = task_answer(kind, &format!("{kind}-0000"), "ctx-cut").len();
         for at in 0..=length {
             let task = format!("{kind}-{at:04}");
-            let chunks = split(&answer(kind, &task), &[at]);
-            let ex = match kind {
-                "json" => exchange(&c, "/", &[], &[json_send.as_bytes()], true, false)
-                    .respond(JSON, &refs(&chunks)),
-                "sse" => exchange(&c, "/", &[], &[sse_send.as_bytes()], true, false)
-                    .respond("text/event-stream", &refs(&chunks)),
-                _ => Exchange::new(&c)
-                    .request(
-                        &[
-                            (":method", "POST"),
-                            (":path", grpc_path.as_str()),
-                            ("content-type", "application/grpc"),
-                        ],
-                        &[&grpc_send],
-                        false,
-                    )
-                    .respond("application/grpc", &refs(&chunks)),
-            };
-            ex.finish();
+            let chunks = split(&task_answer(kind, &task, "ctx-cut"), &[at]);
+            answered(&c, kind, "ctx-cut", &refs(&chunks)).finish();
             learned += 1;
             assert_eq!(c.counter("task_learned"), learned, "{kind}, cut {at}");
             let get = rpc("tasks/get", &format!(r#"{{"id":"{task}"}}"#));
@@ -930,7 +966,6 @@ fn mangled_answers_cut_anywhere_teach_as_in_one_chunk() {
     // gRPC frames with up to three random edits teach the same tasks read
     // whole and read in random pieces, and a tasks/get for each routes the
     // same; no edit reaches the panic handler.
-    use a2a_affinity_testkit::proto;
     // Configurations with the same task capacity and TTL share one store
     // (as a configuration pushed again keeps what the old one learned):
     // each side gets its own, or the second would only refresh what the
@@ -938,61 +973,14 @@ fn mangled_answers_cut_anywhere_teach_as_in_one_chunk() {
     let whole = config(r#"{"task_ttl_secs":3599}"#);
     let cut = config(r#"{"task_ttl_secs":3598}"#);
     let mut rng = Rng(0x5eed_a45e);
-    let grpc_path = format!("{}/SendMessage", proto::V1);
     for round in 0..1500 {
         let (task, context) = (format!("task-{round}"), format!("ctx-{round}"));
         let kind = ["json", "sse", "grpc"][round % 3];
-        let answer = match kind {
-            "json" => format!(
-                r#"{{"jsonrpc":"2.0","id":1,"result":{{"kind":"task","id":"{task}","contextId":"{context}","status":{{"state":"working"}}}}}}"#
-            )
-            .into_bytes(),
-            "sse" => format!(
-                "data: {{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"kind\":\"status-update\",\"taskId\":\"{task}\",\"contextId\":\"{context}\",\"final\":false}}}}\n\n"
-            )
-            .into_bytes(),
-            _ => proto::frame(&proto::len(
-                1,
-                &[proto::len(1, task.as_bytes()), proto::len(2, context.as_bytes())].concat(),
-            )),
-        };
-        let answer = mangle(&mut rng, &answer);
-        let mut cuts: Vec<usize> = (0..rng.below(6))
-            .map(|_| rng.below(answer.len() + 1))
-            .collect();
-        cuts.sort_unstable();
+        let answer = mangle(&mut rng, &task_answer(kind, &task, &context));
+        let cuts = random_cuts(&mut rng, answer.len());
         let pieces = split(&answer, &cuts);
         for (c, chunks) in [(&whole, vec![answer.as_slice()]), (&cut, refs(&pieces))] {
-            let ex = match kind {
-                "grpc" => {
-                    let send = proto::send(proto::V1, &proto::message(Some(&context), None, "hi"));
-                    Exchange::new(c)
-                        .request(
-                            &[
-                                (":method", "POST"),
-                                (":path", grpc_path.as_str()),
-                                ("content-type", "application/grpc"),
-                            ],
-                            &[&send],
-                            false,
-                        )
-                        .respond("application/grpc", &chunks)
-                }
-                _ => {
-                    let (method, content_type) = if kind == "json" {
-                        ("message/send", JSON)
-                    } else {
-                        ("message/stream", "text/event-stream")
-                    };
-                    let send = rpc(
-                        method,
-                        &format!(r#"{{"message":{{"contextId":"{context}","parts":[]}}}}"#),
-                    );
-                    exchange(c, "/", &[], &[send.as_bytes()], true, false)
-                        .respond(content_type, &chunks)
-                }
-            };
-            ex.finish();
+            answered(c, kind, &context, &chunks).finish();
         }
         let case = format!(
             "round {round}, {kind}, cuts {cuts:?}, answer {:?}",
@@ -1005,20 +993,11 @@ fn mangled_answers_cut_anywhere_teach_as_in_one_chunk() {
             .into();
         assert_eq!(routed[0], routed[1], "{case}");
     }
-    let logs = take_logs();
-    assert!(
-        logs.iter().all(|(_, line)| !line.contains("panic")),
-        "{logs:?}"
+    assert_no_panic_and_each_counted(
+        &whole,
+        &["task_learned", "task_routed", "task_unknown"],
+        100,
     );
-    // Some edits left the task readable, others did not.
-    let counts: std::collections::HashMap<String, u64> =
-        whole.envoy.nonzero().into_iter().collect();
-    for outcome in ["task_learned", "task_routed", "task_unknown"] {
-        assert!(
-            counts.get(outcome).copied().unwrap_or(0) > 100,
-            "{outcome}: {counts:?}"
-        );
-    }
 }
 
 #[test]
@@ -1086,17 +1065,7 @@ fn non_a2a_traffic_passes_at_the_headers() {
     let c = config("{}");
     let up = get_path(&c, "/healthz");
     assert_eq!(up.statuses, vec![status::CONTINUE]);
-    let up = Exchange::new(&c)
-        .request(
-            &[
-                (":method", "POST"),
-                (":path", "/"),
-                ("content-type", "text/plain"),
-            ],
-            &[b"hello"],
-            false,
-        )
-        .finish();
+    let up = exchange_as(&c, "/", "text/plain", &[], &[b"hello"], false, false).finish();
     assert_eq!(up.statuses, vec![status::CONTINUE, status::CONTINUE]);
     assert_eq!(up.body, b"hello");
     let body = send_params(r#"{"contextId":"c","parts":[]}"#);
@@ -1359,43 +1328,22 @@ fn a_panic_in_a_hook_fails_open_and_the_stream_is_left_alone() {
 
 // ------------------------------------------------------------------- gRPC
 
-fn proto_len(field: u8, bytes: &[u8]) -> Vec<u8> {
-    let mut out = vec![(field << 3) | 2, u8::try_from(bytes.len()).unwrap()];
-    out.extend_from_slice(bytes);
-    out
-}
-
-fn grpc_frame(message: &[u8]) -> Vec<u8> {
-    let mut out = vec![0];
-    out.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
-    out.extend_from_slice(message);
-    out
-}
-
 #[test]
 fn grpc_requests_are_read_and_first_turns_minted() {
     let c = config("{}");
-    let grpc = [("content-type", "application/grpc")];
-    let headers = |path| [(":method", "POST"), (":path", path), grpc[0]];
+    let path = "/a2a.v1.A2AService/SendMessage";
+    let grpc = "application/grpc";
     // a2a.v1 SendMessageRequest{ request(1): Message{ context_id(2) } }
-    let message = [proto_len(1, b"m-1"), proto_len(2, b"ctx-grpc")].concat();
-    let frame = grpc_frame(&proto_len(1, &message));
-    let up = Exchange::new(&c)
-        .request(&headers("/a2a.v1.A2AService/SendMessage"), &[&frame], false)
-        .finish();
+    let message = [proto::len(1, b"m-1"), proto::len(2, b"ctx-grpc")].concat();
+    let frame = proto::frame(&proto::len(1, &message));
+    let up = exchange_as(&c, path, grpc, &[], &[&frame], false, false).finish();
     assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-grpc"));
     assert_eq!(up.body, frame);
     // A first turn: a context_id field is written into the Message.
-    let message = proto_len(1, b"m-2");
-    let frame = grpc_frame(&proto_len(1, &message));
+    let message = proto::len(1, b"m-2");
+    let frame = proto::frame(&proto::len(1, &message));
     let split_frame = split(&frame, &[3]);
-    let up = Exchange::new(&c)
-        .request(
-            &headers("/a2a.v1.A2AService/SendMessage"),
-            &refs(&split_frame),
-            false,
-        )
-        .finish();
+    let up = exchange_as(&c, path, grpc, &[], &refs(&split_frame), false, false).finish();
     let id = up.header("x-context-id").expect("minted");
     assert!(is_uuid_v4(&id));
     assert_eq!(up.body.len(), frame.len() + 2 + 36);
