@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 import a2a_harness
-from a2a_harness import REPO, free_port, load_config, plugin_of, rewrite_config, stop_process, wait_until
+from a2a_harness import (REPO, free_port, hcm, load_config, plugin_of, rewrite_config, stop_process,
+                         wait_until)
 
 UPSTREAM_SCRIPT = REPO / "envoy/sandbox/upstream.py"
 START_TIMEOUT_SECS = 30
@@ -432,8 +433,7 @@ FILTER_STATE_CONFIG = "envoy/envoy-dynamic-module-filter-state.yaml"
 
 def first_route(cfg):
     """The first route of the first listener's HTTP connection manager."""
-    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    return hcm["route_config"]["virtual_hosts"][0]["routes"][0]
+    return hcm(cfg)["route_config"]["virtual_hosts"][0]["routes"][0]
 
 
 def filter_state_parts():

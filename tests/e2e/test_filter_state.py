@@ -22,7 +22,7 @@ import random
 import pytest
 
 from a2a_bodies import BINDINGS, context_ids, send_rounds
-from a2a_harness import (ENVOY_BINARIES, current_shell, http_filters, load_config, plugin_of,
+from a2a_harness import (ENVOY_BINARIES, current_shell, hcm, http_filters, load_config, plugin_of,
                          wasm_plugin)
 from e2e_harness import (FILTER_STATE_CONFIG, Exchange, affinity, counter_delta, filter_state_parts,
                          first_route, not_where_predicted, predict_hosts, send_all, send_h2,
@@ -62,8 +62,7 @@ def test_the_shipped_config_hashes_filter_state_first_then_the_header():
     for cfg in (shipped, header):
         filters.append(json.loads(plugin_of(cfg)))
         http_filters(cfg)[0]["typed_config"]["filter_config"]["value"] = None
-        cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
-            "access_log"] = None
+        hcm(cfg)["access_log"] = None
         first_route(cfg)["route"]["hash_policy"] = None
     assert shipped == header
     assert filters[0].pop("hash_on") == "filter_state" and filters[0] == filters[1]

@@ -12,7 +12,7 @@ from .paths import (DEFAULT_TARGET_DIR, ENVOY_BINARIES, REPO, envoy_binary, modu
 from .procs import free_port, log_tail, stop_process, wait_until
 from .replicas import AgentReplica, running_replicas
 from .shells import (SHELLS, ExtProcServer, current_shell, dynamic_module_path, ext_proc_binary,
-                     plugin_of, to_shell)
+                     hcm, plugin_of, to_shell)
 
 __all__ = [
     "DEFAULT_TARGET_DIR", "ENVOY_BINARIES", "REPO", "WASM_FILTER", "AgentReplica", "Envoy",
@@ -21,5 +21,5 @@ __all__ = [
     "render_config", "rewrite_config",
     "running_replicas", "stop_process", "target_dir", "wait_until", "wasm_plugin",
     "wheel_envoy_binary", "SHELLS", "ExtProcServer", "current_shell", "dynamic_module_path",
-    "ext_proc_binary", "plugin_of", "to_shell",
+    "ext_proc_binary", "hcm", "plugin_of", "to_shell",
 ]

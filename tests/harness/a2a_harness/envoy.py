@@ -21,7 +21,7 @@ import yaml
 
 from .paths import REPO, envoy_binary, module_path
 from .procs import log_tail, stop_process
-from .shells import ExtProcServer, current_shell, envoy_environment, to_shell
+from .shells import ExtProcServer, current_shell, envoy_environment, hcm, to_shell
 
 WASM_FILTER = "envoy.filters.http.wasm"
 START_TIMEOUT_SECS = 30
@@ -61,8 +61,7 @@ def h2_upstream(cfg):
 
 
 def http_filters(cfg):
-    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-    return hcm["typed_config"]["http_filters"]
+    return hcm(cfg)["http_filters"]
 
 
 def wasm_plugin(cfg):

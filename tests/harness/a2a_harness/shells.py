@@ -48,13 +48,14 @@ def ext_proc_binary():
     return target_dir() / "release" / "a2a-affinity-ext-proc"
 
 
-def _hcm(cfg):
+def hcm(cfg):
+    """The HTTP connection manager of the first listener's first filter chain."""
     return cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
 def _routes(cfg):
-    hcm = _hcm(cfg)
-    for vhost in hcm["route_config"]["virtual_hosts"]:
+    manager = hcm(cfg)
+    for vhost in manager["route_config"]["virtual_hosts"]:
         yield from vhost["routes"]
 
 
@@ -66,7 +67,7 @@ def _shipped_filters(path, wanted):
     """The http filters of a shipped config other than the router, and the
     typed_per_filter_config of its first route."""
     cfg = yaml.safe_load(path.read_text())
-    filters = [f for f in _hcm(cfg)["http_filters"] if f["name"] != "envoy.filters.http.router"]
+    filters = [f for f in hcm(cfg)["http_filters"] if f["name"] != "envoy.filters.http.router"]
     if not filters:
         raise LookupError(f"{path}: no {wanted} filter")
     per_route = next(_routes(cfg)).get("typed_per_filter_config", {})
@@ -79,8 +80,8 @@ def to_shell(cfg, shell, *, ext_proc_port=None):
     the server listens; its cluster is added. Returns (config, plugin JSON
     of the first replaced filter, or None when there was no Wasm filter)."""
     cfg = copy.deepcopy(cfg)
-    hcm = _hcm(cfg)
-    wasm = [f for f in hcm["http_filters"] if f["name"] == WASM_FILTER]
+    manager = hcm(cfg)
+    wasm = [f for f in manager["http_filters"] if f["name"] == WASM_FILTER]
     if shell == "wasm" or not wasm:
         return cfg, (_plugin_json(wasm[0]) if wasm else None)
     plugin = _plugin_json(wasm[0])
@@ -106,13 +107,13 @@ def to_shell(cfg, shell, *, ext_proc_port=None):
     # The shell's filters take the place of the first Wasm filter; further
     # Wasm instances have no equivalent and go.
     out, placed = [], False
-    for f in hcm["http_filters"]:
+    for f in manager["http_filters"]:
         if f["name"] != WASM_FILTER:
             out.append(f)
         elif not placed:
             out.extend(replacement)
             placed = True
-    hcm["http_filters"] = out
+    manager["http_filters"] = out
     if per_route:
         for route in _routes(cfg):
             route.setdefault("typed_per_filter_config", {}).update(copy.deepcopy(per_route))
@@ -195,7 +196,7 @@ class ExtProcServer:
 def plugin_of(cfg):
     """The plugin JSON of the first a2a-affinity filter in `cfg`, whatever
     the shell (None without one)."""
-    for f in _hcm(cfg)["http_filters"]:
+    for f in hcm(cfg)["http_filters"]:
         tc = f.get("typed_config", {})
         if f["name"] == WASM_FILTER:
             return _plugin_json(f)
