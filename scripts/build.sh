@@ -22,7 +22,10 @@ if [ "${1:-}" != "--wasm-only" ]; then
     -p a2a-affinity-dynamic-module -p a2a-affinity-ext-proc
   mkdir -p "$target/release"
   for f in liba2a_affinity_dynamic.so a2a-affinity-ext-proc; do
-    cp -f "$target/release-native/$f" "$target/release/$f"
+    # A new file, not a write into the old one: cargo may have hard-linked
+    # target/release/$f to its own release-profile output.
+    rm -f "$target/release/$f"
+    cp "$target/release-native/$f" "$target/release/$f"
     artifacts+=("$target/release/$f")
   done
 fi

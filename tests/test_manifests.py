@@ -2334,8 +2334,28 @@ def test_dynamic_module_image_holds_what_the_init_containers_copy() -> None:
     text = DYNAMIC_MODULE_DOCKERFILE.read_text(encoding="utf-8")
     copies = [line.split() for line in text.splitlines() if line.startswith("COPY ")]
     destinations = {c[-1]: c[-2] for c in copies}
-    assert destinations.get(f"/module/{DYNAMIC_MODULE_SO}") == f"target/release/{DYNAMIC_MODULE_SO}", copies
+    assert destinations.get(f"/module/{DYNAMIC_MODULE_SO}") == f"target/release-native/{DYNAMIC_MODULE_SO}", copies
     assert f"/module/{LIBGCC}" in destinations, copies
+
+
+def test_the_docker_build_context_holds_what_the_dockerfiles_copy() -> None:
+    # .dockerignore drops everything (target/ and the virtualenvs would
+    # otherwise be sent to the engine) but the files the Dockerfiles copy.
+    ignore = [line for line in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+              if line and not line.startswith("#")]
+    assert ignore[0] == "*", ignore
+    kept = {line[1:] for line in ignore[1:] if line.startswith("!")}
+    assert len(kept) == len(ignore) - 1, ignore
+    sources = set()
+    for dockerfile in (DYNAMIC_MODULE_DOCKERFILE, REPO / "crates" / "ext-proc" / "Dockerfile"):
+        for line in dockerfile.read_text(encoding="utf-8").splitlines():
+            if line.startswith("COPY ") and "--from=" not in line:
+                sources.add(line.split()[1])
+    assert sources == kept
+    # Where scripts/build.sh builds them.
+    build = (REPO / "scripts" / "build.sh").read_text(encoding="utf-8")
+    assert "--profile release-native" in build
+    assert all(s.startswith("target/release-native/") for s in sources), sources
 
 
 # --- the same checks on broken copies
