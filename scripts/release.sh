@@ -18,7 +18,8 @@
 # SOURCE_DATE_EPOCH (default: the commit time); tar and gzip are written
 # deterministically. The Debian files in the images (busybox-static,
 # libgcc_s.so.1, glibc) come from the build host's Debian 12 packages, so two
-# hosts agree when their packages do.
+# hosts agree when their packages do. It runs on an x86-64 Debian host only
+# (the images say linux/amd64) and stops elsewhere.
 #
 # Usage: scripts/release.sh [--out DIR] [--check-reproducible]
 #   --out DIR             instead of dist/ in the repository
@@ -40,6 +41,17 @@ done
 cd "$(dirname "$0")/.."
 out=${out:-$PWD/dist}
 say() { printf '==> %s\n' "$*" >&2; }
+
+# The images and the SBOM describe linux/amd64 with Debian 12's files, and
+# the native artifacts are built for the host: build where that is true.
+if [ "$(uname -m)" != x86_64 ]; then
+  echo "scripts/release.sh builds the x86-64 Linux release; this host is $(uname -m)" >&2
+  exit 1
+fi
+if ! command -v dpkg >/dev/null || ! command -v apt-get >/dev/null; then
+  echo "scripts/release.sh takes the images' Debian files from this host's packages: it needs Debian (12) with dpkg and apt-get" >&2
+  exit 1
+fi
 
 # The version: the workspace's, which every shipped crate inherits.
 version=$(cargo metadata --no-deps --format-version 1 --offline | python3 -c '
