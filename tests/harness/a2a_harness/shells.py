@@ -78,8 +78,12 @@ def to_shell(cfg, shell, *, ext_proc_port=None):
     """A copy of `cfg` with each Wasm filter replaced by `shell`'s filter
     carrying the same plugin JSON. For ext-proc, `ext_proc_port` is where
     the server listens; its cluster is added. Returns (config, plugin JSON
-    of the first replaced filter, or None when there was no Wasm filter)."""
+    of the first replaced filter, or None when there was no Wasm filter).
+    A config with no static listener (its listeners come from LDS) is
+    returned as it is: its filters are the LDS resource's."""
     cfg = copy.deepcopy(cfg)
+    if not cfg.get("static_resources", {}).get("listeners"):
+        return cfg, None
     manager = hcm(cfg)
     wasm = [f for f in manager["http_filters"] if f["name"] == WASM_FILTER]
     if shell == "wasm" or not wasm:
