@@ -18,10 +18,10 @@
 use std::ffi::{c_char, c_void};
 use std::ptr;
 
-/// The ABI version a module written against these declarations returns from, returned by
-/// `envoy_dynamic_module_on_program_init`. Envoy 1.40's is `v0.2.0`; Envoy
-/// only logs a warning when they differ (1.39 is `v0.1.0`), and a NULL
-/// would fail the load.
+/// The ABI version a module written against these declarations returns
+/// from `envoy_dynamic_module_on_program_init`. Envoy 1.40's is `v0.2.0`;
+/// Envoy only logs a warning when they differ (1.39 is `v0.1.0`), and a
+/// NULL would fail the load.
 pub const ABI_VERSION: &std::ffi::CStr = c"v0.2.0";
 
 // ---------------------------------------------------------------------------

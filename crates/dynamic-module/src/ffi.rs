@@ -5,7 +5,7 @@
 //! shared with the bench's floor module.
 //!
 //! Envoy checks no signature: it looks the hooks up by name (a missing
-//! required hook fails the load) and calls them, and the module calls
+//! required hook makes it reject the filter configuration) and calls them, and the module calls
 //! Envoy's exported callbacks by name. A wrong signature is therefore a
 //! crash, not an error. Every declaration was read from the header (ABI
 //! v0.1.0 at Envoy commit 0199da4a, which says v0.1.y stays compatible with
