@@ -8,9 +8,7 @@ counters go on from where they were.
 
 The Wasm filter keeps its VMs and gives the new configuration a root context
 of its own. The dynamic module stays loaded and gets a new filter
-configuration beside the old one, which Envoy destroys once the old
-connections are done; a held stream keeps the configuration it started
-with. The ext_proc server takes its configuration from its own command line,
+configuration beside the old one, which the streams begun under it keep. The ext_proc server takes its configuration from its own command line,
 not from Envoy's listener, so the test does not apply to it."""
 
 import hashlib
