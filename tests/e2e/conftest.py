@@ -17,7 +17,7 @@ FIGURES_FILE = REPO / ("out/e2e-figures.json" if SHELL == "wasm" else f"out/e2e-
 # Suites about the proxy-wasm module itself (its VM, its callbacks, the
 # Envoy versions that load it, the shipped Wasm configs) or about Envoy
 # without any filter: they run once, with A2A_SHELL=wasm.
-WASM_ONLY = {"test_baseline", "test_configs", "test_plugin_instances", "test_sandbox"}
+WASM_ONLY = {"test_baseline", "test_configs", "test_sandbox"}
 
 
 def pytest_collection_modifyitems(config, items):

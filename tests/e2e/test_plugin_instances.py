@@ -1,37 +1,50 @@
-"""Two instances of the filter in one Wasm VM: envoy/envoy.yaml with a second
-copy of the Wasm filter in the chain, the same `vm_id` and module, and its
-own configuration (another header name). Envoy then runs both plugins in one
-VM per worker, each with its own root context, so every stream must be
-served by the instance whose filter it passes through: both headers arrive,
-each set from the body, and each instance counts the request."""
+"""Two instances of the filter in one chain: envoy/envoy.yaml with a second
+copy of the filter after the first, with its own configuration (another
+header name). Every stream must be served by each instance it passes
+through: both headers arrive, each set from the body, and each instance
+counts the request.
+
+With the Wasm filter both copies name the same `vm_id` and module, so Envoy
+runs both plugins in one VM per worker, each with its own root context. With
+the dynamic module both load the one shared library, each with a filter
+configuration of its own. The ext_proc server has one configuration for all
+the filters that call it, so the suite does not apply to it."""
 
 import copy
 import json
 
 import pytest
 
-from a2a_harness import WASM_FILTER, http_filters, load_config
+from a2a_harness import (DYNAMIC_FILTER, WASM_FILTER, current_shell, edit_settings, http_filters,
+                         to_shell)
 from e2e_harness import Exchange, counter_delta, send_all
 
+SHELL = current_shell()
+pytestmark = pytest.mark.skipif(SHELL == "ext-proc",
+                                reason="the ext_proc server has one configuration for every filter")
 SECOND_HEADER = "x-conversation"
 JSON = ("content-type", "application/json")
 
 
-@pytest.fixture(scope="module")
-def envoy(start_envoy, wasm_module):
-    cfg = load_config("envoy/envoy.yaml")
+def with_a_second_instance(cfg):
+    """`cfg` in the shell under test, with a copy of its filter after the
+    first, setting SECOND_HEADER and minting nothing."""
+    cfg, _ = to_shell(cfg, SHELL)
     filters = http_filters(cfg)
-    first = next(i for i, f in enumerate(filters) if f["name"] == WASM_FILTER)
+    first = next(i for i, f in enumerate(filters) if f["name"] in (WASM_FILTER, DYNAMIC_FILTER))
+    assert filters[first]["name"] == {"wasm": WASM_FILTER, "dynamic-module": DYNAMIC_FILTER}[SHELL]
     second = copy.deepcopy(filters[first])
-    plugin = second["typed_config"]["config"]
-    settings = json.loads(plugin["configuration"]["value"])
-    settings.update(header=SECOND_HEADER, mint_context_id=False)
-    plugin["configuration"]["value"] = json.dumps(settings)
-    plugin["name"] = "a2a_affinity_second"
-    plugin["vm_config"]["code"]["local"]["filename"] = str(wasm_module)
-    assert plugin["vm_config"]["vm_id"] == filters[first]["typed_config"]["config"]["vm_config"]["vm_id"]
+    edit_settings(second, header=SECOND_HEADER, mint_context_id=False)
+    if SHELL == "wasm":
+        second["typed_config"]["config"]["name"] = "a2a_affinity_second"
     filters.insert(first + 1, second)
-    return start_envoy(cfg, name="two-instances", plugin={"mint_context_id": False})
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def envoy(start_envoy):
+    return start_envoy("envoy/envoy.yaml", name="two-instances", plugin={"mint_context_id": False},
+                       transform=with_a_second_instance)
 
 
 def message(ctx, text="hello"):
@@ -46,9 +59,13 @@ def second_header(ex):
     return [v for n, v in ex.report["headers"] if n == SECOND_HEADER]
 
 
+@pytest.mark.skipif(SHELL != "wasm", reason="about Wasm VMs")
 def test_one_vm_serves_both_instances(envoy, start_envoy):
     # As many VMs as with one instance of the filter: the second instance
     # runs in the same VMs (one per thread), not in VMs of its own.
+    first, second = [f["typed_config"]["config"] for f in http_filters(envoy.config)
+                     if f["name"] == WASM_FILTER]
+    assert first["vm_config"]["vm_id"] == second["vm_config"]["vm_id"]
     alone = start_envoy("envoy/envoy.yaml", name="one-instance")
     gauge = "wasm.envoy.wasm.runtime.v8.active"
     assert envoy.stat(gauge) == alone.stat(gauge) > 0

@@ -20,8 +20,7 @@ import time
 import pytest
 import yaml
 
-from a2a_harness import WASM_FILTER, current_shell, to_shell
-from a2a_harness.shells import DYNAMIC_FILTER
+from a2a_harness import DYNAMIC_FILTER, WASM_FILTER, current_shell, edit_settings, settings_field, to_shell
 from e2e_harness import Exchange, send_all
 
 SHELL = current_shell()
@@ -41,15 +40,12 @@ def write_lds(folder, listener, version):
     os.replace(staged, folder / "lds.yaml")
 
 
-def settings_field(listener):
-    """The typed config holding the filter's JSON configuration, and the
-    field's name, whichever shell runs it."""
+def filter_entry(listener):
+    """The a2a-affinity filter of the listener, in the shell under test."""
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     entry = next(f for f in hcm["http_filters"] if f["name"] in (WASM_FILTER, DYNAMIC_FILTER))
     assert entry["name"] == {"wasm": WASM_FILTER, "dynamic-module": DYNAMIC_FILTER}[SHELL], entry
-    if entry["name"] == WASM_FILTER:
-        return entry["typed_config"]["config"], "configuration"
-    return entry["typed_config"], "filter_config"
+    return entry
 
 
 @pytest.fixture(scope="module")
@@ -115,11 +111,10 @@ def test_new_connections_get_the_new_configuration_and_a_held_request_the_old(en
     time.sleep(0.3)
 
     listener = json.loads(json.dumps(envoy.listener))
-    typed, field = settings_field(listener)
-    settings = json.loads(typed[field]["value"])
-    assert "header" not in settings
-    settings["header"] = NEW_HEADER
-    typed[field]["value"] = json.dumps(settings)
+    entry = filter_entry(listener)
+    typed, field = settings_field(entry)
+    assert "header" not in json.loads(typed[field]["value"])
+    edit_settings(entry, header=NEW_HEADER)
     write_lds(envoy.lds_folder, listener, 2)
 
     deadline = time.monotonic() + 20

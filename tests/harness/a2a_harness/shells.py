@@ -13,6 +13,7 @@ The shell under test is $A2A_SHELL (wasm, dynamic-module, ext-proc; default
 wasm): scripts/test.sh runs the end-to-end suites once per shell."""
 
 import copy
+import json
 import os
 import re
 import subprocess
@@ -195,6 +196,27 @@ class ExtProcServer:
 
     def stop(self, grace=10):
         stop_process(self.proc, grace)
+
+
+def settings_field(entry):
+    """Where an http filter entry of the Wasm filter or the dynamic module
+    keeps its JSON configuration: (the typed config holding it, the field's
+    name), the field being a StringValue whose `value` is the JSON."""
+    if entry["name"] == WASM_FILTER:
+        return entry["typed_config"]["config"], "configuration"
+    if entry["name"] == DYNAMIC_FILTER:
+        return entry["typed_config"], "filter_config"
+    raise LookupError(f"{entry['name']} keeps no a2a-affinity configuration")
+
+
+def edit_settings(entry, **changes):
+    """Changes fields of an http filter entry's JSON configuration (the
+    Wasm filter's or the dynamic module's) in place."""
+    typed, field = settings_field(entry)
+    settings = json.loads(typed[field]["value"])
+    settings.update(changes)
+    typed[field]["value"] = json.dumps(settings)
+    return settings
 
 
 def plugin_of(cfg):
