@@ -21,8 +21,13 @@ twice: agents whose task ids carry their contextId (a2a_affinity_ids), then
 agents with the SDK's plain UUID task ids, which only the gateway that saw
 the task's answer can route.
 
-scripts/demo.sh installs what is missing, builds the module and runs this
-(`.venv/bin/python -m demo.run_demo` from the repository root).
+--shell picks how Envoy runs the filter: the proxy-wasm module (default),
+the dynamic module, or the ext_proc server in the shape kgateway renders (the
+demo then starts one server beside each Envoy). The shipped Wasm
+configuration is turned into the shell's, as the end-to-end tests do.
+
+scripts/demo.sh installs what is missing, builds what the shell needs and
+runs this (`.venv/bin/python -m demo.run_demo` from the repository root).
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from typing import Any
 import yaml
 
 from a2a_harness import (
-    REPO, Envoy, EnvoyError, envoy_binary, free_port, release_wasm, rewrite_config, running_replicas,
+    REPO, SHELLS, Envoy, EnvoyError, dynamic_module_path, envoy_binary, ext_proc_binary, free_port,
+    release_wasm, rewrite_config, running_replicas,
 )
 
 from demo import drive
@@ -74,11 +80,21 @@ def envoy_config(
     )
 
 
-def start_envoy(cfg: dict[str, Any], workdir: Path, name: str, binary: Path = ENVOY) -> Envoy:
+def start_envoy(cfg: dict[str, Any], workdir: Path, name: str, binary: Path = ENVOY,
+                shell: str | None = None) -> Envoy:
     """Envoy as the demo runs it: a dynamic base id, warnings only, and its own
-    session, so Ctrl-C reaches only the demo, which stops it."""
+    session, so Ctrl-C reaches only the demo, which stops it. `shell` runs
+    the filter (default: $A2A_SHELL, as in the tests); a config without the
+    filter runs as it is, whatever the shell."""
     return Envoy(cfg, workdir=workdir, name=name, binary=binary, base_id='dynamic',
-                 log_level='warning', new_session=True)
+                 log_level='warning', new_session=True, shell=shell)
+
+
+def shell_artifact(shell: str, module: Path) -> Path:
+    """What `shell` loads or runs: the Wasm module, the dynamic module's
+    shared library, or the ext_proc server."""
+    return {'wasm': module, 'dynamic-module': dynamic_module_path(),
+            'ext-proc': ext_proc_binary()}[shell]
 
 
 def run_conversations(
@@ -136,12 +152,15 @@ def summary_line(label: str, results: list[drive.Conversation]) -> str:
     )
 
 
-def filter_stats(envoy: Envoy) -> list[str]:
-    """The filter's counters from Envoy's admin /stats, as "name: value" lines."""
+def filter_counters(envoy: Envoy) -> dict[str, int]:
+    """The filter's counters by short name: from Envoy's admin /stats, or
+    from the ext_proc server's /metrics."""
     try:
-        return [f'{name}: {value}' for name, value in envoy.counters('a2a_affinity').items()]
+        counters = envoy.stats()
     except OSError:
-        return []
+        return {}
+    # The Wasm VM's own (vm_*) are not the filter's.
+    return {name: value for name, value in counters.items() if not name.startswith('vm_')}
 
 
 def run_gateways(a: argparse.Namespace, source: Path, module: Path, transports: list[str]) -> int:
@@ -164,22 +183,20 @@ def run_gateways(a: argparse.Namespace, source: Path, module: Path, transports: 
                 with running_replicas(3, task_ids=task_ids) as replicas:
                     upstream = [r.port for r in replicas]
                     say(f'{label}: 3 agent replicas (--task-ids {task_ids}), {a.gateways} gateways on'
-                        f' {", ".join(urls)} ({lb}, {source.relative_to(REPO)}); each request goes to'
+                        f' {", ".join(urls)} ({lb}, {source.relative_to(REPO)}, shell {a.shell});'
+                        f' each request goes to'
                         f' the next gateway; gateway {a.gateways} restarts half way')
                     envoys = []
                     totals: dict[str, int] = {}
 
                     def keep(envoy: Envoy) -> None:
-                        for name, value in envoy.counters('a2a_affinity').items():
-                            short = name.rsplit('.', 1)[-1]
-                            if short.startswith('vm_'):
-                                continue  # the Wasm VM's own, not the filter's
-                            totals[short] = totals.get(short, 0) + value
+                        for name, value in filter_counters(envoy).items():
+                            totals[name] = totals.get(name, 0) + value
 
                     def start(i: int, name: str) -> Envoy:
                         cfg = envoy_config(source, ports[i], free_port(), upstream, True, module)
                         try:
-                            return start_envoy(cfg, workdir, f'{name}-{task_ids}', a.envoy)
+                            return start_envoy(cfg, workdir, f'{name}-{task_ids}', a.envoy, a.shell)
                         except EnvoyError as e:
                             raise SystemExit(str(e)) from None
 
@@ -246,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
                    help='N >= 2: task calls through N gateways (one restarted half way), with task ids'
                         ' that carry their context and with plain UUIDs')
     p.add_argument('--listen-port', type=int, default=0, help='Envoy listener port (default: a free one)')
-    p.add_argument('--module', type=Path, default=MODULE, help=f'the filter module (default {MODULE})')
+    p.add_argument('--shell', choices=SHELLS, default='wasm',
+                   help='how Envoy runs the filter: the proxy-wasm module (default), the dynamic module,'
+                        ' or the ext_proc server as kgateway renders it')
+    p.add_argument('--module', type=Path, default=MODULE, help=f'the Wasm module (default {MODULE})')
     p.add_argument('--envoy', type=Path, default=ENVOY, help=f'the Envoy binary (default {ENVOY.relative_to(REPO)})')
     a = p.parse_args(argv)
 
@@ -255,8 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     transports = a.transport or TRANSPORTS
     source = REPO / ('envoy/envoy-maglev.yaml' if a.maglev else 'envoy/envoy.yaml')
     module = a.module.resolve()
-    if not module.is_file() or module.stat().st_size < 1024:
-        raise SystemExit(f'{module} is missing or not built: run scripts/build.sh (scripts/demo.sh does)')
+    artifact = shell_artifact(a.shell, module)
+    if not artifact.is_file() or artifact.stat().st_size < 1024:
+        raise SystemExit(f'{artifact} is missing or not built: run scripts/build.sh (scripts/demo.sh does)')
     if a.gateways > 1:
         return run_gateways(a, source, module, transports)
     listen_port = a.listen_port or free_port()
@@ -272,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             ports = [r.port for r in replicas]
             debug = [r.url for r in replicas]
             say(f'3 agent replicas on 127.0.0.1:{",".join(map(str, ports))}; Envoy listens on {url}'
-                f' ({"MAGLEV" if a.maglev else "RING_HASH"}, {source.relative_to(REPO)})')
+                f' ({"MAGLEV" if a.maglev else "RING_HASH"}, {source.relative_to(REPO)}, shell {a.shell})')
             for label, with_filter, header in [
                 ('with the filter', True, None),
                 ('without the filter', False, 'x-context-id' if a.baseline == 'header' else None),
@@ -282,14 +303,15 @@ def main(argv: list[str] | None = None) -> int:
                 say(f'{label}: {len(transports) * a.conversations} conversations ({how})')
                 try:
                     envoy = start_envoy(cfg, workdir, 'with-filter' if with_filter else 'without-filter',
-                                        a.envoy)
+                                        a.envoy, a.shell)
                 except EnvoyError as e:
                     raise SystemExit(str(e)) from None
                 with envoy:
                     runs[label] = run_conversations(
                         url, transports, a.conversations, header, debug, a.followup)
                     if with_filter:
-                        stats = filter_stats(envoy)
+                        stats = [f'{name}: {value}' for name, value in sorted(filter_counters(envoy).items())
+                                 if value]
     except KeyboardInterrupt:
         print('\ninterrupted: every process the demo started is stopped', file=sys.stderr)
         return 130
@@ -298,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f'\n{label}:')
         print(table(results))
     if stats:
-        print('\nfilter counters (Envoy admin /stats, run with the filter):')
+        where = "the ext_proc server's /metrics" if a.shell == 'ext-proc' else 'Envoy admin /stats'
+        print(f'\nfilter counters that moved ({where}, run with the filter):')
         for line in stats:
             print(f'  {line}')
     print()

@@ -9,7 +9,7 @@ import copy
 import pytest
 import yaml
 
-from a2a_harness import REPO, WASM_FILTER
+from a2a_harness import REPO, WASM_FILTER, dynamic_module_path, ext_proc_binary
 
 from demo import run_demo
 
@@ -59,3 +59,26 @@ def test_demo_config_changes_only_ports_and_filter(shipped):
     hcm = listener['filter_chains'][0]['filters'][0]['typed_config']
     wasm = next(f for f in hcm['http_filters'] if f['name'] == WASM_FILTER)
     assert wasm['typed_config']['config']['vm_config']['code']['local']['filename'] == str(run_demo.MODULE)
+
+
+@pytest.mark.parametrize('shell', [None, 'wasm', 'dynamic-module', 'ext-proc'])
+def test_the_demo_runs_envoy_in_the_shell_it_is_given(monkeypatch, tmp_path, shell):
+    # --shell reaches the launcher, which turns the Wasm config into that
+    # shell's; without one (the tests' calls), the launcher's default,
+    # $A2A_SHELL, holds.
+    seen = {}
+
+    class Recorder:
+        def __init__(self, cfg, **kwargs):
+            seen.update(kwargs)
+
+    monkeypatch.setattr(run_demo, 'Envoy', Recorder)
+    run_demo.start_envoy({}, tmp_path, 'demo', shell=shell)
+    assert seen['shell'] == shell
+
+
+def test_each_shell_needs_its_own_artifact():
+    module = REPO / 'some.wasm'
+    assert run_demo.shell_artifact('wasm', module) == module
+    assert run_demo.shell_artifact('dynamic-module', module) == dynamic_module_path()
+    assert run_demo.shell_artifact('ext-proc', module) == ext_proc_binary()
