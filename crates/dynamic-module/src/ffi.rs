@@ -5,13 +5,14 @@
 //! shared with the bench's floor module.
 //!
 //! Envoy checks no signature: it looks the hooks up by name (a missing
-//! required hook makes it reject the filter configuration) and calls them, and the module calls
-//! Envoy's exported callbacks by name. A wrong signature is therefore a
-//! crash, not an error. Every declaration was read from the header (ABI
-//! v0.1.0 at Envoy commit 0199da4a, which says v0.1.y stays compatible with
-//! v0.2.x) and checked against the Envoy 1.40.0 binary: each callback is in
-//! its dynamic symbol table, and the disassembly of each shows the
-//! arguments used as declared (see the crate README).
+//! required hook makes it reject the filter configuration) and calls them,
+//! and the module calls Envoy's exported callbacks by name. A wrong
+//! signature is therefore a crash, not an error. Every declaration was read
+//! from the header (ABI v0.1.0 at Envoy commit 0199da4a, which says v0.1.y
+//! stays compatible with v0.2.x) and checked against the Envoy 1.40.0
+//! binary: each callback is in its dynamic symbol table, and the
+//! disassembly of each shows the arguments used as declared (see the crate
+//! README, which also names the later headers compared since).
 //!
 //! Safety rules of this module:
 //! - every pointer Envoy hands over is checked for null before use;
