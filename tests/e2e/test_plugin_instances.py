@@ -15,8 +15,8 @@ import json
 
 import pytest
 
-from a2a_harness import (DYNAMIC_FILTER, WASM_FILTER, current_shell, edit_settings, http_filters,
-                         to_shell)
+from a2a_harness import (FILTER_OF_SHELL, WASM_FILTER, affinity_filter, current_shell, edit_settings,
+                         http_filters, to_shell)
 from e2e_harness import Exchange, counter_delta, send_all
 
 SHELL = current_shell()
@@ -31,8 +31,8 @@ def with_a_second_instance(cfg):
     first, setting SECOND_HEADER and minting nothing."""
     cfg, _ = to_shell(cfg, SHELL)
     filters = http_filters(cfg)
-    first = next(i for i, f in enumerate(filters) if f["name"] in (WASM_FILTER, DYNAMIC_FILTER))
-    assert filters[first]["name"] == {"wasm": WASM_FILTER, "dynamic-module": DYNAMIC_FILTER}[SHELL]
+    first = affinity_filter(filters)
+    assert filters[first]["name"] == FILTER_OF_SHELL[SHELL]
     second = copy.deepcopy(filters[first])
     edit_settings(second, header=SECOND_HEADER, mint_context_id=False)
     if SHELL == "wasm":

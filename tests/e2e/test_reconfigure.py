@@ -20,7 +20,8 @@ import time
 import pytest
 import yaml
 
-from a2a_harness import DYNAMIC_FILTER, WASM_FILTER, current_shell, edit_settings, settings_field, to_shell
+from a2a_harness import (FILTER_OF_SHELL, affinity_filter, current_shell, edit_settings,
+                         settings_field, to_shell)
 from e2e_harness import Exchange, send_all
 
 SHELL = current_shell()
@@ -42,9 +43,9 @@ def write_lds(folder, listener, version):
 
 def filter_entry(listener):
     """The a2a-affinity filter of the listener, in the shell under test."""
-    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    entry = next(f for f in hcm["http_filters"] if f["name"] in (WASM_FILTER, DYNAMIC_FILTER))
-    assert entry["name"] == {"wasm": WASM_FILTER, "dynamic-module": DYNAMIC_FILTER}[SHELL], entry
+    filters = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+    entry = filters[affinity_filter(filters)]
+    assert entry["name"] == FILTER_OF_SHELL[SHELL], entry
     return entry
 
 

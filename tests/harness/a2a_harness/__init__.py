@@ -11,8 +11,9 @@ from .paths import (DEFAULT_TARGET_DIR, ENVOY_BINARIES, REPO, envoy_binary, modu
                     release_wasm, target_dir, wheel_envoy_binary)
 from .procs import free_port, log_tail, stop_process, wait_until
 from .replicas import AgentReplica, running_replicas
-from .shells import (DYNAMIC_FILTER, SHELLS, ExtProcServer, current_shell, dynamic_module_path,
-                     edit_settings, ext_proc_binary, hcm, plugin_of, settings_field, to_shell)
+from .shells import (DYNAMIC_FILTER, FILTER_OF_SHELL, SHELLS, ExtProcServer, affinity_filter,
+                     current_shell, dynamic_module_path, edit_settings, ext_proc_binary, hcm,
+                     plugin_of, settings_field, to_shell)
 
 __all__ = [
     "DEFAULT_TARGET_DIR", "ENVOY_BINARIES", "REPO", "WASM_FILTER", "AgentReplica", "Envoy",
@@ -20,7 +21,7 @@ __all__ = [
     "load_config", "log_tail", "module_path", "plugin_settings", "predict_hosts", "release_wasm",
     "render_config", "rewrite_config",
     "running_replicas", "stop_process", "target_dir", "wait_until", "wasm_plugin",
-    "wheel_envoy_binary", "DYNAMIC_FILTER", "SHELLS", "ExtProcServer", "current_shell",
-    "dynamic_module_path", "edit_settings", "ext_proc_binary", "hcm", "plugin_of", "settings_field",
-    "to_shell",
+    "wheel_envoy_binary", "DYNAMIC_FILTER", "FILTER_OF_SHELL", "SHELLS", "ExtProcServer",
+    "affinity_filter", "current_shell", "dynamic_module_path", "edit_settings", "ext_proc_binary",
+    "hcm", "plugin_of", "settings_field", "to_shell",
 ]

@@ -29,6 +29,8 @@ from .procs import free_port, log_tail, stop_process
 SHELLS = ("wasm", "dynamic-module", "ext-proc")
 WASM_FILTER = "envoy.filters.http.wasm"
 DYNAMIC_FILTER = "envoy.filters.http.dynamic_modules"
+# The http filter of each shell that runs inside Envoy.
+FILTER_OF_SHELL = {"wasm": WASM_FILTER, "dynamic-module": DYNAMIC_FILTER}
 EXT_PROC_CLUSTER = "a2a_affinity_ext_proc"
 DYNAMIC_CONFIG = REPO / "envoy/envoy-dynamic-module.yaml"
 EXT_PROC_CONFIG = REPO / "envoy/envoy-ext-proc-kgateway.yaml"
@@ -60,8 +62,12 @@ def _routes(cfg):
         yield from vhost["routes"]
 
 
-def _plugin_json(wasm_entry):
-    return wasm_entry["typed_config"]["config"].get("configuration", {}).get("value", "{}")
+def _plugin_json(entry):
+    """The JSON configuration of a Wasm or dynamic-module filter entry (a
+    Wasm filter without one runs on all defaults; None for a dynamic
+    module without one)."""
+    typed, field = settings_field(entry)
+    return typed.get(field, {}).get("value", "{}" if entry["name"] == WASM_FILTER else None)
 
 
 def _shipped_filters(path, wanted):
@@ -219,13 +225,15 @@ def edit_settings(entry, **changes):
     return settings
 
 
+def affinity_filter(filters):
+    """The index of the first a2a-affinity filter (the Wasm filter or the
+    dynamic module) in a list of http filters, or None."""
+    return next((i for i, f in enumerate(filters) if f["name"] in FILTER_OF_SHELL.values()), None)
+
+
 def plugin_of(cfg):
     """The plugin JSON of the first a2a-affinity filter in `cfg`, whatever
     the shell (None without one)."""
-    for f in hcm(cfg)["http_filters"]:
-        tc = f.get("typed_config", {})
-        if f["name"] == WASM_FILTER:
-            return _plugin_json(f)
-        if f["name"] == DYNAMIC_FILTER:
-            return tc.get("filter_config", {}).get("value")
-    return None
+    filters = hcm(cfg)["http_filters"]
+    i = affinity_filter(filters)
+    return None if i is None else _plugin_json(filters[i])
