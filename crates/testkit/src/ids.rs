@@ -21,10 +21,9 @@ impl Rng {
 /// same ids for the same seed, distinct in practice.
 pub fn uuids(n: usize, seed: u64) -> Vec<String> {
     let mut rng = Rng(seed);
-    let mut next = move || rng.next_u64();
     (0..n)
         .map(|_| {
-            let (a, b) = (next(), next());
+            let (a, b) = (rng.next_u64(), rng.next_u64());
             format!(
                 "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
                 a >> 32,
