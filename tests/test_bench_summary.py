@@ -280,6 +280,68 @@ def test_a_dump_without_a_summary_is_an_error(instructions):
         instructions.summary_total("events: Ir\n0 5\n")
 
 
+# The same shape with callgrind's cache and branch models on: one column per
+# event, trailing zero columns left out.
+SIMULATED_DUMP = """# callgrind format
+version: 1
+creator: callgrind-3.19.0
+positions: line
+events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw Bc Bcm Bi Bim
+summary: 1000 300 100 40 20 10 2 1 1 90 9 8 3
+
+ob=(1) /x/envoy
+fl=(1) ???
+fn=(1) 0x0000000000000001
+0 700 200 50 30 15 5 2 1 0 60 6 8 3
+cob=(2) /t/liba2a_affinity_dynamic.so
+cfi=(2) filter.rs
+cfn=(2) envoy_dynamic_module_on_http_filter_request_body
+calls=1 0
+0 300 100 50 10 5 5
+
+ob=(2)
+fl=(2)
+fn=(2)
+5 300 100 50 10 5 5 0 0 1 30 3
+
+totals: 1000 300 100 40 20 10 2 1 1 90 9 8 3
+"""
+
+
+def test_a_simulated_dump_reads_instructions_from_their_column_and_every_event_per_object(instructions):
+    parsed = instructions.parse_dump(SIMULATED_DUMP)
+    # Ir is the first of thirteen columns, not the last field of the line.
+    assert parsed["own"] == {"/x/envoy": 700, "/t/liba2a_affinity_dynamic.so": 300}
+    assert parsed["hooks"] == {"http_filter_request_body": 300}
+    assert parsed["events"][0] == "Ir" and len(parsed["events"]) == 13
+    # A line that leaves out its trailing zero columns still adds up.
+    assert parsed["own_events"]["/t/liba2a_affinity_dynamic.so"] == [300, 100, 50, 10, 5, 5, 0, 0, 1, 30, 3, 0, 0]
+    totals = instructions.summary_events(SIMULATED_DUMP)
+    assert instructions.summary_total(SIMULATED_DUMP) == totals["Ir"] == 1000
+    columns = zip(*parsed["own_events"].values())
+    assert [sum(c) for c in columns] == [totals[e] for e in parsed["events"]]
+
+    parts = instructions.object_events(parsed, "liba2a_affinity_dynamic.so", count=10)
+    assert parts["module"]["Ir"] == 30 and parts["module"]["I1mr"] == 1 and parts["module"]["Bcm"] == 0.3
+    assert parts["envoy"]["Bim"] == 0.3 and parts["other"] == {}
+    # Dr and Dw are in the dump but not among what the report shows.
+    assert "Dr" not in parts["envoy"]
+    # The module's functions, largest estimate first: its one function here.
+    [[name, events]] = instructions.top_functions_simulated(parsed, "liba2a_affinity_dynamic.so", count=10)
+    assert name == "envoy_dynamic_module_on_http_filter_request_body" and events["Ir"] == 30
+    assert instructions.cycle_estimate(events) == 30 + 10 * (1 + 0.5 + 0.5 + 0.3) + 100 * 0.1
+
+
+def test_the_cycle_estimate_weighs_misses_and_mispredictions(instructions):
+    events = {"Ir": 1000, "I1mr": 1, "D1mr": 2, "D1mw": 3, "ILmr": 1, "DLmr": 0, "DLmw": 1,
+              "Bc": 50, "Bcm": 4, "Bi": 9, "Bim": 5, "Dr": 999}
+    # Ir + 10 x (6 first-level misses + 9 mispredicted) + 100 x 2 last-level misses.
+    assert instructions.cycle_estimate(events) == 1000 + 150 + 200
+    # One event alone (a run without --simulate) is its instructions.
+    assert instructions.summary_events(DUMP) == {"Ir": 1000}
+    assert instructions.cycle_estimate({"Ir": 1000}) == 1000
+
+
 @pytest.mark.parametrize("cap, flags, kernel", [
     (None, {"sse2", "avx2", "avx512f", "avx512bw", "avx512vbmi", "avx512_vbmi2"}, "avx512"),
     ("avx2", {"sse2", "avx2", "avx512f", "avx512bw", "avx512vbmi", "avx512_vbmi2"}, "avx2"),
