@@ -521,15 +521,14 @@ def main():
                 callgrind(front.pid, "--dump", tag)
                 total, dump = worker_dump(out, front.pid, tag)
                 row["per_request"][variant] = total / count
+                text = dump.read_text(errors="replace") if args.simulate or variant == "dynamic_module" else ""
+                parsed = parse_dump(text) if text else None
                 if args.simulate:
-                    with dump.open("rb") as f:
-                        head = f.read(DUMP_HEADER_BYTES).decode(errors="replace")
-                    totals = summary_events(head)
+                    totals = summary_events(text[:DUMP_HEADER_BYTES])
                     row.setdefault("simulated", {})[variant] = {e: totals.get(e, 0) / count for e in SIMULATED}
                     row.setdefault("simulated_objects", {})[variant] = object_events(
-                        parse_dump(dump.read_text(errors="replace")), Path(paths.get(variant, module)).name, count)
+                        parsed, Path(paths.get(variant, module)).name, count)
                 if variant == "dynamic_module":
-                    parsed = parse_dump(dump.read_text(errors="replace"))
                     if args.simulate:
                         row["functions_simulated"] = top_functions_simulated(parsed, module.name, count)
                     mine = {obj for obj in parsed["own"] if obj and Path(obj).name == module.name}
