@@ -211,10 +211,14 @@ def parse_dump(text):
         add(out["own"], obj, cost)
         add(out["functions"], (obj, fn), cost)
         if len(events) > 1:
-            for acc in (out["own_events"].setdefault(obj, [0] * len(events)),
-                        out["function_events"].setdefault((obj, fn), [0] * len(events))):
-                for i, c in enumerate(costs[:len(events)]):
-                    acc[i] += c
+            acc = out["function_events"].setdefault((obj, fn), [0] * len(events))
+            for i, c in enumerate(costs[:len(events)]):
+                acc[i] += c
+    # Each object's own events: its functions', summed once at the end.
+    for (obj, _), values in out["function_events"].items():
+        acc = out["own_events"].setdefault(obj, [0] * len(events))
+        for i, c in enumerate(values):
+            acc[i] += c
     return out
 
 
