@@ -8,8 +8,9 @@ counters go on from where they were.
 
 The Wasm filter keeps its VMs and gives the new configuration a root context
 of its own. The dynamic module stays loaded and gets a new filter
-configuration beside the old one, which the streams begun under it keep. The ext_proc server takes its configuration from its own command line,
-not from Envoy's listener, so the test does not apply to it."""
+configuration beside the old one, which the streams begun under it keep.
+The ext_proc server takes its configuration from its own command line, not
+from Envoy's listener, so the test does not apply to it."""
 
 import hashlib
 import http.client
