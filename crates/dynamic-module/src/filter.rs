@@ -193,9 +193,18 @@ enum Phase {
     Trailers,
 }
 
-/// One HTTP stream.
+/// One HTTP stream: the configuration it was made with, and its own state.
+///
+/// The hooks hand the configuration to the state by reference. Cloning the
+/// `Arc` in each hook would write its reference count, one atomic shared by
+/// every worker thread of the configuration, several times per request.
 pub struct Filter {
     config: Arc<FilterConfig>,
+    state: State,
+}
+
+/// What one stream keeps between hooks.
+struct State {
     core: Core,
     /// The configuration with `max_scan_bytes` lowered to half the stream's
     /// buffer limit, when that is smaller.
@@ -215,12 +224,14 @@ impl Filter {
     pub fn new(config: Arc<FilterConfig>) -> Self {
         Filter {
             config,
-            core: Core::new(),
-            clamped: None,
-            seen: 0,
-            response_seen: 0,
-            counted: false,
-            client_sent_header: false,
+            state: State {
+                core: Core::new(),
+                clamped: None,
+                seen: 0,
+                response_seen: 0,
+                counted: false,
+                client_sent_header: false,
+            },
         }
     }
 
@@ -230,11 +241,54 @@ impl Filter {
 
     /// Whether the request is held while its body is read.
     pub fn reading_body(&self) -> bool {
-        self.core.reading_body()
+        self.state.core.reading_body()
     }
 
     pub fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
-        let shared = Arc::clone(&self.config);
+        self.state
+            .on_request_headers(&self.config, host, end_of_stream)
+    }
+
+    pub fn on_request_body(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
+        self.state
+            .on_request_body(&self.config, host, end_of_stream)
+    }
+
+    /// Request trailers: HTTP/2 and chunked HTTP/1.1 with trailers never mark
+    /// a body chunk as the last, so the body ends here.
+    pub fn on_request_trailers(&mut self, host: &mut dyn Host) -> Action {
+        self.state.on_request_trailers(&self.config, host)
+    }
+
+    pub fn on_response_headers(&mut self, host: &mut dyn Host) -> Action {
+        self.state.on_response_headers(&self.config, host)
+    }
+
+    /// A response chunk, passed on at once: the response is never held.
+    pub fn on_response_body(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
+        self.state
+            .on_response_body(&self.config, host, end_of_stream)
+    }
+
+    /// The stream is over: a request still undecided is counted as aborted.
+    pub fn on_stream_complete(&mut self, host: &mut dyn Host) {
+        self.state.on_stream_complete(&self.config, host);
+    }
+
+    /// A hook failed (a panic was caught): the request goes on unchanged
+    /// and this stream is not looked at again.
+    pub fn abandon(&mut self) {
+        self.state.abandon(&self.config);
+    }
+}
+
+impl State {
+    fn on_request_headers(
+        &mut self,
+        shared: &FilterConfig,
+        host: &mut dyn Host,
+        end_of_stream: bool,
+    ) -> Action {
         let config = &shared.config;
         let decision = {
             let host: &dyn Host = host;
@@ -251,7 +305,7 @@ impl Filter {
                 client_header: value(&config.header).is_some(),
             };
             self.client_sent_header = head.client_header;
-            let mut env = ShellEnv::new(&shared);
+            let mut env = ShellEnv::new(shared);
             self.core
                 .on_request_headers(config, &head, end_of_stream, &mut env)
         };
@@ -268,16 +322,20 @@ impl Filter {
                 self.clamped = Some(shared.clamped(hold, limit));
             }
         }
-        self.apply(host, decision, Phase::Headers)
+        self.apply(shared, host, decision, Phase::Headers)
     }
 
-    pub fn on_request_body(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
+    fn on_request_body(
+        &mut self,
+        shared: &FilterConfig,
+        host: &mut dyn Host,
+        end_of_stream: bool,
+    ) -> Action {
         if !self.core.reading_body() {
             return Action::Continue;
         }
-        let shared = Arc::clone(&self.config);
         let scan_config: &Config = self.clamped.as_deref().unwrap_or(&shared.config);
-        let mut env = ShellEnv::new(&shared);
+        let mut env = ShellEnv::new(shared);
         let read = {
             let host: &dyn Host = host;
             match new_request_bytes(host, self.seen) {
@@ -311,7 +369,7 @@ impl Filter {
             }
         };
         match read {
-            Read::Decided(decision) => self.apply(host, decision, Phase::Body),
+            Read::Decided(decision) => self.apply(shared, host, decision, Phase::Body),
             Read::Waiting => Action::Stop,
             Read::Failed => {
                 error!("a request body chunk could not be read; request continues without a hash key from the body");
@@ -322,22 +380,24 @@ impl Filter {
         }
     }
 
-    /// Request trailers: HTTP/2 and chunked HTTP/1.1 with trailers never mark
-    /// a body chunk as the last, so the body ends here.
-    pub fn on_request_trailers(&mut self, host: &mut dyn Host) -> Action {
+    fn on_request_trailers(&mut self, shared: &FilterConfig, host: &mut dyn Host) -> Action {
         if !self.core.reading_body() {
             return Action::Continue;
         }
-        let shared = Arc::clone(&self.config);
         let scan_config: &Config = self.clamped.as_deref().unwrap_or(&shared.config);
-        let mut env = ShellEnv::new(&shared);
+        let mut env = ShellEnv::new(shared);
         let decision = self.core.on_request_trailers(scan_config, &mut env);
-        self.apply(host, decision, Phase::Trailers)
+        self.apply(shared, host, decision, Phase::Trailers)
     }
 
     /// Carries out a decision.
-    fn apply(&mut self, host: &mut dyn Host, decision: Decision, phase: Phase) -> Action {
-        let shared = Arc::clone(&self.config);
+    fn apply(
+        &mut self,
+        shared: &FilterConfig,
+        host: &mut dyn Host,
+        decision: Decision,
+        phase: Phase,
+    ) -> Action {
         let config = &shared.config;
         let mut decision = decision;
         if let Some(edit) = decision.body.take() {
@@ -348,7 +408,7 @@ impl Filter {
         let header = &config.header;
         match &decision.header {
             HeaderOp::Keep => {}
-            HeaderOp::Set(value) => self.set_hash_key(host, &shared, value.as_bytes()),
+            HeaderOp::Set(value) => self.set_hash_key(host, shared, value.as_bytes()),
             HeaderOp::Remove => {
                 if !host.remove_request_header(header) {
                     error!("removing the client's {header} failed");
@@ -365,7 +425,7 @@ impl Filter {
             // The native store answers at once: a lookup is never deferred.
             Next::LookupTask(_) => {
                 let decision = self.core.task_resolved(config, None);
-                self.apply(host, decision, phase)
+                self.apply(shared, host, decision, phase)
             }
         }
     }
@@ -401,8 +461,7 @@ impl Filter {
         }
     }
 
-    pub fn on_response_headers(&mut self, host: &mut dyn Host) -> Action {
-        let shared = Arc::clone(&self.config);
+    fn on_response_headers(&mut self, shared: &FilterConfig, host: &mut dyn Host) -> Action {
         if !shared.config.learn_tasks {
             return Action::Continue;
         }
@@ -412,19 +471,22 @@ impl Filter {
             content_type: text(headers.get("content-type")),
             content_encoding: headers.get("content-encoding").map(coding),
         };
-        let mut env = ShellEnv::new(&shared);
+        let mut env = ShellEnv::new(shared);
         self.core
             .on_response_headers(&shared.config, &head, &mut env);
         Action::Continue
     }
 
-    /// A response chunk, passed on at once: the response is never held.
-    pub fn on_response_body(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
+    fn on_response_body(
+        &mut self,
+        shared: &FilterConfig,
+        host: &mut dyn Host,
+        end_of_stream: bool,
+    ) -> Action {
         if !self.core.reading_response() {
             return Action::Continue;
         }
-        let shared = Arc::clone(&self.config);
-        let mut env = ShellEnv::new(&shared);
+        let mut env = ShellEnv::new(shared);
         let tally = {
             let host: &dyn Host = host;
             let chunks = match response_chunk(host, end_of_stream, self.response_seen) {
@@ -453,19 +515,14 @@ impl Filter {
         Action::Continue
     }
 
-    /// The stream is over: a request still undecided is counted as aborted.
-    pub fn on_stream_complete(&mut self, host: &mut dyn Host) {
-        let shared = Arc::clone(&self.config);
-        let mut env = ShellEnv::new(&shared);
+    fn on_stream_complete(&mut self, shared: &FilterConfig, host: &mut dyn Host) {
+        let mut env = ShellEnv::new(shared);
         let outcome = self.core.on_stream_end(&mut env);
         self.count_outcome(host, outcome);
     }
 
-    /// A hook failed (a panic was caught): the request goes on unchanged
-    /// and this stream is not looked at again.
-    pub fn abandon(&mut self) {
-        let shared = Arc::clone(&self.config);
-        let mut env = ShellEnv::new(&shared);
+    fn abandon(&mut self, shared: &FilterConfig) {
+        let mut env = ShellEnv::new(shared);
         let _ = self.core.on_stream_end(&mut env);
         // Nothing is counted for it any more.
         self.counted = true;
@@ -473,11 +530,12 @@ impl Filter {
 }
 
 /// The held request body as Envoy shows it in this callback: the buffered
-/// chunks, then this callback's received chunks unless they are the
-/// buffered ones. `None` if a chunk is unreadable.
-fn request_body(host: &dyn Host, in_body_callback: bool) -> Option<Chunks<'_>> {
+/// chunks, then, with `received_apart` (a body callback whose received
+/// chunk is not the buffered body), the received chunks. `None` if a chunk
+/// is unreadable.
+fn request_body(host: &dyn Host, received_apart: bool) -> Option<Chunks<'_>> {
     let mut chunks = host.body_chunks(Body::BufferedRequest)?;
-    if in_body_callback && !host.received_is_buffered(true) {
+    if received_apart {
         chunks.extend(host.body_chunks(Body::ReceivedRequest)?);
     }
     Some(chunks)
@@ -492,12 +550,13 @@ fn request_body(host: &dyn Host, in_body_callback: bool) -> Option<Chunks<'_>> {
 /// left unread) the held body is read as a whole and the seen bytes
 /// skipped. `None` if a chunk is unreadable.
 fn new_request_bytes(host: &dyn Host, seen: u64) -> Option<Chunks<'_>> {
-    if !host.received_is_buffered(true) && host.body_size(Body::BufferedRequest) as u64 == seen {
+    let received_apart = !host.received_is_buffered(true);
+    if received_apart && host.body_size(Body::BufferedRequest) as u64 == seen {
         let mut received = host.body_chunks(Body::ReceivedRequest)?;
         received.retain(|c| !c.is_empty());
         return Some(received);
     }
-    let held = request_body(host, true)?;
+    let held = request_body(host, received_apart)?;
     Some(unseen(&held, seen))
 }
 

@@ -1226,6 +1226,45 @@ fn a_body_received_as_the_buffered_body_is_read_once() {
 }
 
 #[test]
+fn held_bytes_not_yet_read_are_read_before_a_separate_received_chunk() {
+    // The held body has bytes the filter has not read (held before it saw
+    // them) and the callback's chunk is a buffer of its own: the filter reads
+    // both, held bytes first. The contextId lies in the received chunk.
+    let c = config("{}");
+    let body = send_params(r#"{"parts":[],"contextId":"ctx-apart"}"#);
+    let (held, received) = body
+        .as_bytes()
+        .split_at(body.find("ctx-apart").unwrap() - 4);
+    let mut ex = Exchange::new(&c);
+    ex.stream.request_headers = vec![
+        (":method".into(), b"POST".to_vec()),
+        (":path".into(), b"/".to_vec()),
+        ("content-type".into(), JSON.as_bytes().to_vec()),
+    ];
+    let ptr = ex.stream.ptr();
+    assert_eq!(
+        ffi::envoy_dynamic_module_on_http_filter_request_headers(ptr, ex.module, false),
+        status::HEADERS_STOP_ITERATION
+    );
+    ex.stream.buffered_request = Some(split(held, &[10]));
+    ex.stream.received_request = Some(vec![received.to_vec()]);
+    assert_eq!(
+        ffi::envoy_dynamic_module_on_http_filter_request_body(ptr, ex.module, true),
+        status::CONTINUE
+    );
+    let headers = &ex.stream.request_headers;
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "x-context-id" && v == b"ctx-apart"));
+    // What goes upstream, the held bytes then the chunk, is the body as sent.
+    let mut sent = ex.stream.buffered_request.clone().unwrap().concat();
+    sent.extend(ex.stream.received_request.clone().unwrap().concat());
+    assert_eq!(sent, body.as_bytes());
+    ex.finish();
+    assert_eq!(c.envoy.nonzero(), vec![("context_found".to_string(), 1)]);
+}
+
+#[test]
 fn null_pointers_are_answered_with_continue() {
     let c = config("{}");
     let mut stream = FakeStream::default();
