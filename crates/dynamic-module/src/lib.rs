@@ -9,6 +9,7 @@
 //!   core's decisions applied;
 //! - `store`: the learned tasks, shared by every worker thread;
 //! - `readers`: the JSON readers of finished streams, kept for the next;
+//! - `padded`: shards kept apart on their own cache lines;
 //! - `logger`: the `log` backend over Envoy's log callback.
 
 #[allow(unsafe_code)]
@@ -16,6 +17,7 @@ pub mod ffi;
 pub mod filter;
 pub mod host;
 pub mod logger;
+pub mod padded;
 pub mod readers;
 pub mod store;
 

@@ -20,20 +20,24 @@ use a2a_affinity_core::json::request::{BodyKind, Extractor};
 use a2a_affinity_core::json::response::{Framing, ResponseLearner};
 use a2a_affinity_core::spare::SpareReaders;
 
+use crate::padded::Padded;
+
 /// Shards: one per worker thread up to this many workers; more workers
 /// share them.
 pub const READER_SHARDS: usize = 16;
 
 /// The kept readers of one filter configuration.
 pub struct Readers {
-    shards: Box<[Mutex<SpareReaders>]>,
+    /// Each on its own cache lines: neighbouring shards are different
+    /// workers'.
+    shards: Box<[Padded<Mutex<SpareReaders>>]>,
 }
 
 impl Default for Readers {
     fn default() -> Self {
         Readers {
             shards: (0..READER_SHARDS)
-                .map(|_| Mutex::new(SpareReaders::default()))
+                .map(|_| Padded(Mutex::new(SpareReaders::default())))
                 .collect(),
         }
     }

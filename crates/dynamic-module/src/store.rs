@@ -42,6 +42,8 @@ use a2a_affinity_core::store::{Learned, Lookup, TaskStore};
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
+use crate::padded::Padded;
+
 /// Shards of a large store: well above the worker count of a large Envoy,
 /// so that lock contention stays low.
 pub const SHARDS: usize = 32;
@@ -276,7 +278,9 @@ impl Shard {
 /// The store every worker thread of the process shares (one per distinct
 /// `task_capacity`/`task_ttl_secs`, see [`shared`]).
 pub struct ShardedStore {
-    shards: Box<[Mutex<Shard>]>,
+    /// Each on its own cache lines, so that workers locking different
+    /// shards do not slow each other.
+    shards: Box<[Padded<Mutex<Shard>>]>,
     /// Hashes task ids, for the shard and the table alike.
     keys: ahash::RandomState,
     ttl_secs: u64,
@@ -292,7 +296,7 @@ impl ShardedStore {
         let extra = capacity % shards;
         ShardedStore {
             shards: (0..shards)
-                .map(|i| Mutex::new(Shard::new(base + usize::from(i < extra))))
+                .map(|i| Padded(Mutex::new(Shard::new(base + usize::from(i < extra)))))
                 .collect(),
             keys: ahash::RandomState::new(),
             ttl_secs,
@@ -330,7 +334,9 @@ impl ShardedStore {
     }
 
     fn shard(&self, hash: u64) -> Option<MutexGuard<'_, Shard>> {
-        self.shards.get(self.shard_index(hash)).map(lock)
+        self.shards
+            .get(self.shard_index(hash))
+            .map(|shard| lock(shard))
     }
 
     /// The context of a live learned task.
