@@ -11,6 +11,12 @@
 //! (headers, decisions, the task store, reader reuse). Envoy's own side of
 //! each callback is not in these figures; `bench/run.py --profile` prices
 //! the module inside Envoy.
+//!
+//! Then the same exchange at 1 KiB on one thread and on 2, 4, ... at once,
+//! up to the machine's cores, all sharing one filter configuration as
+//! Envoy's workers do (the default task store, sharded): ns per exchange on
+//! each thread, and over one thread, which is what the threads cost each
+//! other through what they share. It means something only on idle cores.
 
 // Bench set-up code may panic on a broken fixture; the filter never does.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -209,6 +215,48 @@ fn best_ns(mut run: impl FnMut(), iters: u32) -> f64 {
     start.elapsed().as_nanos() as f64 / f64::from(iters)
 }
 
+/// ns per exchange on each of `threads` threads running at once, each with
+/// its own stream and its own run of answers, all with `config`: the mean
+/// over the threads of each one's time per exchange.
+fn workers(
+    config: &Arc<FilterConfig>,
+    body: &[u8],
+    answers: &[Vec<u8>],
+    threads: usize,
+    iters: u32,
+) -> f64 {
+    let body_length = body.len().to_string();
+    let response_length = answers.first().map_or(0, Vec::len).to_string();
+    let start = std::sync::Barrier::new(threads);
+    let total: f64 = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..threads)
+            .map(|t| {
+                let (start, body_length, response_length) =
+                    (&start, &body_length, &response_length);
+                scope.spawn(move || {
+                    let first = t * answers.len() / threads;
+                    let mut host = Stream::new(
+                        body,
+                        body_length.as_bytes(),
+                        answers,
+                        first,
+                        response_length.as_bytes(),
+                    );
+                    start.wait();
+                    best_ns(
+                        || {
+                            black_box(exchange(config, black_box(&mut host)));
+                        },
+                        iters,
+                    )
+                })
+            })
+            .collect();
+        runs.into_iter().map(|run| run.join().unwrap()).sum()
+    });
+    total / threads as f64
+}
+
 const SIZES: [(&str, usize); 3] = [("1k", 1024), ("64k", 64 * 1024), ("512k", 512 * 1024)];
 
 fn main() {
@@ -298,6 +346,41 @@ fn main() {
                 filter_best - reader_best
             );
             answer = host.answer;
+        }
+    }
+    if profile.is_some() {
+        return;
+    }
+    // Workers: one thread, then two, four, ... up to the cores there are,
+    // all on one configuration with the default task store (sharded), so
+    // that the threads meet only where Envoy's workers would.
+    let shared = Arc::new(FilterConfig::parse(br#"{"header":"x-context-id"}"#).unwrap());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let counts: Vec<usize> = std::iter::successors(Some(1usize), |n| Some(n * 2))
+        .take_while(|&n| n <= cores)
+        .collect();
+    println!();
+    println!(
+        "{:<6} {:<6} {:>8} {:>10} {:>10}",
+        "body", "id", "threads", "ns", "over 1"
+    );
+    for (position, first) in [("first", true), ("last", false)] {
+        let body = body(1024, Text::Prose, first);
+        let mut best = vec![f64::MAX; counts.len()];
+        // Short runs, many of them, the counts interleaved: the best of each
+        // finds moments when the cores were the benchmark's alone.
+        for _ in 0..100 {
+            for (best, &threads) in best.iter_mut().zip(&counts) {
+                *best = best.min(workers(&shared, &body, &answers, threads, 5_000));
+            }
+        }
+        let one = best.first().copied().unwrap_or(f64::NAN);
+        for (ns, threads) in best.iter().zip(&counts) {
+            println!(
+                "{:<6} {position:<6} {threads:>8} {ns:>10.0} {:>10.2}",
+                "1k",
+                ns / one
+            );
         }
     }
 }
