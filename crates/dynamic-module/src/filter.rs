@@ -24,7 +24,7 @@
 //!   readers of finished streams are kept for the next ([`Readers`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use a2a_affinity_core::config::{Config, ConfigError, HashOn, HASHABLE_STRING_KEY};
@@ -64,9 +64,14 @@ pub struct FilterConfig {
     /// The readers of this configuration's finished streams.
     pub readers: Readers,
     /// This configuration with `max_scan_bytes` lowered to half a stream's
-    /// buffer limit, for each such limit met (most recent last), so that a
-    /// stream under a lower limit neither copies the configuration nor logs.
-    clamped: Mutex<Vec<Arc<Config>>>,
+    /// buffer limit, one slot per such limit met, each filled once and never
+    /// changed: a stream under a lower limit finds its copy by reading the
+    /// slots, so the workers write nothing in common for it (Envoy Gateway's
+    /// listeners have 32 KiB, and so every stream there is one), and it
+    /// neither copies the configuration nor logs.
+    clamped: [OnceLock<Config>; CLAMPED_KEPT],
+    /// A stream met a limit when every slot held another, and was logged.
+    clamped_overflow_logged: AtomicBool,
     /// A filter-state write has failed and been logged (`hash_on:
     /// filter_state`; the header is set instead).
     filter_state_failed: AtomicBool,
@@ -90,7 +95,8 @@ impl FilterConfig {
             store,
             metric_ids: [None; Counter::ALL.len()],
             readers: Readers::default(),
-            clamped: Mutex::new(Vec::new()),
+            clamped: Default::default(),
+            clamped_overflow_logged: AtomicBool::new(false),
             filter_state_failed: AtomicBool::new(false),
         })
     }
@@ -100,32 +106,68 @@ impl FilterConfig {
     }
 
     /// This configuration with `max_scan_bytes` lowered to `hold` (half the
-    /// stream's buffer limit of `limit` bytes, below `max_scan_bytes`). Made
-    /// and logged once per limit; later streams share it.
-    fn clamped(&self, hold: u64, limit: u64) -> Arc<Config> {
-        let mut kept = match self.clamped.lock() {
-            Ok(kept) => kept,
-            // A hook panicked while holding the lock: the list is still a
-            // list of valid configurations.
-            Err(poisoned) => poisoned.into_inner(),
+    /// stream's buffer limit of `limit` bytes, below `max_scan_bytes`): made
+    /// and logged once per limit, in the first free slot, and shared by later
+    /// streams; past `CLAMPED_KEPT` limits, a stream's own copy.
+    fn clamped(&self, hold: u64, limit: u64) -> Clamped {
+        let warn_clamped = |also: &str| {
+            warn!(
+                "max_scan_bytes {} is above half the stream's buffer limit ({limit} bytes): bodies are read up to {hold} bytes, so that Envoy never answers 413 (raise the route's request_body_buffer_limit to at least twice max_scan_bytes to read that far; {also})",
+                self.config.max_scan_bytes
+            );
         };
-        if let Some(found) = kept.iter().find(|c| c.max_scan_bytes == hold) {
-            return Arc::clone(found);
+        for (i, slot) in self.clamped.iter().enumerate() {
+            let mut made = false;
+            // A free slot is taken here; streams of two new limits that
+            // race for it both go on with a slot that holds their own.
+            let kept = slot.get_or_init(|| {
+                made = true;
+                self.lowered(hold)
+            });
+            if made {
+                warn_clamped("logged once per limit");
+            }
+            if kept.max_scan_bytes == hold {
+                return Clamped::Kept(i);
+            }
         }
-        warn!(
-            "max_scan_bytes {} is above half the stream's buffer limit ({limit} bytes): bodies are read up to {hold} bytes, so that Envoy never answers 413 (raise the route's request_body_buffer_limit to at least twice max_scan_bytes to read that far; logged once per limit)",
-            self.config.max_scan_bytes
-        );
-        let made = Arc::new(Config {
+        if !self.clamped_overflow_logged.load(Ordering::Relaxed)
+            && !self.clamped_overflow_logged.swap(true, Ordering::Relaxed)
+        {
+            warn_clamped(&format!(
+                "logged once for all limits past the first {CLAMPED_KEPT}"
+            ));
+        }
+        Clamped::Own(Box::new(self.lowered(hold)))
+    }
+
+    fn lowered(&self, hold: u64) -> Config {
+        Config {
             max_scan_bytes: hold,
             ..self.config.clone()
-        });
-        if kept.len() >= CLAMPED_KEPT {
-            kept.remove(0);
         }
-        kept.push(Arc::clone(&made));
-        made
     }
+
+    /// The configuration a stream scans with.
+    fn scan_config<'a>(&'a self, clamped: &'a Option<Clamped>) -> &'a Config {
+        match clamped {
+            None => &self.config,
+            Some(Clamped::Kept(i)) => self
+                .clamped
+                .get(*i)
+                .and_then(OnceLock::get)
+                .unwrap_or(&self.config),
+            Some(Clamped::Own(config)) => config,
+        }
+    }
+}
+
+/// Where a stream's lowered configuration is.
+enum Clamped {
+    /// In the filter configuration's slot of this index.
+    Kept(usize),
+    /// Every slot held another limit: the stream's own.
+    Own(Box<Config>),
 }
 
 /// The core's view of this shell for one hook.
@@ -208,7 +250,7 @@ struct State {
     core: Core,
     /// The configuration with `max_scan_bytes` lowered to half the stream's
     /// buffer limit, when that is smaller.
-    clamped: Option<Arc<Config>>,
+    clamped: Option<Clamped>,
     /// Request body bytes handed to the core (counted in "buffered, then
     /// received").
     seen: u64,
@@ -334,7 +376,7 @@ impl State {
         if !self.core.reading_body() {
             return Action::Continue;
         }
-        let scan_config: &Config = self.clamped.as_deref().unwrap_or(&shared.config);
+        let scan_config = shared.scan_config(&self.clamped);
         let mut env = ShellEnv::new(shared);
         let read = {
             let host: &dyn Host = host;
@@ -384,7 +426,7 @@ impl State {
         if !self.core.reading_body() {
             return Action::Continue;
         }
-        let scan_config: &Config = self.clamped.as_deref().unwrap_or(&shared.config);
+        let scan_config = shared.scan_config(&self.clamped);
         let mut env = ShellEnv::new(shared);
         let decision = self.core.on_request_trailers(scan_config, &mut env);
         self.apply(shared, host, decision, Phase::Trailers)

@@ -1146,6 +1146,76 @@ fn the_scan_stops_at_half_the_stream_buffer_limit() {
 }
 
 #[test]
+fn more_buffer_limits_than_kept_copies_still_cut_each_at_its_half() {
+    // Nine routes with nine lower limits: eight get a kept copy of the
+    // configuration (one warning each), the ninth a copy per stream (one
+    // warning for all such limits), and every one cuts at its own half.
+    let c = config("{}");
+    let body = send_long_text('z', 6000, "ctx-many-limits");
+    let chunks = split(body.as_bytes(), &[1000, 2000, 3000, 4000, 5000]);
+    let length = body.len().to_string();
+    let post_under = |limit: u64| {
+        let mut ex = Exchange::new(&c);
+        ex.stream.buffer_limit = limit;
+        ex.request(
+            &[
+                (":method", "POST"),
+                (":path", "/"),
+                ("content-type", JSON),
+                ("content-length", &length),
+            ],
+            &refs(&chunks),
+            false,
+        )
+        .finish()
+    };
+    let warnings = || {
+        take_logs()
+            .into_iter()
+            .filter(|(level, line)| *level == 3 && line.contains("buffer limit"))
+            .map(|(_, line)| line)
+            .collect::<Vec<_>>()
+    };
+    let _ = take_logs();
+    // A limit of 2 * (1000 * k - 1 - extra) holds a little under 1000 * k
+    // bytes: the k-th chunk passes it, and the request goes on there
+    // (statuses: the headers', then one per chunk).
+    for round in 0..2 {
+        for k in 1..=5u64 {
+            for extra in [0, 1] {
+                if k == 5 && extra == 1 {
+                    continue;
+                }
+                let limit = 2 * (1000 * k - 1 - extra);
+                let up = post_under(limit);
+                assert_eq!(up.body, body.as_bytes());
+                assert_eq!(up.header("x-context-id"), None);
+                let k = usize::try_from(k).unwrap();
+                assert_eq!(up.statuses[0], status::HEADERS_STOP_ITERATION);
+                assert!(up.statuses[1..k]
+                    .iter()
+                    .all(|&s| s == status::BODY_STOP_AND_WATERMARK));
+                assert_eq!(up.statuses[k], status::CONTINUE, "limit {limit}");
+            }
+        }
+        let logged = warnings();
+        if round == 0 {
+            assert_eq!(logged.len(), 9, "{logged:?}");
+            assert_eq!(
+                logged
+                    .iter()
+                    .filter(|l| l.contains("past the first 8"))
+                    .count(),
+                1
+            );
+        } else {
+            assert!(logged.is_empty(), "{logged:?}");
+        }
+    }
+    assert_eq!(c.envoy.counter("scan_limit"), 18);
+}
+
+#[test]
 fn a_stream_that_ends_undecided_counts_as_aborted() {
     let c = config("{}");
     let body = send_params(r#"{"parts":[],"contextId":"never-finished"}"#);
