@@ -58,7 +58,16 @@ fn get_path(config: &Configured, path: &str) -> Upstream {
 /// `setup` changes first (an Envoy that fails a call, or hands over odd
 /// chunks), then ends the stream.
 fn post_through(config: &Configured, body: &[u8], setup: impl FnOnce(&mut FakeStream)) -> Upstream {
-    let length = body.len().to_string();
+    post_chunks_through(config, &[body], setup)
+}
+
+/// As [`post_through`], the body in `chunks`.
+fn post_chunks_through(
+    config: &Configured,
+    chunks: &[&[u8]],
+    setup: impl FnOnce(&mut FakeStream),
+) -> Upstream {
+    let length = chunks.iter().map(|c| c.len()).sum::<usize>().to_string();
     let mut ex = Exchange::new(config);
     setup(&mut ex.stream);
     ex.request(
@@ -68,7 +77,7 @@ fn post_through(config: &Configured, body: &[u8], setup: impl FnOnce(&mut FakeSt
             ("content-type", JSON),
             ("content-length", &length),
         ],
-        &[body],
+        chunks,
         false,
     )
     .finish()
@@ -1093,22 +1102,8 @@ fn the_scan_stops_at_half_the_stream_buffer_limit() {
     let c = config("{}");
     let body = send_long_text('z', 6000, "ctx-over-limit");
     let chunks = split(body.as_bytes(), &[1500, 3000, 4500]);
-    let length = body.len().to_string();
-    let post_under = |limit: u64| {
-        let mut ex = Exchange::new(&c);
-        ex.stream.buffer_limit = limit;
-        ex.request(
-            &[
-                (":method", "POST"),
-                (":path", "/"),
-                ("content-type", JSON),
-                ("content-length", &length),
-            ],
-            &refs(&chunks),
-            false,
-        )
-        .finish()
-    };
+    let post_under =
+        |limit: u64| post_chunks_through(&c, &refs(&chunks), |stream| stream.buffer_limit = limit);
     let up = post_under(4000);
     assert_eq!(up.header("x-context-id"), None);
     assert_eq!(up.body, body.as_bytes());
@@ -1153,22 +1148,8 @@ fn more_buffer_limits_than_kept_copies_still_cut_each_at_its_half() {
     let c = config("{}");
     let body = send_long_text('z', 6000, "ctx-many-limits");
     let chunks = split(body.as_bytes(), &[1000, 2000, 3000, 4000, 5000]);
-    let length = body.len().to_string();
-    let post_under = |limit: u64| {
-        let mut ex = Exchange::new(&c);
-        ex.stream.buffer_limit = limit;
-        ex.request(
-            &[
-                (":method", "POST"),
-                (":path", "/"),
-                ("content-type", JSON),
-                ("content-length", &length),
-            ],
-            &refs(&chunks),
-            false,
-        )
-        .finish()
-    };
+    let post_under =
+        |limit: u64| post_chunks_through(&c, &refs(&chunks), |stream| stream.buffer_limit = limit);
     let warnings = || {
         take_logs()
             .into_iter()
@@ -1235,16 +1216,7 @@ fn a_stream_that_ends_undecided_counts_as_aborted() {
     );
     drop(ex);
     assert_eq!(c.counter("aborted"), 0, "trailers ended both bodies");
-    let mut ex = Exchange::new(&c);
-    ex.stream.request_headers = vec![
-        (":method".into(), b"POST".to_vec()),
-        (":path".into(), b"/".to_vec()),
-        ("content-type".into(), JSON.as_bytes().to_vec()),
-    ];
-    let s =
-        ffi::envoy_dynamic_module_on_http_filter_request_headers(ex.stream.ptr(), ex.module, false);
-    assert_eq!(s, status::HEADERS_STOP_ITERATION);
-    ex.finish();
+    held_post(&c).finish();
     assert_eq!(c.counter("aborted"), 1);
 }
 
@@ -1262,13 +1234,10 @@ fn an_unreadable_body_chunk_fails_open() {
     assert_eq!(c.envoy.nonzero(), vec![("aborted".to_string(), 1)]);
 }
 
-#[test]
-fn a_body_received_as_the_buffered_body_is_read_once() {
-    // A filter before this one held the body and let it go: the received
-    // body is Envoy's buffered body itself.
-    let c = config("{}");
-    let body = send_params(r#"{"contextId":"ctx-once","parts":[]}"#);
-    let mut ex = Exchange::new(&c);
+/// An exchange whose POST headers the filter holds, for tests that then
+/// lay out Envoy's body buffers by hand.
+fn held_post(c: &Configured) -> Exchange<'_> {
+    let mut ex = Exchange::new(c);
     ex.stream.request_headers = vec![
         (":method".into(), b"POST".to_vec()),
         (":path".into(), b"/".to_vec()),
@@ -1279,18 +1248,36 @@ fn a_body_received_as_the_buffered_body_is_read_once() {
         ffi::envoy_dynamic_module_on_http_filter_request_headers(ptr, ex.module, false),
         status::HEADERS_STOP_ITERATION
     );
-    let chunks = split(body.as_bytes(), &[15]);
-    ex.stream.buffered_request = Some(chunks.clone());
-    ex.stream.received_request = Some(chunks);
-    ex.stream.received_is_buffered = true;
+    ex
+}
+
+/// The body callback for the last chunk: the request goes on with
+/// `x-context-id` set to `context`.
+fn last_chunk_sets(ex: &mut Exchange<'_>, context: &str) {
+    let ptr = ex.stream.ptr();
     assert_eq!(
         ffi::envoy_dynamic_module_on_http_filter_request_body(ptr, ex.module, true),
         status::CONTINUE
     );
-    let headers = &ex.stream.request_headers;
-    assert!(headers
+    assert!(ex
+        .stream
+        .request_headers
         .iter()
-        .any(|(k, v)| k == "x-context-id" && v == b"ctx-once"));
+        .any(|(k, v)| k == "x-context-id" && v == context.as_bytes()));
+}
+
+#[test]
+fn a_body_received_as_the_buffered_body_is_read_once() {
+    // A filter before this one held the body and let it go: the received
+    // body is Envoy's buffered body itself.
+    let c = config("{}");
+    let body = send_params(r#"{"contextId":"ctx-once","parts":[]}"#);
+    let mut ex = held_post(&c);
+    let chunks = split(body.as_bytes(), &[15]);
+    ex.stream.buffered_request = Some(chunks.clone());
+    ex.stream.received_request = Some(chunks);
+    ex.stream.received_is_buffered = true;
+    last_chunk_sets(&mut ex, "ctx-once");
     ex.finish();
     assert_eq!(c.envoy.nonzero(), vec![("context_found".to_string(), 1)]);
 }
@@ -1305,27 +1292,10 @@ fn held_bytes_not_yet_read_are_read_before_a_separate_received_chunk() {
     let (held, received) = body
         .as_bytes()
         .split_at(body.find("ctx-apart").unwrap() - 4);
-    let mut ex = Exchange::new(&c);
-    ex.stream.request_headers = vec![
-        (":method".into(), b"POST".to_vec()),
-        (":path".into(), b"/".to_vec()),
-        ("content-type".into(), JSON.as_bytes().to_vec()),
-    ];
-    let ptr = ex.stream.ptr();
-    assert_eq!(
-        ffi::envoy_dynamic_module_on_http_filter_request_headers(ptr, ex.module, false),
-        status::HEADERS_STOP_ITERATION
-    );
+    let mut ex = held_post(&c);
     ex.stream.buffered_request = Some(split(held, &[10]));
     ex.stream.received_request = Some(vec![received.to_vec()]);
-    assert_eq!(
-        ffi::envoy_dynamic_module_on_http_filter_request_body(ptr, ex.module, true),
-        status::CONTINUE
-    );
-    let headers = &ex.stream.request_headers;
-    assert!(headers
-        .iter()
-        .any(|(k, v)| k == "x-context-id" && v == b"ctx-apart"));
+    last_chunk_sets(&mut ex, "ctx-apart");
     // What goes upstream, the held bytes then the chunk, is the body as sent.
     let mut sent = ex.stream.buffered_request.clone().unwrap().concat();
     sent.extend(ex.stream.received_request.clone().unwrap().concat());
@@ -1398,17 +1368,8 @@ fn null_pointers_are_answered_with_continue() {
 fn a_panic_in_a_hook_fails_open_and_the_stream_is_left_alone() {
     let c = config("{}");
     let body = send_params(r#"{"contextId":"c","parts":[]}"#);
-    let mut ex = Exchange::new(&c);
-    ex.stream.request_headers = vec![
-        (":method".into(), b"POST".to_vec()),
-        (":path".into(), b"/".to_vec()),
-        ("content-type".into(), JSON.as_bytes().to_vec()),
-    ];
+    let mut ex = held_post(&c);
     let ptr = ex.stream.ptr();
-    assert_eq!(
-        ffi::envoy_dynamic_module_on_http_filter_request_headers(ptr, ex.module, false),
-        status::HEADERS_STOP_ITERATION
-    );
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let action = ffi::on_stream("test_hook", ptr, ex.module, |_, _| panic!("boom"));
