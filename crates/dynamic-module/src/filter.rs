@@ -281,11 +281,6 @@ impl Filter {
         &self.config
     }
 
-    /// Whether the request is held while its body is read.
-    pub fn reading_body(&self) -> bool {
-        self.state.core.reading_body()
-    }
-
     pub fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
         self.state
             .on_request_headers(&self.config, host, end_of_stream)
