@@ -62,9 +62,9 @@ def test_envoy_validates_the_config_with_the_module(config, version, wasm_module
     assert out.returncode == 0 and "OK" in out.stdout + out.stderr, out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("version", DYNAMIC_VERSIONS)
-@pytest.mark.parametrize("config", DYNAMIC_SHIPPED)
-def test_envoy_validates_the_dynamic_module_config(config, version, tmp_path):
+def validate_with_dynamic_module(version, config_path):
+    """`envoy --mode validate` of Envoy `version` on a config that loads the
+    built dynamic module by name."""
     binary = ENVOY_BINARIES[version]
     if not binary.exists():
         pytest.fail(f"{binary} is missing: run scripts/setup.sh", pytrace=False)
@@ -72,9 +72,15 @@ def test_envoy_validates_the_dynamic_module_config(config, version, tmp_path):
     if not module.is_file():
         pytest.fail(f"{module} is missing: run scripts/build.sh", pytrace=False)
     env = {**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(module.parent)}
-    out = subprocess.run([str(binary), "--mode", "validate", "-c", str(REPO / config),
-                          "--disable-hot-restart", "--log-level", "warn"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run([str(binary), "--mode", "validate", "-c", str(config_path),
+                           "--disable-hot-restart", "--log-level", "warn"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.mark.parametrize("version", DYNAMIC_VERSIONS)
+@pytest.mark.parametrize("config", DYNAMIC_SHIPPED)
+def test_envoy_validates_the_dynamic_module_config(config, version, tmp_path):
+    out = validate_with_dynamic_module(version, REPO / config)
     assert out.returncode == 0 and "OK" in out.stdout + out.stderr, out.stdout + out.stderr
     # A bad filter configuration is refused, with the field named.
     bad = load_config(config)
@@ -82,9 +88,7 @@ def test_envoy_validates_the_dynamic_module_config(config, version, tmp_path):
     hcm["http_filters"][0]["typed_config"]["filter_config"]["value"] = '{"max_scan_bytes": 0}'
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(bad))
-    out = subprocess.run([str(binary), "--mode", "validate", "-c", str(path),
-                          "--disable-hot-restart", "--log-level", "warn"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    out = validate_with_dynamic_module(version, path)
     assert out.returncode != 0, out.stdout + out.stderr
     assert "max_scan_bytes" in out.stdout + out.stderr, out.stdout + out.stderr
 
@@ -130,16 +134,7 @@ def test_older_envoy_refuses_the_dynamic_module_config(config, version):
     # Refused at load with Envoy's own error, not a crash: Envoy exits 1.
     # (1.37 words it "not found in any search path" though the file is
     # there: what fails is dlopen, on the callbacks 1.37 lacks.)
-    binary = ENVOY_BINARIES[version]
-    if not binary.exists():
-        pytest.fail(f"{binary} is missing: run scripts/setup.sh", pytrace=False)
-    module = dynamic_module_path()
-    if not module.is_file():
-        pytest.fail(f"{module} is missing: run scripts/build.sh", pytrace=False)
-    env = {**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(module.parent)}
-    out = subprocess.run([str(binary), "--mode", "validate", "-c", str(REPO / config),
-                          "--disable-hot-restart", "--log-level", "warn"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    out = validate_with_dynamic_module(version, REPO / config)
     assert out.returncode == 1, (out.returncode, out.stdout + out.stderr)
     assert "Failed to load dynamic module" in out.stdout + out.stderr, out.stdout + out.stderr
 
