@@ -2497,6 +2497,7 @@ def test_dynamic_module_checks_reject_broken_copies(docs: list[Doc]) -> None:
 DYNAMIC_MODULE_ENVOYS = {
     "1.40": REPO / ".venv" / "bin" / "envoy",
     "1.39.3": REPO / ".venv-envoy-1.39.3" / "bin" / "envoy",
+    "1.39.0": REPO / ".venv-envoy-1.39.0" / "bin" / "envoy",
     "1.38.2": REPO / ".venv-envoy-1.38.2" / "bin" / "envoy",
 }
 

