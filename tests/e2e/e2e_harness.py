@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import a2a_harness
-from a2a_harness import (REPO, free_port, hcm, load_config, plugin_of, rewrite_config, stop_process,
-                         wait_until)
+from a2a_harness import (REPO, free_port, hcm, load_config, pause_process, plugin_of, rewrite_config,
+                         stop_process, wait_until)
 
 UPSTREAM_SCRIPT = REPO / "envoy/sandbox/upstream.py"
 START_TIMEOUT_SECS = 30
@@ -396,7 +396,7 @@ def post_in_a_burst(envoy, body, first, headers=(("content-type", "application/j
                    "request seen by Envoy")
         time.sleep(0.05)
         sent = first
-        envoy.proc.send_signal(signal.SIGSTOP)
+        pause_process(envoy.proc)
         try:
             s.setblocking(False)
             deadline = time.monotonic() + 2

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from a2a_harness import ExtProcServer, current_shell
+from a2a_harness import ExtProcServer, current_shell, pause_process
 from e2e_harness import Exchange, send_all
 
 pytestmark = pytest.mark.skipif(current_shell() != "ext-proc",
@@ -42,7 +42,7 @@ def test_a_frozen_server_costs_at_most_the_message_timeout(envoy):
     ex = request("before-freeze")
     timed(envoy, ex)
     assert ex.problems() == []
-    server.proc.send_signal(signal.SIGSTOP)
+    pause_process(server.proc)
     try:
         frozen = request("while-frozen")
         took = timed(envoy, frozen)

@@ -88,3 +88,24 @@ def stop_process(proc, grace=10):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(grace)
+
+
+def _thread_stopped(stat_file):
+    try:
+        stat = stat_file.read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True  # the thread has exited
+    # The state follows the command name, which is in parentheses and may
+    # itself hold spaces or parentheses.
+    return stat[stat.rindex(")") + 2] in "Tt"
+
+
+def pause_process(proc, timeout=10):
+    """SIGSTOP `proc` and return once every one of its threads has stopped.
+    kill() returns as soon as the signal is queued for one thread; the
+    others run on until that thread is scheduled and stops them all, which
+    on a loaded machine can be long enough for them to answer a request."""
+    proc.send_signal(signal.SIGSTOP)
+    tasks = Path(f"/proc/{proc.pid}/task")
+    wait_until(lambda: all(_thread_stopped(t / "stat") for t in tasks.iterdir()), timeout,
+               f"every thread of pid {proc.pid} stopped")
