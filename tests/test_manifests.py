@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator
 import jsonschema
 import pytest
 import yaml
-from a2a_harness import free_port, predict_hosts
+from a2a_harness import envoy_binary, free_port, predict_hosts
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -2606,7 +2606,7 @@ def test_envoy_before_1_38_cannot_load_the_dynamic_module(docs: list[Doc], tmp_p
     # Envoy Gateway names the file (`module.local.filename`), a field these
     # releases do not have, so they refuse the config before loading anything
     # (tests/e2e/test_configs.py loads the module by name in them).
-    envoy = REPO / f".venv-envoy-{version}" / "bin" / "envoy"
+    envoy = envoy_binary(version)
     if not envoy.is_file():
         pytest.skip(f"Envoy {version} is not installed at {envoy}")
     result = envoy_validate(envoy, eg_dynamic_module_bootstrap(docs, dynamic_module_so()), tmp_path)
