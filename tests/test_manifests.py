@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator
 import jsonschema
 import pytest
 import yaml
-from a2a_harness import envoy_binary, free_port, predict_hosts
+from a2a_harness import DYNAMIC_MODULE_VERSIONS, envoy_binary, free_port, predict_hosts
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -2494,12 +2494,7 @@ def test_dynamic_module_checks_reject_broken_copies(docs: list[Doc]) -> None:
 
 # Envoy Gateway v1.9 ships Envoy 1.39.0; Istio 1.31's proxy is Envoy 1.39.
 # The module loads in 1.38-1.40 (crates/dynamic-module/README.md).
-DYNAMIC_MODULE_ENVOYS = {
-    "1.40": REPO / ".venv" / "bin" / "envoy",
-    "1.39.3": REPO / ".venv-envoy-1.39.3" / "bin" / "envoy",
-    "1.39.0": REPO / ".venv-envoy-1.39.0" / "bin" / "envoy",
-    "1.38.2": REPO / ".venv-envoy-1.38.2" / "bin" / "envoy",
-}
+DYNAMIC_MODULE_ENVOYS = {version: envoy_binary(version) for version in DYNAMIC_MODULE_VERSIONS}
 
 
 def dynamic_module_so() -> Path:
@@ -2617,7 +2612,7 @@ def test_envoy_before_1_38_cannot_load_the_dynamic_module(docs: list[Doc], tmp_p
 @pytest.mark.parametrize("gateway", sorted(DYNAMIC_MODULE_BOOTSTRAPS))
 def test_dynamic_module_config_keeps_each_conversation_on_one_replica(
         docs: list[Doc], replicas: tuple[list[int], dict[str, str]], gateway: str, tmp_path: Path) -> None:
-    envoy = DYNAMIC_MODULE_ENVOYS["1.40"]
+    envoy = envoy_binary()
     if not envoy.is_file():
         pytest.skip(f"Envoy 1.40 is not installed at {envoy}")
     module = dynamic_module_so()

