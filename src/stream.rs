@@ -326,7 +326,7 @@ impl Stream {
 
     pub fn on_response_headers(&mut self, host: &mut dyn Host) -> Action {
         let plugin = Rc::clone(&self.plugin);
-        if !plugin.config.learn_tasks {
+        if !self.core.learns_from_response(&plugin.config) {
             return Action::Continue;
         }
         let map = host.response_header_map();

@@ -594,17 +594,27 @@ fn responses_of_non_a2a_calls_are_not_read() {
         &[br#"{"task":{"id":"t","contextId":"c"}}"#],
     );
     assert_eq!(h.counter(Counter::TaskLearned), 0);
+    // Nor are their headers fetched.
+    assert_eq!(host.response_header_reads.get(), 0);
+    // An A2A call answered with a task; its host tells what was read.
+    let answered = |h: &Harness| {
+        let mut host = h.host("POST", "/");
+        let (mut stream, _) = h.request(&mut host, &[rpc03("x", "y").as_bytes()], false);
+        respond(
+            &mut stream,
+            &mut host,
+            "application/json",
+            &[br#"{"result":{"task":{"id":"t","contextId":"c"}}}"#],
+        );
+        host
+    };
     let off = Harness::new(r#"{"learn_tasks":false}"#);
-    let mut host = off.host("POST", "/");
-    let (mut stream, _) = off.request(&mut host, &[rpc03("x", "y").as_bytes()], false);
-    respond(
-        &mut stream,
-        &mut host,
-        "application/json",
-        &[br#"{"result":{"task":{"id":"t","contextId":"c"}}}"#],
-    );
+    assert_eq!(answered(&off).response_header_reads.get(), 0);
     assert_eq!(off.counter(Counter::TaskLearned), 0);
     assert!(task_call(&off, "/tasks/t", "GET", None).is_empty());
+    // With learning on, an A2A call's answer is read.
+    assert_eq!(answered(&h).response_header_reads.get(), 1);
+    assert_eq!(h.counter(Counter::TaskLearned), 1);
 }
 
 #[test]

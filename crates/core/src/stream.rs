@@ -565,7 +565,7 @@ impl Stream {
         head: &ResponseHead<'_>,
         env: &mut dyn Env,
     ) {
-        if !self.a2a || !config.learn_tasks {
+        if !self.learns_from_response(config) {
             return;
         }
         let Some(content_type) = head.content_type else {
@@ -589,6 +589,14 @@ impl Stream {
             self.grpc_learner =
                 grpc::ResponseLearner::new(call, config.max_value_bytes).map(Box::new);
         }
+    }
+
+    /// Whether the response head can start learning: an A2A call with
+    /// `learn_tasks` on. When it cannot, a host need not read the response
+    /// headers at all (traffic the filter passed at its headers costs no
+    /// header read on the way back).
+    pub fn learns_from_response(&self, config: &Config) -> bool {
+        self.a2a && config.learn_tasks
     }
 
     /// Whether the core reads the response body (a host may skip copying

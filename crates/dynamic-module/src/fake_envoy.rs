@@ -113,6 +113,9 @@ pub struct FakeStream {
     /// Chunks handed over by `get_body_chunks`, per body type (indexed by
     /// the ABI's code).
     pub chunks_handed: [usize; 4],
+    /// Whole header maps read (`get_headers_size` calls), per header type
+    /// (indexed by the ABI's code).
+    pub header_maps_read: [usize; 4],
 }
 
 // SAFETY (for every callback below): the module passes the pointer this
@@ -164,7 +167,11 @@ pub extern "C" fn envoy_dynamic_module_callback_http_get_headers_size(
     filter_envoy_ptr: *mut c_void,
     header_type: u32,
 ) -> usize {
-    headers_of(stream(filter_envoy_ptr), header_type).map_or(0, |map| map.len())
+    let stream = stream(filter_envoy_ptr);
+    if let Some(count) = stream.header_maps_read.get_mut(header_type as usize) {
+        *count += 1;
+    }
+    headers_of(stream, header_type).map_or(0, |map| map.len())
 }
 
 #[no_mangle]

@@ -499,7 +499,7 @@ impl State {
     }
 
     fn on_response_headers(&mut self, shared: &FilterConfig, host: &mut dyn Host) -> Action {
-        if !shared.config.learn_tasks {
+        if !self.core.learns_from_response(&shared.config) {
             return Action::Continue;
         }
         let host: &dyn Host = host;

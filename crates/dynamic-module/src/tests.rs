@@ -5,6 +5,7 @@
 use a2a_affinity_testkit::ids::Rng;
 use a2a_affinity_testkit::proto;
 use dynamic_abi::body_type::{BUFFERED_REQUEST, RECEIVED_REQUEST};
+use dynamic_abi::header_type;
 use serde_json::Value;
 
 use crate::fake_envoy::{take_logs, Configured, Exchange, FakeConfig, FakeStream, Upstream};
@@ -1021,6 +1022,42 @@ fn learning_can_be_turned_off() {
     let up = post(&c, "/", &[], &[get.as_bytes()]);
     assert_eq!(up.header("x-context-id"), None);
     assert_eq!(c.counter("task_learned"), 0);
+}
+
+#[test]
+fn response_headers_are_read_only_when_the_answer_can_teach() {
+    let response_maps_read =
+        |ex: &Exchange<'_>| ex.stream.header_maps_read[header_type::RESPONSE_HEADER as usize];
+    let answer = task_answer("json", "task-heads", "ctx-heads");
+    let c = config("{}");
+    // Traffic passed at its headers: its answer is not looked at.
+    let ex = Exchange::new(&c)
+        .request(
+            &[
+                (":method", "GET"),
+                (":path", "/.well-known/agent-card.json"),
+            ],
+            &[],
+            false,
+        )
+        .respond(JSON, &[&answer]);
+    assert_eq!(response_maps_read(&ex), 0);
+    ex.finish();
+    let up =
+        exchange_as(&c, "/", "text/plain", &[], &[b"hello"], true, false).respond(JSON, &[&answer]);
+    assert_eq!(response_maps_read(&up), 0);
+    up.finish();
+    assert_eq!(c.counter("task_learned"), 0);
+    // Learning turned off: no A2A answer is looked at either.
+    let off = config(r#"{"learn_tasks":false}"#);
+    let ex = answered(&off, "json", "ctx-heads", &[&answer]);
+    assert_eq!(response_maps_read(&ex), 0);
+    ex.finish();
+    // An A2A call's answer is read once, and teaches.
+    let ex = answered(&c, "json", "ctx-heads", &[&answer]);
+    assert_eq!(response_maps_read(&ex), 1);
+    ex.finish();
+    assert_eq!(c.counter("task_learned"), 1);
 }
 
 #[test]

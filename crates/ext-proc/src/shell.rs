@@ -327,7 +327,7 @@ impl StreamShell {
             store: &mut self.store,
         };
         let config = &self.shared.config;
-        if !config.learn_tasks || matches!(self.response_mode, BodyMode::None) {
+        if !self.core.learns_from_response(config) || matches!(self.response_mode, BodyMode::None) {
             return;
         }
         let list = headers

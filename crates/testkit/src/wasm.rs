@@ -2,7 +2,7 @@
 //! shell's per-stream work: headers, a buffered request body that grows with
 //! each callback, response chunks, counters and shared data.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -30,6 +30,8 @@ pub struct MockHost {
     pub body_reads: RefCell<Vec<(usize, usize)>>,
     /// Response body bytes copied out, per call.
     pub response_reads: RefCell<Vec<usize>>,
+    /// Response header maps fetched.
+    pub response_header_reads: Cell<usize>,
 }
 
 impl MockHost {
@@ -105,6 +107,8 @@ impl Host for MockHost {
         Ok(())
     }
     fn response_header_map(&self) -> Vec<u8> {
+        self.response_header_reads
+            .set(self.response_header_reads.get() + 1);
         serialize(&self.response_headers)
     }
     fn response_body(&self, start: usize, len: usize) -> Result<Vec<u8>, HostError> {
