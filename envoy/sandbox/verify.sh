@@ -3,8 +3,11 @@
 # through Envoy, checks every answer, and takes the sandbox down again.
 #
 #   envoy/sandbox/verify.sh                      # docker compose up, check, down
+#   envoy/sandbox/verify.sh --shell dynamic-module   # the same with the dynamic module
+#   envoy/sandbox/verify.sh --shell ext-proc     # ... with the ext_proc server
 #   SANDBOX_NO_COMPOSE=1 ENVOY_URL=http://127.0.0.1:10000 ADMIN_URL=http://127.0.0.1:9901 \
 #     envoy/sandbox/verify.sh                    # check an Envoy that is already running
+#                                                # (ext-proc: METRICS_URL, the server's)
 #
 # Each conversation starts with no contextId (the filter mints one into the
 # message and the agent adopts it), then sends two follow-ups carrying that
@@ -16,15 +19,35 @@ cd "$(dirname "$0")"
 
 ENVOY_URL=${ENVOY_URL:-http://127.0.0.1:10000}
 ADMIN_URL=${ADMIN_URL:-http://127.0.0.1:9901}
+METRICS_URL=${METRICS_URL:-http://127.0.0.1:9090}
 CONVERSATIONS=${CONVERSATIONS:-12}
 
 say() { printf '==> %s\n' "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 
+# Which shell runs the filter: the Wasm filter (docker-compose.yaml alone),
+# the dynamic module or the ext_proc server (compose.<shell>.yaml on top).
+shell=wasm
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --shell) [ $# -ge 2 ] || fail "--shell needs a value"; shell=$2; shift 2 ;;
+    --shell=*) shell=${1#--shell=}; shift ;;
+    *) fail "unknown argument: $1 (usage: verify.sh [--shell wasm|dynamic-module|ext-proc])" ;;
+  esac
+done
+case "$shell" in
+  wasm) artifact=../../target/wasm32-wasip1/release/a2a_affinity.wasm ;;
+  dynamic-module) artifact=../../target/release-native/liba2a_affinity_dynamic.so ;;
+  ext-proc) artifact=../../target/release-native/a2a-affinity-ext-proc ;;
+  *) fail "--shell $shell: expected wasm, dynamic-module or ext-proc" ;;
+esac
+
 if [ -z "${SANDBOX_NO_COMPOSE:-}" ]; then
-  [ -f ../../target/wasm32-wasip1/release/a2a_affinity.wasm ] \
-    || fail "build the filter first: scripts/build.sh"
-  say "docker compose up (the replicas install a2a-sdk on first start)"
+  [ -f "$artifact" ] || fail "build the filter first: scripts/build.sh (no $artifact)"
+  if [ "$shell" != wasm ]; then
+    export COMPOSE_FILE="docker-compose.yaml:compose.$shell.yaml"
+  fi
+  say "docker compose up, $shell (the replicas install a2a-sdk on first start)"
   docker compose up -d --wait
   trap 'say "docker compose down"; docker compose down' EXIT
 fi
@@ -83,8 +106,15 @@ say "conversations per replica: $spread"
 # With 12 random contexts, all on one replica has a chance of 3 in 3^12.
 [ "${#conversations_on[@]}" -ge 2 ] || fail "every conversation landed on one replica: $spread"
 
-stats=$(curl -sf "$ADMIN_URL/stats?filter=a2a_affinity")
-counter() { printf '%s\n' "$stats" | sed -n "s/^\(.*\.\)\{0,1\}a2a_affinity\.$1: //p"; }
+# The Envoy shells count in Envoy's /stats (the dynamic module's under
+# dynamicmodulescustom.); the ext_proc server in its own Prometheus text.
+if [ "$shell" = ext-proc ]; then
+  stats=$(curl -sf "$METRICS_URL/metrics") || fail "no metrics at $METRICS_URL/metrics"
+  counter() { printf '%s\n' "$stats" | sed -n "s/^a2a_affinity_$1_total //p"; }
+else
+  stats=$(curl -sf "$ADMIN_URL/stats?filter=a2a_affinity") || fail "no stats at $ADMIN_URL/stats"
+  counter() { printf '%s\n' "$stats" | sed -n "s/^\(.*\.\)\{0,1\}a2a_affinity\.$1: //p"; }
+fi
 minted=$(counter minted); found=$(counter context_found)
 say "filter counters: minted=${minted:-none} context_found=${found:-none}"
 [ "${minted:-0}" -ge "$CONVERSATIONS" ] || fail "expected >= $CONVERSATIONS minted contextIds"

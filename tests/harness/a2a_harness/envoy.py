@@ -24,6 +24,8 @@ from .procs import log_tail, stop_process
 from .shells import ExtProcServer, current_shell, envoy_environment, hcm, to_shell
 
 WASM_FILTER = "envoy.filters.http.wasm"
+# The http filter of each shell; a run "without the filter" drops them all.
+SHELL_FILTERS = {WASM_FILTER, "envoy.filters.http.dynamic_modules", "envoy.filters.http.ext_proc"}
 START_TIMEOUT_SECS = 30
 # Envoys started by one process get distinct base ids (shared memory names),
 # so several test runs and benchmarks can share the machine.
@@ -79,8 +81,8 @@ def rewrite_config(cfg, *, listen_port, admin_port, upstream_ports, module=None,
                    with_filter=True, host="127.0.0.1"):
     """A copy of a shipped configuration with only what a run must change:
     the admin, listener and endpoint ports (and addresses, set to `host`
-    unless it is None), the module path (default: module_path()), and
-    optionally the plugin configuration, or no Wasm filter at all."""
+    unless it is None), the Wasm module path (default: module_path()), and
+    optionally the Wasm plugin configuration, or no filter of any shell."""
     cfg = copy.deepcopy(cfg)
 
     def place(socket_address, port):
@@ -103,7 +105,14 @@ def rewrite_config(cfg, *, listen_port, admin_port, upstream_ports, module=None,
     cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": endpoints}]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     if not with_filter:
-        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != WASM_FILTER]
+        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] not in SHELL_FILTERS]
+        return cfg
+    if not any(f["name"] == WASM_FILTER for f in hcm["http_filters"]):
+        # A config written for another shell (the sandbox's, say): the
+        # dynamic module is found on ENVOY_DYNAMIC_MODULES_SEARCH_PATH, the
+        # ext_proc server's address is the caller's to set.
+        if plugin is not None:
+            raise ValueError("a plugin configuration replaces only a Wasm filter's")
         return cfg
     plugin_cfg = wasm_plugin(cfg)
     plugin_cfg["vm_config"]["code"]["local"]["filename"] = str(module or module_path())
