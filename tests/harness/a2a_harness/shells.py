@@ -29,11 +29,17 @@ from .procs import free_port, log_tail, stop_process
 SHELLS = ("wasm", "dynamic-module", "ext-proc")
 WASM_FILTER = "envoy.filters.http.wasm"
 DYNAMIC_FILTER = "envoy.filters.http.dynamic_modules"
+EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
 # The http filter of each shell that runs inside Envoy.
 FILTER_OF_SHELL = {"wasm": WASM_FILTER, "dynamic-module": DYNAMIC_FILTER}
 EXT_PROC_CLUSTER = "a2a_affinity_ext_proc"
 DYNAMIC_CONFIG = REPO / "envoy/envoy-dynamic-module.yaml"
 EXT_PROC_CONFIG = REPO / "envoy/envoy-ext-proc-kgateway.yaml"
+# The compose sandbox's Envoy config of each shell (envoy/sandbox/; the
+# compose.<shell>.yaml there mounts it).
+SANDBOX_CONFIGS = {"wasm": "envoy/sandbox/envoy.yaml",
+                   "dynamic-module": "envoy/sandbox/envoy-dynamic-module.yaml",
+                   "ext-proc": "envoy/sandbox/envoy-ext-proc.yaml"}
 
 
 def current_shell():
@@ -110,9 +116,7 @@ def to_shell(cfg, shell, *, ext_proc_port=None):
         cluster = next(c for c in shipped_cfg["static_resources"]["clusters"]
                        if c["name"] == EXT_PROC_CLUSTER)
         cluster = copy.deepcopy(cluster)
-        address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
-        address["socket_address"]["address"] = "127.0.0.1"
-        address["socket_address"]["port_value"] = ext_proc_port
+        ext_proc_on_loopback(cluster, ext_proc_port)
         cfg["static_resources"]["clusters"].append(cluster)
         per_route = copy.deepcopy(per_route)
     # The shell's filters take the place of the first Wasm filter; further
@@ -129,6 +133,15 @@ def to_shell(cfg, shell, *, ext_proc_port=None):
         for route in _routes(cfg):
             route.setdefault("typed_per_filter_config", {}).update(copy.deepcopy(per_route))
     return cfg, plugin
+
+
+def ext_proc_on_loopback(cluster, port):
+    """Points an ext_proc server cluster (in place) at 127.0.0.1:`port`,
+    a static address however the shipped one was found."""
+    cluster["type"] = "STATIC"
+    cluster.pop("dns_lookup_family", None)
+    address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    address["socket_address"].update(address="127.0.0.1", port_value=port)
 
 
 def envoy_environment(shell):
