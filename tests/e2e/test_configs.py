@@ -13,8 +13,8 @@ import subprocess
 import pytest
 import yaml
 
-from a2a_harness import (DYNAMIC_MODULE_VERSIONS, ENVOY_BINARIES, REPO, dynamic_module_path, load_config,
-                         wasm_plugin)
+from a2a_harness import (DYNAMIC_MODULE_VERSIONS, ENVOY_BINARIES, REPO, WASM_FILTER, dynamic_module_path,
+                         http_filters, load_config, wasm_plugin)
 from a2a_harness.shells import SANDBOX_CONFIGS
 
 # envoy/bench/ holds templates that bench/run.py fills in; it validates them.
@@ -202,9 +202,9 @@ def _without_container_addresses(cfg):
     cfg["admin"]["address"]["socket_address"].pop("address")
     for listener in cfg["static_resources"]["listeners"]:
         listener["address"]["socket_address"].pop("address")
-        for f in listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]:
-            if f["name"] == "envoy.filters.http.wasm":
-                f["typed_config"]["config"]["vm_config"]["code"]["local"].pop("filename")
+    for f in http_filters(cfg):
+        if f["name"] == WASM_FILTER:
+            f["typed_config"]["config"]["vm_config"]["code"]["local"].pop("filename")
     for cluster in cfg["static_resources"]["clusters"]:
         for key in ("type", "dns_lookup_family"):
             cluster.pop(key, None)
