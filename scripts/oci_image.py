@@ -14,14 +14,13 @@ names, tagged with the version):
   a2a-affinity-wasm            /plugin.wasm: the Wasm image "compat" variant
                                that Envoy Gateway (code.type: Image) and
                                istio-agent (oci://) unpack
-  a2a-affinity-dynamic-module  /module/liba2a_affinity_dynamic.so,
-                               /module/libgcc_s.so.1, a static busybox as
-                               /bin/cp for the init container
+  a2a-affinity-dynamic-module  /module/liba2a_affinity_dynamic.so, a static
+                               busybox as /bin/cp for the init container
   a2a-affinity-ext-proc        /usr/local/bin/a2a-affinity-ext-proc with the
                                glibc runtime it links, user 65532
 
 Usage: oci_image.py --dist DIR --version V --epoch SECONDS --wasm FILE
-                    --dynamic-module FILE --libgcc FILE --busybox FILE
+                    --dynamic-module FILE --busybox FILE
                     --ext-proc FILE --runtime-lib FILE [--runtime-lib FILE ...]
 """
 
@@ -185,7 +184,8 @@ def build_all(args):
         description="a2a-affinity proxy-wasm filter (plugin.wasm) for Envoy Gateway and Istio")
 
     # The dynamic module image of deploy/envoy-gateway/dynamic-module/Dockerfile:
-    # the module and libgcc_s.so.1 under /module, cp for the init container.
+    # the module under /module (it needs only glibc, which every Envoy image
+    # has), cp for the init container.
     images["a2a-affinity-dynamic-module"] = write_image(
         os.path.join(oci, "a2a-affinity-dynamic-module"), name="a2a-affinity-dynamic-module",
         version=args.version, epoch=args.epoch, platform=linux,
@@ -193,7 +193,6 @@ def build_all(args):
             file_entry("bin/busybox", args.busybox, 0o755),
             Entry("bin/cp", link="busybox", mode=0o777),
             file_entry("module/liba2a_affinity_dynamic.so", args.dynamic_module, 0o755),
-            file_entry("module/libgcc_s.so.1", args.libgcc, 0o644),
         ],
         config={"User": f"{NONROOT}:{NONROOT}", "Env": ["PATH=/bin"]},
         description="a2a-affinity Envoy dynamic module (/module) with cp for an init container")
@@ -235,7 +234,7 @@ def main(argv):
     p.add_argument("--dist", required=True)
     p.add_argument("--version", required=True)
     p.add_argument("--epoch", required=True, type=int)
-    for name in ("wasm", "dynamic-module", "libgcc", "busybox", "ext-proc"):
+    for name in ("wasm", "dynamic-module", "busybox", "ext-proc"):
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--runtime-lib", action="append", required=True)
     args = p.parse_args(argv)

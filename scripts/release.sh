@@ -16,9 +16,10 @@
 # scripts/build.sh builds them, in its target directory ($CARGO_TARGET_DIR or
 # target/; $RELEASE_TARGET_DIR overrides it); every timestamp is
 # SOURCE_DATE_EPOCH (default: the commit time); tar and gzip are written
-# deterministically. The Debian files in the images (busybox-static,
-# libgcc_s.so.1, glibc) come from the build host's Debian 12 packages, so two
-# hosts agree when their packages do. It runs on an x86-64 Debian host only
+# deterministically. The Debian files in the images (busybox-static, glibc,
+# the server's libgcc_s.so.1) and the unwinder linked into the dynamic module
+# (GCC's libgcc_eh.a, crates/dynamic-module/build.rs) come from the build
+# host's Debian 12 packages, so two hosts agree when their packages do. It runs on an x86-64 Debian host only
 # (the images say linux/amd64) and stops elsewhere.
 #
 # Usage: scripts/release.sh [--out DIR] [--check-reproducible]
@@ -118,16 +119,24 @@ fi
 
 # The glibc runtime the server links, as the loader resolves it here.
 runtime_libs=()
-debs=("busybox-static=$(cat "$deps/busybox.version")=a2a-affinity-dynamic-module")
+debs=("busybox-static=$(cat "$deps/busybox.version")=oci/a2a-affinity-dynamic-module")
 while read -r lib; do
   runtime_libs+=(--runtime-lib "$(readlink -f "$lib")")
   pkg=$(dpkg -S "$lib" | head -1 | cut -d: -f1)
-  debs+=("$pkg=$(dpkg-query -W -f='${Version}' "$pkg")=a2a-affinity-ext-proc")
+  debs+=("$pkg=$(dpkg-query -W -f='${Version}' "$pkg")=oci/a2a-affinity-ext-proc")
 done < <(ldd "$server" | grep -o '/[^ ]*' | sort -u)
-libgcc=$(ldd "$so" | awk '$1 == "libgcc_s.so.1" {print $3}')
-[ -n "$libgcc" ] || { echo "liba2a_affinity_dynamic.so does not link libgcc_s.so.1?" >&2; exit 1; }
-pkg=$(dpkg -S "$libgcc" | head -1 | cut -d: -f1)
-debs+=("$pkg=$(dpkg-query -W -f='${Version}' "$pkg")=a2a-affinity-dynamic-module")
+# The dynamic module needs glibc only: its unwinder is GCC's static one,
+# linked in (crates/dynamic-module/build.rs), so the image carries no
+# libgcc_s.so.1 and the SBOM names the package the unwinder came from.
+needed=$(readelf -d "$so" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | tr '\n' ' ')
+if [ "$needed" != "ld-linux-x86-64.so.2 libc.so.6 " ]; then
+  echo "liba2a_affinity_dynamic.so needs $needed(glibc only expected: libc.so.6, ld-linux-x86-64.so.2)" >&2
+  exit 1
+fi
+unwinder=$(readlink -f "$(cc -print-file-name=libgcc_eh.a)")
+pkg=$(dpkg -S "$unwinder" | head -1 | cut -d: -f1)
+debs+=("$pkg=$(dpkg-query -W -f='${Version}' "$pkg")=liba2a_affinity_dynamic.so")
+debs+=("$pkg=$(dpkg-query -W -f='${Version}' "$pkg")=oci/a2a-affinity-dynamic-module")
 
 say "writing $out"
 if [ -e "$out" ] && [ -n "$(ls -A "$out")" ] && [ ! -f "$out/SHA256SUMS" ]; then
@@ -140,7 +149,7 @@ install -m 0644 "$wasm" "$out/a2a_affinity.wasm"
 install -m 0755 "$so" "$out/liba2a_affinity_dynamic.so"
 install -m 0755 "$server" "$out/a2a-affinity-ext-proc"
 python3 scripts/oci_image.py --dist "$out" --version "$version" --epoch "$SOURCE_DATE_EPOCH" \
-  --wasm "$wasm" --dynamic-module "$so" --libgcc "$(readlink -f "$libgcc")" \
+  --wasm "$wasm" --dynamic-module "$so" \
   --busybox "$deps/busybox" --ext-proc "$server" "${runtime_libs[@]}" > "$out/.images"
 deb_args=()
 for d in "${debs[@]}"; do deb_args+=(--deb "$d"); done

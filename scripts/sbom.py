@@ -9,11 +9,12 @@ and build dependencies (not dev ones) for the target each is built for
 (wasm32-wasip1 for the module, x86_64-unknown-linux-gnu for the others), each
 with its version, purl, licence expression, the sha256 Cargo.lock records
 for registry crates, and the artifacts it goes into; plus the Debian packages
-whose files the images carry (--deb NAME=VERSION=IMAGE). The document is a
+whose files the artifacts carry (--deb NAME=VERSION=ARTIFACT, the artifact
+named as in dist/: a file, or oci/<image>). The document is a
 function of its inputs: its time is SOURCE_DATE_EPOCH and its serial number
 a UUID derived from its content.
 
-Usage: sbom.py --version V --epoch SECONDS --out FILE [--deb NAME=VERSION=IMAGE ...]
+Usage: sbom.py --version V --epoch SECONDS --out FILE [--deb NAME=VERSION=ARTIFACT ...]
 """
 
 import argparse
@@ -113,16 +114,16 @@ def build(version, epoch, debs):
             deps.setdefault(ref, set()).update(purl(packages[d]) for d in edges[pid])
     components = [component(pkg, checksums, artifacts[ref], root)
                   for ref, (pkg, root) in sorted(comps.items())]
-    images_by_deb: dict[tuple[str, str], set[str]] = {}
+    artifacts_by_deb: dict[tuple[str, str], set[str]] = {}
     for deb in debs:
-        name, ver, image = deb.split("=", 2)
-        images_by_deb.setdefault((name, ver), set()).add(image)
-    for (name, ver), images in sorted(images_by_deb.items()):
+        name, ver, artifact = deb.split("=", 2)
+        artifacts_by_deb.setdefault((name, ver), set()).add(artifact)
+    for (name, ver), outs in sorted(artifacts_by_deb.items()):
         ref = f"pkg:deb/debian/{name}@{ver}?arch=amd64&distro=debian-12"
         components.append({
             "type": "library" if name.startswith("lib") else "application",
             "bom-ref": ref, "name": name, "version": ver, "purl": ref,
-            "properties": [{"name": "a2a-affinity:artifact", "value": f"oci/{image}"} for image in sorted(images)]
+            "properties": [{"name": "a2a-affinity:artifact", "value": artifact} for artifact in sorted(outs)]
             + [{"name": "a2a-affinity:source", "value": "Debian 12 package (build host)"}],
         })
     doc = {

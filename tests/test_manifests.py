@@ -2004,8 +2004,9 @@ STRUCT_TYPE = "type.googleapis.com/google.protobuf.Struct"
 # The module's only filter, and the file scripts/build.sh produces.
 DYNAMIC_MODULE_FILTER_NAME = "a2a_affinity"
 DYNAMIC_MODULE_SO = "liba2a_affinity_dynamic.so"
-# The module links libgcc_s.so.1 (Rust unwinding); distroless Envoy images
-# (Envoy Gateway's default) have only libc, so the image ships it too.
+# What Rust would take its unwinder from on glibc Linux; the module links
+# GCC's static one instead (crates/dynamic-module/build.rs), because
+# distroless Envoy images (Envoy Gateway's default) have only glibc.
 LIBGCC = "libgcc_s.so.1"
 DYNAMIC_MODULE_IMAGE = "a2a-affinity-dynamic-module"
 DYNAMIC_MODULE_DOCKERFILE = DEPLOY / "envoy-gateway" / DYNAMIC_MODULE_DIR / "Dockerfile"
@@ -2076,8 +2077,7 @@ def eg_proxy_pod(proxy: Doc) -> tuple[dict[str, Any], dict[str, Any]]:
 def module_mount_errors(where: str, pod: dict[str, Any], container: dict[str, Any], path: str) -> list[str]:
     """The module path Envoy is told to load must be a file the pod has: a
     volume mounted read-only at its directory in the proxy container, filled
-    by the module image's init container (or the image itself as a volume),
-    with LD_LIBRARY_PATH pointing there for libgcc_s.so.1."""
+    by the module image's init container (or the image itself as a volume)."""
     errs: list[str] = []
     directory, filename = posixpath.split(path)
     if filename != DYNAMIC_MODULE_SO:
@@ -2104,19 +2104,15 @@ def module_mount_errors(where: str, pod: dict[str, Any], container: dict[str, An
             target = next(str(m.get("mountPath", "")).rstrip("/") for m in c["volumeMounts"]
                           if m.get("name") == mount.get("name"))
             command = [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
-            wanted = {f"/module/{filename}", f"/module/{LIBGCC}"}
-            if command[:1] != ["cp"] or not wanted <= set(command[1:-1]) or command[-1].rstrip("/") != target:
-                errs.append(f"{where}: init container {c.get('name')} must copy {sorted(wanted)} from the module "
+            wanted = f"/module/{filename}"
+            if command[:1] != ["cp"] or wanted not in command[1:-1] or command[-1].rstrip("/") != target:
+                errs.append(f"{where}: init container {c.get('name')} must copy {wanted} from the module "
                             f"image into its mount of the volume ({target}): {command}")
             if DYNAMIC_MODULE_IMAGE not in str(c.get("image", "")):
                 errs.append(f"{where}: init container {c.get('name')} does not run the {DYNAMIC_MODULE_IMAGE} image")
     else:
         errs.append(f"{where}: volume {mount.get('name')!r} must be an emptyDir filled by an init container "
                     "or an image volume of the module image")
-    env = {e.get("name"): e.get("value") for e in container.get("env") or []}
-    if directory not in str(env.get("LD_LIBRARY_PATH", "")).split(":"):
-        errs.append(f"{where}: the proxy container needs LD_LIBRARY_PATH={directory}: the module links {LIBGCC}, "
-                    "which distroless Envoy images lack")
     return errs
 
 
@@ -2335,7 +2331,8 @@ def test_dynamic_module_image_holds_what_the_init_containers_copy() -> None:
     copies = [line.split() for line in text.splitlines() if line.startswith("COPY ")]
     destinations = {c[-1]: c[-2] for c in copies}
     assert destinations.get(f"/module/{DYNAMIC_MODULE_SO}") == f"target/release-native/{DYNAMIC_MODULE_SO}", copies
-    assert f"/module/{LIBGCC}" in destinations, copies
+    # The module needs glibc only: nothing else goes beside it.
+    assert not any(LIBGCC in c[-1] for c in copies), copies
 
 
 def test_the_docker_build_context_holds_what_the_dockerfiles_copy() -> None:
@@ -2442,10 +2439,10 @@ def test_dynamic_module_checks_reject_broken_copies(docs: list[Doc]) -> None:
         ("EnvoyProxy", "a2a-affinity-dynamic",
          lambda b: b["spec"]["dynamicModules"][0]["source"]["local"].update(path=f"/opt/a2a/{DYNAMIC_MODULE_SO}"),
          "no volume is mounted at /opt/a2a"),
-        ("EnvoyProxy", "a2a-affinity-dynamic", eg_container(lambda c: c.pop("env")), "LD_LIBRARY_PATH"),
         ("EnvoyProxy", "a2a-affinity-dynamic", eg_container(lambda c: c["volumeMounts"][0].pop("readOnly")), "readOnly"),
         ("EnvoyProxy", "a2a-affinity-dynamic",
-         lambda b: eg_envoy_deployment(b)["initContainers"][0]["command"].remove(f"/module/{LIBGCC}"), LIBGCC),
+         lambda b: eg_envoy_deployment(b)["initContainers"][0]["command"].remove(f"/module/{DYNAMIC_MODULE_SO}"),
+         "must copy"),
         ("Gateway", "a2a-eg-dynamic", lambda b: b["spec"].pop("infrastructure"), "no EnvoyProxy"),
         ("BackendTrafficPolicy", "a2a-affinity-dynamic",
          lambda b: b["spec"]["targetRefs"][0].update(name="a2a-agent-eg"), "no BackendTrafficPolicy hashes"),
@@ -2510,7 +2507,7 @@ def dynamic_module_so() -> Path:
     module = next((d / "release" / DYNAMIC_MODULE_SO for d in dirs if (d / "release" / DYNAMIC_MODULE_SO).is_file()), None)
     if module is None:
         pytest.skip(f"the dynamic module is not built (target/release/{DYNAMIC_MODULE_SO}): run scripts/build.sh")
-    sources = [REPO / "Cargo.toml", REPO / "Cargo.lock",
+    sources = [REPO / "Cargo.toml", REPO / "Cargo.lock", REPO / "crates" / "dynamic-module" / "build.rs",
                *sorted((REPO / "crates" / "dynamic-module" / "src").rglob("*.rs")),
                *sorted((REPO / "crates" / "core" / "src").rglob("*.rs"))]
     newest = max((s.stat().st_mtime for s in sources if s.is_file()), default=0.0)
@@ -2666,12 +2663,12 @@ def envoy_executable() -> Path | None:
     return found[0] if found else None
 
 
-def test_dynamic_module_needs_the_manifests_ld_library_path_in_a_libc_only_root(
+def test_dynamic_module_loads_from_the_manifests_path_in_a_libc_only_root(
         docs: list[Doc], tmp_path: Path) -> None:
-    """Envoy Gateway's default image is distroless (libc, no libgcc_s). In a
-    root with only Envoy's own libraries, the module loads from the
-    EnvoyProxy's Local path next to the libgcc_s.so.1 the init container
-    copies, with the container's LD_LIBRARY_PATH, and fails without it."""
+    """Envoy Gateway's default image is distroless: glibc and Envoy, no
+    libgcc_s. In a root with only Envoy's own libraries, the module loads
+    from the EnvoyProxy's Local path with the container's environment as
+    the manifest sets it: it needs nothing Envoy does not."""
     binary = envoy_executable()
     chroot = shutil.which("chroot")
     if os.geteuid() != 0 or chroot is None or shutil.which("ldd") is None or binary is None:
@@ -2683,9 +2680,7 @@ def test_dynamic_module_needs_the_manifests_ld_library_path_in_a_libc_only_root(
         return {m.group(1): Path(m.group(2)) for m in re.finditer(r"^\s*(\S+) => (/\S+)", out, re.M)} | {
             Path(m.group(1)).name: Path(m.group(1)) for m in re.finditer(r"^\s*(/\S+) \(0x", out, re.M)}
 
-    libgcc = libraries(module).get(LIBGCC)
-    if libgcc is None:
-        pytest.skip(f"{module} does not link {LIBGCC} (nothing to check)")
+    assert LIBGCC not in libraries(module), f"{module} links {LIBGCC} (crates/dynamic-module/build.rs)"
     proxy = next(p for p in find(docs, "EnvoyProxy") if p.spec.get("dynamicModules"))
     path = proxy.spec["dynamicModules"][0]["source"]["local"]["path"]
     _, container = eg_proxy_pod(proxy)
@@ -2693,19 +2688,14 @@ def test_dynamic_module_needs_the_manifests_ld_library_path_in_a_libc_only_root(
 
     root = tmp_path / "root"
     for source, target in [(binary, Path("/usr/local/bin/envoy")), *[(p, p) for p in libraries(binary).values()],
-                           (module, Path(path)), (libgcc, Path(posixpath.dirname(path)) / LIBGCC)]:
+                           (module, Path(path))]:
         dest = root / target.relative_to("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source.resolve(), dest)
     (root / "tmp").mkdir(exist_ok=True)
     (root / "envoy.yaml").write_text(yaml.safe_dump(eg_dynamic_module_bootstrap(docs, Path(path))), encoding="utf-8")
-
-    def validate(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([chroot, str(root), "/usr/local/bin/envoy", "--mode", "validate", "-c", "/envoy.yaml",
-                               "--log-level", "error"], env={"PATH": "/usr/local/bin", **extra},
-                              capture_output=True, text=True, timeout=120, check=False)
-
-    result = validate({k: v for k, v in env.items() if k == "LD_LIBRARY_PATH"})
+    assert not any(LIBGCC in str(p) for p in root.rglob("*")), "the root has libgcc_s: the check would prove nothing"
+    result = subprocess.run([chroot, str(root), "/usr/local/bin/envoy", "--mode", "validate", "-c", "/envoy.yaml",
+                             "--log-level", "error"], env={"PATH": "/usr/local/bin", **env},
+                            capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    result = validate({})
-    assert result.returncode != 0 and LIBGCC in result.stdout + result.stderr, result.stdout + result.stderr

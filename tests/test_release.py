@@ -232,7 +232,8 @@ def test_dynamic_module_image_agrees_with_its_dockerfile(dist: Path, images: dic
     image = images["a2a-affinity-dynamic-module"]
     files = image.files()
     assert files["module/liba2a_affinity_dynamic.so"] == (dist / "liba2a_affinity_dynamic.so").read_bytes()
-    assert files["module/libgcc_s.so.1"][:4] == b"\x7fELF"
+    # The module needs glibc only (its unwinder is linked in): nothing beside it.
+    assert "module/libgcc_s.so.1" not in files
     cp = files["bin/cp"]
     assert isinstance(cp, tarfile.TarInfo) and cp.issym() and cp.linkname == "busybox"
     assert files["bin/busybox"][:4] == b"\x7fELF"
@@ -409,12 +410,11 @@ def test_envoy_loads_the_dynamic_module_the_init_container_copies(images: dict[s
                             capture_output=True, text=True)
     assert result.returncode == 0, f"{shlex.join(container['command'])}: {result.stderr}"
     copied = sorted(p.name for p in volume.iterdir())
-    assert copied == ["liba2a_affinity_dynamic.so", "libgcc_s.so.1"]
+    assert copied == ["liba2a_affinity_dynamic.so"]
     assert all(p.stat().st_uid == 65532 for p in volume.iterdir())
     cfg, _ = to_shell(envoy_config(replicas, tmp_path / "unused.wasm"), "dynamic-module")
-    # Where the manifests point Envoy and the loader.
+    # Where the manifests point Envoy.
     monkeypatch.setenv("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", str(volume))
-    monkeypatch.setenv("LD_LIBRARY_PATH", str(volume))
     with Envoy(cfg, workdir=tmp_path, name="envoy-dynamic-image", shell="wasm", concurrency=1) as envoy:
         check_routing(envoy, replicas)
         maps = Path(f"/proc/{envoy.pid}/maps").read_text() if envoy.pid else ""
@@ -474,7 +474,7 @@ def test_layout_writer_and_sbom_give_the_same_bytes_twice(tmp_path: Path) -> Non
     --check-reproducible, run by scripts/test.sh.)"""
     inputs = tmp_path / "in"
     inputs.mkdir()
-    for name, data in {"m.wasm": b"\x00asm\x01\x00\x00\x00", "m.so": b"\x7fELF-so", "libgcc_s.so.1": b"\x7fELF-gcc",
+    for name, data in {"m.wasm": b"\x00asm\x01\x00\x00\x00", "m.so": b"\x7fELF-so",
                        "busybox": b"\x7fELF-bb", "server": b"\x7fELF-srv", "libc.so.6": b"\x7fELF-libc",
                        "ld-linux-x86-64.so.2": b"\x7fELF-ld"}.items():
         (inputs / name).write_bytes(data)
@@ -482,13 +482,13 @@ def test_layout_writer_and_sbom_give_the_same_bytes_twice(tmp_path: Path) -> Non
     def run(out: Path, epoch: int) -> dict[str, bytes]:
         subprocess.run([sys.executable, str(REPO / "scripts/oci_image.py"), "--dist", str(out), "--version", "9.9.9",
                         "--epoch", str(epoch), "--wasm", str(inputs / "m.wasm"),
-                        "--dynamic-module", str(inputs / "m.so"), "--libgcc", str(inputs / "libgcc_s.so.1"),
+                        "--dynamic-module", str(inputs / "m.so"),
                         "--busybox", str(inputs / "busybox"), "--ext-proc", str(inputs / "server"),
                         "--runtime-lib", str(inputs / "libc.so.6"),
                         "--runtime-lib", str(inputs / "ld-linux-x86-64.so.2")],
                        check=True, capture_output=True)
         subprocess.run([sys.executable, str(REPO / "scripts/sbom.py"), "--version", "9.9.9", "--epoch", str(epoch),
-                        "--out", str(out / "sbom.cdx.json"), "--deb", "busybox-static=1.0=a2a-affinity-dynamic-module"],
+                        "--out", str(out / "sbom.cdx.json"), "--deb", "busybox-static=1.0=oci/a2a-affinity-dynamic-module"],
                        check=True, capture_output=True)
         return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
@@ -531,5 +531,12 @@ def test_sbom_lists_the_shipped_crates_and_their_locked_dependencies(dist: Path)
     refs = {c["bom-ref"] for c in sbom["components"]}
     for dep in sbom["dependencies"]:
         assert set(dep["dependsOn"]) <= refs, dep["ref"]
-    debs = {c["name"] for c in sbom["components"] if c["purl"].startswith("pkg:deb/")}
-    assert {"busybox-static", "libc6", "libgcc-s1"} <= debs
+    debs = {c["name"]: {p["value"] for p in c["properties"] if p["name"] == "a2a-affinity:artifact"}
+            for c in sbom["components"] if c["purl"].startswith("pkg:deb/")}
+    assert {"busybox-static", "libc6", "libgcc-s1"} <= set(debs)
+    assert debs["busybox-static"] == {"oci/a2a-affinity-dynamic-module"}
+    assert "oci/a2a-affinity-ext-proc" in debs["libgcc-s1"]
+    # The unwinder linked into the dynamic module: GCC's libgcc_eh.a, from libgcc-<gcc>-dev.
+    unwinder = [name for name in debs if re.fullmatch(r"libgcc-\d+-dev", name)]
+    assert len(unwinder) == 1, debs
+    assert debs[unwinder[0]] == {"liba2a_affinity_dynamic.so", "oci/a2a-affinity-dynamic-module"}

@@ -296,12 +296,48 @@ pub struct Stream {
     failed: bool,
 }
 
-/// Runs `f`, turning a panic into `fallback` and one error line.
+/// The variable that names the hook a `fault-probe` build panics in.
+pub const FAULT_PROBE_ENV: &str = "A2A_AFFINITY_FAULT_PROBE";
+
+/// Builds with the `fault-probe` feature only (tests; `scripts/build.sh`
+/// never enables it): the hook named by [`FAULT_PROBE_ENV`] panics on entry,
+/// every time, inside its guard, so that the Envoy tests can watch each
+/// guard catch a panic in Envoy's process (`tests/envoy_e2e.rs`).
+#[cfg(feature = "fault-probe")]
+fn fault_probe(hook: &str) {
+    static PROBED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if PROBED
+        .get_or_init(|| std::env::var(FAULT_PROBE_ENV).ok())
+        .as_deref()
+        == Some(hook)
+    {
+        #[allow(clippy::panic)]
+        {
+            panic!("fault probe in {hook}");
+        }
+    }
+}
+
+#[cfg(not(feature = "fault-probe"))]
+#[inline(always)]
+fn fault_probe(_hook: &str) {}
+
+/// Runs `f`, turning a panic into `fallback` and one error line that says
+/// what the fallback means.
 fn guard<R>(hook: &str, fallback: R, f: impl FnOnce() -> R) -> R {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        fault_probe(hook);
+        f()
+    })) {
         Ok(result) => result,
         Err(_) => {
-            error!("{hook}: unexpected failure (panic); failing open");
+            let then = match hook {
+                "on_http_filter_config_new" => "configuration rejected",
+                "on_http_filter_new" => "this request continues unchanged",
+                // The destroy hooks: what they were freeing stays allocated.
+                _ => "its memory is not freed",
+            };
+            error!("{hook}: unexpected failure (panic); {then}");
             fallback
         }
     }
@@ -330,6 +366,7 @@ pub(crate) fn on_stream(
         return Action::Continue;
     };
     let result = catch_unwind(AssertUnwindSafe(|| {
+        fault_probe(hook);
         let mut host = EnvoyHost {
             filter: envoy,
             metric_ids: filter.config().metric_ids,
@@ -382,6 +419,7 @@ fn panic_line(info: &std::panic::PanicHookInfo<'_>) -> String {
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
     let _ = catch_unwind(|| {
+        fault_probe("on_program_init");
         install_logger();
         std::panic::set_hook(Box::new(|info| {
             log_write(EnvoyLevel::Critical, &panic_line(info));

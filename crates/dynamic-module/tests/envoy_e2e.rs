@@ -3,8 +3,10 @@
 //! two small HTTP/1.1 upstreams that record what they receive.
 //!
 //! The module is built with `panic = "unwind"` into
-//! `<target>/dynamic-module` (or taken from `A2A_DYNAMIC_MODULE_SO`); the
-//! Envoy binary is found in the venvs or given by `A2A_ENVOY_BIN`. A test
+//! `<target>/dynamic-module` (or taken from `A2A_DYNAMIC_MODULE_SO`), and
+//! with the test-only `fault-probe` feature into
+//! `<target>/dynamic-module-probe`; the Envoy binary is found in the venvs
+//! or given by `A2A_ENVOY_BIN`. A test
 //! whose Envoy is missing says so and passes.
 
 #![allow(
@@ -24,6 +26,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use a2a_affinity_core::json::STRING_KERNEL_ENV;
+use a2a_affinity_dynamic::ffi::FAULT_PROBE_ENV;
 use a2a_affinity_testkit::ports::free_port;
 use serde_json::Value;
 
@@ -68,6 +71,34 @@ fn envoy_venv(minor: &str) -> Option<PathBuf> {
     venvs.iter().rev().find_map(|(_, v)| envoy_in(v))
 }
 
+/// Builds the module with `cargo build --profile release-native` into
+/// `<target>/<dir>` and returns the `.so`.
+fn build_module(dir: &str, features: &[&str]) -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(|t| root().join(t))
+        .unwrap_or_else(|_| root().join("target"))
+        .join(dir);
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.current_dir(root()).args([
+        "build",
+        "--quiet",
+        "--profile",
+        "release-native",
+        "-p",
+        "a2a-affinity-dynamic-module",
+    ]);
+    for feature in features {
+        cargo.args(["--features", feature]);
+    }
+    let status = cargo
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the module failed");
+    target.join("release-native/liba2a_affinity_dynamic.so")
+}
+
 /// The release module, built once per test run.
 fn module() -> PathBuf {
     static MODULE: OnceLock<PathBuf> = OnceLock::new();
@@ -76,27 +107,18 @@ fn module() -> PathBuf {
             if let Ok(so) = std::env::var("A2A_DYNAMIC_MODULE_SO") {
                 return PathBuf::from(so);
             }
-            let target = std::env::var("CARGO_TARGET_DIR")
-                .map(|t| root().join(t))
-                .unwrap_or_else(|_| root().join("target"))
-                .join("dynamic-module");
-            let status = Command::new(env!("CARGO"))
-                .current_dir(root())
-                .args([
-                    "build",
-                    "--quiet",
-                    "--profile",
-                    "release-native",
-                    "-p",
-                    "a2a-affinity-dynamic-module",
-                    "--target-dir",
-                ])
-                .arg(&target)
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "building the module failed");
-            target.join("release-native/liba2a_affinity_dynamic.so")
+            build_module("dynamic-module", &[])
         })
+        .clone()
+}
+
+/// The module with the `fault-probe` feature (a hook named by
+/// `A2A_AFFINITY_FAULT_PROBE` panics), built once per test run in its own
+/// target directory.
+fn probe_module() -> PathBuf {
+    static MODULE: OnceLock<PathBuf> = OnceLock::new();
+    MODULE
+        .get_or_init(|| build_module("dynamic-module-probe", &["fault-probe"]))
         .clone()
 }
 
@@ -336,8 +358,15 @@ struct Envoy {
 }
 
 impl Envoy {
-    fn start(bin: &Path, upstreams: [u16; 2], tag: &str) -> Envoy {
-        let module = module();
+    /// Envoy with `module` and `env` set for it; its stderr goes to
+    /// `stderr.log` beside its log.
+    fn start_with(
+        bin: &Path,
+        upstreams: [u16; 2],
+        tag: &str,
+        module: &Path,
+        env: &[(&str, &str)],
+    ) -> Envoy {
         let (listen, small, admin) = (free_port(), free_port(), free_port());
         let dir =
             std::env::temp_dir().join(format!("a2a-dynamic-e2e-{}-{tag}", std::process::id()));
@@ -345,7 +374,7 @@ impl Envoy {
         let config = dir.join("envoy.yaml");
         std::fs::write(
             &config,
-            config_yaml(listen, small, admin, upstreams, &module, FILTER_CONFIG),
+            config_yaml(listen, small, admin, upstreams, module, FILTER_CONFIG),
         )
         .unwrap();
         let log_path = dir.join("envoy.log");
@@ -370,8 +399,9 @@ impl Envoy {
             // This suite runs the AVX2 string kernel (the end-to-end suites
             // of tests/e2e run the one the CPU picks, AVX-512 where it can).
             .env(STRING_KERNEL_ENV, "avx2")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
             .spawn()
             .expect("envoy starts");
         let mut envoy = Envoy {
@@ -404,6 +434,14 @@ impl Envoy {
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn child_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }
 
     /// The log once it holds `line` (Envoy flushes it every 100 ms).
@@ -508,8 +546,12 @@ struct Suite {
 
 impl Suite {
     fn start(bin: &Path, tag: &str) -> Suite {
+        Suite::start_with(bin, tag, &module(), &[])
+    }
+
+    fn start_with(bin: &Path, tag: &str, module: &Path, env: &[(&str, &str)]) -> Suite {
         let (ports, log) = upstreams();
-        let envoy = Envoy::start(bin, ports, tag);
+        let envoy = Envoy::start_with(bin, ports, tag, module, env);
         Suite {
             envoy,
             log,
@@ -812,17 +854,25 @@ fn run_suite(bin: &Path, tag: &str) {
 }
 
 fn validate(bin: &Path, filter_config: &str) -> (bool, String) {
+    validate_with(bin, &module(), &[], filter_config)
+}
+
+fn validate_with(
+    bin: &Path,
+    module: &Path,
+    env: &[(&str, &str)],
+    filter_config: &str,
+) -> (bool, String) {
     // One directory per call: tests run in parallel threads of one process.
     static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let module = module();
     let dir = std::env::temp_dir().join(format!(
         "a2a-dynamic-validate-{}-{call}",
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("validate.yaml");
-    std::fs::write(&path, config_yaml(1, 2, 3, [4, 5], &module, filter_config)).unwrap();
+    std::fs::write(&path, config_yaml(1, 2, 3, [4, 5], module, filter_config)).unwrap();
     let out = Command::new(bin)
         .args(["--mode", "validate", "--disable-hot-restart", "-c"])
         .arg(&path)
@@ -830,6 +880,7 @@ fn validate(bin: &Path, filter_config: &str) -> (bool, String) {
             "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
             module.parent().unwrap(),
         )
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let text =
@@ -919,4 +970,168 @@ fn envoy_1_39_runs_the_module() {
 #[test]
 fn envoy_1_38_runs_the_module() {
     older_envoy("1.38");
+}
+
+/// The module needs glibc and nothing else: its unwinder is linked in
+/// (`build.rs`), so a distroless Envoy image, which has no
+/// `libgcc_s.so.1`, loads it as it is.
+#[test]
+fn the_module_needs_only_glibc() {
+    let module = module();
+    let out = Command::new("readelf")
+        .arg("-d")
+        .arg(&module)
+        .output()
+        .expect("readelf (binutils, which links the module) runs");
+    assert!(out.status.success(), "{out:?}");
+    let dynamic = String::from_utf8_lossy(&out.stdout);
+    let needed: Vec<&str> = dynamic
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .collect();
+    assert!(needed.contains(&"libc.so.6"), "{needed:?}");
+    // glibc's libraries, and its loader (ld-linux-<arch>.so.N).
+    let glibc = [
+        "libc.so.6",
+        "libm.so.6",
+        "libdl.so.2",
+        "libpthread.so.0",
+        "librt.so.1",
+    ];
+    let other: Vec<_> = needed
+        .iter()
+        .filter(|n| !glibc.contains(n) && !n.starts_with("ld-linux"))
+        .collect();
+    assert!(other.is_empty(), "{} needs {other:?}", module.display());
+    // ... and exports only its hooks, none of the unwinder's symbols.
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&module)
+        .output()
+        .expect("nm runs");
+    let exported: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .collect();
+    assert!(exported.len() >= 14, "{exported:?}");
+    assert!(
+        exported
+            .iter()
+            .all(|s| s.starts_with("envoy_dynamic_module_on_")),
+        "{exported:?}"
+    );
+}
+
+/// Whether the module's panic hook wrote the probe's panic to Envoy's log:
+/// the location, then the message on the next line.
+fn logged_panic(log: &str, hook: &str) -> bool {
+    log.contains("a2a_affinity: panic: panicked at ")
+        && log.contains(&format!("\nfault probe in {hook}"))
+}
+
+/// A build whose hook `hook` panics on entry (`fault-probe`), in Envoy 1.40
+/// and 1.39 (Envoy Gateway v1.9's proxy): each guard catches it, Envoy keeps
+/// serving, every request reaches an upstream with its body unchanged (with
+/// `x-context-id` only where the panic came after the module had set it),
+/// every answer reaches the client, and the module's error line and panic
+/// line are in Envoy's log.
+#[test]
+fn envoy_1_40_survives_a_panic_in_every_hook() {
+    with_envoy("1.40", envoy_140(), |bin| {
+        survives_a_panic_in_every_hook(bin, "v140")
+    });
+}
+
+#[test]
+fn envoy_1_39_survives_a_panic_in_every_hook() {
+    with_envoy("1.39", envoy_venv("1.39"), |bin| {
+        survives_a_panic_in_every_hook(bin, "v139")
+    });
+}
+
+fn survives_a_panic_in_every_hook(bin: &Path, tag: &str) {
+    let module = probe_module();
+    // A panic while configuring: the configuration is rejected.
+    let hook = "on_http_filter_config_new";
+    let (ok, text) = validate_with(bin, &module, &[(FAULT_PROBE_ENV, hook)], "{}");
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "{hook}: unexpected failure (panic); configuration rejected"
+        )),
+        "{text}"
+    );
+    assert!(logged_panic(&text, hook), "{text}");
+
+    // (hook, whether the upstream sees x-context-id)
+    let hooks = [
+        ("on_program_init", true),
+        ("on_http_filter_new", false),
+        ("on_http_filter_request_headers", false),
+        ("on_http_filter_request_body", false),
+        ("on_http_filter_response_headers", true),
+        ("on_http_filter_response_body", true),
+        ("on_http_filter_stream_complete", true),
+        ("on_http_filter_destroy", true),
+    ];
+    for (hook, routed) in hooks {
+        let mut s = Suite::start_with(
+            bin,
+            &format!("{tag}-{hook}"),
+            &module,
+            &[(FAULT_PROBE_ENV, hook)],
+        );
+        for round in 0..3 {
+            let ctx = format!("ctx-{hook}-{round}");
+            let body = send(&format!(
+                r#"{{"role":"user","contextId":"{ctx}","parts":[{{"kind":"text","text":"{}"}}]}}"#,
+                "p".repeat(2_000)
+            ));
+            let id = format!("probe-{hook}-{round}");
+            // A task-bearing answer, so the response hooks read it.
+            let r = http(
+                s.envoy.listen,
+                "POST",
+                &format!("/task/task-{hook}-{round}"),
+                &[("content-type", "application/json"), ("x-test-id", &id)],
+                body.as_bytes(),
+                &[40],
+            )
+            .unwrap();
+            assert_eq!(
+                r.status,
+                200,
+                "{hook}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            let up = s.recorded(&id);
+            assert_eq!(up.body, body.as_bytes(), "{hook}: body changed");
+            assert_eq!(
+                up.header("x-context-id"),
+                routed.then(|| ctx.clone()),
+                "{hook}"
+            );
+            let (_, answer) = answer(&up);
+            assert_eq!(r.body, answer, "{hook}: answer changed");
+        }
+        assert!(
+            s.envoy.child_running(),
+            "{hook}: Envoy exited: {}",
+            s.envoy.log()
+        );
+        if hook == "on_program_init" {
+            // Before the module's logger: Rust's own panic message.
+            let stderr = s.envoy.stderr();
+            assert!(
+                stderr.contains("fault probe in on_program_init"),
+                "{stderr}"
+            );
+        } else {
+            let line = format!("{hook}: unexpected failure (panic)");
+            let log = s.envoy.log_with(&line);
+            assert!(log.contains(&line), "{log}");
+            assert!(logged_panic(&log, hook), "{log}");
+        }
+    }
 }
