@@ -2657,22 +2657,24 @@ def test_dynamic_module_config_keeps_each_conversation_on_one_replica(
         stop(proxy.proc)
 
 
-def envoy_executable() -> Path | None:
-    """The ELF binary behind .venv/bin/envoy (a Python entry point)."""
-    found = sorted((REPO / ".venv" / "lib").glob("python*/site-packages/envoy/_bin/envoy"))
+def envoy_executable(version: str) -> Path | None:
+    """The ELF binary behind a venv's bin/envoy (a Python entry point)."""
+    found = sorted((envoy_binary(version).parent.parent / "lib").glob("python*/site-packages/envoy/_bin/envoy"))
     return found[0] if found else None
 
 
+@pytest.mark.parametrize("version", sorted(DYNAMIC_MODULE_VERSIONS))
 def test_dynamic_module_loads_from_the_manifests_path_in_a_libc_only_root(
-        docs: list[Doc], tmp_path: Path) -> None:
+        docs: list[Doc], tmp_path: Path, version: str) -> None:
     """Envoy Gateway's default image is distroless: glibc and Envoy, no
     libgcc_s. In a root with only Envoy's own libraries, the module loads
     from the EnvoyProxy's Local path with the container's environment as
-    the manifest sets it: it needs nothing Envoy does not."""
-    binary = envoy_executable()
+    the manifest sets it: it needs nothing Envoy does not (every Envoy that
+    loads it; Envoy Gateway v1.9 ships 1.39.0)."""
+    binary = envoy_executable(version)
     chroot = shutil.which("chroot")
     if os.geteuid() != 0 or chroot is None or shutil.which("ldd") is None or binary is None:
-        pytest.skip("needs root, chroot, ldd and the Envoy binary of .venv")
+        pytest.skip(f"needs root, chroot, ldd and the Envoy {version} binary of its venv")
     module = dynamic_module_so()
 
     def libraries(elf: Path) -> dict[str, Path]:
