@@ -19,8 +19,9 @@
 # deterministically. The Debian files in the images (busybox-static, glibc,
 # the server's libgcc_s.so.1) and the unwinder linked into the dynamic module
 # (GCC's libgcc_eh.a, crates/dynamic-module/build.rs) come from the build
-# host's Debian 12 packages, so two hosts agree when their packages do. It runs on an x86-64 Debian host only
-# (the images say linux/amd64) and stops elsewhere.
+# host's Debian 12 packages, so two hosts agree when their packages do. It
+# runs on an x86-64 Debian host only (the images say linux/amd64) and stops
+# elsewhere.
 #
 # Usage: scripts/release.sh [--out DIR] [--check-reproducible]
 #   --out DIR             instead of dist/ in the repository
