@@ -1030,12 +1030,12 @@ fn logged_panic(log: &str, hook: &str) -> bool {
         && log.contains(&format!("\nfault probe in {hook}"))
 }
 
-/// A build whose hook `hook` panics on entry (`fault-probe`), in Envoy 1.40
-/// and 1.39 (Envoy Gateway v1.9's proxy): each guard catches it, Envoy keeps
-/// serving, every request reaches an upstream with its body unchanged (with
-/// `x-context-id` only where the panic came after the module had set it),
-/// every answer reaches the client, and the module's error line and panic
-/// line are in Envoy's log.
+/// A build whose hook `hook` panics on entry (`fault-probe`), in each Envoy
+/// that loads the module (1.40; 1.39, Envoy Gateway v1.9's proxy; 1.38):
+/// each guard catches it, Envoy keeps serving, every request reaches an
+/// upstream with its body unchanged (with `x-context-id` only where the
+/// panic came after the module had set it), every answer reaches the
+/// client, and the module's error line and panic line are in Envoy's log.
 #[test]
 fn envoy_1_40_survives_a_panic_in_every_hook() {
     with_envoy("1.40", envoy_140(), |bin| {
@@ -1047,6 +1047,13 @@ fn envoy_1_40_survives_a_panic_in_every_hook() {
 fn envoy_1_39_survives_a_panic_in_every_hook() {
     with_envoy("1.39", envoy_venv("1.39"), |bin| {
         survives_a_panic_in_every_hook(bin, "v139")
+    });
+}
+
+#[test]
+fn envoy_1_38_survives_a_panic_in_every_hook() {
+    with_envoy("1.38", envoy_venv("1.38"), |bin| {
+        survives_a_panic_in_every_hook(bin, "v138")
     });
 }
 
