@@ -18,7 +18,7 @@
 # SOURCE_DATE_EPOCH (default: the commit time); tar and gzip are written
 # deterministically. The Debian files in the images (busybox-static, glibc,
 # the server's libgcc_s.so.1) and the unwinder linked into the dynamic module
-# (GCC's libgcc_eh.a, crates/dynamic-module/build.rs) come from the build
+# (GCC's libgcc_eh.a, crates/dynamic-abi/build.rs) come from the build
 # host's Debian 12 packages, so two hosts agree when their packages do. It
 # runs on an x86-64 Debian host only (the images say linux/amd64) and stops
 # elsewhere.
@@ -127,7 +127,7 @@ while read -r lib; do
   debs+=("$pkg=$(dpkg-query -W -f='${Version}' "$pkg")=oci/a2a-affinity-ext-proc")
 done < <(ldd "$server" | grep -o '/[^ ]*' | sort -u)
 # The dynamic module needs glibc only: its unwinder is GCC's static one,
-# linked in (crates/dynamic-module/build.rs), so the image carries no
+# linked in (crates/dynamic-abi/build.rs), so the image carries no
 # libgcc_s.so.1 and the SBOM names the package the unwinder came from.
 needed=$(readelf -d "$so" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | tr '\n' ' ')
 other=$(printf '%s\n' $needed | grep -vxE 'ld-linux-x86-64\.so\.2|lib(c\.so\.6|m\.so\.6|dl\.so\.2|pthread\.so\.0|rt\.so\.1)' || true)

@@ -2005,7 +2005,7 @@ STRUCT_TYPE = "type.googleapis.com/google.protobuf.Struct"
 DYNAMIC_MODULE_FILTER_NAME = "a2a_affinity"
 DYNAMIC_MODULE_SO = "liba2a_affinity_dynamic.so"
 # What Rust would take its unwinder from on glibc Linux; the module links
-# GCC's static one instead (crates/dynamic-module/build.rs), because
+# GCC's static one instead (crates/dynamic-abi/build.rs), because
 # distroless Envoy images (Envoy Gateway's default) have only glibc.
 LIBGCC = "libgcc_s.so.1"
 DYNAMIC_MODULE_IMAGE = "a2a-affinity-dynamic-module"
@@ -2507,7 +2507,7 @@ def dynamic_module_so() -> Path:
     module = next((d / "release" / DYNAMIC_MODULE_SO for d in dirs if (d / "release" / DYNAMIC_MODULE_SO).is_file()), None)
     if module is None:
         pytest.skip(f"the dynamic module is not built (target/release/{DYNAMIC_MODULE_SO}): run scripts/build.sh")
-    sources = [REPO / "Cargo.toml", REPO / "Cargo.lock", REPO / "crates" / "dynamic-module" / "build.rs",
+    sources = [REPO / "Cargo.toml", REPO / "Cargo.lock", *sorted((REPO / "crates" / "dynamic-abi").rglob("*.rs")),
                *sorted((REPO / "crates" / "dynamic-module" / "src").rglob("*.rs")),
                *sorted((REPO / "crates" / "core" / "src").rglob("*.rs"))]
     newest = max((s.stat().st_mtime for s in sources if s.is_file()), default=0.0)
@@ -2676,7 +2676,7 @@ def test_dynamic_module_loads_from_the_manifests_path_in_a_libc_only_root(
         return {m.group(1): Path(m.group(2)) for m in re.finditer(r"^\s*(\S+) => (/\S+)", out, re.M)} | {
             Path(m.group(1)).name: Path(m.group(1)) for m in re.finditer(r"^\s*(/\S+) \(0x", out, re.M)}
 
-    assert LIBGCC not in libraries(module), f"{module} links {LIBGCC} (crates/dynamic-module/build.rs)"
+    assert LIBGCC not in libraries(module), f"{module} links {LIBGCC} (crates/dynamic-abi/build.rs)"
     proxy = next(p for p in find(docs, "EnvoyProxy") if p.spec.get("dynamicModules"))
     path = proxy.spec["dynamicModules"][0]["source"]["local"]["path"]
     _, container = eg_proxy_pod(proxy)

@@ -984,7 +984,7 @@ fn envoy_1_38_runs_the_module() {
 }
 
 /// The module needs glibc and nothing else: its unwinder is linked in
-/// (`build.rs`), so a distroless Envoy image, which has no
+/// (`crates/dynamic-abi/build.rs`), so a distroless Envoy image, which has no
 /// `libgcc_s.so.1`, loads it as it is.
 #[test]
 fn the_module_needs_only_glibc() {
