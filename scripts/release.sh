@@ -137,8 +137,8 @@ if [ -n "$other" ] || [[ " $needed" != *" libc.so.6 "* ]]; then
 fi
 unwinder=$(readlink -f "$(cc -print-file-name=libgcc_eh.a)")
 pkg=$(dpkg -S "$unwinder" | head -1 | cut -d: -f1)
-debs+=("$pkg=$(dpkg-query -W -f='${Version}' "$pkg")=liba2a_affinity_dynamic.so")
-debs+=("$pkg=$(dpkg-query -W -f='${Version}' "$pkg")=oci/a2a-affinity-dynamic-module")
+pkg="$pkg=$(dpkg-query -W -f='${Version}' "$pkg")"
+debs+=("$pkg=liba2a_affinity_dynamic.so" "$pkg=oci/a2a-affinity-dynamic-module")
 
 say "writing $out"
 if [ -e "$out" ] && [ -n "$(ls -A "$out")" ] && [ ! -f "$out/SHA256SUMS" ]; then

@@ -322,6 +322,9 @@ fn fault_probe(hook: &str) {
 #[inline(always)]
 fn fault_probe(_hook: &str) {}
 
+/// What follows a panic in a hook that handles one request.
+const REQUEST_UNCHANGED: &str = "this request continues unchanged";
+
 /// Runs `f`, turning a panic into `fallback` and one error line that says
 /// what the fallback means.
 fn guard<R>(hook: &str, fallback: R, f: impl FnOnce() -> R) -> R {
@@ -333,7 +336,7 @@ fn guard<R>(hook: &str, fallback: R, f: impl FnOnce() -> R) -> R {
         Err(_) => {
             let then = match hook {
                 "on_http_filter_config_new" => "configuration rejected",
-                "on_http_filter_new" => "this request continues unchanged",
+                "on_http_filter_new" => REQUEST_UNCHANGED,
                 // The destroy hooks: what they were freeing stays allocated.
                 _ => "its memory is not freed",
             };
@@ -380,7 +383,7 @@ pub(crate) fn on_stream(
             if let Some(filter) = stream.filter.as_mut() {
                 let _ = catch_unwind(AssertUnwindSafe(|| filter.abandon()));
             }
-            error!("{hook}: unexpected failure (panic); this request continues unchanged");
+            error!("{hook}: unexpected failure (panic); {REQUEST_UNCHANGED}");
             Action::Continue
         }
     }
