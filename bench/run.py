@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -1185,6 +1186,11 @@ def main():
         print(md)
         return
 
+    needed = ["wrk"] + (["perf"] if args.profile else [])
+    missing = [tool for tool in needed if shutil.which(tool) is None]
+    if missing:
+        raise BenchError(f"{' and '.join(missing)} missing: scripts/setup.sh --bench installs "
+                         f"{'them' if len(missing) > 1 else 'it'}")
     rounds = args.rounds or (1 if args.quick else 5)
     duration = args.duration or (3 if args.quick else 5)
     variants = [v for v in args.variants.split(",") if v]

@@ -60,8 +60,8 @@ if [ "${1:-}" = "--wasm-stream" ]; then
   exec node --no-warnings bench/wasm_stream.mjs "${modules[@]}"
 fi
 
-if ! command -v wrk >/dev/null || ! command -v callgrind_control >/dev/null; then
-  say "wrk or valgrind missing: installing them (scripts/setup.sh --bench)"
+if ! command -v wrk >/dev/null || ! command -v callgrind_control >/dev/null || ! command -v perf >/dev/null; then
+  say "wrk, valgrind or perf missing: installing them (scripts/setup.sh --bench)"
   scripts/setup.sh --bench
 fi
 

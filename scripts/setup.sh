@@ -96,4 +96,10 @@ if [ "${1:-}" = "--bench" ] && ! command -v callgrind_control >/dev/null; then
   apt-get update -qq && apt-get install -y -qq valgrind
 fi
 
+# perf splits the front Envoy's CPU by library (scripts/bench.sh --profile).
+if [ "${1:-}" = "--bench" ] && ! command -v perf >/dev/null; then
+  say "installing perf (Debian package linux-perf)"
+  apt-get update -qq && apt-get install -y -qq linux-perf
+fi
+
 say "envoy: $("$root/.venv/bin/envoy" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/[A-Za-z]*' | head -1)"

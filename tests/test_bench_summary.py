@@ -475,3 +475,19 @@ def test_the_check_wants_each_context_on_the_upstream_its_hash_picks(run, tmp_pa
     elsewhere = [ctx for ctx in ids if predicted[ctx] != fixed]
     assert len(elsewhere) >= len(ids) - 2
     assert len(str(failed.value).splitlines()[1:]) == 3 * len(elsewhere)
+
+
+def test_a_run_without_its_tools_says_which_are_missing_and_how_to_get_them(tmp_path):
+    # A PATH with none of the tools: run.py must stop before starting
+    # anything, with one line rather than a traceback.
+    def bench(*args):
+        return subprocess.run([sys.executable, str(BENCH / "run.py"), *args, "--out", str(tmp_path / "out")],
+                              capture_output=True, text=True, env={"PATH": str(tmp_path)}, timeout=60)
+
+    plain = bench("--quick")
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    assert plain.stderr.strip() == "[bench] FAILED: wrk missing: scripts/setup.sh --bench installs it"
+    profiled = bench("--quick", "--profile")
+    assert profiled.returncode == 1 and "Traceback" not in profiled.stderr
+    assert profiled.stderr.strip() == "[bench] FAILED: wrk and perf missing: scripts/setup.sh --bench installs them"
+    assert not (tmp_path / "out").exists()
