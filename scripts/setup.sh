@@ -7,6 +7,11 @@ root=$PWD
 
 say() { printf '==> %s\n' "$*"; }
 
+# Debian's package lists, updated at most once a run, before the first
+# install that needs them: `apt_update_once && apt-get install ...`.
+apt_updated=
+apt_update_once() { [ -n "$apt_updated" ] || { apt-get update -qq && apt_updated=1; }; }
+
 # Rust toolchain and the wasm target come from rust-toolchain.toml.
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
   say "adding the wasm32-wasip1 target"
@@ -61,7 +66,7 @@ done
 # check inside V8 (bench/wasm_scan.mjs).
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   say "installing Node.js (Debian packages nodejs, npm)"
-  apt-get update -qq && apt-get install -y -qq nodejs npm
+  apt_update_once && apt-get install -y -qq nodejs npm
 fi
 
 # The JavaScript A2A client (@a2a-js/sdk) used by the second-client tests.
@@ -74,32 +79,32 @@ fi
 # its tests on a free loopback port.
 if ! command -v redis-server >/dev/null; then
   say "installing redis-server (Debian package)"
-  apt-get update -qq && apt-get install -y -qq redis-server
+  apt_update_once && apt-get install -y -qq redis-server
 fi
 
 # A C++ compiler: the fuzz targets build libFuzzer from source
 # (libfuzzer-sys, scripts/fuzz.sh).
 if ! command -v c++ >/dev/null; then
   say "installing g++ (Debian package) for libFuzzer"
-  apt-get update -qq && apt-get install -y -qq g++
+  apt_update_once && apt-get install -y -qq g++
 fi
 
 if [ "${1:-}" = "--bench" ] && ! command -v wrk >/dev/null; then
   say "installing wrk (Debian package)"
-  apt-get update -qq && apt-get install -y -qq wrk
+  apt_update_once && apt-get install -y -qq wrk
 fi
 
 # valgrind's callgrind counts the front Envoy's instructions per request
 # (scripts/bench.sh --instructions).
 if [ "${1:-}" = "--bench" ] && ! command -v callgrind_control >/dev/null; then
   say "installing valgrind (Debian package)"
-  apt-get update -qq && apt-get install -y -qq valgrind
+  apt_update_once && apt-get install -y -qq valgrind
 fi
 
 # perf splits the front Envoy's CPU by library (scripts/bench.sh --profile).
 if [ "${1:-}" = "--bench" ] && ! command -v perf >/dev/null; then
   say "installing perf (Debian package linux-perf)"
-  apt-get update -qq && apt-get install -y -qq linux-perf
+  apt_update_once && apt-get install -y -qq linux-perf
 fi
 
 say "envoy: $("$root/.venv/bin/envoy" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/[A-Za-z]*' | head -1)"
