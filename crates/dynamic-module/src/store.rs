@@ -16,8 +16,11 @@
 //! are one shard, and the default (262,144) is 32 shards of 8,192.
 //! A full shard overwrites its own entry that was learned or refreshed
 //! longest ago. Every entry lives the same time to live from its last
-//! write, so that is the entry that expires first (workers whose clocks
-//! read different seconds can write a second out of order). The choice is
+//! write, and time in a shard never goes back (a worker whose clock read a
+//! second earlier than another's but that took the lock after it, like a
+//! system clock stepped back, gets the latest time the shard has seen; a
+//! clock stepped back stands still in the shard until it catches up), so
+//! that is the entry that expires first. The choice is
 //! per shard, not over the whole store, so with a full store an entry can
 //! go while an entry of another shard that expires a little sooner stays.
 //! Since a task lands in a shard by a uniform hash, the shards fill evenly.
@@ -113,6 +116,10 @@ struct Shard {
     oldest: u32,
     newest: u32,
     capacity: usize,
+    /// The latest time, in seconds since the Unix epoch, a lookup or a
+    /// write in this shard has used: its time never goes back, so the write
+    /// order stays the expiry order.
+    clock: u64,
 }
 
 impl Shard {
@@ -124,7 +131,14 @@ impl Shard {
             oldest: NIL,
             newest: NIL,
             capacity,
+            clock: 0,
         }
+    }
+
+    /// `now`, or the shard's latest time if `now` is earlier.
+    fn time(&mut self, now: u64) -> u64 {
+        self.clock = self.clock.max(now);
+        self.clock
     }
 
     fn len(&self) -> usize {
@@ -193,6 +207,7 @@ impl Shard {
     }
 
     fn lookup(&mut self, task_id: &str, hash: u64, now: u64) -> Lookup {
+        let now = self.time(now);
         let Some(at) = self.find(task_id, hash) else {
             return Lookup::Unknown;
         };
@@ -208,6 +223,7 @@ impl Shard {
     }
 
     fn learn(&mut self, task_id: &str, context_id: &str, hash: u64, now: u64, ttl: u64) -> Learned {
+        let now = self.time(now);
         let expires = now.saturating_add(ttl);
         if let Some(at) = self.find(task_id, hash) {
             let Some(slot) = self.slot_mut(at) else {
@@ -510,6 +526,28 @@ mod tests {
         assert_eq!(store.len(), 3);
     }
 
+    #[test]
+    fn a_lagging_clock_cannot_make_a_live_entry_go_before_an_expired_one() {
+        // One shard of two entries. "b" is written by a worker whose clock
+        // read a second earlier than the one that wrote "a" before it: in
+        // the shard, its time is "a"'s, so the two expire together.
+        let store = ShardedStore::new(2, 100);
+        assert_eq!(store.learn("a", "1", NOW), Learned::Stored);
+        assert_eq!(store.learn("b", "2", NOW - 1), Learned::Stored);
+        // A second before both expire, "a" goes, live, and "b" stays.
+        assert_eq!(store.learn("c", "3", NOW + 99), Learned::Evicted);
+        assert_eq!(store.lookup("b", NOW + 99), Lookup::Found("2".into()));
+        // Then "b" has expired: overwriting it is no eviction.
+        assert_eq!(store.learn("d", "4", NOW + 100), Learned::Stored);
+        assert_eq!(store.lookup("b", NOW + 100), Lookup::Unknown);
+        assert_eq!(store.lookup("c", NOW + 100), Lookup::Found("3".into()));
+        // A clock stepped back stands still in the shard: "c" is not
+        // younger for it, and "d" was written at NOW + 100, not earlier.
+        assert_eq!(store.lookup("c", NOW), Lookup::Found("3".into()));
+        assert_eq!(store.lookup("d", NOW + 199), Lookup::Found("4".into()));
+        assert_eq!(store.lookup("d", NOW + 200), Lookup::Unknown);
+    }
+
     /// The shard's links, table and free slots agree: walking the write
     /// order from either end meets every entry once, each is in the table,
     /// and every slot is either an entry or free.
@@ -541,15 +579,19 @@ mod tests {
 
     #[test]
     fn one_shard_behaves_as_a_list_in_write_order() {
-        // A model of the rules: entries in write order, the oldest
-        // overwritten when full, a refresh moving an entry to the end.
+        // A model of the rules, not of the mechanism: a full shard
+        // overwrites the entry that expires first (of two that expire
+        // together, the one written first), and time never goes back.
         struct Model {
             entries: Vec<(String, String, u64)>,
             capacity: usize,
             ttl: u64,
+            clock: u64,
         }
         impl Model {
             fn learn(&mut self, task: &str, context: &str, now: u64) -> Learned {
+                self.clock = self.clock.max(now);
+                let now = self.clock;
                 if let Some(i) = self.entries.iter().position(|e| e.0 == task) {
                     let e = &self.entries[i];
                     if e.1 == context && e.2 > now + self.ttl / 2 {
@@ -562,7 +604,10 @@ mod tests {
                 }
                 let mut evicted = false;
                 if self.entries.len() >= self.capacity {
-                    evicted = self.entries.remove(0).2 > now;
+                    let first = (0..self.entries.len())
+                        .min_by_key(|&i| (self.entries[i].2, i))
+                        .unwrap();
+                    evicted = self.entries.remove(first).2 > now;
                 }
                 self.entries
                     .push((task.into(), context.into(), now + self.ttl));
@@ -573,6 +618,8 @@ mod tests {
                 }
             }
             fn lookup(&mut self, task: &str, now: u64) -> Lookup {
+                self.clock = self.clock.max(now);
+                let now = self.clock;
                 let Some(i) = self.entries.iter().position(|e| e.0 == task) else {
                     return Lookup::Unknown;
                 };
@@ -602,6 +649,7 @@ mod tests {
                 entries: Vec::new(),
                 capacity,
                 ttl,
+                clock: 0,
             };
             let mut now = NOW;
             for step in 0..20_000 {
