@@ -97,6 +97,9 @@ pub struct FakeStream {
     pub buffered_request: Option<Vec<Vec<u8>>>,
     pub received_is_buffered: bool,
     pub received_response: Option<Vec<Vec<u8>>>,
+    /// The received response body is the buffered one (a filter nearer
+    /// the upstream held response data and resumes).
+    pub received_response_is_buffered: bool,
     pub buffered_response: Option<Vec<Vec<u8>>>,
     pub buffer_limit: u64,
     /// Answer every header write with `false`.
@@ -108,6 +111,8 @@ pub struct FakeStream {
     pub fail_filter_state_writes: bool,
     /// Answer every body append with `false`.
     pub fail_body_writes: bool,
+    /// Answer every body drain with `false`.
+    pub fail_body_drains: bool,
     /// Hand over a null chunk pointer with a length.
     pub corrupt_chunks: bool,
     /// Chunks handed over by `get_body_chunks`, per body type (indexed by
@@ -336,6 +341,9 @@ pub extern "C" fn envoy_dynamic_module_callback_http_drain_body(
     body_type: u32,
     number_of_bytes: usize,
 ) -> bool {
+    if stream(filter_envoy_ptr).fail_body_drains {
+        return false;
+    }
     let Some(body) = body_of(stream(filter_envoy_ptr), body_type).as_mut() else {
         return false;
     };
@@ -359,9 +367,10 @@ pub extern "C" fn envoy_dynamic_module_callback_http_received_buffered_request_b
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_callback_http_received_buffered_response_body(
-    _filter_envoy_ptr: *mut c_void,
+    filter_envoy_ptr: *mut c_void,
 ) -> bool {
-    false
+    let stream = stream(filter_envoy_ptr);
+    stream.received_response_is_buffered && stream.received_response.is_some()
 }
 
 #[no_mangle]

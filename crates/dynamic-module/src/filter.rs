@@ -616,15 +616,21 @@ fn unseen<'a>(chunks: &[&'a [u8]], seen: u64) -> Chunks<'a> {
     out
 }
 
-/// This callback's response bytes. Normally the received chunk; at the end
-/// of a stream for which Envoy keeps a buffered response body, Envoy has
-/// appended the last chunk to that buffer instead, which then holds only new
-/// bytes if none were seen before. `None` when the new bytes cannot be told
-/// apart from bytes already seen.
+/// This callback's response bytes. Normally the received chunk. Envoy keeps
+/// one buffered response body per stream, shared by every filter: one that
+/// holds response data leaves it there, so a buffered body can hold bytes
+/// this filter has already read. When the received body is that buffer (a
+/// filter nearer the upstream held data and resumes), and at the end of a
+/// stream with a buffered body (Envoy has appended the last chunk to it),
+/// the new bytes are known only if none were read before. `None` when they
+/// cannot be told apart from bytes already read.
 fn response_chunk(host: &dyn Host, end_of_stream: bool, seen: u64) -> Option<Chunks<'_>> {
     let received = host.body_chunks(Body::ReceivedResponse)?;
-    if host.received_is_buffered(false) || !end_of_stream || received.iter().any(|c| !c.is_empty())
-    {
+    let has_bytes = received.iter().any(|c| !c.is_empty());
+    if host.received_is_buffered(false) {
+        return (seen == 0 || !has_bytes).then_some(received);
+    }
+    if !end_of_stream || has_bytes {
         return Some(received);
     }
     let buffered = host.body_chunks(Body::BufferedResponse)?;
@@ -635,7 +641,13 @@ fn response_chunk(host: &dyn Host, end_of_stream: bool, seen: u64) -> Option<Chu
 }
 
 /// Writes a first turn's contextId into the held request body and fixes
-/// `content-length`. On `false` nothing has changed.
+/// `content-length`. On `false` nothing has changed, with one exception
+/// Envoy's callbacks give no way around: the new body is appended behind the
+/// old bytes, then those are drained, and should Envoy refuse a drain (it
+/// does only for a buffer that does not exist, and these were just read)
+/// old bytes stay before the new body. `content-length` then counts every
+/// byte held, so the request stays framed and the agent answers a body it
+/// cannot parse; the error is logged.
 fn write_body(host: &mut dyn Host, edit: &BodyEdit, phase: Phase) -> bool {
     if phase == Phase::Headers {
         return false;
@@ -698,7 +710,20 @@ fn write_body(host: &mut dyn Host, edit: &BodyEdit, phase: Phase) -> bool {
         host.drain_body(Body::BufferedRequest, buffered_len)
     };
     if !drained {
-        error!("draining the original request body after writing the minted contextId failed");
+        error!(
+            "draining the original request body after writing the minted contextId failed: \
+             the body holds both"
+        );
+        if edit.content_length.is_some() {
+            let held = host
+                .body_size(Body::BufferedRequest)
+                .saturating_add(if separate {
+                    host.body_size(Body::ReceivedRequest)
+                } else {
+                    0
+                });
+            host.set_request_header("content-length", held.to_string().as_bytes());
+        }
     }
     drained
 }

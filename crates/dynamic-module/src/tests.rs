@@ -712,6 +712,83 @@ fn minting_that_cannot_be_written_leaves_the_body_and_length_alone() {
 }
 
 #[test]
+fn a_refused_drain_after_the_append_keeps_the_request_framed() {
+    // Envoy refuses to drain the original bytes after the minted body was
+    // appended behind them: the body holds both, and content-length must
+    // count both, so the request stays framed (no bytes left over on the
+    // upstream connection).
+    let c = config("{}");
+    let body = send_params(r#"{"parts":[]}"#);
+    let up = post_through(&c, body.as_bytes(), |stream| stream.fail_body_drains = true);
+    assert!(
+        up.body.starts_with(body.as_bytes()),
+        "the old bytes come first"
+    );
+    assert!(up.body.len() > body.len(), "the minted body follows them");
+    assert_eq!(up.header("content-length"), Some(up.body.len().to_string()));
+    assert_eq!(up.header("x-context-id"), None);
+    let logs = take_logs();
+    assert!(
+        logs.iter()
+            .any(|(level, l)| *level == 4 && l.contains("the body holds both")),
+        "{logs:?}"
+    );
+    assert_eq!(c.counter("minted"), 0);
+    assert_eq!(c.counter("context_absent"), 1);
+}
+
+#[test]
+fn a_first_turn_is_minted_whole_however_envoy_holds_its_last_chunk() {
+    // Two layouts of the held body at the last body callback: in the
+    // buffered body with the callback's chunk in a buffer of its own; and
+    // handed over as the received body that is the buffered body itself (a
+    // filter before this one held it and let it go). Either way the minted
+    // body replaces every held byte once, and what goes upstream is that
+    // body alone, with a content-length to match.
+    let body =
+        send_params(r#"{"role":"user","parts":[{"kind":"text","text":"held"}],"messageId":"m2"}"#);
+    let length = body.len().to_string();
+    for received_is_buffered in [false, true] {
+        let c = config("{}");
+        let mut ex = held_post_with(&c, &[("content-length", &length)]);
+        if received_is_buffered {
+            let chunks = split(body.as_bytes(), &[40]);
+            ex.stream.buffered_request = Some(chunks.clone());
+            ex.stream.received_request = Some(chunks);
+            ex.stream.received_is_buffered = true;
+        } else {
+            let (held, received) = body.as_bytes().split_at(body.len() - 20);
+            ex.stream.buffered_request = Some(split(held, &[25]));
+            ex.stream.received_request = Some(vec![received.to_vec()]);
+        }
+        let ptr = ex.stream.ptr();
+        assert_eq!(
+            ffi::envoy_dynamic_module_on_http_filter_request_body(ptr, ex.module, true),
+            status::CONTINUE
+        );
+        let stream = &ex.stream;
+        let header = |name: &str| {
+            let (_, v) = stream.request_headers.iter().find(|(k, _)| k == name)?;
+            String::from_utf8(v.clone()).ok()
+        };
+        let id = header("x-context-id").expect("minted header");
+        assert!(is_uuid_v4(&id), "{id}");
+        let mut sent = stream.buffered_request.clone().unwrap_or_default().concat();
+        if !received_is_buffered {
+            sent.extend(stream.received_request.clone().unwrap_or_default().concat());
+        }
+        let expected = body.replace(
+            r#""message":{"#,
+            &format!(r#""message":{{"contextId":"{id}","#),
+        );
+        assert_eq!(sent, expected.as_bytes(), "{received_is_buffered}");
+        assert_eq!(header("content-length"), Some(sent.len().to_string()));
+        ex.finish();
+        assert_eq!(c.counter("minted"), 1);
+    }
+}
+
+#[test]
 fn minting_can_be_turned_off() {
     let c = config(r#"{"mint_context_id":false}"#);
     let body = send_params(r#"{"parts":[]}"#);
@@ -1010,6 +1087,101 @@ fn mangled_answers_cut_anywhere_teach_as_in_one_chunk() {
     );
 }
 
+/// Two events of a stream: the first names no pair (a task id and no
+/// context), so the learner reads on; the second names `task` in `ctx-ev`.
+/// Reading the first again does no harm, so a filter that read bytes twice
+/// would learn `task` where one that cannot tell new bytes from read ones
+/// learns nothing.
+fn two_events(task: &str) -> (Vec<u8>, Vec<u8>) {
+    (
+        b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"kind\":\"status-update\",\"taskId\":\"task-a\",\"final\":false}}\n\n".to_vec(),
+        task_answer("sse", task, "ctx-ev"),
+    )
+}
+
+/// A message/stream request in `ctx-ev` whose answer's headers have
+/// passed: the test then lays out Envoy's response buffers by hand.
+fn streaming(c: &Configured) -> Exchange<'_> {
+    let message = r#"{"message":{"contextId":"ctx-ev","parts":[]}}"#;
+    let mut ex = exchange(
+        c,
+        "/",
+        &[],
+        &[rpc("message/stream", message).as_bytes()],
+        true,
+        false,
+    );
+    ex.stream.response_headers = vec![
+        (":status".into(), b"200".to_vec()),
+        ("content-type".into(), b"text/event-stream".to_vec()),
+    ];
+    let ptr = ex.stream.ptr();
+    assert_eq!(
+        ffi::envoy_dynamic_module_on_http_filter_response_headers(ptr, ex.module, false),
+        status::CONTINUE
+    );
+    ex
+}
+
+/// One response body callback on what `ex.stream` holds.
+fn response_body(ex: &mut Exchange<'_>, end: bool) {
+    let ptr = ex.stream.ptr();
+    assert_eq!(
+        ffi::envoy_dynamic_module_on_http_filter_response_body(ptr, ex.module, end),
+        status::CONTINUE
+    );
+}
+
+/// Whether a tasks/get for `task` routes to `ctx-ev`.
+fn task_routed(c: &Configured, task: &str) -> bool {
+    let get = rpc("tasks/get", &format!(r#"{{"id":"{task}"}}"#));
+    post(c, "/", &[], &[get.as_bytes()])
+        .header("x-context-id")
+        .as_deref()
+        == Some("ctx-ev")
+}
+
+#[test]
+fn response_bytes_in_another_filters_buffer_are_read_only_if_nothing_was_read() {
+    // Envoy's one buffered response body per stream, in the two ways it
+    // reaches this filter. "resumed": a filter nearer the upstream held
+    // data and resumes, and this filter receives the buffered body.
+    // "appended": a filter nearer the client holds data, and at the end of
+    // the stream Envoy appends the last chunk to the buffered body and
+    // hands this filter an empty received body. If the filter read nothing
+    // of the answer, all of the buffer is new. If it read event a and
+    // passed it on, a may be in the buffer still, before b: it cannot tell
+    // a from new bytes, so it stops learning from this answer rather than
+    // read a twice.
+    for resumed in [true, false] {
+        for read_before in [false, true] {
+            let c = config("{}");
+            // Each case its own task: learned tasks outlive a configuration
+            // while another with the same settings is alive.
+            let task = format!("task-b-{resumed}-{read_before}");
+            let (a, b) = two_events(&task);
+            let mut ex = streaming(&c);
+            if read_before {
+                ex.stream.received_response = Some(vec![a.clone()]);
+                response_body(&mut ex, false);
+            }
+            ex.stream.buffered_response = Some(vec![a.clone(), b.clone()]);
+            if resumed {
+                ex.stream.received_response = Some(vec![a, b]);
+                ex.stream.received_response_is_buffered = true;
+            } else {
+                ex.stream.received_response = Some(Vec::new());
+            }
+            response_body(&mut ex, true);
+            ex.finish();
+            let learned = !read_before;
+            let case = format!("resumed {resumed}, read before {read_before}");
+            assert_eq!(c.counter("task_learned"), u64::from(learned), "{case}");
+            assert_eq!(task_routed(&c, &task), learned, "{case}");
+        }
+    }
+}
+
 #[test]
 fn learning_can_be_turned_off() {
     let c = config(r#"{"learn_tasks":false}"#);
@@ -1274,12 +1446,22 @@ fn an_unreadable_body_chunk_fails_open() {
 /// An exchange whose POST headers the filter holds, for tests that then
 /// lay out Envoy's body buffers by hand.
 fn held_post(c: &Configured) -> Exchange<'_> {
+    held_post_with(c, &[])
+}
+
+/// As [`held_post`], with `extra` headers.
+fn held_post_with<'c>(c: &'c Configured, extra: &[(&str, &str)]) -> Exchange<'c> {
     let mut ex = Exchange::new(c);
     ex.stream.request_headers = vec![
         (":method".into(), b"POST".to_vec()),
         (":path".into(), b"/".to_vec()),
         ("content-type".into(), JSON.as_bytes().to_vec()),
     ];
+    ex.stream.request_headers.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.as_bytes().to_vec())),
+    );
     let ptr = ex.stream.ptr();
     assert_eq!(
         ffi::envoy_dynamic_module_on_http_filter_request_headers(ptr, ex.module, false),
