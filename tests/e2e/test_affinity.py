@@ -176,12 +176,16 @@ def test_http2_body_without_context_id_finishes_in_trailers(ring):
                                   "role": "ROLE_USER", "parts": [{"text": "b" * 20_000}]}}}
     body = json.dumps(doc).encode()
     chunks = [body[i:i + 8192] for i in range(0, len(body), 8192)]
+    before = ring.stats()
     status, raw = send_h2(ring.port, "/", [("content-type", "application/json"),
                                            ("x-context-id", "client-h2")], chunks,
                           trailers=[("x-trailer", "done")])
     got = _report(status, raw)
     assert (got["body_sha256"], got["body_length"]) == (sha256(body), len(body))
     assert got["context_ids"] == ["client-h2"]
+    # The filter read the body to its end and decided on the task id.
+    delta = counter_delta(before, ring.stats())
+    assert delta.get("task_unknown") == 1, delta
 
 
 def test_http2_without_trailers(ring):
@@ -252,11 +256,15 @@ def test_a_burst_over_the_buffer_limit_is_never_413(ring, first):
     # size, not only max_scan_bytes, decides whether that passes the limit.
     ctx = "burst-past-the-buffer"
     body = _late_context_body(ctx, 1_500_000)
+    before = ring.stats()
     status, raw = post_in_a_burst(ring, body, first)
     assert status == 200, raw[:200]
     got = json.loads(raw)
     assert (got["body_sha256"], got["body_length"], got["context_ids"]) == (
         sha256(body), len(body), [])
+    # The filter held and read the body up to its scan limit.
+    delta = counter_delta(before, ring.stats())
+    assert delta.get("scan_limit") == 1, delta
 
 
 def test_first_turn_gets_a_minted_context_id(ring):

@@ -88,6 +88,9 @@ def test_each_instance_sets_its_own_header_from_the_body(envoy):
 def test_a_body_without_context_gets_neither_header(envoy):
     # Minting is off in both: nothing to set, and the body arrives intact.
     ex = Exchange(body=message(None), headers=[JSON])
+    before = envoy.stats()
     send_all(envoy.port, [ex], 1)
     assert ex.problems(expect_context_ids=[]) == []
     assert second_header(ex) == []
+    # Both instances read it and found nothing to route by.
+    assert counter_delta(before, envoy.stats()).get("context_absent") == 2
