@@ -529,7 +529,10 @@ impl State {
             let chunks = match response_chunk(host, end_of_stream, self.response_seen) {
                 Some(chunks) => chunks,
                 None => {
-                    debug!("response chunk not readable here; stops learning from this response");
+                    debug!(
+                        "response bytes unreadable, or not told apart from bytes already read \
+                         (another filter's buffer); stops learning from this response"
+                    );
                     self.core.stop_learning(&mut env);
                     return Action::Continue;
                 }

@@ -1161,6 +1161,7 @@ fn response_bytes_in_another_filters_buffer_are_read_only_if_nothing_was_read() 
             let task = format!("task-b-{resumed}-{read_before}");
             let (a, b) = two_events(&task);
             let mut ex = streaming(&c);
+            take_logs();
             if read_before {
                 ex.stream.received_response = Some(vec![a.clone()]);
                 response_body(&mut ex, false);
@@ -1178,6 +1179,10 @@ fn response_bytes_in_another_filters_buffer_are_read_only_if_nothing_was_read() 
             let case = format!("resumed {resumed}, read before {read_before}");
             assert_eq!(c.counter("task_learned"), u64::from(learned), "{case}");
             assert_eq!(task_routed(&c, &task), learned, "{case}");
+            let stopped = take_logs()
+                .iter()
+                .any(|(_, l)| l.contains("not told apart from bytes already read"));
+            assert_eq!(stopped, read_before, "{case}");
         }
     }
 }
