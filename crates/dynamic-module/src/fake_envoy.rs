@@ -636,6 +636,20 @@ impl<'c> Exchange<'c> {
 
     /// Sends the response (headers, then chunks) and completes the stream.
     pub fn respond(mut self, content_type: &str, chunks: &[&[u8]]) -> Self {
+        self.response_headers(content_type, chunks.is_empty());
+        for (i, chunk) in chunks.iter().enumerate() {
+            self.stream.received_response = Some(vec![chunk.to_vec()]);
+            self.response_body(i + 1 == chunks.len());
+            self.stream.received_response = None;
+        }
+        let status =
+            envoy_dynamic_module_on_http_filter_response_trailers(self.stream.ptr(), self.module);
+        assert_eq!(status, status::CONTINUE);
+        self
+    }
+
+    /// Sends the headers of a 200 response of `content_type`.
+    pub fn response_headers(&mut self, content_type: &str, end: bool) {
         self.stream.response_headers = vec![
             (":status".into(), b"200".to_vec()),
             ("content-type".into(), content_type.as_bytes().to_vec()),
@@ -643,23 +657,17 @@ impl<'c> Exchange<'c> {
         let status = envoy_dynamic_module_on_http_filter_response_headers(
             self.stream.ptr(),
             self.module,
-            chunks.is_empty(),
+            end,
         );
         assert_eq!(status, status::CONTINUE);
-        for (i, chunk) in chunks.iter().enumerate() {
-            self.stream.received_response = Some(vec![chunk.to_vec()]);
-            let status = envoy_dynamic_module_on_http_filter_response_body(
-                self.stream.ptr(),
-                self.module,
-                i + 1 == chunks.len(),
-            );
-            self.stream.received_response = None;
-            assert_eq!(status, status::CONTINUE, "a response chunk was held");
-        }
+    }
+
+    /// One response body callback on the response buffers as they are
+    /// (the received chunk, or a layout a test made by hand).
+    pub fn response_body(&mut self, end: bool) {
         let status =
-            envoy_dynamic_module_on_http_filter_response_trailers(self.stream.ptr(), self.module);
-        assert_eq!(status, status::CONTINUE);
-        self
+            envoy_dynamic_module_on_http_filter_response_body(self.stream.ptr(), self.module, end);
+        assert_eq!(status, status::CONTINUE, "a response chunk was held");
     }
 
     /// Ends the stream as Envoy does: stream complete, then destroy.

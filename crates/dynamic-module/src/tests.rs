@@ -1111,25 +1111,8 @@ fn streaming(c: &Configured) -> Exchange<'_> {
         true,
         false,
     );
-    ex.stream.response_headers = vec![
-        (":status".into(), b"200".to_vec()),
-        ("content-type".into(), b"text/event-stream".to_vec()),
-    ];
-    let ptr = ex.stream.ptr();
-    assert_eq!(
-        ffi::envoy_dynamic_module_on_http_filter_response_headers(ptr, ex.module, false),
-        status::CONTINUE
-    );
+    ex.response_headers("text/event-stream", false);
     ex
-}
-
-/// One response body callback on what `ex.stream` holds.
-fn response_body(ex: &mut Exchange<'_>, end: bool) {
-    let ptr = ex.stream.ptr();
-    assert_eq!(
-        ffi::envoy_dynamic_module_on_http_filter_response_body(ptr, ex.module, end),
-        status::CONTINUE
-    );
 }
 
 /// Whether a tasks/get for `task` routes to `ctx-ev`.
@@ -1164,7 +1147,7 @@ fn response_bytes_in_another_filters_buffer_are_read_only_if_nothing_was_read() 
             take_logs();
             if read_before {
                 ex.stream.received_response = Some(vec![a.clone()]);
-                response_body(&mut ex, false);
+                ex.response_body(false);
             }
             ex.stream.buffered_response = Some(vec![a.clone(), b.clone()]);
             if resumed {
@@ -1173,7 +1156,7 @@ fn response_bytes_in_another_filters_buffer_are_read_only_if_nothing_was_read() 
             } else {
                 ex.stream.received_response = Some(Vec::new());
             }
-            response_body(&mut ex, true);
+            ex.response_body(true);
             ex.finish();
             let learned = !read_before;
             let case = format!("resumed {resumed}, read before {read_before}");
