@@ -15,6 +15,13 @@ from pathlib import Path
 _handed_out: set[int] = set()
 _random = random.Random()
 
+# The ports at 1024 and above that the Fetch standard calls bad
+# (https://fetch.spec.whatwg.org/#bad-port). Node's fetch, under the JS A2A
+# client, refuses them ("TypeError: fetch failed", cause "bad port"), so a
+# replica or an Envoy listening on one cannot be reached from it.
+FETCH_BAD_PORTS = frozenset({1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566,
+                             6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080})
+
 
 def _ephemeral_range():
     try:
@@ -39,22 +46,27 @@ def free_port(host="127.0.0.1"):
 
     Ports come from below the kernel's ephemeral range, so that neither
     another bind to port 0 nor an outgoing connection's local port can take
-    one between this call and the caller's bind."""
+    one between this call and the caller's bind. None is one of
+    FETCH_BAD_PORTS."""
     low, _ = _ephemeral_range()
     first = 10000 if low > 20000 else 1024
     if low - first >= 1000:
         for _ in range(200):
             port = _random.randrange(first, low)
-            if port not in _handed_out and _bindable(host, port):
+            if _usable(port) and _bindable(host, port):
                 _handed_out.add(port)
                 return port
     while True:  # no room below the ephemeral range: let the kernel choose
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind((host, 0))
             port = int(s.getsockname()[1])
-        if port not in _handed_out:
+        if _usable(port):
             _handed_out.add(port)
             return port
+
+
+def _usable(port):
+    return port not in _handed_out and port not in FETCH_BAD_PORTS
 
 
 def log_tail(path, lines=150):
