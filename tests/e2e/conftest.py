@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from a2a_harness import REPO, current_shell, module_path
-from e2e_harness import Envoy, Figures, Upstreams
+from a2a_harness import REPO, current_shell, module_path, running_replicas
+from e2e_harness import Agents, Envoy, Figures, Upstreams
 
 REPLICAS = ["replica-1", "replica-2", "replica-3"]
 SHELL = current_shell()
@@ -47,6 +47,15 @@ def upstreams(tmp_path_factory):
     ups = Upstreams(REPLICAS, tmp_path_factory.mktemp("upstreams"))
     yield ups
     ups.stop()
+
+
+@pytest.fixture(scope="module")
+def uuid_agents():
+    """Three demo-agent replicas with plain UUID task ids: only what a
+    gateway learned can route a task call to the replica that holds it (ids
+    that carry their context need nothing learned: test_task_ids.py)."""
+    with running_replicas(3, task_ids="uuid") as replicas:
+        yield Agents(replicas)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 import a2a_harness
@@ -72,6 +74,43 @@ class Envoy(a2a_harness.Envoy):
         super().__init__(cfg, workdir=workdir, name=name, binary=binary, concurrency=concurrency,
                          log_level="info", extra_args=extra_args, task_store=task_store)
         self.port = port
+
+
+class Agents:
+    """Agent replicas (a2a_harness.running_replicas) as `Envoy` wants its
+    upstreams."""
+
+    def __init__(self, replicas):
+        self.replicas = replicas
+        self.names = [r.name for r in replicas]
+        self.ports = [r.port for r in replicas]
+
+
+def rpc(port, method, params):
+    """One JSON-RPC call through Envoy on `port`; the decoded answer."""
+    body = json.dumps({"jsonrpc": "2.0", "id": str(uuid.uuid4()), "method": method,
+                       "params": params}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body,
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def first_turn(port, text):
+    """A message/send without a contextId: the agent answers with a task."""
+    return rpc(port, "message/send", {"message": {
+        "kind": "message", "messageId": str(uuid.uuid4()), "role": "user",
+        "parts": [{"kind": "text", "text": text}]}})
+
+
+def fetch(port, task):
+    """tasks/get of `task`: True if the replica it reached holds it."""
+    got = rpc(port, "tasks/get", {"id": task["id"]})
+    if "result" not in got:
+        return False
+    assert got["result"]["id"] == task["id"]
+    assert got["result"]["contextId"] == task["contextId"]
+    return True
 
 
 def counter_delta(before, after):

@@ -6,6 +6,12 @@ request already held by the filter when the change lands must finish under
 the old one, body intact; nothing may fail in between, and the filter's
 counters go on from where they were.
 
+Then the tasks the filter learned, in front of three replicas of the demo
+agent: a push that changes `task_ttl_secs`, and (the dynamic module) one
+that changes `task_capacity`, must keep them, also once the listener they
+replaced has drained: every `tasks/get` still reaches the replica that holds
+its task.
+
 The Wasm filter keeps its VMs and gives the new configuration a root context
 of its own. The dynamic module stays loaded and gets a new filter
 configuration beside the old one, which the streams begun under it keep.
@@ -16,14 +22,15 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import time
 
 import pytest
 import yaml
 
 from a2a_harness import (FILTER_OF_SHELL, affinity_filter, current_shell, edit_settings,
-                         settings_field, to_shell)
-from e2e_harness import Exchange, send_all
+                         settings_field, to_shell, wait_until)
+from e2e_harness import Envoy, Exchange, fetch, first_turn, send_all
 
 SHELL = current_shell()
 pytestmark = pytest.mark.skipif(SHELL == "ext-proc",
@@ -50,12 +57,11 @@ def filter_entry(listener):
     return entry
 
 
-@pytest.fixture(scope="module")
-def envoy(start_envoy, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("lds")
-    served = {}
+def listener_from_a_file(folder, served):
+    """A transform for Envoy's configuration: its listener served from
+    `folder/lds.yaml` (LDS), and kept in `served["listener"]`."""
 
-    def listener_from_a_file(cfg):
+    def transform(cfg):
         # The shell's filter in place of the Wasm one, before the listener
         # leaves the static config (the launcher converts static listeners).
         cfg, _ = to_shell(cfg, SHELL)
@@ -71,8 +77,15 @@ def envoy(start_envoy, tmp_path_factory):
         }}
         return cfg
 
+    return transform
+
+
+@pytest.fixture(scope="module")
+def envoy(start_envoy, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lds")
+    served = {}
     envoy = start_envoy("envoy/envoy.yaml", name="reconfigure", plugin={"mint_context_id": False},
-                        transform=listener_from_a_file)
+                        transform=listener_from_a_file(folder, served))
     envoy.lds_folder = folder
     envoy.listener = served["listener"]
     return envoy
@@ -159,3 +172,131 @@ def test_new_connections_get_the_new_configuration_and_a_held_request_the_old(en
     if SHELL == "wasm":
         # The same VMs serve the new configuration.
         assert envoy.stat("wasm.envoy.wasm.runtime.v8.active") == vms
+
+
+CONVERSATIONS = 20
+
+
+@pytest.fixture(scope="module")
+def agent_envoy(uuid_agents, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lds-agents")
+    served = {}
+    # A listener a push replaces drains for three seconds, not Envoy's
+    # default ten minutes: then its filter configuration, and with it
+    # anything only it holds, is gone.
+    envoy = Envoy("envoy/envoy.yaml", uuid_agents, tmp_path_factory.mktemp("envoy-agents"),
+                  name="reconfigure-tasks", transform=listener_from_a_file(folder, served),
+                  extra_args=("--drain-time-s", "3"))
+    envoy.lds_folder = folder
+    envoy.listener = served["listener"]
+    envoy.version = 1
+    yield envoy
+    envoy.stop()
+
+
+@pytest.fixture(scope="module")
+def learned(agent_envoy):
+    """First turns through the filter, which learns each task from the
+    agent's answer; every one found again before any push."""
+    tasks = [first_turn(agent_envoy.port, f"conversation {i}")["result"]
+             for i in range(CONVERSATIONS)]
+    assert all(task["kind"] == "task" and task["contextId"] for task in tasks), tasks
+    assert sum(fetch(agent_envoy.port, task) for task in tasks) == CONVERSATIONS
+    return tasks
+
+
+def push(envoy, **changes):
+    """Serves the listener with these filter settings."""
+    listener = json.loads(json.dumps(envoy.listener))
+    edit_settings(filter_entry(listener), **changes)
+    updates = envoy.stat("listener_manager.lds.update_success")
+    envoy.version += 1
+    write_lds(envoy.lds_folder, listener, envoy.version)
+    wait_until(lambda: envoy.stat("listener_manager.lds.update_success") > updates, 20,
+               "Envoy takes the new listener")
+    envoy.listener = listener
+
+
+def drained(envoy):
+    """Waits until the listener the last push replaced has drained."""
+    wait_until(lambda: envoy.stat("listener_manager.total_filter_chains_draining") == 0
+               and envoy.stat("listener_manager.total_listeners_draining") == 0, 20,
+               "the replaced listener drains")
+
+
+def push_and_drain(envoy, **changes):
+    push(envoy, **changes)
+    drained(envoy)
+
+
+class HeldFirstTurn:
+    """A first turn whose body is half sent: the filter holds it, under the
+    configuration of the connection it came on, until `finish`."""
+
+    def __init__(self, port, text):
+        self.body = json.dumps({"jsonrpc": "2.0", "id": "held", "method": "message/send",
+                                "params": {"message": {
+                                    "kind": "message", "messageId": "held-first-turn",
+                                    "role": "user",
+                                    "parts": [{"kind": "text", "text": text}]}}}).encode()
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.conn.putrequest("POST", "/", skip_accept_encoding=True)
+        self.conn.putheader("content-type", "application/json")
+        self.conn.putheader("content-length", str(len(self.body)))
+        self.conn.endheaders()
+        self.half = len(self.body) // 2
+        self.conn.send(self.body[:self.half])
+
+    def finish(self):
+        """The rest of the body; the agent's task."""
+        self.conn.send(self.body[self.half:])
+        response = self.conn.getresponse()
+        doc = json.loads(response.read())
+        self.conn.close()
+        assert response.status == 200, doc
+        return doc["result"]
+
+
+def took_over(envoy):
+    """The dynamic module's log lines for a new store that took over the
+    tasks of the one before."""
+    return [line for line in envoy.log.read_text().splitlines() if "a new task store" in line]
+
+
+def check_tasks_found(envoy, tasks):
+    before = envoy.stats()
+    assert sum(fetch(envoy.port, task) for task in tasks) == len(tasks)
+    after = envoy.stats()
+    assert after.get("task_routed", 0) - before.get("task_routed", 0) == len(tasks)
+    assert after.get("task_unknown", 0) == before.get("task_unknown", 0)
+
+
+def test_a_new_time_to_live_keeps_the_learned_tasks(agent_envoy, learned):
+    # A first turn begun before the change and answered after it: the old
+    # configuration learns its task, after the new one has taken over.
+    held = HeldFirstTurn(agent_envoy.port, "begun before the change")
+    time.sleep(0.3)
+    push(agent_envoy, task_ttl_secs=7200)
+    late = held.finish()
+    drained(agent_envoy)
+    if SHELL == "dynamic-module":
+        assert any("took over from the store of task_capacity 262144, task_ttl_secs 3600; "
+                   f"learned tasks kept: {CONVERSATIONS}" in line
+                   for line in took_over(agent_envoy)), took_over(agent_envoy)
+    check_tasks_found(agent_envoy, learned + [late])
+    # What the new configuration learns is found as well.
+    more = [first_turn(agent_envoy.port, f"later {i}")["result"] for i in range(5)]
+    check_tasks_found(agent_envoy, learned + [late] + more)
+
+
+@pytest.mark.skipif(SHELL == "wasm", reason="the Wasm filter places a task in Envoy's shared "
+                    "data by task_capacity: a new capacity does not find the old entries")
+def test_a_new_capacity_keeps_the_learned_tasks(agent_envoy, learned):
+    push_and_drain(agent_envoy, task_capacity=100_000)
+    kept = [int(m.group(1)) for line in took_over(agent_envoy)
+            if (m := re.search(r"\(task_capacity 100000, task_ttl_secs \d+\) took over from the "
+                               r"store of task_capacity 262144, task_ttl_secs \d+; learned tasks "
+                               r"kept: (\d+)", line))]
+    # The first turns, and whatever the test before learned.
+    assert len(kept) == 1 and kept[0] >= CONVERSATIONS, took_over(agent_envoy)
+    check_tasks_found(agent_envoy, learned)

@@ -12,17 +12,11 @@ import pytest
 
 from a2a_harness import REPO, ExtProcServer, current_shell, envoy_lb_route, running_replicas
 from a2a_harness.shells import EXT_PROC_CLUSTER, SANDBOX_CONFIGS, ext_proc_on_loopback
-from e2e_harness import Envoy
+from e2e_harness import Agents, Envoy
 
 VERIFY = REPO / "envoy/sandbox/verify.sh"
 SHELL = current_shell()
 SANDBOX_CONFIG = SANDBOX_CONFIGS[SHELL]
-
-
-class Agents:
-    def __init__(self, replicas):
-        self.names = [r.name for r in replicas]
-        self.ports = [r.port for r in replicas]
 
 
 @pytest.fixture(scope="module")

@@ -12,37 +12,18 @@ sends it.
 Runs with A2A_SHELL=ext-proc (the other shells keep learned tasks inside
 one Envoy)."""
 
-import json
 import shutil
 import subprocess
-import urllib.request
-import uuid
 
 import pytest
 
-from a2a_harness import ExtProcServer, current_shell, free_port, running_replicas, wait_until
-from e2e_harness import Envoy
+from a2a_harness import ExtProcServer, current_shell, free_port, wait_until
+from e2e_harness import Envoy, fetch, first_turn
 
 pytestmark = pytest.mark.skipif(current_shell() != "ext-proc",
                                 reason="a task store shared by gateways is the ext_proc server's")
 
 CONVERSATIONS = 20
-
-
-class _Agents:
-    """The agent replicas as the e2e Envoy wrapper wants its upstreams."""
-
-    def __init__(self, replicas):
-        self.replicas = replicas
-        self.ports = [r.port for r in replicas]
-
-
-@pytest.fixture(scope="module")
-def agents():
-    # Plain UUID task ids: this suite checks the learned store (ids that
-    # carry their context need none: test_task_ids.py).
-    with running_replicas(3, task_ids="uuid") as replicas:
-        yield _Agents(replicas)
 
 
 @pytest.fixture(scope="module")
@@ -70,30 +51,6 @@ def redis(tmp_path_factory):
     yield f"redis://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=10)
-
-
-def rpc(port, method, params):
-    body = json.dumps({"jsonrpc": "2.0", "id": str(uuid.uuid4()), "method": method,
-                       "params": params}).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body,
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
-
-
-def first_turn(port, text):
-    return rpc(port, "message/send", {"message": {
-        "kind": "message", "messageId": str(uuid.uuid4()), "role": "user",
-        "parts": [{"kind": "text", "text": text}]}})
-
-
-def fetch(port, task):
-    got = rpc(port, "tasks/get", {"id": task["id"]})
-    if "result" not in got:
-        return False
-    assert got["result"]["id"] == task["id"]
-    assert got["result"]["contextId"] == task["contextId"]
-    return True
 
 
 def run(agents, tmp_path, task_store):
@@ -128,10 +85,10 @@ def run(agents, tmp_path, task_store):
         b.stop()
 
 
-def test_gateways_sharing_redis_route_every_task_the_other_learned(agents, redis, tmp_path,
-                                                                   figures):
-    found, delta, restarted = run(agents, tmp_path, redis)
-    alone, alone_delta, alone_restarted = run(agents, tmp_path, None)
+def test_gateways_sharing_redis_route_every_task_the_other_learned(uuid_agents, redis,
+                                                                   tmp_path, figures):
+    found, delta, restarted = run(uuid_agents, tmp_path, redis)
+    alone, alone_delta, alone_restarted = run(uuid_agents, tmp_path, None)
     figures.record("shared-tasks", {
         "summary": f"tasks/get through the other gateway: {found}/{CONVERSATIONS} found with a "
                    f"shared Redis store ({restarted}/{CONVERSATIONS} after its server restarted), "

@@ -26,18 +26,10 @@ import pytest
 
 from a2a_affinity_ids import decode
 from a2a_harness import running_replicas
-from e2e_harness import Envoy
+from e2e_harness import Agents, Envoy
 
 CONVERSATIONS = 12
 CONFIGS = {"ring_hash": "envoy/envoy.yaml", "maglev": "envoy/envoy-maglev.yaml"}
-
-
-class _Agents:
-    """Agent replicas as the e2e Envoy wrapper wants its upstreams."""
-
-    def __init__(self, replicas):
-        self.replicas = replicas
-        self.ports = [r.port for r in replicas]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +38,7 @@ def agents():
     generator), 'uuid'."""
     with running_replicas(3, prefix="ctx-ids-", task_ids="context") as carried, \
             running_replicas(3, prefix="uuid-ids-", task_ids="uuid") as plain:
-        yield {"context": _Agents(carried), "uuid": _Agents(plain)}
+        yield {"context": Agents(carried), "uuid": Agents(plain)}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +47,7 @@ def js_agents():
     handler wrapped by agents/js/context-task-ids.mjs, or not)."""
     with running_replicas(3, prefix="js-ctx-", task_ids="context", sdk="js") as carried, \
             running_replicas(3, prefix="js-uuid-", task_ids="uuid", sdk="js") as plain:
-        yield {"context": _Agents(carried), "uuid": _Agents(plain)}
+        yield {"context": Agents(carried), "uuid": Agents(plain)}
 
 
 def header_value(context_id):

@@ -34,7 +34,7 @@ use a2a_affinity_core::store::TaskStore;
 use a2a_affinity_core::stream::{
     Decision, Env, HeaderOp, LearnTally, Next, RequestHead, ResponseHead, Stream as Core,
 };
-use log::{debug, error, warn};
+use log::{debug, error, info, warn};
 
 use a2a_affinity_core::json::request::{BodyKind, Extractor};
 use a2a_affinity_core::json::response::{Framing, ResponseLearner};
@@ -89,7 +89,20 @@ impl FilterConfig {
         for warning in config.warnings() {
             warn!("{warning}");
         }
-        let store = store::shared(config.task_capacity, config.task_ttl_secs);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (store, carried) = store::shared(config.task_capacity, config.task_ttl_secs, now);
+        if let Some(carried) = carried {
+            info!(
+                "a new task store (task_capacity {}, task_ttl_secs {}) took over from the store of task_capacity {}, task_ttl_secs {}; learned tasks kept: {}",
+                config.task_capacity,
+                config.task_ttl_secs,
+                carried.capacity,
+                carried.ttl_secs,
+                carried.tasks
+            );
+        }
         Ok(FilterConfig {
             config,
             store,

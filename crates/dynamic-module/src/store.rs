@@ -38,6 +38,11 @@
 //! numbers; the table holds only slot numbers. An overwrite reuses the
 //! slot, and a refresh moves the slot to the newest end of the order in
 //! place.
+//!
+//! Configurations with the same capacity and time to live share a store;
+//! one with other settings gets a new store that takes over what the store
+//! before it learned, and what that store goes on learning until it goes
+//! ([`shared`]).
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
@@ -102,6 +107,17 @@ impl Slot {
         self.hash = hash;
         self.expires = expires;
     }
+}
+
+/// Where an entry carried over from another store may go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// Anywhere, as a learned task: a full shard overwrites its oldest
+    /// entry, live or not.
+    Overwrite,
+    /// Only a free slot, or one whose entry has expired: nothing live here
+    /// is pushed out.
+    Spare,
 }
 
 /// One shard: the entries in slots, a table from task id to slot, and the
@@ -240,6 +256,49 @@ impl Shard {
             self.push_newest(at);
             return Learned::Stored;
         }
+        self.insert(task_id, context_id, hash, now, expires)
+    }
+
+    /// Adds an entry of another store that expires at `expires`, cut to
+    /// this store's time to live from now (and never before the newest
+    /// entry here, so that the write order stays the expiry order; entries
+    /// carried over in expiry order are not moved by that). A task already
+    /// here is left as it is, and an entry that has expired is not carried.
+    fn carry(
+        &mut self,
+        task_id: &str,
+        context_id: &str,
+        hash: u64,
+        (now, ttl): (u64, u64),
+        (expires, take): (u64, Take),
+    ) -> Learned {
+        let now = self.time(now);
+        if expires <= now || self.find(task_id, hash).is_some() {
+            return Learned::NotStored;
+        }
+        if take == Take::Spare
+            && self.len() >= self.capacity
+            && self
+                .slot(self.oldest)
+                .is_some_and(|slot| slot.expires > now)
+        {
+            return Learned::NotStored;
+        }
+        let newest = self.slot(self.newest).map_or(0, |slot| slot.expires);
+        let expires = expires.min(now.saturating_add(ttl)).max(newest);
+        self.insert(task_id, context_id, hash, now, expires)
+    }
+
+    /// Writes a task that is not in the shard, at the newest end of the
+    /// write order; a full shard overwrites its oldest entry.
+    fn insert(
+        &mut self,
+        task_id: &str,
+        context_id: &str,
+        hash: u64,
+        now: u64,
+        expires: u64,
+    ) -> Learned {
         if self.capacity == 0 {
             return Learned::NotStored;
         }
@@ -301,6 +360,49 @@ pub struct ShardedStore {
     keys: ahash::RandomState,
     ttl_secs: u64,
     capacity: usize,
+    /// The store this one took over from, while it lives (see [`shared`]).
+    predecessor: Weak<ShardedStore>,
+    /// The store that took over from this one, which takes over again what
+    /// this one learns from then on (the entries that expire at or after
+    /// the second number) when it goes.
+    successor: Mutex<(Weak<ShardedStore>, u64)>,
+}
+
+impl Drop for ShardedStore {
+    /// Hands what this store learned after another took over from it to
+    /// that one, if it is still alive, where it fits without pushing out a
+    /// live entry there: what streams begun under the old configuration
+    /// learned after the change is not lost with it. Only those entries are
+    /// read (they are the newest end of each shard's order), so the work is
+    /// theirs, not the store's size. The time is the latest either store
+    /// has seen (no clock is read here), so an entry carried may have
+    /// expired since, and is then dropped by the first lookup that meets it.
+    fn drop(&mut self) {
+        let (successor, since) = self
+            .successor
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        let since = *since;
+        if let Some(successor) = successor.upgrade() {
+            let latest = self.shards.iter().map(|s| lock(s).clock).max();
+            successor.carry_from(self, (latest.unwrap_or(0), since), Take::Spare);
+        }
+    }
+}
+
+/// A live entry of a store, its ids at `ids[start..split]` and
+/// `ids[split..end]` of the [`Snapshot`].
+struct Held {
+    expires: u64,
+    start: usize,
+    split: usize,
+    end: usize,
+}
+
+/// The live entries of a store, in expiry order.
+struct Snapshot {
+    ids: Vec<u8>,
+    held: Vec<Held>,
 }
 
 impl ShardedStore {
@@ -317,7 +419,70 @@ impl ShardedStore {
             keys: ahash::RandomState::new(),
             ttl_secs,
             capacity,
+            predecessor: Weak::new(),
+            successor: Mutex::new((Weak::new(), 0)),
         }
+    }
+
+    /// The entries that have not expired at `now` and expire at `since` or
+    /// later, each shard read under its lock in turn, from its newest entry
+    /// back to the first that expires before `since`.
+    fn snapshot(&self, now: u64, since: u64) -> Snapshot {
+        let mut ids = Vec::new();
+        let mut held = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            let now = shard.clock.max(now);
+            let first = held.len();
+            let mut at = shard.newest;
+            // The order holds each slot once; the bound only makes that plain.
+            for _ in 0..shard.slots.len() {
+                let Some(slot) = shard.slot(at) else { break };
+                if slot.expires <= now || slot.expires < since {
+                    break;
+                }
+                let start = ids.len();
+                ids.extend_from_slice(&slot.ids);
+                held.push(Held {
+                    expires: slot.expires,
+                    start,
+                    split: start.saturating_add(slot.split),
+                    end: ids.len(),
+                });
+                at = slot.older;
+            }
+            // Back in write order, which the sort below keeps among entries
+            // that expire in the same second.
+            if let Some(from_this_shard) = held.get_mut(first..) {
+                from_this_shard.reverse();
+            }
+        }
+        held.sort_by_key(|h| h.expires);
+        Snapshot { ids, held }
+    }
+
+    /// Copies the entries of `from` live at `now` that expire at `since` or
+    /// later into this store, those that expire first first, so that should
+    /// this store be smaller and `take` [`Take::Overwrite`], the ones that
+    /// go are the ones that would have expired first. Returns the entries
+    /// this store holds after.
+    fn carry_from(&self, from: &ShardedStore, (now, since): (u64, u64), take: Take) -> usize {
+        let Snapshot { ids, held } = from.snapshot(now, since);
+        for h in &held {
+            let (Some(task), Some(context)) = (ids.get(h.start..h.split), ids.get(h.split..h.end))
+            else {
+                continue;
+            };
+            let (Ok(task), Ok(context)) = (std::str::from_utf8(task), std::str::from_utf8(context))
+            else {
+                continue;
+            };
+            let hash = self.hash(task);
+            if let Some(mut shard) = self.shard(hash) {
+                shard.carry(task, context, hash, (now, self.ttl_secs), (h.expires, take));
+            }
+        }
+        self.len()
     }
 
     pub fn capacity(&self) -> usize {
@@ -355,8 +520,27 @@ impl ShardedStore {
             .map(|shard| lock(shard))
     }
 
-    /// The context of a live learned task.
+    /// The context of a live learned task. A task this store does not hold
+    /// is looked up in the store of the configuration this one replaced,
+    /// while that one lives (it may still learn from streams that began
+    /// before the change), and learned here if found.
     pub fn lookup(&self, task_id: &str, now_secs: u64) -> Lookup {
+        let found = self.lookup_here(task_id, now_secs);
+        if found != Lookup::Unknown {
+            return found;
+        }
+        let Some(predecessor) = self.predecessor.upgrade() else {
+            return found;
+        };
+        let found = predecessor.lookup_here(task_id, now_secs);
+        if let Lookup::Found(context) = &found {
+            self.learn(task_id, context, now_secs);
+        }
+        found
+    }
+
+    /// The context of a live task this store holds.
+    fn lookup_here(&self, task_id: &str, now_secs: u64) -> Lookup {
         let hash = self.hash(task_id);
         self.shard(hash).map_or(Lookup::Unknown, |mut shard| {
             shard.lookup(task_id, hash, now_secs)
@@ -395,28 +579,96 @@ impl TaskStore for StoreRef<'_> {
     }
 }
 
-/// Stores alive in this process, by (capacity, ttl).
-static STORES: Mutex<Vec<(u32, u64, Weak<ShardedStore>)>> = Mutex::new(Vec::new());
+/// Stores alive, by (capacity, ttl), oldest first.
+type Stores = Vec<(u32, u64, Weak<ShardedStore>)>;
 
-/// The process's store for this geometry: the one a live filter
+/// The stores alive in this process.
+#[cfg(not(test))]
+fn with_stores<R>(f: impl FnOnce(&mut Stores) -> R) -> R {
+    static STORES: Mutex<Stores> = Mutex::new(Vec::new());
+    f(&mut STORES.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// The stores the configurations of this thread made: the host tests run
+/// in parallel threads, and each test's configurations stand for one
+/// Envoy's, apart from every other test's.
+#[cfg(test)]
+fn with_stores<R>(f: impl FnOnce(&mut Stores) -> R) -> R {
+    thread_local! {
+        static STORES: std::cell::RefCell<Stores> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    STORES.with_borrow_mut(f)
+}
+
+/// What a new store took over from the store of other settings before it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Carried {
+    pub capacity: u32,
+    pub ttl_secs: u64,
+    /// The entries the new store holds after the copy.
+    pub tasks: usize,
+}
+
+/// The process's store for these settings: the one a live filter
 /// configuration already uses, or a new one. A configuration pushed again
 /// (LDS update, hot reload of the listener) is created while the old one is
-/// still alive, so the learned tasks carry over; two filter instances with
-/// the same settings share what they learn, as the Wasm filter's instances
-/// share Envoy's shared data.
-pub fn shared(capacity: u32, ttl_secs: u64) -> Arc<ShardedStore> {
-    let mut stores = STORES.lock().unwrap_or_else(PoisonError::into_inner);
+/// still alive, so with the same `task_capacity` and `task_ttl_secs` the
+/// learned tasks stay where they are; two filter instances with the same
+/// settings share what they learn, as the Wasm filter's instances share
+/// Envoy's shared data.
+///
+/// A configuration whose settings no live store has gets a new store, which
+/// takes over the live entries of the newest store alive (each kept until
+/// it would have expired, or this store's time to live from `now` if that
+/// is sooner; should the new store be smaller, those that expire first are
+/// left out), and until that store's last configuration is gone, looks up
+/// there the tasks it does not hold (streams that began before the change
+/// still learn there); when that store goes, it hands over what it holds
+/// then. So changing either setting keeps what was learned.
+pub fn shared(capacity: u32, ttl_secs: u64, now: u64) -> (Arc<ShardedStore>, Option<Carried>) {
+    with_stores(|stores| store_for(stores, capacity, ttl_secs, now))
+}
+
+fn store_for(
+    stores: &mut Stores,
+    capacity: u32,
+    ttl_secs: u64,
+    now: u64,
+) -> (Arc<ShardedStore>, Option<Carried>) {
     stores.retain(|(_, _, weak)| weak.strong_count() > 0);
     let existing = stores
         .iter()
         .find(|(c, t, _)| *c == capacity && *t == ttl_secs)
         .and_then(|(_, _, weak)| weak.upgrade());
     if let Some(store) = existing {
-        return store;
+        return (store, None);
     }
-    let store = Arc::new(ShardedStore::new(capacity, ttl_secs));
+    let newest = stores
+        .iter()
+        .rev()
+        .find_map(|(c, t, weak)| Some((*c, *t, weak.upgrade()?)));
+    let mut store = ShardedStore::new(capacity, ttl_secs);
+    let Some((from_capacity, from_ttl, from)) = newest else {
+        let store = Arc::new(store);
+        stores.push((capacity, ttl_secs, Arc::downgrade(&store)));
+        return (store, None);
+    };
+    store.predecessor = Arc::downgrade(&from);
+    let carried = Carried {
+        capacity: from_capacity,
+        ttl_secs: from_ttl,
+        tasks: store.carry_from(&from, (now, 0), Take::Overwrite),
+    };
+    let store = Arc::new(store);
+    // What `from` learns from now on expires at now + its time to live or
+    // later (a shard's time never goes back).
+    *from
+        .successor
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) =
+        (Arc::downgrade(&store), now.saturating_add(from_ttl));
     stores.push((capacity, ttl_secs, Arc::downgrade(&store)));
-    store
+    (store, Some(carried))
 }
 
 #[cfg(test)]
@@ -552,6 +804,11 @@ mod tests {
     /// order from either end meets every entry once, each is in the table,
     /// and every slot is either an entry or free.
     fn check_shard(shard: &Shard) {
+        check_shard_hashed(shard, h);
+    }
+
+    /// [`check_shard`] for a shard whose ids hash with `hash`.
+    fn check_shard_hashed(shard: &Shard, hash: impl Fn(&str) -> u64) {
         // The slots met from `at` on, following `next`.
         let walk = |mut at: u32, next: fn(&Slot) -> u32| {
             let mut met = Vec::new();
@@ -570,7 +827,7 @@ mod tests {
         for &at in &forward {
             let slot = shard.slot(at).unwrap();
             let task = std::str::from_utf8(slot.task()).unwrap();
-            assert_eq!(slot.hash, h(task));
+            assert_eq!(slot.hash, hash(task));
             assert_eq!(shard.find(task, slot.hash), Some(at));
         }
         assert_eq!(forward.len() + shard.free.len(), shard.slots.len());
@@ -775,16 +1032,225 @@ mod tests {
 
     #[test]
     fn shared_stores_are_reused_while_alive() {
-        let a = shared(1234, 77);
-        let b = shared(1234, 77);
+        let (a, none) = shared(1234, 77, NOW);
+        assert!(none.is_none());
+        let (b, none) = shared(1234, 77, NOW);
+        assert!(none.is_none());
         assert!(Arc::ptr_eq(&a, &b));
-        let c = shared(1234, 78);
-        assert!(!Arc::ptr_eq(&a, &c));
         a.learn("t", "c", NOW);
-        drop((a, b));
-        // The last owner is gone: a new configuration gets a fresh store.
-        let d = shared(1234, 77);
+        let (c, carried) = shared(1234, 78, NOW);
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(
+            carried,
+            Some(Carried {
+                capacity: 1234,
+                ttl_secs: 77,
+                tasks: 1
+            })
+        );
+        drop((a, b, c));
+        // The last owners are gone: a new configuration gets a fresh store,
+        // and has none to take over from.
+        let (d, none) = shared(1234, 77, NOW);
+        assert!(none.is_none());
         assert!(d.is_empty());
+    }
+
+    #[test]
+    fn new_settings_take_over_the_live_tasks_until_they_would_expire() {
+        let (old, _) = shared(5000, 100, NOW);
+        old.learn("gone", "c0", NOW - 100);
+        old.learn("soon", "c1", NOW);
+        old.learn("late", "c2", NOW + 50);
+        // A longer time to live: each entry keeps the expiry it had.
+        let (longer, carried) = shared(5000, 1000, NOW + 10);
+        assert_eq!(carried.map(|c| c.tasks), Some(2));
+        assert_eq!(longer.lookup_here("gone", NOW + 10), Lookup::Unknown);
+        // A shorter one cuts them to it: 20 seconds from when it was made.
+        let (shorter, carried) = shared(5000, 20, NOW + 10);
+        assert_eq!(carried.map(|c| (c.ttl_secs, c.tasks)), Some((1000, 2)));
+        assert_eq!(
+            shorter.lookup_here("late", NOW + 29),
+            Lookup::Found("c2".into())
+        );
+        assert_eq!(shorter.lookup_here("late", NOW + 30), Lookup::Unknown);
+        assert_eq!(
+            longer.lookup_here("soon", NOW + 99),
+            Lookup::Found("c1".into())
+        );
+        assert_eq!(longer.lookup_here("soon", NOW + 100), Lookup::Unknown);
+        assert_eq!(
+            longer.lookup_here("late", NOW + 149),
+            Lookup::Found("c2".into())
+        );
+        assert_eq!(longer.lookup_here("late", NOW + 150), Lookup::Unknown);
+    }
+
+    #[test]
+    fn a_smaller_store_takes_over_the_tasks_that_expire_last() {
+        // Three shards of the old store, one of the new: the 1,024 tasks
+        // learned last are the ones kept, wherever they were.
+        let (old, _) = shared(3 * 1024, 100_000, NOW);
+        for i in 0..3000u64 {
+            old.learn(&format!("task-{i}"), &format!("ctx-{i}"), NOW + i);
+        }
+        let (small, carried) = shared(1024, 100_000, NOW + 3000);
+        assert_eq!(carried.map(|c| c.tasks), Some(1024));
+        for i in 0..3000u64 {
+            let held = small.lookup_here(&format!("task-{i}"), NOW + 3000);
+            if i >= 3000 - 1024 {
+                assert_eq!(held, Lookup::Found(format!("ctx-{i}")), "task-{i}");
+            } else {
+                assert_eq!(held, Lookup::Unknown, "task-{i}");
+            }
+        }
+        // Still in expiry order: the next task pushes out the oldest kept.
+        assert_eq!(small.learn("new", "c", NOW + 3000), Learned::Evicted);
+        assert_eq!(
+            small.lookup_here(&format!("task-{}", 3000 - 1024), NOW + 3000),
+            Lookup::Unknown
+        );
+        check_shard_hashed(&lock(&small.shards[0]), |t| small.hash(t));
+    }
+
+    #[test]
+    fn tasks_the_old_configuration_learns_after_the_change_are_not_lost() {
+        let (old, _) = shared(2000, 3600, NOW);
+        let (new, _) = shared(2000, 1800, NOW);
+        // A stream that began before the change learns in the old store.
+        old.learn("gone", "e", NOW - 3600);
+        old.learn("t", "c", NOW + 1);
+        assert_eq!(new.lookup_here("t", NOW + 2), Lookup::Unknown);
+        // Found there, it is learned here.
+        assert_eq!(new.lookup("t", NOW + 2), Lookup::Found("c".into()));
+        assert_eq!(new.lookup_here("t", NOW + 2), Lookup::Found("c".into()));
+        // What the old store holds when it goes is handed over, under the
+        // new time to live; what expired in it is not.
+        old.learn("u", "d", NOW + 1);
+        new.learn("v", "f", NOW + 2);
+        drop(old);
+        assert_eq!(new.len(), 3);
+        for (task, context) in [("t", "c"), ("u", "d"), ("v", "f")] {
+            assert_eq!(
+                new.lookup_here(task, NOW + 3),
+                Lookup::Found(context.into())
+            );
+        }
+        // A store takes over from the newest store alive only, and hands
+        // over to the newest that took over from it.
+        let (newer, carried) = shared(2000, 900, NOW + 3);
+        assert_eq!(carried.map(|c| (c.ttl_secs, c.tasks)), Some((1800, 3)));
+        new.learn("w", "g", NOW + 4);
+        drop(new);
+        assert_eq!(newer.len(), 4);
+        assert_eq!(newer.lookup_here("w", NOW + 4), Lookup::Found("g".into()));
+        // Kept 900 seconds from the change for those carried then, from the
+        // latest time "new" had seen for the one it handed over, and each
+        // shard is still in expiry order.
+        for shard in newer.shards.iter() {
+            check_shard_hashed(&lock(shard), |t| newer.hash(t));
+        }
+        assert_eq!(newer.lookup_here("t", NOW + 902), Lookup::Found("c".into()));
+        assert_eq!(newer.lookup_here("t", NOW + 903), Lookup::Unknown);
+        assert_eq!(newer.lookup_here("w", NOW + 903), Lookup::Found("g".into()));
+        assert_eq!(newer.lookup_here("w", NOW + 904), Lookup::Unknown);
+        for shard in newer.shards.iter() {
+            check_shard_hashed(&lock(shard), |t| newer.hash(t));
+        }
+    }
+
+    #[test]
+    fn handing_over_pushes_out_nothing_live() {
+        let (old, _) = shared(2000, 3600, NOW);
+        // Full of live tasks learned under the new settings.
+        let (new, _) = shared(3, 10, NOW);
+        for task in ["a", "b", "c"] {
+            new.learn(task, "new", NOW);
+        }
+        old.learn("x", "old", NOW + 1);
+        old.learn("y", "old", NOW + 2);
+        drop(old);
+        assert_eq!(new.len(), 3);
+        for task in ["a", "b", "c"] {
+            assert_eq!(new.lookup_here(task, NOW + 9), Lookup::Found("new".into()));
+        }
+        // With "a" expired, one handed over takes its slot.
+        drop(new);
+        let (old, _) = shared(2000, 3600, NOW + 9);
+        let (new, _) = shared(3, 10, NOW + 9);
+        new.learn("a", "new", NOW + 9);
+        new.learn("b", "new", NOW + 15);
+        new.learn("c", "new", NOW + 15);
+        old.learn("x", "old", NOW + 20);
+        old.learn("y", "old", NOW + 20);
+        drop(old);
+        assert_eq!(new.lookup_here("a", NOW + 20), Lookup::Unknown);
+        assert_eq!(new.len(), 3);
+        let handed = ["x", "y"]
+            .iter()
+            .filter(|t| new.lookup_here(t, NOW + 20) == Lookup::Found("old".into()))
+            .count();
+        assert_eq!(handed, 1);
+    }
+
+    #[test]
+    fn only_what_was_learned_after_the_change_is_handed_over() {
+        let (old, _) = shared(2000, 3600, NOW);
+        old.learn("a", "1", NOW);
+        old.learn("b", "2", NOW);
+        // One slot, five seconds: "b" is taken over (it was written last),
+        // for five seconds from the change.
+        let (new, carried) = shared(1, 5, NOW + 1);
+        assert_eq!(carried.map(|c| c.tasks), Some(1));
+        assert_eq!(new.lookup_here("b", NOW + 5), Lookup::Found("2".into()));
+        old.learn("c", "3", NOW + 2);
+        // "b" has expired here; its slot is free for the handing over, which
+        // offers "c" alone: "a", left out at the change, is not offered again.
+        assert_eq!(new.lookup_here("b", NOW + 10), Lookup::Unknown);
+        drop(old);
+        assert_eq!(new.lookup_here("c", NOW + 10), Lookup::Found("3".into()));
+        assert_eq!(new.lookup_here("a", NOW + 10), Lookup::Unknown);
+    }
+
+    #[test]
+    fn a_store_that_goes_alone_hands_over_nothing() {
+        let (a, _) = shared(1500, 60, NOW);
+        let (b, _) = shared(1500, 61, NOW);
+        a.learn("t", "c", NOW);
+        drop(b);
+        // b is gone: a's handing over finds no one, and a new store starts
+        // from nothing but what a holds.
+        drop(a);
+        let (c, none) = shared(1500, 62, NOW);
+        assert!(none.is_none());
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_carried_entry_never_goes_before_the_newest_in_its_shard() {
+        // Entries offered out of expiry order are moved up to the newest,
+        // so that the write order stays the expiry order.
+        let mut shard = Shard::new(4);
+        assert_eq!(
+            shard.carry("a", "1", h("a"), (NOW, 100), (NOW + 50, Take::Overwrite)),
+            Learned::Stored
+        );
+        assert_eq!(
+            shard.carry("b", "2", h("b"), (NOW, 100), (NOW + 20, Take::Overwrite)),
+            Learned::Stored
+        );
+        assert_eq!(shard.lookup_id("b", NOW + 49), Lookup::Found("2".into()));
+        // Expired, or already held: not carried.
+        assert_eq!(
+            shard.carry("c", "3", h("c"), (NOW, 100), (NOW, Take::Overwrite)),
+            Learned::NotStored
+        );
+        assert_eq!(
+            shard.carry("a", "9", h("a"), (NOW, 100), (NOW + 60, Take::Overwrite)),
+            Learned::NotStored
+        );
+        assert_eq!(shard.lookup_id("a", NOW), Lookup::Found("1".into()));
+        check_shard(&shard);
     }
 
     #[test]

@@ -1139,8 +1139,8 @@ fn response_bytes_in_another_filters_buffer_are_read_only_if_nothing_was_read() 
     for resumed in [true, false] {
         for read_before in [false, true] {
             let c = config("{}");
-            // Each case its own task: learned tasks outlive a configuration
-            // while another with the same settings is alive.
+            // Each case its own task: learned tasks pass from one
+            // configuration to the next while either is alive.
             let task = format!("task-b-{resumed}-{read_before}");
             let (a, b) = two_events(&task);
             let mut ex = streaming(&c);
@@ -1220,20 +1220,49 @@ fn response_headers_are_read_only_when_the_answer_can_teach() {
     assert_eq!(c.counter("task_learned"), 1);
 }
 
+/// A message/send in `context` through `c`, answered with the task `task`,
+/// which the filter learns.
+fn teach(c: &Configured, task: &str, context: &str) {
+    let body = send_params(&format!(r#"{{"contextId":"{context}","parts":[]}}"#));
+    let answer = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"result":{{"kind":"task","id":"{task}","contextId":"{context}"}}}}"#
+    );
+    exchange(c, "/", &[], &[body.as_bytes()], true, false)
+        .respond(JSON, &[answer.as_bytes()])
+        .finish();
+}
+
 #[test]
 fn a_new_configuration_keeps_the_learned_tasks() {
     let old = config(r#"{"task_capacity":777,"task_ttl_secs":60}"#);
-    let body = send_params(r#"{"contextId":"ctx-reconf","parts":[]}"#);
-    let answer = r#"{"jsonrpc":"2.0","id":1,"result":{"kind":"task","id":"task-reconf","contextId":"ctx-reconf"}}"#;
-    exchange(&old, "/", &[], &[body.as_bytes()], true, false)
-        .respond(JSON, &[answer.as_bytes()])
-        .finish();
+    teach(&old, "task-reconf", "ctx-reconf");
     // Envoy creates the new configuration before it destroys the old one.
     let new = config(r#"{"task_capacity":777,"task_ttl_secs":60,"header":"x-session"}"#);
     drop(old);
     let get = rpc("tasks/get", r#"{"id":"task-reconf"}"#);
     let up = post(&new, "/", &[], &[get.as_bytes()]);
     assert_eq!(up.header("x-session").as_deref(), Some("ctx-reconf"));
+}
+
+#[test]
+fn a_configuration_with_new_task_settings_takes_the_learned_tasks_over() {
+    let old = config(r#"{"task_capacity":5000,"task_ttl_secs":600}"#);
+    teach(&old, "task-moved", "ctx-moved");
+    take_logs();
+    let new = config(r#"{"task_capacity":3000,"task_ttl_secs":1200}"#);
+    let logs = take_logs();
+    assert!(
+        logs.iter().any(|(_, l)| l.contains(
+            "a new task store (task_capacity 3000, task_ttl_secs 1200) took over from the store \
+             of task_capacity 5000, task_ttl_secs 600; learned tasks kept: 1"
+        )),
+        "{logs:?}"
+    );
+    drop(old);
+    let get = rpc("tasks/get", r#"{"id":"task-moved"}"#);
+    let up = post(&new, "/", &[], &[get.as_bytes()]);
+    assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-moved"));
+    assert_eq!(new.counter("task_routed"), 1);
 }
 
 // ------------------------------------------------------------ fail open

@@ -8,11 +8,13 @@
 //! The native task store at its default size: how many of as many distinct
 //! tasks as it holds it keeps, and the heap it takes for them. Run with
 //! `cargo test -p a2a-affinity-dynamic-module --test store_memory -- --nocapture`
-//! to see the figures the crate README quotes.
+//! to see the figures the crate README quotes. The second test times a new
+//! `task_ttl_secs` taking over a full default store (a figure, printed, not
+//! a limit).
 
 use a2a_affinity_core::config::Config;
 use a2a_affinity_core::store::{Learned, Lookup};
-use a2a_affinity_dynamic::store::ShardedStore;
+use a2a_affinity_dynamic::store::{shared, ShardedStore};
 use a2a_affinity_testkit::alloc::{heap_bytes, Counting};
 use a2a_affinity_testkit::ids::uuids;
 
@@ -86,4 +88,44 @@ fn a_full_default_store_and_its_heap() {
     // The ids themselves are 72 bytes a task; the rest is the slot, the
     // table and spare room in the shards' vectors.
     assert!(per_task < 160.0, "{per_task:.0} bytes per task");
+}
+
+#[test]
+fn new_settings_take_over_a_full_default_store() {
+    let capacity = Config::default().task_capacity;
+    let n = capacity as usize;
+    let tasks = uuids(n, 0x2468_ace0_1357_9bdf);
+    let contexts = uuids(n, 0x0f1e_2d3c_4b5a_6978);
+    let now = 1_000_000;
+    let (old, none) = shared(capacity, 3600, now);
+    assert!(none.is_none());
+    for (task, context) in tasks.iter().zip(&contexts) {
+        old.learn(task, context, now);
+    }
+    let held = old.len();
+    let started = std::time::Instant::now();
+    let ((new, carried), heap) = heap_bytes(|| shared(capacity, 7200, now + 1));
+    let took = started.elapsed();
+    let carried = carried.expect("taken over");
+    // Placed with the new store's own keys, its shards overflow apart from
+    // the old one's: a few more are pushed out, the ones that expire first.
+    assert_eq!(carried.tasks, new.len());
+    assert!(
+        carried.tasks > held - held / 50,
+        "{} of {held}",
+        carried.tasks
+    );
+    // While the old store lives, the new one finds there what it left out.
+    let found = tasks
+        .iter()
+        .zip(&contexts)
+        .filter(|(t, c)| new.lookup(t, now + 1) == Lookup::Found((*c).clone()))
+        .count();
+    println!(
+        "a new task_ttl_secs took over {} of the {held} tasks of a full default store in {:.0} ms (heap of the new store {:.1} MiB)",
+        carried.tasks,
+        took.as_secs_f64() * 1000.0,
+        mib(heap),
+    );
+    assert_eq!(found, held);
 }
