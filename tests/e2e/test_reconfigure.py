@@ -258,9 +258,10 @@ class HeldFirstTurn:
 
 
 def took_over(envoy):
-    """The dynamic module's log lines for a new store that took over the
-    tasks of the one before."""
-    return [line for line in envoy.log.read_text().splitlines() if "a new task store" in line]
+    """The dynamic module's log lines for a store that took over the tasks
+    of another."""
+    return [line for line in envoy.log.read_text().splitlines()
+            if "took over from the store of" in line]
 
 
 def check_tasks_found(envoy, tasks):
@@ -280,8 +281,8 @@ def test_a_new_time_to_live_keeps_the_learned_tasks(agent_envoy, learned):
     late = held.finish()
     drained(agent_envoy)
     if SHELL == "dynamic-module":
-        assert any("took over from the store of task_capacity 262144, task_ttl_secs 3600; "
-                   f"learned tasks kept: {CONVERSATIONS}" in line
+        assert any("task_ttl_secs 7200 took over from the store of task_capacity 262144, "
+                   f"task_ttl_secs 3600; learned tasks held: {CONVERSATIONS}" in line
                    for line in took_over(agent_envoy)), took_over(agent_envoy)
     check_tasks_found(agent_envoy, learned + [late])
     # What the new configuration learns is found as well.
@@ -294,9 +295,9 @@ def test_a_new_time_to_live_keeps_the_learned_tasks(agent_envoy, learned):
 def test_a_new_capacity_keeps_the_learned_tasks(agent_envoy, learned):
     push_and_drain(agent_envoy, task_capacity=100_000)
     kept = [int(m.group(1)) for line in took_over(agent_envoy)
-            if (m := re.search(r"\(task_capacity 100000, task_ttl_secs \d+\) took over from the "
-                               r"store of task_capacity 262144, task_ttl_secs \d+; learned tasks "
-                               r"kept: (\d+)", line))]
+            if (m := re.search(r"store of task_capacity 100000, task_ttl_secs \d+ took over from "
+                               r"the store of task_capacity 262144, task_ttl_secs \d+; learned "
+                               r"tasks held: (\d+)", line))]
     # The first turns, and whatever the test before learned.
     assert len(kept) == 1 and kept[0] >= CONVERSATIONS, took_over(agent_envoy)
     check_tasks_found(agent_envoy, learned)

@@ -623,8 +623,11 @@ pub struct Carried {
 /// is sooner; should the new store be smaller, those that expire first are
 /// left out), and until that store's last configuration is gone, looks up
 /// there the tasks it does not hold (streams that began before the change
-/// still learn there); when that store goes, it hands over what it holds
-/// then. So changing either setting keeps what was learned.
+/// still learn there); when that store goes, it hands over what it learned
+/// after the change. So changing either setting keeps what was learned.
+/// Settings that come back while their store lives (a push and its
+/// rollback) find that store, which takes over from the newest store of
+/// other settings the same way, and is the newest from then on.
 pub fn shared(capacity: u32, ttl_secs: u64, now: u64) -> (Arc<ShardedStore>, Option<Carried>) {
     with_stores(|stores| store_for(stores, capacity, ttl_secs, now))
 }
@@ -636,12 +639,38 @@ fn store_for(
     now: u64,
 ) -> (Arc<ShardedStore>, Option<Carried>) {
     stores.retain(|(_, _, weak)| weak.strong_count() > 0);
-    let existing = stores
+    let same = stores
         .iter()
-        .find(|(c, t, _)| *c == capacity && *t == ttl_secs)
-        .and_then(|(_, _, weak)| weak.upgrade());
-    if let Some(store) = existing {
-        return (store, None);
+        .enumerate()
+        .find(|(_, (c, t, _))| *c == capacity && *t == ttl_secs)
+        .and_then(|(at, (_, _, weak))| Some((at, weak.upgrade()?)));
+    if let Some((at, store)) = same {
+        // A store of other settings made since (a push and its rollback
+        // while the first configuration still lives): this one takes over
+        // what that one learned, and what it learns until it goes, and is
+        // the newest from now on.
+        let newer = stores
+            .get(at + 1..)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .find_map(|(c, t, weak)| Some((*c, *t, weak.upgrade()?)));
+        let Some((from_capacity, from_ttl, from)) = newer else {
+            return (store, None);
+        };
+        let carried = Carried {
+            capacity: from_capacity,
+            ttl_secs: from_ttl,
+            tasks: store.carry_from(&from, (now, 0), Take::Overwrite),
+        };
+        *from
+            .successor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            (Arc::downgrade(&store), now.saturating_add(from_ttl));
+        let entry = stores.remove(at);
+        stores.push(entry);
+        return (store, Some(carried));
     }
     let newest = stores
         .iter()
@@ -1210,6 +1239,38 @@ mod tests {
         drop(old);
         assert_eq!(new.lookup_here("c", NOW + 10), Lookup::Found("3".into()));
         assert_eq!(new.lookup_here("a", NOW + 10), Lookup::Unknown);
+    }
+
+    #[test]
+    fn a_rollback_while_the_first_configuration_lives_keeps_both_stores_tasks() {
+        // X, then Y, then X again before X's first configuration is gone.
+        let (x, _) = shared(2000, 3600, NOW);
+        x.learn("before", "1", NOW);
+        let (y, _) = shared(2000, 1800, NOW + 1);
+        y.learn("under-y", "2", NOW + 2);
+        let (x_again, carried) = shared(2000, 3600, NOW + 3);
+        assert!(Arc::ptr_eq(&x, &x_again));
+        assert_eq!(
+            carried,
+            Some(Carried {
+                capacity: 2000,
+                ttl_secs: 1800,
+                tasks: 2
+            })
+        );
+        for (task, context) in [("before", "1"), ("under-y", "2")] {
+            assert_eq!(x.lookup_here(task, NOW + 3), Lookup::Found(context.into()));
+        }
+        y.learn("late-y", "3", NOW + 4);
+        // X is the newest store again: new settings take over from it, not
+        // from Y.
+        let (z, carried) = shared(2000, 900, NOW + 5);
+        assert_eq!(carried.map(|c| (c.ttl_secs, c.tasks)), Some((3600, 2)));
+        // What Y's streams learned until Y went is handed over to X.
+        drop(y);
+        assert_eq!(x.lookup_here("late-y", NOW + 5), Lookup::Found("3".into()));
+        assert_eq!(z.lookup_here("late-y", NOW + 5), Lookup::Unknown);
+        drop(x_again);
     }
 
     #[test]

@@ -1253,8 +1253,8 @@ fn a_configuration_with_new_task_settings_takes_the_learned_tasks_over() {
     let logs = take_logs();
     assert!(
         logs.iter().any(|(_, l)| l.contains(
-            "a new task store (task_capacity 3000, task_ttl_secs 1200) took over from the store \
-             of task_capacity 5000, task_ttl_secs 600; learned tasks kept: 1"
+            "the task store of task_capacity 3000, task_ttl_secs 1200 took over from the store \
+             of task_capacity 5000, task_ttl_secs 600; learned tasks held: 1"
         )),
         "{logs:?}"
     );
