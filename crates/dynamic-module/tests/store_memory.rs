@@ -7,7 +7,7 @@
 
 //! The native task store at its default size: how many of as many distinct
 //! tasks as it holds it keeps, and the heap it takes for them. Run with
-//! `cargo test -p a2a-affinity-dynamic-module --test store_memory -- --nocapture`
+//! `cargo test -p a2a-affinity-dynamic-module --release --test store_memory -- --nocapture`
 //! to see the figures the crate README quotes. The second test times a new
 //! `task_ttl_secs` taking over a full default store (a figure, printed, not
 //! a limit).
