@@ -7,10 +7,10 @@ the old one, body intact; nothing may fail in between, and the filter's
 counters go on from where they were.
 
 Then the tasks the filter learned, in front of three replicas of the demo
-agent: a push that changes `task_ttl_secs`, and (the dynamic module) one
-that changes `task_capacity`, must keep them, also once the listener they
-replaced has drained: every `tasks/get` still reaches the replica that holds
-its task.
+agent: a push that changes `task_ttl_secs`, (the dynamic module) one that
+changes `task_capacity`, and a push and its rollback inside the drain time
+must keep them, also once the listeners they replaced have drained: every
+`tasks/get` still reaches the replica that holds its task.
 
 The Wasm filter keeps its VMs and gives the new configuration a root context
 of its own. The dynamic module stays loaded and gets a new filter
@@ -301,3 +301,19 @@ def test_a_new_capacity_keeps_the_learned_tasks(agent_envoy, learned):
     # The first turns, and whatever the test before learned.
     assert len(kept) == 1 and kept[0] >= CONVERSATIONS, took_over(agent_envoy)
     check_tasks_found(agent_envoy, learned)
+
+
+def test_a_push_and_its_rollback_keep_what_was_learned_in_between(agent_envoy, learned):
+    # Settings X, then Y, then X again before X's first listener has
+    # drained: the dynamic module gives the third configuration X's store
+    # again, which must take over what Y learned.
+    x = agent_envoy.listener
+    push(agent_envoy, task_ttl_secs=1800)
+    under_y = [first_turn(agent_envoy.port, f"under y {i}")["result"] for i in range(5)]
+    agent_envoy.listener = x
+    push(agent_envoy)
+    drained(agent_envoy)
+    if SHELL == "dynamic-module":
+        assert any("task_ttl_secs 1800; learned tasks held" in line
+                   for line in took_over(agent_envoy)[-1:]), took_over(agent_envoy)
+    check_tasks_found(agent_envoy, learned + under_y)
