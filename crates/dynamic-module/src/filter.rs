@@ -95,7 +95,7 @@ impl FilterConfig {
         let (store, carried) = store::shared(config.task_capacity, config.task_ttl_secs, now);
         if let Some(carried) = carried {
             info!(
-                "the task store of task_capacity {}, task_ttl_secs {} took over from the store of task_capacity {}, task_ttl_secs {}; learned tasks held: {}",
+                "the task store of task_capacity {}, task_ttl_secs {} took over from the store of task_capacity {}, task_ttl_secs {}; learned tasks taken over: {}",
                 config.task_capacity,
                 config.task_ttl_secs,
                 carried.capacity,

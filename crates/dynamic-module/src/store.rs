@@ -60,6 +60,13 @@ pub const SHARDS: usize = 32;
 /// to overwrite stays close to a choice over the whole store.
 pub const MIN_SHARD: usize = 1024;
 
+/// Seconds a worker's clock may lag the clock a takeover read (it read the
+/// clock before it took a shard's lock): what the old store learns after a
+/// takeover is told apart by its expiry, `now - CLOCK_SLACK_SECS` plus its
+/// time to live or later, so a little of what came just before is offered
+/// again (and left, as already held).
+const CLOCK_SLACK_SECS: u64 = 2;
+
 /// No slot: the end of the write order.
 const NIL: u32 = u32::MAX;
 
@@ -109,14 +116,14 @@ impl Slot {
     }
 }
 
-/// Where an entry carried over from another store may go.
+/// How entries carried over from another store go in.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Take {
-    /// Anywhere, as a learned task: a full shard overwrites its oldest
-    /// entry, live or not.
-    Overwrite,
-    /// Only a free slot, or one whose entry has expired: nothing live here
-    /// is pushed out.
+    /// Into a store no one uses yet, in expiry order, as learned tasks: a
+    /// full shard overwrites its oldest entry.
+    Fresh,
+    /// Into a store in use: only into room it has, nothing live pushed out
+    /// (`Shard::carry_spare`).
     Spare,
 }
 
@@ -198,16 +205,25 @@ impl Shard {
 
     /// Puts slot `at` at the newest end of the write order.
     fn push_newest(&mut self, at: u32) {
-        let newest = self.newest;
+        self.link_after(at, self.newest);
+    }
+
+    /// Puts slot `at`, which is in no order, just after slot `after` (first
+    /// after [`NIL`]).
+    fn link_after(&mut self, at: u32, after: u32) {
+        let next = self.slot(after).map_or(self.oldest, |slot| slot.newer);
         if let Some(slot) = self.slot_mut(at) {
-            slot.older = newest;
-            slot.newer = NIL;
+            slot.older = after;
+            slot.newer = next;
         }
-        match self.slot_mut(newest) {
-            Some(n) => n.newer = at,
+        match self.slot_mut(after) {
+            Some(prev) => prev.newer = at,
             None => self.oldest = at,
         }
-        self.newest = at;
+        match self.slot_mut(next) {
+            Some(n) => n.older = at,
+            None => self.newest = at,
+        }
     }
 
     /// Drops the entry of slot `at` from the table and the order; the slot
@@ -259,29 +275,19 @@ impl Shard {
         self.insert(task_id, context_id, hash, now, expires)
     }
 
-    /// Adds an entry of another store that expires at `expires`, cut to
-    /// this store's time to live from now (and never before the newest
-    /// entry here, so that the write order stays the expiry order; entries
-    /// carried over in expiry order are not moved by that). A task already
-    /// here is left as it is, and an entry that has expired is not carried.
+    /// Adds an entry of another store to a shard no one uses yet, entries
+    /// coming in expiry order: it expires at `expires`, cut to this store's
+    /// time to live from now (and never before the newest entry here, so
+    /// that the order stays the expiry order even were they not in order).
+    /// A task already here is left as it is, and an entry that has expired
+    /// is not carried.
     fn carry(
         &mut self,
-        task_id: &str,
-        context_id: &str,
-        hash: u64,
+        (task_id, context_id, hash, expires): Incoming<'_>,
         (now, ttl): (u64, u64),
-        (expires, take): (u64, Take),
     ) -> Learned {
         let now = self.time(now);
         if expires <= now || self.find(task_id, hash).is_some() {
-            return Learned::NotStored;
-        }
-        if take == Take::Spare
-            && self.len() >= self.capacity
-            && self
-                .slot(self.oldest)
-                .is_some_and(|slot| slot.expires > now)
-        {
             return Learned::NotStored;
         }
         let newest = self.slot(self.newest).map_or(0, |slot| slot.expires);
@@ -312,27 +318,54 @@ impl Shard {
             evicted = slot.expires > now;
             self.drop_entry(at);
             at
-        } else if let Some(at) = self.free.pop() {
-            at
         } else {
-            let Ok(at) = u32::try_from(self.slots.len()) else {
+            let Some(at) = self.spare_slot() else {
                 return Learned::NotStored;
             };
-            self.slots.push(Slot {
-                hash: 0,
-                expires: 0,
-                older: NIL,
-                newer: NIL,
-                split: 0,
-                ids: SmallVec::new(),
-            });
             at
         };
-        let Some(slot) = self.slot_mut(at) else {
+        if !self.place(at, (task_id, context_id, hash, expires), self.newest) {
             return Learned::NotStored;
+        }
+        if evicted {
+            Learned::Evicted
+        } else {
+            Learned::Stored
+        }
+    }
+
+    /// A slot for a new entry when the shard is not full: one an entry left,
+    /// or a new one at the end of the vector.
+    fn spare_slot(&mut self) -> Option<u32> {
+        if let Some(at) = self.free.pop() {
+            return Some(at);
+        }
+        let at = u32::try_from(self.slots.len()).ok()?;
+        self.slots.push(Slot {
+            hash: 0,
+            expires: 0,
+            older: NIL,
+            newer: NIL,
+            split: 0,
+            ids: SmallVec::new(),
+        });
+        Some(at)
+    }
+
+    /// Writes an entry into slot `at`, which holds none, links it just after
+    /// slot `after` in the order (or first, after [`NIL`]) and enters it in
+    /// the table.
+    fn place(
+        &mut self,
+        at: u32,
+        (task_id, context_id, hash, expires): (&str, &str, u64, u64),
+        after: u32,
+    ) -> bool {
+        let Some(slot) = self.slot_mut(at) else {
+            return false;
         };
         slot.write(task_id, context_id, hash, expires);
-        self.push_newest(at);
+        self.link_after(at, after);
         let Shard { table, slots, .. } = self;
         // Should the table grow, it moves each entry by the hash its slot
         // keeps: no task id is hashed again.
@@ -342,13 +375,57 @@ impl Shard {
                 .and_then(|i| slots.get(i))
                 .map_or(0, |slot| slot.hash)
         });
-        if evicted {
-            Learned::Evicted
-        } else {
-            Learned::Stored
+        true
+    }
+
+    /// Adds entries of another store to a shard that is in use, into room
+    /// it has and no further: entries here that have expired are dropped
+    /// first, nothing live here is pushed out, and should there be less
+    /// room than entries, those that expire last are taken. `incoming`
+    /// (task id, context id, hash, expiry) is in expiry order; each expiry
+    /// is cut to this store's time to live from now, and each entry goes to
+    /// its place in the order, so none lives longer than it would have.
+    /// Tasks already here are left as they are. Returns how many were added.
+    fn carry_spare(&mut self, (now, ttl): (u64, u64), incoming: &[Incoming<'_>]) -> usize {
+        let now = self.time(now);
+        while let Some(slot) = self.slot(self.oldest) {
+            if slot.expires > now {
+                break;
+            }
+            let at = self.oldest;
+            self.drop_entry(at);
+            self.free.push(at);
         }
+        let room = self.capacity.saturating_sub(self.len());
+        let live = incoming
+            .iter()
+            .filter(|e| e.3 > now && self.find(e.0, e.2).is_none());
+        // Those that expire last, newest first: the walk back along the
+        // order below then only ever goes one way.
+        let taken: Vec<&Incoming<'_>> = live.rev().take(room).collect();
+        let mut after = self.newest;
+        let mut added = 0;
+        for &(task_id, context_id, hash, expires) in taken {
+            let expires = expires.min(now.saturating_add(ttl));
+            while let Some(slot) = self.slot(after) {
+                if slot.expires <= expires {
+                    break;
+                }
+                after = slot.older;
+            }
+            let Some(at) = self.spare_slot() else { break };
+            if !self.place(at, (task_id, context_id, hash, expires), after) {
+                break;
+            }
+            added += 1;
+        }
+        added
     }
 }
+
+/// An entry carried from another store: task id, context id, its hash
+/// under the receiving store's keys, expiry.
+type Incoming<'a> = (&'a str, &'a str, u64, u64);
 
 /// The store every worker thread of the process shares (one per distinct
 /// `task_capacity`/`task_ttl_secs`, see [`shared`]).
@@ -462,27 +539,63 @@ impl ShardedStore {
     }
 
     /// Copies the entries of `from` live at `now` that expire at `since` or
-    /// later into this store, those that expire first first, so that should
-    /// this store be smaller and `take` [`Take::Overwrite`], the ones that
-    /// go are the ones that would have expired first. Returns the entries
-    /// this store holds after.
+    /// later into this store, as `take` says. Returns how many it took.
     fn carry_from(&self, from: &ShardedStore, (now, since): (u64, u64), take: Take) -> usize {
         let Snapshot { ids, held } = from.snapshot(now, since);
-        for h in &held {
-            let (Some(task), Some(context)) = (ids.get(h.start..h.split), ids.get(h.split..h.end))
-            else {
-                continue;
-            };
-            let (Ok(task), Ok(context)) = (std::str::from_utf8(task), std::str::from_utf8(context))
-            else {
-                continue;
-            };
-            let hash = self.hash(task);
-            if let Some(mut shard) = self.shard(hash) {
-                shard.carry(task, context, hash, (now, self.ttl_secs), (h.expires, take));
+        let incoming = held.iter().filter_map(|h| {
+            let task = std::str::from_utf8(ids.get(h.start..h.split)?).ok()?;
+            let context = std::str::from_utf8(ids.get(h.split..h.end)?).ok()?;
+            Some((task, context, self.hash(task), h.expires))
+        });
+        let limits = (now, self.ttl_secs);
+        match take {
+            Take::Fresh => {
+                let mut taken = 0usize;
+                for entry in incoming {
+                    let Some(mut shard) = self.shard(entry.2) else {
+                        continue;
+                    };
+                    match shard.carry(entry, limits) {
+                        Learned::Stored => taken += 1,
+                        // A full shard: the entry it overwrote was one of
+                        // those taken, and expired first.
+                        Learned::Evicted => {}
+                        Learned::Unchanged | Learned::NotStored => {}
+                    }
+                }
+                taken
+            }
+            Take::Spare => {
+                // Each shard's share, still in expiry order, added under one
+                // lock.
+                let mut by_shard: Vec<Vec<Incoming<'_>>> = vec![Vec::new(); self.shards.len()];
+                for entry in incoming {
+                    if let Some(share) = by_shard.get_mut(self.shard_index(entry.2)) {
+                        share.push(entry);
+                    }
+                }
+                self.shards
+                    .iter()
+                    .zip(&by_shard)
+                    .filter(|(_, share)| !share.is_empty())
+                    .map(|(shard, share)| lock(shard).carry_spare(limits, share))
+                    .sum()
             }
         }
-        self.len()
+    }
+
+    /// `store` took over from this one at `now`: it takes over what this
+    /// one learns from then on when this one goes. That expires at `now`
+    /// plus this store's time to live or later (a shard's time never goes
+    /// back), give or take a lagging worker's clock.
+    fn set_successor(&self, store: &Arc<ShardedStore>, now: u64) {
+        let since = now
+            .saturating_sub(CLOCK_SLACK_SECS)
+            .saturating_add(self.ttl_secs);
+        *self
+            .successor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = (Arc::downgrade(store), since);
     }
 
     pub fn capacity(&self) -> usize {
@@ -600,12 +713,12 @@ fn with_stores<R>(f: impl FnOnce(&mut Stores) -> R) -> R {
     STORES.with_borrow_mut(f)
 }
 
-/// What a new store took over from the store of other settings before it.
+/// What a store took over from a store of other settings.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Carried {
     pub capacity: u32,
     pub ttl_secs: u64,
-    /// The entries the new store holds after the copy.
+    /// How many of its entries it took.
     pub tasks: usize,
 }
 
@@ -626,8 +739,10 @@ pub struct Carried {
 /// still learn there); when that store goes, it hands over what it learned
 /// after the change. So changing either setting keeps what was learned.
 /// Settings that come back while their store lives (a push and its
-/// rollback) find that store, which takes over from the newest store of
-/// other settings the same way, and is the newest from then on.
+/// rollback, or a push of one of two listeners whose settings differ) find
+/// that store, which takes over from the newest store of other settings
+/// into the room it has (nothing live of its own is pushed out), and is
+/// the newest from then on.
 pub fn shared(capacity: u32, ttl_secs: u64, now: u64) -> (Arc<ShardedStore>, Option<Carried>) {
     with_stores(|stores| store_for(stores, capacity, ttl_secs, now))
 }
@@ -661,13 +776,9 @@ fn store_for(
         let carried = Carried {
             capacity: from_capacity,
             ttl_secs: from_ttl,
-            tasks: store.carry_from(&from, (now, 0), Take::Overwrite),
+            tasks: store.carry_from(&from, (now, 0), Take::Spare),
         };
-        *from
-            .successor
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) =
-            (Arc::downgrade(&store), now.saturating_add(from_ttl));
+        from.set_successor(&store, now);
         let entry = stores.remove(at);
         stores.push(entry);
         return (store, Some(carried));
@@ -686,16 +797,10 @@ fn store_for(
     let carried = Carried {
         capacity: from_capacity,
         ttl_secs: from_ttl,
-        tasks: store.carry_from(&from, (now, 0), Take::Overwrite),
+        tasks: store.carry_from(&from, (now, 0), Take::Fresh),
     };
     let store = Arc::new(store);
-    // What `from` learns from now on expires at now + its time to live or
-    // later (a shard's time never goes back).
-    *from
-        .successor
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner) =
-        (Arc::downgrade(&store), now.saturating_add(from_ttl));
+    from.set_successor(&store, now);
     stores.push((capacity, ttl_secs, Arc::downgrade(&store)));
     (store, Some(carried))
 }
@@ -859,6 +964,12 @@ mod tests {
             assert_eq!(slot.hash, hash(task));
             assert_eq!(shard.find(task, slot.hash), Some(at));
         }
+        // The order is the expiry order.
+        let expiries: Vec<u64> = forward
+            .iter()
+            .map(|&at| shard.slot(at).unwrap().expires)
+            .collect();
+        assert!(expiries.is_sorted(), "{expiries:?}");
         assert_eq!(forward.len() + shard.free.len(), shard.slots.len());
         assert!(shard.slots.len() <= shard.capacity);
     }
@@ -1250,12 +1361,13 @@ mod tests {
         y.learn("under-y", "2", NOW + 2);
         let (x_again, carried) = shared(2000, 3600, NOW + 3);
         assert!(Arc::ptr_eq(&x, &x_again));
+        // It takes what it lacks: the task learned under Y.
         assert_eq!(
             carried,
             Some(Carried {
                 capacity: 2000,
                 ttl_secs: 1800,
-                tasks: 2
+                tasks: 1
             })
         );
         for (task, context) in [("before", "1"), ("under-y", "2")] {
@@ -1274,44 +1386,110 @@ mod tests {
     }
 
     #[test]
-    fn a_store_that_goes_alone_hands_over_nothing() {
-        let (a, _) = shared(1500, 60, NOW);
-        let (b, _) = shared(1500, 61, NOW);
-        a.learn("t", "c", NOW);
-        drop(b);
-        // b is gone: a's handing over finds no one, and a new store starts
-        // from nothing but what a holds.
-        drop(a);
-        let (c, none) = shared(1500, 62, NOW);
-        assert!(none.is_none());
-        assert!(c.is_empty());
+    fn a_store_in_use_that_takes_over_keeps_every_live_entry_of_its_own() {
+        // Two listeners whose settings differ, or a push and its rollback:
+        // X, full of live tasks, comes back after Y, also full.
+        let (x, _) = shared(1024, 3600, NOW);
+        for i in 0..1024 {
+            x.learn(&format!("x-{i}"), "x", NOW + 3000);
+        }
+        let (y, _) = shared(1024, 60, NOW + 3000);
+        for i in 0..1024 {
+            y.learn(&format!("y-{i}"), "y", NOW + 3001);
+        }
+        let (x_again, carried) = shared(1024, 3600, NOW + 3002);
+        assert!(Arc::ptr_eq(&x, &x_again));
+        // No room: nothing of Y's is taken, and X keeps all of its own.
+        assert_eq!(carried.map(|c| c.tasks), Some(0));
+        assert_eq!(x.len(), 1024);
+        for i in 0..1024 {
+            let found = x.lookup_here(&format!("x-{i}"), NOW + 3002);
+            assert_eq!(found, Lookup::Found("x".into()), "x-{i}");
+        }
+        // Nor when Y goes.
+        drop(y);
+        assert_eq!(x.len(), 1024);
+        assert_eq!(x.lookup_here("x-0", NOW + 3002), Lookup::Found("x".into()));
+        check_shard_hashed(&lock(&x.shards[0]), |t| x.hash(t));
     }
 
     #[test]
-    fn a_carried_entry_never_goes_before_the_newest_in_its_shard() {
+    fn a_carried_entry_never_goes_before_the_newest_in_a_fresh_shard() {
         // Entries offered out of expiry order are moved up to the newest,
         // so that the write order stays the expiry order.
         let mut shard = Shard::new(4);
+        let limits = (NOW, 100);
         assert_eq!(
-            shard.carry("a", "1", h("a"), (NOW, 100), (NOW + 50, Take::Overwrite)),
+            shard.carry(("a", "1", h("a"), NOW + 50), limits),
             Learned::Stored
         );
         assert_eq!(
-            shard.carry("b", "2", h("b"), (NOW, 100), (NOW + 20, Take::Overwrite)),
+            shard.carry(("b", "2", h("b"), NOW + 20), limits),
             Learned::Stored
         );
         assert_eq!(shard.lookup_id("b", NOW + 49), Lookup::Found("2".into()));
         // Expired, or already held: not carried.
         assert_eq!(
-            shard.carry("c", "3", h("c"), (NOW, 100), (NOW, Take::Overwrite)),
+            shard.carry(("c", "3", h("c"), NOW), limits),
             Learned::NotStored
         );
         assert_eq!(
-            shard.carry("a", "9", h("a"), (NOW, 100), (NOW + 60, Take::Overwrite)),
+            shard.carry(("a", "9", h("a"), NOW + 60), limits),
             Learned::NotStored
         );
         assert_eq!(shard.lookup_id("a", NOW), Lookup::Found("1".into()));
         check_shard(&shard);
+    }
+
+    #[test]
+    fn entries_carried_into_a_shard_in_use_go_to_their_place_in_the_order() {
+        // A shard of six holding four live entries (expiring at +10, +20,
+        // +30, +40) and one expired.
+        let mut shard = Shard::new(6);
+        shard.learn_id("gone", "0", NOW - 100, 50);
+        for (i, task) in ["a", "b", "c", "d"].iter().enumerate() {
+            shard.learn_id(task, "own", NOW, 10 * (i as u64 + 1));
+        }
+        // Five offered, in expiry order: one already here, one expired, and
+        // three for two slots (the expired entry's and the free one).
+        let incoming = [
+            ("x", "in", h("x"), NOW + 5),
+            ("y", "in", h("y"), NOW + 25),
+            ("b", "in", h("b"), NOW + 26),
+            ("z", "in", h("z"), NOW + 45),
+            ("old", "in", h("old"), NOW - 1),
+        ];
+        let mut sorted = incoming;
+        sorted.sort_by_key(|e| e.3);
+        assert_eq!(shard.carry_spare((NOW, 1000), &sorted), 2);
+        assert_eq!(shard.len(), 6);
+        check_shard(&shard);
+        // The two that expire last came in; the one that expires first did
+        // not; nothing here went, and "b" kept its own context.
+        for (task, context) in [("a", "own"), ("b", "own"), ("c", "own"), ("d", "own")] {
+            assert_eq!(shard.lookup_id(task, NOW), Lookup::Found(context.into()));
+        }
+        assert_eq!(shard.lookup_id("x", NOW), Lookup::Unknown);
+        // Each keeps its own expiry: "y" is gone at +25, "z" at +45.
+        assert_eq!(shard.lookup_id("y", NOW + 24), Lookup::Found("in".into()));
+        assert_eq!(shard.lookup_id("y", NOW + 25), Lookup::Unknown);
+        assert_eq!(shard.lookup_id("z", NOW + 44), Lookup::Found("in".into()));
+        assert_eq!(shard.lookup_id("z", NOW + 45), Lookup::Unknown);
+        // A full shard takes nothing.
+        let mut full = Shard::new(2);
+        full.learn_id("a", "own", NOW, 10);
+        full.learn_id("b", "own", NOW, 10);
+        assert_eq!(
+            full.carry_spare((NOW, 1000), &[("x", "in", h("x"), NOW + 99)]),
+            0
+        );
+        // Cut to this store's time to live.
+        let mut short = Shard::new(2);
+        assert_eq!(
+            short.carry_spare((NOW, 5), &[("x", "in", h("x"), NOW + 99)]),
+            1
+        );
+        assert_eq!(short.lookup_id("x", NOW + 5), Lookup::Unknown);
     }
 
     #[test]

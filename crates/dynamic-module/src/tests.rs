@@ -1254,7 +1254,7 @@ fn a_configuration_with_new_task_settings_takes_the_learned_tasks_over() {
     assert!(
         logs.iter().any(|(_, l)| l.contains(
             "the task store of task_capacity 3000, task_ttl_secs 1200 took over from the store \
-             of task_capacity 5000, task_ttl_secs 600; learned tasks held: 1"
+             of task_capacity 5000, task_ttl_secs 600; learned tasks taken over: 1"
         )),
         "{logs:?}"
     );
