@@ -43,6 +43,13 @@ use crate::host::{Body, Chunks, Headers, Host};
 use crate::readers::Readers;
 use crate::store::{self, ShardedStore, StoreRef};
 
+/// Seconds since the Unix epoch, by the system clock (0 before it).
+fn unix_now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// What a hook tells Envoy, before it is mapped to the hook's own status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -89,10 +96,8 @@ impl FilterConfig {
         for warning in config.warnings() {
             warn!("{warning}");
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let (store, carried) = store::shared(config.task_capacity, config.task_ttl_secs, now);
+        let (store, carried) =
+            store::shared(config.task_capacity, config.task_ttl_secs, unix_now_secs());
         if let Some(carried) = carried {
             info!(
                 "the task store of task_capacity {}, task_ttl_secs {} took over from the store of task_capacity {}, task_ttl_secs {}; learned tasks taken over: {}",
@@ -200,9 +205,7 @@ impl<'a> ShellEnv<'a> {
 
 impl Env for ShellEnv<'_> {
     fn now_secs(&mut self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+        unix_now_secs()
     }
 
     fn random(&mut self, out: &mut [u8; 16]) -> bool {

@@ -116,17 +116,6 @@ impl Slot {
     }
 }
 
-/// How entries carried over from another store go in.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Take {
-    /// Into a store no one uses yet, in expiry order, as learned tasks: a
-    /// full shard overwrites its oldest entry.
-    Fresh,
-    /// Into a store in use: only into room it has, nothing live pushed out
-    /// (`Shard::carry_spare`).
-    Spare,
-}
-
 /// One shard: the entries in slots, a table from task id to slot, and the
 /// write order (oldest first), which is the expiry order.
 struct Shard {
@@ -272,39 +261,6 @@ impl Shard {
             self.push_newest(at);
             return Learned::Stored;
         }
-        self.insert(task_id, context_id, hash, now, expires)
-    }
-
-    /// Adds an entry of another store to a shard no one uses yet, entries
-    /// coming in expiry order: it expires at `expires`, cut to this store's
-    /// time to live from now (and never before the newest entry here, so
-    /// that the order stays the expiry order even were they not in order).
-    /// A task already here is left as it is, and an entry that has expired
-    /// is not carried.
-    fn carry(
-        &mut self,
-        (task_id, context_id, hash, expires): Incoming<'_>,
-        (now, ttl): (u64, u64),
-    ) -> Learned {
-        let now = self.time(now);
-        if expires <= now || self.find(task_id, hash).is_some() {
-            return Learned::NotStored;
-        }
-        let newest = self.slot(self.newest).map_or(0, |slot| slot.expires);
-        let expires = expires.min(now.saturating_add(ttl)).max(newest);
-        self.insert(task_id, context_id, hash, now, expires)
-    }
-
-    /// Writes a task that is not in the shard, at the newest end of the
-    /// write order; a full shard overwrites its oldest entry.
-    fn insert(
-        &mut self,
-        task_id: &str,
-        context_id: &str,
-        hash: u64,
-        now: u64,
-        expires: u64,
-    ) -> Learned {
         if self.capacity == 0 {
             return Learned::NotStored;
         }
@@ -378,10 +334,11 @@ impl Shard {
         true
     }
 
-    /// Adds entries of another store to a shard that is in use, into room
-    /// it has and no further: entries here that have expired are dropped
-    /// first, nothing live here is pushed out, and should there be less
-    /// room than entries, those that expire last are taken. `incoming`
+    /// Adds entries of another store to the shard, into room it has and no
+    /// further: entries here that have expired are dropped first, nothing
+    /// live here is pushed out, and should there be less room than entries,
+    /// those that expire last are taken (into a new store, as many as its
+    /// capacity). `incoming`
     /// (task id, context id, hash, expiry) is in expiry order; each expiry
     /// is cut to this store's time to live from now, and each entry goes to
     /// its place in the order, so none lives longer than it would have.
@@ -462,7 +419,7 @@ impl Drop for ShardedStore {
         let since = *since;
         if let Some(successor) = successor.upgrade() {
             let latest = self.shards.iter().map(|s| lock(s).clock).max();
-            successor.carry_from(self, (latest.unwrap_or(0), since), Take::Spare);
+            successor.carry_from(self, (latest.unwrap_or(0), since));
         }
     }
 }
@@ -539,49 +496,29 @@ impl ShardedStore {
     }
 
     /// Copies the entries of `from` live at `now` that expire at `since` or
-    /// later into this store, as `take` says. Returns how many it took.
-    fn carry_from(&self, from: &ShardedStore, (now, since): (u64, u64), take: Take) -> usize {
+    /// later into the room this store has (`Shard::carry_spare`). Returns
+    /// how many it took.
+    fn carry_from(&self, from: &ShardedStore, (now, since): (u64, u64)) -> usize {
         let Snapshot { ids, held } = from.snapshot(now, since);
         let incoming = held.iter().filter_map(|h| {
             let task = std::str::from_utf8(ids.get(h.start..h.split)?).ok()?;
             let context = std::str::from_utf8(ids.get(h.split..h.end)?).ok()?;
             Some((task, context, self.hash(task), h.expires))
         });
-        let limits = (now, self.ttl_secs);
-        match take {
-            Take::Fresh => {
-                let mut taken = 0usize;
-                for entry in incoming {
-                    let Some(mut shard) = self.shard(entry.2) else {
-                        continue;
-                    };
-                    match shard.carry(entry, limits) {
-                        Learned::Stored => taken += 1,
-                        // A full shard: the entry it overwrote was one of
-                        // those taken, and expired first.
-                        Learned::Evicted => {}
-                        Learned::Unchanged | Learned::NotStored => {}
-                    }
-                }
-                taken
-            }
-            Take::Spare => {
-                // Each shard's share, still in expiry order, added under one
-                // lock.
-                let mut by_shard: Vec<Vec<Incoming<'_>>> = vec![Vec::new(); self.shards.len()];
-                for entry in incoming {
-                    if let Some(share) = by_shard.get_mut(self.shard_index(entry.2)) {
-                        share.push(entry);
-                    }
-                }
-                self.shards
-                    .iter()
-                    .zip(&by_shard)
-                    .filter(|(_, share)| !share.is_empty())
-                    .map(|(shard, share)| lock(shard).carry_spare(limits, share))
-                    .sum()
+        // Each shard's share, still in expiry order, added under one lock.
+        let mut by_shard: Vec<Vec<Incoming<'_>>> = vec![Vec::new(); self.shards.len()];
+        for entry in incoming {
+            if let Some(share) = by_shard.get_mut(self.shard_index(entry.2)) {
+                share.push(entry);
             }
         }
+        let limits = (now, self.ttl_secs);
+        self.shards
+            .iter()
+            .zip(&by_shard)
+            .filter(|(_, share)| !share.is_empty())
+            .map(|(shard, share)| lock(shard).carry_spare(limits, share))
+            .sum()
     }
 
     /// `store` took over from this one at `now`: it takes over what this
@@ -764,31 +701,23 @@ fn store_for(
         // while the first configuration still lives): this one takes over
         // what that one learned, and what it learns until it goes, and is
         // the newest from now on.
-        let newer = stores
-            .get(at + 1..)
-            .unwrap_or_default()
-            .iter()
-            .rev()
-            .find_map(|(c, t, weak)| Some((*c, *t, weak.upgrade()?)));
-        let Some((from_capacity, from_ttl, from)) = newer else {
+        let Some((from_capacity, from_ttl, from)) =
+            newest(stores.get(at + 1..).unwrap_or_default())
+        else {
             return (store, None);
         };
         let carried = Carried {
             capacity: from_capacity,
             ttl_secs: from_ttl,
-            tasks: store.carry_from(&from, (now, 0), Take::Spare),
+            tasks: store.carry_from(&from, (now, 0)),
         };
         from.set_successor(&store, now);
         let entry = stores.remove(at);
         stores.push(entry);
         return (store, Some(carried));
     }
-    let newest = stores
-        .iter()
-        .rev()
-        .find_map(|(c, t, weak)| Some((*c, *t, weak.upgrade()?)));
     let mut store = ShardedStore::new(capacity, ttl_secs);
-    let Some((from_capacity, from_ttl, from)) = newest else {
+    let Some((from_capacity, from_ttl, from)) = newest(stores) else {
         let store = Arc::new(store);
         stores.push((capacity, ttl_secs, Arc::downgrade(&store)));
         return (store, None);
@@ -797,12 +726,20 @@ fn store_for(
     let carried = Carried {
         capacity: from_capacity,
         ttl_secs: from_ttl,
-        tasks: store.carry_from(&from, (now, 0), Take::Fresh),
+        tasks: store.carry_from(&from, (now, 0)),
     };
     let store = Arc::new(store);
     from.set_successor(&store, now);
     stores.push((capacity, ttl_secs, Arc::downgrade(&store)));
     (store, Some(carried))
+}
+
+/// The newest store alive of `stores`, with its settings.
+fn newest(stores: &[(u32, u64, Weak<ShardedStore>)]) -> Option<(u32, u64, Arc<ShardedStore>)> {
+    stores
+        .iter()
+        .rev()
+        .find_map(|(c, t, weak)| Some((*c, *t, weak.upgrade()?)))
 }
 
 #[cfg(test)]
@@ -1414,35 +1351,7 @@ mod tests {
     }
 
     #[test]
-    fn a_carried_entry_never_goes_before_the_newest_in_a_fresh_shard() {
-        // Entries offered out of expiry order are moved up to the newest,
-        // so that the write order stays the expiry order.
-        let mut shard = Shard::new(4);
-        let limits = (NOW, 100);
-        assert_eq!(
-            shard.carry(("a", "1", h("a"), NOW + 50), limits),
-            Learned::Stored
-        );
-        assert_eq!(
-            shard.carry(("b", "2", h("b"), NOW + 20), limits),
-            Learned::Stored
-        );
-        assert_eq!(shard.lookup_id("b", NOW + 49), Lookup::Found("2".into()));
-        // Expired, or already held: not carried.
-        assert_eq!(
-            shard.carry(("c", "3", h("c"), NOW), limits),
-            Learned::NotStored
-        );
-        assert_eq!(
-            shard.carry(("a", "9", h("a"), NOW + 60), limits),
-            Learned::NotStored
-        );
-        assert_eq!(shard.lookup_id("a", NOW), Lookup::Found("1".into()));
-        check_shard(&shard);
-    }
-
-    #[test]
-    fn entries_carried_into_a_shard_in_use_go_to_their_place_in_the_order() {
+    fn entries_carried_into_a_shard_go_to_their_place_in_the_order() {
         // A shard of six holding four live entries (expiring at +10, +20,
         // +30, +40) and one expired.
         let mut shard = Shard::new(6);
