@@ -10,7 +10,9 @@ Then the tasks the filter learned, in front of three replicas of the demo
 agent: a push that changes `task_ttl_secs`, (the dynamic module) one that
 changes `task_capacity`, and a push and its rollback inside the drain time
 must keep them, also once the listeners they replaced have drained: every
-`tasks/get` still reaches the replica that holds its task.
+`tasks/get` still reaches the replica that holds its task. While a replaced
+listener drains, a task learned on a new connection is routed on one of
+the old configuration's connections too.
 
 The Wasm filter keeps its VMs and gives the new configuration a root context
 of its own. The dynamic module stays loaded and gets a new filter
@@ -257,6 +259,35 @@ class HeldFirstTurn:
         return doc["result"]
 
 
+class HeldTaskGet:
+    """A `tasks/get` sent up to its task id, which the agents make a UUID (36
+    characters, so the length is known before the task is): the filter
+    holds it, under the configuration of the connection it came on, until
+    `finish` names the task."""
+
+    PREFIX = b'{"jsonrpc":"2.0","id":"held-get","method":"tasks/get","params":{"id":"'
+    SUFFIX = b'"}}'
+
+    def __init__(self, port):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.conn.putrequest("POST", "/", skip_accept_encoding=True)
+        self.conn.putheader("content-type", "application/json")
+        self.conn.putheader("content-length", str(len(self.PREFIX) + 36 + len(self.SUFFIX)))
+        self.conn.endheaders()
+        self.conn.send(self.PREFIX)
+
+    def finish(self, task):
+        """The task id and the rest; the agent's answer."""
+        task_id = task["id"].encode()
+        assert len(task_id) == 36, task
+        self.conn.send(task_id + self.SUFFIX)
+        response = self.conn.getresponse()
+        doc = json.loads(response.read())
+        self.conn.close()
+        assert response.status == 200, doc
+        return doc
+
+
 def took_over(envoy):
     """The dynamic module's log lines for a store that took over the tasks
     of another."""
@@ -320,3 +351,24 @@ def test_a_push_and_its_rollback_keep_what_was_learned_in_between(agent_envoy, l
                  if (m := re.search(r"task_ttl_secs 1800; learned tasks taken over: (\d+)", line))]
         assert taken and taken[0] >= 5, took_over(agent_envoy)
     check_tasks_found(agent_envoy, learned + under_y)
+
+
+def test_each_configuration_finds_the_tasks_the_other_learns_while_both_live(agent_envoy,
+                                                                            learned):
+    # Requests on connections of the configuration a push replaces, held
+    # from before the push: they finish under it while its listener drains.
+    held = [HeldTaskGet(agent_envoy.port) for _ in range(3)]
+    time.sleep(0.3)
+    push(agent_envoy, task_ttl_secs=5400)
+    # First turns on new connections: the new configuration learns their
+    # tasks, which the held requests then ask for.
+    fresh = [first_turn(agent_envoy.port, f"new side {i}")["result"] for i in range(3)]
+    before = agent_envoy.stats()
+    answers = [h.finish(task) for h, task in zip(held, fresh)]
+    after = agent_envoy.stats()
+    assert [(a.get("result") or {}).get("id") for a in answers] == [t["id"] for t in fresh], \
+        answers
+    assert after.get("task_routed", 0) - before.get("task_routed", 0) == len(fresh)
+    assert after.get("task_unknown", 0) == before.get("task_unknown", 0)
+    drained(agent_envoy)
+    check_tasks_found(agent_envoy, learned + fresh)

@@ -41,9 +41,10 @@
 //!
 //! Configurations with the same capacity and time to live share a store;
 //! one with other settings gets a new store that takes over what the store
-//! before it learned, and what that store goes on learning until it goes
-//! ([`shared`]).
+//! before it learned, and what that store goes on learning until it goes;
+//! while both live, each looks up in the other what it lacks ([`shared`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use a2a_affinity_core::store::{Learned, Lookup, TaskStore};
@@ -394,8 +395,13 @@ pub struct ShardedStore {
     keys: ahash::RandomState,
     ttl_secs: u64,
     capacity: usize,
-    /// The store this one took over from, while it lives (see [`shared`]).
-    predecessor: Weak<ShardedStore>,
+    /// The stores of other settings this one took over from or that took
+    /// over from it, while they live (see [`shared`]): a task this one does
+    /// not hold is looked up there.
+    peers: Mutex<Vec<Weak<ShardedStore>>>,
+    /// Whether `peers` may hold a store alive: a lookup that finds nothing
+    /// here reads only this while none does.
+    has_peers: AtomicBool,
     /// The store that took over from this one, which takes over again what
     /// this one learns from then on (the entries that expire at or after
     /// the second number) when it goes.
@@ -453,7 +459,8 @@ impl ShardedStore {
             keys: ahash::RandomState::new(),
             ttl_secs,
             capacity,
-            predecessor: Weak::new(),
+            peers: Mutex::new(Vec::new()),
+            has_peers: AtomicBool::new(false),
             successor: Mutex::new((Weak::new(), 0)),
         }
     }
@@ -521,6 +528,29 @@ impl ShardedStore {
             .sum()
     }
 
+    /// Adds `peer` to the stores this one looks up what it lacks in.
+    fn add_peer(&self, peer: &Arc<ShardedStore>) {
+        let mut peers = lock(&self.peers);
+        peers.retain(|p| p.strong_count() > 0);
+        if !peers
+            .iter()
+            .any(|p| std::ptr::eq(p.as_ptr(), Arc::as_ptr(peer)))
+        {
+            peers.push(Arc::downgrade(peer));
+        }
+        self.has_peers.store(true, Ordering::Relaxed);
+    }
+
+    /// The peers alive; forgets those gone.
+    fn live_peers(&self) -> Vec<Arc<ShardedStore>> {
+        let mut peers = lock(&self.peers);
+        peers.retain(|p| p.strong_count() > 0);
+        if peers.is_empty() {
+            self.has_peers.store(false, Ordering::Relaxed);
+        }
+        peers.iter().filter_map(Weak::upgrade).collect()
+    }
+
     /// `store` took over from this one at `now`: it takes over what this
     /// one learns from then on when this one goes. That expires at `now`
     /// plus this store's time to live or later (a shard's time never goes
@@ -571,20 +601,21 @@ impl ShardedStore {
     }
 
     /// The context of a live learned task. A task this store does not hold
-    /// is looked up in the store of the configuration this one replaced,
-    /// while that one lives (it may still learn from streams that began
-    /// before the change), and learned here if found.
+    /// is looked up in the stores of the configurations this one replaced or
+    /// was replaced by, while they live (streams on the connections of each
+    /// learn in its own store until its listener has drained), and learned
+    /// here if found.
     pub fn lookup(&self, task_id: &str, now_secs: u64) -> Lookup {
         let found = self.lookup_here(task_id, now_secs);
-        if found != Lookup::Unknown {
+        if found != Lookup::Unknown || !self.has_peers.load(Ordering::Relaxed) {
             return found;
         }
-        let Some(predecessor) = self.predecessor.upgrade() else {
-            return found;
-        };
-        let found = predecessor.lookup_here(task_id, now_secs);
-        if let Lookup::Found(context) = &found {
-            self.learn(task_id, context, now_secs);
+        for peer in self.live_peers() {
+            let there = peer.lookup_here(task_id, now_secs);
+            if let Lookup::Found(context) = &there {
+                self.learn(task_id, context, now_secs);
+                return there;
+            }
         }
         found
     }
@@ -609,11 +640,11 @@ impl ShardedStore {
 
 /// A poisoned lock (a thread panicked while holding it) is used as it is:
 /// nothing above panics between two of its writes (slots are read with
-/// `get`, and an allocation that fails aborts), so the shard it guards is
-/// consistent, and the store keeps serving rather than failing every
+/// `get`, and an allocation that fails aborts), so the shard (or list of
+/// peers) it guards is consistent, and the store keeps serving rather than failing every
 /// request.
-fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    shard.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The core's view of a shared store for one callback.
@@ -671,15 +702,18 @@ pub struct Carried {
 /// takes over the live entries of the newest store alive (each kept until
 /// it would have expired, or this store's time to live from `now` if that
 /// is sooner; should the new store be smaller, those that expire first are
-/// left out), and until that store's last configuration is gone, looks up
-/// there the tasks it does not hold (streams that began before the change
-/// still learn there); when that store goes, it hands over what it learned
-/// after the change. So changing either setting keeps what was learned.
+/// left out). While both live (the old configuration's listener drains, and
+/// streams on its connections still learn in the old store), each looks up
+/// in the other the tasks it does not hold; when the old store goes, it
+/// hands over what it learned after the change. So changing either setting
+/// keeps what was learned, and a task learned on a connection of either
+/// configuration is found on the connections of the other.
 /// Settings that come back while their store lives (a push and its
 /// rollback, or a push of one of two listeners whose settings differ) find
 /// that store, which takes over from the newest store of other settings
-/// into the room it has (nothing live of its own is pushed out), and is
-/// the newest from then on.
+/// into the room it has (nothing live of its own is pushed out), looks up
+/// there what it lacks while that one lives, and is the newest from then
+/// on.
 pub fn shared(capacity: u32, ttl_secs: u64, now: u64) -> (Arc<ShardedStore>, Option<Carried>) {
     with_stores(|stores| store_for(stores, capacity, ttl_secs, now))
 }
@@ -712,17 +746,17 @@ fn store_for(
             tasks: store.carry_from(&from, (now, 0)),
         };
         from.set_successor(&store, now);
+        link(&store, &from);
         let entry = stores.remove(at);
         stores.push(entry);
         return (store, Some(carried));
     }
-    let mut store = ShardedStore::new(capacity, ttl_secs);
+    let store = ShardedStore::new(capacity, ttl_secs);
     let Some((from_capacity, from_ttl, from)) = newest(stores) else {
         let store = Arc::new(store);
         stores.push((capacity, ttl_secs, Arc::downgrade(&store)));
         return (store, None);
     };
-    store.predecessor = Arc::downgrade(&from);
     let carried = Carried {
         capacity: from_capacity,
         ttl_secs: from_ttl,
@@ -730,8 +764,15 @@ fn store_for(
     };
     let store = Arc::new(store);
     from.set_successor(&store, now);
+    link(&store, &from);
     stores.push((capacity, ttl_secs, Arc::downgrade(&store)));
     (store, Some(carried))
+}
+
+/// Each of two stores looks up in the other what it lacks, while both live.
+fn link(a: &Arc<ShardedStore>, b: &Arc<ShardedStore>) {
+    a.add_peer(b);
+    b.add_peer(a);
 }
 
 /// The newest store alive of `stores`, with its settings.
@@ -1237,6 +1278,27 @@ mod tests {
     }
 
     #[test]
+    fn each_store_finds_what_the_other_learns_while_both_live() {
+        let (old, _) = shared(2000, 3600, NOW);
+        let (new, _) = shared(2000, 1800, NOW);
+        // A stream on a new connection learns in the new store; one on a
+        // connection of the old configuration, still draining, looks the
+        // task up in the old store, which finds it there and learns it.
+        new.learn("t", "c", NOW + 1);
+        assert_eq!(old.lookup_here("t", NOW + 2), Lookup::Unknown);
+        assert_eq!(old.lookup("t", NOW + 2), Lookup::Found("c".into()));
+        assert_eq!(old.lookup_here("t", NOW + 2), Lookup::Found("c".into()));
+        assert_eq!(old.lookup("nowhere", NOW + 2), Lookup::Unknown);
+        assert!(old.has_peers.load(Ordering::Relaxed));
+        // With the other store gone, a miss forgets it, and the next reads
+        // only the flag.
+        drop(new);
+        assert_eq!(old.lookup("nowhere", NOW + 3), Lookup::Unknown);
+        assert!(!old.has_peers.load(Ordering::Relaxed));
+        assert!(lock(&old.peers).is_empty());
+    }
+
+    #[test]
     fn handing_over_pushes_out_nothing_live() {
         let (old, _) = shared(2000, 3600, NOW);
         // Full of live tasks learned under the new settings.
@@ -1311,10 +1373,13 @@ mod tests {
             assert_eq!(x.lookup_here(task, NOW + 3), Lookup::Found(context.into()));
         }
         y.learn("late-y", "3", NOW + 4);
-        // X is the newest store again: new settings take over from it, not
-        // from Y.
+        // While Y lives, X finds there what Y's streams learn.
+        y.learn("looked-up", "4", NOW + 4);
+        assert_eq!(x.lookup("looked-up", NOW + 4), Lookup::Found("4".into()));
+        // X is the newest store again: new settings take over from it (the
+        // two tasks it took from Y and the one it found there), not from Y.
         let (z, carried) = shared(2000, 900, NOW + 5);
-        assert_eq!(carried.map(|c| (c.ttl_secs, c.tasks)), Some((3600, 2)));
+        assert_eq!(carried.map(|c| (c.ttl_secs, c.tasks)), Some((3600, 3)));
         // What Y's streams learned until Y went is handed over to X.
         drop(y);
         assert_eq!(x.lookup_here("late-y", NOW + 5), Lookup::Found("3".into()));

@@ -1265,6 +1265,20 @@ fn a_configuration_with_new_task_settings_takes_the_learned_tasks_over() {
     assert_eq!(new.counter("task_routed"), 1);
 }
 
+#[test]
+fn a_task_learned_under_new_task_settings_is_routed_under_the_old_ones() {
+    // The old configuration's listener drains: streams on its connections
+    // ask for tasks first turns on new connections taught the new one.
+    let old = config(r#"{"task_capacity":5000,"task_ttl_secs":600}"#);
+    let new = config(r#"{"task_capacity":3000,"task_ttl_secs":1200}"#);
+    teach(&new, "task-new-side", "ctx-new-side");
+    let get = rpc("tasks/get", r#"{"id":"task-new-side"}"#);
+    let up = post(&old, "/", &[], &[get.as_bytes()]);
+    assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-new-side"));
+    assert_eq!(old.counter("task_routed"), 1);
+    assert_eq!(old.counter("task_unknown"), 0);
+}
+
 // ------------------------------------------------------------ fail open
 
 #[test]
