@@ -42,7 +42,7 @@
 //! Configurations with the same capacity and time to live share a store;
 //! one with other settings gets a new store that takes over what the store
 //! before it learned, and what that store goes on learning until it goes;
-//! while both live, each looks up in the other what it lacks ([`shared`]).
+//! every store alive looks up in the others what it lacks ([`shared`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -395,12 +395,12 @@ pub struct ShardedStore {
     keys: ahash::RandomState,
     ttl_secs: u64,
     capacity: usize,
-    /// The stores of other settings this one took over from or that took
-    /// over from it, while they live (see [`shared`]): a task this one does
-    /// not hold is looked up there.
+    /// The other stores of the process, of other settings, alive when this
+    /// one or they were made (see [`shared`]): a task this one does not hold
+    /// is looked up in those still alive.
     peers: Mutex<Vec<Weak<ShardedStore>>>,
-    /// Whether `peers` may hold a store alive: a lookup that finds nothing
-    /// here reads only this while none does.
+    /// Whether `peers` may hold a store alive: false once a lookup has found
+    /// them all gone, and from then on a lookup that misses reads only this.
     has_peers: AtomicBool,
     /// The store that took over from this one, which takes over again what
     /// this one learns from then on (the entries that expire at or after
@@ -542,7 +542,7 @@ impl ShardedStore {
     }
 
     /// The peers alive; forgets those gone.
-    fn live_peers(&self) -> Vec<Arc<ShardedStore>> {
+    fn live_peers(&self) -> SmallVec<[Arc<ShardedStore>; 4]> {
         let mut peers = lock(&self.peers);
         peers.retain(|p| p.strong_count() > 0);
         if peers.is_empty() {
@@ -601,23 +601,23 @@ impl ShardedStore {
     }
 
     /// The context of a live learned task. A task this store does not hold
-    /// is looked up in the stores of the configurations this one replaced or
-    /// was replaced by, while they live (streams on the connections of each
-    /// learn in its own store until its listener has drained), and learned
-    /// here if found.
+    /// is looked up in the other stores alive (those of the configurations
+    /// this one replaced or was replaced by: streams on the connections of
+    /// each learn in its own store until its listener has drained). It is not
+    /// copied here: a copy would take a slot, pushing out the entry that
+    /// expires first, which may be held nowhere else, and would outlive the
+    /// entry it was copied from. What a store learns after another took
+    /// over from it is handed to that one when it goes (see [`shared`]).
     pub fn lookup(&self, task_id: &str, now_secs: u64) -> Lookup {
         let found = self.lookup_here(task_id, now_secs);
         if found != Lookup::Unknown || !self.has_peers.load(Ordering::Relaxed) {
             return found;
         }
-        for peer in self.live_peers() {
-            let there = peer.lookup_here(task_id, now_secs);
-            if let Lookup::Found(context) = &there {
-                self.learn(task_id, context, now_secs);
-                return there;
-            }
-        }
-        found
+        self.live_peers()
+            .iter()
+            .map(|peer| peer.lookup_here(task_id, now_secs))
+            .find(|there| matches!(there, Lookup::Found(_)))
+            .unwrap_or(found)
     }
 
     /// The context of a live task this store holds.
@@ -702,18 +702,17 @@ pub struct Carried {
 /// takes over the live entries of the newest store alive (each kept until
 /// it would have expired, or this store's time to live from `now` if that
 /// is sooner; should the new store be smaller, those that expire first are
-/// left out). While both live (the old configuration's listener drains, and
-/// streams on its connections still learn in the old store), each looks up
-/// in the other the tasks it does not hold; when the old store goes, it
-/// hands over what it learned after the change. So changing either setting
-/// keeps what was learned, and a task learned on a connection of either
-/// configuration is found on the connections of the other.
+/// left out); when that store goes, it hands over what it learned after the
+/// change. Every store alive looks up in the others the tasks it does not
+/// hold (the old configuration's listener drains, and streams on its
+/// connections still learn in the old store). So changing either setting
+/// keeps what was learned, and a task learned on a connection of one
+/// configuration is found on the connections of any other.
 /// Settings that come back while their store lives (a push and its
 /// rollback, or a push of one of two listeners whose settings differ) find
 /// that store, which takes over from the newest store of other settings
-/// into the room it has (nothing live of its own is pushed out), looks up
-/// there what it lacks while that one lives, and is the newest from then
-/// on.
+/// into the room it has (nothing live of its own is pushed out), and is
+/// the newest from then on.
 pub fn shared(capacity: u32, ttl_secs: u64, now: u64) -> (Arc<ShardedStore>, Option<Carried>) {
     with_stores(|stores| store_for(stores, capacity, ttl_secs, now))
 }
@@ -746,7 +745,7 @@ fn store_for(
             tasks: store.carry_from(&from, (now, 0)),
         };
         from.set_successor(&store, now);
-        link(&store, &from);
+        link_to_all(&store, stores);
         let entry = stores.remove(at);
         stores.push(entry);
         return (store, Some(carried));
@@ -764,15 +763,20 @@ fn store_for(
     };
     let store = Arc::new(store);
     from.set_successor(&store, now);
-    link(&store, &from);
+    link_to_all(&store, stores);
     stores.push((capacity, ttl_secs, Arc::downgrade(&store)));
     (store, Some(carried))
 }
 
-/// Each of two stores looks up in the other what it lacks, while both live.
-fn link(a: &Arc<ShardedStore>, b: &Arc<ShardedStore>) {
-    a.add_peer(b);
-    b.add_peer(a);
+/// `store` and every other store alive look up in each other what they
+/// lack, while both live.
+fn link_to_all(store: &Arc<ShardedStore>, stores: &[(u32, u64, Weak<ShardedStore>)]) {
+    for other in stores.iter().filter_map(|(_, _, weak)| weak.upgrade()) {
+        if !Arc::ptr_eq(&other, store) {
+            store.add_peer(&other);
+            other.add_peer(store);
+        }
+    }
 }
 
 /// The newest store alive of `stores`, with its settings.
@@ -1239,9 +1243,9 @@ mod tests {
         old.learn("gone", "e", NOW - 3600);
         old.learn("t", "c", NOW + 1);
         assert_eq!(new.lookup_here("t", NOW + 2), Lookup::Unknown);
-        // Found there, it is learned here.
+        // Found there, and left there until the old store goes.
         assert_eq!(new.lookup("t", NOW + 2), Lookup::Found("c".into()));
-        assert_eq!(new.lookup_here("t", NOW + 2), Lookup::Found("c".into()));
+        assert_eq!(new.lookup_here("t", NOW + 2), Lookup::Unknown);
         // What the old store holds when it goes is handed over, under the
         // new time to live; what expired in it is not.
         old.learn("u", "d", NOW + 1);
@@ -1278,22 +1282,36 @@ mod tests {
     }
 
     #[test]
-    fn each_store_finds_what_the_other_learns_while_both_live() {
-        let (old, _) = shared(2000, 3600, NOW);
+    fn each_store_finds_what_the_others_learn_while_they_live() {
+        // Full, one shard of one slot: a copy would push out its task.
+        let (old, _) = shared(1, 3600, NOW);
+        old.learn("own", "o", NOW + 1);
         let (new, _) = shared(2000, 1800, NOW);
         // A stream on a new connection learns in the new store; one on a
         // connection of the old configuration, still draining, looks the
-        // task up in the old store, which finds it there and learns it.
+        // task up in the old store, which finds it in the new one. Nothing
+        // is copied: the old store keeps its own task, and what it finds
+        // lives no longer than where it was learned.
         new.learn("t", "c", NOW + 1);
-        assert_eq!(old.lookup_here("t", NOW + 2), Lookup::Unknown);
         assert_eq!(old.lookup("t", NOW + 2), Lookup::Found("c".into()));
-        assert_eq!(old.lookup_here("t", NOW + 2), Lookup::Found("c".into()));
+        assert_eq!(old.lookup_here("t", NOW + 2), Lookup::Unknown);
+        assert_eq!(old.lookup_here("own", NOW + 2), Lookup::Found("o".into()));
+        assert_eq!(old.lookup("t", NOW + 1801), Lookup::Unknown);
         assert_eq!(old.lookup("nowhere", NOW + 2), Lookup::Unknown);
+        // A second push inside the drain: the first store finds what the
+        // third learns, and the third what the first learns, though the
+        // third took over from the second only.
+        let (third, _) = shared(2000, 900, NOW + 2);
+        third.learn("u", "d", NOW + 3);
+        assert_eq!(old.lookup("u", NOW + 3), Lookup::Found("d".into()));
+        old.learn("v", "e", NOW + 3);
+        assert_eq!(third.lookup_here("v", NOW + 3), Lookup::Unknown);
+        assert_eq!(third.lookup("v", NOW + 3), Lookup::Found("e".into()));
         assert!(old.has_peers.load(Ordering::Relaxed));
-        // With the other store gone, a miss forgets it, and the next reads
-        // only the flag.
-        drop(new);
-        assert_eq!(old.lookup("nowhere", NOW + 3), Lookup::Unknown);
+        // With the others gone, a miss forgets them, and the next reads only
+        // the flag.
+        drop((new, third));
+        assert_eq!(old.lookup("nowhere", NOW + 4), Lookup::Unknown);
         assert!(!old.has_peers.load(Ordering::Relaxed));
         assert!(lock(&old.peers).is_empty());
     }
@@ -1376,10 +1394,11 @@ mod tests {
         // While Y lives, X finds there what Y's streams learn.
         y.learn("looked-up", "4", NOW + 4);
         assert_eq!(x.lookup("looked-up", NOW + 4), Lookup::Found("4".into()));
-        // X is the newest store again: new settings take over from it (the
-        // two tasks it took from Y and the one it found there), not from Y.
+        assert_eq!(x.lookup_here("looked-up", NOW + 4), Lookup::Unknown);
+        // X is the newest store again: new settings take over from it (its
+        // own task and the one it took from Y), not from Y.
         let (z, carried) = shared(2000, 900, NOW + 5);
-        assert_eq!(carried.map(|c| (c.ttl_secs, c.tasks)), Some((3600, 3)));
+        assert_eq!(carried.map(|c| (c.ttl_secs, c.tasks)), Some((3600, 2)));
         // What Y's streams learned until Y went is handed over to X.
         drop(y);
         assert_eq!(x.lookup_here("late-y", NOW + 5), Lookup::Found("3".into()));
