@@ -402,20 +402,21 @@ pub struct ShardedStore {
     /// Whether `peers` may hold a store alive: false once a lookup has found
     /// them all gone, and from then on a lookup that misses reads only this.
     has_peers: AtomicBool,
-    /// The store that took over from this one, which takes over again what
-    /// this one learns from then on (the entries that expire at or after
-    /// the second number) when it goes.
+    /// The newest store made (or come back) after this one, which takes
+    /// over what this one learned since the first such store was made (the
+    /// entries that expire at or after the second number) when this one
+    /// goes.
     successor: Mutex<(Weak<ShardedStore>, u64)>,
 }
 
 impl Drop for ShardedStore {
-    /// Hands what this store learned after another took over from it to
-    /// that one, if it is still alive, where it fits without pushing out a
-    /// live entry there: what streams begun under the old configuration
-    /// learned after the change is not lost with it. Only those entries are
-    /// read (they are the newest end of each shard's order), so the work is
-    /// theirs, not the store's size. The time is the latest either store
-    /// has seen (no clock is read here), so an entry carried may have
+    /// Hands what this store learned after another took over from it to the
+    /// newest store made since, if it is still alive, where it fits without
+    /// pushing out a live entry there: what streams begun under the old
+    /// configuration learned after the change is not lost with it. Only those
+    /// entries are read (they are the newest end of each shard's order), so the
+    /// work is theirs, not the store's size. The time is the latest either
+    /// store has seen (no clock is read here), so an entry carried may have
     /// expired since, and is then dropped by the first lookup that meets it.
     fn drop(&mut self) {
         let (successor, since) = self
@@ -461,7 +462,7 @@ impl ShardedStore {
             capacity,
             peers: Mutex::new(Vec::new()),
             has_peers: AtomicBool::new(false),
-            successor: Mutex::new((Weak::new(), 0)),
+            successor: Mutex::new((Weak::new(), u64::MAX)),
         }
     }
 
@@ -551,18 +552,18 @@ impl ShardedStore {
         peers.iter().filter_map(Weak::upgrade).collect()
     }
 
-    /// `store` took over from this one at `now`: it takes over what this
-    /// one learns from then on when this one goes. That expires at `now`
-    /// plus this store's time to live or later (a shard's time never goes
-    /// back), give or take a lagging worker's clock.
+    /// `store`, made or come back at `now`, is the newest: it takes over
+    /// what this one learns from then on when this one goes, and what it
+    /// learned since an earlier store was so made (a store between them
+    /// that goes first, or never took it over, cannot pass it on). That
+    /// expires at `now` plus this store's time to live or later (a shard's
+    /// time never goes back), give or take a lagging worker's clock.
     fn set_successor(&self, store: &Arc<ShardedStore>, now: u64) {
         let since = now
             .saturating_sub(CLOCK_SLACK_SECS)
             .saturating_add(self.ttl_secs);
-        *self
-            .successor
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = (Arc::downgrade(store), since);
+        let mut successor = lock(&self.successor);
+        *successor = (Arc::downgrade(store), since.min(successor.1));
     }
 
     pub fn capacity(&self) -> usize {
@@ -639,9 +640,9 @@ impl ShardedStore {
 }
 
 /// A poisoned lock (a thread panicked while holding it) is used as it is:
-/// nothing above panics between two of its writes (slots are read with
-/// `get`, and an allocation that fails aborts), so the shard (or list of
-/// peers) it guards is consistent, and the store keeps serving rather than failing every
+/// nothing above panics between two of its writes (slots are read with `get`,
+/// and an allocation that fails aborts), so the shard (or list of peers) it
+/// guards is consistent, and the store keeps serving rather than failing every
 /// request.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -699,20 +700,20 @@ pub struct Carried {
 /// Envoy's shared data.
 ///
 /// A configuration whose settings no live store has gets a new store, which
-/// takes over the live entries of the newest store alive (each kept until
-/// it would have expired, or this store's time to live from `now` if that
-/// is sooner; should the new store be smaller, those that expire first are
-/// left out); when that store goes, it hands over what it learned after the
-/// change. Every store alive looks up in the others the tasks it does not
+/// takes over the live entries of the newest store alive (each kept until it
+/// would have expired, or this store's time to live from `now` if that is
+/// sooner; should the new store be smaller, those that expire first are left
+/// out); every older store, when it goes, hands the newest store made (or come
+/// back) since, if that one lives, what it learned after the first such store
+/// was made. Every store alive looks up in the others the tasks it does not
 /// hold (the old configuration's listener drains, and streams on its
-/// connections still learn in the old store). So changing either setting
-/// keeps what was learned, and a task learned on a connection of one
-/// configuration is found on the connections of any other.
-/// Settings that come back while their store lives (a push and its
-/// rollback, or a push of one of two listeners whose settings differ) find
-/// that store, which takes over from the newest store of other settings
-/// into the room it has (nothing live of its own is pushed out), and is
-/// the newest from then on.
+/// connections still learn in the old store). So changing either setting keeps
+/// what was learned, and a task learned on a connection of one configuration is
+/// found on the connections of any other. Settings that come back while their
+/// store lives (a push and its rollback, or a push of one of two listeners
+/// whose settings differ) find that store, which takes over from the newest
+/// store of other settings into the room it has (nothing live of its own is
+/// pushed out), and is the newest from then on.
 pub fn shared(capacity: u32, ttl_secs: u64, now: u64) -> (Arc<ShardedStore>, Option<Carried>) {
     with_stores(|stores| store_for(stores, capacity, ttl_secs, now))
 }
@@ -744,8 +745,7 @@ fn store_for(
             ttl_secs: from_ttl,
             tasks: store.carry_from(&from, (now, 0)),
         };
-        from.set_successor(&store, now);
-        link_to_all(&store, stores);
+        join(&store, stores, now);
         let entry = stores.remove(at);
         stores.push(entry);
         return (store, Some(carried));
@@ -762,17 +762,18 @@ fn store_for(
         tasks: store.carry_from(&from, (now, 0)),
     };
     let store = Arc::new(store);
-    from.set_successor(&store, now);
-    link_to_all(&store, stores);
+    join(&store, stores, now);
     stores.push((capacity, ttl_secs, Arc::downgrade(&store)));
     (store, Some(carried))
 }
 
-/// `store` and every other store alive look up in each other what they
-/// lack, while both live.
-fn link_to_all(store: &Arc<ShardedStore>, stores: &[(u32, u64, Weak<ShardedStore>)]) {
+/// `store`, made or come back at `now`, is the newest: every other store
+/// alive hands it what it learned when it goes, and `store` and each of
+/// them look up in each other what they lack, while both live.
+fn join(store: &Arc<ShardedStore>, stores: &[(u32, u64, Weak<ShardedStore>)], now: u64) {
     for other in stores.iter().filter_map(|(_, _, weak)| weak.upgrade()) {
         if !Arc::ptr_eq(&other, store) {
+            other.set_successor(store, now);
             store.add_peer(&other);
             other.add_peer(store);
         }
@@ -1259,7 +1260,7 @@ mod tests {
             );
         }
         // A store takes over from the newest store alive only, and hands
-        // over to the newest that took over from it.
+        // over to the newest made after it.
         let (newer, carried) = shared(2000, 900, NOW + 3);
         assert_eq!(carried.map(|c| (c.ttl_secs, c.tasks)), Some((1800, 3)));
         new.learn("w", "g", NOW + 4);
@@ -1314,6 +1315,33 @@ mod tests {
         assert_eq!(old.lookup("nowhere", NOW + 4), Lookup::Unknown);
         assert!(!old.has_peers.load(Ordering::Relaxed));
         assert!(lock(&old.peers).is_empty());
+    }
+
+    #[test]
+    fn two_pushes_in_one_drain_keep_what_the_first_store_learned_between_them() {
+        // X, then Y, then Z while X's listener still drains; X goes first.
+        let (x, _) = shared(2000, 3600, NOW);
+        let (y, _) = shared(3000, 3600, NOW);
+        // Learned under X after Y took over: neither Y nor Z took it over.
+        x.learn("t", "c", NOW + 10);
+        let (z, carried) = shared(4000, 3600, NOW + 20);
+        assert_eq!(carried.map(|c| c.tasks), Some(0));
+        assert_eq!(z.lookup("t", NOW + 20), Lookup::Found("c".into()));
+        // X hands it to the newest store, whichever of the others goes
+        // first.
+        drop(x);
+        assert_eq!(z.lookup_here("t", NOW + 21), Lookup::Found("c".into()));
+        drop(y);
+        assert_eq!(z.lookup("t", NOW + 22), Lookup::Found("c".into()));
+        // In the other order too.
+        drop(z);
+        let (x, _) = shared(2000, 3600, NOW);
+        let (y, _) = shared(3000, 3600, NOW);
+        x.learn("t", "c", NOW + 10);
+        let (z, _) = shared(4000, 3600, NOW + 20);
+        drop(y);
+        drop(x);
+        assert_eq!(z.lookup_here("t", NOW + 22), Lookup::Found("c".into()));
     }
 
     #[test]
@@ -1399,10 +1427,12 @@ mod tests {
         // own task and the one it took from Y), not from Y.
         let (z, carried) = shared(2000, 900, NOW + 5);
         assert_eq!(carried.map(|c| (c.ttl_secs, c.tasks)), Some((3600, 2)));
-        // What Y's streams learned until Y went is handed over to X.
+        // What Y's streams learned until Y went is handed over to the newest
+        // store, Z, where X finds it.
         drop(y);
-        assert_eq!(x.lookup_here("late-y", NOW + 5), Lookup::Found("3".into()));
-        assert_eq!(z.lookup_here("late-y", NOW + 5), Lookup::Unknown);
+        assert_eq!(z.lookup_here("late-y", NOW + 5), Lookup::Found("3".into()));
+        assert_eq!(x.lookup_here("late-y", NOW + 5), Lookup::Unknown);
+        assert_eq!(x.lookup("late-y", NOW + 5), Lookup::Found("3".into()));
         drop(x_again);
     }
 
