@@ -402,31 +402,48 @@ pub struct ShardedStore {
     /// Whether `peers` may hold a store alive: false once a lookup has found
     /// them all gone, and from then on a lookup that misses reads only this.
     has_peers: AtomicBool,
-    /// The newest store made (or come back) after this one, which takes
-    /// over what this one learned since the first such store was made (the
-    /// entries that expire at or after the second number) when this one
-    /// goes.
+    /// The store that took over from this one (or, once that one is gone,
+    /// the store it handed over to), which takes over again what this one
+    /// learned since (the entries that expire at or after the second
+    /// number) when this one goes.
     successor: Mutex<(Weak<ShardedStore>, u64)>,
 }
 
 impl Drop for ShardedStore {
-    /// Hands what this store learned after another took over from it to the
-    /// newest store made since, if it is still alive, where it fits without
-    /// pushing out a live entry there: what streams begun under the old
-    /// configuration learned after the change is not lost with it. Only those
-    /// entries are read (they are the newest end of each shard's order), so the
-    /// work is theirs, not the store's size. The time is the latest either
-    /// store has seen (no clock is read here), so an entry carried may have
-    /// expired since, and is then dropped by the first lookup that meets it.
+    /// Hands what this store learned after another took over from it to
+    /// that one, if it is still alive, where it fits without pushing out a
+    /// live entry there: what streams begun under the old configuration
+    /// learned after the change is not lost with it. Only those entries are
+    /// read (they are the newest end of each shard's order), so the work is
+    /// theirs, not the store's size. The time is the latest this store has
+    /// seen (no clock is read here), so an entry carried may have expired
+    /// since, and is then dropped by the first lookup that meets it.
+    ///
+    /// The receiving store passes them on in turn when it goes, should a
+    /// store have taken over from it in the meantime; and a store that was
+    /// to hand over to this one hands over to this one's successor instead.
+    /// So of pushes X, Y, Z inside one drain, what X learned after Y was
+    /// made reaches Z whichever of X and Y goes first.
     fn drop(&mut self) {
         let (successor, since) = self
             .successor
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
-        let since = *since;
-        if let Some(successor) = successor.upgrade() {
-            let latest = self.shards.iter().map(|s| lock(s).clock).max();
-            successor.carry_from(self, (latest.unwrap_or(0), since));
+        let (successor, since) = (successor.clone(), *since);
+        if let Some(to) = successor.upgrade() {
+            let latest = self.shards.iter().map(|s| lock(s).clock).max().unwrap_or(0);
+            to.carry_from(self, (latest, since));
+            // Each entry carried expires at `since` or later, or at the
+            // receiver's time to live from `latest` if that is sooner.
+            to.hand_over_from(since.min(latest.saturating_add(to.ttl_secs)));
+        }
+        let me: *const ShardedStore = self;
+        let peers = self.peers.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for peer in peers.iter().filter_map(Weak::upgrade) {
+            let mut its = lock(&peer.successor);
+            if std::ptr::eq(its.0.as_ptr(), me) {
+                its.0 = successor.clone();
+            }
         }
     }
 }
@@ -552,18 +569,22 @@ impl ShardedStore {
         peers.iter().filter_map(Weak::upgrade).collect()
     }
 
-    /// `store`, made or come back at `now`, is the newest: it takes over
-    /// what this one learns from then on when this one goes, and what it
-    /// learned since an earlier store was so made (a store between them
-    /// that goes first, or never took it over, cannot pass it on). That
-    /// expires at `now` plus this store's time to live or later (a shard's
-    /// time never goes back), give or take a lagging worker's clock.
+    /// `store` took over from this one at `now`: it takes over what this
+    /// one learns from then on when this one goes. That expires at `now`
+    /// plus this store's time to live or later (a shard's time never goes
+    /// back), give or take a lagging worker's clock.
     fn set_successor(&self, store: &Arc<ShardedStore>, now: u64) {
         let since = now
             .saturating_sub(CLOCK_SLACK_SECS)
             .saturating_add(self.ttl_secs);
+        *lock(&self.successor) = (Arc::downgrade(store), since);
+    }
+
+    /// Another store handed this one its entries that expire at `since` or
+    /// later: this one hands them on when it goes.
+    fn hand_over_from(&self, since: u64) {
         let mut successor = lock(&self.successor);
-        *successor = (Arc::downgrade(store), since.min(successor.1));
+        successor.1 = successor.1.min(since);
     }
 
     pub fn capacity(&self) -> usize {
@@ -703,9 +724,9 @@ pub struct Carried {
 /// takes over the live entries of the newest store alive (each kept until it
 /// would have expired, or this store's time to live from `now` if that is
 /// sooner; should the new store be smaller, those that expire first are left
-/// out); every older store, when it goes, hands the newest store made (or come
-/// back) since, if that one lives, what it learned after the first such store
-/// was made. Every store alive looks up in the others the tasks it does not
+/// out); when that store goes, it hands over what it learned after the change
+/// (passed on again, should a newer store have taken over from this one by
+/// then). Every store alive looks up in the others the tasks it does not
 /// hold (the old configuration's listener drains, and streams on its
 /// connections still learn in the old store). So changing either setting keeps
 /// what was learned, and a task learned on a connection of one configuration is
@@ -745,7 +766,8 @@ fn store_for(
             ttl_secs: from_ttl,
             tasks: store.carry_from(&from, (now, 0)),
         };
-        join(&store, stores, now);
+        from.set_successor(&store, now);
+        link_to_all(&store, stores);
         let entry = stores.remove(at);
         stores.push(entry);
         return (store, Some(carried));
@@ -762,18 +784,17 @@ fn store_for(
         tasks: store.carry_from(&from, (now, 0)),
     };
     let store = Arc::new(store);
-    join(&store, stores, now);
+    from.set_successor(&store, now);
+    link_to_all(&store, stores);
     stores.push((capacity, ttl_secs, Arc::downgrade(&store)));
     (store, Some(carried))
 }
 
-/// `store`, made or come back at `now`, is the newest: every other store
-/// alive hands it what it learned when it goes, and `store` and each of
-/// them look up in each other what they lack, while both live.
-fn join(store: &Arc<ShardedStore>, stores: &[(u32, u64, Weak<ShardedStore>)], now: u64) {
+/// `store` and every other store alive look up in each other what they
+/// lack, while both live.
+fn link_to_all(store: &Arc<ShardedStore>, stores: &[(u32, u64, Weak<ShardedStore>)]) {
     for other in stores.iter().filter_map(|(_, _, weak)| weak.upgrade()) {
         if !Arc::ptr_eq(&other, store) {
-            other.set_successor(store, now);
             store.add_peer(&other);
             other.add_peer(store);
         }
@@ -1327,13 +1348,13 @@ mod tests {
         let (z, carried) = shared(4000, 3600, NOW + 20);
         assert_eq!(carried.map(|c| c.tasks), Some(0));
         assert_eq!(z.lookup("t", NOW + 20), Lookup::Found("c".into()));
-        // X hands it to the newest store, whichever of the others goes
-        // first.
+        // X hands it to Y, which passes it on to Z.
         drop(x);
-        assert_eq!(z.lookup_here("t", NOW + 21), Lookup::Found("c".into()));
+        assert_eq!(y.lookup_here("t", NOW + 21), Lookup::Found("c".into()));
+        assert_eq!(z.lookup("t", NOW + 21), Lookup::Found("c".into()));
         drop(y);
-        assert_eq!(z.lookup("t", NOW + 22), Lookup::Found("c".into()));
-        // In the other order too.
+        assert_eq!(z.lookup_here("t", NOW + 22), Lookup::Found("c".into()));
+        // Y going first hands X over to Z.
         drop(z);
         let (x, _) = shared(2000, 3600, NOW);
         let (y, _) = shared(3000, 3600, NOW);
@@ -1342,6 +1363,25 @@ mod tests {
         drop(y);
         drop(x);
         assert_eq!(z.lookup_here("t", NOW + 22), Lookup::Found("c".into()));
+    }
+
+    #[test]
+    fn a_push_of_one_listener_leaves_the_other_listeners_handing_over_alone() {
+        // Listener 1 uses A; listener 2 used B, then (a push) B2.
+        let (a, _) = shared(1, 3600, NOW);
+        a.learn("a-task", "1", NOW);
+        let (b, _) = shared(3000, 3600, NOW);
+        let (b2, _) = shared(4000, 3600, NOW + 1);
+        // A push of listener 1 with its settings unchanged: A is found
+        // again (and takes over from B2 into its room).
+        let (a_again, _) = shared(1, 3600, NOW + 2);
+        assert!(Arc::ptr_eq(&a, &a_again));
+        // What B's draining connections learn still goes to B2, not into
+        // A's one slot.
+        b.learn("t", "c", NOW + 3);
+        drop(b);
+        assert_eq!(b2.lookup_here("t", NOW + 4), Lookup::Found("c".into()));
+        assert_eq!(a.lookup_here("t", NOW + 4), Lookup::Unknown);
     }
 
     #[test]
@@ -1427,13 +1467,14 @@ mod tests {
         // own task and the one it took from Y), not from Y.
         let (z, carried) = shared(2000, 900, NOW + 5);
         assert_eq!(carried.map(|c| (c.ttl_secs, c.tasks)), Some((3600, 2)));
-        // What Y's streams learned until Y went is handed over to the newest
-        // store, Z, where X finds it.
+        // What Y's streams learned until Y went is handed over to X, where Z
+        // finds it, and which passes it on to Z when it goes.
         drop(y);
-        assert_eq!(z.lookup_here("late-y", NOW + 5), Lookup::Found("3".into()));
-        assert_eq!(x.lookup_here("late-y", NOW + 5), Lookup::Unknown);
-        assert_eq!(x.lookup("late-y", NOW + 5), Lookup::Found("3".into()));
-        drop(x_again);
+        assert_eq!(x.lookup_here("late-y", NOW + 5), Lookup::Found("3".into()));
+        assert_eq!(z.lookup_here("late-y", NOW + 5), Lookup::Unknown);
+        assert_eq!(z.lookup("late-y", NOW + 5), Lookup::Found("3".into()));
+        drop((x, x_again));
+        assert_eq!(z.lookup_here("late-y", NOW + 6), Lookup::Found("3".into()));
     }
 
     #[test]
