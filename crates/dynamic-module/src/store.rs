@@ -402,11 +402,60 @@ pub struct ShardedStore {
     /// Whether `peers` may hold a store alive: false once a lookup has found
     /// them all gone, and from then on a lookup that misses reads only this.
     has_peers: AtomicBool,
-    /// The store that took over from this one (or, once that one is gone,
-    /// the store it handed over to), which takes over again what this one
-    /// learned since (the entries that expire at or after the second
-    /// number) when this one goes.
-    successor: Mutex<(Weak<ShardedStore>, u64)>,
+    /// This store's place in the chain of stores that took over from one
+    /// another, which outlives it while an older store points at it.
+    link: Arc<Link>,
+}
+
+/// A store's place in the chain of takeovers: the store, the link of the
+/// store that took over from it, and from when (an expiry) what it learned
+/// is to be handed over. Links, unlike stores, stay while an older store's
+/// link points at them, so a store that goes finds past a successor that has
+/// gone, or is going on another thread at the same moment, the store that
+/// took over from that one.
+struct Link(Mutex<LinkState>);
+
+struct LinkState {
+    store: Weak<ShardedStore>,
+    next: Option<Arc<Link>>,
+    /// Entries that expire at this or later are handed over.
+    since: u64,
+}
+
+/// How many links a store that goes follows at most. The chain has no
+/// cycles (a store that comes back drops its link onward), and each store
+/// made points the stores alive past the links of stores gone
+/// ([`Link::skip_gone`]), so a walk meets few; the bound only makes its end
+/// plain.
+const MAX_LINKS: usize = 64;
+
+impl Link {
+    /// Points this link past the links onward whose stores are gone (what
+    /// a walk from here would skip), so that those links go too.
+    fn skip_gone(&self) {
+        let first = lock(&self.0).next.clone();
+        let mut next = first.clone();
+        for _ in 0..MAX_LINKS {
+            let Some(link) = &next else { break };
+            let (alive, onward) = {
+                let state = lock(&link.0);
+                (state.store.strong_count() > 0, state.next.clone())
+            };
+            if alive {
+                break;
+            }
+            next = onward;
+        }
+        let mut state = lock(&self.0);
+        let unchanged = match (&state.next, &first) {
+            (Some(now), Some(then)) => Arc::ptr_eq(now, then),
+            (None, None) => true,
+            _ => false,
+        };
+        if unchanged {
+            state.next = next;
+        }
+    }
 }
 
 impl Drop for ShardedStore {
@@ -420,30 +469,31 @@ impl Drop for ShardedStore {
     /// since, and is then dropped by the first lookup that meets it.
     ///
     /// The receiving store passes them on in turn when it goes, should a
-    /// store have taken over from it in the meantime; and a store that was
-    /// to hand over to this one hands over to this one's successor instead.
+    /// store have taken over from it in the meantime; and should the store
+    /// that took over from this one be gone, or going on another thread,
+    /// they go to the first store alive along the chain of links past it.
     /// So of pushes X, Y, Z inside one drain, what X learned after Y was
-    /// made reaches Z whichever of X and Y goes first.
+    /// made reaches Z whichever of X and Y goes first, or both at once.
     fn drop(&mut self) {
-        let (successor, since) = self
-            .successor
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        let (successor, since) = (successor.clone(), *since);
-        if let Some(to) = successor.upgrade() {
-            let latest = self.shards.iter().map(|s| lock(s).clock).max().unwrap_or(0);
-            to.carry_from(self, (latest, since));
-            // Each entry carried expires at `since` or later, or at the
-            // receiver's time to live from `latest` if that is sooner.
-            to.hand_over_from(since.min(latest.saturating_add(to.ttl_secs)));
-        }
-        let me: *const ShardedStore = self;
-        let peers = self.peers.get_mut().unwrap_or_else(PoisonError::into_inner);
-        for peer in peers.iter().filter_map(Weak::upgrade) {
-            let mut its = lock(&peer.successor);
-            if std::ptr::eq(its.0.as_ptr(), me) {
-                its.0 = successor.clone();
+        let (mut next, since) = {
+            let state = lock(&self.link.0);
+            (state.next.clone(), state.since)
+        };
+        for _ in 0..MAX_LINKS {
+            let Some(link) = next else { return };
+            let (store, onward) = {
+                let state = lock(&link.0);
+                (state.store.upgrade(), state.next.clone())
+            };
+            if let Some(to) = store {
+                let latest = self.shards.iter().map(|s| lock(s).clock).max().unwrap_or(0);
+                to.carry_from(self, (latest, since));
+                // Each entry carried expires at `since` or later, or at the
+                // receiver's time to live from `latest` if that is sooner.
+                to.hand_over_from(since.min(latest.saturating_add(to.ttl_secs)));
+                return;
             }
+            next = onward;
         }
     }
 }
@@ -479,7 +529,11 @@ impl ShardedStore {
             capacity,
             peers: Mutex::new(Vec::new()),
             has_peers: AtomicBool::new(false),
-            successor: Mutex::new((Weak::new(), u64::MAX)),
+            link: Arc::new(Link(Mutex::new(LinkState {
+                store: Weak::new(),
+                next: None,
+                since: u64::MAX,
+            }))),
         }
     }
 
@@ -577,14 +631,16 @@ impl ShardedStore {
         let since = now
             .saturating_sub(CLOCK_SLACK_SECS)
             .saturating_add(self.ttl_secs);
-        *lock(&self.successor) = (Arc::downgrade(store), since);
+        let mut state = lock(&self.link.0);
+        state.next = Some(Arc::clone(&store.link));
+        state.since = since;
     }
 
     /// Another store handed this one its entries that expire at `since` or
     /// later: this one hands them on when it goes.
     fn hand_over_from(&self, since: u64) {
-        let mut successor = lock(&self.successor);
-        successor.1 = successor.1.min(since);
+        let mut state = lock(&self.link.0);
+        state.since = state.since.min(since);
     }
 
     pub fn capacity(&self) -> usize {
@@ -746,6 +802,9 @@ fn store_for(
     now: u64,
 ) -> (Arc<ShardedStore>, Option<Carried>) {
     stores.retain(|(_, _, weak)| weak.strong_count() > 0);
+    for store in stores.iter().filter_map(|(_, _, weak)| weak.upgrade()) {
+        store.link.skip_gone();
+    }
     let same = stores
         .iter()
         .enumerate()
@@ -761,30 +820,34 @@ fn store_for(
         else {
             return (store, None);
         };
+        // Its link onward pointed at an older store now: dropped, so that
+        // the chain has no cycle.
+        lock(&store.link.0).next = None;
+        // Before the copy: what a store going meanwhile hands to `from` is
+        // either copied or passed on.
+        from.set_successor(&store, now);
         let carried = Carried {
             capacity: from_capacity,
             ttl_secs: from_ttl,
             tasks: store.carry_from(&from, (now, 0)),
         };
-        from.set_successor(&store, now);
         link_to_all(&store, stores);
         let entry = stores.remove(at);
         stores.push(entry);
         return (store, Some(carried));
     }
-    let store = ShardedStore::new(capacity, ttl_secs);
+    let store = Arc::new(ShardedStore::new(capacity, ttl_secs));
+    lock(&store.link.0).store = Arc::downgrade(&store);
     let Some((from_capacity, from_ttl, from)) = newest(stores) else {
-        let store = Arc::new(store);
         stores.push((capacity, ttl_secs, Arc::downgrade(&store)));
         return (store, None);
     };
+    from.set_successor(&store, now);
     let carried = Carried {
         capacity: from_capacity,
         ttl_secs: from_ttl,
         tasks: store.carry_from(&from, (now, 0)),
     };
-    let store = Arc::new(store);
-    from.set_successor(&store, now);
     link_to_all(&store, stores);
     stores.push((capacity, ttl_secs, Arc::downgrade(&store)));
     (store, Some(carried))
@@ -1363,6 +1426,61 @@ mod tests {
         drop(y);
         drop(x);
         assert_eq!(z.lookup_here("t", NOW + 22), Lookup::Found("c".into()));
+    }
+
+    #[test]
+    fn the_older_two_going_at_once_on_two_threads_keep_what_the_first_learned() {
+        let (x, _) = shared(2000, 3600, NOW);
+        let (y, _) = shared(100_000, 3600, NOW);
+        x.learn("x-late", "c", NOW + 10);
+        let (z, _) = shared(200_000, 3600, NOW + 20);
+        // Y has much to hand over, so that X goes while Y is going.
+        for i in 0..60_000u64 {
+            y.learn(&format!("y-{i}"), "d", NOW + 21);
+        }
+        let gone = Arc::downgrade(&y);
+        std::thread::scope(|scope| {
+            scope.spawn(move || drop(y));
+            scope.spawn(move || {
+                while gone.strong_count() > 0 {
+                    std::hint::spin_loop();
+                }
+                drop(x);
+            });
+        });
+        assert_eq!(z.lookup_here("x-late", NOW + 22), Lookup::Found("c".into()));
+        assert_eq!(
+            z.lookup_here("y-59999", NOW + 22),
+            Lookup::Found("d".into())
+        );
+    }
+
+    #[test]
+    fn a_long_lived_store_hands_over_past_many_stores_gone() {
+        // Listener 1 keeps A; listener 2 is pushed a hundred times, each
+        // store draining before the next push.
+        let (a, _) = shared(2000, 3600, NOW);
+        let (mut b, _) = shared(3000, 3600, NOW);
+        a.learn("t", "c", NOW + 1);
+        let first = Arc::downgrade(&b.link);
+        for i in 0..100u32 {
+            let (next, _) = shared(3001 + i, 3600, NOW + 2);
+            b = next;
+        }
+        // The links of the stores gone went with them.
+        assert_eq!(first.strong_count(), 0);
+        drop(a);
+        assert_eq!(b.lookup_here("t", NOW + 3), Lookup::Found("c".into()));
+    }
+
+    #[test]
+    fn the_links_of_a_rollback_go_with_their_stores() {
+        let (x, _) = shared(2000, 3600, NOW);
+        let (y, _) = shared(3000, 3600, NOW + 1);
+        let (x_again, _) = shared(2000, 3600, NOW + 2);
+        let links = [Arc::downgrade(&x.link), Arc::downgrade(&y.link)];
+        drop((x, y, x_again));
+        assert_eq!(links.map(|l| l.strong_count()), [0, 0]);
     }
 
     #[test]
