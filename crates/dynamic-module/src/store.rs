@@ -343,7 +343,9 @@ impl Shard {
     /// (task id, context id, hash, expiry) is in expiry order; each expiry
     /// is cut to this store's time to live from now, and each entry goes to
     /// its place in the order, so none lives longer than it would have.
-    /// Tasks already here are left as they are. Returns how many were added.
+    /// A task already here takes the incoming expiry (and context) only if
+    /// that is later: it was learned again in the other store since this
+    /// one took it. Returns how many were added or so renewed.
     fn carry_spare(&mut self, (now, ttl): (u64, u64), incoming: &[Incoming<'_>]) -> usize {
         let now = self.time(now);
         while let Some(slot) = self.slot(self.oldest) {
@@ -353,6 +355,29 @@ impl Shard {
             let at = self.oldest;
             self.drop_entry(at);
             self.free.push(at);
+        }
+        let mut renewed = 0;
+        for &(task_id, context_id, hash, expires) in incoming {
+            let expires = expires.min(now.saturating_add(ttl));
+            let Some(at) = self.find(task_id, hash) else {
+                continue;
+            };
+            if self.slot(at).is_none_or(|slot| slot.expires >= expires) {
+                continue;
+            }
+            self.unlink(at);
+            if let Some(slot) = self.slot_mut(at) {
+                slot.write(task_id, context_id, hash, expires);
+            }
+            let mut after = self.newest;
+            while let Some(slot) = self.slot(after) {
+                if slot.expires <= expires {
+                    break;
+                }
+                after = slot.older;
+            }
+            self.link_after(at, after);
+            renewed += 1;
         }
         let room = self.capacity.saturating_sub(self.len());
         let live = incoming
@@ -377,7 +402,7 @@ impl Shard {
             }
             added += 1;
         }
-        added
+        added + renewed
     }
 }
 
@@ -487,10 +512,12 @@ impl Drop for ShardedStore {
             };
             if let Some(to) = store {
                 let latest = self.shards.iter().map(|s| lock(s).clock).max().unwrap_or(0);
-                to.carry_from(self, (latest, since));
-                // Each entry carried expires at `since` or later, or at the
-                // receiver's time to live from `latest` if that is sooner.
-                to.hand_over_from(since.min(latest.saturating_add(to.ttl_secs)));
+                if to.carry_from(self, (latest, since)) > 0 {
+                    // Each entry carried expires at `since` or later, or at
+                    // the receiver's time to live from `latest` if that is
+                    // sooner (its shards' time is `latest` or later).
+                    to.hand_over_from(since.min(latest.saturating_add(to.ttl_secs)));
+                }
                 return;
             }
             next = onward;
@@ -1353,14 +1380,21 @@ mod tests {
         assert_eq!(newer.lookup_here("w", NOW + 4), Lookup::Found("g".into()));
         // Kept 900 seconds from the change for those carried then, from the
         // latest time "new" had seen for the one it handed over, and each
-        // shard is still in expiry order.
+        // shard is still in expiry order. "t" and "u", written in "new"
+        // within the takeover's two seconds of slack, are offered again
+        // then, and kept 900 seconds from then.
         for shard in newer.shards.iter() {
             check_shard_hashed(&lock(shard), |t| newer.hash(t));
         }
-        assert_eq!(newer.lookup_here("t", NOW + 902), Lookup::Found("c".into()));
-        assert_eq!(newer.lookup_here("t", NOW + 903), Lookup::Unknown);
-        assert_eq!(newer.lookup_here("w", NOW + 903), Lookup::Found("g".into()));
-        assert_eq!(newer.lookup_here("w", NOW + 904), Lookup::Unknown);
+        for (task, context) in [("t", "c"), ("u", "d"), ("w", "g")] {
+            assert_eq!(
+                newer.lookup_here(task, NOW + 903),
+                Lookup::Found(context.into())
+            );
+        }
+        for task in ["t", "u", "w"] {
+            assert_eq!(newer.lookup_here(task, NOW + 904), Lookup::Unknown);
+        }
         for shard in newer.shards.iter() {
             check_shard_hashed(&lock(shard), |t| newer.hash(t));
         }
@@ -1471,6 +1505,38 @@ mod tests {
         assert_eq!(first.strong_count(), 0);
         drop(a);
         assert_eq!(b.lookup_here("t", NOW + 3), Lookup::Found("c".into()));
+    }
+
+    #[test]
+    fn a_task_learned_again_in_the_old_store_keeps_its_new_expiry() {
+        let (x, _) = shared(2000, 3600, NOW);
+        x.learn("t", "c", NOW);
+        x.learn("u", "d", NOW);
+        // Y takes both over, each expiring at NOW + 3600.
+        let (y, _) = shared(3000, 3600, NOW + 3000);
+        // Learned again under X: it now expires at NOW + 6700 there.
+        assert_eq!(x.learn("t", "c", NOW + 3100), Learned::Stored);
+        drop(x);
+        assert_eq!(y.lookup_here("t", NOW + 3700), Lookup::Found("c".into()));
+        assert_eq!(y.lookup_here("t", NOW + 6700), Lookup::Unknown);
+        assert_eq!(y.lookup_here("u", NOW + 3600), Lookup::Unknown);
+        for shard in y.shards.iter() {
+            check_shard_hashed(&lock(shard), |t| y.hash(t));
+        }
+    }
+
+    #[test]
+    fn a_store_that_hands_over_nothing_leaves_the_next_handing_over_as_it_was() {
+        // Pushes X, Y, Z; X, never used, goes: Y's point stays where the
+        // takeover put it, so Y's handing over reads only what it learned
+        // since.
+        let (x, _) = shared(2000, 3600, NOW);
+        let (y, _) = shared(3000, 3600, NOW + 10);
+        let (_z, _) = shared(4000, 3600, NOW + 20);
+        let before = lock(&y.link.0).since;
+        drop(x);
+        assert_eq!(lock(&y.link.0).since, before);
+        assert_eq!(before, NOW + 18 + 3600);
     }
 
     #[test]
@@ -1632,8 +1698,9 @@ mod tests {
         for (i, task) in ["a", "b", "c", "d"].iter().enumerate() {
             shard.learn_id(task, "own", NOW, 10 * (i as u64 + 1));
         }
-        // Five offered, in expiry order: one already here, one expired, and
-        // three for two slots (the expired entry's and the free one).
+        // Five offered, in expiry order: one already here (expiring later
+        // than here: learned again there), one expired, and three for two
+        // slots (the expired entry's and the free one).
         let incoming = [
             ("x", "in", h("x"), NOW + 5),
             ("y", "in", h("y"), NOW + 25),
@@ -1643,18 +1710,28 @@ mod tests {
         ];
         let mut sorted = incoming;
         sorted.sort_by_key(|e| e.3);
-        assert_eq!(shard.carry_spare((NOW, 1000), &sorted), 2);
+        assert_eq!(shard.carry_spare((NOW, 1000), &sorted), 3);
         assert_eq!(shard.len(), 6);
         check_shard(&shard);
         // The two that expire last came in; the one that expires first did
-        // not; nothing here went, and "b" kept its own context.
-        for (task, context) in [("a", "own"), ("b", "own"), ("c", "own"), ("d", "own")] {
+        // not; nothing here went, and "b" took the later write, moved to its
+        // place in the order.
+        for (task, context) in [("a", "own"), ("b", "in"), ("c", "own"), ("d", "own")] {
             assert_eq!(shard.lookup_id(task, NOW), Lookup::Found(context.into()));
         }
+        // An entry offered again that expires no later changes nothing.
+        assert_eq!(
+            shard.carry_spare((NOW, 1000), &[("c", "again", h("c"), NOW + 30)]),
+            0
+        );
+        assert_eq!(shard.lookup_id("c", NOW), Lookup::Found("own".into()));
+        check_shard(&shard);
         assert_eq!(shard.lookup_id("x", NOW), Lookup::Unknown);
         // Each keeps its own expiry: "y" is gone at +25, "z" at +45.
         assert_eq!(shard.lookup_id("y", NOW + 24), Lookup::Found("in".into()));
         assert_eq!(shard.lookup_id("y", NOW + 25), Lookup::Unknown);
+        assert_eq!(shard.lookup_id("b", NOW + 25), Lookup::Found("in".into()));
+        assert_eq!(shard.lookup_id("b", NOW + 26), Lookup::Unknown);
         assert_eq!(shard.lookup_id("z", NOW + 44), Lookup::Found("in".into()));
         assert_eq!(shard.lookup_id("z", NOW + 45), Lookup::Unknown);
         // A full shard takes nothing.
