@@ -343,9 +343,11 @@ impl Shard {
     /// (task id, context id, hash, expiry) is in expiry order; each expiry
     /// is cut to this store's time to live from now, and each entry goes to
     /// its place in the order, so none lives longer than it would have.
-    /// A task already here takes the incoming expiry (and context) only if
-    /// that is later: it was learned again in the other store since this
-    /// one took it. Returns how many were added or so renewed.
+    /// A task already here with the same context takes the incoming expiry
+    /// if that is later: it was learned again in the other store since this
+    /// one took it. (With another context, the one here stands: an expiry
+    /// cut to a time to live does not tell which write came last.) Returns
+    /// how many were added or so renewed.
     fn carry_spare(&mut self, (now, ttl): (u64, u64), incoming: &[Incoming<'_>]) -> usize {
         let now = self.time(now);
         while let Some(slot) = self.slot(self.oldest) {
@@ -357,26 +359,33 @@ impl Shard {
             self.free.push(at);
         }
         let mut renewed = 0;
+        // Where the last renewed entry went: the incoming expiries rise, so
+        // each renewed entry's place is found walking on from there.
+        let mut last = NIL;
         for &(task_id, context_id, hash, expires) in incoming {
             let expires = expires.min(now.saturating_add(ttl));
             let Some(at) = self.find(task_id, hash) else {
                 continue;
             };
-            if self.slot(at).is_none_or(|slot| slot.expires >= expires) {
+            if self.slot(at).is_none_or(|slot| {
+                slot.expires >= expires || slot.context() != context_id.as_bytes()
+            }) {
                 continue;
             }
             self.unlink(at);
-            if let Some(slot) = self.slot_mut(at) {
-                slot.write(task_id, context_id, hash, expires);
-            }
-            let mut after = self.newest;
-            while let Some(slot) = self.slot(after) {
-                if slot.expires <= expires {
-                    break;
+            let mut after = last;
+            loop {
+                let next = self.slot(after).map_or(self.oldest, |slot| slot.newer);
+                match self.slot(next) {
+                    Some(slot) if slot.expires <= expires => after = next,
+                    _ => break,
                 }
-                after = slot.older;
+            }
+            if let Some(slot) = self.slot_mut(at) {
+                slot.expires = expires;
             }
             self.link_after(at, after);
+            last = at;
             renewed += 1;
         }
         let room = self.capacity.saturating_sub(self.len());
@@ -791,7 +800,7 @@ fn with_stores<R>(f: impl FnOnce(&mut Stores) -> R) -> R {
 pub struct Carried {
     pub capacity: u32,
     pub ttl_secs: u64,
-    /// How many of its entries it took.
+    /// How many of its entries it took (or renewed, for tasks it held).
     pub tasks: usize,
 }
 
@@ -1704,7 +1713,7 @@ mod tests {
         let incoming = [
             ("x", "in", h("x"), NOW + 5),
             ("y", "in", h("y"), NOW + 25),
-            ("b", "in", h("b"), NOW + 26),
+            ("b", "own", h("b"), NOW + 26),
             ("z", "in", h("z"), NOW + 45),
             ("old", "in", h("old"), NOW - 1),
         ];
@@ -1714,23 +1723,25 @@ mod tests {
         assert_eq!(shard.len(), 6);
         check_shard(&shard);
         // The two that expire last came in; the one that expires first did
-        // not; nothing here went, and "b" took the later write, moved to its
+        // not; nothing here went, and "b" took the later expiry, moved to its
         // place in the order.
-        for (task, context) in [("a", "own"), ("b", "in"), ("c", "own"), ("d", "own")] {
-            assert_eq!(shard.lookup_id(task, NOW), Lookup::Found(context.into()));
+        for task in ["a", "b", "c", "d"] {
+            assert_eq!(shard.lookup_id(task, NOW), Lookup::Found("own".into()));
         }
-        // An entry offered again that expires no later changes nothing.
-        assert_eq!(
-            shard.carry_spare((NOW, 1000), &[("c", "again", h("c"), NOW + 30)]),
-            0
-        );
-        assert_eq!(shard.lookup_id("c", NOW), Lookup::Found("own".into()));
+        // An entry offered again that expires no later, or with another
+        // context, changes nothing.
+        let again = [
+            ("c", "own", h("c"), NOW + 30),
+            ("d", "other", h("d"), NOW + 50),
+        ];
+        assert_eq!(shard.carry_spare((NOW, 1000), &again), 0);
+        assert_eq!(shard.lookup_id("d", NOW), Lookup::Found("own".into()));
         check_shard(&shard);
         assert_eq!(shard.lookup_id("x", NOW), Lookup::Unknown);
         // Each keeps its own expiry: "y" is gone at +25, "z" at +45.
         assert_eq!(shard.lookup_id("y", NOW + 24), Lookup::Found("in".into()));
         assert_eq!(shard.lookup_id("y", NOW + 25), Lookup::Unknown);
-        assert_eq!(shard.lookup_id("b", NOW + 25), Lookup::Found("in".into()));
+        assert_eq!(shard.lookup_id("b", NOW + 25), Lookup::Found("own".into()));
         assert_eq!(shard.lookup_id("b", NOW + 26), Lookup::Unknown);
         assert_eq!(shard.lookup_id("z", NOW + 44), Lookup::Found("in".into()));
         assert_eq!(shard.lookup_id("z", NOW + 45), Lookup::Unknown);
@@ -1749,6 +1760,63 @@ mod tests {
             1
         );
         assert_eq!(short.lookup_id("x", NOW + 5), Lookup::Unknown);
+    }
+
+    #[test]
+    fn random_merges_keep_the_order_and_renew_only_later_writes() {
+        // xorshift64: the same cases on every run.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let contexts = ["c0", "c1", "a context long enough to spill out of its slot"];
+        for _ in 0..2000 {
+            let mut shard = Shard::new(1 + next(12) as usize);
+            let own_ttl = 1 + next(40);
+            for _ in 0..next(20) {
+                let task = format!("t{}", next(16));
+                let context = contexts[next(3) as usize];
+                shard.learn_id(&task, context, NOW + next(20), own_ttl);
+            }
+            check_shard_hashed(&shard, h);
+            // The shard's time never goes back.
+            let now = (NOW + next(25)).max(shard.clock);
+            let ttl = 1 + next(50);
+            let before: Vec<(String, Vec<u8>, u64)> = (0..16)
+                .filter_map(|i| {
+                    let task = format!("t{i}");
+                    let slot = shard.slot(shard.find(&task, h(&task))?)?;
+                    (slot.expires > now).then(|| (task, slot.context().to_vec(), slot.expires))
+                })
+                .collect();
+            let tasks: Vec<String> = (0..next(12)).map(|_| format!("t{}", next(24))).collect();
+            let mut offered: Vec<Incoming<'_>> = Vec::new();
+            for task in &tasks {
+                if offered.iter().all(|e| e.0 != task) {
+                    let context = contexts[next(3) as usize];
+                    offered.push((task, context, h(task), now - 5 + next(60)));
+                }
+            }
+            offered.sort_by_key(|e| e.3);
+            shard.carry_spare((now, ttl), &offered);
+            check_shard_hashed(&shard, h);
+            // Every live task held before is still held, with its context,
+            // and expires at the later of its own expiry and that offered
+            // with the same context (cut to the time to live).
+            for (task, context, expires) in before {
+                let at = shard.find(&task, h(&task)).expect("a live task kept");
+                let slot = shard.slot(at).unwrap();
+                assert_eq!(slot.context(), context.as_slice());
+                let renewed = offered
+                    .iter()
+                    .find(|e| e.0 == task && e.1.as_bytes() == context.as_slice())
+                    .map_or(0, |e| e.3.min(now + ttl));
+                assert_eq!(slot.expires, expires.max(renewed), "{task}");
+            }
+        }
     }
 
     #[test]
