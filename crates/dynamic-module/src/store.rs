@@ -463,23 +463,44 @@ struct LinkState {
 /// plain.
 const MAX_LINKS: usize = 64;
 
+/// Where a walk along the links ends.
+enum Reached {
+    /// The first link whose store is alive, and that store.
+    Alive(Arc<Link>, Arc<ShardedStore>),
+    /// The chain's end: every store past the start is gone.
+    End,
+    /// [`MAX_LINKS`] links of stores gone.
+    Bound,
+}
+
 impl Link {
+    /// Walks from `next` on to the first link whose store is alive.
+    fn first_alive(mut next: Option<Arc<Link>>) -> Reached {
+        for _ in 0..MAX_LINKS {
+            let Some(link) = next else {
+                return Reached::End;
+            };
+            let (store, onward) = {
+                let state = lock(&link.0);
+                (state.store.upgrade(), state.next.clone())
+            };
+            if let Some(store) = store {
+                return Reached::Alive(link, store);
+            }
+            next = onward;
+        }
+        Reached::Bound
+    }
+
     /// Points this link past the links onward whose stores are gone (what
     /// a walk from here would skip), so that those links go too.
     fn skip_gone(&self) {
         let first = lock(&self.0).next.clone();
-        let mut next = first.clone();
-        for _ in 0..MAX_LINKS {
-            let Some(link) = &next else { break };
-            let (alive, onward) = {
-                let state = lock(&link.0);
-                (state.store.strong_count() > 0, state.next.clone())
-            };
-            if alive {
-                break;
-            }
-            next = onward;
-        }
+        let next = match Link::first_alive(first.clone()) {
+            Reached::Alive(link, _) => Some(link),
+            Reached::End => None,
+            Reached::Bound => return,
+        };
         let mut state = lock(&self.0);
         let unchanged = match (&state.next, &first) {
             (Some(now), Some(then)) => Arc::ptr_eq(now, then),
@@ -509,27 +530,19 @@ impl Drop for ShardedStore {
     /// So of pushes X, Y, Z inside one drain, what X learned after Y was
     /// made reaches Z whichever of X and Y goes first, or both at once.
     fn drop(&mut self) {
-        let (mut next, since) = {
+        let (next, since) = {
             let state = lock(&self.link.0);
             (state.next.clone(), state.since)
         };
-        for _ in 0..MAX_LINKS {
-            let Some(link) = next else { return };
-            let (store, onward) = {
-                let state = lock(&link.0);
-                (state.store.upgrade(), state.next.clone())
-            };
-            if let Some(to) = store {
-                let latest = self.shards.iter().map(|s| lock(s).clock).max().unwrap_or(0);
-                if to.carry_from(self, (latest, since)) > 0 {
-                    // Each entry carried expires at `since` or later, or at
-                    // the receiver's time to live from `latest` if that is
-                    // sooner (its shards' time is `latest` or later).
-                    to.hand_over_from(since.min(latest.saturating_add(to.ttl_secs)));
-                }
-                return;
-            }
-            next = onward;
+        let Reached::Alive(_, to) = Link::first_alive(next) else {
+            return;
+        };
+        let latest = self.shards.iter().map(|s| lock(s).clock).max().unwrap_or(0);
+        if to.carry_from(self, (latest, since)) > 0 {
+            // Each entry carried expires at `since` or later, or at the
+            // receiver's time to live from `latest` if that is sooner (its
+            // shards' time is `latest` or later).
+            to.hand_over_from(since.min(latest.saturating_add(to.ttl_secs)));
         }
     }
 }
@@ -859,15 +872,7 @@ fn store_for(
         // Its link onward pointed at an older store now: dropped, so that
         // the chain has no cycle.
         lock(&store.link.0).next = None;
-        // Before the copy: what a store going meanwhile hands to `from` is
-        // either copied or passed on.
-        from.set_successor(&store, now);
-        let carried = Carried {
-            capacity: from_capacity,
-            ttl_secs: from_ttl,
-            tasks: store.carry_from(&from, (now, 0)),
-        };
-        link_to_all(&store, stores);
+        let carried = take_over(&store, (from_capacity, from_ttl, &from), stores, now);
         let entry = stores.remove(at);
         stores.push(entry);
         return (store, Some(carried));
@@ -878,15 +883,30 @@ fn store_for(
         stores.push((capacity, ttl_secs, Arc::downgrade(&store)));
         return (store, None);
     };
-    from.set_successor(&store, now);
-    let carried = Carried {
-        capacity: from_capacity,
-        ttl_secs: from_ttl,
-        tasks: store.carry_from(&from, (now, 0)),
-    };
-    link_to_all(&store, stores);
+    let carried = take_over(&store, (from_capacity, from_ttl, &from), stores, now);
     stores.push((capacity, ttl_secs, Arc::downgrade(&store)));
     (store, Some(carried))
+}
+
+/// `store` takes over from `from` (of those settings) at `now`: `from` is to
+/// hand it what it learns from then on, `store` copies what `from` holds,
+/// and `store` and every other store alive look up in each other what they
+/// lack. The successor is set before the copy, so that what a store going
+/// meanwhile hands to `from` is either copied or passed on.
+fn take_over(
+    store: &Arc<ShardedStore>,
+    (capacity, ttl_secs, from): (u32, u64, &Arc<ShardedStore>),
+    stores: &[(u32, u64, Weak<ShardedStore>)],
+    now: u64,
+) -> Carried {
+    from.set_successor(store, now);
+    let tasks = store.carry_from(from, (now, 0));
+    link_to_all(store, stores);
+    Carried {
+        capacity,
+        ttl_secs,
+        tasks,
+    }
 }
 
 /// `store` and every other store alive look up in each other what they
@@ -1444,14 +1464,25 @@ mod tests {
         assert!(lock(&old.peers).is_empty());
     }
 
+    type Carrying = (Arc<ShardedStore>, Option<Carried>);
+
+    /// Pushes X, then Y (of capacity `y`), then, after X learned `task`
+    /// (context "c"), Z (of capacity `z`) while X's listener still drains.
+    fn three_pushes(
+        task: &str,
+        (y, z): (u32, u32),
+    ) -> (Arc<ShardedStore>, Arc<ShardedStore>, Carrying) {
+        let (x, _) = shared(2000, 3600, NOW);
+        let (y, _) = shared(y, 3600, NOW);
+        x.learn(task, "c", NOW + 10);
+        (x, y, shared(z, 3600, NOW + 20))
+    }
+
     #[test]
     fn two_pushes_in_one_drain_keep_what_the_first_store_learned_between_them() {
-        // X, then Y, then Z while X's listener still drains; X goes first.
-        let (x, _) = shared(2000, 3600, NOW);
-        let (y, _) = shared(3000, 3600, NOW);
         // Learned under X after Y took over: neither Y nor Z took it over.
-        x.learn("t", "c", NOW + 10);
-        let (z, carried) = shared(4000, 3600, NOW + 20);
+        // X goes first.
+        let (x, y, (z, carried)) = three_pushes("t", (3000, 4000));
         assert_eq!(carried.map(|c| c.tasks), Some(0));
         assert_eq!(z.lookup("t", NOW + 20), Lookup::Found("c".into()));
         // X hands it to Y, which passes it on to Z.
@@ -1462,10 +1493,7 @@ mod tests {
         assert_eq!(z.lookup_here("t", NOW + 22), Lookup::Found("c".into()));
         // Y going first hands X over to Z.
         drop(z);
-        let (x, _) = shared(2000, 3600, NOW);
-        let (y, _) = shared(3000, 3600, NOW);
-        x.learn("t", "c", NOW + 10);
-        let (z, _) = shared(4000, 3600, NOW + 20);
+        let (x, y, (z, _)) = three_pushes("t", (3000, 4000));
         drop(y);
         drop(x);
         assert_eq!(z.lookup_here("t", NOW + 22), Lookup::Found("c".into()));
@@ -1473,10 +1501,7 @@ mod tests {
 
     #[test]
     fn the_older_two_going_at_once_on_two_threads_keep_what_the_first_learned() {
-        let (x, _) = shared(2000, 3600, NOW);
-        let (y, _) = shared(100_000, 3600, NOW);
-        x.learn("x-late", "c", NOW + 10);
-        let (z, _) = shared(200_000, 3600, NOW + 20);
+        let (x, y, (z, _)) = three_pushes("x-late", (100_000, 200_000));
         // Y has much to hand over, so that X goes while Y is going.
         for i in 0..60_000u64 {
             y.learn(&format!("y-{i}"), "d", NOW + 21);
