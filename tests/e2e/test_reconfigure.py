@@ -118,13 +118,8 @@ def test_new_connections_get_the_new_configuration_and_a_held_request_the_old(en
     # A request the filter is holding: headers and the first half of a body
     # whose contextId comes at its end.
     held_body = message("held-across-the-change", "x" * 40_000)
-    held = http.client.HTTPConnection("127.0.0.1", envoy.port, timeout=30)
-    held.putrequest("POST", "/", skip_accept_encoding=True)
-    held.putheader("content-type", "application/json")
-    held.putheader("content-length", str(len(held_body)))
-    held.endheaders()
     half = len(held_body) // 2
-    held.send(held_body[:half])
+    held = HeldRequest(envoy.port, len(held_body), held_body[:half])
     time.sleep(0.3)
 
     listener = json.loads(json.dumps(envoy.listener))
@@ -154,11 +149,7 @@ def test_new_connections_get_the_new_configuration_and_a_held_request_the_old(en
         assert time.monotonic() < deadline, "new connections still get the old configuration"
         time.sleep(0.1)
 
-    held.send(held_body[half:])
-    response = held.getresponse()
-    report = json.loads(response.read())
-    held.close()
-    assert response.status == 200
+    report = held.send_rest(held_body[half:])
     assert (report["body_length"], report["body_sha256"]) == (
         len(held_body), hashlib.sha256(held_body).hexdigest())
     assert report["context_ids"] == ["held-across-the-change"]
@@ -231,61 +222,63 @@ def push_and_drain(envoy, **changes):
     drained(envoy)
 
 
-class HeldFirstTurn:
-    """A first turn whose body is half sent: the filter holds it, under the
-    configuration of the connection it came on, until `finish`."""
+class HeldRequest:
+    """A JSON POST of `length` body bytes of which only `start` is sent: the
+    filter holds it, under the configuration of the connection it came on,
+    until `send_rest`."""
 
-    def __init__(self, port, text):
-        self.body = json.dumps({"jsonrpc": "2.0", "id": "held", "method": "message/send",
-                                "params": {"message": {
-                                    "kind": "message", "messageId": "held-first-turn",
-                                    "role": "user",
-                                    "parts": [{"kind": "text", "text": text}]}}}).encode()
+    def __init__(self, port, length, start):
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         self.conn.putrequest("POST", "/", skip_accept_encoding=True)
         self.conn.putheader("content-type", "application/json")
-        self.conn.putheader("content-length", str(len(self.body)))
+        self.conn.putheader("content-length", str(length))
         self.conn.endheaders()
-        self.half = len(self.body) // 2
-        self.conn.send(self.body[:self.half])
+        self.conn.send(start)
 
-    def finish(self):
-        """The rest of the body; the agent's task."""
-        self.conn.send(self.body[self.half:])
-        response = self.conn.getresponse()
-        doc = json.loads(response.read())
-        self.conn.close()
-        assert response.status == 200, doc
-        return doc["result"]
-
-
-class HeldTaskGet:
-    """A `tasks/get` sent up to its task id, which the agents make a UUID (36
-    characters, so the length is known before the task is): the filter
-    holds it, under the configuration of the connection it came on, until
-    `finish` names the task."""
-
-    PREFIX = b'{"jsonrpc":"2.0","id":"held-get","method":"tasks/get","params":{"id":"'
-    SUFFIX = b'"}}'
-
-    def __init__(self, port):
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self.conn.putrequest("POST", "/", skip_accept_encoding=True)
-        self.conn.putheader("content-type", "application/json")
-        self.conn.putheader("content-length", str(len(self.PREFIX) + 36 + len(self.SUFFIX)))
-        self.conn.endheaders()
-        self.conn.send(self.PREFIX)
-
-    def finish(self, task):
-        """The task id and the rest; the agent's answer."""
-        task_id = task["id"].encode()
-        assert len(task_id) == 36, task
-        self.conn.send(task_id + self.SUFFIX)
+    def send_rest(self, rest):
+        """The rest of the body; the decoded answer, which must be a 200."""
+        self.conn.send(rest)
         response = self.conn.getresponse()
         doc = json.loads(response.read())
         self.conn.close()
         assert response.status == 200, doc
         return doc
+
+
+class HeldFirstTurn(HeldRequest):
+    """A first turn whose body is half sent."""
+
+    def __init__(self, port, text):
+        body = json.dumps({"jsonrpc": "2.0", "id": "held", "method": "message/send",
+                           "params": {"message": {
+                               "kind": "message", "messageId": "held-first-turn",
+                               "role": "user",
+                               "parts": [{"kind": "text", "text": text}]}}}).encode()
+        half = len(body) // 2
+        super().__init__(port, len(body), body[:half])
+        self.rest = body[half:]
+
+    def finish(self):
+        """The rest of the body; the agent's task."""
+        return self.send_rest(self.rest)["result"]
+
+
+class HeldTaskGet(HeldRequest):
+    """A `tasks/get` sent up to its task id, which the agents make a UUID (36
+    characters, so the length is known before the task is), until `finish`
+    names the task."""
+
+    PREFIX = b'{"jsonrpc":"2.0","id":"held-get","method":"tasks/get","params":{"id":"'
+    SUFFIX = b'"}}'
+
+    def __init__(self, port):
+        super().__init__(port, len(self.PREFIX) + 36 + len(self.SUFFIX), self.PREFIX)
+
+    def finish(self, task):
+        """The task id and the rest; the agent's answer."""
+        task_id = task["id"].encode()
+        assert len(task_id) == 36, task
+        return self.send_rest(task_id + self.SUFFIX)
 
 
 def took_over(envoy):
