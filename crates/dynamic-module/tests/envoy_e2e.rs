@@ -983,9 +983,9 @@ fn envoy_1_38_runs_the_module() {
     older_envoy("1.38");
 }
 
-/// The module needs glibc and nothing else: its unwinder is linked in
-/// (`crates/dynamic-abi/build.rs`), so a distroless Envoy image, which has no
-/// `libgcc_s.so.1`, loads it as it is.
+/// The module needs glibc (at most 2.35) and nothing else: its unwinder is
+/// linked in (`crates/dynamic-abi/build.rs`), so a distroless Envoy image,
+/// which has no `libgcc_s.so.1`, loads it as it is.
 #[test]
 fn the_module_needs_only_glibc() {
     let module = module();
@@ -1015,6 +1015,35 @@ fn the_module_needs_only_glibc() {
         .filter(|n| !glibc.contains(n) && !n.starts_with("ld-linux"))
         .collect();
     assert!(other.is_empty(), "{} needs {other:?}", module.display());
+    // ... no glibc newer than the READMEs name (2.35: the static unwinder
+    // finds frames with `_dl_find_object` where glibc has it) ...
+    let out = Command::new("readelf")
+        .arg("-V")
+        .arg(&module)
+        .output()
+        .expect("readelf runs");
+    assert!(out.status.success(), "{out:?}");
+    let versions = String::from_utf8_lossy(&out.stdout);
+    let needs = versions
+        .split("Version needs section")
+        .nth(1)
+        .expect("readelf -V shows the versions the module needs");
+    let newest = needs
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("GLIBC_"))
+        .filter_map(|v| {
+            let mut parts = v.split('.').map(|n| n.parse::<u32>().ok());
+            Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+        })
+        .max()
+        .expect("the module needs some glibc version");
+    assert!(
+        newest <= (2, 35),
+        "{} needs glibc {}.{}, newer than the 2.35 the READMEs state",
+        module.display(),
+        newest.0,
+        newest.1
+    );
     // ... and exports only its hooks, none of the unwinder's symbols.
     let exported = dynamic_symbols(&["--defined-only"], &module).expect("nm runs");
     assert!(exported.len() >= 14, "{exported:?}");
