@@ -269,12 +269,56 @@ fn upstreams() -> ([u16; 2], Log) {
 
 const FILTER_CONFIG: &str = r#"{"task_ttl_secs": 600}"#;
 
+/// How the main listener's filter finds the module.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// By name, in `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+    Named,
+    /// Downloaded by Envoy (`module.remote`) from `path` on a loopback
+    /// server at `port`, checked against `sha256`, as Envoy Gateway renders
+    /// an EnvoyProxy's `source.type: Remote`.
+    Remote {
+        port: u16,
+        path: &'a str,
+        sha256: &'a str,
+    },
+}
+
+impl Source<'_> {
+    fn loading(self) -> String {
+        match self {
+            Source::Named => "{name: a2a_affinity_dynamic}".to_string(),
+            Source::Remote { path, sha256, .. } => format!(
+                "{{module: {{remote: {{http_uri: {{uri: \"http://module-server{path}\", \
+                 cluster: module_server, timeout: 10s}}, sha256: {sha256}}}}}}}"
+            ),
+        }
+    }
+
+    fn cluster(self) -> String {
+        match self {
+            Source::Named => String::new(),
+            Source::Remote { port, .. } => format!(
+                r#"
+  - name: module_server
+    type: STATIC
+    load_assignment:
+      cluster_name: module_server
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}"#
+            ),
+        }
+    }
+}
+
 fn config_yaml(
     listen: u16,
     small: u16,
     admin: u16,
     upstreams: [u16; 2],
     module: &Path,
+    source: Source,
     filter_config: &str,
 ) -> String {
     let filter = |loading: &str| {
@@ -331,11 +375,11 @@ fn config_yaml(
       endpoints:
       - lb_endpoints:
         - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}{}
 admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
 "#,
-        listener("main", listen, "", "{name: a2a_affinity_dynamic}"),
+        listener("main", listen, "", &source.loading()),
         listener(
             "small",
             small,
@@ -344,6 +388,7 @@ admin:
         ),
         upstreams[0],
         upstreams[1],
+        source.cluster(),
     )
 }
 
@@ -365,6 +410,7 @@ impl Envoy {
         upstreams: [u16; 2],
         tag: &str,
         module: &Path,
+        source: Source,
         env: &[(&str, &str)],
     ) -> Envoy {
         let (listen, small, admin) = (free_port(), free_port(), free_port());
@@ -374,7 +420,15 @@ impl Envoy {
         let config = dir.join("envoy.yaml");
         std::fs::write(
             &config,
-            config_yaml(listen, small, admin, upstreams, module, FILTER_CONFIG),
+            config_yaml(
+                listen,
+                small,
+                admin,
+                upstreams,
+                module,
+                source,
+                FILTER_CONFIG,
+            ),
         )
         .unwrap();
         let log_path = dir.join("envoy.log");
@@ -551,7 +605,7 @@ impl Suite {
 
     fn start_with(bin: &Path, tag: &str, module: &Path, env: &[(&str, &str)]) -> Suite {
         let (ports, log) = upstreams();
-        let envoy = Envoy::start_with(bin, ports, tag, module, env);
+        let envoy = Envoy::start_with(bin, ports, tag, module, Source::Named, env);
         Suite {
             envoy,
             log,
@@ -872,7 +926,11 @@ fn validate_with(
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("validate.yaml");
-    std::fs::write(&path, config_yaml(1, 2, 3, [4, 5], module, filter_config)).unwrap();
+    std::fs::write(
+        &path,
+        config_yaml(1, 2, 3, [4, 5], module, Source::Named, filter_config),
+    )
+    .unwrap();
     let out = Command::new(bin)
         .args(["--mode", "validate", "--disable-hot-restart", "-c"])
         .arg(&path)
@@ -981,6 +1039,136 @@ fn envoy_1_39_runs_the_module() {
 #[test]
 fn envoy_1_38_runs_the_module() {
     older_envoy("1.38");
+}
+
+/// A loopback server for Envoy's module download: `/module` answers
+/// `bytes`, `/moved` a redirect to `/module` on the same host. Returns its
+/// port and the paths asked, in order.
+fn module_server(bytes: Vec<u8>) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = Arc::clone(&asked);
+    let bytes = Arc::new(bytes);
+    thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let (seen, bytes) = (Arc::clone(&seen), Arc::clone(&bytes));
+            thread::spawn(move || {
+                let mut writer = conn.try_clone().unwrap();
+                let mut reader = BufReader::new(conn);
+                while let Some((start, _)) = read_head(&mut reader) {
+                    let path = start.split(' ').nth(1).unwrap_or("").to_string();
+                    seen.lock().unwrap().push(path.clone());
+                    let (head, body): (String, &[u8]) = if path == "/module" {
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", bytes.len());
+                        (head, &bytes)
+                    } else {
+                        let head = "HTTP/1.1 302 Found\r\nlocation: /module\r\n\
+                                    content-length: 0\r\n\r\n"
+                            .to_string();
+                        (head, b"")
+                    };
+                    if writer.write_all(head.as_bytes()).is_err() || writer.write_all(body).is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, asked)
+}
+
+/// Envoy Gateway's `source.type: Remote` (the alternative in
+/// `deploy/envoy-gateway/dynamic-module/envoyproxy.yaml`), as Envoy runs it:
+/// a URL that answers 200 with the module gives a listener that routes; a
+/// URL that redirects gives a listener without the filter (Envoy follows no
+/// redirect, and a download that fails does not reject the listener), so a
+/// request passes without `x-context-id` and nothing is counted. The deploy
+/// README states both.
+///
+/// Envoy keeps a download as `/tmp/envoy_dynamic_module_<sha256>.so` and
+/// loads that file, without asking the URL, while it exists. So each case
+/// serves the module with bytes of its own appended (ignored by the loader),
+/// which no earlier run has left there, and removes the file afterwards.
+#[test]
+fn envoy_1_40_runs_a_downloaded_module_and_leaves_out_one_it_cannot_download() {
+    with_envoy("1.40", envoy_140(), |bin| {
+        let module = module();
+        for (path, loads) in [("/module", true), ("/moved", false)] {
+            let tag = format!("remote{}", path.replace('/', "-"));
+            let mut bytes = std::fs::read(&module).unwrap();
+            bytes.extend_from_slice(format!("\0{} {tag}", std::process::id()).as_bytes());
+            let copy = std::env::temp_dir()
+                .join(format!("a2a-dynamic-e2e-{}-{tag}.so", std::process::id()));
+            std::fs::write(&copy, &bytes).unwrap();
+            let out = Command::new("sha256sum").arg(&copy).output().unwrap();
+            std::fs::remove_file(&copy).unwrap();
+            assert!(out.status.success(), "{out:?}");
+            let sha256 = String::from_utf8(out.stdout).unwrap();
+            let sha256 = sha256.split_whitespace().next().unwrap().to_string();
+            let _kept = RemovedAtEnd(PathBuf::from(format!(
+                "/tmp/envoy_dynamic_module_{sha256}.so"
+            )));
+            let (port, asked) = module_server(bytes);
+            let (ports, log) = upstreams();
+            let source = Source::Remote {
+                port,
+                path,
+                sha256: &sha256,
+            };
+            let envoy = Envoy::start_with(bin, ports, &tag, &module, source, &[]);
+            let mut s = Suite { envoy, log, tag };
+            let asked = asked.lock().unwrap().clone();
+            assert!(!asked.is_empty(), "{path}: Envoy fetched nothing");
+            assert!(
+                asked.iter().all(|p| p == path),
+                "{path}: Envoy asked for {asked:?}"
+            );
+            for round in 0..3 {
+                let ctx = format!("ctx-{}-{round}", s.tag);
+                let body = send(&format!(
+                    r#"{{"role":"user","contextId":"{ctx}","parts":[{{"kind":"text","text":"hi"}}]}}"#
+                ));
+                let up = s.post("/", &[], body.as_bytes(), &[]);
+                assert_eq!(up.body, body.as_bytes(), "{path}");
+                assert_eq!(
+                    up.header("x-context-id"),
+                    loads.then(|| ctx.clone()),
+                    "{path}"
+                );
+            }
+            let found = s
+                .envoy
+                .stats()
+                .get("dynamicmodulescustom.a2a_affinity.context_found")
+                .copied()
+                .unwrap_or(0);
+            assert_eq!(
+                found,
+                if loads { 3 } else { 0 },
+                "{path}: {}",
+                s.envoy.log()
+            );
+            if !loads {
+                let line =
+                    "Remote dynamic module fetch returned empty data; module will not be loaded";
+                let log = s.envoy.log_with(line);
+                assert!(log.contains(line), "{log}");
+            }
+            assert!(s.envoy.child_running(), "{path}: {}", s.envoy.log());
+        }
+    });
+}
+
+/// A file removed when this goes out of scope, after a failure too.
+struct RemovedAtEnd(PathBuf);
+
+impl Drop for RemovedAtEnd {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// The module needs glibc (at most 2.35) and nothing else: its unwinder is
