@@ -3,15 +3,17 @@
 //! stream, and a driver that calls the exported hooks the way Envoy's
 //! filter manager does:
 //!
-//! - a body chunk is the *received* body during its callback; on
-//!   "stop" (`StopIterationAndBuffer`/`Watermark`) it moves into the
-//!   *buffered* body; on the last chunk of a stream that already has a
-//!   buffered body, the dynamic-module filter appends the chunk to the
-//!   buffered body before the callback (the received body is then empty);
+//! - a body chunk is the *received* body during its callback, the last
+//!   one too (as Envoy 1.38-1.40 show it); on "stop"
+//!   (`StopIterationAndBuffer`/`Watermark`) it moves into the *buffered*
+//!   body;
 //! - when the filter continues after holding, the held headers and the
 //!   buffered body (then the received chunk) go upstream;
 //! - a buffered body that passes the buffer limit under
-//!   `StopIterationAndBuffer` is Envoy's 413.
+//!   `StopIterationAndBuffer` is Envoy's 413;
+//! - one that passes it under `StopIterationAndWatermark` makes Envoy stop
+//!   reading the client, so no more of the body would come while the filter
+//!   holds it: the driver fails the test.
 //!
 //! Every pointer the module passes is checked the way Envoy would use it;
 //! the tests fail on a call Envoy would not accept.
@@ -600,16 +602,7 @@ impl<'c> Exchange<'c> {
             self.upstream.body.extend(received.concat());
             return;
         }
-        if end && self.stream.buffered_request.is_some() {
-            // The dynamic-module filter's decodeData: the last chunk joins the
-            // buffered body before the callback.
-            if let Some(b) = self.stream.buffered_request.as_mut() {
-                b.push(chunk.to_vec());
-            }
-            self.stream.received_request = Some(Vec::new());
-        } else {
-            self.stream.received_request = Some(vec![chunk.to_vec()]);
-        }
+        self.stream.received_request = Some(vec![chunk.to_vec()]);
         let status =
             envoy_dynamic_module_on_http_filter_request_body(self.stream.ptr(), self.module, end);
         self.upstream.statuses.push(status);
@@ -625,10 +618,16 @@ impl<'c> Exchange<'c> {
                 let buffered = self.stream.buffered_request.get_or_insert_with(Vec::new);
                 buffered.extend(received);
                 let size: usize = buffered.iter().map(Vec::len).sum();
-                if status == status::BODY_STOP_AND_BUFFER && size as u64 > self.stream.buffer_limit
-                {
+                let past_limit = size as u64 > self.stream.buffer_limit;
+                if status == status::BODY_STOP_AND_BUFFER && past_limit {
                     self.upstream.payload_too_large = true;
                 }
+                assert!(
+                    !(status == status::BODY_STOP_AND_WATERMARK && past_limit),
+                    "the filter holds {size} bytes, past the buffer limit of {}: Envoy \
+                     would stop reading the client and the request would stall",
+                    self.stream.buffer_limit
+                );
             }
             other => panic!("unexpected body status {other}"),
         }

@@ -6,19 +6,20 @@
 //! - the request body is held by answering Envoy "stop" (headers:
 //!   `StopIteration`; body: `StopIterationAndWatermark`), and each body
 //!   callback hands the core only the bytes it has not seen: Envoy moves
-//!   every held chunk into the *buffered* body, and shows the new one as the
-//!   *received* body (or, for the last chunk of a held body, appends it to
-//!   the buffered body before the callback), so the new bytes are those past
-//!   the count already read in "buffered, then received". When every
-//!   buffered byte has been read, which is the rule, only the received
-//!   chunk is fetched;
+//!   every held chunk into the *buffered* body, and shows the new one, the
+//!   last one too, as the *received* body (or, when a filter before this one
+//!   held the body and lets it go, the buffered body itself), so the new
+//!   bytes are those past the count already read in "buffered, then
+//!   received". When every buffered byte has been read, which is the rule,
+//!   only the received chunk is fetched;
 //! - the hash header is set from the body callback while the headers are
 //!   still held, then the request continues: plain native-filter behaviour;
 //! - a first turn's `BodyEdit` is applied to the held body (the new body
 //!   appended, the old bytes drained) and `content-length` set to match;
-//! - the scan stops at half the stream's buffer limit when that is below
-//!   `max_scan_bytes`, so the held body stays under the limit even with the
-//!   chunk that ends the stream appended;
+//! - the scan stops at the stream's buffer limit when that is below
+//!   `max_scan_bytes`: a body held past it would make Envoy stop reading
+//!   the client (flow control; `StopIterationAndWatermark` is never
+//!   answered 413), so the rest would never come;
 //! - the task store is the process-wide [`ShardedStore`], the clock is the
 //!   system's, random bytes come from the OS (`getrandom`), and the JSON
 //!   readers of finished streams are kept for the next ([`Readers`]).
@@ -70,7 +71,7 @@ pub struct FilterConfig {
     pub metric_ids: [Option<usize>; Counter::ALL.len()],
     /// The readers of this configuration's finished streams.
     pub readers: Readers,
-    /// This configuration with `max_scan_bytes` lowered to half a stream's
+    /// This configuration with `max_scan_bytes` lowered to a stream's
     /// buffer limit, one slot per such limit met, each filled once and never
     /// changed: a stream under a lower limit finds its copy by reading the
     /// slots, so the workers write nothing in common for it (Envoy Gateway's
@@ -123,14 +124,14 @@ impl FilterConfig {
         self.metric_ids.get(counter.index()).copied().flatten()
     }
 
-    /// This configuration with `max_scan_bytes` lowered to `hold` (half the
-    /// stream's buffer limit of `limit` bytes, below `max_scan_bytes`): made
+    /// This configuration with `max_scan_bytes` lowered to `limit` (the
+    /// stream's buffer limit, below `max_scan_bytes`): made
     /// and logged once per limit, in the first free slot, and shared by later
     /// streams; past `CLAMPED_KEPT` limits, a stream's own copy.
-    fn clamped(&self, hold: u64, limit: u64) -> Clamped {
+    fn clamped(&self, limit: u64) -> Clamped {
         let warn_clamped = |also: &str| {
             warn!(
-                "max_scan_bytes {} is above half the stream's buffer limit ({limit} bytes): bodies are read up to {hold} bytes, so that Envoy never answers 413 (raise the route's request_body_buffer_limit to at least twice max_scan_bytes to read that far; {also})",
+                "max_scan_bytes {} is above the stream's buffer limit ({limit} bytes): bodies are read up to {limit} bytes, past which Envoy would stop reading the client while the filter holds the body (raise the route's request_body_buffer_limit to at least max_scan_bytes to read that far; {also})",
                 self.config.max_scan_bytes
             );
         };
@@ -140,12 +141,12 @@ impl FilterConfig {
             // race for it both go on with a slot that holds their own.
             let kept = slot.get_or_init(|| {
                 made = true;
-                self.lowered(hold)
+                self.lowered(limit)
             });
             if made {
                 warn_clamped("logged once per limit");
             }
-            if kept.max_scan_bytes == hold {
+            if kept.max_scan_bytes == limit {
                 return Clamped::Kept(i);
             }
         }
@@ -156,7 +157,7 @@ impl FilterConfig {
                 "logged once for all limits past the first {CLAMPED_KEPT}"
             ));
         }
-        Clamped::Own(Box::new(self.lowered(hold)))
+        Clamped::Own(Box::new(self.lowered(limit)))
     }
 
     fn lowered(&self, hold: u64) -> Config {
@@ -264,7 +265,7 @@ pub struct Filter {
 /// What one stream keeps between hooks.
 struct State {
     core: Core,
-    /// The configuration with `max_scan_bytes` lowered to half the stream's
+    /// The configuration with `max_scan_bytes` lowered to the stream's
     /// buffer limit, when that is smaller.
     clamped: Option<Clamped>,
     /// Request body bytes handed to the core (counted in "buffered, then
@@ -363,16 +364,16 @@ impl State {
                 .on_request_headers(config, &head, end_of_stream, &mut env)
         };
         if decision.next == Next::NeedBody {
-            // Keep the held body under half the stream's buffer limit: Envoy
-            // appends a chunk that ends the stream (an HTTP/2 DATA frame with
-            // END_STREAM, up to 16 KiB by default) to the held body *before*
-            // the filter sees it, and answers 413 itself if that passes the
-            // limit. Every other chunk arrives while the filter can still let
-            // the request go.
+            // Hold no more than the stream's buffer limit: past it Envoy
+            // stops reading the client (the body is held with the watermark
+            // status, so it never answers 413), and the rest of the body
+            // would not come. Each chunk, the last one too, is shown to the
+            // filter before it joins the held body, and the scan gives up in
+            // the callback whose chunk reaches the limit, so the body held
+            // while waiting stays under it.
             let limit = host.buffer_limit();
-            let hold = (limit / 2).max(1);
-            if limit > 0 && hold < config.max_scan_bytes {
-                self.clamped = Some(shared.clamped(hold, limit));
+            if limit > 0 && limit < config.max_scan_bytes {
+                self.clamped = Some(shared.clamped(limit));
             }
         }
         self.apply(shared, host, decision, Phase::Headers)
