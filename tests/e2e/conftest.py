@@ -15,16 +15,17 @@ REPLICAS = ["replica-1", "replica-2", "replica-3"]
 SHELL = current_shell()
 FIGURES_FILE = REPO / ("out/e2e-figures.json" if SHELL == "wasm" else f"out/e2e-figures-{SHELL}.json")
 # Suites about the proxy-wasm module itself (its VM, its callbacks, the
-# Envoy versions that load it), about every shipped config at once, or about
-# Envoy without any filter: they run once, with A2A_SHELL=wasm.
+# Envoy versions that load it), about every shipped config at once (the
+# dynamic module's and ext_proc's included), or about Envoy without any
+# filter: they run once, with A2A_SHELL=wasm.
 WASM_ONLY = {"test_baseline", "test_configs"}
 
 
 def pytest_collection_modifyitems(config, items):
     if SHELL == "wasm":
         return
-    skip = pytest.mark.skip(reason=f"about the Wasm module or Envoy alone: runs with A2A_SHELL=wasm, "
-                                   f"not {SHELL}")
+    skip = pytest.mark.skip(reason=f"about the Wasm module, every shipped config (each shell's) or Envoy "
+                                   f"alone: runs once, with A2A_SHELL=wasm, not {SHELL}")
     for item in items:
         if item.module.__name__.rsplit(".", 1)[-1] in WASM_ONLY:
             item.add_marker(skip)

@@ -15,7 +15,7 @@ import yaml
 
 from a2a_harness import (DYNAMIC_MODULE_VERSIONS, ENVOY_BINARIES, REPO, WASM_FILTER, dynamic_module_path,
                          envoy_executable, http_filters, load_config, wasm_plugin)
-from a2a_harness.shells import SANDBOX_CONFIGS
+from a2a_harness.shells import SANDBOX_CONFIGS, to_shell
 
 # envoy/bench/ holds templates that bench/run.py fills in; it validates them.
 SHIPPED = ["envoy/envoy.yaml", "envoy/envoy-maglev.yaml", SANDBOX_CONFIGS["wasm"]]
@@ -191,6 +191,17 @@ def test_maglev_config_differs_only_in_the_load_balancer():
     assert ring["static_resources"]["clusters"][0]["lb_policy"] == "RING_HASH"
     assert maglev["static_resources"]["clusters"][0]["lb_policy"] == "MAGLEV"
     assert _without_lb(ring) == _without_lb(maglev)
+
+
+def test_dynamic_module_config_is_envoy_yaml_with_the_module_for_the_wasm_filter():
+    # The end-to-end suites run the dynamic module by putting its filter in
+    # place of the Wasm filter in envoy.yaml (to_shell); the shipped module
+    # config must be that, so what they test is what ships.
+    shipped = load_config("envoy/envoy-dynamic-module.yaml")
+    swapped, plugin = to_shell(load_config("envoy/envoy.yaml"), "dynamic-module")
+    assert plugin is not None
+    assert WASM_FILTER not in [f["name"] for f in http_filters(shipped)]
+    assert swapped == shipped
 
 
 def _without_container_addresses(cfg):

@@ -125,9 +125,9 @@ impl FilterConfig {
     }
 
     /// This configuration with `max_scan_bytes` lowered to `limit` (the
-    /// stream's buffer limit, below `max_scan_bytes`): made
-    /// and logged once per limit, in the first free slot, and shared by later
-    /// streams; past `CLAMPED_KEPT` limits, a stream's own copy.
+    /// stream's buffer limit, below `max_scan_bytes`): made and logged once
+    /// per limit, in the first free slot, and shared by later streams; past
+    /// `CLAMPED_KEPT` limits, a stream's own copy.
     fn clamped(&self, limit: u64) -> Clamped {
         let warn_clamped = |also: &str| {
             warn!(
@@ -160,9 +160,9 @@ impl FilterConfig {
         Clamped::Own(Box::new(self.lowered(limit)))
     }
 
-    fn lowered(&self, hold: u64) -> Config {
+    fn lowered(&self, limit: u64) -> Config {
         Config {
-            max_scan_bytes: hold,
+            max_scan_bytes: limit,
             ..self.config.clone()
         }
     }
