@@ -192,12 +192,15 @@ def js_converse(url, transport, conversations):
         pytest.fail(str(e), pytrace=False)
 
 
-def test_the_js_client_keeps_every_conversation_on_one_replica(gateway, figures):
-    with gateway("filter-js") as (url, replicas, counters):
+@pytest.mark.parametrize("source", ["envoy/envoy.yaml", "envoy/envoy-maglev.yaml"],
+                         ids=["ring-hash", "maglev"])
+def test_the_js_client_keeps_every_conversation_on_one_replica(gateway, figures, source):
+    name = "filter-js" + ("-maglev" if "maglev" in source else "")
+    with gateway(name, source=source) as (url, replicas, counters):
         outs = {t: js_converse(url, t, 3) for t in TRANSPORTS}
         held = {r.name: r.contexts() for r in replicas}
     summary = {t: out["summary"] for t, out in outs.items()}
-    figures.record("conversations with the filter, @a2a-js/sdk client", summary)
+    figures.record(f"conversations with the filter, @a2a-js/sdk client ({source})", summary)
     for transport, out in outs.items():
         s = out["summary"]
         assert s["client"] == "@a2a-js/sdk"

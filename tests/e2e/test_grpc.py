@@ -2,8 +2,8 @@
 
 Three gRPC replicas of the demo agent (a2a-sdk 1.3.0 gRPC handlers, the 1.0
 service and the 0.3 one; tests/e2e/grpc_agent.py) sit behind Envoy started
-from envoy/envoy.yaml, with the cluster switched to HTTP/2 upstream as gRPC
-needs. The a2a-sdk gRPC client (GrpcTransport for 1.0, CompatGrpcTransport
+from envoy/envoy.yaml, then from envoy/envoy-maglev.yaml, with the cluster
+switched to HTTP/2 upstream as gRPC needs. The a2a-sdk gRPC client (GrpcTransport for 1.0, CompatGrpcTransport
 for 0.3) runs conversations whose first message has no context_id: the
 filter must mint one into the protobuf Message, every later turn (with the
 context_id, or with only the task_id) must reach the same replica, and
@@ -34,13 +34,15 @@ V1 = "/lf.a2a.v1.A2AService/"
 V0 = "/a2a.v1.A2AService/"
 
 
-@pytest.fixture(scope="module")
-def gateway(wasm_module, tmp_path_factory):
+@pytest.fixture(scope="module", params=["envoy/envoy.yaml", "envoy/envoy-maglev.yaml"],
+                ids=["ring-hash", "maglev"])
+def gateway(request, wasm_module, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("grpc")
     replicas = GrpcReplicas(REPLICAS, "http://127.0.0.1:1")
+    lb = "maglev" if "maglev" in request.param else "ring"
     try:
-        envoy = Envoy(h2_upstream(load_config("envoy/envoy.yaml")), replicas, workdir,
-                      name="envoy-grpc")
+        envoy = Envoy(h2_upstream(load_config(request.param)), replicas, workdir,
+                      name=f"envoy-grpc-{lb}")
     except Exception:
         replicas.stop()
         raise
