@@ -2616,9 +2616,10 @@ def test_dynamic_module_config_keeps_each_conversation_on_one_replica(
     ports, replica_at = replicas
     proxy = Gateway(envoy, DYNAMIC_MODULE_BOOTSTRAPS[gateway](docs, module), ports, tmp_path, f"dm-{gateway}")
     try:
-        # Behind Envoy Gateway's 32 KiB listener the module scans 32 KiB; Istio
-        # keeps Envoy's 1 MiB, so a contextId after 100 KiB is found there.
-        first_text = "x" * (LARGE_TEXT_BYTES if gateway == "istio" else 8 * 1024)
+        # Behind Envoy Gateway's 32 KiB listener the module scans up to the
+        # limit, so a contextId after 24 KiB of text is found there; Istio
+        # keeps Envoy's 1 MiB, so one after 100 KiB is.
+        first_text = "x" * (LARGE_TEXT_BYTES if gateway == "istio" else 24 * 1024)
         landed: dict[str, set[str]] = {}
         seq = 0
         conversations = proxy.conversations([f"dm-ctx-{n}-{'ef' * n}" for n in range(24)])

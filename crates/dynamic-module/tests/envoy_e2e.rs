@@ -845,8 +845,8 @@ fn run_suite(bin: &Path, tag: &str) {
 
     // HTTP/2 (cleartext, prior knowledge) through curl, when there is one:
     // a short body, and a 40 KB one on the 32 KiB listener, whose HTTP/2
-    // streams take their limit from the stream window, not the listener's
-    // buffer, so its late contextId is read.
+    // streams take a larger limit from Envoy's HTTP/2 settings, not the
+    // listener's buffer, so its late contextId is read.
     let ctx = s.id("ctx-h2");
     let short = send(&format!(r#"{{"contextId":"{ctx}","parts":[]}}"#));
     let ctx_long = s.id("ctx-h2-small");
