@@ -180,13 +180,22 @@ fn configuration_defines_every_counter_and_logs_one_line() {
 }
 
 #[test]
-fn a_scan_limit_envoy_may_refuse_is_warned_about_at_load() {
-    let _c = config(r#"{"max_scan_bytes":16777216}"#);
+fn a_scan_limit_above_a_stream_limit_is_warned_about_at_that_stream() {
+    // No warning at load (the module cannot know the limits yet, and never
+    // causes a 413); the first stream under a lower limit names both.
+    let c = config(r#"{"max_scan_bytes":16777216}"#);
+    let logs = take_logs();
+    assert!(logs.iter().all(|(level, _)| *level != 3), "{logs:?}");
+    let body = send_params(r#"{"contextId":"ctx-16m","parts":[]}"#);
+    let up = post(&c, "/", &[], &[body.as_bytes()]);
+    assert_eq!(up.header("x-context-id").as_deref(), Some("ctx-16m"));
     let logs = take_logs();
     let warnings: Vec<_> = logs.iter().filter(|(level, _)| *level == 3).collect();
     assert_eq!(warnings.len(), 1, "{logs:?}");
     assert!(
-        warnings[0].1.contains("at least 33554432 bytes"),
+        warnings[0]
+            .1
+            .contains("max_scan_bytes 16777216 is above the stream's buffer limit (1048576 bytes)"),
         "{logs:?}"
     );
 }
@@ -1131,7 +1140,8 @@ fn response_bytes_in_another_filters_buffer_are_read_only_if_nothing_was_read() 
     // data and resumes, and this filter receives the buffered body.
     // "appended": a filter nearer the client holds data, and at the end of
     // the stream Envoy appends the last chunk to the buffered body and
-    // hands this filter an empty received body. If the filter read nothing
+    // hands this filter an empty received body (as the dynamic-module
+    // filter of Envoy 1.37 and older did; kept, as untraced on 1.38-1.40). If the filter read nothing
     // of the answer, all of the buffer is new. If it read event a and
     // passed it on, a may be in the buffer still, before b: it cannot tell
     // a from new bytes, so it stops learning from this answer rather than
@@ -1372,7 +1382,8 @@ fn the_scan_stops_at_the_stream_buffer_limit() {
     let up = post_under(2000);
     assert_eq!(up.body, body.as_bytes());
     assert_eq!(clamp_lines(take_logs()), Vec::<u32>::new());
-    // Another route's lower limit: its own cut, and its own warning.
+    // Another stream's lower limit (another listener's, say): its own cut,
+    // and its own warning.
     let up = post_under(1000);
     assert_eq!(up.body, body.as_bytes());
     assert_eq!(up.statuses[1], status::CONTINUE);
@@ -1401,9 +1412,10 @@ fn more_buffer_limits_than_kept_copies_still_cut_each_at_its_limit() {
             .collect::<Vec<_>>()
     };
     let _ = take_logs();
-    // A limit of 1000 * k - 1 - extra holds a little under 1000 * k
-    // bytes: the k-th chunk passes it, and the request goes on there
-    // (statuses: the headers', then one per chunk).
+    // A limit of 1000 * k - 1 - extra is a little under 1000 * k: the
+    // stream holds 1000 * (k - 1) bytes, the k-th chunk reaches the limit,
+    // and the request goes on there (statuses: the headers', then one per
+    // chunk).
     for round in 0..2 {
         for k in 1..=5u64 {
             for extra in [0, 1] {

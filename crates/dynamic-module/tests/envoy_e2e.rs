@@ -1134,8 +1134,9 @@ fn module_server(bytes: Vec<u8>) -> (u16, Arc<Mutex<Vec<String>>>) {
 /// request passes without `x-context-id` and nothing is counted. The deploy
 /// README states both.
 ///
-/// Envoy keeps a download as `/tmp/envoy_dynamic_module_<sha256>.so` and
-/// loads that file, without asking the URL, while it exists. So each case
+/// Envoy keeps a download as `envoy_dynamic_module_<sha256>.so` in its
+/// temporary directory (`$TMPDIR`, else `/tmp`; the test's own) and loads
+/// that file, without asking the URL, while it exists. So each case
 /// serves the module with bytes of its own appended (ignored by the loader),
 /// which no earlier run has left there, and removes the file afterwards.
 #[test]
@@ -1154,9 +1155,9 @@ fn envoy_1_40_runs_a_downloaded_module_and_leaves_out_one_it_cannot_download() {
             assert!(out.status.success(), "{out:?}");
             let sha256 = String::from_utf8(out.stdout).unwrap();
             let sha256 = sha256.split_whitespace().next().unwrap().to_string();
-            let _kept = RemovedAtEnd(PathBuf::from(format!(
-                "/tmp/envoy_dynamic_module_{sha256}.so"
-            )));
+            let _kept = RemovedAtEnd(
+                std::env::temp_dir().join(format!("envoy_dynamic_module_{sha256}.so")),
+            );
             let (port, asked) = module_server(bytes);
             let (ports, log) = upstreams();
             let source = Source::Remote {
