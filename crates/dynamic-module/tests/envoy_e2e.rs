@@ -1218,19 +1218,24 @@ impl Drop for RemovedAtEnd {
     }
 }
 
+/// What `readelf <flag>` prints about `file`.
+fn readelf(flag: &str, file: &Path) -> String {
+    let out = Command::new("readelf")
+        .arg(flag)
+        .arg(file)
+        .output()
+        .expect("readelf (binutils, which links the module) runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The module needs glibc (at most 2.35) and nothing else: its unwinder is
 /// linked in (`crates/dynamic-abi/build.rs`), so a distroless Envoy image,
 /// which has no `libgcc_s.so.1`, loads it as it is.
 #[test]
 fn the_module_needs_only_glibc() {
     let module = module();
-    let out = Command::new("readelf")
-        .arg("-d")
-        .arg(&module)
-        .output()
-        .expect("readelf (binutils, which links the module) runs");
-    assert!(out.status.success(), "{out:?}");
-    let dynamic = String::from_utf8_lossy(&out.stdout);
+    let dynamic = readelf("-d", &module);
     let needed: Vec<&str> = dynamic
         .lines()
         .filter(|l| l.contains("(NEEDED)"))
@@ -1252,13 +1257,7 @@ fn the_module_needs_only_glibc() {
     assert!(other.is_empty(), "{} needs {other:?}", module.display());
     // ... no glibc newer than the READMEs name (2.35: the static unwinder
     // finds frames with `_dl_find_object` where glibc has it) ...
-    let out = Command::new("readelf")
-        .arg("-V")
-        .arg(&module)
-        .output()
-        .expect("readelf runs");
-    assert!(out.status.success(), "{out:?}");
-    let versions = String::from_utf8_lossy(&out.stdout);
+    let versions = readelf("-V", &module);
     let needs = versions
         .split("Version needs section")
         .nth(1)
