@@ -362,11 +362,18 @@ impl Shard {
         // Where the last renewed entry went: the incoming expiries rise, so
         // each renewed entry's place is found walking on from there.
         let mut last = NIL;
-        for &(task_id, context_id, hash, expires) in incoming {
-            let expires = expires.min(now.saturating_add(ttl));
+        // The live entries this shard does not hold, in expiry order: the
+        // candidates for its room.
+        let mut fresh = Vec::new();
+        for entry in incoming {
+            let &(task_id, context_id, hash, expires) = entry;
             let Some(at) = self.find(task_id, hash) else {
+                if expires > now {
+                    fresh.push(entry);
+                }
                 continue;
             };
+            let expires = expires.min(now.saturating_add(ttl));
             if self.slot(at).is_none_or(|slot| {
                 slot.expires >= expires || slot.context() != context_id.as_bytes()
             }) {
@@ -389,15 +396,11 @@ impl Shard {
             renewed += 1;
         }
         let room = self.capacity.saturating_sub(self.len());
-        let live = incoming
-            .iter()
-            .filter(|e| e.3 > now && self.find(e.0, e.2).is_none());
-        // Those that expire last, newest first: the walk back along the
-        // order below then only ever goes one way.
-        let taken: Vec<&Incoming<'_>> = live.rev().take(room).collect();
         let mut after = self.newest;
         let mut added = 0;
-        for &(task_id, context_id, hash, expires) in taken {
+        // Those that expire last, newest first: the walk back along the
+        // order below then only ever goes one way.
+        for &&(task_id, context_id, hash, expires) in fresh.iter().rev().take(room) {
             let expires = expires.min(now.saturating_add(ttl));
             while let Some(slot) = self.slot(after) {
                 if slot.expires <= expires {
