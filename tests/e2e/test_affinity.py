@@ -12,6 +12,7 @@ import random
 import pytest
 
 from a2a_bodies import BINDINGS, context_ids, exchange
+from a2a_harness import REPO
 from e2e_harness import (Exchange, affinity, counter_delta, post_in_a_burst, predict_hosts,
                          send_all, send_chunked, send_h2, send_h2_interleaved, sha256)
 
@@ -289,6 +290,40 @@ def test_first_turn_gets_a_minted_context_id(ring):
     assert len(minted) == 36 and minted[14] == "4", minted
     assert arrived == doc
     assert got["body_length"] == len(got["body"].encode())
+    assert delta.get("minted") == 1, delta
+
+
+@pytest.mark.parametrize("past", [0, 1])
+def test_a_first_turn_of_exactly_max_scan_bytes_is_minted(ring, past):
+    # HTTP/1.1 shows the body's last bytes without the end of the stream,
+    # which follows in a call of its own. A first turn whose content-length
+    # is exactly max_scan_bytes is whole when its last byte is read: it is
+    # minted. One byte more and the body may go on: it passes unchanged.
+    scan = 262144
+    assert f'"max_scan_bytes": {scan},' in (REPO / CONFIGS["ring"]).read_text()
+    doc = {"jsonrpc": "2.0", "id": 6, "method": "message/send",
+           "params": {"message": {"kind": "message", "messageId": "m-edge", "role": "user",
+                                  "parts": [{"kind": "text", "text": ""}]}}}
+    pad = scan + past - len(json.dumps(doc).encode())
+    doc["params"]["message"]["parts"][0]["text"] = "e" * pad
+    body = json.dumps(doc).encode()
+    assert len(body) == scan + past
+    ex = Exchange(path="/", body=body, headers=[("content-type", "application/json"),
+                                                ("x-echo-body", "1")])
+    before = ring.stats()
+    send_all(ring.port, [ex], 1)
+    delta = counter_delta(before, ring.stats())
+    assert ex.status == 200, ex.raw[:300]
+    got = ex.report
+    if past:
+        assert ex.problems(expect_context_ids=[]) == []
+        assert delta.get("scan_limit") == 1, delta
+        return
+    arrived = json.loads(got["body"])
+    minted = arrived["params"]["message"].pop("contextId", None)
+    assert minted is not None and got["context_ids"] == [minted], got["context_ids"]
+    assert arrived == doc
+    assert got["body_length"] == len(got["body"].encode()) == len(body) + 51
     assert delta.get("minted") == 1, delta
 
 

@@ -287,7 +287,10 @@ impl Stream {
     /// Bytes past `max_scan_bytes` are not read: the request then goes on
     /// without a key from the body. A host that does not want to copy them
     /// out may stop at `max_scan_bytes` and push with
-    /// `end_of_stream: false`.
+    /// `end_of_stream: false`. A body of exactly `max_scan_bytes` whose
+    /// `content-length` says so is whole: the core waits for its end (an
+    /// empty call with `end_of_stream`, or the trailers) and decides it as
+    /// a whole body; any byte shown past it ends the read as above.
     pub fn on_request_body(
         &mut self,
         config: &Config,
@@ -308,9 +311,15 @@ impl Stream {
             reader.feed(read)
         };
         if step == Step::NeedMore {
-            if end_of_stream && read.len() == chunk.len() {
+            let all_read = read.len() == chunk.len();
+            if end_of_stream && all_read {
                 step = reader.finish();
-            } else if self.fed >= limit {
+            } else if self.fed >= limit && !(all_read && self.content_length == Some(self.fed)) {
+                // At the limit, unless every byte `content-length` announced
+                // has been read, none left out: then the body is whole, and
+                // only its end can follow (HTTP/1.1 gives that in an empty
+                // call of its own). Envoy rejects a body longer than its
+                // `content-length`.
                 return self.cut(config, false, env);
             } else {
                 return Decision::next(Next::NeedBody);
@@ -326,7 +335,7 @@ impl Stream {
         let RequestState::Scanning(reader) = &mut self.request else {
             return Decision::next(Next::Continue);
         };
-        if self.fed >= config.max_scan_bytes {
+        if self.fed >= config.max_scan_bytes && self.content_length != Some(self.fed) {
             return self.cut(config, false, env);
         }
         let step = reader.finish();

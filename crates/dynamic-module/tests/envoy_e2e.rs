@@ -829,6 +829,39 @@ fn run_suite(bin: &Path, tag: &str) {
         Value::String(minted)
     );
     assert_eq!(up.header("content-length"), Some(up.body.len().to_string()));
+    // One of exactly 32 KiB (its content-length the stream's limit) is
+    // whole at its last byte: the module holds the limit, not past it, and
+    // mints at the end of the stream. One byte more and it may go on: it
+    // passes as it came.
+    let first_turn = |len: usize| {
+        let shape = |n: usize| {
+            send(&format!(
+                r#"{{"role":"user","parts":[{{"kind":"text","text":"{}"}}],"messageId":"m-edge"}}"#,
+                "e".repeat(n)
+            ))
+        };
+        shape(len - shape(0).len())
+    };
+    for cuts in [vec![], vec![16_000]] {
+        let body = first_turn(32_768);
+        let up = s.post_to(s.envoy.small, "/", &[], body.as_bytes(), &cuts);
+        let minted = up
+            .header("x-context-id")
+            .expect("minted at exactly the 32 KiB limit");
+        let expected = body.replace(
+            r#""message":{"#,
+            &format!(r#""message":{{"contextId":"{minted}","#),
+        );
+        assert!(up.body == expected.as_bytes(), "minted body at {cuts:?}");
+        assert_eq!(up.header("content-length"), Some(up.body.len().to_string()));
+    }
+    let body = first_turn(32_769);
+    let up = s.post_to(s.envoy.small, "/", &[], body.as_bytes(), &[]);
+    assert_eq!(up.header("x-context-id"), None);
+    assert!(
+        up.body == body.as_bytes(),
+        "a body one byte past the limit changed"
+    );
     for (size, cuts) in [
         (100_000, vec![]),
         (40_000, vec![12_000]),
@@ -918,7 +951,7 @@ fn run_suite(bin: &Path, tag: &str) {
         let _ = stat(name);
     }
     assert!(stat("context_found") >= 48 + 2, "{stats:?}");
-    assert_eq!(stat("minted"), 3);
+    assert_eq!(stat("minted"), 5);
     assert_eq!(
         stat("task_learned"),
         2,
@@ -927,7 +960,7 @@ fn run_suite(bin: &Path, tag: &str) {
     assert_eq!(stat("task_routed"), 2);
     assert_eq!(stat("task_unknown"), 1);
     assert_eq!(stat("invalid_json"), 1);
-    assert_eq!(stat("scan_limit"), 4);
+    assert_eq!(stat("scan_limit"), 5);
     assert_eq!(stat("aborted"), 1);
     let log = s.envoy.log_with("a2a_affinity: configured:");
     assert!(log.contains("a2a_affinity: configured:"), "{log}");
