@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from a2a_harness import REPO, current_shell, module_path, running_replicas
+from a2a_harness import (REPO, current_shell, dynamic_module_path, ext_proc_binary, module_path,
+                         running_replicas)
 from e2e_harness import Agents, Envoy, Figures, Upstreams
 
 REPLICAS = ["replica-1", "replica-2", "replica-3"]
@@ -34,13 +35,31 @@ _figures = Figures()
 _envoys_by_module = {}
 
 
-@pytest.fixture(scope="session")
-def wasm_module():
-    path = module_path()
+def _built(path, what):
     if not path.is_file():
-        pytest.fail(f"the filter module {path} is missing: run scripts/build.sh "
+        pytest.fail(f"{what} {path} is missing: run scripts/build.sh "
                     "(scripts/test.sh builds it before the tests)", pytrace=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def shell_artifact():
+    """The shell's own artifact, when it is not the Wasm module: checked
+    before any Envoy starts, so that a missing one fails with one line
+    rather than with Envoy's load error or a server that never answers."""
+    if SHELL == "dynamic-module":
+        return _built(dynamic_module_path(), "the dynamic module")
+    if SHELL == "ext-proc":
+        return _built(ext_proc_binary(), "the ext_proc server")
+    return None
+
+
+@pytest.fixture(scope="session")
+def wasm_module(shell_artifact):
+    """The release Wasm module: every shell's pass asks for it wherever it
+    starts Envoy with a filter (the shell's own artifact is checked
+    first)."""
+    return _built(module_path(), "the filter module")
 
 
 @pytest.fixture(scope="session")
