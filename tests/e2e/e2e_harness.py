@@ -260,11 +260,13 @@ def dechunk(data):
         data = rest[size + 2:]
 
 
-def send_h2(port, path, headers, chunks, trailers=(), delay=0.005):
+def send_h2(port, path, headers, chunks, trailers=(), delay=0.005, whole_frames=False):
     """One HTTP/2 request over h2c with prior knowledge: the body in several
     DATA frames (each waiting for flow-control window as a real client
-    does), then optionally trailers (which end the stream). Returns
-    (status, response body)."""
+    does), then optionally trailers (which end the stream). With
+    `whole_frames`, each chunk (at most one frame's size) waits for the
+    window it needs and goes as one DATA frame, never split by the window.
+    Returns (status, response body)."""
     import h2.config
     import h2.connection
     import h2.events
@@ -297,6 +299,10 @@ def send_h2(port, path, headers, chunks, trailers=(), delay=0.005):
         for i, chunk in enumerate(chunks):
             time.sleep(delay)
             last = i == len(chunks) - 1 and not trailers
+            if whole_frames:
+                assert len(chunk) <= conn.max_outbound_frame_size, len(chunk)
+                while conn.local_flow_control_window(sid) < len(chunk) and not answer["done"]:
+                    receive()
             while chunk and not answer["done"]:
                 window = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
                 if window <= 0:

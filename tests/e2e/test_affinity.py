@@ -12,7 +12,7 @@ import random
 import pytest
 
 from a2a_bodies import BINDINGS, context_ids, exchange
-from a2a_harness import REPO
+from a2a_harness import REPO, current_shell, hcm, load_config
 from e2e_harness import (Exchange, affinity, counter_delta, post_in_a_burst, predict_hosts,
                          send_all, send_chunked, send_h2, send_h2_interleaved, sha256)
 
@@ -353,6 +353,58 @@ def test_minting_over_chunked_and_h2_uploads(ring, transport):
     assert minted is not None and got["context_ids"] == [minted], got
     assert arrived == doc
     assert got["body_length"] == len(got["body"].encode())
+
+
+H2_WINDOW = 65536
+
+
+@pytest.fixture(scope="module")
+def h2_window(start_envoy):
+    """The shipped RING_HASH config with Envoy Gateway's HTTP/2 stream window
+    (64 KiB) and, as there, no route buffer limit: an HTTP/2 stream's buffer
+    limit is then its window."""
+    cfg = load_config(CONFIGS["ring"])
+    manager = hcm(cfg)
+    manager["http2_protocol_options"] = {"initial_stream_window_size": H2_WINDOW}
+    for vhost in manager["route_config"]["virtual_hosts"]:
+        for route in vhost["routes"]:
+            route.pop("request_body_buffer_limit", None)
+    return start_envoy(cfg, name="h2-window")
+
+
+@pytest.mark.parametrize("context_at", ["inside", "past"])
+def test_an_h2_body_whose_last_frame_passes_the_stream_limit_goes_through(h2_window, context_at):
+    # Four DATA frames are held (60,000 bytes, under the stream's 64 KiB
+    # limit); the last, with END_STREAM, takes the body past it. The
+    # request is neither answered 413 nor stalled, and arrives byte for
+    # byte. The dynamic module reads up to the stream's limit: it routes by
+    # a contextId 48 KB in, and reads none 70 KB in. Envoy's ext_proc filter
+    # sends what it holds with the chunk that ends the stream, past the
+    # limit: the server reads the whole body.
+    if current_shell() == "wasm":
+        pytest.skip("the Wasm filter needs a stream limit of max_scan_bytes plus one read "
+                    "(README, max_scan_bytes); under it Envoy answers 413, as documented")
+    ctx = f"h2-window-{context_at}"
+    before_ctx, after_ctx = (48_000, 22_000) if context_at == "inside" else (70_000, 0)
+    body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "message/send", "params": {"message": {
+        "kind": "message", "messageId": "m-w", "role": "user",
+        "parts": [{"kind": "text", "text": "w" * before_ctx}], "contextId": ctx,
+        "metadata": {"note": "v" * after_ctx}}}}).encode()
+    at = body.index(ctx.encode())
+    assert 48_000 < at < 60_000 if context_at == "inside" else at > H2_WINDOW, at
+    pieces = [body[i:i + 15_000] for i in range(0, 60_000, 15_000)] + [body[60_000:]]
+    assert sum(map(len, pieces[:-1])) < H2_WINDOW < len(body) and len(pieces[-1]) <= 16_384
+    before = h2_window.stats()
+    status, raw = send_h2(h2_window.port, "/", [("content-type", "application/json")], pieces,
+                          whole_frames=True)
+    got = _report(status, raw)
+    delta = counter_delta(before, h2_window.stats())
+    assert (got["body_sha256"], got["body_length"]) == (sha256(body), len(body))
+    if context_at == "inside" or current_shell() == "ext-proc":
+        assert got["context_ids"] == [ctx], got["context_ids"]
+    else:
+        assert got["context_ids"] == [], got["context_ids"]
+        assert delta.get("scan_limit") == 1, delta
 
 
 def test_http2_duplicate_client_headers_collapse_to_the_body_value(ring):
