@@ -221,6 +221,14 @@ impl Stream {
                 return self.apply(host, decision, body_size);
             }
         }
+        if self.fed == limit && body_size > limit {
+            // Envoy holds bytes past the scan, which are never copied out:
+            // the read ends here, whatever `content-length` says.
+            let decision = Self::with_env(&plugin, host, |env| {
+                self.core.on_bytes_past_scan_limit(config, env)
+            });
+            return self.apply(host, decision, body_size);
+        }
         if end_of_stream && self.fed == body_size {
             // The body ended with no new bytes in this callback.
             let decision = Self::with_env(&plugin, host, |env| {

@@ -270,6 +270,53 @@ fn past_the_scan_limit_the_request_continues_without_a_header() {
 }
 
 #[test]
+fn a_first_turn_of_exactly_the_scan_limit_is_minted_at_the_end() {
+    // HTTP/1.1: the last bytes, then the end in a callback of its own. With
+    // a content-length of exactly max_scan_bytes the body is whole there.
+    let body = rpc10_first_turn("at the edge");
+    let h = Harness::new(&format!(r#"{{"max_scan_bytes":{}}}"#, body.len()));
+    let mut host = h.host("POST", "/");
+    host.headers
+        .push(("content-length".into(), body.len().to_string()));
+    let (_, actions) = h.request(&mut host, &[body.as_bytes(), b""], false);
+    assert_eq!(
+        actions,
+        vec![Action::Pause, Action::Pause, Action::Continue]
+    );
+    let minted = host.header_values("x-context-id");
+    assert_eq!(minted.len(), 1);
+    let v: serde_json::Value = serde_json::from_slice(&host.body).unwrap();
+    assert_eq!(v["params"]["message"]["contextId"], minted[0].as_str());
+    assert_eq!(h.counter(Counter::Minted), 1);
+}
+
+#[test]
+fn a_body_longer_than_a_content_length_of_the_scan_limit_is_let_go() {
+    // A content-length of exactly max_scan_bytes, and a body that goes on
+    // past it (a filter before this one grew it and left the header): the
+    // bytes past the limit are never copied out, and the request goes on as
+    // soon as Envoy holds them, rather than waiting for an end it would
+    // have to see them to reach.
+    let body = rpc10_first_turn("grown");
+    let limit = 64;
+    let h = Harness::new(&format!(r#"{{"max_scan_bytes":{limit}}}"#));
+    let mut host = h.host("POST", "/");
+    host.headers
+        .push(("content-length".into(), limit.to_string()));
+    let bytes = body.as_bytes();
+    let (_, actions) = h.request(&mut host, &[&bytes[..limit], &bytes[limit..]], false);
+    assert_eq!(
+        actions,
+        vec![Action::Pause, Action::Pause, Action::Continue]
+    );
+    assert!(host.header_values("x-context-id").is_empty());
+    assert_eq!(host.body, bytes);
+    assert_eq!(h.counter(Counter::ScanLimit), 1);
+    let read: usize = host.body_reads.borrow().iter().map(|(_, l)| l).sum();
+    assert_eq!(read, limit);
+}
+
+#[test]
 fn trailers_end_the_body() {
     let h = Harness::new("");
     let body = rpc10_first_turn("hi");

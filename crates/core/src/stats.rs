@@ -16,7 +16,8 @@ pub enum Counter {
     ContextAbsent,
     /// No contextId in the body; the client's own header was left in place.
     ClientHeaderKept,
-    /// `max_scan_bytes` read without a verdict.
+    /// The read stopped at `max_scan_bytes` (or at what the host showed)
+    /// before the body was known to end, with no verdict in the bytes read.
     ScanLimit,
     /// The body is not valid JSON.
     InvalidJson,

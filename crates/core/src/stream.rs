@@ -285,12 +285,13 @@ impl Stream {
     /// `end_of_stream` when no byte follows them.
     ///
     /// Bytes past `max_scan_bytes` are not read: the request then goes on
-    /// without a key from the body. A host that does not want to copy them
-    /// out may stop at `max_scan_bytes` and push with
-    /// `end_of_stream: false`. A body of exactly `max_scan_bytes` whose
-    /// `content-length` says so is whole: the core waits for its end (an
-    /// empty call with `end_of_stream`, or the trailers) and decides it as
-    /// a whole body; any byte shown past it ends the read as above.
+    /// without a key from the body. A body of exactly `max_scan_bytes`
+    /// whose `content-length` says so is whole: the core waits for its end
+    /// (an empty call with `end_of_stream`, or the trailers) and decides it
+    /// as a whole body; any byte pushed past it ends the read as above. A
+    /// host that does not want to copy bytes past `max_scan_bytes` out may
+    /// stop there, push with `end_of_stream: false`, and tell the core of
+    /// the bytes it holds past them with `on_bytes_past_scan_limit`.
     pub fn on_request_body(
         &mut self,
         config: &Config,
@@ -318,8 +319,8 @@ impl Stream {
                 // At the limit, unless every byte `content-length` announced
                 // has been read, none left out: then the body is whole, and
                 // only its end can follow (HTTP/1.1 gives that in an empty
-                // call of its own). Envoy rejects a body longer than its
-                // `content-length`.
+                // call of its own; Envoy frames an HTTP/1.1 body by its
+                // length and resets an HTTP/2 stream whose data passes it).
                 return self.cut(config, false, env);
             } else {
                 return Decision::next(Next::NeedBody);
@@ -351,6 +352,19 @@ impl Stream {
             return Decision::next(Next::Continue);
         }
         self.cut(config, true, env)
+    }
+
+    /// The host holds body bytes past `max_scan_bytes` that it did not push
+    /// (it copies none past the limit): the read ends there, as when such a
+    /// byte is pushed. It matters where `content-length` announces exactly
+    /// `max_scan_bytes` and the body is longer (a filter before this one
+    /// grew it and left the header): the core would otherwise wait for an
+    /// end that comes after bytes it is never shown.
+    pub fn on_bytes_past_scan_limit(&mut self, config: &Config, env: &mut dyn Env) -> Decision {
+        if !self.reading_body() {
+            return Decision::next(Next::Continue);
+        }
+        self.cut(config, false, env)
     }
 
     /// The body is read no further: route by the ids read so far, if any

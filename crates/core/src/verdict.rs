@@ -95,8 +95,8 @@ pub trait BodyReader {
     /// of a body. `may_be_whole`: the host shows no more, and the bytes
     /// read may be all there is (an ext_proc body message not marked the
     /// last); when they hold exactly one whole document or whole frames,
-    /// they are decided as a whole body. At `max_scan_bytes` the body
-    /// goes on, so it never is.
+    /// they are decided as a whole body. The core cuts at `max_scan_bytes`
+    /// only where the body may go on past it, so there it never is.
     fn cut(&mut self, may_be_whole: bool) -> Option<Verdict>;
 }
 

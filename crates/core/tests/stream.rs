@@ -306,13 +306,17 @@ fn a_body_of_exactly_the_scan_limit_is_whole_when_its_length_says_so() {
             assert_eq!(v["params"]["message"]["contextId"], sent[0].as_str());
         }
         // Trailers end it as well.
-        let mut env = MockEnv::default();
-        let mut stream = Stream::new();
-        stream.on_request_headers(&config, &h, false, &mut env);
-        let d = stream.on_request_body(&config, body.as_bytes(), false, &mut env);
-        assert_eq!(d.next, Next::NeedBody);
-        let d = stream.on_request_trailers(&config, &mut env);
-        assert_eq!(d.outcome, Some(want));
+        for [a, b] in splits::every_two(body.as_bytes()) {
+            let mut env = MockEnv::default();
+            let mut stream = Stream::new();
+            stream.on_request_headers(&config, &h, false, &mut env);
+            for part in [a, b] {
+                let d = stream.on_request_body(&config, part, false, &mut env);
+                assert_eq!(d.next, Next::NeedBody);
+            }
+            let d = stream.on_request_trailers(&config, &mut env);
+            assert_eq!(d.outcome, Some(want), "split at {}", a.len());
+        }
     }
     // Without a length, or with a longer one, the body may go on: the read
     // ends at the limit as before, and nothing is minted from part of a
@@ -343,6 +347,20 @@ fn a_body_of_exactly_the_scan_limit_is_whole_when_its_length_says_so() {
     assert_eq!(d.outcome, Some(Outcome::ScanLimit));
     assert_eq!(d.next, Next::Continue);
     assert!(d.body.is_none());
+    // A host that copies nothing past the limit says it holds more.
+    let mut env = MockEnv::default();
+    let mut stream = Stream::new();
+    stream.on_request_headers(&config, &exact, false, &mut env);
+    let d = stream.on_request_body(&config, first.as_bytes(), false, &mut env);
+    assert_eq!(d.next, Next::NeedBody);
+    let d = stream.on_bytes_past_scan_limit(&config, &mut env);
+    assert_eq!(d.outcome, Some(Outcome::ScanLimit));
+    assert_eq!(d.next, Next::Continue);
+    assert!(d.body.is_none());
+    assert_eq!(
+        stream.on_bytes_past_scan_limit(&config, &mut env).outcome,
+        None
+    );
 }
 
 #[test]

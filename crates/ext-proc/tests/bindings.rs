@@ -14,7 +14,9 @@ mod common;
 use a2a_affinity_testkit::bodies::{self, rpc03, rpc10_first_turn, Text};
 use a2a_affinity_testkit::proto;
 use common::*;
-use envoy_types::pb::envoy::service::ext_proc::v3::{processing_response, CommonResponse};
+use envoy_types::pb::envoy::service::ext_proc::v3::{
+    body_mutation, processing_response, CommonResponse,
+};
 
 const V1_SEND: &str = "/lf.a2a.v1.A2AService/SendMessage";
 
@@ -281,6 +283,41 @@ async fn buffered_mode_with_request_trailers_still_mints() {
     ));
     ex.close().await;
     assert_eq!(counters(&s), counts(&[("minted", 1)]));
+}
+
+#[tokio::test]
+async fn a_first_turn_of_exactly_max_scan_bytes_is_minted_in_a_message_not_marked_the_last() {
+    // The one body message holds all max_scan_bytes of a body whose
+    // content-length says that is all, but is not marked the last: in
+    // BUFFERED, trailers follow; in BUFFERED_PARTIAL, the message filled
+    // Envoy's limit. Either way it is the whole body, and is minted.
+    let body = rpc10_first_turn("at the edge");
+    let s = server(&format!(r#"{{"max_scan_bytes":{}}}"#, body.len())).await;
+    let request = HttpRequest::json("/", &body);
+    let headers: Vec<(&str, &str)> = request
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    for mode in [Mode::Buffered, Mode::BufferedPartial] {
+        let mut ex = Exchange::open(s.grpc_addr(), mode).await;
+        ex.send(request_headers(&headers, false)).await;
+        let c = common(
+            &ex.send(request_body(body.as_bytes(), false)).await,
+            "request_body",
+        );
+        let minted = match c.body_mutation.and_then(|m| m.mutation) {
+            Some(body_mutation::Mutation::Body(b)) => b,
+            other => panic!("{mode:?}: not minted: {other:?}"),
+        };
+        let sent: serde_json::Value = serde_json::from_slice(&minted).unwrap();
+        assert!(
+            is_uuid_v4(sent["params"]["message"]["contextId"].as_str().unwrap()),
+            "{mode:?}"
+        );
+        ex.close().await;
+    }
+    assert_eq!(counters(&s), counts(&[("minted", 2)]));
 }
 
 #[tokio::test]
