@@ -105,6 +105,18 @@ def _late_context_body(ctx, filler_bytes):
     return json.dumps(doc).encode()
 
 
+def _post_echoed(envoy, body):
+    """POSTs a JSON body whose upstream echoes it back; returns the exchange
+    (status 200) and the counters it moved."""
+    ex = Exchange(path="/", body=body, headers=[("content-type", "application/json"),
+                                                ("x-echo-body", "1")])
+    before = envoy.stats()
+    send_all(envoy.port, [ex], 1)
+    delta = counter_delta(before, envoy.stats())
+    assert ex.status == 200, ex.raw[:300]
+    return ex, delta
+
+
 def _report(status, raw):
     assert status == 200, raw[:300]
     return json.loads(raw)
@@ -276,12 +288,7 @@ def test_first_turn_gets_a_minted_context_id(ring):
            "params": {"message": {"messageId": "m-first", "role": "ROLE_USER",
                                   "parts": [{"text": "hello"}]}, "configuration": {}}}
     body = json.dumps(doc).encode()
-    ex = Exchange(path="/", body=body, headers=[("content-type", "application/json"),
-                                                ("x-echo-body", "1")])
-    before = ring.stats()
-    send_all(ring.port, [ex], 1)
-    delta = counter_delta(before, ring.stats())
-    assert ex.status == 200, ex.raw[:300]
+    ex, delta = _post_echoed(ring, body)
     got = ex.report
     arrived = json.loads(got["body"])
     minted = arrived["params"]["message"].pop("contextId", None)
@@ -308,12 +315,7 @@ def test_a_first_turn_of_exactly_max_scan_bytes_is_minted(ring, past):
     doc["params"]["message"]["parts"][0]["text"] = "e" * pad
     body = json.dumps(doc).encode()
     assert len(body) == scan + past
-    ex = Exchange(path="/", body=body, headers=[("content-type", "application/json"),
-                                                ("x-echo-body", "1")])
-    before = ring.stats()
-    send_all(ring.port, [ex], 1)
-    delta = counter_delta(before, ring.stats())
-    assert ex.status == 200, ex.raw[:300]
+    ex, delta = _post_echoed(ring, body)
     got = ex.report
     if past:
         assert ex.problems(expect_context_ids=[]) == []

@@ -294,11 +294,7 @@ async fn a_first_turn_of_exactly_max_scan_bytes_is_minted_in_a_message_not_marke
     let body = rpc10_first_turn("at the edge");
     let s = server(&format!(r#"{{"max_scan_bytes":{}}}"#, body.len())).await;
     let request = HttpRequest::json("/", &body);
-    let headers: Vec<(&str, &str)> = request
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let headers = request.header_pairs();
     for mode in [Mode::Buffered, Mode::BufferedPartial] {
         let mut ex = Exchange::open(s.grpc_addr(), mode).await;
         ex.send(request_headers(&headers, false)).await;

@@ -301,7 +301,7 @@ impl HttpRequest {
         self
     }
 
-    fn header_pairs(&self) -> Vec<(&str, &str)> {
+    pub fn header_pairs(&self) -> Vec<(&str, &str)> {
         self.headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
