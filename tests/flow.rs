@@ -271,16 +271,21 @@ fn past_the_scan_limit_the_request_continues_without_a_header() {
 
 #[test]
 fn a_first_turn_of_exactly_the_scan_limit_is_minted_at_the_end() {
-    // HTTP/1.1: the last bytes, then the end in a callback of its own. With
-    // a content-length of exactly max_scan_bytes the body is whole there.
+    // HTTP/1.1: the last bytes, then the end in a callback of its own. A
+    // body of exactly max_scan_bytes, its content-length saying so or
+    // chunked, may end there, and is whole at the end.
     let body = rpc10_first_turn("at the edge");
     let h = Harness::new(&format!(r#"{{"max_scan_bytes":{}}}"#, body.len()));
-    let mut host = h.host("POST", "/");
-    host.headers
-        .push(("content-length".into(), body.len().to_string()));
-    let (_, actions) = h.request(&mut host, &[body.as_bytes(), b""], false);
-    assert_held_to_the_end_and_minted(&host, &actions);
-    assert_eq!(h.counter(Counter::Minted), 1);
+    for with_length in [true, false] {
+        let mut host = h.host("POST", "/");
+        if with_length {
+            host.headers
+                .push(("content-length".into(), body.len().to_string()));
+        }
+        let (_, actions) = h.request(&mut host, &[body.as_bytes(), b""], false);
+        assert_held_to_the_end_and_minted(&host, &actions);
+    }
+    assert_eq!(h.counter(Counter::Minted), 2);
 }
 
 #[test]
@@ -924,7 +929,7 @@ fn minting_after_trailers_replaces_the_whole_buffered_body() {
 
 #[test]
 fn a_body_past_the_scan_limit_is_let_go_there_routed_by_what_was_read() {
-    // Every piece is read as it arrives; at max_scan_bytes the request
+    // Every piece is read as it arrives; past max_scan_bytes the request
     // goes on, routed by the contextId read so far, however much follows.
     let h = Harness::new(r#"{"max_scan_bytes":65536}"#);
     let head = late_context_body(Some("ctx-early-piece"), 12 * 1024);
@@ -933,16 +938,30 @@ fn a_body_past_the_scan_limit_is_let_go_there_routed_by_what_was_read() {
     body.extend_from_slice("p".repeat(200 * 1024).as_bytes());
     body.extend_from_slice(br#""}}}}"#);
     let pieces: Vec<&[u8]> = body.chunks(4 * 1024).collect();
-    let mut host = h.host("POST", "/");
-    let (_, actions) = h.request(&mut host, &pieces, false);
-    assert_eq!(host.header_values("x-context-id"), vec!["ctx-early-piece"]);
-    assert_eq!(host.body, body);
-    let released = actions[1..]
-        .iter()
-        .position(|a| *a == Action::Continue)
-        .unwrap();
-    // The piece that reaches 64 KiB.
-    assert_eq!(released, 65536 / (4 * 1024) - 1, "{actions:?}");
-    assert_eq!(h.counter(Counter::ContextFound), 1);
+    for with_length in [true, false] {
+        let mut host = h.host("POST", "/");
+        if with_length {
+            host.headers
+                .push(("content-length".into(), body.len().to_string()));
+        }
+        let (_, actions) = h.request(&mut host, &pieces, false);
+        assert_eq!(host.header_values("x-context-id"), vec!["ctx-early-piece"]);
+        assert_eq!(host.body, body);
+        let released = actions[1..]
+            .iter()
+            .position(|a| *a == Action::Continue)
+            .unwrap();
+        // The piece that reaches 64 KiB, when the length says more comes;
+        // without one the body could end there, and the next piece lets it
+        // go.
+        let at_the_limit = 65536 / (4 * 1024) - 1;
+        let expected = if with_length {
+            at_the_limit
+        } else {
+            at_the_limit + 1
+        };
+        assert_eq!(released, expected, "{with_length}: {actions:?}");
+    }
+    assert_eq!(h.counter(Counter::ContextFound), 2);
     assert_eq!(h.counter(Counter::ScanLimit), 0);
 }

@@ -176,7 +176,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         content_encoding: encoding,
         // Mostly the body's own length; sometimes one that Envoy would not
         // let through (a byte short or long) or exactly the scan limit,
-        // where the core waits for the end of a body it holds whole.
+        // where the core waits for the end of a body that may end there.
         content_length: bit(4).then_some(match timing >> 1 & 3 {
             2 => (body.len() as u64).saturating_sub(1),
             3 if timing & 8 == 0 => body.len() as u64 + 1,

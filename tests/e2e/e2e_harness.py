@@ -303,6 +303,11 @@ def send_h2(port, path, headers, chunks, trailers=(), delay=0.005, whole_frames=
                 assert len(chunk) <= conn.max_outbound_frame_size, len(chunk)
                 while conn.local_flow_control_window(sid) < len(chunk) and not answer["done"]:
                     receive()
+            if not chunk and last:
+                # An empty last chunk: the end of the stream in a DATA frame
+                # of its own.
+                conn.end_stream(sid)
+                s.sendall(conn.data_to_send())
             while chunk and not answer["done"]:
                 window = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
                 if window <= 0:

@@ -300,12 +300,14 @@ def test_first_turn_gets_a_minted_context_id(ring):
     assert delta.get("minted") == 1, delta
 
 
+@pytest.mark.parametrize("framing", ["length", "chunked"])
 @pytest.mark.parametrize("past", [0, 1])
-def test_a_first_turn_of_exactly_max_scan_bytes_is_minted(ring, past):
+def test_a_first_turn_of_exactly_max_scan_bytes_is_minted(ring, past, framing):
     # HTTP/1.1 shows the body's last bytes without the end of the stream,
-    # which follows in a call of its own. A first turn whose content-length
-    # is exactly max_scan_bytes is whole when its last byte is read: it is
-    # minted. One byte more and the body may go on: it passes unchanged.
+    # which follows in a call of its own. A first turn of exactly
+    # max_scan_bytes, its content-length saying so or chunked, may end with
+    # its last byte read, and is whole at the end: it is minted. One byte
+    # more and the body goes on past the limit: it passes unchanged.
     scan = 262144
     assert f'"max_scan_bytes": {scan},' in (REPO / CONFIGS["ring"]).read_text()
     doc = {"jsonrpc": "2.0", "id": 6, "method": "message/send",
@@ -315,10 +317,17 @@ def test_a_first_turn_of_exactly_max_scan_bytes_is_minted(ring, past):
     doc["params"]["message"]["parts"][0]["text"] = "e" * pad
     body = json.dumps(doc).encode()
     assert len(body) == scan + past
-    ex, delta = _post_echoed(ring, body)
-    got = ex.report
+    if framing == "length":
+        ex, delta = _post_echoed(ring, body)
+        got = ex.report
+    else:
+        before = ring.stats()
+        pieces = [body[i:i + 65536] for i in range(0, len(body), 65536)]
+        got = _report(*send_chunked(ring.port, "/", [("content-type", "application/json"),
+                                                     ("x-echo-body", "1")], pieces))
+        delta = counter_delta(before, ring.stats())
     if past:
-        assert ex.problems(expect_context_ids=[]) == []
+        assert (got["context_ids"], got["body_sha256"]) == ([], sha256(body))
         assert delta.get("scan_limit") == 1, delta
         return
     arrived = json.loads(got["body"])
@@ -379,16 +388,20 @@ def h2_window(start_envoy):
     return start_envoy(cfg, name="h2-window")
 
 
+@pytest.mark.parametrize("frames", ["across", "to"])
 @pytest.mark.parametrize("context_at", ["inside", "past"])
-def test_an_h2_body_whose_last_frame_passes_the_stream_limit_goes_through(h2_window, context_at):
-    # Four DATA frames are held (60,000 bytes, under the stream's 64 KiB
-    # limit); the last, with END_STREAM, takes the body past it. The
-    # request is neither answered 413 nor stalled, and arrives byte for
-    # byte. The dynamic module reads up to the stream's limit: it routes by
-    # a contextId 48 KB in, and reads none 70 KB in. Envoy's ext_proc filter
-    # sends what it holds with the chunk that ends the stream, past the
-    # limit: the server reads the whole body.
-    ctx = f"h2-window-{context_at}"
+def test_an_h2_body_whose_last_frame_passes_the_stream_limit_goes_through(
+        h2_window, context_at, frames):
+    # Four DATA frames are held, 60,000 bytes under the stream's 64 KiB
+    # limit ("across") or exactly 65,536 up to it ("to": the body might end
+    # there, so the module waits for one more frame); the last, with
+    # END_STREAM, takes the body past it. The request is neither answered
+    # 413 nor stalled, and arrives byte for byte. The dynamic module reads
+    # up to the stream's limit: it routes by a contextId 48 KB in, and reads
+    # none 70 KB in. Envoy's ext_proc filter sends what it holds with the
+    # chunk that ends the stream, past the limit: the server reads the
+    # whole body.
+    ctx = f"h2-window-{context_at}-{frames}"
     before_ctx, after_ctx = (48_000, 22_000) if context_at == "inside" else (70_000, 0)
     body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "message/send", "params": {"message": {
         "kind": "message", "messageId": "m-w", "role": "user",
@@ -396,8 +409,10 @@ def test_an_h2_body_whose_last_frame_passes_the_stream_limit_goes_through(h2_win
         "metadata": {"note": "v" * after_ctx}}}}).encode()
     at = body.index(ctx.encode())
     assert 48_000 < at < 60_000 if context_at == "inside" else at > H2_WINDOW, at
-    pieces = [body[i:i + 15_000] for i in range(0, 60_000, 15_000)] + [body[60_000:]]
-    assert sum(map(len, pieces[:-1])) < H2_WINDOW < len(body) and len(pieces[-1]) <= 16_384
+    frame, held = (15_000, 60_000) if frames == "across" else (16_384, H2_WINDOW)
+    pieces = [body[i:i + frame] for i in range(0, held, frame)] + [body[held:]]
+    assert sum(map(len, pieces[:-1])) == held <= H2_WINDOW < len(body)
+    assert len(pieces) == 5 and len(pieces[-1]) <= 16_384
     before = h2_window.stats()
     status, raw = send_h2(h2_window.port, "/", [("content-type", "application/json")], pieces,
                           whole_frames=True)
@@ -409,6 +424,30 @@ def test_an_h2_body_whose_last_frame_passes_the_stream_limit_goes_through(h2_win
     else:
         assert got["context_ids"] == [], got["context_ids"]
         assert delta.get("scan_limit") == 1, delta
+
+
+def test_an_h2_first_turn_of_exactly_the_stream_limit_is_minted(h2_window):
+    # Four frames of exactly 65,536 bytes, the window and the stream's
+    # limit, then the end in an empty DATA frame: the body might have gone
+    # on, so the module holds the limit and waits (Envoy keeps the window
+    # open: the held body is not above its limit), and the end decides it
+    # whole. Envoy's ext_proc filter holds it to the end itself.
+    doc = {"jsonrpc": "2.0", "id": 8, "method": "message/send",
+           "params": {"message": {"kind": "message", "messageId": "m-h2-edge", "role": "user",
+                                  "parts": [{"kind": "text", "text": ""}]}}}
+    doc["params"]["message"]["parts"][0]["text"] = "e" * (H2_WINDOW - len(json.dumps(doc).encode()))
+    body = json.dumps(doc).encode()
+    assert len(body) == H2_WINDOW
+    pieces = [body[i:i + 16_384] for i in range(0, len(body), 16_384)] + [b""]
+    before = h2_window.stats()
+    got = _report(*send_h2(h2_window.port, "/", [("content-type", "application/json"),
+                                                 ("x-echo-body", "1")], pieces, whole_frames=True))
+    delta = counter_delta(before, h2_window.stats())
+    arrived = json.loads(got["body"])
+    minted = arrived["params"]["message"].pop("contextId", None)
+    assert minted is not None and got["context_ids"] == [minted], got["context_ids"]
+    assert arrived == doc
+    assert delta.get("minted") == 1, delta
 
 
 def test_http2_duplicate_client_headers_collapse_to_the_body_value(ring):

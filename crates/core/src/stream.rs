@@ -285,13 +285,14 @@ impl Stream {
     /// `end_of_stream` when no byte follows them.
     ///
     /// Bytes past `max_scan_bytes` are not read: the request then goes on
-    /// without a key from the body. A body of exactly `max_scan_bytes`
-    /// whose `content-length` says so is whole: the core waits for its end
-    /// (an empty call with `end_of_stream`, or the trailers) and decides it
-    /// as a whole body; any byte pushed past it ends the read as above. A
-    /// host that does not want to copy bytes past `max_scan_bytes` out may
-    /// stop there, push with `end_of_stream: false`, and tell the core of
-    /// the bytes it holds past them with `on_bytes_past_scan_limit`.
+    /// without a key from the body. When exactly `max_scan_bytes` have been
+    /// read and the `content-length`, if any, is exactly that, the body may
+    /// end there: the core waits, decides the body whole at its end (an
+    /// empty call with `end_of_stream`, or the trailers), and ends the read
+    /// as above at the first byte pushed past it. A host that does not want
+    /// to copy bytes past `max_scan_bytes` out may stop there, push with
+    /// `end_of_stream: false`, and tell the core of the bytes it holds past
+    /// them with `on_bytes_past_scan_limit`.
     pub fn on_request_body(
         &mut self,
         config: &Config,
@@ -315,12 +316,15 @@ impl Stream {
             let all_read = read.len() == chunk.len();
             if end_of_stream && all_read {
                 step = reader.finish();
-            } else if self.fed >= limit && !(all_read && self.content_length == Some(self.fed)) {
-                // At the limit, unless every byte `content-length` announced
-                // has been read, none left out: then the body is whole, and
-                // only its end can follow (HTTP/1.1 gives that in an empty
-                // call of its own; Envoy frames an HTTP/1.1 body by its
-                // length and resets an HTTP/2 stream whose data passes it).
+            } else if self.fed >= limit
+                && !(all_read && self.content_length.is_none_or(|n| n == self.fed))
+            {
+                // At the limit the read ends, unless no byte past it has
+                // been shown and the content-length, if any, is what was
+                // read: then the body may end right there, and a later call
+                // tells (HTTP/1.1 gives the end in an empty call of its own). Envoy frames an
+                // HTTP/1.1 body by its length and resets an HTTP/2 stream
+                // whose data passes it.
                 return self.cut(config, false, env);
             } else {
                 return Decision::next(Next::NeedBody);
@@ -336,9 +340,8 @@ impl Stream {
         let RequestState::Scanning(reader) = &mut self.request else {
             return Decision::next(Next::Continue);
         };
-        if self.fed >= config.max_scan_bytes && self.content_length != Some(self.fed) {
-            return self.cut(config, false, env);
-        }
+        // Still reading, so no byte past `max_scan_bytes` was pushed and no
+        // content-length announced one: what was read is the whole body.
         let step = reader.finish();
         self.stop_reading(env);
         self.decide(config, step, env)
@@ -356,10 +359,10 @@ impl Stream {
 
     /// The host holds body bytes past `max_scan_bytes` that it did not push
     /// (it copies none past the limit): the read ends there, as when such a
-    /// byte is pushed. It matters where `content-length` announces exactly
-    /// `max_scan_bytes` and the body is longer (a filter before this one
-    /// grew it and left the header): the core would otherwise wait for an
-    /// end that comes after bytes it is never shown.
+    /// byte is pushed. Without it, a core that read exactly
+    /// `max_scan_bytes` of a body with no `content-length`, or one that
+    /// announces exactly that (and a filter before this one grew the body),
+    /// would wait for an end that comes after bytes it is never shown.
     pub fn on_bytes_past_scan_limit(&mut self, config: &Config, env: &mut dyn Env) -> Decision {
         if !self.reading_body() {
             return Decision::next(Next::Continue);

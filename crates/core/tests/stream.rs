@@ -275,12 +275,12 @@ fn the_scan_limit_ends_reading_whatever_the_chunking() {
 }
 
 #[test]
-fn a_body_of_exactly_the_scan_limit_is_whole_when_its_length_says_so() {
+fn a_body_of_exactly_the_scan_limit_is_read_to_its_end() {
     // HTTP/1.1 shows a body's last bytes without the end of the stream and
-    // then the end in an empty call. At exactly `max_scan_bytes` with a
-    // `content-length` of as much, the body is whole: a first turn is
-    // minted and a contextId read to the end is found, at every split, with
-    // the end alone or with trailers.
+    // then the end in an empty call. At exactly `max_scan_bytes`, with a
+    // `content-length` of as much or none at all (chunked), the body may
+    // end there: a first turn is minted and a contextId read to the end is
+    // found, at every split, with the end alone or with trailers.
     let first = rpc10_first_turn("plan a trip");
     let found = rpc03("ctx-at-the-edge", "x");
     for (body, want) in [(&first, Outcome::Minted), (&found, Outcome::ContextFound)] {
@@ -288,79 +288,80 @@ fn a_body_of_exactly_the_scan_limit_is_whole_when_its_length_says_so() {
             max_scan_bytes: body.len() as u64,
             ..Config::default()
         };
-        let h = head("POST", "/", "application/json", body.len());
-        for [a, b] in splits::every_two(body.as_bytes()) {
-            let mut env = MockEnv::default();
-            let (_, held, next) = run(&config, &mut env, &h, &[a, b, b""]);
-            assert_eq!(next, Next::Continue);
-            assert_eq!(
-                env.counter(want.counter()),
-                1,
-                "{want:?} split at {}",
-                a.len()
-            );
-            assert_eq!(outcomes(&env), 1);
-            let sent = held.header_values("x-context-id");
-            assert_eq!(sent.len(), 1);
-            let v: serde_json::Value = serde_json::from_slice(&held.body).unwrap();
-            assert_eq!(v["params"]["message"]["contextId"], sent[0].as_str());
-        }
-        // Trailers end it as well.
-        for [a, b] in splits::every_two(body.as_bytes()) {
-            let mut env = MockEnv::default();
-            let mut stream = Stream::new();
-            stream.on_request_headers(&config, &h, false, &mut env);
-            for part in [a, b] {
-                let d = stream.on_request_body(&config, part, false, &mut env);
-                assert_eq!(d.next, Next::NeedBody);
+        let exact = head("POST", "/", "application/json", body.len());
+        let mut chunked = exact;
+        chunked.content_length = None;
+        for h in [&exact, &chunked] {
+            for [a, b] in splits::every_two(body.as_bytes()) {
+                let mut env = MockEnv::default();
+                let (_, held, next) = run(&config, &mut env, h, &[a, b, b""]);
+                assert_eq!(next, Next::Continue);
+                let at = (h.content_length, a.len());
+                assert_eq!(env.counter(want.counter()), 1, "{want:?} {at:?}");
+                assert_eq!(outcomes(&env), 1);
+                let sent = held.header_values("x-context-id");
+                assert_eq!(sent.len(), 1);
+                let v: serde_json::Value = serde_json::from_slice(&held.body).unwrap();
+                assert_eq!(v["params"]["message"]["contextId"], sent[0].as_str());
             }
-            let d = stream.on_request_trailers(&config, &mut env);
-            assert_eq!(d.outcome, Some(want), "split at {}", a.len());
+            // Trailers end it as well.
+            for [a, b] in splits::every_two(body.as_bytes()) {
+                let mut env = MockEnv::default();
+                let mut stream = Stream::new();
+                stream.on_request_headers(&config, h, false, &mut env);
+                for part in [a, b] {
+                    let d = stream.on_request_body(&config, part, false, &mut env);
+                    assert_eq!(d.next, Next::NeedBody);
+                }
+                let d = stream.on_request_trailers(&config, &mut env);
+                assert_eq!(d.outcome, Some(want), "split at {}", a.len());
+            }
         }
     }
-    // Without a length, or with a longer one, the body may go on: the read
-    // ends at the limit as before, and nothing is minted from part of a
-    // body. So does a byte shown past an announced length (Envoy never
-    // shows one; the core does not wait for more).
+    // A longer content-length says the body goes on: the read ends at the
+    // limit at once, and nothing is minted from part of a body.
     let config = Config {
         max_scan_bytes: first.len() as u64,
         ..Config::default()
     };
-    let mut unknown = head("POST", "/", "application/json", 0);
-    unknown.content_length = None;
     let longer = head("POST", "/", "application/json", first.len() + 1);
-    for h in [&unknown, &longer] {
-        let mut env = MockEnv::default();
-        let (_, held, _) = run(&config, &mut env, h, &[first.as_bytes(), b""]);
-        assert!(held.header_values("x-context-id").is_empty());
-        assert_eq!(held.body, first.as_bytes());
-        assert_eq!(env.counter(Counter::ScanLimit), 1);
-        assert_eq!(outcomes(&env), 1);
-    }
+    let mut env = MockEnv::default();
+    let (_, held, _) = run(&config, &mut env, &longer, &[first.as_bytes(), b""]);
+    assert!(held.header_values("x-context-id").is_empty());
+    assert_eq!(held.body, first.as_bytes());
+    assert_eq!(env.counter(Counter::ScanLimit), 1);
+    assert_eq!(outcomes(&env), 1);
     let exact = head("POST", "/", "application/json", first.len());
-    let mut env = MockEnv::default();
-    let mut stream = Stream::new();
-    stream.on_request_headers(&config, &exact, false, &mut env);
-    let d = stream.on_request_body(&config, first.as_bytes(), false, &mut env);
-    assert_eq!(d.next, Next::NeedBody);
-    let d = stream.on_request_body(&config, b" ", true, &mut env);
-    assert_eq!(d.outcome, Some(Outcome::ScanLimit));
-    assert_eq!(d.next, Next::Continue);
-    assert!(d.body.is_none());
-    // A host that copies nothing past the limit says it holds more.
-    let mut env = MockEnv::default();
-    let mut stream = Stream::new();
-    stream.on_request_headers(&config, &exact, false, &mut env);
-    let d = stream.on_request_body(&config, first.as_bytes(), false, &mut env);
-    assert_eq!(d.next, Next::NeedBody);
-    let d = stream.on_bytes_past_scan_limit(&config, &mut env);
-    assert_eq!(d.outcome, Some(Outcome::ScanLimit));
-    assert_eq!(d.next, Next::Continue);
-    assert!(d.body.is_none());
-    assert_eq!(
-        stream.on_bytes_past_scan_limit(&config, &mut env).outcome,
-        None
-    );
+    let mut chunked = exact;
+    chunked.content_length = None;
+    for h in [&exact, &chunked] {
+        // So does a byte pushed past the limit (Envoy never shows one past
+        // an announced length; the core does not wait for more).
+        let mut env = MockEnv::default();
+        let mut stream = Stream::new();
+        stream.on_request_headers(&config, h, false, &mut env);
+        let d = stream.on_request_body(&config, first.as_bytes(), false, &mut env);
+        assert_eq!(d.next, Next::NeedBody);
+        let d = stream.on_request_body(&config, b" ", true, &mut env);
+        assert_eq!(d.outcome, Some(Outcome::ScanLimit));
+        assert_eq!(d.next, Next::Continue);
+        assert!(d.body.is_none());
+        // And a host that copies nothing past the limit saying it holds
+        // more.
+        let mut env = MockEnv::default();
+        let mut stream = Stream::new();
+        stream.on_request_headers(&config, h, false, &mut env);
+        let d = stream.on_request_body(&config, first.as_bytes(), false, &mut env);
+        assert_eq!(d.next, Next::NeedBody);
+        let d = stream.on_bytes_past_scan_limit(&config, &mut env);
+        assert_eq!(d.outcome, Some(Outcome::ScanLimit));
+        assert_eq!(d.next, Next::Continue);
+        assert!(d.body.is_none());
+        assert_eq!(
+            stream.on_bytes_past_scan_limit(&config, &mut env).outcome,
+            None
+        );
+    }
 }
 
 #[test]

@@ -371,9 +371,11 @@ impl State {
             // would not come. Each chunk, the last one too, is shown to the
             // filter before it joins the held body, and the scan gives up in
             // the callback whose chunk reaches the limit, so the body held
-            // while waiting stays under it (or at it, for a body whose
-            // content-length is the limit: that body is whole there, and
-            // Envoy's high watermark is passed only above the limit).
+            // while waiting stays under it (or at it, when a chunk ends
+            // exactly at the limit of a chunked body or one whose
+            // content-length is the limit, until the end or a byte past
+            // it comes: Envoy's high watermark is passed only above the
+            // limit).
             let limit = host.buffer_limit();
             if limit > 0 && limit < config.max_scan_bytes {
                 self.clamped = Some(shared.clamped(limit));

@@ -1397,39 +1397,51 @@ fn the_scan_stops_at_the_stream_buffer_limit() {
 #[test]
 fn a_first_turn_of_exactly_the_stream_buffer_limit_is_minted() {
     // HTTP/1.1 shows the last bytes without the end of the stream, then the
-    // end in an empty callback. A first turn whose content-length is the
-    // stream's buffer limit is whole when its last byte arrives: the module
-    // holds exactly the limit (the fake Envoy fails the test past it) and
-    // mints at the end. One byte more and the body may go on: no minting.
+    // end in an empty callback. A first turn of exactly the stream's buffer
+    // limit, its content-length saying so or chunked, may end at its last
+    // byte: the module holds exactly the limit (the fake Envoy fails the
+    // test past it) and mints at the end. With a limit one byte lower the
+    // body goes on past it: no minting.
     let c = config("{}");
     let body = a2a_affinity_testkit::bodies::rpc10_first_turn(&"w".repeat(3000));
     let limit = body.len() as u64;
-    for cuts in [vec![], vec![1000], vec![1000, 2000, body.len() - 1]] {
-        let mut chunks = split(body.as_bytes(), &cuts);
-        chunks.push(Vec::new());
-        let up = post_chunks_through(&c, &refs(&chunks), |stream| stream.buffer_limit = limit);
-        let id = up.header("x-context-id").expect("minted header");
-        assert!(is_uuid_v4(&id), "{id}");
-        assert_eq!(
-            up.json()["params"]["message"]["contextId"],
-            Value::String(id)
-        );
-        assert_eq!(up.header("content-length"), Some(up.body.len().to_string()));
-        assert!(!up.payload_too_large);
-        let held = chunks.len();
-        assert!(up.statuses[1..held]
-            .iter()
-            .all(|&s| s == status::BODY_STOP_AND_WATERMARK));
-        assert_eq!(up.statuses[held], status::CONTINUE, "{cuts:?}");
+    let post_under = |chunks: &[&[u8]], with_length: bool, limit: u64| {
+        let length = body.len().to_string();
+        let mut headers = vec![(":method", "POST"), (":path", "/"), ("content-type", JSON)];
+        if with_length {
+            headers.push(("content-length", &length));
+        }
+        let mut ex = Exchange::new(&c);
+        ex.stream.buffer_limit = limit;
+        ex.request(&headers, chunks, false).finish()
+    };
+    for with_length in [true, false] {
+        for cuts in [vec![], vec![1000], vec![1000, 2000, body.len() - 1]] {
+            let mut chunks = split(body.as_bytes(), &cuts);
+            chunks.push(Vec::new());
+            let up = post_under(&refs(&chunks), with_length, limit);
+            let id = up.header("x-context-id").expect("minted header");
+            assert!(is_uuid_v4(&id), "{id}");
+            assert_eq!(
+                up.json()["params"]["message"]["contextId"],
+                Value::String(id)
+            );
+            let length = with_length.then(|| up.body.len().to_string());
+            assert_eq!(up.header("content-length"), length);
+            assert!(!up.payload_too_large);
+            let held = chunks.len();
+            assert!(up.statuses[1..held]
+                .iter()
+                .all(|&s| s == status::BODY_STOP_AND_WATERMARK));
+            assert_eq!(up.statuses[held], status::CONTINUE, "{cuts:?}");
+        }
+        let up = post_under(&[body.as_bytes(), b""], with_length, limit - 1);
+        assert_eq!(up.header("x-context-id"), None);
+        assert_eq!(up.body, body.as_bytes());
+        assert_eq!(up.statuses[1], status::CONTINUE);
     }
-    assert_eq!(c.envoy.nonzero(), vec![("minted".to_string(), 3)]);
-    let up = post_chunks_through(&c, &[body.as_bytes(), b""], |stream| {
-        stream.buffer_limit = limit - 1;
-    });
-    assert_eq!(up.header("x-context-id"), None);
-    assert_eq!(up.body, body.as_bytes());
-    assert_eq!(up.statuses[1], status::CONTINUE);
-    assert_eq!(c.envoy.counter("scan_limit"), 1);
+    assert_eq!(c.counter("minted"), 6);
+    assert_eq!(c.counter("scan_limit"), 2);
 }
 
 #[test]
