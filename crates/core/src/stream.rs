@@ -322,9 +322,9 @@ impl Stream {
                 // At the limit the read ends, unless no byte past it has
                 // been shown and the content-length, if any, is what was
                 // read: then the body may end right there, and a later call
-                // tells (HTTP/1.1 gives the end in an empty call of its own). Envoy frames an
-                // HTTP/1.1 body by its length and resets an HTTP/2 stream
-                // whose data passes it.
+                // tells (HTTP/1.1 gives the end in an empty call of its
+                // own). Envoy frames an HTTP/1.1 body by its length and
+                // resets an HTTP/2 stream whose data passes it.
                 return self.cut(config, false, env);
             } else {
                 return Decision::next(Next::NeedBody);

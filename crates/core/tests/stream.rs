@@ -334,25 +334,26 @@ fn a_body_of_exactly_the_scan_limit_is_read_to_its_end() {
     let exact = head("POST", "/", "application/json", first.len());
     let mut chunked = exact;
     chunked.content_length = None;
-    for h in [&exact, &chunked] {
-        // So does a byte pushed past the limit (Envoy never shows one past
-        // an announced length; the core does not wait for more).
+    // A stream that has read all of `first`, exactly the limit, and waits.
+    let held_at_the_limit = |h: &RequestHead<'_>| {
         let mut env = MockEnv::default();
         let mut stream = Stream::new();
         stream.on_request_headers(&config, h, false, &mut env);
         let d = stream.on_request_body(&config, first.as_bytes(), false, &mut env);
         assert_eq!(d.next, Next::NeedBody);
+        (stream, env)
+    };
+    for h in [&exact, &chunked] {
+        // So does a byte pushed past the limit (Envoy never shows one past
+        // an announced length; the core does not wait for more).
+        let (mut stream, mut env) = held_at_the_limit(h);
         let d = stream.on_request_body(&config, b" ", true, &mut env);
         assert_eq!(d.outcome, Some(Outcome::ScanLimit));
         assert_eq!(d.next, Next::Continue);
         assert!(d.body.is_none());
         // And a host that copies nothing past the limit saying it holds
         // more.
-        let mut env = MockEnv::default();
-        let mut stream = Stream::new();
-        stream.on_request_headers(&config, h, false, &mut env);
-        let d = stream.on_request_body(&config, first.as_bytes(), false, &mut env);
-        assert_eq!(d.next, Next::NeedBody);
+        let (mut stream, mut env) = held_at_the_limit(h);
         let d = stream.on_bytes_past_scan_limit(&config, &mut env);
         assert_eq!(d.outcome, Some(Outcome::ScanLimit));
         assert_eq!(d.next, Next::Continue);

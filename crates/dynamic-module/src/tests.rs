@@ -1141,11 +1141,11 @@ fn response_bytes_in_another_filters_buffer_are_read_only_if_nothing_was_read() 
     // "appended": a filter nearer the client holds data, and at the end of
     // the stream Envoy appends the last chunk to the buffered body and
     // hands this filter an empty received body (as the dynamic-module
-    // filter of Envoy 1.37 and older did; kept, as untraced on 1.38-1.40). If the filter read nothing
-    // of the answer, all of the buffer is new. If it read event a and
-    // passed it on, a may be in the buffer still, before b: it cannot tell
-    // a from new bytes, so it stops learning from this answer rather than
-    // read a twice.
+    // filter of Envoy 1.37 and older did; kept, as untraced on 1.38-1.40).
+    // If the filter read nothing of the answer, all of the buffer is new.
+    // If it read event a and passed it on, a may be in the buffer still,
+    // before b: it cannot tell a from new bytes, so it stops learning from
+    // this answer rather than read a twice.
     for resumed in [true, false] {
         for read_before in [false, true] {
             let c = config("{}");
