@@ -191,6 +191,11 @@ extern "C" {
     pub fn envoy_dynamic_module_callback_http_get_buffer_limit(
         filter_envoy_ptr: *mut c_void,
     ) -> u64;
+    /// Imported only by the module's test-only `fault-probe` build.
+    pub fn envoy_dynamic_module_callback_http_set_buffer_limit(
+        filter_envoy_ptr: *mut c_void,
+        limit: u64,
+    );
 
     pub fn envoy_dynamic_module_callback_http_filter_config_define_counter(
         filter_config_envoy_ptr: *mut c_void,

@@ -104,6 +104,12 @@ pub struct FakeStream {
     pub received_response_is_buffered: bool,
     pub buffered_response: Option<Vec<Vec<u8>>>,
     pub buffer_limit: u64,
+    /// `(n, limit)`: the buffer limit becomes `limit` just before the
+    /// `n`-th request body callback (0 the first), as a filter before this
+    /// one may set it in its own body callback.
+    pub buffer_limit_changes: Vec<(usize, u64)>,
+    /// Request body callbacks made so far.
+    pub request_body_callbacks: usize,
     /// Answer every header write with `false`.
     pub fail_header_writes: bool,
     /// Filter state written through the typed callback: (key, bytes).
@@ -383,6 +389,14 @@ pub extern "C" fn envoy_dynamic_module_callback_http_get_buffer_limit(
 }
 
 #[no_mangle]
+pub extern "C" fn envoy_dynamic_module_callback_http_set_buffer_limit(
+    filter_envoy_ptr: *mut c_void,
+    limit: u64,
+) {
+    stream(filter_envoy_ptr).buffer_limit = limit;
+}
+
+#[no_mangle]
 pub extern "C" fn envoy_dynamic_module_callback_http_filter_config_define_counter(
     filter_config_envoy_ptr: *mut c_void,
     name: ModuleBuffer,
@@ -589,6 +603,12 @@ impl<'c> Exchange<'c> {
     }
 
     fn body(&mut self, chunk: &[u8], end: bool) {
+        let n = self.stream.request_body_callbacks;
+        self.stream.request_body_callbacks += 1;
+        let changes = &self.stream.buffer_limit_changes;
+        if let Some(&(_, limit)) = changes.iter().find(|(at, _)| *at == n) {
+            self.stream.buffer_limit = limit;
+        }
         if !self.held {
             self.stream.received_request = Some(vec![chunk.to_vec()]);
             let status = envoy_dynamic_module_on_http_filter_request_body(

@@ -261,6 +261,14 @@ impl Host for EnvoyHost {
         unsafe { envoy_dynamic_module_callback_http_get_buffer_limit(self.filter) }
     }
 
+    #[cfg(feature = "fault-probe")]
+    fn set_buffer_limit(&mut self, limit: u64) {
+        // SAFETY: live filter.
+        unsafe {
+            dynamic_abi::envoy_dynamic_module_callback_http_set_buffer_limit(self.filter, limit)
+        }
+    }
+
     fn count(&mut self, counter: Counter) {
         let Some(id) = self.metric_ids.get(counter.index()).copied().flatten() else {
             return;
@@ -321,6 +329,19 @@ fn fault_probe(hook: &str) {
 #[cfg(not(feature = "fault-probe"))]
 #[inline(always)]
 fn fault_probe(_hook: &str) {}
+
+/// The variable that gives a `fault-probe` build a buffer limit to set.
+pub const LIMIT_PROBE_ENV: &str = "A2A_AFFINITY_PROBE_BUFFER_LIMIT";
+
+/// Builds with the `fault-probe` feature only: the buffer limit (bytes) in
+/// [`LIMIT_PROBE_ENV`], which the request body hook sets on the stream in
+/// every callback after the first, before it reads the chunk, as a filter
+/// before this one may change the limit mid-body (`tests/envoy_e2e.rs`).
+#[cfg(feature = "fault-probe")]
+pub fn limit_probe() -> Option<u64> {
+    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| std::env::var(LIMIT_PROBE_ENV).ok()?.parse().ok())
+}
 
 /// What follows a panic in a hook that handles one request.
 const REQUEST_UNCHANGED: &str = "this request continues unchanged";

@@ -125,6 +125,13 @@ impl FilterConfig {
         self.metric_ids.get(counter.index()).copied().flatten()
     }
 
+    /// Where a stream under the buffer limit `limit` finds its
+    /// configuration: `None` for this one (no limit, or one at or above
+    /// `max_scan_bytes`), else a copy that scans only up to the limit.
+    fn clamp_for(&self, limit: u64) -> Option<Clamped> {
+        (limit > 0 && limit < self.config.max_scan_bytes).then(|| self.clamped(limit))
+    }
+
     /// This configuration with `max_scan_bytes` lowered to `limit` (the
     /// stream's buffer limit, below `max_scan_bytes`): made and logged once
     /// per limit, in the first free slot, and shared by later streams; past
@@ -375,7 +382,8 @@ impl State {
             // exactly at the limit of a chunked body or one whose
             // content-length is the limit, until the end or a byte past
             // it comes: Envoy's high watermark is passed only above the
-            // limit).
+            // limit). The limit is read again in each body callback but
+            // the last: a filter before this one may change it mid-body.
             let limit = host.buffer_limit();
             if limit > 0 && limit < config.max_scan_bytes {
                 self.clamped = Some(shared.clamped(limit));
@@ -392,6 +400,23 @@ impl State {
     ) -> Action {
         if !self.core.reading_body() {
             return Action::Continue;
+        }
+        #[cfg(feature = "fault-probe")]
+        if let (true, Some(limit)) = (self.seen > 0, crate::ffi::limit_probe()) {
+            host.set_buffer_limit(limit);
+        }
+        if !end_of_stream {
+            // A filter before this one may have changed the stream's buffer
+            // limit since the scan's limit was set from it, and Envoy
+            // applies a new limit to the body it holds at once: this chunk
+            // and the next are read up to the new limit (or
+            // `max_scan_bytes`). The last callback holds nothing.
+            let limit = host.buffer_limit();
+            let max = shared.config.max_scan_bytes;
+            let scan_to = if limit > 0 { limit.min(max) } else { max };
+            if scan_to != shared.scan_config(&self.clamped).max_scan_bytes {
+                self.clamped = shared.clamp_for(limit);
+            }
         }
         let scan_config = shared.scan_config(&self.clamped);
         let mut env = ShellEnv::new(shared);
@@ -421,6 +446,14 @@ impl State {
                         } else {
                             self.core.on_request_trailers(scan_config, &mut env)
                         };
+                        read = Read::Decided(d);
+                    }
+                    if matches!(read, Read::Waiting) && self.seen > scan_config.max_scan_bytes {
+                        // A limit lowered under the bytes already held, in
+                        // a callback with no new ones (new bytes end the
+                        // core's read themselves): Envoy would stop reading
+                        // the client, so the read ends here.
+                        let d = self.core.on_bytes_past_scan_limit(scan_config, &mut env);
                         read = Read::Decided(d);
                     }
                     read

@@ -1395,6 +1395,66 @@ fn the_scan_stops_at_the_stream_buffer_limit() {
 }
 
 #[test]
+fn a_buffer_limit_changed_mid_body_is_followed() {
+    // A filter before this one may change the stream's buffer limit in its
+    // own body callback, and Envoy applies the new limit to the body held at
+    // once. The fake Envoy fails the test if the module ever holds more than
+    // the limit (Envoy would stop reading the client: the request would
+    // stall).
+    let c = config("{}");
+    let text = "z".repeat(6000);
+    let last = send_long_text('z', 6000, "ctx-last");
+    let first = send_params(&format!(
+        r#"{{"contextId":"ctx-first","parts":[{{"kind":"text","text":"{text}"}}]}}"#
+    ));
+    const HOLD: u32 = status::BODY_STOP_AND_WATERMARK;
+    const GO: u32 = status::CONTINUE;
+    const MIB: u64 = 1 << 20;
+    let even: &[usize] = &[1500, 3000, 4500];
+    let gap: &[usize] = &[1500, 3000, 3000, 4500];
+    // (cuts, the limit at the headers, its change, the body statuses,
+    // whether the whole body is read)
+    let cases = [
+        // Lowered below the 3,000 bytes held, before the third chunk: the
+        // request goes on in that callback, routed by what was read.
+        (even, MIB, (2, 2000), &[HOLD, HOLD, GO, GO][..], false),
+        // Lowered to 4,000 before the second chunk (3,000 held then): the
+        // third is read up to the new limit, and the request goes on there.
+        (even, MIB, (1, 4000), &[HOLD, HOLD, GO, GO][..], false),
+        // Lowered below what is held before a callback with no new bytes.
+        (gap, MIB, (2, 2000), &[HOLD, HOLD, GO, GO, GO][..], false),
+        // Raised from 2,000 before the second chunk, which would pass the
+        // old limit: the whole body is read.
+        (even, 2000, (1, MIB), &[HOLD, HOLD, HOLD, GO][..], true),
+    ];
+    for (cuts, start, change, statuses, whole) in cases {
+        for (body, id) in [(&last, "ctx-last"), (&first, "ctx-first")] {
+            let chunks = split(body.as_bytes(), cuts);
+            let up = post_chunks_through(&c, &refs(&chunks), |stream| {
+                stream.buffer_limit = start;
+                stream.buffer_limit_changes = vec![change];
+            });
+            assert_eq!(up.body, body.as_bytes());
+            assert!(!up.payload_too_large);
+            let routed = (whole || id == "ctx-first").then_some(id);
+            assert_eq!(up.header("x-context-id").as_deref(), routed, "{change:?}");
+            assert_eq!(&up.statuses[1..], statuses, "{change:?}");
+        }
+    }
+    // Each lower limit is warned about once, whether met mid-body or at
+    // the headers (2,000 both ways).
+    let warnings = take_logs()
+        .into_iter()
+        .filter(|(level, line)| *level == 3 && line.contains("buffer limit"))
+        .map(|(_, line)| line)
+        .collect::<Vec<_>>();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].contains("(2000 bytes)"), "{warnings:?}");
+    assert!(warnings[1].contains("(4000 bytes)"), "{warnings:?}");
+    assert_eq!(c.counter("scan_limit"), 3);
+}
+
+#[test]
 fn a_first_turn_of_exactly_the_stream_buffer_limit_is_minted() {
     // HTTP/1.1 shows the last bytes without the end of the stream, then the
     // end in an empty callback. A first turn of exactly the stream's buffer

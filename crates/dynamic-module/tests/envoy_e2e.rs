@@ -26,7 +26,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use a2a_affinity_core::json::STRING_KERNEL_ENV;
-use a2a_affinity_dynamic::ffi::FAULT_PROBE_ENV;
+use a2a_affinity_dynamic::ffi::{FAULT_PROBE_ENV, LIMIT_PROBE_ENV};
 use a2a_affinity_testkit::ports::free_port;
 use serde_json::Value;
 
@@ -1320,6 +1320,85 @@ fn the_module_needs_only_glibc() {
             .all(|s| s.starts_with("envoy_dynamic_module_on_")),
         "{exported:?}"
     );
+}
+
+/// A build that sets the stream's buffer limit in each request body
+/// callback after the first (`fault-probe`, `LIMIT_PROBE_ENV`), as a filter
+/// before the module may, in each Envoy that loads the module. Lowered to
+/// 2,000 bytes with 1,500 held, the request goes on in that callback (held
+/// past the limit, Envoy would stop reading the client and the request
+/// would stall); raised to 1 MiB on the 32 KiB listener, the module reads
+/// on past 32 KiB. Every body arrives whole.
+#[test]
+fn envoy_1_40_follows_a_buffer_limit_changed_mid_body() {
+    with_envoy("1.40", envoy_140(), |bin| {
+        follows_a_buffer_limit_changed_mid_body(bin, "v140")
+    });
+}
+
+#[test]
+fn envoy_1_39_follows_a_buffer_limit_changed_mid_body() {
+    with_envoy("1.39", envoy_venv("1.39"), |bin| {
+        follows_a_buffer_limit_changed_mid_body(bin, "v139")
+    });
+}
+
+#[test]
+fn envoy_1_38_follows_a_buffer_limit_changed_mid_body() {
+    with_envoy("1.38", envoy_venv("1.38"), |bin| {
+        follows_a_buffer_limit_changed_mid_body(bin, "v138")
+    });
+}
+
+fn follows_a_buffer_limit_changed_mid_body(bin: &Path, tag: &str) {
+    let module = probe_module();
+    let text = |n: usize| "l".repeat(n);
+    let last = |ctx: &str, n: usize| {
+        send(&format!(
+            r#"{{"role":"user","parts":[{{"kind":"text","text":"{}"}}],"contextId":"{ctx}"}}"#,
+            text(n)
+        ))
+    };
+    let first = |ctx: &str, n: usize| {
+        send(&format!(
+            r#"{{"role":"user","contextId":"{ctx}","parts":[{{"kind":"text","text":"{}"}}]}}"#,
+            text(n)
+        ))
+    };
+
+    let s = Suite::start_with(
+        bin,
+        &format!("{tag}-limit-lowered"),
+        &module,
+        &[(LIMIT_PROBE_ENV, "2000")],
+    );
+    let ctx = s.id("lowered");
+    for (body, routed) in [(last(&ctx, 6000), None), (first(&ctx, 6000), Some(&ctx))] {
+        // Three writes 50 ms apart: the first is held, the second brings
+        // the lower limit.
+        let up = s.post("/", &[], body.as_bytes(), &[1500, 3000]);
+        assert_eq!(up.body, body.as_bytes());
+        assert_eq!(up.header("x-context-id").as_ref(), routed);
+    }
+    let stats = s.envoy.stats();
+    assert_eq!(
+        stats.get("dynamicmodulescustom.a2a_affinity.scan_limit"),
+        Some(&1),
+        "{stats:?}"
+    );
+    drop(s);
+
+    let s = Suite::start_with(
+        bin,
+        &format!("{tag}-limit-raised"),
+        &module,
+        &[(LIMIT_PROBE_ENV, "1048576")],
+    );
+    let ctx = s.id("raised");
+    let body = last(&ctx, 40_000);
+    let up = s.post_to(s.envoy.small, "/", &[], body.as_bytes(), &[20_000]);
+    assert_eq!(up.body, body.as_bytes());
+    assert_eq!(up.header("x-context-id"), Some(ctx));
 }
 
 /// Whether the module's panic hook wrote the probe's panic to Envoy's log:
