@@ -19,6 +19,10 @@ say "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The proxy-wasm glue (src/filter.rs) only compiles for the Wasm target.
 cargo clippy -p a2a-affinity --target wasm32-wasip1 --quiet -- -D warnings
+# The dynamic module's test-only probe build (tests/envoy_e2e.rs), which
+# every crate that implements its Host trait must still compile with.
+cargo clippy --workspace --all-targets --features a2a-affinity-dynamic-module/fault-probe \
+  --quiet -- -D warnings
 
 say "every artifact (Wasm module, dynamic module, ext_proc server)"
 scripts/build.sh

@@ -334,9 +334,10 @@ fn fault_probe(_hook: &str) {}
 pub const LIMIT_PROBE_ENV: &str = "A2A_AFFINITY_PROBE_BUFFER_LIMIT";
 
 /// Builds with the `fault-probe` feature only: the buffer limit (bytes) in
-/// [`LIMIT_PROBE_ENV`], which the request body hook sets on the stream in
-/// every callback after the first, before it reads the chunk, as a filter
-/// before this one may change the limit mid-body (`tests/envoy_e2e.rs`).
+/// [`LIMIT_PROBE_ENV`], which the request body hook sets on the stream,
+/// before it reads the chunk, in every callback while it reads a body of
+/// which it has seen some bytes, as a filter before this one may change the
+/// limit mid-body (`tests/envoy_e2e.rs`).
 #[cfg(feature = "fault-probe")]
 pub fn limit_probe() -> Option<u64> {
     static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();

@@ -98,9 +98,12 @@ pub trait Host {
     fn drain_body(&mut self, body: Body, len: usize) -> bool;
     /// The stream's buffer limit in bytes; 0 if Envoy sets none.
     fn buffer_limit(&self) -> u64;
-    /// Sets the stream's buffer limit (the test-only `fault-probe` build).
+    /// Sets the stream's buffer limit (the test-only `fault-probe` build;
+    /// a host that cannot set one ignores it).
     #[cfg(feature = "fault-probe")]
-    fn set_buffer_limit(&mut self, limit: u64);
+    fn set_buffer_limit(&mut self, limit: u64) {
+        let _ = limit;
+    }
     fn count(&mut self, counter: Counter);
 }
 

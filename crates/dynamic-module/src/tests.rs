@@ -1418,8 +1418,9 @@ fn a_buffer_limit_changed_mid_body_is_followed() {
         // Lowered below the 3,000 bytes held, before the third chunk: the
         // request goes on in that callback, routed by what was read.
         (even, MIB, (2, 2000), &[HOLD, HOLD, GO, GO][..], false),
-        // Lowered to 4,000 before the second chunk (3,000 held then): the
-        // third is read up to the new limit, and the request goes on there.
+        // Lowered to 4,000 before the second chunk (3,000 held after it):
+        // the third is read up to the new limit, and the request goes on
+        // there.
         (even, MIB, (1, 4000), &[HOLD, HOLD, GO, GO][..], false),
         // Lowered below what is held before a callback with no new bytes.
         (gap, MIB, (2, 2000), &[HOLD, HOLD, GO, GO, GO][..], false),

@@ -1323,12 +1323,13 @@ fn the_module_needs_only_glibc() {
 }
 
 /// A build that sets the stream's buffer limit in each request body
-/// callback after the first (`fault-probe`, `LIMIT_PROBE_ENV`), as a filter
-/// before the module may, in each Envoy that loads the module. Lowered to
-/// 2,000 bytes with 1,500 held, the request goes on in that callback (held
-/// past the limit, Envoy would stop reading the client and the request
-/// would stall); raised to 1 MiB on the 32 KiB listener, the module reads
-/// on past 32 KiB. Every body arrives whole.
+/// callback once it has read some of the body (`fault-probe`,
+/// `LIMIT_PROBE_ENV`), as a filter before the module may, in each Envoy
+/// that loads the module. Lowered to 2,000 bytes with 1,500 held (the first
+/// write), the request goes on in that callback (held past the limit, Envoy
+/// would stop reading the client and the request would stall); raised to
+/// 1 MiB on the 32 KiB listener, the module reads on past 32 KiB. Every
+/// body arrives whole.
 #[test]
 fn envoy_1_40_follows_a_buffer_limit_changed_mid_body() {
     with_envoy("1.40", envoy_140(), |bin| {
