@@ -139,7 +139,7 @@ impl FilterConfig {
     fn clamped(&self, limit: u64) -> Clamped {
         let warn_clamped = |also: &str| {
             warn!(
-                "max_scan_bytes {} is above the stream's buffer limit ({limit} bytes): bodies are read up to {limit} bytes, past which Envoy would stop reading the client while the filter holds the body (raise the route's request_body_buffer_limit to at least max_scan_bytes to read that far; {also})",
+                "max_scan_bytes {} is above the stream's buffer limit ({limit} bytes): bodies are read up to {limit} bytes, past which Envoy would stop reading the client while the filter holds the body (to read that far, raise the route's request_body_buffer_limit, or the limit a filter before this one sets, to at least max_scan_bytes; {also})",
                 self.config.max_scan_bytes
             );
         };

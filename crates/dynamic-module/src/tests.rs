@@ -1452,6 +1452,9 @@ fn a_buffer_limit_changed_mid_body_is_followed() {
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(warnings[0].contains("(2000 bytes)"), "{warnings:?}");
     assert!(warnings[1].contains("(4000 bytes)"), "{warnings:?}");
+    // The advice names both ways the limit can be raised.
+    let advice = "raise the route's request_body_buffer_limit, or the limit a filter before";
+    assert!(warnings[0].contains(advice), "{warnings:?}");
     assert_eq!(c.counter("scan_limit"), 3);
 }
 
