@@ -125,17 +125,31 @@ impl FilterConfig {
         self.metric_ids.get(counter.index()).copied().flatten()
     }
 
+    /// How far a stream under the buffer limit `limit` (0: none) reads:
+    /// `max_scan_bytes`, or the limit where that is lower.
+    fn scan_limit_for(&self, limit: u64) -> u64 {
+        let max = self.config.max_scan_bytes;
+        if limit > 0 {
+            limit.min(max)
+        } else {
+            max
+        }
+    }
+
     /// Where a stream under the buffer limit `limit` finds its
     /// configuration: `None` for this one (no limit, or one at or above
     /// `max_scan_bytes`), else a copy that scans only up to the limit.
     fn clamp_for(&self, limit: u64) -> Option<Clamped> {
-        (limit > 0 && limit < self.config.max_scan_bytes).then(|| self.clamped(limit))
+        let scan_to = self.scan_limit_for(limit);
+        (scan_to < self.config.max_scan_bytes).then(|| self.clamped(scan_to))
     }
 
     /// This configuration with `max_scan_bytes` lowered to `limit` (the
     /// stream's buffer limit, below `max_scan_bytes`): made and logged once
     /// per limit, in the first free slot, and shared by later streams; past
     /// `CLAMPED_KEPT` limits, a stream's own copy.
+    // Streams under a lower limit are the rare case: kept out of the hooks.
+    #[inline(never)]
     fn clamped(&self, limit: u64) -> Clamped {
         let warn_clamped = |also: &str| {
             warn!(
@@ -384,10 +398,7 @@ impl State {
             // it comes: Envoy's high watermark is passed only above the
             // limit). The limit is read again in each body callback but
             // the last: a filter before this one may change it mid-body.
-            let limit = host.buffer_limit();
-            if limit > 0 && limit < config.max_scan_bytes {
-                self.clamped = Some(shared.clamped(limit));
-            }
+            self.clamped = shared.clamp_for(host.buffer_limit());
         }
         self.apply(shared, host, decision, Phase::Headers)
     }
@@ -412,9 +423,7 @@ impl State {
             // and the next are read up to the new limit (or
             // `max_scan_bytes`). The last callback holds nothing.
             let limit = host.buffer_limit();
-            let max = shared.config.max_scan_bytes;
-            let scan_to = if limit > 0 { limit.min(max) } else { max };
-            if scan_to != shared.scan_config(&self.clamped).max_scan_bytes {
+            if shared.scan_limit_for(limit) != shared.scan_config(&self.clamped).max_scan_bytes {
                 self.clamped = shared.clamp_for(limit);
             }
         }
