@@ -117,6 +117,28 @@ def _post_echoed(envoy, body):
     return ex, delta
 
 
+def _assert_minted(got, doc):
+    """The upstream got `doc` with a contextId added to its message, the same
+    value as the one header it got; returns that contextId."""
+    arrived = json.loads(got["body"])
+    minted = arrived["params"]["message"].pop("contextId", None)
+    assert minted is not None and got["context_ids"] == [minted], got["context_ids"]
+    assert arrived == doc
+    return minted
+
+
+def _first_turn_of(size, rpc_id, message_id):
+    """A JSON-RPC first turn (no contextId) padded to exactly `size` bytes:
+    (the document, its bytes)."""
+    doc = {"jsonrpc": "2.0", "id": rpc_id, "method": "message/send",
+           "params": {"message": {"kind": "message", "messageId": message_id, "role": "user",
+                                  "parts": [{"kind": "text", "text": ""}]}}}
+    doc["params"]["message"]["parts"][0]["text"] = "e" * (size - len(json.dumps(doc).encode()))
+    body = json.dumps(doc).encode()
+    assert len(body) == size
+    return doc, body
+
+
 def _report(status, raw):
     assert status == 200, raw[:300]
     return json.loads(raw)
@@ -290,12 +312,8 @@ def test_first_turn_gets_a_minted_context_id(ring):
     body = json.dumps(doc).encode()
     ex, delta = _post_echoed(ring, body)
     got = ex.report
-    arrived = json.loads(got["body"])
-    minted = arrived["params"]["message"].pop("contextId", None)
-    assert minted is not None, got["body"]
-    assert got["context_ids"] == [minted]
+    minted = _assert_minted(got, doc)
     assert len(minted) == 36 and minted[14] == "4", minted
-    assert arrived == doc
     assert got["body_length"] == len(got["body"].encode())
     assert delta.get("minted") == 1, delta
 
@@ -310,13 +328,7 @@ def test_a_first_turn_of_exactly_max_scan_bytes_is_minted(ring, past, framing):
     # more and the body goes on past the limit: it passes unchanged.
     scan = 262144
     assert f'"max_scan_bytes": {scan},' in (REPO / CONFIGS["ring"]).read_text()
-    doc = {"jsonrpc": "2.0", "id": 6, "method": "message/send",
-           "params": {"message": {"kind": "message", "messageId": "m-edge", "role": "user",
-                                  "parts": [{"kind": "text", "text": ""}]}}}
-    pad = scan + past - len(json.dumps(doc).encode())
-    doc["params"]["message"]["parts"][0]["text"] = "e" * pad
-    body = json.dumps(doc).encode()
-    assert len(body) == scan + past
+    doc, body = _first_turn_of(scan + past, 6, "m-edge")
     if framing == "length":
         ex, delta = _post_echoed(ring, body)
         got = ex.report
@@ -330,10 +342,7 @@ def test_a_first_turn_of_exactly_max_scan_bytes_is_minted(ring, past, framing):
         assert (got["context_ids"], got["body_sha256"]) == ([], sha256(body))
         assert delta.get("scan_limit") == 1, delta
         return
-    arrived = json.loads(got["body"])
-    minted = arrived["params"]["message"].pop("contextId", None)
-    assert minted is not None and got["context_ids"] == [minted], got["context_ids"]
-    assert arrived == doc
+    _assert_minted(got, doc)
     assert got["body_length"] == len(got["body"].encode()) == len(body) + 51
     assert delta.get("minted") == 1, delta
 
@@ -359,10 +368,7 @@ def test_minting_over_chunked_and_h2_uploads(ring, transport):
         trailers = [("x-trailer", "t")] if transport.startswith("h2-trailers") else []
         status, raw = send_h2(ring.port, "/", headers, pieces, trailers=trailers)
     got = _report(status, raw)
-    arrived = json.loads(got["body"])
-    minted = arrived["params"]["message"].pop("contextId", None)
-    assert minted is not None and got["context_ids"] == [minted], got
-    assert arrived == doc
+    _assert_minted(got, doc)
     assert got["body_length"] == len(got["body"].encode())
 
 
@@ -432,21 +438,13 @@ def test_an_h2_first_turn_of_exactly_the_stream_limit_is_minted(h2_window):
     # on, so the module holds the limit and waits (Envoy keeps the window
     # open: the held body is not above its limit), and the end decides it
     # whole. Envoy's ext_proc filter holds it to the end itself.
-    doc = {"jsonrpc": "2.0", "id": 8, "method": "message/send",
-           "params": {"message": {"kind": "message", "messageId": "m-h2-edge", "role": "user",
-                                  "parts": [{"kind": "text", "text": ""}]}}}
-    doc["params"]["message"]["parts"][0]["text"] = "e" * (H2_WINDOW - len(json.dumps(doc).encode()))
-    body = json.dumps(doc).encode()
-    assert len(body) == H2_WINDOW
+    doc, body = _first_turn_of(H2_WINDOW, 8, "m-h2-edge")
     pieces = [body[i:i + 16_384] for i in range(0, len(body), 16_384)] + [b""]
     before = h2_window.stats()
     got = _report(*send_h2(h2_window.port, "/", [("content-type", "application/json"),
                                                  ("x-echo-body", "1")], pieces, whole_frames=True))
     delta = counter_delta(before, h2_window.stats())
-    arrived = json.loads(got["body"])
-    minted = arrived["params"]["message"].pop("contextId", None)
-    assert minted is not None and got["context_ids"] == [minted], got["context_ids"]
-    assert arrived == doc
+    _assert_minted(got, doc)
     assert delta.get("minted") == 1, delta
 
 

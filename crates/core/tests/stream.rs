@@ -283,15 +283,19 @@ fn a_body_of_exactly_the_scan_limit_is_read_to_its_end() {
     // found, at every split, with the end alone or with trailers.
     let first = rpc10_first_turn("plan a trip");
     let found = rpc03("ctx-at-the-edge", "x");
+    // A content-length of exactly `len`, and none (chunked).
+    let exact_and_chunked = |len: usize| {
+        let exact = head("POST", "/", "application/json", len);
+        let mut chunked = exact;
+        chunked.content_length = None;
+        [exact, chunked]
+    };
     for (body, want) in [(&first, Outcome::Minted), (&found, Outcome::ContextFound)] {
         let config = Config {
             max_scan_bytes: body.len() as u64,
             ..Config::default()
         };
-        let exact = head("POST", "/", "application/json", body.len());
-        let mut chunked = exact;
-        chunked.content_length = None;
-        for h in [&exact, &chunked] {
+        for h in &exact_and_chunked(body.len()) {
             for [a, b] in splits::every_two(body.as_bytes()) {
                 let mut env = MockEnv::default();
                 let (_, held, next) = run(&config, &mut env, h, &[a, b, b""]);
@@ -331,9 +335,6 @@ fn a_body_of_exactly_the_scan_limit_is_read_to_its_end() {
     assert_eq!(held.body, first.as_bytes());
     assert_eq!(env.counter(Counter::ScanLimit), 1);
     assert_eq!(outcomes(&env), 1);
-    let exact = head("POST", "/", "application/json", first.len());
-    let mut chunked = exact;
-    chunked.content_length = None;
     // A stream that has read all of `first`, exactly the limit, and waits.
     let held_at_the_limit = |h: &RequestHead<'_>| {
         let mut env = MockEnv::default();
@@ -343,7 +344,7 @@ fn a_body_of_exactly_the_scan_limit_is_read_to_its_end() {
         assert_eq!(d.next, Next::NeedBody);
         (stream, env)
     };
-    for h in [&exact, &chunked] {
+    for h in &exact_and_chunked(first.len()) {
         // So does a byte pushed past the limit (Envoy never shows one past
         // an announced length; the core does not wait for more).
         let (mut stream, mut env) = held_at_the_limit(h);

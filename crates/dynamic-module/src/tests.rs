@@ -71,17 +71,26 @@ fn post_chunks_through(
     let length = chunks.iter().map(|c| c.len()).sum::<usize>().to_string();
     let mut ex = Exchange::new(config);
     setup(&mut ex.stream);
-    ex.request(
-        &[
-            (":method", "POST"),
-            (":path", "/"),
-            ("content-type", JSON),
-            ("content-length", &length),
-        ],
-        chunks,
-        false,
-    )
-    .finish()
+    ex.request(&post_headers("/", JSON, Some(&length), &[]), chunks, false)
+        .finish()
+}
+
+/// The request headers of a POST of `content_type` to `path`, with
+/// `length` as its content-length if given, then `extra`.
+fn post_headers<'a>(
+    path: &'a str,
+    content_type: &'a str,
+    length: Option<&'a str>,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut headers = vec![
+        (":method", "POST"),
+        (":path", path),
+        ("content-type", content_type),
+    ];
+    headers.extend(length.map(|length| ("content-length", length)));
+    headers.extend_from_slice(extra);
+    headers
 }
 
 fn exchange<'c>(
@@ -107,16 +116,12 @@ fn exchange_as<'c>(
     trailers: bool,
 ) -> Exchange<'c> {
     let length = chunks.iter().map(|c| c.len()).sum::<usize>().to_string();
-    let mut headers = vec![
-        (":method", "POST"),
-        (":path", path),
-        ("content-type", content_type),
-    ];
-    if with_length {
-        headers.push(("content-length", &length));
-    }
-    headers.extend_from_slice(extra);
-    Exchange::new(config).request(&headers, chunks, trailers)
+    let length = with_length.then_some(length.as_str());
+    Exchange::new(config).request(
+        &post_headers(path, content_type, length, extra),
+        chunks,
+        trailers,
+    )
 }
 
 /// The ways a request body can end: (with a content-length, ended by
@@ -1469,15 +1474,13 @@ fn a_first_turn_of_exactly_the_stream_buffer_limit_is_minted() {
     let c = config("{}");
     let body = a2a_affinity_testkit::bodies::rpc10_first_turn(&"w".repeat(3000));
     let limit = body.len() as u64;
+    let length = body.len().to_string();
     let post_under = |chunks: &[&[u8]], with_length: bool, limit: u64| {
-        let length = body.len().to_string();
-        let mut headers = vec![(":method", "POST"), (":path", "/"), ("content-type", JSON)];
-        if with_length {
-            headers.push(("content-length", &length));
-        }
+        let length = with_length.then_some(length.as_str());
         let mut ex = Exchange::new(&c);
         ex.stream.buffer_limit = limit;
-        ex.request(&headers, chunks, false).finish()
+        ex.request(&post_headers("/", JSON, length, &[]), chunks, false)
+            .finish()
     };
     for with_length in [true, false] {
         for cuts in [vec![], vec![1000], vec![1000, 2000, body.len() - 1]] {
@@ -1573,16 +1576,7 @@ fn a_stream_that_ends_undecided_counts_as_aborted() {
     drop(ex);
     // Headers held, then the client went away before any body.
     let length = body.len().to_string();
-    let ex = Exchange::new(&c).request(
-        &[
-            (":method", "POST"),
-            (":path", "/"),
-            ("content-type", JSON),
-            ("content-length", &length),
-        ],
-        &[],
-        true,
-    );
+    let ex = Exchange::new(&c).request(&post_headers("/", JSON, Some(&length), &[]), &[], true);
     drop(ex);
     assert_eq!(c.counter("aborted"), 0, "trailers ended both bodies");
     held_post(&c).finish();

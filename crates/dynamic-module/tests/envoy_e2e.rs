@@ -1069,11 +1069,24 @@ fn with_envoy(name: &str, bin: Option<PathBuf>, f: impl FnOnce(&Path)) {
     }
 }
 
+/// Runs `check` on Envoy `minor` (1.40 from `.venv` or `A2A_ENVOY_BIN`, an
+/// older one from its venv) with a tag naming the version, such as `v139`.
+fn on_envoy(minor: &str, check: impl FnOnce(&Path, &str)) {
+    let bin = if minor == "1.40" {
+        envoy_140()
+    } else {
+        envoy_venv(minor)
+    };
+    with_envoy(minor, bin, |bin| {
+        check(bin, &format!("v{}", minor.replace('.', "")))
+    });
+}
+
 #[test]
 fn envoy_1_40_runs_the_module() {
-    with_envoy("1.40", envoy_140(), |bin| {
+    on_envoy("1.40", |bin, tag| {
         check_symbols(bin);
-        run_suite(bin, "v140");
+        run_suite(bin, tag);
     });
 }
 
@@ -1098,7 +1111,7 @@ fn envoy_1_40_validate_accepts_a_good_config_and_rejects_a_bad_one() {
 /// An older Envoy from its venv: the same suite, and the ABI-version
 /// warning (1.39 and 1.38 are `v0.1.0`; Envoy only warns on a mismatch).
 fn older_envoy(minor: &str) {
-    with_envoy(minor, envoy_venv(minor), |bin| {
+    on_envoy(minor, |bin, tag| {
         check_symbols(bin);
         let (ok, text) = validate(bin, "{}");
         assert!(ok, "{text}");
@@ -1106,7 +1119,7 @@ fn older_envoy(minor: &str) {
             text.contains("Dynamic module ABI version v0.2.0 is deprecated"),
             "{text}"
         );
-        run_suite(bin, &format!("v{}", minor.replace('.', "")));
+        run_suite(bin, tag);
     });
 }
 
@@ -1332,23 +1345,17 @@ fn the_module_needs_only_glibc() {
 /// body arrives whole.
 #[test]
 fn envoy_1_40_follows_a_buffer_limit_changed_mid_body() {
-    with_envoy("1.40", envoy_140(), |bin| {
-        follows_a_buffer_limit_changed_mid_body(bin, "v140")
-    });
+    on_envoy("1.40", follows_a_buffer_limit_changed_mid_body);
 }
 
 #[test]
 fn envoy_1_39_follows_a_buffer_limit_changed_mid_body() {
-    with_envoy("1.39", envoy_venv("1.39"), |bin| {
-        follows_a_buffer_limit_changed_mid_body(bin, "v139")
-    });
+    on_envoy("1.39", follows_a_buffer_limit_changed_mid_body);
 }
 
 #[test]
 fn envoy_1_38_follows_a_buffer_limit_changed_mid_body() {
-    with_envoy("1.38", envoy_venv("1.38"), |bin| {
-        follows_a_buffer_limit_changed_mid_body(bin, "v138")
-    });
+    on_envoy("1.38", follows_a_buffer_limit_changed_mid_body);
 }
 
 fn follows_a_buffer_limit_changed_mid_body(bin: &Path, tag: &str) {
@@ -1417,23 +1424,17 @@ fn logged_panic(log: &str, hook: &str) -> bool {
 /// client, and the module's error line and panic line are in Envoy's log.
 #[test]
 fn envoy_1_40_survives_a_panic_in_every_hook() {
-    with_envoy("1.40", envoy_140(), |bin| {
-        survives_a_panic_in_every_hook(bin, "v140")
-    });
+    on_envoy("1.40", survives_a_panic_in_every_hook);
 }
 
 #[test]
 fn envoy_1_39_survives_a_panic_in_every_hook() {
-    with_envoy("1.39", envoy_venv("1.39"), |bin| {
-        survives_a_panic_in_every_hook(bin, "v139")
-    });
+    on_envoy("1.39", survives_a_panic_in_every_hook);
 }
 
 #[test]
 fn envoy_1_38_survives_a_panic_in_every_hook() {
-    with_envoy("1.38", envoy_venv("1.38"), |bin| {
-        survives_a_panic_in_every_hook(bin, "v138")
-    });
+    on_envoy("1.38", survives_a_panic_in_every_hook);
 }
 
 fn survives_a_panic_in_every_hook(bin: &Path, tag: &str) {
