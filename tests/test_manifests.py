@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import httpx
 import jsonschema
 import pytest
 import yaml
@@ -51,6 +52,11 @@ LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ENVOY_DEFAULT_BUFFER_LIMIT = 1024 * 1024
 # Envoy Gateway sets every listener to this unless told otherwise.
 ENVOY_GATEWAY_BUFFER_LIMIT = 32 * 1024
+# And its listeners' HTTP/2 windows (internal/xds/translator/listener.go):
+# a stream's window is also its buffer limit in Envoy.
+ENVOY_GATEWAY_H2_STREAM_WINDOW = 64 * 1024
+ENVOY_GATEWAY_H2_CONNECTION_WINDOW = 1024 * 1024
+ENVOY_GATEWAY_H2_MAX_STREAMS = 100
 
 # The filter's plugin configuration (the filter contract): field -> check.
 FILTER_CONFIG_FIELDS: dict[str, Callable[[Any], bool]] = {
@@ -1280,7 +1286,7 @@ def local_code(module: Path) -> dict[str, Any]:
 
 
 def bootstrap(http_filter: dict[str, Any], route: dict[str, Any], cluster_lb: dict[str, Any],
-              buffer_limit: int | None) -> dict[str, Any]:
+              buffer_limit: int | None, http2: dict[str, Any] | None = None) -> dict[str, Any]:
     listener: dict[str, Any] = {
         "name": "gateway",
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": 10000}},
@@ -1299,6 +1305,8 @@ def bootstrap(http_filter: dict[str, Any], route: dict[str, Any], cluster_lb: di
     }
     if buffer_limit is not None:
         listener["per_connection_buffer_limit_bytes"] = buffer_limit
+    if http2 is not None:
+        listener["filter_chains"][0]["filters"][0]["typed_config"]["http2_protocol_options"] = http2
     cluster = {
         "name": "agents", "type": "STATIC", "connect_timeout": "1s",
         "load_assignment": {"cluster_name": "agents", "endpoints": [{"lb_endpoints": [
@@ -1700,6 +1708,15 @@ class Gateway:
             return resp.status, json.loads(raw) if resp.status == 200 else None
         finally:
             conn.close()
+
+    def post_h2(self, body: bytes) -> tuple[int, dict[str, Any] | None]:
+        """`post` over HTTP/2 without TLS (prior knowledge), as gRPC and
+        other HTTP/2 clients reach a plain-text listener."""
+        with httpx.Client(http1=False, http2=True, timeout=30) as client:
+            resp = client.post(f"http://127.0.0.1:{self.port}/", content=body,
+                               headers={"content-type": "application/json"})
+            assert resp.http_version == "HTTP/2", resp.http_version
+            return resp.status_code, resp.json() if resp.status_code == 200 else None
 
     def counters(self) -> dict[str, int]:
         out = {}
@@ -2124,6 +2141,73 @@ def hashed_by_backend_traffic_policy(docs: list[Doc], namespace: str, kind: str,
     )
 
 
+# A Kubernetes quantity as Envoy Gateway reads a size (the CRD's pattern,
+# then AsInt64): digits, optionally with a binary or a decimal suffix.
+QUANTITY = re.compile(r"([1-9][0-9]*)([KMGTPE]i|[kMGTPE])?")
+QUANTITY_FACTORS = {None: 1, **{s: 1000 ** (i + 1) for i, s in enumerate("kMGTPE")},
+                    **{f"{s}i": 1024 ** (i + 1) for i, s in enumerate("KMGTPE")}}
+
+
+def quantity_bytes(value: Any) -> int | None:
+    if type(value) is int:
+        return value
+    m = QUANTITY.fullmatch(str(value))
+    return int(m.group(1)) * QUANTITY_FACTORS[m.group(2)] if m else None
+
+
+def client_traffic_policies(docs: list[Doc], gateway: Doc) -> list[Doc]:
+    """The ClientTrafficPolicies that target a Gateway, as a whole or by
+    one of its listeners (the shipped Gateways have one)."""
+    listeners = {listener.get("name") for listener in gateway.spec.get("listeners") or []}
+
+    def targets(policy: Doc) -> bool:
+        refs = list(policy.spec.get("targetRefs") or []) + ([policy.spec["targetRef"]] if policy.spec.get("targetRef") else [])
+        return any(r.get("kind") == "Gateway" and r.get("name") == gateway.name
+                   and r.get("sectionName") in {None, *listeners} for r in refs)
+    return [p for p in find(docs, "ClientTrafficPolicy") if p.namespace == gateway.namespace and targets(p)]
+
+
+def eg_client_limits(docs: list[Doc], gateway: Doc) -> tuple[int | None, int | None, int | None]:
+    """What Envoy Gateway v1.9 gives a Gateway's listener, from its
+    ClientTrafficPolicy or its defaults (internal/gatewayapi/
+    clienttrafficpolicy.go, http.go; internal/xds/translator/listener.go):
+    the per-connection buffer limit and the HTTP/2 stream and connection
+    windows. None for a value Envoy Gateway refuses."""
+    limits: dict[str, int | None] = {"buffer": ENVOY_GATEWAY_BUFFER_LIMIT, "stream": ENVOY_GATEWAY_H2_STREAM_WINDOW,
+                                     "connection": ENVOY_GATEWAY_H2_CONNECTION_WINDOW}
+    for policy in client_traffic_policies(docs, gateway)[:1]:
+        fields = (("buffer", (policy.spec.get("connection") or {}).get("bufferLimit"), 0, 2 ** 32 - 1),
+                  ("stream", (policy.spec.get("http2") or {}).get("initialStreamWindowSize"), 65535, 2 ** 31 - 1),
+                  ("connection", (policy.spec.get("http2") or {}).get("initialConnectionWindowSize"), 65535, 2 ** 31 - 1))
+        for key, value, low, high in fields:
+            if value is not None:
+                size = quantity_bytes(value)
+                limits[key] = size if size is not None and low <= size <= high else None
+    return limits["buffer"], limits["stream"], limits["connection"]
+
+
+def eg_scan_limit_errors(where: str, docs: list[Doc], gateway: Doc, scan: Any) -> list[str]:
+    """The module reads up to max_scan_bytes or the stream's buffer limit,
+    whichever is lower: on Envoy Gateway the listener's buffer for HTTP/1.1,
+    the stream window for HTTP/2. Both must let it read max_scan_bytes."""
+    errs: list[str] = []
+    policies = client_traffic_policies(docs, gateway)
+    if len(policies) > 1:
+        errs.append(f"{where}: {len(policies)} ClientTrafficPolicies target Gateway {gateway.name}; "
+                    "Envoy Gateway attaches one and marks the others Conflicted")
+    buffer, window, _ = eg_client_limits(docs, gateway)
+    for limit, what in ((buffer, "the listener buffer, an HTTP/1.1 request's limit (ClientTrafficPolicy "
+                                 f"connection.bufferLimit; Envoy Gateway's default {ENVOY_GATEWAY_BUFFER_LIMIT})"),
+                        (window, "the HTTP/2 stream window, a stream's limit (ClientTrafficPolicy "
+                                 f"http2.initialStreamWindowSize; Envoy Gateway's default {ENVOY_GATEWAY_H2_STREAM_WINDOW})")):
+        if limit is None:
+            errs.append(f"{where}: Gateway {gateway.name}: Envoy Gateway refuses the value set for {what}")
+        elif isinstance(scan, int) and limit < scan:
+            errs.append(f"{where}: on Gateway {gateway.name} {what} is {limit} bytes, below max_scan_bytes {scan}: "
+                        "the module reads no further, and a contextId past it is not found")
+    return errs
+
+
 def eg_dynamic_module_errors(docs: list[Doc]) -> list[str]:
     errs: list[str] = []
     policies = [d for d in find(docs, "EnvoyExtensionPolicy") if d.spec.get("dynamicModule")]
@@ -2143,6 +2227,8 @@ def eg_dynamic_module_errors(docs: list[Doc]) -> list[str]:
                 if not hashed_by_backend_traffic_policy(docs, policy.namespace, ref.get("kind", ""), ref.get("name", "")):
                     errs.append(f"{where}: no BackendTrafficPolicy hashes {ref.get('kind')} {ref.get('name')}")
                 for gateway in gateways:
+                    errs += eg_scan_limit_errors(where, docs, gateway,
+                                                 dm.get("config", {}).get("max_scan_bytes", FILTER_DEFAULT_MAX_SCAN_BYTES))
                     proxy = envoy_proxy_for(docs, gateway)
                     if proxy is None:
                         errs.append(f"{where}: Gateway {gateway.name} has no EnvoyProxy (infrastructure.parametersRef "
@@ -2395,6 +2481,10 @@ def test_dynamic_module_schemas_reject_misspelled_fields_and_bad_enums(docs: lis
          "HTTP_FILTERS"),
         ("Gateway", "a2a-eg-dynamic", lambda b: rename(b["spec"]["infrastructure"], "parametersRef", "parameterRef"),
          "parameterRef"),
+        ("ClientTrafficPolicy", "a2a-affinity-dynamic",
+         lambda b: rename(b["spec"]["http2"], "initialStreamWindowSize", "initialStreamWindow"), "initialStreamWindow"),
+        ("ClientTrafficPolicy", "a2a-affinity-dynamic", lambda b: b["spec"]["connection"].update(bufferLimit="1 MiB"),
+         "1 MiB"),
     ]
     for kind, name, change, expected in cases:
         doc = next(d for d in mutated(docs, kind, change, name=name) if d.kind == kind and d.name == name)
@@ -2446,10 +2536,28 @@ def test_dynamic_module_checks_reject_broken_copies(docs: list[Doc]) -> None:
         ("Gateway", "a2a-eg-dynamic", lambda b: b["spec"].pop("infrastructure"), "no EnvoyProxy"),
         ("BackendTrafficPolicy", "a2a-affinity-dynamic",
          lambda b: b["spec"]["targetRefs"][0].update(name="a2a-agent-eg"), "no BackendTrafficPolicy hashes"),
+        # The scan bounded by the listener's limits.
+        ("ClientTrafficPolicy", "a2a-affinity-dynamic", lambda b: b["spec"]["connection"].update(bufferLimit="64Ki"),
+         "connection.bufferLimit; Envoy Gateway's default 32768) is 65536 bytes, below max_scan_bytes 262144"),
+        ("ClientTrafficPolicy", "a2a-affinity-dynamic", lambda b: b["spec"].pop("http2"),
+         "http2.initialStreamWindowSize; Envoy Gateway's default 65536) is 65536 bytes"),
+        ("ClientTrafficPolicy", "a2a-affinity-dynamic", lambda b: b["spec"]["http2"].update(initialStreamWindowSize="1Ki"),
+         "Envoy Gateway refuses the value set for the HTTP/2 stream window"),
+        ("ClientTrafficPolicy", "a2a-affinity-dynamic", lambda b: b["spec"]["targetRefs"][0].update(name="a2a-eg"),
+         "the listener buffer, an HTTP/1.1 request's limit"),
+        ("EnvoyExtensionPolicy", "a2a-affinity-dynamic",
+         lambda b: b["spec"]["dynamicModule"][0]["config"].update(max_scan_bytes=2 * 1024 * 1024),
+         "is 1048576 bytes, below max_scan_bytes 2097152"),
     ]
     for kind, name, change, expected in eg_cases:
         errors = eg_dynamic_module_errors(mutated(docs, kind, change, name=name))
         assert any(expected in e for e in errors), (kind, expected, errors)
+    # A second ClientTrafficPolicy on the same Gateway.
+    client_policy = next(d for d in docs if d.kind == "ClientTrafficPolicy" and d.name == "a2a-affinity-dynamic")
+    second = copy.deepcopy(client_policy.body)
+    second["metadata"]["name"] = "a2a-other"
+    errors = eg_dynamic_module_errors([*docs, Doc(client_policy.path, 99, second)])
+    assert any("2 ClientTrafficPolicies target Gateway a2a-eg-dynamic" in e for e in errors), errors
     # An EnvoyPatchPolicy dropped into the folder.
     policy = next(d for d in docs if d.kind == "EnvoyExtensionPolicy" and d.name == "a2a-affinity-dynamic")
     errors = eg_dynamic_module_errors([*docs, Doc(policy.path, 99, patch_policy)])
@@ -2522,7 +2630,8 @@ def eg_dynamic_module_bootstrap(docs: list[Doc], module: Path) -> dict[str, Any]
     the filter disabled on the HCM and enabled on the route, the module loaded
     from the EnvoyProxy's Local path (here: the built file), `config` handed
     over as a JSON string; Maglev on the header from the BackendTrafficPolicy;
-    Envoy Gateway's 32 KiB listener buffer."""
+    the listener's buffer limit and HTTP/2 windows from the Gateway's
+    ClientTrafficPolicy, else Envoy Gateway's (32 KiB; 64 KiB and 1 MiB)."""
     policy = next(d for d in find(docs, "EnvoyExtensionPolicy") if d.spec.get("dynamicModule"))
     dm = policy.spec["dynamicModule"][0]
     ref, gateways = policy_gateways(docs, policy)[0]
@@ -2553,7 +2662,10 @@ def eg_dynamic_module_bootstrap(docs: list[Doc], module: Path) -> dict[str, Any]
                                            "config": {}}},
     }
     lb = {"lb_policy": "MAGLEV", "maglev_lb_config": {"table_size": ch.get("tableSize", 65537)}}
-    return bootstrap(http_filter, route, lb, ENVOY_GATEWAY_BUFFER_LIMIT)
+    buffer, stream_window, connection_window = eg_client_limits(docs, gateways[0])
+    http2 = {"max_concurrent_streams": ENVOY_GATEWAY_H2_MAX_STREAMS, "initial_stream_window_size": stream_window,
+             "initial_connection_window_size": connection_window}
+    return bootstrap(http_filter, route, lb, buffer, http2)
 
 
 def istio_dynamic_module_bootstrap(docs: list[Doc], module: Path) -> dict[str, Any]:
@@ -2616,10 +2728,10 @@ def test_dynamic_module_config_keeps_each_conversation_on_one_replica(
     ports, replica_at = replicas
     proxy = Gateway(envoy, DYNAMIC_MODULE_BOOTSTRAPS[gateway](docs, module), ports, tmp_path, f"dm-{gateway}")
     try:
-        # Behind Envoy Gateway's 32 KiB listener the module scans up to the
-        # limit, so a contextId after 24 KiB of text is found there; Istio
-        # keeps Envoy's 1 MiB, so one after 100 KiB is.
-        first_text = "x" * (LARGE_TEXT_BYTES if gateway == "istio" else 24 * 1024)
+        # Istio keeps Envoy's 1 MiB listener buffer, and the shipped
+        # ClientTrafficPolicy gives Envoy Gateway's the same: a contextId
+        # after 100 KiB of text is found.
+        first_text = "x" * LARGE_TEXT_BYTES
         landed: dict[str, set[str]] = {}
         seq = 0
         conversations = proxy.conversations([f"dm-ctx-{n}-{'ef' * n}" for n in range(24)])
@@ -2641,19 +2753,52 @@ def test_dynamic_module_config_keeps_each_conversation_on_one_replica(
         status, follow_up = proxy.post(send_message(first["context_ids"][0], "and then", seq))
         assert status == 200 and follow_up is not None and follow_up["replica"] == first["replica"]
 
-        expected = {"context_found": 12, "minted": 1}
-        if gateway == "envoy-gateway":
-            # Past the scan the request goes on unchanged: no header, no 413.
-            seq += 1
-            body = send_message("dm-late", "x" * LARGE_TEXT_BYTES, seq)
-            status, report = proxy.post(body)
-            assert status == 200 and report is not None, status
-            assert report["context_ids"] == [] and report["body_sha256"] == hashlib.sha256(body).hexdigest()
-            expected["scan_limit"] = 1
         stats = admin_get(proxy.admin_port, "/stats?filter=a2a_affinity")[1]
-        for counter, at_least in expected.items():
+        for counter, at_least in {"context_found": 12, "minted": 1}.items():
             m = re.search(rf"^{DYNAMIC_MODULE_METRICS_NAMESPACE}\.a2a_affinity\.{counter}: (\d+)$", stats, re.M)
             assert m and int(m.group(1)) >= at_least, (counter, stats)
+    finally:
+        stop(proxy.proc)
+
+
+@pytest.mark.parametrize("client_traffic_policy", ["shipped", "left out"])
+def test_envoy_gateway_limits_bound_the_dynamic_modules_scan(
+        docs: list[Doc], replicas: tuple[list[int], dict[str, str]], client_traffic_policy: str,
+        tmp_path: Path) -> None:
+    # The module reads up to the stream's buffer limit. With the shipped
+    # ClientTrafficPolicy (1 MiB listener buffer, 512 KiB HTTP/2 stream
+    # window) it finds a contextId after 100 KiB of text over HTTP/1.1 and
+    # HTTP/2. Left out, Envoy Gateway's 32 KiB buffer and 64 KiB window stop
+    # the scan first: one after 20 KiB is still found, one after 100 KiB is
+    # not, and that request goes on to the agent unchanged, neither answered
+    # 413 nor stalled (scan_limit).
+    envoy = envoy_binary()
+    if not envoy.is_file():
+        pytest.skip(f"Envoy 1.40 is not installed at {envoy}")
+    module = dynamic_module_so()
+    shipped = client_traffic_policy == "shipped"
+    if not shipped:
+        docs = [d for d in docs if d.kind != "ClientTrafficPolicy"]
+    ports, replica_at = replicas
+    proxy = Gateway(envoy, eg_dynamic_module_bootstrap(docs, module), ports, tmp_path, "dm-eg-limits")
+    try:
+        conversations = proxy.conversations([f"dm-limit-{n}-{'cd' * n}" for n in range(24)], count=4)
+        cases = zip(conversations.items(), [("HTTP/1.1", 20), ("HTTP/1.1", 100), ("HTTP/2", 20), ("HTTP/2", 100)])
+        found = 0
+        for seq, ((context_id, host), (protocol, kib)) in enumerate(cases, 1):
+            body = send_message(context_id, "x" * (kib * 1024), seq)
+            status, report = (proxy.post if protocol == "HTTP/1.1" else proxy.post_h2)(body)
+            assert status == 200 and report is not None, (protocol, kib, status, proxy.log.read_text()[-2000:])
+            assert (report["body_length"], report["body_sha256"]) == (
+                len(body), hashlib.sha256(body).hexdigest()), "the body changed on the way"
+            if shipped or kib == 20:
+                assert report["context_ids"] == [context_id], (protocol, kib, report["context_ids"])
+                assert report["replica"] == replica_at[host], (protocol, kib, report["replica"])
+                found += 1
+            else:
+                assert report["context_ids"] == [], (protocol, kib, report["context_ids"])
+        counters = proxy.counters()
+        assert (counters.get("context_found", 0), counters.get("scan_limit", 0)) == (found, 4 - found), counters
     finally:
         stop(proxy.proc)
 
