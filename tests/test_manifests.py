@@ -2155,56 +2155,84 @@ def quantity_bytes(value: Any) -> int | None:
     return int(m.group(1)) * QUANTITY_FACTORS[m.group(2)] if m else None
 
 
-def client_traffic_policies(docs: list[Doc], gateway: Doc) -> list[Doc]:
-    """The ClientTrafficPolicies that target a Gateway, as a whole or by
-    one of its listeners (the shipped Gateways have one)."""
+def client_traffic_policy(docs: list[Doc], gateway: Doc) -> tuple[Doc | None, list[str]]:
+    """The ClientTrafficPolicy Envoy Gateway v1.9 applies to a Gateway's
+    listener (the shipped Gateways have one; internal/gatewayapi/
+    clienttrafficpolicy.go): one that names the listener (sectionName)
+    before one that names the whole Gateway, and of several at one level
+    only the oldest, the others marked Conflicted. With the problems found:
+    several at one level (which one applies then depends on creation times
+    the files do not have)."""
     listeners = {listener.get("name") for listener in gateway.spec.get("listeners") or []}
-
-    def targets(policy: Doc) -> bool:
+    by_listener: list[Doc] = []
+    whole: list[Doc] = []
+    for policy in find(docs, "ClientTrafficPolicy"):
+        if policy.namespace != gateway.namespace:
+            continue
         refs = list(policy.spec.get("targetRefs") or []) + ([policy.spec["targetRef"]] if policy.spec.get("targetRef") else [])
-        return any(r.get("kind") == "Gateway" and r.get("name") == gateway.name
-                   and r.get("sectionName") in {None, *listeners} for r in refs)
-    return [p for p in find(docs, "ClientTrafficPolicy") if p.namespace == gateway.namespace and targets(p)]
+        for ref in refs:
+            if ref.get("kind") != "Gateway" or ref.get("name") != gateway.name:
+                continue
+            level = whole if ref.get("sectionName") is None else by_listener if ref["sectionName"] in listeners else None
+            if level is not None and policy not in level:
+                level.append(policy)
+    problems = [f"{len(level)} ClientTrafficPolicies target {what}Gateway {gateway.name}: Envoy Gateway applies "
+                "the oldest and marks the others Conflicted"
+                for level, what in ((by_listener, "a listener of "), (whole, "")) if len(level) > 1]
+    return next(iter(by_listener or whole), None), problems
 
 
-def eg_client_limits(docs: list[Doc], gateway: Doc) -> tuple[int | None, int | None, int | None]:
-    """What Envoy Gateway v1.9 gives a Gateway's listener, from its
-    ClientTrafficPolicy or its defaults (internal/gatewayapi/
+def eg_client_limits(docs: list[Doc], gateway: Doc) -> tuple[dict[str, int], list[str]]:
+    """What Envoy Gateway v1.9 gives a Gateway's listener, from the
+    ClientTrafficPolicy that applies or its defaults (internal/gatewayapi/
     clienttrafficpolicy.go, http.go; internal/xds/translator/listener.go):
-    the per-connection buffer limit and the HTTP/2 stream and connection
-    windows. None for a value Envoy Gateway refuses."""
-    limits: dict[str, int | None] = {"buffer": ENVOY_GATEWAY_BUFFER_LIMIT, "stream": ENVOY_GATEWAY_H2_STREAM_WINDOW,
-                                     "connection": ENVOY_GATEWAY_H2_CONNECTION_WINDOW}
-    for policy in client_traffic_policies(docs, gateway)[:1]:
-        fields = (("buffer", (policy.spec.get("connection") or {}).get("bufferLimit"), 0, 2 ** 32 - 1),
-                  ("stream", (policy.spec.get("http2") or {}).get("initialStreamWindowSize"), 65535, 2 ** 31 - 1),
-                  ("connection", (policy.spec.get("http2") or {}).get("initialConnectionWindowSize"), 65535, 2 ** 31 - 1))
-        for key, value, low, high in fields:
-            if value is not None:
-                size = quantity_bytes(value)
-                limits[key] = size if size is not None and low <= size <= high else None
-    return limits["buffer"], limits["stream"], limits["connection"]
+    the per-connection buffer limit (`buffer`), the HTTP/2 stream and
+    connection windows and concurrent streams (`stream`, `connection`,
+    `streams`). A value Envoy Gateway refuses makes it apply none of the
+    policy and answer 500 on every route of the listener: a problem, with
+    the defaults."""
+    limits = {"buffer": ENVOY_GATEWAY_BUFFER_LIMIT, "stream": ENVOY_GATEWAY_H2_STREAM_WINDOW,
+              "connection": ENVOY_GATEWAY_H2_CONNECTION_WINDOW, "streams": ENVOY_GATEWAY_H2_MAX_STREAMS}
+    policy, problems = client_traffic_policy(docs, gateway)
+    if policy is None:
+        return limits, problems
+    connection = policy.spec.get("connection") or {}
+    http2 = policy.spec.get("http2") or {}
+    values: dict[str, int] = {}
+    refused = []
+    for key, field, value, low, high in (
+            ("buffer", "connection.bufferLimit", connection.get("bufferLimit"), 0, 2 ** 32 - 1),
+            ("stream", "http2.initialStreamWindowSize", http2.get("initialStreamWindowSize"), 65535, 2 ** 31 - 1),
+            ("connection", "http2.initialConnectionWindowSize", http2.get("initialConnectionWindowSize"), 65535, 2 ** 31 - 1)):
+        if value is None:
+            continue
+        size = quantity_bytes(value)
+        if size is None or not low <= size <= high:
+            refused.append(f"ClientTrafficPolicy {policy.name}: Envoy Gateway refuses {field} {value!r} (a size from "
+                           f"{low} to {high}), applies none of the policy and answers 500 on every route of the listener")
+        else:
+            values[key] = size
+    if "maxConcurrentStreams" in http2:
+        values["streams"] = http2["maxConcurrentStreams"]
+    if not refused:
+        limits.update(values)
+    return limits, problems + refused
 
 
 def eg_scan_limit_errors(where: str, docs: list[Doc], gateway: Doc, scan: Any) -> list[str]:
     """The module reads up to max_scan_bytes or the stream's buffer limit,
     whichever is lower: on Envoy Gateway the listener's buffer for HTTP/1.1,
     the stream window for HTTP/2. Both must let it read max_scan_bytes."""
-    errs: list[str] = []
-    policies = client_traffic_policies(docs, gateway)
-    if len(policies) > 1:
-        errs.append(f"{where}: {len(policies)} ClientTrafficPolicies target Gateway {gateway.name}; "
-                    "Envoy Gateway attaches one and marks the others Conflicted")
-    buffer, window, _ = eg_client_limits(docs, gateway)
-    for limit, what in ((buffer, "the listener buffer, an HTTP/1.1 request's limit (ClientTrafficPolicy "
+    limits, problems = eg_client_limits(docs, gateway)
+    errs = [f"{where}: Gateway {gateway.name}: {problem}" for problem in problems]
+    for key, what in (("buffer", "the listener buffer, an HTTP/1.1 request's limit (ClientTrafficPolicy "
                                  f"connection.bufferLimit; Envoy Gateway's default {ENVOY_GATEWAY_BUFFER_LIMIT})"),
-                        (window, "the HTTP/2 stream window, a stream's limit (ClientTrafficPolicy "
+                      ("stream", "the HTTP/2 stream window, a stream's limit (ClientTrafficPolicy "
                                  f"http2.initialStreamWindowSize; Envoy Gateway's default {ENVOY_GATEWAY_H2_STREAM_WINDOW})")):
-        if limit is None:
-            errs.append(f"{where}: Gateway {gateway.name}: Envoy Gateway refuses the value set for {what}")
-        elif isinstance(scan, int) and limit < scan:
-            errs.append(f"{where}: on Gateway {gateway.name} {what} is {limit} bytes, below max_scan_bytes {scan}: "
-                        "the module reads no further, and a contextId past it is not found")
+        # A max_scan_bytes that is no integer is filter_config_errors' to report.
+        if isinstance(scan, int) and limits[key] < scan:
+            errs.append(f"{where}: on Gateway {gateway.name} {what} is {limits[key]} bytes, below max_scan_bytes "
+                        f"{scan}: the module reads no further, and a contextId past it is not found")
     return errs
 
 
@@ -2542,9 +2570,12 @@ def test_dynamic_module_checks_reject_broken_copies(docs: list[Doc]) -> None:
         ("ClientTrafficPolicy", "a2a-affinity-dynamic", lambda b: b["spec"].pop("http2"),
          "http2.initialStreamWindowSize; Envoy Gateway's default 65536) is 65536 bytes"),
         ("ClientTrafficPolicy", "a2a-affinity-dynamic", lambda b: b["spec"]["http2"].update(initialStreamWindowSize="1Ki"),
-         "Envoy Gateway refuses the value set for the HTTP/2 stream window"),
+         "refuses http2.initialStreamWindowSize '1Ki' (a size from 65535 to 2147483647), applies none of the policy "
+         "and answers 500"),
         ("ClientTrafficPolicy", "a2a-affinity-dynamic", lambda b: b["spec"]["targetRefs"][0].update(name="a2a-eg"),
-         "the listener buffer, an HTTP/1.1 request's limit"),
+         "is 32768 bytes, below max_scan_bytes"),
+        ("ClientTrafficPolicy", "a2a-affinity-dynamic", lambda b: b["spec"]["targetRefs"][0].update(sectionName="other"),
+         "is 32768 bytes, below max_scan_bytes"),
         ("EnvoyExtensionPolicy", "a2a-affinity-dynamic",
          lambda b: b["spec"]["dynamicModule"][0]["config"].update(max_scan_bytes=2 * 1024 * 1024),
          "is 1048576 bytes, below max_scan_bytes 2097152"),
@@ -2552,12 +2583,20 @@ def test_dynamic_module_checks_reject_broken_copies(docs: list[Doc]) -> None:
     for kind, name, change, expected in eg_cases:
         errors = eg_dynamic_module_errors(mutated(docs, kind, change, name=name))
         assert any(expected in e for e in errors), (kind, expected, errors)
-    # A second ClientTrafficPolicy on the same Gateway.
+    # The policy may name the Gateway's listener instead.
+    assert not eg_dynamic_module_errors(mutated(docs, "ClientTrafficPolicy",
+                                                lambda b: b["spec"]["targetRefs"][0].update(sectionName="http")))
+    # A second policy: on the whole Gateway, one of them applies; on its
+    # listener, that one applies, whatever the shipped one says.
     client_policy = next(d for d in docs if d.kind == "ClientTrafficPolicy" and d.name == "a2a-affinity-dynamic")
     second = copy.deepcopy(client_policy.body)
     second["metadata"]["name"] = "a2a-other"
     errors = eg_dynamic_module_errors([*docs, Doc(client_policy.path, 99, second)])
     assert any("2 ClientTrafficPolicies target Gateway a2a-eg-dynamic" in e for e in errors), errors
+    second["spec"]["targetRefs"][0]["sectionName"] = "http"
+    second["spec"]["connection"]["bufferLimit"] = "64Ki"
+    errors = eg_dynamic_module_errors([*docs, Doc(client_policy.path, 99, second)])
+    assert errors and all("is 65536 bytes, below max_scan_bytes 262144" in e for e in errors), errors
     # An EnvoyPatchPolicy dropped into the folder.
     policy = next(d for d in docs if d.kind == "EnvoyExtensionPolicy" and d.name == "a2a-affinity-dynamic")
     errors = eg_dynamic_module_errors([*docs, Doc(policy.path, 99, patch_policy)])
@@ -2662,10 +2701,11 @@ def eg_dynamic_module_bootstrap(docs: list[Doc], module: Path) -> dict[str, Any]
                                            "config": {}}},
     }
     lb = {"lb_policy": "MAGLEV", "maglev_lb_config": {"table_size": ch.get("tableSize", 65537)}}
-    buffer, stream_window, connection_window = eg_client_limits(docs, gateways[0])
-    http2 = {"max_concurrent_streams": ENVOY_GATEWAY_H2_MAX_STREAMS, "initial_stream_window_size": stream_window,
-             "initial_connection_window_size": connection_window}
-    return bootstrap(http_filter, route, lb, buffer, http2)
+    limits, problems = eg_client_limits(docs, gateways[0])
+    assert not problems, problems
+    http2 = {"max_concurrent_streams": limits["streams"], "initial_stream_window_size": limits["stream"],
+             "initial_connection_window_size": limits["connection"]}
+    return bootstrap(http_filter, route, lb, limits["buffer"], http2)
 
 
 def istio_dynamic_module_bootstrap(docs: list[Doc], module: Path) -> dict[str, Any]:
@@ -2767,11 +2807,13 @@ def test_envoy_gateway_limits_bound_the_dynamic_modules_scan(
         tmp_path: Path) -> None:
     # The module reads up to the stream's buffer limit. With the shipped
     # ClientTrafficPolicy (1 MiB listener buffer, 512 KiB HTTP/2 stream
-    # window) it finds a contextId after 100 KiB of text over HTTP/1.1 and
-    # HTTP/2. Left out, Envoy Gateway's 32 KiB buffer and 64 KiB window stop
-    # the scan first: one after 20 KiB is still found, one after 100 KiB is
-    # not, and that request goes on to the agent unchanged, neither answered
-    # 413 nor stalled (scan_limit).
+    # window) it finds a contextId after 20, 48 and 100 KiB of text over
+    # HTTP/1.1 and HTTP/2. Left out, Envoy Gateway's 32 KiB buffer (an
+    # HTTP/1.1 request's limit) and 64 KiB window (an HTTP/2 stream's) stop
+    # the scan first: one after 20 KiB is still found, one after 48 KiB only
+    # over HTTP/2, one after 100 KiB not at all, and a request whose
+    # contextId is not found goes on to the agent unchanged, neither
+    # answered 413 nor stalled (scan_limit).
     envoy = envoy_binary()
     if not envoy.is_file():
         pytest.skip(f"Envoy 1.40 is not installed at {envoy}")
@@ -2782,8 +2824,9 @@ def test_envoy_gateway_limits_bound_the_dynamic_modules_scan(
     ports, replica_at = replicas
     proxy = Gateway(envoy, eg_dynamic_module_bootstrap(docs, module), ports, tmp_path, "dm-eg-limits")
     try:
-        conversations = proxy.conversations([f"dm-limit-{n}-{'cd' * n}" for n in range(24)], count=4)
-        cases = zip(conversations.items(), [("HTTP/1.1", 20), ("HTTP/1.1", 100), ("HTTP/2", 20), ("HTTP/2", 100)])
+        sizes = [(protocol, kib) for protocol in ("HTTP/1.1", "HTTP/2") for kib in (20, 48, 100)]
+        conversations = proxy.conversations([f"dm-limit-{n}-{'cd' * n}" for n in range(24)], count=len(sizes))
+        cases = zip(conversations.items(), sizes)
         found = 0
         for seq, ((context_id, host), (protocol, kib)) in enumerate(cases, 1):
             body = send_message(context_id, "x" * (kib * 1024), seq)
@@ -2791,14 +2834,14 @@ def test_envoy_gateway_limits_bound_the_dynamic_modules_scan(
             assert status == 200 and report is not None, (protocol, kib, status, proxy.log.read_text()[-2000:])
             assert (report["body_length"], report["body_sha256"]) == (
                 len(body), hashlib.sha256(body).hexdigest()), "the body changed on the way"
-            if shipped or kib == 20:
+            if shipped or kib == 20 or (protocol, kib) == ("HTTP/2", 48):
                 assert report["context_ids"] == [context_id], (protocol, kib, report["context_ids"])
                 assert report["replica"] == replica_at[host], (protocol, kib, report["replica"])
                 found += 1
             else:
                 assert report["context_ids"] == [], (protocol, kib, report["context_ids"])
         counters = proxy.counters()
-        assert (counters.get("context_found", 0), counters.get("scan_limit", 0)) == (found, 4 - found), counters
+        assert (counters.get("context_found", 0), counters.get("scan_limit", 0)) == (found, len(sizes) - found), counters
     finally:
         stop(proxy.proc)
 
