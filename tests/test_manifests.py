@@ -2010,7 +2010,8 @@ def test_kgateway_ext_proc_config_keeps_each_conversation_on_one_replica(
 # --------------------------------------------------------------------------
 # The dynamic module (liba2a_affinity_dynamic.so, the same filter as native
 # code): deploy/envoy-gateway/dynamic-module/ (EnvoyProxy registering and
-# mounting it, EnvoyExtensionPolicy attaching it) and
+# mounting it, EnvoyExtensionPolicy attaching it, ClientTrafficPolicy
+# raising the listener's limits it reads up to) and
 # deploy/istio/dynamic-module/ (EnvoyFilter inserting it, the Gateway's
 # Deployment overlay mounting it).
 
