@@ -381,13 +381,15 @@ def resolve(docs: list[Doc], kind: str, name: str, namespace: str) -> Doc | None
     return None
 
 
+def target_refs(policy: Doc) -> list[dict[str, Any]]:
+    """A policy's targets: its `targetRefs`, then its `targetRef`."""
+    return list(policy.spec.get("targetRefs") or []) + ([policy.spec["targetRef"]] if policy.spec.get("targetRef") else [])
+
+
 def reference_errors(docs: list[Doc]) -> list[str]:
     errs: list[str] = []
     for d in docs:
-        refs = list(d.spec.get("targetRefs") or [])
-        if d.spec.get("targetRef"):
-            refs.append(d.spec["targetRef"])
-        for ref in refs:
+        for ref in target_refs(d):
             target = resolve(docs, ref["kind"], ref["name"], d.namespace)
             if target is None:
                 errs.append(f"{d.where}: target {ref['kind']} {ref['name']} is not in deploy/")
@@ -2069,8 +2071,7 @@ def envoy_proxy_for(docs: list[Doc], gateway: Doc) -> Doc | None:
 def policy_gateways(docs: list[Doc], policy: Doc) -> list[tuple[dict[str, Any], list[Doc]]]:
     """Each targetRef of a policy with the Gateways it ends up on."""
     out = []
-    refs = list(policy.spec.get("targetRefs") or []) + ([policy.spec["targetRef"]] if policy.spec.get("targetRef") else [])
-    for ref in refs:
+    for ref in target_refs(policy):
         target = resolve(docs, ref.get("kind", ""), ref.get("name", ""), policy.namespace)
         if target is None:
             out.append((ref, []))
@@ -2170,8 +2171,7 @@ def client_traffic_policy(docs: list[Doc], gateway: Doc) -> tuple[Doc | None, li
     for policy in find(docs, "ClientTrafficPolicy"):
         if policy.namespace != gateway.namespace:
             continue
-        refs = list(policy.spec.get("targetRefs") or []) + ([policy.spec["targetRef"]] if policy.spec.get("targetRef") else [])
-        for ref in refs:
+        for ref in target_refs(policy):
             if ref.get("kind") != "Gateway" or ref.get("name") != gateway.name:
                 continue
             level = whole if ref.get("sectionName") is None else by_listener if ref["sectionName"] in listeners else None
