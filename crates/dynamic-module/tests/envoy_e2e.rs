@@ -664,6 +664,19 @@ fn send(message: &str) -> String {
     )
 }
 
+/// A `message/send` of one user text part, with its contextId before the
+/// part (`context_first`) or after it.
+fn send_text(ctx: &str, text: &str, context_first: bool) -> String {
+    let context = format!(r#""contextId":"{ctx}""#);
+    let parts = format!(r#""parts":[{{"kind":"text","text":"{text}"}}]"#);
+    let (a, b) = if context_first {
+        (context, parts)
+    } else {
+        (parts, context)
+    };
+    send(&format!(r#"{{"role":"user",{a},{b}}}"#))
+}
+
 fn get_task(task: &str) -> String {
     format!(r#"{{"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{{"id":"{task}"}}}}"#)
 }
@@ -682,9 +695,7 @@ fn run_suite(bin: &Path, tag: &str) {
 
     // A contextId in the body: the upstream gets the header and the exact body.
     let ctx = s.id("ctx-body");
-    let body = send(&format!(
-        r#"{{"role":"user","contextId":"{ctx}","parts":[{{"kind":"text","text":"hello"}}]}}"#
-    ));
+    let body = send_text(&ctx, "hello", true);
     let up = s.post(
         "/",
         &[("x-context-id", "client-value")],
@@ -1221,9 +1232,7 @@ fn envoy_1_40_runs_a_downloaded_module_and_leaves_out_one_it_cannot_download() {
             );
             for round in 0..3 {
                 let ctx = format!("ctx-{}-{round}", s.tag);
-                let body = send(&format!(
-                    r#"{{"role":"user","contextId":"{ctx}","parts":[{{"kind":"text","text":"hi"}}]}}"#
-                ));
+                let body = send_text(&ctx, "hi", true);
                 let up = s.post("/", &[], body.as_bytes(), &[]);
                 assert_eq!(up.body, body.as_bytes(), "{path}");
                 assert_eq!(
@@ -1360,19 +1369,7 @@ fn envoy_1_38_follows_a_buffer_limit_changed_mid_body() {
 
 fn follows_a_buffer_limit_changed_mid_body(bin: &Path, tag: &str) {
     let module = probe_module();
-    let text = |n: usize| "l".repeat(n);
-    let last = |ctx: &str, n: usize| {
-        send(&format!(
-            r#"{{"role":"user","parts":[{{"kind":"text","text":"{}"}}],"contextId":"{ctx}"}}"#,
-            text(n)
-        ))
-    };
-    let first = |ctx: &str, n: usize| {
-        send(&format!(
-            r#"{{"role":"user","contextId":"{ctx}","parts":[{{"kind":"text","text":"{}"}}]}}"#,
-            text(n)
-        ))
-    };
+    let text = "l".repeat(6000);
 
     let s = Suite::start_with(
         bin,
@@ -1381,7 +1378,10 @@ fn follows_a_buffer_limit_changed_mid_body(bin: &Path, tag: &str) {
         &[(LIMIT_PROBE_ENV, "2000")],
     );
     let ctx = s.id("lowered");
-    for (body, routed) in [(last(&ctx, 6000), None), (first(&ctx, 6000), Some(&ctx))] {
+    for (body, routed) in [
+        (send_text(&ctx, &text, false), None),
+        (send_text(&ctx, &text, true), Some(&ctx)),
+    ] {
         // Three writes 50 ms apart: the first is held, the second brings
         // the lower limit.
         let up = s.post("/", &[], body.as_bytes(), &[1500, 3000]);
@@ -1403,7 +1403,7 @@ fn follows_a_buffer_limit_changed_mid_body(bin: &Path, tag: &str) {
         &[(LIMIT_PROBE_ENV, "1048576")],
     );
     let ctx = s.id("raised");
-    let body = last(&ctx, 40_000);
+    let body = send_text(&ctx, &"l".repeat(40_000), false);
     let up = s.post_to(s.envoy.small, "/", &[], body.as_bytes(), &[20_000]);
     assert_eq!(up.body, body.as_bytes());
     assert_eq!(up.header("x-context-id"), Some(ctx));
@@ -1471,10 +1471,7 @@ fn survives_a_panic_in_every_hook(bin: &Path, tag: &str) {
         );
         for round in 0..3 {
             let ctx = format!("ctx-{hook}-{round}");
-            let body = send(&format!(
-                r#"{{"role":"user","contextId":"{ctx}","parts":[{{"kind":"text","text":"{}"}}]}}"#,
-                "p".repeat(2_000)
-            ));
+            let body = send_text(&ctx, &"p".repeat(2_000), true);
             let id = format!("probe-{hook}-{round}");
             // A task-bearing answer, so the response hooks read it.
             let r = http(
