@@ -402,11 +402,12 @@ def test_an_h2_body_whose_last_frame_passes_the_stream_limit_goes_through(
     # limit ("across") or exactly 65,536 up to it ("to": the body might end
     # there, so the module waits for one more frame); the last, with
     # END_STREAM, takes the body past it. The request is neither answered
-    # 413 nor stalled, and arrives byte for byte. The dynamic module reads
-    # up to the stream's limit: it routes by a contextId 48 KB in, and reads
-    # none 70 KB in. Envoy's ext_proc filter sends what it holds with the
-    # chunk that ends the stream, past the limit: the server reads the
-    # whole body.
+    # 413 nor stalled, and arrives byte for byte, routed by a contextId 48 KB
+    # in or 70 KB in (in the last frame). The dynamic module holds no more
+    # than the stream's limit, and reads the frame that ends the body whole:
+    # nothing is held after it. Envoy's ext_proc filter sends what it holds
+    # with the chunk that ends the stream, past the limit: the server reads
+    # the whole body.
     ctx = f"h2-window-{context_at}-{frames}"
     before_ctx, after_ctx = (48_000, 22_000) if context_at == "inside" else (70_000, 0)
     body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "message/send", "params": {"message": {
@@ -425,11 +426,23 @@ def test_an_h2_body_whose_last_frame_passes_the_stream_limit_goes_through(
     got = _report(status, raw)
     delta = counter_delta(before, h2_window.stats())
     assert (got["body_sha256"], got["body_length"]) == (sha256(body), len(body))
-    if context_at == "inside" or current_shell() == "ext-proc":
-        assert got["context_ids"] == [ctx], got["context_ids"]
-    else:
-        assert got["context_ids"] == [], got["context_ids"]
-        assert delta.get("scan_limit") == 1, delta
+    assert got["context_ids"] == [ctx], got["context_ids"]
+    assert not delta.get("scan_limit"), delta
+
+
+def test_an_h2_first_turn_whose_last_frame_passes_the_stream_limit_is_minted(h2_window):
+    # Four frames hold 60,000 bytes, under the stream's 64 KiB limit; the
+    # fifth, with END_STREAM, takes the first turn to 70,000 bytes. The
+    # whole body is read (nothing is held after the frame that ends it), so
+    # it is minted, and arrives with the minted contextId and no 413.
+    doc, body = _first_turn_of(70_000, 9, "m-h2-past")
+    pieces = [body[i:i + 15_000] for i in range(0, 60_000, 15_000)] + [body[60_000:]]
+    before = h2_window.stats()
+    got = _report(*send_h2(h2_window.port, "/", [("content-type", "application/json"),
+                                                 ("x-echo-body", "1")], pieces, whole_frames=True))
+    delta = counter_delta(before, h2_window.stats())
+    _assert_minted(got, doc)
+    assert delta.get("minted") == 1, delta
 
 
 def test_an_h2_first_turn_of_exactly_the_stream_limit_is_minted(h2_window):

@@ -398,6 +398,10 @@ impl State {
             // it comes: Envoy's high watermark is passed only above the
             // limit). The limit is read again in each body callback but
             // the last: a filter before this one may change it mid-body.
+            // The callback that ends the body is not bound by it: nothing
+            // is held after it, so its chunk is read up to
+            // `max_scan_bytes` (an HTTP/2 frame with END_STREAM may take
+            // the body past the stream's window).
             self.clamped = shared.clamp_for(host.buffer_limit());
         }
         self.apply(shared, host, decision, Phase::Headers)
@@ -416,18 +420,23 @@ impl State {
         if let (true, Some(limit)) = (self.seen > 0, crate::ffi::limit_probe()) {
             host.set_buffer_limit(limit);
         }
-        if !end_of_stream {
+        let scan_config = if end_of_stream {
+            // The last callback holds nothing after it: the body is whole,
+            // and its last chunk is read up to `max_scan_bytes` whatever
+            // the stream's limit.
+            &shared.config
+        } else {
             // A filter before this one may have changed the stream's buffer
             // limit since the scan's limit was set from it, and Envoy
             // applies a new limit to the body it holds at once: this chunk
             // and the next are read up to the new limit (or
-            // `max_scan_bytes`). The last callback holds nothing.
+            // `max_scan_bytes`).
             let limit = host.buffer_limit();
             if shared.scan_limit_for(limit) != shared.scan_config(&self.clamped).max_scan_bytes {
                 self.clamped = shared.clamp_for(limit);
             }
-        }
-        let scan_config = shared.scan_config(&self.clamped);
+            shared.scan_config(&self.clamped)
+        };
         let mut env = ShellEnv::new(shared);
         let read = {
             let host: &dyn Host = host;

@@ -1400,6 +1400,70 @@ fn the_scan_stops_at_the_stream_buffer_limit() {
 }
 
 #[test]
+fn the_chunk_that_ends_the_body_is_read_past_the_stream_buffer_limit() {
+    // Nothing is held after the callback that ends the body (an HTTP/2
+    // DATA frame with END_STREAM may take the body past the stream's
+    // window): its chunk is read up to max_scan_bytes, whatever the
+    // stream's limit, so the body is routed or minted. The same bytes
+    // shown without the end (HTTP/1.1 gives the end in an empty callback
+    // of its own) end the read at the limit, and max_scan_bytes still
+    // ends it in the last chunk.
+    let c = config(r#"{"max_scan_bytes":8192}"#);
+    let under_limit = |stream: &mut FakeStream| stream.buffer_limit = 2000;
+    let routed = send_long_text('z', 6000, "ctx-in-the-last-chunk");
+    let first = a2a_affinity_testkit::bodies::rpc10_first_turn(&"w".repeat(6000));
+    for cuts in [vec![], vec![1500]] {
+        let chunks = split(routed.as_bytes(), &cuts);
+        let up = post_chunks_through(&c, &refs(&chunks), under_limit);
+        assert_eq!(
+            up.header("x-context-id").as_deref(),
+            Some("ctx-in-the-last-chunk")
+        );
+        assert_eq!(up.body, routed.as_bytes());
+        assert!(!up.payload_too_large);
+        assert_eq!(up.statuses.last(), Some(&status::CONTINUE), "{cuts:?}");
+
+        let chunks = split(first.as_bytes(), &cuts);
+        let up = post_chunks_through(&c, &refs(&chunks), under_limit);
+        let id = up.header("x-context-id").expect("minted header");
+        assert!(is_uuid_v4(&id), "{id}");
+        assert_eq!(
+            up.json()["params"]["message"]["contextId"],
+            Value::String(id)
+        );
+        assert_eq!(up.header("content-length"), Some(up.body.len().to_string()));
+        assert!(!up.payload_too_large);
+    }
+    assert_eq!(c.counter("minted"), 2);
+    assert_eq!(c.counter("scan_limit"), 0);
+
+    // The end in an empty callback: the chunk before it passes the limit
+    // without ending the body, and the read ends there.
+    let mut chunks = split(routed.as_bytes(), &[1500]);
+    chunks.push(Vec::new());
+    let up = post_chunks_through(&c, &refs(&chunks), under_limit);
+    assert_eq!(up.header("x-context-id"), None);
+    assert_eq!(up.body, routed.as_bytes());
+    assert_eq!(
+        &up.statuses[1..],
+        &[
+            status::BODY_STOP_AND_WATERMARK,
+            status::CONTINUE,
+            status::CONTINUE
+        ]
+    );
+    assert_eq!(c.counter("scan_limit"), 1);
+
+    // A last chunk past max_scan_bytes too: read up to max_scan_bytes.
+    let far = send_long_text('z', 9000, "ctx-past-max-scan-bytes");
+    let chunks = split(far.as_bytes(), &[1500]);
+    let up = post_chunks_through(&c, &refs(&chunks), under_limit);
+    assert_eq!(up.header("x-context-id"), None);
+    assert_eq!(up.body, far.as_bytes());
+    assert_eq!(c.counter("scan_limit"), 2);
+}
+
+#[test]
 fn a_buffer_limit_changed_mid_body_is_followed() {
     // A filter before this one may change the stream's buffer limit in its
     // own body callback, and Envoy applies the new limit to the body held at
