@@ -300,10 +300,24 @@ impl Stream {
         end_of_stream: bool,
         env: &mut dyn Env,
     ) -> Decision {
+        self.on_request_body_within(config, config.max_scan_bytes, chunk, end_of_stream, env)
+    }
+
+    /// `on_request_body`, with the read ending at `scan_limit` bytes
+    /// where that is below `max_scan_bytes`: a host that holds the body
+    /// under a lower buffer limit of the stream passes that limit.
+    pub fn on_request_body_within(
+        &mut self,
+        config: &Config,
+        scan_limit: u64,
+        chunk: &[u8],
+        end_of_stream: bool,
+        env: &mut dyn Env,
+    ) -> Decision {
         let RequestState::Scanning(reader) = &mut self.request else {
             return Decision::next(Next::Continue);
         };
-        let limit = config.max_scan_bytes;
+        let limit = scan_limit.min(config.max_scan_bytes);
         let room = usize::try_from(limit.saturating_sub(self.fed)).unwrap_or(usize::MAX);
         let read = chunk.get(..room).unwrap_or(chunk);
         self.fed += read.len() as u64;

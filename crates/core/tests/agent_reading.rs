@@ -467,6 +467,71 @@ fn a_body_past_the_scan_limit_is_routed_by_the_ids_read_before_it() {
 }
 
 #[test]
+fn a_host_scan_limit_ends_the_read_below_max_scan_bytes_never_above_it() {
+    // A host that holds the body under a lower buffer limit passes it with
+    // each chunk: the read ends there as at max_scan_bytes, and a limit
+    // above max_scan_bytes does not take the read past max_scan_bytes.
+    let config = config(r#"{"max_scan_bytes":256}"#);
+    let body_with = |pad: usize| {
+        format!(
+            r#"{{"method":"message/send","params":{{"message":{{"parts":[{{"text":"{}"}}],"contextId":"late"}}}}}}"#,
+            "x".repeat(pad)
+        )
+    };
+    let near = body_with(100);
+    let far = body_with(300);
+    let ends = |body: &str| body.find("late").unwrap() as u64 + 5;
+    assert!(ends(&near) < 256 && ends(&far) > 256);
+    for (body, scan_limit, routed) in [
+        (&near, u64::MAX, Some("late")),
+        (&near, ends(&near), Some("late")),
+        (&near, ends(&near) - 10, None),
+        (&far, 1 << 20, None),
+    ] {
+        for size in [1, 7, 64, 1000] {
+            let chunks = splits::chunks(body.as_bytes(), size);
+            let mut env = MockEnv::default();
+            let head = RequestHead {
+                method: "POST",
+                path: "/",
+                content_type: Some("application/json"),
+                content_encoding: None,
+                content_length: Some(body.len() as u64),
+                client_header: false,
+            };
+            let mut held = HeldRequest {
+                headers: vec![],
+                body: vec![],
+            };
+            let mut stream = Stream::new();
+            let decision = stream.on_request_headers(&config, &head, false, &mut env);
+            let mut next = held.apply(&config, decision, &mut env);
+            for (i, chunk) in chunks.iter().enumerate() {
+                if next != Next::NeedBody {
+                    break;
+                }
+                let last = i + 1 == chunks.len();
+                let decision =
+                    stream.on_request_body_within(&config, scan_limit, chunk, last, &mut env);
+                next = held.apply(&config, decision, &mut env);
+            }
+            assert_eq!(next, Next::Continue, "{scan_limit} in chunks of {size}");
+            assert_eq!(
+                header(&held).as_deref(),
+                routed,
+                "{scan_limit} in chunks of {size}"
+            );
+            let counter = if routed.is_some() {
+                Counter::ContextFound
+            } else {
+                Counter::ScanLimit
+            };
+            assert_eq!(env.counter(counter), 1, "{scan_limit} in chunks of {size}");
+        }
+    }
+}
+
+#[test]
 fn a_context_id_that_is_no_valid_field_value_is_sent_encoded_the_same_every_time() {
     let config = config("");
     let rpc = |ctx: &str| {

@@ -24,8 +24,8 @@
 //!   system's, random bytes come from the OS (`getrandom`), and the JSON
 //!   readers of finished streams are kept for the next ([`Readers`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use a2a_affinity_core::config::{Config, ConfigError, HashOn, HASHABLE_STRING_KEY};
@@ -71,24 +71,23 @@ pub struct FilterConfig {
     pub metric_ids: [Option<usize>; Counter::ALL.len()],
     /// The readers of this configuration's finished streams.
     pub readers: Readers,
-    /// This configuration with `max_scan_bytes` lowered to a stream's
-    /// buffer limit, one slot per such limit met, each filled once and never
-    /// changed: a stream under a lower limit finds its copy by reading the
-    /// slots, so the workers write nothing in common for it (Envoy Gateway's
-    /// listeners have 32 KiB, and so every stream there is one), and it
-    /// neither copies the configuration nor logs.
-    clamped: [OnceLock<Config>; CLAMPED_KEPT],
+    /// The stream buffer limits below `max_scan_bytes` that have been
+    /// warned about, one slot per limit (0: free), each filled once and never
+    /// changed: a later stream under one of them finds it by reading the
+    /// slots, so the workers write nothing in common for it (Envoy
+    /// Gateway's listeners have 32 KiB, and so every stream there is one).
+    warned_limits: [AtomicU64; WARNED_KEPT],
     /// A stream met a limit when every slot held another, and was logged.
-    clamped_overflow_logged: AtomicBool,
+    warned_overflow: AtomicBool,
     /// A filter-state write has failed and been logged (`hash_on:
     /// filter_state`; the header is set instead).
     filter_state_failed: AtomicBool,
 }
 
-/// Lowered configurations kept per filter configuration: one per distinct
-/// buffer limit below `max_scan_bytes` (listeners, routes and HTTP/2 stream
-/// windows set their own).
-const CLAMPED_KEPT: usize = 8;
+/// Lower buffer limits warned about one by one per filter configuration
+/// (listeners, routes and HTTP/2 stream windows set their own); past them,
+/// one warning for all.
+const WARNED_KEPT: usize = 8;
 
 impl FilterConfig {
     /// Parses and checks the filter's JSON configuration (the same fields,
@@ -96,7 +95,7 @@ impl FilterConfig {
     pub fn parse(raw: &[u8]) -> Result<Self, ConfigError> {
         // The core's load-time warnings are about a limit the filter cannot
         // see (the Wasm filter's 413); this shell sees each stream's limit,
-        // scans only up to it, and warns per limit instead (`clamped`).
+        // scans only up to it, and warns per limit instead (`scan_limit`).
         let config = Config::parse(raw)?;
         let (store, carried) =
             store::shared(config.task_capacity, config.task_ttl_secs, unix_now_secs());
@@ -115,8 +114,8 @@ impl FilterConfig {
             store,
             metric_ids: [None; Counter::ALL.len()],
             readers: Readers::default(),
-            clamped: Default::default(),
-            clamped_overflow_logged: AtomicBool::new(false),
+            warned_limits: Default::default(),
+            warned_overflow: AtomicBool::new(false),
             filter_state_failed: AtomicBool::new(false),
         })
     }
@@ -136,79 +135,55 @@ impl FilterConfig {
         }
     }
 
-    /// Where a stream under the buffer limit `limit` finds its
-    /// configuration: `None` for this one (no limit, or one at or above
-    /// `max_scan_bytes`), else a copy that scans only up to the limit.
-    fn clamp_for(&self, limit: u64) -> Option<Clamped> {
+    /// `scan_limit_for`, with a warning the first time a limit below
+    /// `max_scan_bytes` is met.
+    fn scan_limit(&self, limit: u64) -> u64 {
         let scan_to = self.scan_limit_for(limit);
-        (scan_to < self.config.max_scan_bytes).then(|| self.clamped(scan_to))
+        if scan_to < self.config.max_scan_bytes {
+            self.warn_once(scan_to);
+        }
+        scan_to
     }
 
-    /// This configuration with `max_scan_bytes` lowered to `limit` (the
-    /// stream's buffer limit, below `max_scan_bytes`): made and logged once
-    /// per limit, in the first free slot, and shared by later streams; past
-    /// `CLAMPED_KEPT` limits, a stream's own copy.
+    /// Warns that streams under the buffer limit `limit` (below
+    /// `max_scan_bytes`) are read only up to it: once per limit, in the
+    /// first free slot; past `WARNED_KEPT` limits, once for all of them.
     // Streams under a lower limit are the rare case: kept out of the hooks.
     #[inline(never)]
-    fn clamped(&self, limit: u64) -> Clamped {
+    fn warn_once(&self, limit: u64) {
         let warn_clamped = |also: &str| {
             warn!(
                 "max_scan_bytes {} is above the stream's buffer limit ({limit} bytes): bodies are read up to {limit} bytes, past which Envoy would stop reading the client while the filter holds the body (to read that far, raise the route's request_body_buffer_limit, or the limit a filter before this one sets, to at least max_scan_bytes; {also})",
                 self.config.max_scan_bytes
             );
         };
-        for (i, slot) in self.clamped.iter().enumerate() {
-            let mut made = false;
-            // A free slot is taken here; streams of two new limits that
-            // race for it both go on with a slot that holds their own.
-            let kept = slot.get_or_init(|| {
-                made = true;
-                self.lowered(limit)
-            });
-            if made {
-                warn_clamped("logged once per limit");
+        for slot in &self.warned_limits {
+            // Read first: a limit already recorded costs no write to the
+            // slot's cache line. A free slot is taken here; of two new
+            // limits that race for it, the one that loses goes on to the
+            // next slot.
+            let mut kept = slot.load(Ordering::Relaxed);
+            if kept == 0 {
+                match slot.compare_exchange(0, limit, Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => {
+                        warn_clamped("logged once per limit");
+                        return;
+                    }
+                    Err(now) => kept = now,
+                }
             }
-            if kept.max_scan_bytes == limit {
-                return Clamped::Kept(i);
+            if kept == limit {
+                return;
             }
         }
-        if !self.clamped_overflow_logged.load(Ordering::Relaxed)
-            && !self.clamped_overflow_logged.swap(true, Ordering::Relaxed)
+        if !self.warned_overflow.load(Ordering::Relaxed)
+            && !self.warned_overflow.swap(true, Ordering::Relaxed)
         {
             warn_clamped(&format!(
-                "logged once for all limits past the first {CLAMPED_KEPT}"
+                "logged once for all limits past the first {WARNED_KEPT}"
             ));
         }
-        Clamped::Own(Box::new(self.lowered(limit)))
     }
-
-    fn lowered(&self, limit: u64) -> Config {
-        Config {
-            max_scan_bytes: limit,
-            ..self.config.clone()
-        }
-    }
-
-    /// The configuration a stream scans with.
-    fn scan_config<'a>(&'a self, clamped: &'a Option<Clamped>) -> &'a Config {
-        match clamped {
-            None => &self.config,
-            Some(Clamped::Kept(i)) => self
-                .clamped
-                .get(*i)
-                .and_then(OnceLock::get)
-                .unwrap_or(&self.config),
-            Some(Clamped::Own(config)) => config,
-        }
-    }
-}
-
-/// Where a stream's lowered configuration is.
-enum Clamped {
-    /// In the filter configuration's slot of this index.
-    Kept(usize),
-    /// Every slot held another limit: the stream's own.
-    Own(Box<Config>),
 }
 
 /// The core's view of this shell for one hook.
@@ -287,9 +262,9 @@ pub struct Filter {
 /// What one stream keeps between hooks.
 struct State {
     core: Core,
-    /// The configuration with `max_scan_bytes` lowered to the stream's
-    /// buffer limit, when that is smaller.
-    clamped: Option<Clamped>,
+    /// How far the request body is read while it is held:
+    /// `max_scan_bytes`, or the stream's buffer limit where that is lower.
+    scan_limit: u64,
     /// Request body bytes handed to the core (counted in "buffered, then
     /// received").
     seen: u64,
@@ -307,7 +282,7 @@ impl Filter {
             config,
             state: State {
                 core: Core::new(),
-                clamped: None,
+                scan_limit: u64::MAX,
                 seen: 0,
                 response_seen: 0,
                 counted: false,
@@ -402,7 +377,7 @@ impl State {
             // is held after it, so its chunk is read up to
             // `max_scan_bytes` (an HTTP/2 frame with END_STREAM may take
             // the body past the stream's window).
-            self.clamped = shared.clamp_for(host.buffer_limit());
+            self.scan_limit = shared.scan_limit(host.buffer_limit());
         }
         self.apply(shared, host, decision, Phase::Headers)
     }
@@ -420,11 +395,12 @@ impl State {
         if let (true, Some(limit)) = (self.seen > 0, crate::ffi::limit_probe()) {
             host.set_buffer_limit(limit);
         }
-        let scan_config = if end_of_stream {
+        let config = &shared.config;
+        let scan_limit = if end_of_stream {
             // The last callback holds nothing after it: the body is whole,
             // and its last chunk is read up to `max_scan_bytes` whatever
             // the stream's limit.
-            &shared.config
+            config.max_scan_bytes
         } else {
             // A filter before this one may have changed the stream's buffer
             // limit since the scan's limit was set from it, and Envoy
@@ -432,10 +408,10 @@ impl State {
             // and the next are read up to the new limit (or
             // `max_scan_bytes`).
             let limit = host.buffer_limit();
-            if shared.scan_limit_for(limit) != shared.scan_config(&self.clamped).max_scan_bytes {
-                self.clamped = shared.clamp_for(limit);
+            if shared.scan_limit_for(limit) != self.scan_limit {
+                self.scan_limit = shared.scan_limit(limit);
             }
-            shared.scan_config(&self.clamped)
+            self.scan_limit
         };
         let mut env = ShellEnv::new(shared);
         let read = {
@@ -447,7 +423,9 @@ impl State {
                     for (i, part) in fresh.iter().enumerate() {
                         self.seen += part.len() as u64;
                         let last = end_of_stream && i + 1 == fresh.len();
-                        let d = self.core.on_request_body(scan_config, part, last, &mut env);
+                        let d = self
+                            .core
+                            .on_request_body_within(config, scan_limit, part, last, &mut env);
                         if d.next != Next::NeedBody {
                             read = Read::Decided(d);
                             break;
@@ -460,18 +438,18 @@ impl State {
                         // after the last chunk would hold the request for
                         // ever.
                         let d = if fresh.is_empty() {
-                            self.core.on_request_body(scan_config, &[], true, &mut env)
+                            self.core.on_request_body(config, &[], true, &mut env)
                         } else {
-                            self.core.on_request_trailers(scan_config, &mut env)
+                            self.core.on_request_trailers(config, &mut env)
                         };
                         read = Read::Decided(d);
                     }
-                    if matches!(read, Read::Waiting) && self.seen > scan_config.max_scan_bytes {
+                    if matches!(read, Read::Waiting) && self.seen > scan_limit {
                         // A limit lowered under the bytes already held, in
                         // a callback with no new ones (new bytes end the
                         // core's read themselves): Envoy would stop reading
                         // the client, so the read ends here.
-                        let d = self.core.on_bytes_past_scan_limit(scan_config, &mut env);
+                        let d = self.core.on_bytes_past_scan_limit(config, &mut env);
                         read = Read::Decided(d);
                     }
                     read
@@ -494,9 +472,8 @@ impl State {
         if !self.core.reading_body() {
             return Action::Continue;
         }
-        let scan_config = shared.scan_config(&self.clamped);
         let mut env = ShellEnv::new(shared);
-        let decision = self.core.on_request_trailers(scan_config, &mut env);
+        let decision = self.core.on_request_trailers(&shared.config, &mut env);
         self.apply(shared, host, decision, Phase::Trailers)
     }
 

@@ -1576,10 +1576,10 @@ fn a_first_turn_of_exactly_the_stream_buffer_limit_is_minted() {
 }
 
 #[test]
-fn more_buffer_limits_than_kept_copies_still_cut_each_at_its_limit() {
-    // Nine routes with nine lower limits: eight get a kept copy of the
-    // configuration (one warning each), the ninth a copy per stream (one
-    // warning for all such limits), and every one cuts at its own limit.
+fn more_buffer_limits_than_warned_one_by_one_still_cut_each_at_its_limit() {
+    // Nine routes with nine lower limits: eight are warned about one by
+    // one, the ninth in one warning for all such limits, and every one
+    // cuts at its own limit.
     let c = config("{}");
     let body = send_long_text('z', 6000, "ctx-many-limits");
     let chunks = split(body.as_bytes(), &[1000, 2000, 3000, 4000, 5000]);
