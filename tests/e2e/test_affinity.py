@@ -430,29 +430,23 @@ def test_an_h2_body_whose_last_frame_passes_the_stream_limit_goes_through(
     assert not delta.get("scan_limit"), delta
 
 
-def test_an_h2_first_turn_whose_last_frame_passes_the_stream_limit_is_minted(h2_window):
-    # Four frames hold 60,000 bytes, under the stream's 64 KiB limit; the
-    # fifth, with END_STREAM, takes the first turn to 70,000 bytes. The
-    # whole body is read (nothing is held after the frame that ends it), so
-    # it is minted, and arrives with the minted contextId and no 413.
-    doc, body = _first_turn_of(70_000, 9, "m-h2-past")
-    pieces = [body[i:i + 15_000] for i in range(0, 60_000, 15_000)] + [body[60_000:]]
-    before = h2_window.stats()
-    got = _report(*send_h2(h2_window.port, "/", [("content-type", "application/json"),
-                                                 ("x-echo-body", "1")], pieces, whole_frames=True))
-    delta = counter_delta(before, h2_window.stats())
-    _assert_minted(got, doc)
-    assert delta.get("minted") == 1, delta
-
-
-def test_an_h2_first_turn_of_exactly_the_stream_limit_is_minted(h2_window):
-    # Four frames of exactly 65,536 bytes, the window and the stream's
-    # limit, then the end in an empty DATA frame: the body might have gone
-    # on, so the module holds the limit and waits (Envoy keeps the window
-    # open: the held body is not above its limit), and the end decides it
-    # whole. Envoy's ext_proc filter holds it to the end itself.
-    doc, body = _first_turn_of(H2_WINDOW, 8, "m-h2-edge")
-    pieces = [body[i:i + 16_384] for i in range(0, len(body), 16_384)] + [b""]
+@pytest.mark.parametrize("ending", ["past_the_limit", "at_the_limit"])
+def test_an_h2_first_turn_that_fills_the_stream_limit_is_minted(h2_window, ending):
+    # past_the_limit: four frames hold 60,000 bytes, under the stream's
+    # 64 KiB limit, and the fifth, with END_STREAM, takes the first turn to
+    # 70,000 bytes; nothing is held after the frame that ends the body, so
+    # the module reads it whole. at_the_limit: four frames of exactly
+    # 65,536 bytes, the window and the stream's limit, then the end in an
+    # empty DATA frame: the body might have gone on, so the module holds the
+    # limit and waits (Envoy keeps the window open: the held body is not
+    # above its limit), and the end decides it whole. Envoy's ext_proc
+    # filter holds the body to the end itself. Minted either way, no 413.
+    if ending == "past_the_limit":
+        doc, body = _first_turn_of(70_000, 9, "m-h2-past")
+        pieces = [body[i:i + 15_000] for i in range(0, 60_000, 15_000)] + [body[60_000:]]
+    else:
+        doc, body = _first_turn_of(H2_WINDOW, 8, "m-h2-edge")
+        pieces = [body[i:i + 16_384] for i in range(0, len(body), 16_384)] + [b""]
     before = h2_window.stats()
     got = _report(*send_h2(h2_window.port, "/", [("content-type", "application/json"),
                                                  ("x-echo-body", "1")], pieces, whole_frames=True))

@@ -37,6 +37,17 @@ fn send_counting(
     path: &str,
     chunks: &[&[u8]],
 ) -> (HeldRequest, usize) {
+    send_under(config, env, path, chunks, None)
+}
+
+/// `send_counting`, the host passing `scan_limit` (if any) with each chunk.
+fn send_under(
+    config: &Config,
+    env: &mut MockEnv,
+    path: &str,
+    chunks: &[&[u8]],
+    scan_limit: Option<u64>,
+) -> (HeldRequest, usize) {
     let length: usize = chunks.iter().map(|c| c.len()).sum();
     let head = RequestHead {
         method: "POST",
@@ -60,7 +71,11 @@ fn send_counting(
         held.body.extend_from_slice(chunk);
         arrived += chunk.len();
         if next == Next::NeedBody {
-            let decision = stream.on_request_body(config, chunk, i + 1 == chunks.len(), env);
+            let last = i + 1 == chunks.len();
+            let decision = match scan_limit {
+                Some(limit) => stream.on_request_body_within(config, limit, chunk, last, env),
+                None => stream.on_request_body(config, chunk, last, env),
+            };
             next = held.apply(config, decision, env);
         }
         if next == Next::Continue {
@@ -489,33 +504,9 @@ fn a_host_scan_limit_ends_the_read_below_max_scan_bytes_never_above_it() {
         (&far, 1 << 20, None),
     ] {
         for size in [1, 7, 64, 1000] {
-            let chunks = splits::chunks(body.as_bytes(), size);
             let mut env = MockEnv::default();
-            let head = RequestHead {
-                method: "POST",
-                path: "/",
-                content_type: Some("application/json"),
-                content_encoding: None,
-                content_length: Some(body.len() as u64),
-                client_header: false,
-            };
-            let mut held = HeldRequest {
-                headers: vec![],
-                body: vec![],
-            };
-            let mut stream = Stream::new();
-            let decision = stream.on_request_headers(&config, &head, false, &mut env);
-            let mut next = held.apply(&config, decision, &mut env);
-            for (i, chunk) in chunks.iter().enumerate() {
-                if next != Next::NeedBody {
-                    break;
-                }
-                let last = i + 1 == chunks.len();
-                let decision =
-                    stream.on_request_body_within(&config, scan_limit, chunk, last, &mut env);
-                next = held.apply(&config, decision, &mut env);
-            }
-            assert_eq!(next, Next::Continue, "{scan_limit} in chunks of {size}");
+            let chunks = splits::chunks(body.as_bytes(), size);
+            let (held, _) = send_under(&config, &mut env, "/", &chunks, Some(scan_limit));
             assert_eq!(
                 header(&held).as_deref(),
                 routed,
