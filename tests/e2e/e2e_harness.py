@@ -339,6 +339,69 @@ class Figures:
             self.runs[key] = value
 
 
+def assert_minted(got, doc):
+    """The upstream got `doc` with a contextId added to its message, the same
+    value as the one header it got; returns that contextId."""
+    arrived = json.loads(got["body"])
+    minted = arrived["params"]["message"].pop("contextId", None)
+    assert minted is not None and got["context_ids"] == [minted], got["context_ids"]
+    assert arrived == doc
+    return minted
+
+
+def first_turn_of(size, rpc_id, message_id):
+    """A JSON-RPC first turn (no contextId) padded to exactly `size` bytes:
+    (the document, its bytes)."""
+    doc = {"jsonrpc": "2.0", "id": rpc_id, "method": "message/send",
+           "params": {"message": {"kind": "message", "messageId": message_id, "role": "user",
+                                  "parts": [{"kind": "text", "text": ""}]}}}
+    doc["params"]["message"]["parts"][0]["text"] = "e" * (size - len(json.dumps(doc).encode()))
+    body = json.dumps(doc).encode()
+    assert len(body) == size
+    return doc, body
+
+
+# Envoy Gateway's HTTP/2 stream window.
+H2_WINDOW = 65536
+
+
+def h2_window_config(path):
+    """The configuration at `path` with Envoy Gateway's HTTP/2 stream window
+    and, as there, no route buffer limit: an HTTP/2 stream's buffer limit is
+    then its window."""
+    cfg = load_config(path)
+    manager = hcm(cfg)
+    manager["http2_protocol_options"] = {"initial_stream_window_size": H2_WINDOW}
+    for vhost in manager["route_config"]["virtual_hosts"]:
+        for route in vhost["routes"]:
+            route.pop("request_body_buffer_limit", None)
+    return cfg
+
+
+def body_past_the_window(ctx, inside):
+    """A `message/send` of about 70 KB with the contextId `ctx` 48 KB in
+    (`inside` the window) or past the window, where only the last of
+    `frames_past_the_window`'s frames holds it."""
+    before_ctx, after_ctx = (48_000, 22_000) if inside else (70_000, 0)
+    body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "message/send", "params": {"message": {
+        "kind": "message", "messageId": "m-w", "role": "user",
+        "parts": [{"kind": "text", "text": "w" * before_ctx}], "contextId": ctx,
+        "metadata": {"note": "v" * after_ctx}}}}).encode()
+    at = body.index(ctx.encode())
+    assert 48_000 < at < 60_000 if inside else at > H2_WINDOW, at
+    return body
+
+
+def frames_past_the_window(body, frame, held):
+    """`body` as DATA frames of `frame` bytes up to `held` bytes (at most the
+    window), then the rest in one frame (at most 16 KiB) that takes it past
+    the window: five frames."""
+    pieces = [body[i:i + frame] for i in range(0, held, frame)] + [body[held:]]
+    assert sum(map(len, pieces[:-1])) == held <= H2_WINDOW < len(body)
+    assert len(pieces) == 5 and len(pieces[-1]) <= 16_384
+    return pieces
+
+
 def affinity(exchanges, replicas):
     """Where each contextId's requests landed: the fraction of contexts whose
     requests all reached one replica, and contexts and requests per replica."""

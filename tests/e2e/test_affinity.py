@@ -12,9 +12,11 @@ import random
 import pytest
 
 from a2a_bodies import BINDINGS, context_ids, exchange
-from a2a_harness import REPO, current_shell, hcm, load_config
-from e2e_harness import (Exchange, affinity, counter_delta, post_in_a_burst, predict_hosts,
-                         send_all, send_chunked, send_h2, send_h2_interleaved, sha256)
+from a2a_harness import REPO, current_shell
+from e2e_harness import (H2_WINDOW, Exchange, affinity, assert_minted, body_past_the_window,
+                         counter_delta, first_turn_of, frames_past_the_window, h2_window_config,
+                         post_in_a_burst, predict_hosts, send_all, send_chunked, send_h2,
+                         send_h2_interleaved, sha256)
 
 CONFIGS = {"ring": "envoy/envoy.yaml", "maglev": "envoy/envoy-maglev.yaml"}
 CONTEXTS = int(os.environ.get("E2E_CONTEXTS", "1000"))
@@ -115,28 +117,6 @@ def _post_echoed(envoy, body):
     delta = counter_delta(before, envoy.stats())
     assert ex.status == 200, ex.raw[:300]
     return ex, delta
-
-
-def _assert_minted(got, doc):
-    """The upstream got `doc` with a contextId added to its message, the same
-    value as the one header it got; returns that contextId."""
-    arrived = json.loads(got["body"])
-    minted = arrived["params"]["message"].pop("contextId", None)
-    assert minted is not None and got["context_ids"] == [minted], got["context_ids"]
-    assert arrived == doc
-    return minted
-
-
-def _first_turn_of(size, rpc_id, message_id):
-    """A JSON-RPC first turn (no contextId) padded to exactly `size` bytes:
-    (the document, its bytes)."""
-    doc = {"jsonrpc": "2.0", "id": rpc_id, "method": "message/send",
-           "params": {"message": {"kind": "message", "messageId": message_id, "role": "user",
-                                  "parts": [{"kind": "text", "text": ""}]}}}
-    doc["params"]["message"]["parts"][0]["text"] = "e" * (size - len(json.dumps(doc).encode()))
-    body = json.dumps(doc).encode()
-    assert len(body) == size
-    return doc, body
 
 
 def _report(status, raw):
@@ -312,7 +292,7 @@ def test_first_turn_gets_a_minted_context_id(ring):
     body = json.dumps(doc).encode()
     ex, delta = _post_echoed(ring, body)
     got = ex.report
-    minted = _assert_minted(got, doc)
+    minted = assert_minted(got, doc)
     assert len(minted) == 36 and minted[14] == "4", minted
     assert got["body_length"] == len(got["body"].encode())
     assert delta.get("minted") == 1, delta
@@ -328,7 +308,7 @@ def test_a_first_turn_of_exactly_max_scan_bytes_is_minted(ring, past, framing):
     # more and the body goes on past the limit: it passes unchanged.
     scan = 262144
     assert f'"max_scan_bytes": {scan},' in (REPO / CONFIGS["ring"]).read_text()
-    doc, body = _first_turn_of(scan + past, 6, "m-edge")
+    doc, body = first_turn_of(scan + past, 6, "m-edge")
     if framing == "length":
         ex, delta = _post_echoed(ring, body)
         got = ex.report
@@ -342,7 +322,7 @@ def test_a_first_turn_of_exactly_max_scan_bytes_is_minted(ring, past, framing):
         assert (got["context_ids"], got["body_sha256"]) == ([], sha256(body))
         assert delta.get("scan_limit") == 1, delta
         return
-    _assert_minted(got, doc)
+    assert_minted(got, doc)
     assert got["body_length"] == len(got["body"].encode()) == len(body) + 51
     assert delta.get("minted") == 1, delta
 
@@ -368,11 +348,8 @@ def test_minting_over_chunked_and_h2_uploads(ring, transport):
         trailers = [("x-trailer", "t")] if transport.startswith("h2-trailers") else []
         status, raw = send_h2(ring.port, "/", headers, pieces, trailers=trailers)
     got = _report(status, raw)
-    _assert_minted(got, doc)
+    assert_minted(got, doc)
     assert got["body_length"] == len(got["body"].encode())
-
-
-H2_WINDOW = 65536
 
 
 @pytest.fixture(scope="module")
@@ -385,13 +362,7 @@ def h2_window(start_envoy):
     if current_shell() == "wasm":
         pytest.skip("the Wasm filter needs a stream limit of max_scan_bytes plus one read "
                     "(README, max_scan_bytes); under it Envoy answers 413, as documented")
-    cfg = load_config(CONFIGS["ring"])
-    manager = hcm(cfg)
-    manager["http2_protocol_options"] = {"initial_stream_window_size": H2_WINDOW}
-    for vhost in manager["route_config"]["virtual_hosts"]:
-        for route in vhost["routes"]:
-            route.pop("request_body_buffer_limit", None)
-    return start_envoy(cfg, name="h2-window")
+    return start_envoy(h2_window_config(CONFIGS["ring"]), name="h2-window")
 
 
 @pytest.mark.parametrize("frames", ["across", "to"])
@@ -409,17 +380,9 @@ def test_an_h2_body_whose_last_frame_passes_the_stream_limit_goes_through(
     # with the chunk that ends the stream, past the limit: the server reads
     # the whole body.
     ctx = f"h2-window-{context_at}-{frames}"
-    before_ctx, after_ctx = (48_000, 22_000) if context_at == "inside" else (70_000, 0)
-    body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "message/send", "params": {"message": {
-        "kind": "message", "messageId": "m-w", "role": "user",
-        "parts": [{"kind": "text", "text": "w" * before_ctx}], "contextId": ctx,
-        "metadata": {"note": "v" * after_ctx}}}}).encode()
-    at = body.index(ctx.encode())
-    assert 48_000 < at < 60_000 if context_at == "inside" else at > H2_WINDOW, at
+    body = body_past_the_window(ctx, context_at == "inside")
     frame, held = (15_000, 60_000) if frames == "across" else (16_384, H2_WINDOW)
-    pieces = [body[i:i + frame] for i in range(0, held, frame)] + [body[held:]]
-    assert sum(map(len, pieces[:-1])) == held <= H2_WINDOW < len(body)
-    assert len(pieces) == 5 and len(pieces[-1]) <= 16_384
+    pieces = frames_past_the_window(body, frame, held)
     before = h2_window.stats()
     status, raw = send_h2(h2_window.port, "/", [("content-type", "application/json")], pieces,
                           whole_frames=True)
@@ -442,16 +405,16 @@ def test_an_h2_first_turn_that_fills_the_stream_limit_is_minted(h2_window, endin
     # above its limit), and the end decides it whole. Envoy's ext_proc
     # filter holds the body to the end itself. Minted either way, no 413.
     if ending == "past_the_limit":
-        doc, body = _first_turn_of(70_000, 9, "m-h2-past")
-        pieces = [body[i:i + 15_000] for i in range(0, 60_000, 15_000)] + [body[60_000:]]
+        doc, body = first_turn_of(70_000, 9, "m-h2-past")
+        pieces = frames_past_the_window(body, 15_000, 60_000)
     else:
-        doc, body = _first_turn_of(H2_WINDOW, 8, "m-h2-edge")
+        doc, body = first_turn_of(H2_WINDOW, 8, "m-h2-edge")
         pieces = [body[i:i + 16_384] for i in range(0, len(body), 16_384)] + [b""]
     before = h2_window.stats()
     got = _report(*send_h2(h2_window.port, "/", [("content-type", "application/json"),
                                                  ("x-echo-body", "1")], pieces, whole_frames=True))
     delta = counter_delta(before, h2_window.stats())
-    _assert_minted(got, doc)
+    assert_minted(got, doc)
     assert delta.get("minted") == 1, delta
 
 

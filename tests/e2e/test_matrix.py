@@ -6,15 +6,19 @@ dynamic module is built against Envoy 1.40's ABI (v0.2.0), which 1.38 and
 1.39 load with a deprecation warning and 1.36 and 1.37 cannot (callbacks the
 module calls are missing: test_configs.py checks that they refuse it);
 ext_proc works with all. (1.38 is covered by the 1.38.2 wheel: the PyPI
-1.38.3 wheel is built without any Wasm runtime.)"""
+1.38.3 wheel is built without any Wasm runtime.) Also HTTP/2 bodies past
+Envoy Gateway's 64 KiB stream window, as test_affinity.py sends them to 1.40."""
 
+import json
 import random
 
 import pytest
 
 from a2a_bodies import context_ids, send_rounds
 from a2a_harness import DYNAMIC_MODULE_VERSIONS, ENVOY_BINARIES, current_shell
-from e2e_harness import Exchange, affinity, not_where_predicted, post_in_a_burst, send_all, sha256
+from e2e_harness import (H2_WINDOW, Exchange, affinity, assert_minted, body_past_the_window,
+                         counter_delta, first_turn_of, frames_past_the_window, h2_window_config,
+                         not_where_predicted, post_in_a_burst, send_all, send_h2, sha256)
 
 # 1.39.0 is the patch Envoy Gateway v1.9 ships.
 VERSIONS = ["1.36.4", "1.37.0", "1.38.2", "1.39.0", "1.39.3"]
@@ -72,3 +76,43 @@ def test_quick_affinity_on_older_envoy(start_envoy, upstreams, figures, version,
                     f"requests, {100 * seen['affinity']:.1f}% on one replica, all where "
                     "envoy-lb predicts"),
     })
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_an_h2_body_past_the_stream_window_on_older_envoy(start_envoy, version):
+    # Envoy Gateway's 64 KiB HTTP/2 window and no route limit (Envoy Gateway
+    # v1.9 runs 1.39.0), as test_affinity.py's h2_window on 1.40: bodies held
+    # in four frames under the window or exactly up to it, ended by a fifth
+    # that passes it, arrive whole, neither answered 413 nor stalled, routed
+    # by a contextId 48 KB in and by one in the last frame; a first turn so
+    # sent is minted. Not for the Wasm filter (test_affinity.py, h2_window).
+    if current_shell() == "wasm":
+        pytest.skip("the Wasm filter needs a stream limit of max_scan_bytes plus one read "
+                    "(README, max_scan_bytes); under it Envoy answers 413, as documented")
+    if version not in SHELL_VERSIONS[current_shell()]:
+        pytest.skip(f"Envoy {version} cannot load the {current_shell()} shell")
+    binary = ENVOY_BINARIES[version]
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: run scripts/setup.sh", pytrace=False)
+    envoy = start_envoy(h2_window_config(CONFIGS["ring"]), name=f"h2-window-{version}",
+                        binary=binary)
+    json_body = [("content-type", "application/json")]
+    before = envoy.stats()
+    for inside in (True, False):
+        for frame, held in ((15_000, 60_000), (16_384, H2_WINDOW)):
+            ctx = f"h2-window-{version}-{inside}-{held}"
+            body = body_past_the_window(ctx, inside)
+            status, raw = send_h2(envoy.port, "/", json_body,
+                                  frames_past_the_window(body, frame, held), whole_frames=True)
+            assert status == 200, raw[:300]
+            got = json.loads(raw)
+            assert (got["body_sha256"], got["body_length"]) == (sha256(body), len(body))
+            assert got["context_ids"] == [ctx], (inside, held, got["context_ids"])
+    doc, body = first_turn_of(70_000, 9, "m-h2-past")
+    status, raw = send_h2(envoy.port, "/", json_body + [("x-echo-body", "1")],
+                          frames_past_the_window(body, 15_000, 60_000), whole_frames=True)
+    assert status == 200, raw[:300]
+    assert_minted(json.loads(raw), doc)
+    delta = counter_delta(before, envoy.stats())
+    assert (delta.get("context_found"), delta.get("minted")) == (4, 1), delta
+    assert not delta.get("scan_limit"), delta
