@@ -363,6 +363,9 @@ def first_turn_of(size, rpc_id, message_id):
 
 # Envoy Gateway's HTTP/2 stream window.
 H2_WINDOW = 65536
+# Why the Wasm filter is not run under that window without a route limit.
+WASM_UNDER_A_WINDOW = ("the Wasm filter needs a stream limit of max_scan_bytes plus one read "
+                       "(README, max_scan_bytes); under it Envoy answers 413, as documented")
 
 
 def h2_window_config(path):

@@ -13,10 +13,11 @@ import pytest
 
 from a2a_bodies import BINDINGS, context_ids, exchange
 from a2a_harness import REPO, current_shell
-from e2e_harness import (H2_WINDOW, Exchange, affinity, assert_minted, body_past_the_window,
-                         counter_delta, first_turn_of, frames_past_the_window, h2_window_config,
-                         post_in_a_burst, predict_hosts, send_all, send_chunked, send_h2,
-                         send_h2_interleaved, sha256)
+from e2e_harness import (H2_WINDOW, WASM_UNDER_A_WINDOW, Exchange, affinity, assert_minted,
+                         body_past_the_window, counter_delta, first_turn_of,
+                         frames_past_the_window, h2_window_config, post_in_a_burst,
+                         predict_hosts, send_all, send_chunked, send_h2, send_h2_interleaved,
+                         sha256)
 
 CONFIGS = {"ring": "envoy/envoy.yaml", "maglev": "envoy/envoy-maglev.yaml"}
 CONTEXTS = int(os.environ.get("E2E_CONTEXTS", "1000"))
@@ -360,8 +361,7 @@ def h2_window(start_envoy):
     its documented max_scan_bytes-plus-one-read rule (README,
     max_scan_bytes), and Envoy answers 413."""
     if current_shell() == "wasm":
-        pytest.skip("the Wasm filter needs a stream limit of max_scan_bytes plus one read "
-                    "(README, max_scan_bytes); under it Envoy answers 413, as documented")
+        pytest.skip(WASM_UNDER_A_WINDOW)
     return start_envoy(h2_window_config(CONFIGS["ring"]), name="h2-window")
 
 

@@ -16,9 +16,10 @@ import pytest
 
 from a2a_bodies import context_ids, send_rounds
 from a2a_harness import DYNAMIC_MODULE_VERSIONS, ENVOY_BINARIES, current_shell
-from e2e_harness import (H2_WINDOW, Exchange, affinity, assert_minted, body_past_the_window,
-                         counter_delta, first_turn_of, frames_past_the_window, h2_window_config,
-                         not_where_predicted, post_in_a_burst, send_all, send_h2, sha256)
+from e2e_harness import (H2_WINDOW, WASM_UNDER_A_WINDOW, Exchange, affinity, assert_minted,
+                         body_past_the_window, counter_delta, first_turn_of,
+                         frames_past_the_window, h2_window_config, not_where_predicted,
+                         post_in_a_burst, send_all, send_h2, sha256)
 
 # 1.39.0 is the patch Envoy Gateway v1.9 ships.
 VERSIONS = ["1.36.4", "1.37.0", "1.38.2", "1.39.0", "1.39.3"]
@@ -29,14 +30,21 @@ BINDINGS = ["jsonrpc-0.3 message/send", "jsonrpc-1.0 SendMessage", "rest-1.0 /me
 CONTEXTS = 100
 
 
-@pytest.mark.parametrize("lb", sorted(CONFIGS))
-@pytest.mark.parametrize("version", VERSIONS)
-def test_quick_affinity_on_older_envoy(start_envoy, upstreams, figures, version, lb):
+def _envoy_binary(version):
+    """The Envoy of `version`, if it loads the shell under test (else the
+    test is skipped)."""
     if version not in SHELL_VERSIONS[current_shell()]:
         pytest.skip(f"Envoy {version} cannot load the {current_shell()} shell")
     binary = ENVOY_BINARIES[version]
     if not binary.exists():
         pytest.fail(f"{binary} is missing: run scripts/setup.sh", pytrace=False)
+    return binary
+
+
+@pytest.mark.parametrize("lb", sorted(CONFIGS))
+@pytest.mark.parametrize("version", VERSIONS)
+def test_quick_affinity_on_older_envoy(start_envoy, upstreams, figures, version, lb):
+    binary = _envoy_binary(version)
     envoy = start_envoy(CONFIGS[lb], name=f"envoy-{version}-{lb}", binary=binary)
     assert version in envoy.admin("/server_info")
     rng = random.Random(f"matrix-{version}-{lb}")
@@ -87,15 +95,9 @@ def test_an_h2_body_past_the_stream_window_on_older_envoy(start_envoy, version):
     # by a contextId 48 KB in and by one in the last frame; a first turn so
     # sent is minted. Not for the Wasm filter (test_affinity.py, h2_window).
     if current_shell() == "wasm":
-        pytest.skip("the Wasm filter needs a stream limit of max_scan_bytes plus one read "
-                    "(README, max_scan_bytes); under it Envoy answers 413, as documented")
-    if version not in SHELL_VERSIONS[current_shell()]:
-        pytest.skip(f"Envoy {version} cannot load the {current_shell()} shell")
-    binary = ENVOY_BINARIES[version]
-    if not binary.exists():
-        pytest.fail(f"{binary} is missing: run scripts/setup.sh", pytrace=False)
+        pytest.skip(WASM_UNDER_A_WINDOW)
     envoy = start_envoy(h2_window_config(CONFIGS["ring"]), name=f"h2-window-{version}",
-                        binary=binary)
+                        binary=_envoy_binary(version))
     json_body = [("content-type", "application/json")]
     before = envoy.stats()
     for inside in (True, False):
