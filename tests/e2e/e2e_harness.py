@@ -339,6 +339,12 @@ class Figures:
             self.runs[key] = value
 
 
+def report(status, raw):
+    """The upstream's report of what it received, from a 200 answer."""
+    assert status == 200, raw[:300]
+    return json.loads(raw)
+
+
 def assert_minted(got, doc):
     """The upstream got `doc` with a contextId added to its message, the same
     value as the one header it got; returns that contextId."""
@@ -393,6 +399,12 @@ def body_past_the_window(ctx, inside):
     at = body.index(ctx.encode())
     assert 48_000 < at < 60_000 if inside else at > H2_WINDOW, at
     return body
+
+
+# How frames_past_the_window holds a body before its last frame, as
+# (frame, held): four frames under the window, or four that fill it exactly.
+HELD_ACROSS = (15_000, 60_000)
+HELD_TO = (16_384, H2_WINDOW)
 
 
 def frames_past_the_window(body, frame, held):

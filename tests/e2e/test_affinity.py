@@ -13,11 +13,11 @@ import pytest
 
 from a2a_bodies import BINDINGS, context_ids, exchange
 from a2a_harness import REPO, current_shell
-from e2e_harness import (H2_WINDOW, WASM_UNDER_A_WINDOW, Exchange, affinity, assert_minted,
-                         body_past_the_window, counter_delta, first_turn_of,
-                         frames_past_the_window, h2_window_config, post_in_a_burst,
-                         predict_hosts, send_all, send_chunked, send_h2, send_h2_interleaved,
-                         sha256)
+from e2e_harness import (H2_WINDOW, HELD_ACROSS, HELD_TO, WASM_UNDER_A_WINDOW, Exchange,
+                         affinity, assert_minted, body_past_the_window, counter_delta,
+                         first_turn_of, frames_past_the_window, h2_window_config,
+                         post_in_a_burst, predict_hosts, report, send_all, send_chunked, send_h2,
+                         send_h2_interleaved, sha256)
 
 CONFIGS = {"ring": "envoy/envoy.yaml", "maglev": "envoy/envoy-maglev.yaml"}
 CONTEXTS = int(os.environ.get("E2E_CONTEXTS", "1000"))
@@ -120,18 +120,13 @@ def _post_echoed(envoy, body):
     return ex, delta
 
 
-def _report(status, raw):
-    assert status == 200, raw[:300]
-    return json.loads(raw)
-
-
 def test_context_in_a_late_chunk_of_a_chunked_upload(ring):
     ctx = "late-chunk-7f3a"
     body = _late_context_body(ctx, 100_000)
     chunks = [body[i:i + 4096] for i in range(0, len(body), 4096)]
     status, raw = send_chunked(ring.port, "/", [("content-type", "application/json")], chunks,
                                delay=0.002)
-    got = _report(status, raw)
+    got = report(status, raw)
     assert (got["body_sha256"], got["body_length"]) == (sha256(body), len(body))
     assert got["context_ids"] == [ctx]
     assert got["replica"] == where(ring, ctx)
@@ -157,7 +152,7 @@ def test_context_split_across_chunk_boundaries(ring, binding):
             failures.append(f"cut at byte {cut}: {got}")
     pieces = [body[i:i + 3] for i in range(0, len(body), 3)]
     status, raw = send_chunked(ring.port, ex.path, ex.headers, pieces, delay=0.001)
-    got = _report(status, raw)
+    got = report(status, raw)
     if (got["context_ids"], got["body_sha256"]) != ([ctx], sha256(body)):
         failures.append(f"3-byte pieces: {got}")
     assert not failures, "\n".join(failures[:10])
@@ -177,7 +172,7 @@ def test_body_ended_by_trailers(ring, transport, text_bytes):
         status, raw = send_h2(ring.port, "/", headers, chunks, trailers=trailers)
     else:
         status, raw = send_chunked(ring.port, "/", headers, chunks, delay=0.001, trailers=trailers)
-    got = _report(status, raw)
+    got = report(status, raw)
     assert (got["body_sha256"], got["body_length"]) == (sha256(body), len(body))
     assert got["context_ids"] == [ctx]
     assert got["replica"] == where(ring, ctx)
@@ -196,7 +191,7 @@ def test_http2_body_without_context_id_finishes_in_trailers(ring):
     status, raw = send_h2(ring.port, "/", [("content-type", "application/json"),
                                            ("x-context-id", "client-h2")], chunks,
                           trailers=[("x-trailer", "done")])
-    got = _report(status, raw)
+    got = report(status, raw)
     assert (got["body_sha256"], got["body_length"]) == (sha256(body), len(body))
     assert got["context_ids"] == ["client-h2"]
     # The filter read the body to its end and decided on the task id.
@@ -209,7 +204,7 @@ def test_http2_without_trailers(ring):
     body = _late_context_body(ctx, 2_000)
     status, raw = send_h2(ring.port, "/a2a", [("content-type", "application/json")],
                           [body[:700], body[700:1500], body[1500:]])
-    got = _report(status, raw)
+    got = report(status, raw)
     assert (got["body_sha256"], got["context_ids"]) == (sha256(body), [ctx])
 
 
@@ -316,7 +311,7 @@ def test_a_first_turn_of_exactly_max_scan_bytes_is_minted(ring, past, framing):
     else:
         before = ring.stats()
         pieces = [body[i:i + 65536] for i in range(0, len(body), 65536)]
-        got = _report(*send_chunked(ring.port, "/", [("content-type", "application/json"),
+        got = report(*send_chunked(ring.port, "/", [("content-type", "application/json"),
                                                      ("x-echo-body", "1")], pieces))
         delta = counter_delta(before, ring.stats())
     if past:
@@ -348,7 +343,7 @@ def test_minting_over_chunked_and_h2_uploads(ring, transport):
     else:
         trailers = [("x-trailer", "t")] if transport.startswith("h2-trailers") else []
         status, raw = send_h2(ring.port, "/", headers, pieces, trailers=trailers)
-    got = _report(status, raw)
+    got = report(status, raw)
     assert_minted(got, doc)
     assert got["body_length"] == len(got["body"].encode())
 
@@ -381,12 +376,11 @@ def test_an_h2_body_whose_last_frame_passes_the_stream_limit_goes_through(
     # the whole body.
     ctx = f"h2-window-{context_at}-{frames}"
     body = body_past_the_window(ctx, context_at == "inside")
-    frame, held = (15_000, 60_000) if frames == "across" else (16_384, H2_WINDOW)
-    pieces = frames_past_the_window(body, frame, held)
+    pieces = frames_past_the_window(body, *(HELD_ACROSS if frames == "across" else HELD_TO))
     before = h2_window.stats()
     status, raw = send_h2(h2_window.port, "/", [("content-type", "application/json")], pieces,
                           whole_frames=True)
-    got = _report(status, raw)
+    got = report(status, raw)
     delta = counter_delta(before, h2_window.stats())
     assert (got["body_sha256"], got["body_length"]) == (sha256(body), len(body))
     assert got["context_ids"] == [ctx], got["context_ids"]
@@ -406,12 +400,12 @@ def test_an_h2_first_turn_that_fills_the_stream_limit_is_minted(h2_window, endin
     # filter holds the body to the end itself. Minted either way, no 413.
     if ending == "past_the_limit":
         doc, body = first_turn_of(70_000, 9, "m-h2-past")
-        pieces = frames_past_the_window(body, 15_000, 60_000)
+        pieces = frames_past_the_window(body, *HELD_ACROSS)
     else:
         doc, body = first_turn_of(H2_WINDOW, 8, "m-h2-edge")
         pieces = [body[i:i + 16_384] for i in range(0, len(body), 16_384)] + [b""]
     before = h2_window.stats()
-    got = _report(*send_h2(h2_window.port, "/", [("content-type", "application/json"),
+    got = report(*send_h2(h2_window.port, "/", [("content-type", "application/json"),
                                                  ("x-echo-body", "1")], pieces, whole_frames=True))
     delta = counter_delta(before, h2_window.stats())
     assert_minted(got, doc)
@@ -424,6 +418,6 @@ def test_http2_duplicate_client_headers_collapse_to_the_body_value(ring):
     status, raw = send_h2(ring.port, "/", [("content-type", "application/json"),
                                            ("x-context-id", "one"), ("x-context-id", "two")],
                           [body[:300], body[300:]])
-    got = _report(status, raw)
+    got = report(status, raw)
     assert (got["context_ids"], got["body_sha256"]) == ([ctx], sha256(body))
     assert got["replica"] == where(ring, ctx)

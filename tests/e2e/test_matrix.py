@@ -9,17 +9,16 @@ ext_proc works with all. (1.38 is covered by the 1.38.2 wheel: the PyPI
 1.38.3 wheel is built without any Wasm runtime.) Also HTTP/2 bodies past
 Envoy Gateway's 64 KiB stream window, as test_affinity.py sends them to 1.40."""
 
-import json
 import random
 
 import pytest
 
 from a2a_bodies import context_ids, send_rounds
 from a2a_harness import DYNAMIC_MODULE_VERSIONS, ENVOY_BINARIES, current_shell
-from e2e_harness import (H2_WINDOW, WASM_UNDER_A_WINDOW, Exchange, affinity, assert_minted,
-                         body_past_the_window, counter_delta, first_turn_of,
+from e2e_harness import (HELD_ACROSS, HELD_TO, WASM_UNDER_A_WINDOW, Exchange, affinity,
+                         assert_minted, body_past_the_window, counter_delta, first_turn_of,
                          frames_past_the_window, h2_window_config, not_where_predicted,
-                         post_in_a_burst, send_all, send_h2, sha256)
+                         post_in_a_burst, report, send_all, send_h2, sha256)
 
 # 1.39.0 is the patch Envoy Gateway v1.9 ships.
 VERSIONS = ["1.36.4", "1.37.0", "1.38.2", "1.39.0", "1.39.3"]
@@ -101,20 +100,17 @@ def test_an_h2_body_past_the_stream_window_on_older_envoy(start_envoy, version):
     json_body = [("content-type", "application/json")]
     before = envoy.stats()
     for inside in (True, False):
-        for frame, held in ((15_000, 60_000), (16_384, H2_WINDOW)):
+        for frame, held in (HELD_ACROSS, HELD_TO):
             ctx = f"h2-window-{version}-{inside}-{held}"
             body = body_past_the_window(ctx, inside)
-            status, raw = send_h2(envoy.port, "/", json_body,
-                                  frames_past_the_window(body, frame, held), whole_frames=True)
-            assert status == 200, raw[:300]
-            got = json.loads(raw)
+            got = report(*send_h2(envoy.port, "/", json_body,
+                                  frames_past_the_window(body, frame, held), whole_frames=True))
             assert (got["body_sha256"], got["body_length"]) == (sha256(body), len(body))
             assert got["context_ids"] == [ctx], (inside, held, got["context_ids"])
     doc, body = first_turn_of(70_000, 9, "m-h2-past")
-    status, raw = send_h2(envoy.port, "/", json_body + [("x-echo-body", "1")],
-                          frames_past_the_window(body, 15_000, 60_000), whole_frames=True)
-    assert status == 200, raw[:300]
-    assert_minted(json.loads(raw), doc)
+    assert_minted(report(*send_h2(envoy.port, "/", json_body + [("x-echo-body", "1")],
+                                  frames_past_the_window(body, *HELD_ACROSS), whole_frames=True)),
+                  doc)
     delta = counter_delta(before, envoy.stats())
     assert (delta.get("context_found"), delta.get("minted")) == (4, 1), delta
     assert not delta.get("scan_limit"), delta
